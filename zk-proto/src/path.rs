@@ -1,0 +1,234 @@
+//! Znode paths: validation exactly as Apache ZooKeeper's `PathUtils`, chroot handling and
+//! parent/name splitting.
+
+use thiserror::Error;
+
+/// Why a path is not a valid znode path.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum PathError {
+    /// The path is empty.
+    #[error("path must not be empty")]
+    Empty,
+    /// The path does not start with `/`.
+    #[error("path {path:?} must start with a / character")]
+    NotAbsolute {
+        /// The path.
+        path: String,
+    },
+    /// The path ends with `/` (only the root may).
+    #[error("path {path:?} must not end with a / character")]
+    TrailingSlash {
+        /// The path.
+        path: String,
+    },
+    /// The path contains `//`.
+    #[error("path {path:?} has an empty node name at byte {offset}")]
+    EmptySegment {
+        /// The path.
+        path: String,
+        /// Byte offset of the second `/`.
+        offset: usize,
+    },
+    /// A segment is `.` or `..`.
+    #[error("path {path:?} has a relative segment {segment:?}; relative paths are not allowed")]
+    RelativeSegment {
+        /// The path.
+        path: String,
+        /// The offending segment.
+        segment: String,
+    },
+    /// A character ZooKeeper forbids: NUL, control characters U+0001–U+001F and U+007F–U+009F,
+    /// U+D800–U+F8FF, U+FFF0–U+FFFF, or one outside the Basic Multilingual Plane (Java sees it as
+    /// a surrogate pair, which is forbidden).
+    #[error("path {path:?} has the invalid character {ch:?} (U+{code:04X}) at byte {offset}", code = u32::from(*ch))]
+    InvalidChar {
+        /// The path.
+        path: String,
+        /// The character.
+        ch: char,
+        /// Its byte offset.
+        offset: usize,
+    },
+}
+
+fn is_forbidden_char(ch: char) -> bool {
+    matches!(u32::from(ch),
+        0x0000..=0x001F | 0x007F..=0x009F | 0xD800..=0xF8FF | 0xFFF0..=0xFFFF | 0x1_0000..)
+}
+
+/// Checks that `path` is a valid znode path.
+pub fn validate_path(path: &str) -> Result<(), PathError> {
+    let owned = || path.to_owned();
+    let Some(rest) = path.strip_prefix('/') else {
+        return Err(if path.is_empty() {
+            PathError::Empty
+        } else {
+            PathError::NotAbsolute { path: owned() }
+        });
+    };
+    if rest.is_empty() {
+        return Ok(());
+    }
+    if rest.ends_with('/') {
+        return Err(PathError::TrailingSlash { path: owned() });
+    }
+    let mut offset = 1;
+    for segment in rest.split('/') {
+        if segment.is_empty() {
+            return Err(PathError::EmptySegment {
+                path: owned(),
+                offset,
+            });
+        }
+        if segment == "." || segment == ".." {
+            return Err(PathError::RelativeSegment {
+                path: owned(),
+                segment: segment.to_owned(),
+            });
+        }
+        if let Some((i, ch)) = segment
+            .char_indices()
+            .find(|&(_, ch)| is_forbidden_char(ch))
+        {
+            return Err(PathError::InvalidChar {
+                path: owned(),
+                ch,
+                offset: offset + i,
+            });
+        }
+        offset += segment.len() + 1;
+    }
+    Ok(())
+}
+
+/// Checks the path of a create request. For sequential modes the server appends a suffix, so a
+/// trailing `/` is allowed (`/queue/` creates `/queue/0000000001`), as in Apache's client.
+pub fn validate_create_path(path: &str, sequential: bool) -> Result<(), PathError> {
+    if sequential {
+        validate_path(&format!("{path}1")).map_err(|e| match e {
+            // Report errors against the path the caller gave.
+            PathError::InvalidChar { ch, offset, .. } => PathError::InvalidChar {
+                path: path.to_owned(),
+                ch,
+                offset,
+            },
+            PathError::EmptySegment { offset, .. } => PathError::EmptySegment {
+                path: path.to_owned(),
+                offset,
+            },
+            PathError::RelativeSegment { segment, .. } => PathError::RelativeSegment {
+                path: path.to_owned(),
+                segment,
+            },
+            PathError::NotAbsolute { .. } if path.is_empty() => PathError::Empty,
+            PathError::NotAbsolute { .. } => PathError::NotAbsolute {
+                path: path.to_owned(),
+            },
+            other => other,
+        })
+    } else {
+        validate_path(path)
+    }
+}
+
+/// Splits a path into its parent and its last segment; `None` for the root.
+///
+/// ```
+/// assert_eq!(zk_proto::path::split_parent("/a/b"), Some(("/a", "b")));
+/// assert_eq!(zk_proto::path::split_parent("/a"), Some(("/", "a")));
+/// assert_eq!(zk_proto::path::split_parent("/"), None);
+/// ```
+pub fn split_parent(path: &str) -> Option<(&str, &str)> {
+    let idx = path.rfind('/')?;
+    let name = path.get(idx + 1..)?;
+    if name.is_empty() {
+        return None;
+    }
+    let parent = if idx == 0 { "/" } else { path.get(..idx)? };
+    Some((parent, name))
+}
+
+/// Joins a parent path and a child name.
+pub fn join(parent: &str, name: &str) -> String {
+    if parent == "/" {
+        format!("/{name}")
+    } else {
+        format!("{parent}/{name}")
+    }
+}
+
+/// Validates the chroot suffix of a connect string: `None` for no chroot (absent or `/`).
+pub fn parse_chroot(chroot: &str) -> Result<Option<String>, PathError> {
+    if chroot.is_empty() || chroot == "/" {
+        return Ok(None);
+    }
+    validate_path(chroot)?;
+    Ok(Some(chroot.to_owned()))
+}
+
+/// The server path of a client path under `chroot` (the chroot itself for `/`).
+pub fn prepend_chroot(chroot: Option<&str>, path: &str) -> String {
+    match chroot {
+        None => path.to_owned(),
+        Some(root) if path == "/" => root.to_owned(),
+        Some(root) => format!("{root}{path}"),
+    }
+}
+
+/// The client path of a server path under `chroot`; `None` if the path lies outside it.
+pub fn strip_chroot<'a>(chroot: Option<&str>, server_path: &'a str) -> Option<&'a str> {
+    let Some(root) = chroot else {
+        return Some(server_path);
+    };
+    let rest = server_path.strip_prefix(root)?;
+    if rest.is_empty() {
+        Some("/")
+    } else if rest.starts_with('/') {
+        Some(rest)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_paths() {
+        for p in [
+            "/",
+            "/a",
+            "/a/b",
+            "/a.b/..c/c..",
+            "/zookeeper/quota",
+            "/é/日本",
+            "/a b",
+        ] {
+            assert_eq!(validate_path(p), Ok(()), "{p}");
+        }
+    }
+
+    #[test]
+    fn chroot_round_trip() {
+        assert_eq!(prepend_chroot(Some("/app"), "/"), "/app");
+        assert_eq!(prepend_chroot(Some("/app"), "/x"), "/app/x");
+        assert_eq!(prepend_chroot(None, "/x"), "/x");
+        assert_eq!(strip_chroot(Some("/app"), "/app"), Some("/"));
+        assert_eq!(strip_chroot(Some("/app"), "/app/x/y"), Some("/x/y"));
+        assert_eq!(strip_chroot(Some("/app"), "/apple"), None);
+        assert_eq!(strip_chroot(Some("/app"), "/other"), None);
+        assert_eq!(parse_chroot("/"), Ok(None));
+        assert_eq!(parse_chroot("/app"), Ok(Some("/app".to_owned())));
+        assert!(parse_chroot("/app/").is_err());
+    }
+
+    #[test]
+    fn join_and_split() {
+        assert_eq!(join("/", "a"), "/a");
+        assert_eq!(join("/a", "b"), "/a/b");
+        assert_eq!(split_parent("/a/b/c"), Some(("/a/b", "c")));
+        assert_eq!(split_parent("relative"), None);
+    }
+}
