@@ -313,7 +313,7 @@ macro_rules! record {
         }
     ) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq)]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
         #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
         pub struct $name {
             $(

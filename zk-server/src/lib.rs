@@ -1,4 +1,42 @@
 //! An embeddable ZooKeeper-compatible server.
 //!
-//! Not implemented yet: this crate is a placeholder in the workspace layout until the zk-server
-//! issue lands. It exposes no API.
+//! Real ZooKeeper clients (the Java client and zkCli, kazoo, the C client) and `zk-client` talk
+//! to it as to Apache ZooKeeper 3.8. It is durable: every write is in the fsynced txn log before
+//! it is acknowledged, with snapshots and crash recovery.
+//!
+//! * [`TestingServer`] — an in-process server on a random loopback port with a temporary data
+//!   directory, for tests in any crate.
+//! * [`Server`] — the server with a [`ServerConfig`] (also read from `zoo.cfg` by the
+//!   `zk-server` binary).
+//!
+//! The request path: a connection task decodes frames; the [`core::ServerCore`] (a
+//! deterministic state machine without I/O) prepares each write into a txn; the storage thread
+//! appends and fsyncs txns in batches; the core applies durable txns to the tree, fires watches
+//! and replies in each connection's request order.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! let server = zk_server::TestingServer::start().await?;
+//! println!("connect clients to {}", server.connect_string());
+//! # Ok(()) }
+//! ```
+
+pub mod acl;
+pub mod admin;
+pub mod config;
+pub mod core;
+mod net;
+pub mod prep;
+pub mod session;
+pub mod storage;
+mod testing;
+pub mod tree;
+pub mod watch;
+
+pub use config::{FourLetterWhitelist, ServerConfig};
+pub use net::{Server, ServerError};
+pub use testing::{TestingServer, TestingServerBuilder};
+
+/// Identifies one client connection within a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);

@@ -1,0 +1,162 @@
+//! The `zk-server` binary: a standalone ZooKeeper-compatible server.
+//!
+//! ```text
+//! zk-server --port 2181 --data-dir /var/lib/zk
+//! zk-server --config zoo.cfg
+//! ```
+//!
+//! Exit codes: 0 after SIGINT/SIGTERM, 1 when the server fails (e.g. a log write error),
+//! 2 for a bad command line or configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use zk_server::{FourLetterWhitelist, Server, ServerConfig};
+
+/// A ZooKeeper-compatible server.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// A zoo.cfg file (other options override its values).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Client port.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Address to listen on.
+    #[arg(long)]
+    address: Option<std::net::IpAddr>,
+    /// Data directory (snapshots, and the txn log unless --data-log-dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Txn-log directory.
+    #[arg(long)]
+    data_log_dir: Option<PathBuf>,
+    /// tickTime in ms.
+    #[arg(long)]
+    tick_time: Option<u32>,
+    /// Enable every four-letter word.
+    #[arg(long)]
+    all_four_letter_words: bool,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = match build_config(&args) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("zk-server: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("zk-server: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(serve(config))
+}
+
+fn build_config(args: &Args) -> Result<ServerConfig, String> {
+    let mut config = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let (config, warnings) = zk_server::config::parse_zoo_cfg(&text)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            for warning in warnings {
+                tracing::warn!("{}: {warning}", path.display());
+            }
+            config
+        }
+        None => {
+            let dir = args
+                .data_dir
+                .clone()
+                .ok_or("either --config or --data-dir is required")?;
+            ServerConfig::new(dir)
+        }
+    };
+    if let Some(port) = args.port {
+        config.client_port = port;
+    }
+    if let Some(address) = args.address {
+        config.client_port_address = address;
+    }
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Some(dir) = &args.data_log_dir {
+        config.data_log_dir = Some(dir.clone());
+    }
+    if let Some(tick) = args.tick_time {
+        if tick == 0 {
+            return Err("--tick-time must be positive".into());
+        }
+        config.tick_time_ms = tick;
+    }
+    if args.all_four_letter_words {
+        config.four_letter_words = FourLetterWhitelist::All;
+    }
+    Ok(config)
+}
+
+async fn serve(config: ServerConfig) -> ExitCode {
+    let started = std::time::Instant::now();
+    let data_dir = config.data_dir.clone();
+    let mut server = match Server::start(config).await {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("zk-server: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    println!(
+        "zk-server listening on {} (data dir {}), ready in {} ms",
+        server.local_addr(),
+        data_dir.display(),
+        started.elapsed().as_millis()
+    );
+    let stop = async {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    tokio::select! {
+        () = stop => {
+            tracing::info!("shutting down");
+            match server.shutdown().await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("zk-server: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        result = server.wait() => {
+            if let Err(e) = result {
+                eprintln!("zk-server: {e}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Server configuration, from code or from a `zoo.cfg` file.
+
+mod zoo_cfg;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+pub use zoo_cfg::{parse_zoo_cfg, ConfigError};
+
+/// Which four-letter words are enabled (`4lw.commands.whitelist`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FourLetterWhitelist {
+    /// `*`: every word.
+    All,
+    /// Only these words.
+    Only(Vec<String>),
+}
+
+impl FourLetterWhitelist {
+    /// Whether `word` may run.
+    pub fn allows(&self, word: &str) -> bool {
+        match self {
+            FourLetterWhitelist::All => true,
+            FourLetterWhitelist::Only(words) => words.iter().any(|w| w == word),
+        }
+    }
+}
+
+impl Default for FourLetterWhitelist {
+    /// Apache's default: only `srvr`.
+    fn default() -> Self {
+        FourLetterWhitelist::Only(vec!["srvr".into()])
+    }
+}
+
+/// Everything a standalone server needs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The basic time unit, ms (`tickTime`).
+    pub tick_time_ms: u32,
+    /// Snapshot directory (`dataDir`).
+    pub data_dir: PathBuf,
+    /// Txn-log directory (`dataLogDir`); defaults to `data_dir`.
+    pub data_log_dir: Option<PathBuf>,
+    /// Client port (`clientPort`); 0 picks a free port.
+    pub client_port: u16,
+    /// Address to listen on (`clientPortAddress`).
+    pub client_port_address: IpAddr,
+    /// Connections allowed per client IP, 0 = unlimited (`maxClientCnxns`).
+    pub max_client_cnxns: u32,
+    /// Lower bound of session timeouts, ms; default 2 × tickTime (`minSessionTimeout`).
+    pub min_session_timeout_ms: Option<i32>,
+    /// Upper bound of session timeouts, ms; default 20 × tickTime (`maxSessionTimeout`).
+    pub max_session_timeout_ms: Option<i32>,
+    /// Txns between snapshots (`snapCount`).
+    pub snap_count: u64,
+    /// Snapshots kept by purging (`autopurge.snapRetainCount`, at least 3).
+    pub snap_retain_count: usize,
+    /// Hours between purges, 0 = never (`autopurge.purgeInterval`).
+    pub purge_interval_hours: u32,
+    /// Enabled four-letter words (`4lw.commands.whitelist`).
+    pub four_letter_words: FourLetterWhitelist,
+    /// `user:BASE64` digest granting super-user rights
+    /// (`DigestAuthenticationProvider.superDigest`).
+    pub super_digest: Option<String>,
+    /// Whether TTL nodes are enabled (`extendedTypesEnabled`).
+    pub extended_types: bool,
+    /// How often containers and TTL nodes are checked, ms (`znode.container.checkIntervalMs`).
+    pub container_check_interval_ms: u64,
+    /// Container/TTL deletions per minute at most (`znode.container.maxPerMinute`).
+    pub container_max_per_minute: u64,
+    /// Never-used containers are deleted after this long, 0 = never
+    /// (`znode.container.maxNeverUsedIntervalMs`).
+    pub container_max_never_used_ms: i64,
+}
+
+impl ServerConfig {
+    /// Defaults as Apache ZooKeeper's, with the given data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> ServerConfig {
+        ServerConfig {
+            tick_time_ms: 3000,
+            data_dir: data_dir.into(),
+            data_log_dir: None,
+            client_port: 2181,
+            client_port_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            max_client_cnxns: 60,
+            min_session_timeout_ms: None,
+            max_session_timeout_ms: None,
+            snap_count: 100_000,
+            snap_retain_count: 3,
+            purge_interval_hours: 0,
+            four_letter_words: FourLetterWhitelist::default(),
+            super_digest: None,
+            extended_types: false,
+            container_check_interval_ms: 60_000,
+            container_max_per_minute: 10_000,
+            container_max_never_used_ms: 0,
+        }
+    }
+
+    /// The txn-log directory.
+    pub fn log_dir(&self) -> PathBuf {
+        self.data_log_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.clone())
+    }
+
+    /// The effective minimum session timeout.
+    pub fn min_session_timeout(&self) -> i32 {
+        self.min_session_timeout_ms.unwrap_or_else(|| {
+            i32::try_from(self.tick_time_ms.saturating_mul(2)).unwrap_or(i32::MAX)
+        })
+    }
+
+    /// The effective maximum session timeout.
+    pub fn max_session_timeout(&self) -> i32 {
+        self.max_session_timeout_ms
+            .unwrap_or_else(|| {
+                i32::try_from(self.tick_time_ms.saturating_mul(20)).unwrap_or(i32::MAX)
+            })
+            .max(self.min_session_timeout())
+    }
+}

@@ -1,0 +1,1000 @@
+//! The server core: a deterministic state machine without I/O.
+//!
+//! The driver feeds it [`Input`]s (a connection's handshake or request, a disconnect, a timer
+//! tick, "the log is durable up to zxid Z") and executes the [`Action`]s it emits (send a frame,
+//! close a connection, append a txn to the log, write a snapshot). The write path is
+//! prep → persist (log append + fsync, batched by the storage thread) → apply → watch events →
+//! reply; a reply or event is emitted only after every txn it depends on is durable.
+//!
+//! Ordering rules the driver must keep:
+//! * `Persist` actions are appended to the log in emission order, and `Input::Persisted(z)` is
+//!   fed only once every txn up to `z` is fsynced.
+//! * `Send` actions for one connection are written in emission order; `Close` is executed after
+//!   the sends emitted before it.
+
+mod reads;
+mod replies;
+mod stats;
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::Bytes;
+use zk_proto::{
+    ConnectRequest, ConnectResponse, Create2Response, CreateResponse, CreateSessionTxn, Encode,
+    ErrorCode, Id, MultiResponse, MultiResult, OpCode, Request, SetAclResponse, SetDataResponse,
+    Txn, TxnBody,
+};
+
+use crate::prep::{self, PendingChanges, PrepContext, PrepError, WriteRequest};
+use crate::session::{session_password, SessionTracker, PASSWORD_LEN};
+use crate::tree::{DataTree, TxnOutcome, WatchTrigger};
+use crate::watch::WatchManager;
+use crate::ConnId;
+
+pub use stats::ServerStats;
+
+/// Settings the core needs.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// This server's id (0 standalone), the top byte of session ids.
+    pub server_id: u8,
+    /// Lower bound of negotiated session timeouts, ms.
+    pub min_session_timeout_ms: i32,
+    /// Upper bound of negotiated session timeouts, ms.
+    pub max_session_timeout_ms: i32,
+    /// Whether TTL nodes are enabled.
+    pub extended_types: bool,
+    /// The digest id (`super:BASE64`) that grants super-user rights.
+    pub super_digest: Option<String>,
+    /// Txns between snapshots.
+    pub snap_count: u64,
+    /// Never-used containers are deleted after this long (0 = never).
+    pub container_max_never_used_ms: i64,
+    /// At most this many container/TTL deletions per tick.
+    pub container_max_per_tick: usize,
+}
+
+/// The time, as the driver sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Wall clock, ms since the epoch (txn timestamps).
+    pub wall_ms: i64,
+    /// Monotonic clock, ms (session expiry).
+    pub mono_ms: u64,
+}
+
+/// Something that happened outside the core.
+#[derive(Debug)]
+pub enum Input {
+    /// A connection sent its handshake.
+    Connect {
+        /// The connection.
+        conn: ConnId,
+        /// Its handshake.
+        request: ConnectRequest,
+        /// Its remote address (the implicit `ip` identity).
+        remote: std::net::SocketAddr,
+    },
+    /// A connection sent a request.
+    Request {
+        /// The connection.
+        conn: ConnId,
+        /// The request's xid.
+        xid: i32,
+        /// The request.
+        request: Request,
+    },
+    /// A connection sent an opcode the server does not know: answered UNIMPLEMENTED, then
+    /// closed.
+    Unimplemented {
+        /// The connection.
+        conn: ConnId,
+        /// The request's xid.
+        xid: i32,
+    },
+    /// A connection closed.
+    Disconnected {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Time passed: expire sessions whose deadline passed.
+    Tick,
+    /// Delete containers and TTL nodes that are due.
+    CheckContainers,
+    /// Every txn up to this zxid is durable.
+    Persisted(i64),
+}
+
+/// Something the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Write a frame to a connection.
+    Send {
+        /// The connection.
+        conn: ConnId,
+        /// The complete frame, length prefix included.
+        frame: Bytes,
+    },
+    /// Close a connection once the frames before this action are written.
+    Close {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Append a txn to the log; report `Input::Persisted` once it is fsynced.
+    Persist {
+        /// The txn's zxid.
+        zxid: i64,
+        /// The encoded txn (header, body).
+        txn: Bytes,
+    },
+    /// Write a snapshot of the state as of `zxid` and start a new log file after it.
+    Snapshot {
+        /// The last txn the snapshot contains.
+        zxid: i64,
+        /// The serialized snapshot.
+        data: Vec<u8>,
+    },
+}
+
+/// One connection as the four-letter words report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The connection.
+    pub conn: ConnId,
+    /// The client's address.
+    pub remote: std::net::SocketAddr,
+    /// Its session, once established.
+    pub session: Option<i64>,
+    /// Requests waiting for their reply.
+    pub queued: usize,
+    /// Packets received.
+    pub received: u64,
+    /// Packets sent.
+    pub sent: u64,
+}
+
+/// Where a prepared txn came from, and how to answer it.
+#[derive(Debug)]
+enum Origin {
+    /// A client write; reply to `xid` on `conn`.
+    Client {
+        conn: ConnId,
+        xid: i32,
+        op: OpCode,
+        /// For multis: each op's opcode, to choose result types.
+        multi_ops: Vec<OpCode>,
+    },
+    /// A new session's createSession txn; send the ConnectResponse.
+    Connect {
+        conn: ConnId,
+        read_only: Option<bool>,
+    },
+    /// Session expiry or container cleanup.
+    Internal,
+}
+
+#[derive(Debug)]
+struct PendingTxn {
+    txn: Txn,
+    origin: Origin,
+    proposed_at_ms: u64,
+}
+
+/// A place in a connection's reply order.
+#[derive(Debug)]
+enum Slot {
+    /// A write whose reply is produced when its txn applies.
+    Awaiting { zxid: i64 },
+    /// A reply ready to go; close the connection after it if `close`.
+    Ready { frame: Bytes, close: bool },
+    /// A read to execute once everything before it has been answered.
+    Read { xid: i32, request: Request },
+}
+
+#[derive(Debug)]
+struct Conn {
+    session: Option<i64>,
+    /// A new session's createSession txn is pending; requests wait in `early`.
+    handshaking: bool,
+    early: VecDeque<(i32, Request)>,
+    auth: Vec<Id>,
+    pipeline: VecDeque<Slot>,
+    closing: bool,
+    remote: std::net::SocketAddr,
+    received: u64,
+    sent: u64,
+}
+
+/// The server's replicated state plus per-connection bookkeeping.
+pub struct ServerCore {
+    config: CoreConfig,
+    tree: DataTree,
+    sessions: SessionTracker,
+    watches: WatchManager,
+    pending: PendingChanges,
+    outstanding: VecDeque<PendingTxn>,
+    conns: HashMap<ConnId, Conn>,
+    last_zxid: i64,
+    txns_since_snapshot: u64,
+    now: Now,
+    stats: ServerStats,
+    actions: Vec<Action>,
+}
+
+impl ServerCore {
+    /// A core over a recovered tree and session table.
+    pub fn new(
+        config: CoreConfig,
+        tree: DataTree,
+        sessions: &[(i64, i32)],
+        now: Now,
+    ) -> ServerCore {
+        let mut tracker = SessionTracker::new(config.server_id, now.wall_ms);
+        for (id, timeout) in sessions {
+            tracker.add(*id, *timeout, now.mono_ms);
+        }
+        let last_zxid = tree.last_processed_zxid();
+        ServerCore {
+            config,
+            tree,
+            sessions: tracker,
+            watches: WatchManager::new(),
+            pending: PendingChanges::default(),
+            outstanding: VecDeque::new(),
+            conns: HashMap::new(),
+            last_zxid,
+            txns_since_snapshot: 0,
+            now,
+            stats: ServerStats::default(),
+            actions: Vec::new(),
+        }
+    }
+
+    /// The committed tree.
+    pub fn tree(&self) -> &DataTree {
+        &self.tree
+    }
+
+    /// Live sessions as (id, timeout).
+    pub fn sessions(&self) -> Vec<(i64, i32)> {
+        self.sessions.list()
+    }
+
+    /// Counters for the four-letter words.
+    pub fn stats(&self) -> &ServerStats {
+        &self.stats
+    }
+
+    /// The watch registry.
+    pub fn watches(&self) -> &WatchManager {
+        &self.watches
+    }
+
+    /// The last zxid assigned to a txn.
+    pub fn last_zxid(&self) -> i64 {
+        self.last_zxid
+    }
+
+    /// Per-connection figures for `cons` and `stat`, by connection id.
+    pub fn connections(&self) -> Vec<ConnectionInfo> {
+        let mut out: Vec<ConnectionInfo> = self
+            .conns
+            .iter()
+            .map(|(id, c)| ConnectionInfo {
+                conn: *id,
+                remote: c.remote,
+                session: c.session,
+                queued: c.pipeline.len(),
+                received: c.received,
+                sent: c.sent,
+            })
+            .collect();
+        out.sort_by_key(|c| c.conn);
+        out
+    }
+
+    /// Resets the per-connection packet counters (`crst`).
+    pub fn reset_connection_stats(&mut self) {
+        for c in self.conns.values_mut() {
+            c.received = 0;
+            c.sent = 0;
+        }
+    }
+
+    /// Resets the server counters (`srst`).
+    pub fn reset_stats(&mut self) {
+        self.stats = ServerStats::default();
+    }
+
+    /// Requests waiting for their reply.
+    pub fn outstanding_requests(&self) -> usize {
+        self.conns.values().map(|c| c.pipeline.len()).sum()
+    }
+
+    /// Processes one input at time `now`; returns the actions to execute, in order.
+    pub fn step(&mut self, input: Input, now: Now) -> Vec<Action> {
+        self.now = now;
+        match input {
+            Input::Connect {
+                conn,
+                request,
+                remote,
+            } => self.on_connect(conn, request, remote),
+            Input::Request { conn, xid, request } => self.on_request(conn, xid, request),
+            Input::Unimplemented { conn, xid } => {
+                self.push_ready(
+                    conn,
+                    replies::bare(
+                        xid,
+                        self.tree.last_processed_zxid(),
+                        ErrorCode::Unimplemented,
+                    ),
+                    true,
+                );
+            }
+            Input::Disconnected { conn } => self.on_disconnect(conn),
+            Input::Tick => self.on_tick(),
+            Input::CheckContainers => self.clean_containers(),
+            Input::Persisted(zxid) => self.on_persisted(zxid),
+        }
+        std::mem::take(&mut self.actions)
+    }
+
+    fn send(&mut self, conn: ConnId, frame: Bytes) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.sent += 1;
+        }
+        self.stats.packets_sent += 1;
+        self.actions.push(Action::Send { conn, frame });
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if !c.closing {
+                c.closing = true;
+                self.actions.push(Action::Close { conn });
+            }
+        }
+    }
+
+    // ----- handshake -----
+
+    fn negotiate_timeout(&self, requested: i32) -> i32 {
+        requested.clamp(
+            self.config.min_session_timeout_ms,
+            self.config.max_session_timeout_ms,
+        )
+    }
+
+    fn on_connect(&mut self, conn: ConnId, request: ConnectRequest, remote: std::net::SocketAddr) {
+        self.stats.packets_received += 1;
+        let mut c = Conn {
+            session: None,
+            handshaking: false,
+            early: VecDeque::new(),
+            auth: vec![Id::new("ip", remote.ip().to_string())],
+            pipeline: VecDeque::new(),
+            closing: false,
+            remote,
+            received: 1,
+            sent: 0,
+        };
+        // A client that has seen a newer zxid than ours must find another server.
+        if request.last_zxid_seen > self.tree.last_processed_zxid() {
+            c.closing = true;
+            self.conns.insert(conn, c);
+            self.actions.push(Action::Close { conn });
+            return;
+        }
+        let timeout = self.negotiate_timeout(request.timeout);
+        if request.session_id == 0 {
+            let session_id = self.sessions.next_session_id();
+            c.handshaking = true;
+            c.session = Some(session_id);
+            self.conns.insert(conn, c);
+            self.propose(
+                session_id,
+                0,
+                TxnBody::CreateSession(CreateSessionTxn { time_out: timeout }),
+                Origin::Connect {
+                    conn,
+                    read_only: request.read_only,
+                },
+            );
+            return;
+        }
+        self.conns.insert(conn, c);
+        let valid = request.passwd.as_slice() == session_password(request.session_id).as_slice()
+            && self
+                .sessions
+                .get(request.session_id)
+                .is_some_and(|s| !s.closing);
+        if !valid {
+            let response = ConnectResponse {
+                protocol_version: 0,
+                timeout: 0,
+                session_id: 0,
+                passwd: vec![0; PASSWORD_LEN],
+                read_only: request.read_only,
+            };
+            self.send_connect_response(conn, &response);
+            self.close(conn);
+            return;
+        }
+        let session_id = request.session_id;
+        let previous = self.sessions.get(session_id).and_then(|s| s.conn);
+        if let Some(old) = previous.filter(|old| *old != conn) {
+            self.close(old);
+            if let Some(c) = self.conns.get_mut(&old) {
+                c.session = None;
+            }
+        }
+        if let Some(s) = self.sessions.get_mut(session_id) {
+            s.timeout_ms = timeout;
+            s.conn = Some(conn);
+        }
+        self.sessions.touch(session_id, self.now.mono_ms);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.session = Some(session_id);
+        }
+        let response = ConnectResponse {
+            protocol_version: 0,
+            timeout,
+            session_id,
+            passwd: session_password(session_id).to_vec(),
+            read_only: request.read_only,
+        };
+        self.send_connect_response(conn, &response);
+    }
+
+    fn send_connect_response(&mut self, conn: ConnId, response: &ConnectResponse) {
+        let mut buf = bytes::BytesMut::with_capacity(48);
+        zk_proto::frame::write_frame(&mut buf, |b| response.encode(b));
+        self.send(conn, buf.freeze());
+    }
+
+    // ----- requests -----
+
+    fn on_request(&mut self, conn: ConnId, xid: i32, request: Request) {
+        self.stats.packets_received += 1;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.received += 1;
+        if c.closing {
+            return;
+        }
+        if c.handshaking {
+            c.early.push_back((xid, request));
+            return;
+        }
+        self.process(conn, xid, request);
+    }
+
+    /// Handles a request of an established connection.
+    fn process(&mut self, conn: ConnId, xid: i32, request: Request) {
+        let Some(session_id) = self.conns.get(&conn).and_then(|c| c.session) else {
+            // The session was taken over by another connection.
+            return;
+        };
+        if !self.sessions.touch(session_id, self.now.mono_ms) {
+            self.push_ready(
+                conn,
+                replies::bare(
+                    xid,
+                    self.tree.last_processed_zxid(),
+                    ErrorCode::SessionExpired,
+                ),
+                true,
+            );
+            return;
+        }
+        self.dispatch(conn, session_id, xid, request);
+    }
+
+    fn dispatch(&mut self, conn: ConnId, session_id: i64, xid: i32, request: Request) {
+        let op = request.op_code();
+        match request {
+            Request::Auth(packet) => {
+                let result = crate::acl::authenticate(
+                    &packet.scheme,
+                    &packet.auth,
+                    self.config.super_digest.as_deref(),
+                );
+                match result {
+                    Ok(ids) => {
+                        if let Some(c) = self.conns.get_mut(&conn) {
+                            for id in ids {
+                                if !c.auth.contains(&id) {
+                                    c.auth.push(id);
+                                }
+                            }
+                        }
+                        self.push_ready(conn, replies::bare(xid, 0, ErrorCode::Ok), false);
+                    }
+                    Err(code) => self.push_ready(conn, replies::bare(xid, 0, code), true),
+                }
+            }
+            Request::CloseSession => {
+                if let Some(s) = self.sessions.get_mut(session_id) {
+                    s.closing = true;
+                }
+                let body = self.prep_close_session(session_id);
+                self.propose_for(conn, session_id, xid, op, Vec::new(), body);
+            }
+            Request::Create(ref r) | Request::Create2(ref r) => {
+                self.write(
+                    conn,
+                    session_id,
+                    xid,
+                    op,
+                    WriteRequest::Create(r),
+                    Vec::new(),
+                );
+            }
+            Request::CreateContainer(ref r) => {
+                self.write(
+                    conn,
+                    session_id,
+                    xid,
+                    op,
+                    WriteRequest::CreateContainer(r),
+                    Vec::new(),
+                );
+            }
+            Request::CreateTtl(ref r) => {
+                self.write(
+                    conn,
+                    session_id,
+                    xid,
+                    op,
+                    WriteRequest::CreateTtl(r),
+                    Vec::new(),
+                );
+            }
+            Request::Delete(ref r) => self.write(
+                conn,
+                session_id,
+                xid,
+                op,
+                WriteRequest::Delete(r),
+                Vec::new(),
+            ),
+            Request::SetData(ref r) => self.write(
+                conn,
+                session_id,
+                xid,
+                op,
+                WriteRequest::SetData(r),
+                Vec::new(),
+            ),
+            Request::SetAcl(ref r) => self.write(
+                conn,
+                session_id,
+                xid,
+                op,
+                WriteRequest::SetAcl(r),
+                Vec::new(),
+            ),
+            Request::Check(ref r) => self.write(
+                conn,
+                session_id,
+                xid,
+                op,
+                WriteRequest::Check(r),
+                Vec::new(),
+            ),
+            Request::Multi(ref m) => {
+                let ops = m.ops.iter().map(zk_proto::MultiOp::op_code).collect();
+                self.write(conn, session_id, xid, op, WriteRequest::Multi(&m.ops), ops);
+            }
+            read => self.read(conn, xid, read),
+        }
+    }
+
+    /// Queues or executes a read in the connection's reply order.
+    fn read(&mut self, conn: ConnId, xid: i32, request: Request) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.pipeline.is_empty() {
+            self.execute_read(conn, xid, request);
+        } else {
+            c.pipeline.push_back(Slot::Read { xid, request });
+        }
+    }
+
+    fn push_ready(&mut self, conn: ConnId, frame: Bytes, close: bool) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.pipeline.is_empty() {
+            self.send(conn, frame);
+            if close {
+                self.close(conn);
+            }
+        } else {
+            c.pipeline.push_back(Slot::Ready { frame, close });
+        }
+    }
+
+    /// Sends every answerable reply at the head of a connection's pipeline.
+    fn drain(&mut self, conn: ConnId) {
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            if c.closing {
+                c.pipeline.clear();
+                return;
+            }
+            match c.pipeline.front() {
+                Some(Slot::Awaiting { .. }) | None => return,
+                Some(_) => {}
+            }
+            match c.pipeline.pop_front() {
+                Some(Slot::Ready { frame, close }) => {
+                    self.send(conn, frame);
+                    if close {
+                        self.close(conn);
+                    }
+                }
+                Some(Slot::Read { xid, request }) => self.execute_read(conn, xid, request),
+                Some(Slot::Awaiting { .. }) | None => return,
+            }
+        }
+    }
+
+    fn auth_of(&self, conn: ConnId) -> Vec<Id> {
+        self.conns
+            .get(&conn)
+            .map(|c| c.auth.clone())
+            .unwrap_or_default()
+    }
+
+    fn next_zxid(&self) -> i64 {
+        self.last_zxid + 1
+    }
+
+    fn write(
+        &mut self,
+        conn: ConnId,
+        session_id: i64,
+        xid: i32,
+        op: OpCode,
+        request: WriteRequest<'_>,
+        multi_ops: Vec<OpCode>,
+    ) {
+        let auth = self.auth_of(conn);
+        let ctx = PrepContext {
+            tree: &self.tree,
+            session_id,
+            auth: &auth,
+            zxid: self.next_zxid(),
+            time: self.now.wall_ms,
+            extended_types: self.config.extended_types,
+        };
+        match prep::prepare_write(&ctx, &mut self.pending, request) {
+            Ok(body) => self.propose_for(conn, session_id, xid, op, multi_ops, body),
+            Err(PrepError::Code(code)) => {
+                let frame = replies::bare(xid, self.tree.last_processed_zxid(), code);
+                self.push_ready(conn, frame, false);
+            }
+            Err(PrepError::Multi(codes)) => {
+                let response = MultiResponse {
+                    results: codes.into_iter().map(MultiResult::Error).collect(),
+                };
+                let frame = replies::ok(xid, self.tree.last_processed_zxid(), &response);
+                self.push_ready(conn, frame, false);
+            }
+        }
+    }
+
+    fn prep_close_session(&mut self, session_id: i64) -> TxnBody {
+        let ctx = PrepContext {
+            tree: &self.tree,
+            session_id,
+            auth: &[],
+            zxid: self.next_zxid(),
+            time: self.now.wall_ms,
+            extended_types: self.config.extended_types,
+        };
+        prep::prepare_close_session(&ctx, &mut self.pending)
+    }
+
+    fn propose_for(
+        &mut self,
+        conn: ConnId,
+        session_id: i64,
+        xid: i32,
+        op: OpCode,
+        multi_ops: Vec<OpCode>,
+        body: TxnBody,
+    ) {
+        let zxid = self.propose(
+            session_id,
+            xid,
+            body,
+            Origin::Client {
+                conn,
+                xid,
+                op,
+                multi_ops,
+            },
+        );
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.pipeline.push_back(Slot::Awaiting { zxid });
+        }
+    }
+
+    /// Assigns the next zxid to a prepared txn and asks for it to be persisted.
+    fn propose(&mut self, session_id: i64, cxid: i32, body: TxnBody, origin: Origin) -> i64 {
+        self.last_zxid += 1;
+        let zxid = self.last_zxid;
+        let txn = Txn::new(session_id, cxid, zxid, self.now.wall_ms, body);
+        let bytes = txn.to_bytes().freeze();
+        self.actions.push(Action::Persist { zxid, txn: bytes });
+        self.outstanding.push_back(PendingTxn {
+            txn,
+            origin,
+            proposed_at_ms: self.now.mono_ms,
+        });
+        zxid
+    }
+
+    // ----- commit and apply -----
+
+    fn on_persisted(&mut self, durable: i64) {
+        while self
+            .outstanding
+            .front()
+            .is_some_and(|p| p.txn.header.zxid <= durable)
+        {
+            let Some(pending) = self.outstanding.pop_front() else {
+                break;
+            };
+            self.apply(pending);
+        }
+        if self.txns_since_snapshot >= self.config.snap_count {
+            self.take_snapshot();
+        }
+    }
+
+    fn apply(&mut self, pending: PendingTxn) {
+        let PendingTxn {
+            txn,
+            origin,
+            proposed_at_ms,
+        } = pending;
+        self.stats
+            .record_latency(self.now.mono_ms.saturating_sub(proposed_at_ms));
+        let zxid = txn.header.zxid;
+        let mut triggers = Vec::new();
+        let outcome = self.tree.apply(&txn, &mut triggers);
+        self.pending.applied(zxid);
+        self.txns_since_snapshot += 1;
+        let session_id = txn.header.client_id;
+        match &txn.body {
+            TxnBody::CreateSession(t) => {
+                self.sessions.add(session_id, t.time_out, self.now.mono_ms);
+            }
+            TxnBody::CloseSession(_) => {
+                if let Some(session) = self.sessions.remove(session_id) {
+                    if let Some(conn) = session.conn {
+                        if !matches!(origin, Origin::Client { conn: c, .. } if c == conn) {
+                            self.close(conn);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.fire_watches(zxid, &triggers);
+        match origin {
+            Origin::Client {
+                conn,
+                xid,
+                op,
+                multi_ops,
+            } => {
+                let (frame, close) = write_reply(xid, zxid, op, &multi_ops, &outcome);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    if let Some(slot) = c
+                        .pipeline
+                        .iter_mut()
+                        .find(|s| matches!(s, Slot::Awaiting { zxid: z } if *z == zxid))
+                    {
+                        *slot = Slot::Ready { frame, close };
+                    }
+                }
+                self.drain(conn);
+            }
+            Origin::Connect { conn, read_only } => {
+                self.finish_handshake(conn, session_id, read_only)
+            }
+            Origin::Internal => {}
+        }
+    }
+
+    fn finish_handshake(&mut self, conn: ConnId, session_id: i64, read_only: Option<bool>) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.handshaking = false;
+        let early = std::mem::take(&mut c.early);
+        let timeout = self.sessions.get(session_id).map_or(0, |s| s.timeout_ms);
+        if let Some(s) = self.sessions.get_mut(session_id) {
+            s.conn = Some(conn);
+        }
+        let response = ConnectResponse {
+            protocol_version: 0,
+            timeout,
+            session_id,
+            passwd: session_password(session_id).to_vec(),
+            read_only,
+        };
+        self.send_connect_response(conn, &response);
+        for (xid, request) in early {
+            self.process(conn, xid, request);
+        }
+    }
+
+    fn fire_watches(&mut self, zxid: i64, triggers: &[WatchTrigger]) {
+        for trigger in triggers {
+            let conns = self.watches.trigger(&trigger.path, trigger.event);
+            for conn in conns {
+                let allowed = self.conns.get(&conn).is_some_and(|c| {
+                    crate::acl::check(&trigger.acl, zk_proto::Perms::READ, &c.auth)
+                });
+                if allowed {
+                    self.send(
+                        conn,
+                        replies::notification(zxid, trigger.event, &trigger.path),
+                    );
+                }
+            }
+        }
+    }
+
+    fn take_snapshot(&mut self) {
+        let zxid = self.tree.last_processed_zxid();
+        let data = crate::storage::snapshot::serialize(&self.tree, &self.sessions.list());
+        self.txns_since_snapshot = 0;
+        self.actions.push(Action::Snapshot { zxid, data });
+    }
+
+    // ----- connections and time -----
+
+    fn on_disconnect(&mut self, conn: ConnId) {
+        self.watches.remove_conn(conn);
+        if let Some(c) = self.conns.remove(&conn) {
+            if let Some(session_id) = c.session {
+                if let Some(s) = self.sessions.get_mut(session_id) {
+                    if s.conn == Some(conn) {
+                        s.conn = None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        for session_id in self.sessions.expired(self.now.mono_ms) {
+            self.expire(session_id);
+        }
+    }
+
+    /// Expires a session now (as its timeout would): logs a closeSession that deletes its
+    /// ephemerals and closes its connection. Returns false if the session is unknown.
+    pub fn expire_session(&mut self, session_id: i64, now: Now) -> (bool, Vec<Action>) {
+        self.now = now;
+        let known = self.sessions.get(session_id).is_some_and(|s| !s.closing);
+        if known {
+            self.expire(session_id);
+        }
+        (known, std::mem::take(&mut self.actions))
+    }
+
+    fn expire(&mut self, session_id: i64) {
+        tracing::info!(
+            session = format_args!("0x{session_id:016x}"),
+            "session expired"
+        );
+        if let Some(s) = self.sessions.get_mut(session_id) {
+            s.closing = true;
+            if let Some(conn) = s.conn {
+                self.close(conn);
+            }
+        }
+        let body = self.prep_close_session(session_id);
+        self.propose(session_id, 0, body, Origin::Internal);
+    }
+
+    fn clean_containers(&mut self) {
+        let candidates = self
+            .tree
+            .expired_containers_and_ttls(self.now.wall_ms, self.config.container_max_never_used_ms);
+        for path in candidates
+            .into_iter()
+            .take(self.config.container_max_per_tick)
+        {
+            let ctx = PrepContext {
+                tree: &self.tree,
+                session_id: 0,
+                auth: &[],
+                zxid: self.next_zxid(),
+                time: self.now.wall_ms,
+                extended_types: self.config.extended_types,
+            };
+            if let Some(body) = prep::prepare_delete_container(&ctx, &mut self.pending, &path) {
+                self.propose(0, 0, body, Origin::Internal);
+            }
+        }
+    }
+}
+
+/// The reply to a client write once its txn applied.
+fn write_reply(
+    xid: i32,
+    zxid: i64,
+    op: OpCode,
+    multi_ops: &[OpCode],
+    outcome: &TxnOutcome,
+) -> (Bytes, bool) {
+    let frame = match outcome {
+        TxnOutcome::Created { path, stat } => match op {
+            OpCode::Create => replies::ok(xid, zxid, &CreateResponse { path: path.clone() }),
+            _ => replies::ok(
+                xid,
+                zxid,
+                &Create2Response {
+                    path: path.clone(),
+                    stat: stat.clone(),
+                },
+            ),
+        },
+        TxnOutcome::DataSet(stat) => {
+            replies::ok(xid, zxid, &SetDataResponse { stat: stat.clone() })
+        }
+        TxnOutcome::AclSet(stat) => replies::ok(xid, zxid, &SetAclResponse { stat: stat.clone() }),
+        TxnOutcome::Multi(outcomes) => {
+            let results = outcomes
+                .iter()
+                .zip(
+                    multi_ops
+                        .iter()
+                        .copied()
+                        .chain(std::iter::repeat(OpCode::Error)),
+                )
+                .map(|(outcome, op)| multi_result(op, outcome))
+                .collect();
+            replies::ok(xid, zxid, &MultiResponse { results })
+        }
+        TxnOutcome::Error(code) => replies::bare(xid, zxid, *code),
+        TxnOutcome::Deleted
+        | TxnOutcome::Checked
+        | TxnOutcome::SessionCreated
+        | TxnOutcome::SessionClosed(_) => replies::bare(xid, zxid, ErrorCode::Ok),
+    };
+    (frame, op == OpCode::CloseSession)
+}
+
+fn multi_result(op: OpCode, outcome: &TxnOutcome) -> MultiResult {
+    match outcome {
+        TxnOutcome::Created { path, stat } if op == OpCode::Create => {
+            MultiResult::Create(CreateResponse { path: path.clone() })
+        }
+        TxnOutcome::Created { path, stat } => MultiResult::Create2(Create2Response {
+            path: path.clone(),
+            stat: stat.clone(),
+        }),
+        TxnOutcome::Deleted => MultiResult::Delete,
+        TxnOutcome::DataSet(stat) => MultiResult::SetData(SetDataResponse { stat: stat.clone() }),
+        TxnOutcome::Checked => MultiResult::Check,
+        TxnOutcome::Error(code) => MultiResult::Error(code.as_i32()),
+        _ => MultiResult::Error(ErrorCode::RuntimeInconsistency.as_i32()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

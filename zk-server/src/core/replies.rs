@@ -1,0 +1,53 @@
+//! Building reply frames.
+
+use bytes::{Bytes, BytesMut};
+use zk_proto::frame::write_frame;
+use zk_proto::{Encode, ErrorCode, EventType, KeeperState, ReplyHeader, WatcherEvent};
+
+/// A reply frame: header and optional body.
+pub(crate) fn reply(xid: i32, zxid: i64, err: ErrorCode, body: Option<&dyn EncodeDyn>) -> Bytes {
+    let mut buf = BytesMut::with_capacity(64);
+    write_frame(&mut buf, |b| {
+        ReplyHeader {
+            xid,
+            zxid,
+            err: err.as_i32(),
+        }
+        .encode(b);
+        if let Some(body) = body {
+            body.encode_dyn(b);
+        }
+    });
+    buf.freeze()
+}
+
+/// A successful reply with a body.
+pub(crate) fn ok<T: Encode>(xid: i32, zxid: i64, body: &T) -> Bytes {
+    reply(xid, zxid, ErrorCode::Ok, Some(body))
+}
+
+/// A reply without a body (success or error).
+pub(crate) fn bare(xid: i32, zxid: i64, err: ErrorCode) -> Bytes {
+    reply(xid, zxid, err, None)
+}
+
+/// A watch notification frame.
+pub(crate) fn notification(zxid: i64, event: EventType, path: &str) -> Bytes {
+    let body = WatcherEvent {
+        event_type: event,
+        state: KeeperState::SyncConnected,
+        path: path.to_owned(),
+    };
+    reply(-1, zxid, ErrorCode::Ok, Some(&body))
+}
+
+/// Object-safe encoding, so replies can take any record.
+pub(crate) trait EncodeDyn {
+    fn encode_dyn(&self, buf: &mut BytesMut);
+}
+
+impl<T: Encode> EncodeDyn for T {
+    fn encode_dyn(&self, buf: &mut BytesMut) {
+        self.encode(buf);
+    }
+}

@@ -1,0 +1,194 @@
+//! One client connection: a task that owns the socket, splits frames, decodes requests for the
+//! core and writes what the core sends back.
+//!
+//! Bad input affects only this connection: an oversized or negative frame length, an
+//! undecodable record or an unknown opcode closes it (the last after an UNIMPLEMENTED reply). A
+//! client that does not read its replies stops being read from once 1 MiB of replies is queued,
+//! and is disconnected once 64 MiB is.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use zk_proto::frame::{split_frame, DEFAULT_MAX_FRAME_LEN};
+use zk_proto::{ConnectRequest, Decode, Reader, Request, RequestHeader};
+
+use super::{Event, Outbound};
+use crate::admin;
+use crate::config::ServerConfig;
+use crate::core::Input;
+use crate::ConnId;
+
+/// Stop reading requests while this much output is queued.
+const PAUSE_READING_AT: usize = 1 << 20;
+/// Disconnect a client that lets this much output pile up.
+const MAX_QUEUED_OUTPUT: usize = 64 << 20;
+
+enum Phase {
+    /// Waiting for the ConnectRequest (or a four-letter word).
+    Handshake,
+    /// Requests flow.
+    Established,
+    /// An unknown opcode arrived; read nothing more, wait for the core to close.
+    Draining,
+}
+
+pub(super) async fn run(
+    stream: TcpStream,
+    remote: SocketAddr,
+    conn: ConnId,
+    events: &mpsc::UnboundedSender<Event>,
+    mut outbound: mpsc::UnboundedReceiver<Outbound>,
+    config: &ServerConfig,
+) {
+    let (mut reader, mut writer) = stream.into_split();
+    let mut input = BytesMut::new();
+    let mut output = BytesMut::new();
+    let mut phase = Phase::Handshake;
+    let mut closing = false;
+    let handshake_deadline = tokio::time::sleep(Duration::from_millis(
+        u64::try_from(config.max_session_timeout()).unwrap_or(60_000),
+    ));
+    tokio::pin!(handshake_deadline);
+    loop {
+        if closing && output.is_empty() {
+            break;
+        }
+        let can_read =
+            !closing && output.len() < PAUSE_READING_AT && !matches!(phase, Phase::Draining);
+        tokio::select! {
+            read = reader.read_buf(&mut input), if can_read => {
+                match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                if matches!(phase, Phase::Handshake) && input.len() >= 4 {
+                    if let Some(word) = admin::four_letter_word(&input) {
+                        four_letter_word(word, events, config, &mut writer).await;
+                        break;
+                    }
+                }
+                match process_frames(&mut input, &mut phase, conn, remote, events) {
+                    Ok(()) => {}
+                    Err(reason) => {
+                        tracing::debug!(%remote, %reason, "closing connection");
+                        break;
+                    }
+                }
+            }
+            message = outbound.recv() => {
+                let Some(message) = message else { break };
+                closing |= queue(&mut output, message);
+                while let Ok(message) = outbound.try_recv() {
+                    closing |= queue(&mut output, message);
+                }
+                if output.len() > MAX_QUEUED_OUTPUT {
+                    tracing::warn!(%remote, "client is not reading its replies; disconnecting");
+                    break;
+                }
+            }
+            written = writer.write_buf(&mut output), if !output.is_empty() => {
+                if written.is_err() {
+                    break;
+                }
+            }
+            () = &mut handshake_deadline, if matches!(phase, Phase::Handshake) => {
+                tracing::debug!(%remote, "no handshake in time; closing");
+                break;
+            }
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+/// Appends a frame to the output; true if the core asked to close.
+fn queue(output: &mut BytesMut, message: Outbound) -> bool {
+    match message {
+        Outbound::Frame(frame) => {
+            output.extend_from_slice(&frame);
+            false
+        }
+        Outbound::Close => true,
+    }
+}
+
+fn process_frames(
+    input: &mut BytesMut,
+    phase: &mut Phase,
+    conn: ConnId,
+    remote: SocketAddr,
+    events: &mpsc::UnboundedSender<Event>,
+) -> Result<(), String> {
+    loop {
+        if matches!(phase, Phase::Draining) {
+            return Ok(());
+        }
+        let frame = match split_frame(input, DEFAULT_MAX_FRAME_LEN) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        };
+        let input_event = match phase {
+            Phase::Handshake => {
+                let request = ConnectRequest::from_bytes(&frame)
+                    .map_err(|e| format!("bad handshake: {e}"))?;
+                *phase = Phase::Established;
+                Input::Connect {
+                    conn,
+                    request,
+                    remote,
+                }
+            }
+            Phase::Established => {
+                let mut reader = Reader::new(&frame);
+                let header = RequestHeader::decode(&mut reader)
+                    .map_err(|e| format!("bad request header: {e}"))?;
+                match header.op_code() {
+                    Ok(op) => {
+                        let request = Request::decode_for(op, &mut reader)
+                            .map_err(|e| format!("bad {op:?} request: {e}"))?;
+                        Input::Request {
+                            conn,
+                            xid: header.xid,
+                            request,
+                        }
+                    }
+                    Err(_) => {
+                        *phase = Phase::Draining;
+                        Input::Unimplemented {
+                            conn,
+                            xid: header.xid,
+                        }
+                    }
+                }
+            }
+            Phase::Draining => return Ok(()),
+        };
+        if events.send(Event::Core(input_event)).is_err() {
+            return Err("server stopping".into());
+        }
+    }
+}
+
+async fn four_letter_word(
+    word: &'static str,
+    events: &mpsc::UnboundedSender<Event>,
+    config: &ServerConfig,
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+) {
+    let text = if !config.four_letter_words.allows(word) {
+        admin::not_whitelisted(word)
+    } else if word == "ruok" {
+        "imok".to_owned()
+    } else {
+        let (reply, rx) = oneshot::channel();
+        if events.send(Event::FourLetter { word, reply }).is_err() {
+            return;
+        }
+        rx.await.unwrap_or_default()
+    };
+    let _ = writer.write_all(text.as_bytes()).await;
+}

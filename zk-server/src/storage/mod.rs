@@ -1,0 +1,115 @@
+//! Durability: the transaction log, snapshots, recovery and the storage thread that appends,
+//! fsyncs (group commit) and snapshots on behalf of the core.
+//!
+//! Data directory layout (as Apache ZooKeeper's):
+//!
+//! ```text
+//! <dataDir>/version-2/snapshot.<zxid hex>   snapshots (tmp file → fsync → rename → fsync dir)
+//! <dataLogDir>/version-2/log.<zxid hex>     txn logs, named by their first zxid
+//! ```
+//!
+//! A log entry is `long adler32(txn) · int length · txn bytes · byte 0x42`. Recovery loads the
+//! newest valid snapshot and replays every logged txn after it. A torn tail of the last log file
+//! (a partial entry followed only by zeros or the end of the file) is truncated; any other
+//! damage refuses to start with a message naming the file and offset. A write or fsync error is
+//! fatal: the server stops and never acknowledges the txn.
+
+pub mod adler32;
+mod recovery;
+pub mod snapshot;
+mod txn_log;
+mod writer;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+pub use recovery::{recover, Recovered};
+pub use txn_log::{read_log_file, LogScan};
+pub use writer::{purge, spawn_storage_thread, StorageEvent, StorageHandle, StorageOp};
+
+/// Where snapshots and logs live.
+#[derive(Debug, Clone)]
+pub struct DataDirs {
+    /// `<dataDir>/version-2`.
+    pub snap_dir: PathBuf,
+    /// `<dataLogDir>/version-2`.
+    pub log_dir: PathBuf,
+}
+
+impl DataDirs {
+    /// The `version-2` directories under `data_dir` and `data_log_dir`, created if missing.
+    pub fn create(data_dir: &Path, data_log_dir: &Path) -> io::Result<DataDirs> {
+        let dirs = DataDirs {
+            snap_dir: data_dir.join("version-2"),
+            log_dir: data_log_dir.join("version-2"),
+        };
+        std::fs::create_dir_all(&dirs.snap_dir)?;
+        std::fs::create_dir_all(&dirs.log_dir)?;
+        Ok(dirs)
+    }
+}
+
+/// A storage failure.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    /// An I/O error.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// Data on disk is damaged somewhere other than a torn tail.
+    #[error("corrupt {file} at byte {offset}: {reason}; refusing to start (restore the data directory or remove the damaged file deliberately)")]
+    Corrupt {
+        /// The file.
+        file: String,
+        /// Byte offset of the damage.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl StorageError {
+    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> StorageError {
+        StorageError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// `prefix.<zxid as lower-case hex>`.
+pub(crate) fn file_name(prefix: &str, zxid: i64) -> String {
+    format!("{prefix}.{zxid:x}")
+}
+
+/// Files in `dir` named `prefix.<hex zxid>`, sorted by zxid.
+pub(crate) fn list_files(dir: &Path, prefix: &str) -> Result<Vec<(i64, PathBuf)>, StorageError> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| StorageError::io(format!("listing {}", dir.display()), e))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| StorageError::io(format!("listing {}", dir.display()), e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(hex) = name.strip_prefix(prefix).and_then(|r| r.strip_prefix('.')) else {
+            continue;
+        };
+        if let Ok(zxid) = u64::from_str_radix(hex, 16) {
+            out.push((zxid as i64, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// fsyncs a directory so that entries created or renamed in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}

@@ -1,0 +1,131 @@
+//! Startup recovery: newest valid snapshot + replay of the logged txns after it.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+
+use zk_proto::TxnBody;
+
+use super::snapshot;
+use super::txn_log::read_log_file;
+use super::{list_files, DataDirs, StorageError};
+use crate::tree::DataTree;
+
+/// The state rebuilt from disk.
+#[derive(Debug)]
+pub struct Recovered {
+    /// The tree, with every durable txn applied.
+    pub tree: DataTree,
+    /// Live sessions as (id, timeout).
+    pub sessions: Vec<(i64, i32)>,
+    /// The zxid of the snapshot recovery started from (0 for a fresh directory).
+    pub snapshot_zxid: i64,
+    /// How many logged txns were replayed.
+    pub replayed: usize,
+    /// Whether a torn log tail was truncated.
+    pub truncated_tail: bool,
+    /// Whether the data directory was empty (no snapshot, no log).
+    pub fresh: bool,
+}
+
+/// Loads the newest valid snapshot and replays the log after it. A fresh directory yields the
+/// initial tree.
+pub fn recover(dirs: &DataDirs) -> Result<Recovered, StorageError> {
+    let snapshots = snapshot::list(&dirs.snap_dir)?;
+    let logs = list_files(&dirs.log_dir, "log")?;
+    if snapshots.is_empty() && logs.is_empty() {
+        return Ok(Recovered {
+            tree: DataTree::new(),
+            sessions: Vec::new(),
+            snapshot_zxid: 0,
+            replayed: 0,
+            truncated_tail: false,
+            fresh: true,
+        });
+    }
+    let mut loaded = None;
+    for (zxid, path) in snapshots.iter().rev() {
+        let bytes = std::fs::read(path)
+            .map_err(|e| StorageError::io(format!("reading {}", path.display()), e))?;
+        match snapshot::parse(&bytes, *zxid) {
+            Ok(snap) => {
+                loaded = Some((*zxid, snap));
+                break;
+            }
+            Err(reason) => {
+                tracing::warn!(file = %path.display(), %reason, "skipping invalid snapshot; trying an older one");
+            }
+        }
+    }
+    let Some((snapshot_zxid, snap)) = loaded else {
+        return Err(StorageError::Corrupt {
+            file: dirs.snap_dir.display().to_string(),
+            offset: 0,
+            reason: "txn logs exist but no valid snapshot does".into(),
+        });
+    };
+    let mut tree = snap.tree;
+    let mut sessions: BTreeMap<i64, i32> = snap.sessions.into_iter().collect();
+
+    // The log holding snapshot_zxid + 1 is the last one starting at or before it.
+    let first = logs
+        .iter()
+        .rposition(|(start, _)| *start <= snapshot_zxid + 1)
+        .unwrap_or(0);
+    let needed = logs.get(first..).unwrap_or_default();
+    let mut expected = snapshot_zxid + 1;
+    let mut replayed = 0;
+    let mut truncated_tail = false;
+    let mut triggers = Vec::new();
+    for (i, (_, path)) in needed.iter().enumerate() {
+        let is_last = i + 1 == needed.len();
+        let scan = read_log_file(path, is_last)?;
+        for txn in scan.txns {
+            let zxid = txn.header.zxid;
+            if zxid < expected {
+                continue;
+            }
+            if zxid != expected {
+                return Err(StorageError::Corrupt {
+                    file: path.display().to_string(),
+                    offset: 0,
+                    reason: format!("txn log jumps from zxid 0x{:x} to 0x{zxid:x}", expected - 1),
+                });
+            }
+            match &txn.body {
+                TxnBody::CreateSession(t) => {
+                    sessions.insert(txn.header.client_id, t.time_out);
+                }
+                TxnBody::CloseSession(_) => {
+                    sessions.remove(&txn.header.client_id);
+                }
+                _ => {}
+            }
+            triggers.clear();
+            tree.apply(&txn, &mut triggers);
+            expected += 1;
+            replayed += 1;
+        }
+        if scan.torn {
+            tracing::warn!(file = %path.display(), valid_len = scan.valid_len, "truncating torn log tail");
+            let file = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| StorageError::io(format!("opening {}", path.display()), e))?;
+            file.set_len(scan.valid_len)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| StorageError::io(format!("truncating {}", path.display()), e))?;
+            truncated_tail = true;
+        }
+    }
+    if tree.last_processed_zxid() < snapshot_zxid {
+        tree.set_last_processed_zxid(snapshot_zxid);
+    }
+    Ok(Recovered {
+        tree,
+        sessions: sessions.into_iter().collect(),
+        snapshot_zxid,
+        replayed,
+        truncated_tail,
+        fresh: false,
+    })
+}

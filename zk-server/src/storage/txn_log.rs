@@ -1,0 +1,223 @@
+//! The txn-log file format: reading with torn-tail detection, and appending.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use zk_proto::frame::DEFAULT_MAX_FRAME_LEN;
+use zk_proto::{Decode, Encode, FileHeader, Txn};
+
+use super::adler32::adler32;
+use super::{file_name, sync_dir, StorageError};
+
+/// File header size.
+const HEADER_LEN: usize = 16;
+/// checksum (8) + length (4).
+const ENTRY_HEADER_LEN: usize = 12;
+/// The byte that ends each entry.
+const END_OF_RECORD: u8 = 0x42;
+/// Log files grow in chunks of this size (filled by the file system with zeros).
+const PREALLOCATE: u64 = 64 * 1024 * 1024;
+/// Largest txn an entry may hold: a request frame plus headers.
+const MAX_TXN_LEN: usize = DEFAULT_MAX_FRAME_LEN + 1024;
+
+/// What reading one log file found.
+#[derive(Debug)]
+pub struct LogScan {
+    /// The txns, in file order.
+    pub txns: Vec<Txn>,
+    /// Where valid data ends.
+    pub valid_len: u64,
+    /// Whether a torn tail follows `valid_len`.
+    pub torn: bool,
+}
+
+fn all_zero(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| b == 0)
+}
+
+/// Reads a log file's entries. `is_last` allows a torn tail; elsewhere damage is an error.
+pub fn read_log_file(path: &Path, is_last: bool) -> Result<LogScan, StorageError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| StorageError::io(format!("reading {}", path.display()), e))?;
+    let name = path.display().to_string();
+    let corrupt = |offset: usize, reason: &str| StorageError::Corrupt {
+        file: name.clone(),
+        offset: offset as u64,
+        reason: reason.to_owned(),
+    };
+    let Some(header_bytes) = bytes.get(..HEADER_LEN) else {
+        // Crashed while creating the file.
+        if is_last {
+            return Ok(LogScan {
+                txns: Vec::new(),
+                valid_len: 0,
+                torn: !bytes.is_empty(),
+            });
+        }
+        return Err(corrupt(0, "file shorter than its header"));
+    };
+    let header = FileHeader::from_bytes(header_bytes).map_err(|e| corrupt(0, &e.to_string()))?;
+    if header.magic != FileHeader::TXNLOG_MAGIC || header.version != FileHeader::VERSION {
+        if is_last && all_zero(&bytes) {
+            return Ok(LogScan {
+                txns: Vec::new(),
+                valid_len: 0,
+                torn: true,
+            });
+        }
+        return Err(corrupt(0, "not a txn log (bad magic or version)"));
+    }
+    let mut txns = Vec::new();
+    let mut pos = HEADER_LEN;
+    while let Some(rest) = bytes.get(pos..) {
+        if all_zero(rest) {
+            break;
+        }
+        match parse_entry(rest) {
+            Ok((txn, len)) => {
+                txns.push(txn);
+                pos += len;
+            }
+            Err((reason, damaged_until)) => {
+                let after = rest.get(damaged_until..).unwrap_or_default();
+                if is_last && all_zero(after) {
+                    return Ok(LogScan {
+                        txns,
+                        valid_len: pos as u64,
+                        torn: true,
+                    });
+                }
+                return Err(corrupt(pos, reason));
+            }
+        }
+    }
+    Ok(LogScan {
+        txns,
+        valid_len: pos as u64,
+        torn: false,
+    })
+}
+
+/// Parses one entry at the start of `rest`: the txn and the entry's length, or why it is bad
+/// and how far the damage claims to extend.
+fn parse_entry(rest: &[u8]) -> Result<(Txn, usize), (&'static str, usize)> {
+    let header = rest
+        .get(..ENTRY_HEADER_LEN)
+        .ok_or(("truncated entry header", ENTRY_HEADER_LEN))?;
+    let checksum = i64::from_be_bytes(
+        header[..8]
+            .try_into()
+            .map_err(|_| ("bad header", ENTRY_HEADER_LEN))?,
+    );
+    let len = i32::from_be_bytes(
+        header[8..12]
+            .try_into()
+            .map_err(|_| ("bad header", ENTRY_HEADER_LEN))?,
+    );
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|l| (1..=MAX_TXN_LEN).contains(l))
+        .ok_or(("implausible entry length", ENTRY_HEADER_LEN))?;
+    let end = ENTRY_HEADER_LEN + len + 1;
+    let body = rest
+        .get(ENTRY_HEADER_LEN..ENTRY_HEADER_LEN + len)
+        .ok_or(("truncated entry", end))?;
+    if i64::from(adler32(body)) != checksum {
+        return Err(("checksum mismatch", end));
+    }
+    if rest.get(ENTRY_HEADER_LEN + len) != Some(&END_OF_RECORD) {
+        return Err(("missing end-of-record marker", end));
+    }
+    let txn = Txn::from_bytes(body).map_err(|_| ("undecodable txn", end))?;
+    Ok((txn, end))
+}
+
+/// Appends entries to the current log file, starting a new file after each roll.
+pub(crate) struct TxnLogWriter {
+    dir: PathBuf,
+    current: Option<OpenLog>,
+    buffer: Vec<u8>,
+}
+
+struct OpenLog {
+    file: File,
+    /// Bytes written (header included).
+    len: u64,
+    /// Size the file has been extended to.
+    allocated: u64,
+}
+
+impl TxnLogWriter {
+    /// A writer that creates its files in `dir`; the first append starts a new file.
+    pub(crate) fn new(dir: PathBuf) -> TxnLogWriter {
+        TxnLogWriter {
+            dir,
+            current: None,
+            buffer: Vec::with_capacity(1 << 20),
+        }
+    }
+
+    /// Buffers one entry; it reaches the disk at the next [`TxnLogWriter::sync`].
+    pub(crate) fn append(&mut self, zxid: i64, txn: &[u8]) -> io::Result<()> {
+        if self.current.is_none() {
+            self.current = Some(self.create_file(zxid)?);
+        }
+        self.buffer
+            .extend_from_slice(&i64::from(adler32(txn)).to_be_bytes());
+        self.buffer
+            .extend_from_slice(&i32::try_from(txn.len()).unwrap_or(i32::MAX).to_be_bytes());
+        self.buffer.extend_from_slice(txn);
+        self.buffer.push(END_OF_RECORD);
+        Ok(())
+    }
+
+    fn create_file(&self, first_zxid: i64) -> io::Result<OpenLog> {
+        let path = self.dir.join(file_name("log", first_zxid));
+        let mut file = OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .open(&path)?;
+        let header = FileHeader {
+            magic: FileHeader::TXNLOG_MAGIC,
+            version: FileHeader::VERSION,
+            dbid: 0,
+        };
+        file.write_all(&header.to_bytes())?;
+        file.sync_all()?;
+        sync_dir(&self.dir)?;
+        Ok(OpenLog {
+            file,
+            len: HEADER_LEN as u64,
+            allocated: HEADER_LEN as u64,
+        })
+    }
+
+    /// Writes the buffered entries and fdatasyncs them. Any error is fatal for the server.
+    pub(crate) fn sync(&mut self) -> io::Result<()> {
+        let Some(log) = self.current.as_mut() else {
+            return Ok(());
+        };
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        use std::os::unix::fs::FileExt;
+        let needed = log.len + self.buffer.len() as u64;
+        if needed > log.allocated {
+            let target = needed.div_ceil(PREALLOCATE) * PREALLOCATE;
+            log.file.set_len(target)?;
+            log.allocated = target;
+        }
+        log.file.write_all_at(&self.buffer, log.len)?;
+        log.len = needed;
+        self.buffer.clear();
+        log.file.sync_data()
+    }
+
+    /// Ends the current file; the next entry starts a new one named by its zxid.
+    pub(crate) fn roll(&mut self) -> io::Result<()> {
+        self.sync()?;
+        self.current = None;
+        Ok(())
+    }
+}

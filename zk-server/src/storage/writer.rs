@@ -1,0 +1,164 @@
+//! The storage thread: appends txns, fsyncs them in batches (group commit), writes snapshots
+//! and purges old files. Any I/O error is fatal: it is reported once and the thread stops, so
+//! nothing after the failure is ever acknowledged.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+
+use super::txn_log::TxnLogWriter;
+use super::{list_files, snapshot, DataDirs};
+
+/// Work for the storage thread, executed in order.
+#[derive(Debug)]
+pub enum StorageOp {
+    /// Append a txn (made durable with the rest of its batch).
+    Append {
+        /// Its zxid.
+        zxid: i64,
+        /// Its encoding.
+        txn: Bytes,
+    },
+    /// Write a snapshot as of `zxid`, then start a new log file and purge old files.
+    Snapshot {
+        /// The last zxid in the snapshot.
+        zxid: i64,
+        /// The serialized snapshot.
+        data: Vec<u8>,
+    },
+}
+
+/// What the storage thread reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageEvent {
+    /// Every txn up to this zxid is fsynced.
+    Persisted(i64),
+    /// A write or fsync failed; the server must stop.
+    Fatal(String),
+}
+
+/// The sending side of the storage thread.
+#[derive(Debug)]
+pub struct StorageHandle {
+    ops: mpsc::Sender<StorageOp>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StorageHandle {
+    /// Queues work; false once the thread has stopped.
+    pub fn submit(&self, op: StorageOp) -> bool {
+        self.ops.send(op).is_ok()
+    }
+
+    /// Stops the thread after it has finished the queued work.
+    pub fn shutdown(mut self) {
+        let (dead, _) = mpsc::channel();
+        self.ops = dead;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Most txns written before one fsync.
+const MAX_BATCH: usize = 4096;
+
+/// Starts the storage thread. `report` is called from that thread.
+pub fn spawn_storage_thread(
+    dirs: DataDirs,
+    snap_retain_count: usize,
+    report: impl Fn(StorageEvent) + Send + 'static,
+) -> std::io::Result<StorageHandle> {
+    let (tx, rx) = mpsc::channel::<StorageOp>();
+    let thread = std::thread::Builder::new()
+        .name("zk-storage".into())
+        .spawn(move || {
+            if let Err(message) = run(&dirs, snap_retain_count, &rx, &report) {
+                tracing::error!(%message, "storage failed; the server must stop");
+                report(StorageEvent::Fatal(message));
+            }
+        })?;
+    Ok(StorageHandle {
+        ops: tx,
+        thread: Some(thread),
+    })
+}
+
+fn run(
+    dirs: &DataDirs,
+    retain: usize,
+    rx: &mpsc::Receiver<StorageOp>,
+    report: &impl Fn(StorageEvent),
+) -> Result<(), String> {
+    let mut log = TxnLogWriter::new(dirs.log_dir.clone());
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut durable = None;
+        for op in batch {
+            match op {
+                StorageOp::Append { zxid, txn } => {
+                    log.append(zxid, &txn)
+                        .map_err(|e| format!("appending txn 0x{zxid:x}: {e}"))?;
+                    durable = Some(zxid);
+                }
+                StorageOp::Snapshot { zxid, data } => {
+                    log.roll()
+                        .map_err(|e| format!("syncing the log before a snapshot: {e}"))?;
+                    if let Some(z) = durable.take() {
+                        report(StorageEvent::Persisted(z));
+                    }
+                    let path = snapshot::write(&dirs.snap_dir, zxid, &data)
+                        .map_err(|e| format!("writing snapshot 0x{zxid:x}: {e}"))?;
+                    tracing::info!(file = %path.display(), "snapshot written");
+                    if let Err(e) = purge(dirs, retain) {
+                        tracing::warn!(error = %e, "purging old snapshots and logs failed");
+                    }
+                }
+            }
+        }
+        if let Some(zxid) = durable {
+            log.sync()
+                .map_err(|e| format!("fsync of the txn log: {e}"))?;
+            report(StorageEvent::Persisted(zxid));
+        }
+    }
+    log.sync().map_err(|e| format!("fsync of the txn log: {e}"))
+}
+
+/// Deletes all but the newest `retain` snapshots, and the logs only they needed.
+pub fn purge(dirs: &DataDirs, retain: usize) -> Result<(), String> {
+    let snapshots = list_files(&dirs.snap_dir, "snapshot").map_err(|e| e.to_string())?;
+    if retain == 0 || snapshots.len() <= retain {
+        return Ok(());
+    }
+    let cut = snapshots.len() - retain;
+    let Some((oldest_kept, _)) = snapshots.get(cut) else {
+        return Ok(());
+    };
+    for (_, path) in snapshots.iter().take(cut) {
+        remove(path)?;
+    }
+    let logs = list_files(&dirs.log_dir, "log").map_err(|e| e.to_string())?;
+    // Keep the log that holds oldest_kept + 1 and everything after it.
+    if let Some(keep_from) = logs
+        .iter()
+        .rposition(|(start, _)| *start <= oldest_kept + 1)
+    {
+        for (_, path) in logs.iter().take(keep_from) {
+            remove(path)?;
+        }
+    }
+    Ok(())
+}
+
+fn remove(path: &Path) -> Result<(), String> {
+    std::fs::remove_file(path).map_err(|e| format!("removing {}: {e}", path.display()))
+}
