@@ -114,6 +114,9 @@ pub enum Action {
         conn: ConnId,
         /// The complete frame, length prefix included.
         frame: Bytes,
+        /// Whether it answers one of the connection's requests (connections bound the number
+        /// of requests awaiting an answer).
+        reply: bool,
     },
     /// Close a connection once the frames before this action are written.
     Close {
@@ -340,12 +343,22 @@ impl ServerCore {
         std::mem::take(&mut self.actions)
     }
 
-    fn send(&mut self, conn: ConnId, frame: Bytes) {
+    /// Sends the reply to one of the connection's requests.
+    fn send_reply(&mut self, conn: ConnId, frame: Bytes) {
+        self.send(conn, frame, true);
+    }
+
+    /// Sends a frame that answers no request (handshake response, notification).
+    fn send_unsolicited(&mut self, conn: ConnId, frame: Bytes) {
+        self.send(conn, frame, false);
+    }
+
+    fn send(&mut self, conn: ConnId, frame: Bytes, reply: bool) {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.sent += 1;
         }
         self.stats.packets_sent += 1;
-        self.actions.push(Action::Send { conn, frame });
+        self.actions.push(Action::Send { conn, frame, reply });
     }
 
     fn close(&mut self, conn: ConnId) {
@@ -450,7 +463,7 @@ impl ServerCore {
     fn send_connect_response(&mut self, conn: ConnId, response: &ConnectResponse) {
         let mut buf = bytes::BytesMut::with_capacity(48);
         zk_proto::frame::write_frame(&mut buf, |b| response.encode(b));
-        self.send(conn, buf.freeze());
+        self.send_unsolicited(conn, buf.freeze());
     }
 
     // ----- requests -----
@@ -609,7 +622,7 @@ impl ServerCore {
             return;
         };
         if c.pipeline.is_empty() {
-            self.send(conn, frame);
+            self.send_reply(conn, frame);
             if close {
                 self.close(conn);
             }
@@ -634,7 +647,7 @@ impl ServerCore {
             }
             match c.pipeline.pop_front() {
                 Some(Slot::Ready { frame, close }) => {
-                    self.send(conn, frame);
+                    self.send_reply(conn, frame);
                     if close {
                         self.close(conn);
                     }
@@ -847,10 +860,8 @@ impl ServerCore {
                     crate::acl::check(&trigger.acl, zk_proto::Perms::READ, &c.auth)
                 });
                 if allowed {
-                    self.send(
-                        conn,
-                        replies::notification(zxid, trigger.event, &trigger.path),
-                    );
+                    let frame = replies::notification(zxid, trigger.event, &trigger.path);
+                    self.send_unsolicited(conn, frame);
                 }
             }
         }

@@ -21,7 +21,7 @@ impl ServerCore {
             Ok(frame) => frame,
             Err(code) => replies::bare(xid, zxid, code),
         };
-        self.send(conn, frame);
+        self.send_reply(conn, frame);
     }
 
     fn node_for_read(&self, conn: ConnId, path: &str) -> Result<&DataNode, ErrorCode> {
@@ -309,7 +309,7 @@ impl ServerCore {
             self.watches.add(WatchKind::PersistentRecursive, path, conn);
         }
         for (event, path) in events {
-            self.send(conn, replies::notification(zxid, event, path));
+            self.send_unsolicited(conn, replies::notification(zxid, event, path));
         }
     }
 }

@@ -1,1 +1,209 @@
+//! The core is tested by the actions it emits: nothing is answered before it is durable, and
+//! replies keep each connection's request order.
 
+use super::*;
+use zk_proto::{CreateRequest, Decode, GetDataRequest, ReplyHeader, WatcherEvent};
+
+const NOW: Now = Now {
+    wall_ms: 1_700_000_000_000,
+    mono_ms: 1000,
+};
+const C1: ConnId = ConnId(1);
+const C2: ConnId = ConnId(2);
+
+fn core() -> ServerCore {
+    ServerCore::new(
+        CoreConfig {
+            server_id: 0,
+            min_session_timeout_ms: 400,
+            max_session_timeout_ms: 60_000,
+            extended_types: true,
+            super_digest: None,
+            snap_count: 1_000_000,
+            container_max_never_used_ms: 0,
+            container_max_per_tick: 100,
+        },
+        DataTree::new(),
+        &[],
+        NOW,
+    )
+}
+
+fn connect(core: &mut ServerCore, conn: ConnId) {
+    let request = ConnectRequest {
+        protocol_version: 0,
+        last_zxid_seen: 0,
+        timeout: 10_000,
+        session_id: 0,
+        passwd: vec![0; 16],
+        read_only: None,
+    };
+    let actions = core.step(
+        Input::Connect {
+            conn,
+            request,
+            remote: "127.0.0.1:5000".parse().unwrap(),
+        },
+        NOW,
+    );
+    let [Action::Persist { zxid, .. }] = actions.as_slice() else {
+        panic!("{actions:?}")
+    };
+    let actions = core.step(Input::Persisted(*zxid), NOW);
+    assert!(
+        matches!(actions.as_slice(), [Action::Send { conn: c, reply: false, .. }] if *c == conn)
+    );
+}
+
+fn request(core: &mut ServerCore, conn: ConnId, xid: i32, request: Request) -> Vec<Action> {
+    core.step(Input::Request { conn, xid, request }, NOW)
+}
+
+fn create(path: &str) -> Request {
+    Request::Create(CreateRequest {
+        path: path.into(),
+        data: None,
+        acl: zk_proto::Acl::open_unsafe(),
+        flags: 0,
+    })
+}
+
+fn get(path: &str, watch: bool) -> Request {
+    Request::GetData(GetDataRequest {
+        path: path.into(),
+        watch,
+    })
+}
+
+fn reply_header(action: &Action) -> ReplyHeader {
+    let Action::Send { frame, .. } = action else {
+        panic!("{action:?}")
+    };
+    ReplyHeader::from_bytes(&frame[4..]).unwrap()
+}
+
+#[test]
+fn a_write_is_answered_only_after_it_is_durable() {
+    let mut core = core();
+    connect(&mut core, C1);
+    connect(&mut core, C2);
+    let actions = request(&mut core, C1, 1, create("/a"));
+    let [Action::Persist { zxid, .. }] = actions.as_slice() else {
+        panic!("{actions:?}")
+    };
+    let zxid = *zxid;
+    // A read behind the write waits for it.
+    assert!(request(&mut core, C1, 2, get("/a", false)).is_empty());
+    // Another connection's read is answered at once, from the committed tree.
+    let other = request(&mut core, C2, 1, get("/a", false));
+    assert_eq!(reply_header(&other[0]).err, ErrorCode::NoNode.as_i32());
+
+    let actions = core.step(Input::Persisted(zxid), NOW);
+    assert_eq!(actions.len(), 2);
+    let first = reply_header(&actions[0]);
+    assert_eq!((first.xid, first.zxid, first.err), (1, zxid, 0));
+    let second = reply_header(&actions[1]);
+    assert_eq!((second.xid, second.err), (2, 0), "the read sees the write");
+}
+
+#[test]
+fn watch_event_precedes_the_writers_reply() {
+    let mut core = core();
+    connect(&mut core, C1);
+    let actions = request(&mut core, C1, 1, create("/w"));
+    let [Action::Persist { zxid, .. }] = actions.as_slice() else {
+        panic!()
+    };
+    core.step(Input::Persisted(*zxid), NOW);
+    request(&mut core, C1, 2, get("/w", true));
+    let actions = request(
+        &mut core,
+        C1,
+        3,
+        Request::SetData(zk_proto::SetDataRequest {
+            path: "/w".into(),
+            data: None,
+            version: -1,
+        }),
+    );
+    let [Action::Persist { zxid, .. }] = actions.as_slice() else {
+        panic!()
+    };
+    let actions = core.step(Input::Persisted(*zxid), NOW);
+    let Action::Send {
+        frame,
+        reply: false,
+        ..
+    } = &actions[0]
+    else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(ReplyHeader::from_bytes(&frame[4..]).unwrap().xid, -1);
+    let event = WatcherEvent::from_bytes(&frame[20..]).unwrap();
+    assert_eq!(event.path, "/w");
+    assert_eq!(reply_header(&actions[1]).xid, 3);
+}
+
+#[test]
+fn pipelined_writes_persist_in_order_and_batch() {
+    let mut core = core();
+    connect(&mut core, C1);
+    let mut zxids = Vec::new();
+    for (i, path) in ["/x", "/x/y", "/x/y/z"].iter().enumerate() {
+        let actions = request(&mut core, C1, i32::try_from(i).unwrap() + 1, create(path));
+        let [Action::Persist { zxid, .. }] = actions.as_slice() else {
+            panic!("{actions:?}")
+        };
+        zxids.push(*zxid);
+    }
+    assert!(
+        zxids.windows(2).all(|w| w[1] == w[0] + 1),
+        "contiguous zxids"
+    );
+    // One durability report covers the batch; replies come in order.
+    let actions = core.step(Input::Persisted(zxids[2]), NOW);
+    let xids: Vec<i32> = actions.iter().map(|a| reply_header(a).xid).collect();
+    assert_eq!(xids, vec![1, 2, 3]);
+    assert!(core.tree().get("/x/y/z").is_some());
+}
+
+#[test]
+fn expiry_is_a_logged_close_session() {
+    let mut core = core();
+    connect(&mut core, C1);
+    let actions = request(
+        &mut core,
+        C1,
+        1,
+        Request::Create(CreateRequest {
+            path: "/e".into(),
+            data: None,
+            acl: zk_proto::Acl::open_unsafe(),
+            flags: 1,
+        }),
+    );
+    let [Action::Persist { zxid, .. }] = actions.as_slice() else {
+        panic!()
+    };
+    core.step(Input::Persisted(*zxid), NOW);
+    let later = Now {
+        wall_ms: NOW.wall_ms + 20_000,
+        mono_ms: NOW.mono_ms + 20_000,
+    };
+    let actions = core.step(Input::Tick, later);
+    assert!(actions.contains(&Action::Close { conn: C1 }));
+    let zxid = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Persist { zxid, .. } => Some(*zxid),
+            _ => None,
+        })
+        .expect("closeSession is logged");
+    assert!(
+        core.tree().get("/e").is_some(),
+        "not deleted before it is durable"
+    );
+    core.step(Input::Persisted(zxid), later);
+    assert!(core.tree().get("/e").is_none());
+    assert!(core.sessions().is_empty());
+}

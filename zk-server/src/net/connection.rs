@@ -2,9 +2,10 @@
 //! core and writes what the core sends back.
 //!
 //! Bad input affects only this connection: an oversized or negative frame length, an
-//! undecodable record or an unknown opcode closes it (the last after an UNIMPLEMENTED reply). A
-//! client that does not read its replies stops being read from once 1 MiB of replies is queued,
-//! and is disconnected once 64 MiB is.
+//! undecodable record or an unknown opcode closes it (the last after an UNIMPLEMENTED reply).
+//! Backpressure: the connection stops reading while 1,000 of its requests await an answer (as
+//! Apache's `globalOutstandingLimit`) or 1 MiB of output is queued, and a client that lets
+//! 64 MiB of output pile up is disconnected.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -24,6 +25,8 @@ use crate::ConnId;
 
 /// Stop reading requests while this much output is queued.
 const PAUSE_READING_AT: usize = 1 << 20;
+/// Stop reading requests while this many await an answer.
+const MAX_IN_FLIGHT: usize = 1000;
 /// Disconnect a client that lets this much output pile up.
 const MAX_QUEUED_OUTPUT: usize = 64 << 20;
 
@@ -49,6 +52,7 @@ pub(super) async fn run(
     let mut output = BytesMut::new();
     let mut phase = Phase::Handshake;
     let mut closing = false;
+    let mut in_flight = 0usize;
     let handshake_deadline = tokio::time::sleep(Duration::from_millis(
         u64::try_from(config.max_session_timeout()).unwrap_or(60_000),
     ));
@@ -57,8 +61,10 @@ pub(super) async fn run(
         if closing && output.is_empty() {
             break;
         }
-        let can_read =
-            !closing && output.len() < PAUSE_READING_AT && !matches!(phase, Phase::Draining);
+        let can_read = !closing
+            && output.len() < PAUSE_READING_AT
+            && in_flight < MAX_IN_FLIGHT
+            && !matches!(phase, Phase::Draining);
         tokio::select! {
             read = reader.read_buf(&mut input), if can_read => {
                 match read {
@@ -71,7 +77,7 @@ pub(super) async fn run(
                         break;
                     }
                 }
-                match process_frames(&mut input, &mut phase, conn, remote, events) {
+                match process_frames(&mut input, &mut phase, conn, remote, events, &mut in_flight) {
                     Ok(()) => {}
                     Err(reason) => {
                         tracing::debug!(%remote, %reason, "closing connection");
@@ -81,9 +87,9 @@ pub(super) async fn run(
             }
             message = outbound.recv() => {
                 let Some(message) = message else { break };
-                closing |= queue(&mut output, message);
+                closing |= queue(&mut output, &mut in_flight, message);
                 while let Ok(message) = outbound.try_recv() {
-                    closing |= queue(&mut output, message);
+                    closing |= queue(&mut output, &mut in_flight, message);
                 }
                 if output.len() > MAX_QUEUED_OUTPUT {
                     tracing::warn!(%remote, "client is not reading its replies; disconnecting");
@@ -105,9 +111,12 @@ pub(super) async fn run(
 }
 
 /// Appends a frame to the output; true if the core asked to close.
-fn queue(output: &mut BytesMut, message: Outbound) -> bool {
+fn queue(output: &mut BytesMut, in_flight: &mut usize, message: Outbound) -> bool {
     match message {
-        Outbound::Frame(frame) => {
+        Outbound::Frame { frame, reply } => {
+            if reply {
+                *in_flight = in_flight.saturating_sub(1);
+            }
             output.extend_from_slice(&frame);
             false
         }
@@ -121,6 +130,7 @@ fn process_frames(
     conn: ConnId,
     remote: SocketAddr,
     events: &mpsc::UnboundedSender<Event>,
+    in_flight: &mut usize,
 ) -> Result<(), String> {
     loop {
         if matches!(phase, Phase::Draining) {
@@ -167,8 +177,15 @@ fn process_frames(
             }
             Phase::Draining => return Ok(()),
         };
+        if !matches!(input_event, Input::Connect { .. }) {
+            *in_flight += 1;
+        }
         if events.send(Event::Core(input_event)).is_err() {
             return Err("server stopping".into());
+        }
+        if *in_flight >= MAX_IN_FLIGHT {
+            // Leave the rest buffered until answers come back.
+            return Ok(());
         }
     }
 }

@@ -43,7 +43,11 @@ pub enum ServerError {
 /// What connection tasks receive from the core task.
 #[derive(Debug)]
 enum Outbound {
-    Frame(Bytes),
+    /// A frame; `reply` if it answers one of the connection's requests.
+    Frame {
+        frame: Bytes,
+        reply: bool,
+    },
     Close,
 }
 
@@ -106,6 +110,8 @@ impl Server {
         let local_addr = listener
             .local_addr()
             .map_err(|source| ServerError::Bind { addr, source })?;
+        let mut config = config;
+        config.client_port = local_addr.port();
 
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let storage_events = events_tx.clone();
@@ -330,9 +336,9 @@ impl Driver {
     fn execute(&mut self, actions: Vec<Action>) {
         for action in actions {
             match action {
-                Action::Send { conn, frame } => {
+                Action::Send { conn, frame, reply } => {
                     if let Some(tx) = self.conns.get(&conn) {
-                        let _ = tx.send(Outbound::Frame(frame));
+                        let _ = tx.send(Outbound::Frame { frame, reply });
                     }
                 }
                 Action::Close { conn } => {

@@ -1,0 +1,215 @@
+//! Hostile or broken clients affect only their own connection; the server keeps serving
+//! everyone else with bounded memory.
+
+mod support;
+
+use std::time::Duration;
+
+use support::process::{free_port, ServerProcess};
+use support::RawClient;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use zk_proto::*;
+use zk_server::TestingServer;
+
+/// Reads until the server closes the connection (true) or `WAIT` passes (false).
+async fn server_closes(stream: &mut TcpStream) -> bool {
+    let mut buf = vec![0u8; 4096];
+    let deadline = tokio::time::Instant::now() + support::WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+async fn still_serving(server: &TestingServer) {
+    let mut c = RawClient::connect(&server.connect_string()).await;
+    assert!(c.exists("/zookeeper", false).await.is_ok());
+}
+
+async fn established(server: &TestingServer) -> RawClient {
+    RawClient::connect(&server.connect_string()).await
+}
+
+#[tokio::test]
+async fn oversized_frame_closes_only_that_connection() {
+    let server = TestingServer::start().await.unwrap();
+    let mut c = established(&server).await;
+    let mut bystander = established(&server).await;
+    c.send_raw(&(2 * 1024 * 1024i32).to_be_bytes())
+        .await
+        .unwrap();
+    assert!(server_closes(&mut c.stream).await);
+    assert!(bystander.exists("/zookeeper", false).await.is_ok());
+    // A negative length too.
+    let mut d = established(&server).await;
+    d.send_raw(&(-5i32).to_be_bytes()).await.unwrap();
+    assert!(server_closes(&mut d.stream).await);
+    still_serving(&server).await;
+}
+
+#[tokio::test]
+async fn garbage_bytes_close_the_connection() {
+    let server = TestingServer::start().await.unwrap();
+    // Garbage instead of a handshake.
+    let mut raw = TcpStream::connect(server.connect_string()).await.unwrap();
+    raw.write_all(&[0, 0, 0, 8, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4])
+        .await
+        .unwrap();
+    assert!(server_closes(&mut raw).await);
+    // Garbage after the handshake: a getData whose path length overruns the frame.
+    let mut c = established(&server).await;
+    c.send_raw(&[0, 0, 0, 12, 0, 0, 0, 1, 0, 0, 0, 4, 0x7f, 0, 0, 0])
+        .await
+        .unwrap();
+    assert!(server_closes(&mut c.stream).await);
+    still_serving(&server).await;
+}
+
+#[tokio::test]
+async fn truncated_frame_then_hangup() {
+    let server = TestingServer::start().await.unwrap();
+    let mut c = established(&server).await;
+    c.send_raw(&[0, 0, 0, 100, 1, 2, 3]).await.unwrap();
+    drop(c);
+    still_serving(&server).await;
+}
+
+#[tokio::test]
+async fn unknown_opcode_gets_unimplemented_then_close() {
+    let server = TestingServer::start().await.unwrap();
+    let mut c = established(&server).await;
+    let (h, _) = c.call_empty(OpCode::WhoAmI).await;
+    assert_eq!(h.err, 0);
+    let mut out = bytes::BytesMut::new();
+    frame::write_frame(&mut out, |b| {
+        b.extend_from_slice(&7i32.to_be_bytes());
+        b.extend_from_slice(&999i32.to_be_bytes());
+    });
+    c.send_raw(&out).await.unwrap();
+    let frame = c
+        .read_frame()
+        .await
+        .unwrap()
+        .expect("a reply before the close");
+    let header = ReplyHeader::from_bytes(&frame).unwrap();
+    assert_eq!(
+        (header.xid, header.err),
+        (7, ErrorCode::Unimplemented.as_i32())
+    );
+    assert!(c.closed_by_server().await);
+    still_serving(&server).await;
+}
+
+#[tokio::test]
+async fn request_before_the_handshake_is_rejected() {
+    let server = TestingServer::start().await.unwrap();
+    let mut raw = TcpStream::connect(server.connect_string()).await.unwrap();
+    let mut out = bytes::BytesMut::new();
+    frame::write_frame(&mut out, |b| {
+        RequestHeader::new(1, OpCode::GetData).encode(b);
+        GetDataRequest {
+            path: "/zookeeper".into(),
+            watch: false,
+        }
+        .encode(b);
+    });
+    raw.write_all(&out).await.unwrap();
+    assert!(server_closes(&mut raw).await);
+    still_serving(&server).await;
+}
+
+#[tokio::test]
+async fn client_that_never_reads_is_throttled_not_buffered() {
+    let server = TestingServer::start().await.unwrap();
+    let mut c = established(&server).await;
+    c.create("/big", &vec![1u8; 512 * 1024], CreateMode::Persistent)
+        .await
+        .unwrap();
+    let before = rss_kib();
+    // Ask for the 512 KiB node over and over without reading a single reply.
+    let mut sent = 0usize;
+    let mut request = bytes::BytesMut::new();
+    frame::write_frame(&mut request, |b| {
+        RequestHeader::new(1, OpCode::GetData).encode(b);
+        GetDataRequest {
+            path: "/big".into(),
+            watch: false,
+        }
+        .encode(b);
+    });
+    let flood = async {
+        loop {
+            c.stream.write_all(&request).await.unwrap();
+            sent += 1;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), flood).await;
+    // The kernel buffers many requests, but the server stops taking them: at most 1,000
+    // awaiting an answer, and none while 1 MiB of answers is queued.
+    let mntr = server.four_letter_word("mntr").await.unwrap();
+    let received: u64 = mntr
+        .lines()
+        .find_map(|l| l.strip_prefix("zk_packets_received\t"))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(
+        sent > 10_000,
+        "the flood did not get going ({sent} requests)"
+    );
+    assert!(
+        received < 1_500,
+        "server took {received} of {sent} requests from a client that never reads"
+    );
+    let grown_mib = rss_kib().saturating_sub(before) / 1024;
+    assert!(grown_mib < 200, "memory grew by {grown_mib} MiB");
+    still_serving(&server).await;
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// 10,000 idle connections against the binary (its own file-descriptor budget): the server
+/// keeps serving, and its memory stays bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_idle_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), free_port(), "");
+    let addr = server.addr();
+    let mut idle = Vec::with_capacity(10_000);
+    for _ in 0..10_000 {
+        match TcpStream::connect(&addr).await {
+            Ok(s) => idle.push(s),
+            Err(e) => panic!("connection {} refused: {e}", idle.len()),
+        }
+    }
+    let mut c = RawClient::connect(&addr).await;
+    c.create("/busy", b"still here", CreateMode::Persistent)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.get_data("/busy", false).await.unwrap().0,
+        Some(b"still here".to_vec())
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let rss_mib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap()
+        / 1024;
+    assert!(rss_mib < 400, "10,000 idle connections cost {rss_mib} MiB");
+    drop(idle);
+}
