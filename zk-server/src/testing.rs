@@ -114,6 +114,8 @@ impl TestingServer {
         config.extended_types = self.options.extended_types;
         config.super_digest = self.options.super_digest.clone();
         config.snap_count = self.options.snap_count;
+        // Autopurge on, so snapshots and logs do not pile up in long test runs.
+        config.purge_interval_hours = 1;
         config.container_check_interval_ms = self.options.container_check_interval_ms;
         config
     }

@@ -299,3 +299,36 @@ async fn flipped_bit_mid_log_refuses_to_start() {
         "{stderr}"
     );
 }
+
+/// A crash right after a log roll leaves an empty `log.<next zxid>`; the restarted server must
+/// start that file over instead of failing to create it.
+#[tokio::test]
+async fn empty_log_file_left_by_a_crash_after_a_roll_is_reused() {
+    let mut server = TestingServer::start().await.unwrap();
+    let mut c = RawClient::connect(&server.connect_string()).await;
+    c.create("/before", b"", CreateMode::Persistent)
+        .await
+        .unwrap();
+    let next = c.last_zxid + 1;
+    drop(c);
+    server.stop().await;
+    let header = FileHeader {
+        magic: FileHeader::TXNLOG_MAGIC,
+        version: 2,
+        dbid: 0,
+    };
+    let empty = server
+        .data_dir()
+        .join("version-2")
+        .join(format!("log.{next:x}"));
+    std::fs::write(&empty, header.to_bytes()).unwrap();
+    server.restart().await.unwrap();
+    let mut c = RawClient::connect(&server.connect_string()).await;
+    c.create("/after", b"", CreateMode::Persistent)
+        .await
+        .unwrap();
+    server.restart().await.unwrap();
+    let mut c = RawClient::connect(&server.connect_string()).await;
+    assert!(c.exists("/before", false).await.is_ok());
+    assert!(c.exists("/after", false).await.is_ok());
+}

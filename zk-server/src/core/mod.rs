@@ -507,6 +507,13 @@ impl ServerCore {
 
     fn dispatch(&mut self, conn: ConnId, session_id: i64, xid: i32, request: Request) {
         let op = request.op_code();
+        let _span = tracing::debug_span!(
+            "request",
+            session = format_args!("0x{session_id:x}"),
+            xid,
+            op = ?op
+        )
+        .entered();
         match request {
             Request::Auth(packet) => {
                 let result = crate::acl::authenticate(

@@ -309,7 +309,15 @@ impl ServerCore {
             self.watches.add(WatchKind::PersistentRecursive, path, conn);
         }
         for (event, path) in events {
-            self.send_unsolicited(conn, replies::notification(zxid, event, path));
+            // As for live events, READ on the node is checked at delivery (deleted nodes have
+            // no ACL left to check).
+            let readable = self
+                .tree
+                .get(path)
+                .is_none_or(|node| self.require(conn, node, Perms::READ).is_ok());
+            if readable {
+                self.send_unsolicited(conn, replies::notification(zxid, event, path));
+            }
         }
     }
 }

@@ -115,7 +115,8 @@ impl Server {
 
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let storage_events = events_tx.clone();
-        let storage = storage::spawn_storage_thread(dirs, config.snap_retain_count, move |event| {
+        let purge_retain = (config.purge_interval_hours > 0).then_some(config.snap_retain_count);
+        let storage = storage::spawn_storage_thread(dirs, purge_retain, move |event| {
             let _ = storage_events.send(Event::Storage(event));
         })
         .map_err(|e| StorageError::io("starting the storage thread", e))?;
@@ -258,6 +259,11 @@ impl Driver {
             self.config.container_check_interval_ms,
         ));
         containers.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // autopurge.purgeInterval hours (a timer that never fires when autopurge is off).
+        let purge_every =
+            Duration::from_secs(3600 * u64::from(self.config.purge_interval_hours.max(1)));
+        let mut purge =
+            tokio::time::interval_at(tokio::time::Instant::now() + purge_every, purge_every);
         let result = loop {
             tokio::select! {
                 biased;
@@ -286,6 +292,11 @@ impl Driver {
                 }
                 _ = ticker.tick() => self.step(Input::Tick),
                 _ = containers.tick() => self.step(Input::CheckContainers),
+                _ = purge.tick(), if self.config.purge_interval_hours > 0 => {
+                    if let Some(storage) = &self.storage {
+                        storage.submit(StorageOp::Purge);
+                    }
+                }
             }
         };
         for (_, tx) in self.conns.drain() {

@@ -174,8 +174,11 @@ impl TxnLogWriter {
 
     fn create_file(&self, first_zxid: i64) -> io::Result<OpenLog> {
         let path = self.dir.join(file_name("log", first_zxid));
+        // A file of this name can exist only if a crash hit right after it was created: it holds
+        // no txn (recovery found none at or after `first_zxid`), so it is started over.
         let mut file = OpenOptions::new()
-            .create_new(true)
+            .create(true)
+            .truncate(true)
             .write(true)
             .open(&path)?;
         let header = FileHeader {

@@ -21,13 +21,16 @@ pub enum StorageOp {
         /// Its encoding.
         txn: Bytes,
     },
-    /// Write a snapshot as of `zxid`, then start a new log file and purge old files.
+    /// Write a snapshot as of `zxid`, then start a new log file (and purge old files when
+    /// autopurge is on).
     Snapshot {
         /// The last zxid in the snapshot.
         zxid: i64,
         /// The serialized snapshot.
         data: Vec<u8>,
     },
+    /// Delete all but the newest snapshots and the logs only they need.
+    Purge,
 }
 
 /// What the storage thread reports.
@@ -66,16 +69,19 @@ impl StorageHandle {
 const MAX_BATCH: usize = 4096;
 
 /// Starts the storage thread. `report` is called from that thread.
+///
+/// `purge_retain`: when `Some(n)` (autopurge on), old snapshots and logs are purged after each
+/// snapshot and on [`StorageOp::Purge`], keeping the newest `n` snapshots.
 pub fn spawn_storage_thread(
     dirs: DataDirs,
-    snap_retain_count: usize,
+    purge_retain: Option<usize>,
     report: impl Fn(StorageEvent) + Send + 'static,
 ) -> std::io::Result<StorageHandle> {
     let (tx, rx) = mpsc::channel::<StorageOp>();
     let thread = std::thread::Builder::new()
         .name("zk-storage".into())
         .spawn(move || {
-            if let Err(message) = run(&dirs, snap_retain_count, &rx, &report) {
+            if let Err(message) = run(&dirs, purge_retain, &rx, &report) {
                 tracing::error!(%message, "storage failed; the server must stop");
                 report(StorageEvent::Fatal(message));
             }
@@ -88,7 +94,7 @@ pub fn spawn_storage_thread(
 
 fn run(
     dirs: &DataDirs,
-    retain: usize,
+    retain: Option<usize>,
     rx: &mpsc::Receiver<StorageOp>,
     report: &impl Fn(StorageEvent),
 ) -> Result<(), String> {
@@ -118,10 +124,9 @@ fn run(
                     let path = snapshot::write(&dirs.snap_dir, zxid, &data)
                         .map_err(|e| format!("writing snapshot 0x{zxid:x}: {e}"))?;
                     tracing::info!(file = %path.display(), "snapshot written");
-                    if let Err(e) = purge(dirs, retain) {
-                        tracing::warn!(error = %e, "purging old snapshots and logs failed");
-                    }
+                    purge_if_enabled(dirs, retain);
                 }
+                StorageOp::Purge => purge_if_enabled(dirs, retain),
             }
         }
         if let Some(zxid) = durable {
@@ -131,6 +136,14 @@ fn run(
         }
     }
     log.sync().map_err(|e| format!("fsync of the txn log: {e}"))
+}
+
+fn purge_if_enabled(dirs: &DataDirs, retain: Option<usize>) {
+    if let Some(retain) = retain {
+        if let Err(e) = purge(dirs, retain) {
+            tracing::warn!(error = %e, "purging old snapshots and logs failed");
+        }
+    }
 }
 
 /// Deletes all but the newest `retain` snapshots, and the logs only they needed.
