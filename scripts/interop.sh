@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Interop checks against Apache ZooKeeper 3.8 (Debian package), as ../shared/INTEROP.md describes.
+#
+#   scripts/interop.sh            install if needed, start a standalone server on a free loopback
+#                                 port, run the client test suite against it, stop it
+#   scripts/interop.sh install    only install the Debian packages
+#   scripts/interop.sh serve      start a server and print its ZK_TEST_CONNECT; runs until killed
+#
+# Each step is a function, so later steps (kazoo, zkCli against our server) can be added the same
+# way. Servers are started on 127.0.0.1 only and stopped by PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ZK_JAR=/usr/share/java/zookeeper.jar
+WORK_DIR=""
+ZK_PID=""
+ZK_PORT=""
+
+log() { echo "== $*" >&2; }
+
+install_zookeeper() {
+  if [[ -f "$ZK_JAR" ]] && dpkg -s zookeeper >/dev/null 2>&1; then
+    log "Apache ZooKeeper already installed ($(dpkg-query -W -f='${Version}' zookeeper))"
+    return
+  fi
+  log "installing Apache ZooKeeper (Debian packages zookeeper, zookeeper-bin)"
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends zookeeper zookeeper-bin
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+four_letter_word() { # four_letter_word PORT WORD -> prints the reply
+  local port=$1 word=$2 reply=""
+  if { exec 3<>"/dev/tcp/127.0.0.1/$port"; } 2>/dev/null; then
+    printf '%s' "$word" >&3
+    reply=$(timeout 2 cat <&3 || true)
+    exec 3<&- 3>&-
+  fi
+  printf '%s' "$reply"
+}
+
+cleanup() {
+  if [[ -n "$ZK_PID" ]] && kill -0 "$ZK_PID" 2>/dev/null; then
+    log "stopping Apache ZooKeeper (pid $ZK_PID)"
+    kill "$ZK_PID" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$ZK_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$ZK_PID" 2>/dev/null || true
+  fi
+  if [[ -n "$WORK_DIR" && -d "$WORK_DIR" ]]; then
+    rm -rf "$WORK_DIR"
+  fi
+}
+
+start_zookeeper() {
+  WORK_DIR=$(mktemp -d /tmp/zk-interop.XXXXXX)
+  ZK_PORT=$(free_port)
+  mkdir -p "$WORK_DIR/data"
+  cat >"$WORK_DIR/zoo.cfg" <<EOF
+tickTime=2000
+dataDir=$WORK_DIR/data
+clientPort=$ZK_PORT
+clientPortAddress=127.0.0.1
+maxClientCnxns=0
+admin.enableServer=false
+4lw.commands.whitelist=*
+EOF
+  cat >"$WORK_DIR/log4j.properties" <<'EOF'
+log4j.rootLogger=INFO, CONSOLE
+log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender
+log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout
+log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} [myid:%X{myid}] - %-5p [%t:%C{1}@%L] - %m%n
+EOF
+  local cp="$WORK_DIR:$ZK_JAR:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar"
+  log "starting Apache ZooKeeper on 127.0.0.1:$ZK_PORT (log: $WORK_DIR/zookeeper.log)"
+  java -Dzookeeper.root.logger=INFO,CONSOLE \
+    -Dlog4j.configuration="file:$WORK_DIR/log4j.properties" \
+    -Dzookeeper.extendedTypesEnabled=true \
+    -cp "$cp" org.apache.zookeeper.server.quorum.QuorumPeerMain "$WORK_DIR/zoo.cfg" \
+    >"$WORK_DIR/zookeeper.log" 2>&1 &
+  ZK_PID=$!
+  for _ in $(seq 1 150); do
+    if [[ "$(four_letter_word "$ZK_PORT" ruok)" == "imok" ]] &&
+      ! four_letter_word "$ZK_PORT" srvr | grep -q "not currently serving"; then
+      log "Apache ZooKeeper is up (pid $ZK_PID): $(four_letter_word "$ZK_PORT" srvr | head -1)"
+      return
+    fi
+    if ! kill -0 "$ZK_PID" 2>/dev/null; then
+      tail -n 40 "$WORK_DIR/zookeeper.log" >&2 || true
+      echo "Apache ZooKeeper exited during startup" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+  tail -n 40 "$WORK_DIR/zookeeper.log" >&2 || true
+  echo "Apache ZooKeeper did not answer ruok within 15 s" >&2
+  return 1
+}
+
+run_client_tests() {
+  log "client test suite against Apache ZooKeeper 127.0.0.1:$ZK_PORT"
+  local tests=()
+  for f in tests/client_*.rs; do
+    tests+=(--test "$(basename "$f" .rs)")
+  done
+  ZK_TEST_CONNECT="127.0.0.1:$ZK_PORT" cargo test "${tests[@]}" -- --test-threads=4
+}
+
+main() {
+  local cmd=${1:-all}
+  case "$cmd" in
+    install)
+      install_zookeeper
+      ;;
+    serve)
+      trap cleanup EXIT INT TERM
+      install_zookeeper
+      start_zookeeper
+      echo "ZK_TEST_CONNECT=127.0.0.1:$ZK_PORT"
+      wait "$ZK_PID"
+      ;;
+    all)
+      trap cleanup EXIT INT TERM
+      install_zookeeper
+      start_zookeeper
+      run_client_tests
+      log "interop: all steps passed"
+      ;;
+    *)
+      echo "usage: $0 [all|install|serve]" >&2
+      exit 2
+      ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,499 @@
+//! Client operations against a real server (Apache ZooKeeper with ZK_TEST_CONNECT, else the
+//! embedded TestingServer).
+
+mod support;
+
+use std::time::Duration;
+
+use zk::client::{
+    protected, Acl, Client, CreateMode, Error, Id, OpResult, Perms, ReadResult, RetryNTimes,
+};
+
+macro_rules! env_or_skip {
+    () => {
+        match support::env().await {
+            Some(env) => env,
+            None => return,
+        }
+    };
+}
+
+#[tokio::test]
+async fn create_get_set_delete_with_versions() {
+    let env = env_or_skip!();
+    let client = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    let created = client.create(&root).data(b"v0").await.unwrap();
+    assert_eq!(created.path, root);
+    let stat = created.stat.expect("create2 returns a stat");
+    assert_eq!(stat.version, 0);
+    assert_eq!(stat.data_length, 2);
+
+    let (data, stat) = client.get_data(&root).await.unwrap();
+    assert_eq!(data, b"v0");
+    let stat = client
+        .set_data(&root, b"v1")
+        .version(stat.version)
+        .await
+        .unwrap();
+    assert_eq!(stat.version, 1);
+    assert_eq!(
+        client.set_data(&root, b"v2").version(0).await,
+        Err(Error::BadVersion)
+    );
+    assert_eq!(client.create(&root).await, Err(Error::NodeExists));
+    assert_eq!(
+        client.delete(&root).version(0).await,
+        Err(Error::BadVersion)
+    );
+    client.delete(&root).version(1).await.unwrap();
+    assert_eq!(client.get_data(&root).await, Err(Error::NoNode));
+    assert_eq!(client.exists(&root).await, Ok(None));
+    assert_eq!(client.delete(&root).await, Err(Error::NoNode));
+    client.delete(&root).quietly().await.unwrap();
+    client.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn parents_containers_sequential_and_ephemeral_nodes() {
+    let env = env_or_skip!();
+    let client = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+
+    assert_eq!(
+        client.create(&format!("{root}/a/b")).await,
+        Err(Error::NoNode)
+    );
+    client
+        .create(&format!("{root}/a/b"))
+        .creating_parents_if_needed()
+        .await
+        .unwrap();
+    client
+        .create(&format!("{root}/c/d"))
+        .creating_parent_containers_if_needed()
+        .await
+        .unwrap();
+    assert!(client.exists(&format!("{root}/c")).await.unwrap().is_some());
+
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        let c = client
+            .create(&format!("{root}/seq/n-"))
+            .mode(CreateMode::EphemeralSequential)
+            .creating_parents_if_needed()
+            .await
+            .unwrap();
+        let stat = c.stat.unwrap();
+        assert_eq!(stat.ephemeral_owner, client.session_id());
+        names.push(c.path);
+    }
+    let seqs: Vec<i64> = names
+        .iter()
+        .map(|n| protected::sequence_number(n).unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert!(names
+        .iter()
+        .all(|n| n.len() == format!("{root}/seq/n-").len() + 10));
+
+    let mut ephemerals = client.get_ephemerals(&root).await.unwrap();
+    ephemerals.sort();
+    assert_eq!(ephemerals, names);
+    // a, a/b, c, c/d, seq, 3 × seq/n-
+    assert_eq!(client.get_all_children_number(&root).await.unwrap(), 8);
+    let mut kids = client.get_children(&format!("{root}/seq")).await.unwrap();
+    kids.sort();
+    assert_eq!(kids.len(), 3);
+    let (kids2, stat) = client
+        .get_children(&format!("{root}/seq"))
+        .with_stat()
+        .await
+        .unwrap();
+    assert_eq!(kids2.len(), 3);
+    assert_eq!(stat.num_children, 3);
+
+    assert_eq!(
+        client.create(&format!("{}/child", names[0])).await.err(),
+        Some(Error::NoChildrenForEphemerals)
+    );
+    let eph = client
+        .create(&format!("{root}/e"))
+        .mode(CreateMode::Ephemeral)
+        .await
+        .unwrap();
+    assert_eq!(
+        client.create(&format!("{}/child", eph.path)).await,
+        Err(Error::NoChildrenForEphemerals)
+    );
+
+    assert_eq!(client.delete(&root).await, Err(Error::NotEmpty));
+    client
+        .delete(&root)
+        .deleting_children_if_needed()
+        .await
+        .unwrap();
+    assert_eq!(client.exists(&root).await, Ok(None));
+    client.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn close_deletes_ephemerals_at_once() {
+    let env = env_or_skip!();
+    let observer = support::connected_client(env.connect_string()).await;
+    let client = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    observer.create(&root).await.unwrap();
+    let node = format!("{root}/eph");
+    client
+        .create(&node)
+        .mode(CreateMode::Ephemeral)
+        .await
+        .unwrap();
+    let (stat, gone) = observer.exists(&node).watched().await.unwrap();
+    assert!(stat.is_some());
+    client.close().await.unwrap();
+    let event = tokio::time::timeout(support::PATIENCE, gone).await.unwrap();
+    assert_eq!(event.event_type, zk::client::EventType::NodeDeleted);
+    assert_eq!(client.get_data(&root).await, Err(Error::Closed));
+    observer
+        .delete(&root)
+        .deleting_children_if_needed()
+        .await
+        .unwrap();
+    observer.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn arguments_are_rejected_before_anything_is_sent() {
+    // A client whose server does not exist: argument errors must come back at once, not
+    // after the connection timeout.
+    let client = Client::builder()
+        .connect_string("127.0.0.1:1")
+        .connection_timeout(Duration::from_secs(30))
+        .retry_policy(RetryNTimes::new(0, Duration::ZERO))
+        .build()
+        .unwrap();
+    let quick = Duration::from_secs(2);
+    let check = |r: Result<Result<zk::client::Created, Error>, tokio::time::error::Elapsed>| {
+        r.expect("argument errors are immediate")
+    };
+    assert!(matches!(
+        check(tokio::time::timeout(quick, client.create("no-slash").into_future()).await),
+        Err(Error::InvalidPath(_))
+    ));
+    assert!(matches!(
+        check(tokio::time::timeout(quick, client.create("/a//b").into_future()).await),
+        Err(Error::InvalidPath(_))
+    ));
+    assert!(matches!(
+        check(tokio::time::timeout(quick, client.create("/a/").into_future()).await),
+        Err(Error::InvalidPath(_))
+    ));
+    assert!(matches!(
+        check(
+            tokio::time::timeout(
+                quick,
+                client
+                    .create("/big")
+                    .data(vec![0u8; 1024 * 1024 + 1])
+                    .into_future()
+            )
+            .await
+        ),
+        Err(Error::DataTooLarge { .. })
+    ));
+    assert_eq!(
+        check(
+            tokio::time::timeout(
+                quick,
+                client
+                    .create("/ttl")
+                    .mode(CreateMode::Ephemeral)
+                    .ttl(5)
+                    .into_future()
+            )
+            .await
+        ),
+        Err(Error::TtlWithoutTtlMode)
+    );
+    assert_eq!(
+        check(
+            tokio::time::timeout(
+                quick,
+                client
+                    .create("/ttl")
+                    .mode(CreateMode::PersistentWithTtl)
+                    .into_future()
+            )
+            .await
+        ),
+        Err(Error::TtlWithoutTtlMode)
+    );
+    assert!(matches!(
+        tokio::time::timeout(quick, client.set_data("bad", b"x".to_vec()).into_future())
+            .await
+            .unwrap(),
+        Err(Error::InvalidPath(_))
+    ));
+    assert!(matches!(
+        tokio::time::timeout(
+            quick,
+            client
+                .transaction()
+                .check("/ok", 1)
+                .delete("bad", -1)
+                .into_future()
+        )
+        .await
+        .unwrap(),
+        Err(Error::InvalidPath(_))
+    ));
+    assert!(matches!(
+        "".parse::<zk::client::ConnectString>(),
+        Err(Error::InvalidConnectString(_))
+    ));
+}
+
+use std::future::IntoFuture;
+
+#[tokio::test]
+async fn transactions_are_all_or_nothing_with_per_op_results() {
+    let env = env_or_skip!();
+    let client = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    client.create(&root).await.unwrap();
+    let a = format!("{root}/a");
+    let b = format!("{root}/b");
+    let results = client
+        .transaction()
+        .create(&a, b"1")
+        .create_with(&b, b"2", CreateMode::PersistentSequential, None)
+        .set_data(&a, b"3", 0)
+        .check(&a, 1)
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 4);
+    assert!(matches!(&results[0], OpResult::Create { path, .. } if *path == a));
+    let OpResult::Create { path: b_path, .. } = &results[1] else {
+        panic!("{results:?}")
+    };
+    assert!(b_path.starts_with(&b) && b_path.len() == b.len() + 10);
+    assert!(matches!(&results[2], OpResult::SetData { stat } if stat.version == 1));
+    assert_eq!(results[3], OpResult::Check);
+
+    // A failing op aborts the whole transaction.
+    let c = format!("{root}/c");
+    let err = client
+        .transaction()
+        .create(&c, b"")
+        .delete(&a, 99)
+        .set_data(&a, b"never", -1)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Error::Transaction {
+            index: 1,
+            error: Box::new(Error::BadVersion)
+        }
+    );
+    assert_eq!(client.exists(&c).await, Ok(None));
+    assert_eq!(client.get_data(&a).await.unwrap().0, b"3");
+
+    let reads = client
+        .multi_read()
+        .get_data(&a)
+        .get_children(&root)
+        .get_data(&c)
+        .await
+        .unwrap();
+    assert!(matches!(&reads[0], ReadResult::Data { data, .. } if data == b"3"));
+    assert!(matches!(&reads[1], ReadResult::Children(k) if k.len() == 2));
+    assert_eq!(reads[2], ReadResult::Error(Error::NoNode));
+
+    client
+        .delete(&root)
+        .deleting_children_if_needed()
+        .await
+        .unwrap();
+    client.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn namespaces_are_created_lazily_and_hidden() {
+    let env = env_or_skip!();
+    let root = support::unique_root();
+    let ns = root.trim_start_matches('/').to_owned();
+    let client = support::client_builder(env.connect_string())
+        .namespace(format!("{ns}/app"))
+        .build()
+        .unwrap();
+    client
+        .block_until_connected(support::PATIENCE)
+        .await
+        .unwrap();
+    let created = client
+        .create("/x/y")
+        .creating_parents_if_needed()
+        .data(b"in-ns")
+        .await
+        .unwrap();
+    assert_eq!(created.path, "/x/y");
+    let plain = client.using_namespace("").unwrap();
+    assert_eq!(
+        plain.get_data(&format!("{root}/app/x/y")).await.unwrap().0,
+        b"in-ns"
+    );
+    let (kids, _) = client.get_children("/").with_stat().await.unwrap();
+    assert_eq!(kids, vec!["x".to_owned()]);
+    let other = client.using_namespace(&format!("{ns}/other")).unwrap();
+    assert_eq!(other.namespace(), Some(format!("{root}/other").as_str()));
+    other.create("/z").await.unwrap();
+    let (_, stat) = plain.get_data(&format!("{root}/other")).await.unwrap();
+    assert_eq!(stat.ephemeral_owner, 0);
+    let seq = client
+        .create("/s-")
+        .mode(CreateMode::PersistentSequential)
+        .await
+        .unwrap();
+    assert!(seq.path.starts_with("/s-"), "{}", seq.path);
+    plain
+        .delete(&root)
+        .deleting_children_if_needed()
+        .await
+        .unwrap();
+    client.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn or_set_data_idempotent_protected_and_ttl_creates() {
+    let env = env_or_skip!();
+    let client = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    client.create(&root).await.unwrap();
+    let n = format!("{root}/n");
+    client.create(&n).data(b"a").await.unwrap();
+    let again = client.create(&n).data(b"b").or_set_data().await.unwrap();
+    assert_eq!(again.stat.unwrap().version, 1);
+    assert_eq!(client.get_data(&n).await.unwrap().0, b"b");
+    // Idempotence only applies to retries: a first attempt still reports NodeExists.
+    assert_eq!(
+        client.create(&n).data(b"b").idempotent().await,
+        Err(Error::NodeExists)
+    );
+
+    let p = client
+        .create(&format!("{root}/locks/lock-"))
+        .mode(CreateMode::EphemeralSequential)
+        .with_protection()
+        .creating_parent_containers_if_needed()
+        .await
+        .unwrap();
+    let name = p.path.rsplit('/').next().unwrap();
+    assert!(protected::is_protected(name), "{name}");
+    assert!(protected::strip_protected_prefix(name).starts_with("lock-"));
+    assert!(protected::sequence_number(name).is_some());
+
+    let ttl = client
+        .create(&format!("{root}/ttl"))
+        .ttl(60_000)
+        .await
+        .unwrap();
+    assert_eq!(ttl.stat.unwrap().ephemeral_owner, 0);
+
+    client
+        .delete(&root)
+        .deleting_children_if_needed()
+        .await
+        .unwrap();
+    client.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn acls_digest_auth_and_who_am_i() {
+    let env = env_or_skip!();
+    let root = support::unique_root();
+    let alice = support::client_builder(env.connect_string())
+        .digest_auth("alice", "secret")
+        .build()
+        .unwrap();
+    alice
+        .block_until_connected(support::PATIENCE)
+        .await
+        .unwrap();
+    let anonymous = support::connected_client(env.connect_string()).await;
+
+    let me = alice.who_am_i().await.unwrap();
+    assert!(
+        me.iter()
+            .any(|c| c.auth_scheme == "digest" && c.user == "alice"),
+        "{me:?}"
+    );
+    alice
+        .create(&root)
+        .acl(vec![
+            Acl::new(Perms::ALL, Id::digest("alice", "secret")),
+            Acl::new(Perms::READ, Id::anyone()),
+        ])
+        .data(b"private")
+        .await
+        .unwrap();
+    assert_eq!(anonymous.get_data(&root).await.unwrap().0, b"private");
+    assert_eq!(
+        anonymous.set_data(&root, b"x".to_vec()).await,
+        Err(Error::NoAuth)
+    );
+    let (acl, stat) = alice.get_acl(&root).await.unwrap();
+    assert_eq!(acl.len(), 2);
+    assert_eq!(stat.aversion, 0);
+    alice
+        .set_acl(&root, Acl::open_unsafe())
+        .version(0)
+        .await
+        .unwrap();
+    anonymous.set_data(&root, b"x".to_vec()).await.unwrap();
+    assert_eq!(
+        alice.set_acl(&root, Acl::open_unsafe()).version(0).await,
+        Err(Error::BadVersion)
+    );
+    alice.sync(&root).await.unwrap();
+    alice.delete(&root).await.unwrap();
+    alice.close().await.unwrap();
+    anonymous.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn requests_are_pipelined_in_await_order() {
+    let env = env_or_skip!();
+    let client = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    client.create(&root).await.unwrap();
+    let prefix = format!("{root}/q-");
+    let futures: Vec<_> = (0..200)
+        .map(|i| {
+            client
+                .create(&prefix)
+                .mode(CreateMode::PersistentSequential)
+                .data(format!("{i}").into_bytes())
+                .into_future()
+        })
+        .collect();
+    let results = futures::future::join_all(futures).await;
+    for (i, r) in results.into_iter().enumerate() {
+        let created = r.unwrap();
+        // First polled first: the i-th future got the i-th sequence number.
+        assert_eq!(
+            protected::sequence_number(&created.path),
+            Some(i as i64),
+            "{}",
+            created.path
+        );
+    }
+    client
+        .delete(&root)
+        .deleting_children_if_needed()
+        .await
+        .unwrap();
+    client.close().await.unwrap();
+}

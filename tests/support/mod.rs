@@ -1,0 +1,128 @@
+//! Shared helpers of the client integration tests.
+//!
+//! Every test runs against one target:
+//! * Apache ZooKeeper (or any server) when `ZK_TEST_CONNECT=host:port` is set — shared by all
+//!   tests, so each test works under its own unique root path;
+//! * otherwise the embedded `zk_server::TestingServer`, one per test ([`start_embedded`]).
+//!
+//! Fault tests put a [`Proxy`] between the client and the server.
+
+#![allow(dead_code, unreachable_pub, unused_imports)]
+
+pub mod proxy;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+pub use proxy::Proxy;
+use zk::client::{Client, ConnectionState, ConnectionStates, RetryNTimes, Session, SessionConfig};
+
+/// The session timeout the tests ask for (Apache's minimum with tickTime 2000).
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// A generous bound for things that should happen "soon" (liveness, not performance).
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// The server a test talks to.
+pub struct Env {
+    connect: String,
+    _embedded: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl Env {
+    /// `host:port` of the server.
+    pub fn connect_string(&self) -> &str {
+        &self.connect
+    }
+
+    /// Whether the target is an external server (Apache ZooKeeper).
+    pub fn is_external(&self) -> bool {
+        self._embedded.is_none()
+    }
+}
+
+/// The test's target, or `None` (the test is skipped, loudly) when there is none.
+pub async fn env() -> Option<Env> {
+    if let Ok(connect) = std::env::var("ZK_TEST_CONNECT") {
+        if !connect.trim().is_empty() {
+            return Some(Env {
+                connect: connect.trim().to_owned(),
+                _embedded: None,
+            });
+        }
+    }
+    match start_embedded().await {
+        Some((connect, guard)) => Some(Env {
+            connect,
+            _embedded: Some(guard),
+        }),
+        None => {
+            eprintln!(
+                "SKIPPED: no ZooKeeper target. Set ZK_TEST_CONNECT=host:port (scripts/interop.sh \
+                 does) or wire the embedded server into tests/support::start_embedded."
+            );
+            None
+        }
+    }
+}
+
+/// Starts the embedded server for one test: its connect string and a guard that keeps it
+/// running (the server stops when the guard is dropped). The one place where the embedded
+/// target is wired in; `None` would skip the tests.
+pub async fn start_embedded() -> Option<(String, Box<dyn std::any::Any + Send>)> {
+    let server = zk::server::TestingServer::start()
+        .await
+        .expect("start the embedded zk_server::TestingServer");
+    Some((server.connect_string(), Box::new(server)))
+}
+
+/// A fresh root path for one test.
+pub fn unique_root() -> String {
+    format!("/t-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A client with test-friendly timeouts: 4 s sessions, 5 s connection timeout, a few retries.
+pub fn client_builder(connect: &str) -> zk::client::ClientBuilder {
+    Client::builder()
+        .connect_string(connect)
+        .session_timeout(SESSION_TIMEOUT)
+        .connection_timeout(Duration::from_secs(5))
+        .retry_policy(RetryNTimes::new(5, Duration::from_millis(200)))
+}
+
+/// A connected client.
+pub async fn connected_client(connect: &str) -> Client {
+    let client = client_builder(connect).build().expect("client");
+    client
+        .block_until_connected(PATIENCE)
+        .await
+        .expect("connected");
+    client
+}
+
+/// Waits for the next state on `states`, with a bound.
+pub async fn next_state(states: &mut ConnectionStates) -> ConnectionState {
+    tokio::time::timeout(PATIENCE, states.next())
+        .await
+        .expect("a connection state within the patience bound")
+        .expect("the state stream ended")
+}
+
+/// Expires a client's session the portable way: attaches to it from another connection
+/// (directly to `connect`, not through the client's proxy) and closes it there. The client
+/// should be cut off (e.g. its proxy down) first, so it does not re-attach in between.
+pub async fn expire_session(connect: &str, session_id: i64, password: &[u8]) {
+    let config = SessionConfig::new(connect)
+        .expect("connect string")
+        .session_timeout(SESSION_TIMEOUT)
+        .attach(session_id, password);
+    let killer = Session::connect(config, PATIENCE)
+        .await
+        .expect("attach to the session");
+    assert_eq!(
+        killer.session_id(),
+        session_id,
+        "attached to the same session"
+    );
+    killer.close().await.expect("closeSession");
+}

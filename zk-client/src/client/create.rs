@@ -1,0 +1,293 @@
+//! `client.create(path)`: parents, modes, ACLs, TTLs, protected mode, idempotence,
+//! or-set-data.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use zk_proto::{Acl, CreateMode, Stat};
+
+use super::{awaitable, Client};
+use crate::error::{Error, Result};
+use crate::protected;
+use crate::session::ops::check_create;
+
+/// The outcome of a create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    /// The node's path (with any sequence suffix and protection prefix), relative to the
+    /// namespace.
+    pub path: String,
+    /// The node's stat, when known (always, except when protected mode adopted a node whose
+    /// create reply was lost).
+    pub stat: Option<Stat>,
+}
+
+/// How missing parents are created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Parents {
+    Persistent,
+    Containers,
+}
+
+/// Creates a node. Await it (see [`Client::create`]).
+#[must_use = "a builder does nothing unless awaited"]
+#[derive(Debug, Clone)]
+pub struct CreateBuilder {
+    client: Client,
+    path: String,
+    data: Vec<u8>,
+    mode: CreateMode,
+    acl: Option<Vec<Acl>>,
+    acl_to_parents: bool,
+    parents: Option<Parents>,
+    ttl: Option<i64>,
+    protected: bool,
+    idempotent: bool,
+    or_set_data: Option<i32>,
+}
+
+impl Client {
+    /// Creates a node at `path` (persistent, empty, with the provider's ACL unless told
+    /// otherwise).
+    ///
+    /// ```no_run
+    /// # async fn f(client: zk_client::Client) -> zk_client::Result<()> {
+    /// use zk_client::CreateMode;
+    /// let created = client
+    ///     .create("/app/locks/lock-")
+    ///     .mode(CreateMode::EphemeralSequential)
+    ///     .with_protection()
+    ///     .creating_parent_containers_if_needed()
+    ///     .data(b"owner-1")
+    ///     .await?;
+    /// println!("{}", created.path);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Notable errors
+    /// [`Error::NodeExists`], [`Error::NoNode`] (parent missing and parents not requested),
+    /// [`Error::NoChildrenForEphemerals`]; argument errors ([`Error::InvalidPath`],
+    /// [`Error::DataTooLarge`], [`Error::TtlWithoutTtlMode`]) before anything is sent.
+    ///
+    /// # Cancellation safety
+    /// Dropping the future after its first poll does not withdraw the request: the node may
+    /// still be created.
+    pub fn create(&self, path: &str) -> CreateBuilder {
+        CreateBuilder {
+            client: self.clone(),
+            path: path.to_owned(),
+            data: Vec::new(),
+            mode: CreateMode::Persistent,
+            acl: None,
+            acl_to_parents: false,
+            parents: None,
+            ttl: None,
+            protected: false,
+            idempotent: false,
+            or_set_data: None,
+        }
+    }
+}
+
+impl CreateBuilder {
+    /// The node's data.
+    pub fn data(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.data = data.into();
+        self
+    }
+
+    /// The node's mode (default persistent).
+    pub fn mode(mut self, mode: CreateMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The node's ACL (default: the client's ACL provider).
+    pub fn acl(mut self, acl: Vec<Acl>) -> Self {
+        self.acl = Some(acl);
+        self
+    }
+
+    /// The node's ACL, also used for any parents this create makes.
+    pub fn acl_with_parents(mut self, acl: Vec<Acl>) -> Self {
+        self.acl = Some(acl);
+        self.acl_to_parents = true;
+        self
+    }
+
+    /// A time-to-live in milliseconds (needs a TTL mode; the mode defaults to
+    /// `PersistentWithTtl` if still persistent).
+    pub fn ttl(mut self, ttl_ms: i64) -> Self {
+        self.ttl = Some(ttl_ms);
+        if self.mode == CreateMode::Persistent {
+            self.mode = CreateMode::PersistentWithTtl;
+        } else if self.mode == CreateMode::PersistentSequential {
+            self.mode = CreateMode::PersistentSequentialWithTtl;
+        }
+        self
+    }
+
+    /// Creates missing parents as persistent nodes.
+    pub fn creating_parents_if_needed(mut self) -> Self {
+        self.parents = Some(Parents::Persistent);
+        self
+    }
+
+    /// Creates missing parents as container nodes (what recipes use).
+    pub fn creating_parent_containers_if_needed(mut self) -> Self {
+        self.parents = Some(Parents::Containers);
+        self
+    }
+
+    /// Protected mode: prefixes the name with `_c_<uuid>-` so that a create whose reply was
+    /// lost can be found (and adopted) on retry, as Curator's `withProtection()`.
+    pub fn with_protection(mut self) -> Self {
+        self.protected = true;
+        self
+    }
+
+    /// On a retry, NODEEXISTS counts as success when the node holds exactly this data.
+    pub fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
+
+    /// If the node exists, write the data instead (any version).
+    pub fn or_set_data(self) -> Self {
+        self.or_set_data_version(-1)
+    }
+
+    /// If the node exists, write the data if its version matches.
+    pub fn or_set_data_version(mut self, version: i32) -> Self {
+        self.or_set_data = Some(version);
+        self
+    }
+
+    fn span_path(&self) -> &str {
+        &self.path
+    }
+
+    async fn run(self) -> Result<Created> {
+        let client = &self.client;
+        // Argument errors first, before anything is sent.
+        let acl_probe = self.acl.clone().unwrap_or_else(Acl::open_unsafe);
+        check_create(&self.path, &self.data, &acl_probe, self.mode, self.ttl)?;
+        if self.protected && self.path.ends_with('/') && !self.mode.is_sequential() {
+            return Err(Error::InvalidArgument(
+                "protected mode needs a node name".to_owned(),
+            ));
+        }
+        client.ensure_namespace().await?;
+        let full = client.full_path(&self.path);
+        let acl = self
+            .acl
+            .clone()
+            .unwrap_or_else(|| client.default_acl(&full));
+        let protected_id = self.protected.then(protected::new_id);
+        let target = match &protected_id {
+            Some(id) => protected::protected_path(&full, id),
+            None => full.clone(),
+        };
+        let session = &client.inner.session;
+        let first_session = AtomicI64::new(session.session_id());
+        let result = client
+            .retry(|attempt| {
+                let target = &target;
+                let acl = &acl;
+                let protected_id = protected_id.as_deref();
+                let this = &self;
+                let first_session = &first_session;
+                async move {
+                    if attempt == 0 {
+                        first_session.store(session.session_id(), Ordering::SeqCst);
+                    } else if let Some(id) = protected_id {
+                        if let Some(found) = protected::find_node(client, target, id).await? {
+                            if this.mode.is_ephemeral()
+                                && session.session_id() != first_session.load(Ordering::SeqCst)
+                            {
+                                // The node belongs to a dead session; remove it and create anew.
+                                client.delete_in_background(found, -1);
+                                first_session.store(session.session_id(), Ordering::SeqCst);
+                            } else {
+                                return Ok(Created {
+                                    path: found,
+                                    stat: None,
+                                });
+                            }
+                        }
+                    }
+                    this.attempt(target, acl, attempt).await
+                }
+            })
+            .await;
+        match result {
+            Ok(mut created) => {
+                created.path = client.unfixed_path(&created.path);
+                Ok(created)
+            }
+            Err(e) => {
+                if let Some(id) = protected_id {
+                    if e.is_retryable() {
+                        protected::delete_leftovers_in_background(client, &target, &id);
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn attempt(&self, target: &str, acl: &[Acl], attempt: u32) -> Result<Created> {
+        let client = &self.client;
+        let session = &client.inner.session;
+        let mut made_parents = false;
+        loop {
+            match session
+                .create(target, &self.data, acl, self.mode, self.ttl)
+                .await
+            {
+                Ok((path, stat)) => {
+                    return Ok(Created {
+                        path,
+                        stat: Some(stat),
+                    })
+                }
+                Err(Error::NoNode) if self.parents.is_some() && !made_parents => {
+                    made_parents = true;
+                    if let Some((parent, _)) = zk_proto::path::split_parent(target) {
+                        if parent != "/" {
+                            client
+                                .mkdirs(
+                                    parent,
+                                    true,
+                                    self.parents == Some(Parents::Containers),
+                                    acl,
+                                    self.acl_to_parents,
+                                )
+                                .await?;
+                        }
+                    }
+                }
+                Err(Error::NodeExists) if self.or_set_data.is_some() => {
+                    let version = self.or_set_data.unwrap_or(-1);
+                    let stat = session.set_data(target, &self.data, version).await?;
+                    return Ok(Created {
+                        path: target.to_owned(),
+                        stat: Some(stat),
+                    });
+                }
+                Err(Error::NodeExists) if self.idempotent && attempt > 0 => {
+                    let (data, stat, _) = session.get_data(target, false).await?;
+                    if data == self.data {
+                        return Ok(Created {
+                            path: target.to_owned(),
+                            stat: Some(stat),
+                        });
+                    }
+                    return Err(Error::NodeExists);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+awaitable!(CreateBuilder, Created, "create", run);

@@ -1,0 +1,135 @@
+//! `transaction()`: create / set_data / delete / check, all or nothing.
+
+use zk_proto::{Acl, CreateMode};
+
+use super::{awaitable, Client};
+use crate::error::Result;
+use crate::session::{Op, OpResult};
+
+/// A transaction (multi). Await it (see [`Client::transaction`]).
+#[must_use = "a builder does nothing unless awaited"]
+#[derive(Debug, Clone)]
+pub struct TransactionBuilder {
+    client: Client,
+    ops: Vec<Op>,
+}
+
+impl Client {
+    /// A transaction: every op applies, or none does.
+    ///
+    /// ```no_run
+    /// # async fn f(client: zk_client::Client) -> zk_client::Result<()> {
+    /// let results = client
+    ///     .transaction()
+    ///     .create("/a", b"1")
+    ///     .set_data("/b", b"2", -1)
+    ///     .check("/c", 3)
+    ///     .delete("/d", -1)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Notable errors
+    /// [`Error::Transaction`](crate::Error::Transaction) naming the first failing op.
+    pub fn transaction(&self) -> TransactionBuilder {
+        TransactionBuilder {
+            client: self.clone(),
+            ops: Vec::new(),
+        }
+    }
+}
+
+impl TransactionBuilder {
+    /// Create a persistent node with the provider's ACL.
+    pub fn create(self, path: &str, data: &[u8]) -> Self {
+        self.create_with(path, data, CreateMode::Persistent, None)
+    }
+
+    /// Create a node with a mode and an optional ACL (default: the provider's).
+    pub fn create_with(
+        mut self,
+        path: &str,
+        data: &[u8],
+        mode: CreateMode,
+        acl: Option<Vec<Acl>>,
+    ) -> Self {
+        let acl = acl.unwrap_or_else(|| self.client.default_acl(&self.client.full_path(path)));
+        self.ops.push(Op::Create {
+            path: path.to_owned(),
+            data: data.to_vec(),
+            acl,
+            mode,
+            ttl: None,
+        });
+        self
+    }
+
+    /// Write a node's data if its version matches (`-1`: any).
+    pub fn set_data(mut self, path: &str, data: &[u8], version: i32) -> Self {
+        self.ops.push(Op::SetData {
+            path: path.to_owned(),
+            data: data.to_vec(),
+            version,
+        });
+        self
+    }
+
+    /// Delete a node if its version matches (`-1`: any).
+    pub fn delete(mut self, path: &str, version: i32) -> Self {
+        self.ops.push(Op::Delete {
+            path: path.to_owned(),
+            version,
+        });
+        self
+    }
+
+    /// Require a node's version (`-1`: that it exists).
+    pub fn check(mut self, path: &str, version: i32) -> Self {
+        self.ops.push(Op::Check {
+            path: path.to_owned(),
+            version,
+        });
+        self
+    }
+
+    /// Add a prepared op.
+    pub fn op(mut self, op: Op) -> Self {
+        self.ops.push(op);
+        self
+    }
+
+    fn span_path(&self) -> &str {
+        self.ops.first().map(Op::path).unwrap_or("/")
+    }
+
+    async fn run(self) -> Result<Vec<OpResult>> {
+        for op in &self.ops {
+            op.validate()?;
+        }
+        let client = &self.client;
+        client.ensure_namespace().await?;
+        let ops: Vec<Op> = self
+            .ops
+            .into_iter()
+            .map(|mut op| {
+                let full = client.full_path(op.path());
+                *op.path_mut() = full;
+                op
+            })
+            .collect();
+        let session = &client.inner.session;
+        let results = client.retry(|_| session.multi(&ops)).await?;
+        Ok(results
+            .into_iter()
+            .map(|r| match r {
+                OpResult::Create { path, stat } => OpResult::Create {
+                    path: client.unfixed_path(&path),
+                    stat,
+                },
+                other => other,
+            })
+            .collect())
+    }
+}
+
+awaitable!(TransactionBuilder, Vec<OpResult>, "transaction", run);

@@ -1,0 +1,139 @@
+//! `add_watch` (persistent and persistent recursive watches) and `remove_watches`.
+
+use zk_proto::{AddWatchMode, WatcherType};
+
+use super::{awaitable, Client};
+use crate::error::{Error, Result};
+use crate::session::PersistentWatch;
+
+/// Adds a persistent watch. Await it (see [`Client::add_watch`]).
+#[must_use = "a builder does nothing unless awaited"]
+#[derive(Debug, Clone)]
+pub struct AddWatchBuilder {
+    client: Client,
+    path: String,
+    mode: AddWatchMode,
+}
+
+/// Removes watches. Await it (see [`Client::remove_watches`]).
+#[must_use = "a builder does nothing unless awaited"]
+#[derive(Debug, Clone)]
+pub struct RemoveWatchesBuilder {
+    client: Client,
+    path: String,
+    watcher_type: WatcherType,
+    locally: bool,
+    quietly: bool,
+}
+
+impl Client {
+    /// A persistent watch on `path` (3.6+): a `Stream` of every event for the node, kept
+    /// across reconnects, removed from the server when dropped. `.recursive()` covers the
+    /// whole subtree (NodeCreated / NodeDeleted / NodeDataChanged, never NodeChildrenChanged).
+    ///
+    /// # Notable errors
+    /// [`Error::Unimplemented`] on servers older than 3.6.
+    pub fn add_watch(&self, path: &str) -> AddWatchBuilder {
+        AddWatchBuilder {
+            client: self.clone(),
+            path: path.to_owned(),
+            mode: AddWatchMode::Persistent,
+        }
+    }
+
+    /// Removes this client's watches on `path` (all kinds unless told otherwise); their
+    /// futures and streams see a `*WatchRemoved` event.
+    ///
+    /// # Notable errors
+    /// [`Error::NoWatcher`] when the server has none (unless quietly).
+    pub fn remove_watches(&self, path: &str) -> RemoveWatchesBuilder {
+        RemoveWatchesBuilder {
+            client: self.clone(),
+            path: path.to_owned(),
+            watcher_type: WatcherType::Any,
+            locally: false,
+            quietly: false,
+        }
+    }
+}
+
+impl AddWatchBuilder {
+    /// Watch the whole subtree (persistent recursive).
+    pub fn recursive(mut self) -> Self {
+        self.mode = AddWatchMode::PersistentRecursive;
+        self
+    }
+
+    /// Set the mode explicitly.
+    pub fn mode(mut self, mode: AddWatchMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    fn span_path(&self) -> &str {
+        &self.path
+    }
+
+    async fn run(self) -> Result<PersistentWatch> {
+        zk_proto::path::validate_path(&self.path)?;
+        let client = &self.client;
+        client.ensure_namespace().await?;
+        let full = client.full_path(&self.path);
+        let session = &client.inner.session;
+        let watch = client
+            .retry(|_| session.add_watch(&full, self.mode))
+            .await?;
+        Ok(watch.with_prefix(client.namespace.clone()))
+    }
+}
+
+impl RemoveWatchesBuilder {
+    /// Remove only watches of this kind.
+    pub fn of_type(mut self, watcher_type: WatcherType) -> Self {
+        self.watcher_type = watcher_type;
+        self
+    }
+
+    /// Remove the local watchers only; the server keeps its watch (its event is dropped).
+    pub fn locally(mut self) -> Self {
+        self.locally = true;
+        self
+    }
+
+    /// NOWATCHER is not an error.
+    pub fn quietly(mut self) -> Self {
+        self.quietly = true;
+        self
+    }
+
+    fn span_path(&self) -> &str {
+        &self.path
+    }
+
+    async fn run(self) -> Result<()> {
+        zk_proto::path::validate_path(&self.path)?;
+        let client = &self.client;
+        let full = client.full_path(&self.path);
+        let session = &client.inner.session;
+        if self.locally {
+            let any = session
+                .remove_watches_locally(&full, self.watcher_type)
+                .await?;
+            return if any || self.quietly {
+                Ok(())
+            } else {
+                Err(Error::NoWatcher)
+            };
+        }
+        match client
+            .retry(|_| session.remove_watches(&full, self.watcher_type))
+            .await
+        {
+            Err(Error::NoWatcher) if self.quietly => Ok(()),
+            other => other,
+        }
+    }
+}
+
+awaitable!(AddWatchBuilder, PersistentWatch, "add_watch", run);
+awaitable!(RemoveWatchesBuilder, (), "remove_watches", run);

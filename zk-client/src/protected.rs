@@ -1,0 +1,147 @@
+//! Protected mode (Curator's `withProtection()`): node names prefixed with `_c_<uuid>-` so a
+//! create whose reply was lost can be recognised on retry.
+//!
+//! Layout: `/parent/_c_53345f98-9423-4e0c-a7b5-9f819e3ec2e1-lock-0000000001` — the prefix is 40
+//! characters (`_c_`, a 36-character UUID, `-`). Sort sequence nodes on
+//! [`strip_protected_prefix`] (or [`sequence_number`]), never on the raw name.
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+
+/// The start of every protected name.
+pub const PROTECTED_PREFIX: &str = "_c_";
+
+/// Length of the protection prefix: `_c_` + 36-char UUID + `-`.
+pub const PROTECTED_PREFIX_LEN: usize = 40;
+
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn name_prefix(id: &str) -> String {
+    format!("{PROTECTED_PREFIX}{id}-")
+}
+
+/// `parent/_c_<id>-name` for `parent/name`.
+pub(crate) fn protected_path(full_path: &str, id: &str) -> String {
+    let (parent, name) = match full_path.rfind('/') {
+        Some(i) => (
+            full_path.get(..i).unwrap_or_default(),
+            full_path.get(i + 1..).unwrap_or_default(),
+        ),
+        None => ("", full_path),
+    };
+    format!("{parent}/{}{name}", name_prefix(id))
+}
+
+/// The name without a protection prefix (unchanged if it has none).
+///
+/// ```
+/// use zk_client::protected::strip_protected_prefix;
+/// assert_eq!(
+///     strip_protected_prefix("_c_53345f98-9423-4e0c-a7b5-9f819e3ec2e1-lock-0000000001"),
+///     "lock-0000000001"
+/// );
+/// assert_eq!(strip_protected_prefix("lock-0000000001"), "lock-0000000001");
+/// ```
+pub fn strip_protected_prefix(name: &str) -> &str {
+    let name = name.rsplit('/').next().unwrap_or(name);
+    if is_protected(name) {
+        name.get(PROTECTED_PREFIX_LEN..).unwrap_or(name)
+    } else {
+        name
+    }
+}
+
+/// Whether a node name carries a protection prefix.
+pub fn is_protected(name: &str) -> bool {
+    name.len() >= PROTECTED_PREFIX_LEN
+        && name.starts_with(PROTECTED_PREFIX)
+        && name.as_bytes().get(PROTECTED_PREFIX_LEN - 1) == Some(&b'-')
+        && name
+            .get(PROTECTED_PREFIX.len()..PROTECTED_PREFIX_LEN - 1)
+            .is_some_and(|id| uuid::Uuid::parse_str(id).is_ok())
+}
+
+/// The sequence number of a sequential node name (its last 10 digits), ignoring any
+/// protection prefix.
+pub fn sequence_number(name: &str) -> Option<i64> {
+    let name = strip_protected_prefix(name);
+    let start = name.len().checked_sub(10)?;
+    let digits = name.get(start..)?;
+    let digits = digits.trim_start_matches('-');
+    let n: i64 = digits.parse().ok()?;
+    Some(if name.get(start..)?.starts_with('-') {
+        -n
+    } else {
+        n
+    })
+}
+
+/// Looks for a child of `target`'s parent carrying the protection id; its full path.
+pub(crate) async fn find_node(client: &Client, target: &str, id: &str) -> Result<Option<String>> {
+    let Some(i) = target.rfind('/') else {
+        return Ok(None);
+    };
+    let parent = match target.get(..i) {
+        Some("") | None => "/",
+        Some(p) => p,
+    };
+    let prefix = name_prefix(id);
+    match client.inner.session.get_children(parent, false).await {
+        Ok((children, _)) => Ok(children
+            .into_iter()
+            .find(|c| c.starts_with(&prefix))
+            .map(|c| zk_proto::path::join(parent, &c))),
+        Err(Error::NoNode) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// After a protected create finally failed: delete any node it may have left, in the
+/// background, until done.
+pub(crate) fn delete_leftovers_in_background(client: &Client, target: &str, id: &str) {
+    let client = client.clone();
+    let target = target.to_owned();
+    let id = id.to_owned();
+    tokio::spawn(async move {
+        loop {
+            if client.wait_connected_forever().await.is_err() {
+                return;
+            }
+            match find_node(&client, &target, &id).await {
+                Ok(Some(path)) => {
+                    client.delete_in_background(path, -1);
+                    return;
+                }
+                Ok(None) => return,
+                Err(e) if e.is_retryable() => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(_) => return,
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protected_names_have_curators_layout() {
+        let id = new_id();
+        let p = protected_path("/locks/lock-", &id);
+        assert_eq!(p, format!("/locks/_c_{id}-lock-"));
+        let name = p.rsplit('/').next().unwrap();
+        assert_eq!(name.len() - "lock-".len(), PROTECTED_PREFIX_LEN);
+        assert!(is_protected(name));
+        assert_eq!(protected_path("/a", &id), format!("/_c_{id}-a"));
+        let seq = format!("_c_{id}-lock-0000000042");
+        assert_eq!(strip_protected_prefix(&seq), "lock-0000000042");
+        assert_eq!(sequence_number(&seq), Some(42));
+        assert_eq!(sequence_number("lock-0000000007"), Some(7));
+        assert_eq!(sequence_number("x"), None);
+        assert!(!is_protected("_c_not-a-uuid-at-all-but-long-enough-x-"));
+    }
+}

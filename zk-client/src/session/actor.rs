@@ -1,0 +1,890 @@
+//! The session task: the one owner of the TCP connection, the pending-request FIFO, the watch
+//! registry and the ping timer. Handles talk to it over an unbounded channel.
+//!
+//! Ordering rules:
+//! * requests are written in the order their commands arrive, with increasing xids;
+//! * replies are matched against the FIFO head (a mismatch closes the connection);
+//! * notifications are dispatched as they are read, so a watch fires before the reply to the
+//!   write that triggered it, and before any later reply;
+//! * auth replies (xid -4) are matched against their own FIFO, since the server answers them
+//!   as soon as it reads them.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::{timeout, Instant};
+use zk_proto::{
+    frame, AddWatchMode, AuthPacket, ConnectRequest, ConnectResponse, Decode, Encode, EventType,
+    KeeperState, OpCode, ReplyHeader, RequestHeader, WatcherEvent, WatcherType,
+};
+
+use super::watch::{OneShotKind, Registry, SetWatchesBatch, WatchedEvent, SET_WATCHES_BATCH_BYTES};
+use super::{SessionConfig, SessionEvent, SessionState, Shared};
+use crate::connect_string::HostPort;
+use crate::error::{Error, Result};
+
+/// Replies to requests.
+pub(crate) type ReplyTx = oneshot::Sender<Result<Bytes>>;
+
+/// What a handle asks of the session task.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// A request; its body is already encoded.
+    Request(Request),
+    /// Add credentials (replayed on every reconnect).
+    AddAuth {
+        scheme: String,
+        auth: Vec<u8>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    /// A persistent watch stream was dropped.
+    DropPersistent {
+        path: String,
+        id: u64,
+        recursive: bool,
+    },
+    /// Remove watches locally only (no server call).
+    RemoveLocal {
+        path: String,
+        watcher_type: WatcherType,
+        reply: oneshot::Sender<bool>,
+    },
+    /// Close the session (closeSession, then wait for its reply).
+    Close { reply: oneshot::Sender<Result<()>> },
+}
+
+/// One request.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub(crate) op: OpCode,
+    pub(crate) body: BytesMut,
+    pub(crate) reply: ReplyTx,
+    pub(crate) action: Action,
+}
+
+/// What the session task does with the watch registry when the reply arrives.
+#[derive(Debug)]
+pub(crate) enum Action {
+    None,
+    /// exists: data watch if the node exists, exist watch on NONODE.
+    Exists {
+        path: String,
+        tx: oneshot::Sender<WatchedEvent>,
+    },
+    /// getData / getChildren: a data or child watch, only on success.
+    OneShot {
+        kind: OneShotKind,
+        path: String,
+        tx: oneshot::Sender<WatchedEvent>,
+    },
+    /// addWatch: register the stream on success.
+    Persistent {
+        path: String,
+        mode: AddWatchMode,
+        id: u64,
+        tx: mpsc::UnboundedSender<WatchedEvent>,
+    },
+    /// removeWatches: remove the local watchers on success (or NOWATCHER).
+    RemoveWatches {
+        path: String,
+        watcher_type: WatcherType,
+    },
+}
+
+struct Pending {
+    xid: i32,
+    op: OpCode,
+    reply: Option<ReplyTx>,
+    action: Action,
+}
+
+/// Why a connection ended.
+enum ConnEnd {
+    /// Lost: reconnect.
+    Lost(String),
+    /// The session is finished (closed, auth failed, all handles gone).
+    Finished,
+}
+
+pub(crate) struct Actor {
+    config: SessionConfig,
+    shared: Arc<Shared>,
+    rx: mpsc::UnboundedReceiver<Command>,
+    state: watch::Sender<SessionState>,
+    events: Option<mpsc::UnboundedSender<SessionEvent>>,
+    registry: Registry,
+    hosts: Vec<HostPort>,
+    next_host: usize,
+    session_id: i64,
+    passwd: Vec<u8>,
+    negotiated: Duration,
+    last_zxid: i64,
+    next_xid: i32,
+    auths: Vec<(String, Vec<u8>)>,
+    seen_rw_server: bool,
+    closing: Option<oneshot::Sender<Result<()>>>,
+    ever_connected: bool,
+}
+
+impl Actor {
+    pub(crate) fn new(
+        config: SessionConfig,
+        shared: Arc<Shared>,
+        rx: mpsc::UnboundedReceiver<Command>,
+        state: watch::Sender<SessionState>,
+        events: Option<mpsc::UnboundedSender<SessionEvent>>,
+    ) -> Actor {
+        let mut hosts = config.connect.hosts().to_vec();
+        if config.shuffle_hosts {
+            use rand::seq::SliceRandom;
+            hosts.shuffle(&mut rand::rng());
+        }
+        let (session_id, passwd) = match &config.attach {
+            Some((id, pw)) => (*id, pw.clone()),
+            None => (0, vec![0; 16]),
+        };
+        let auths = config.auth.clone();
+        Actor {
+            negotiated: config.session_timeout,
+            config,
+            shared,
+            rx,
+            state,
+            events,
+            registry: Registry::default(),
+            hosts,
+            next_host: 0,
+            seen_rw_server: session_id != 0,
+            session_id,
+            passwd,
+            last_zxid: 0,
+            next_xid: 1,
+            auths,
+            closing: None,
+            ever_connected: false,
+        }
+    }
+
+    fn emit(&self, event: SessionEvent) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(event);
+        }
+    }
+
+    fn set_state(&self, state: SessionState) {
+        self.state.send_replace(state);
+    }
+
+    fn next_xid(&mut self) -> i32 {
+        let xid = self.next_xid;
+        self.next_xid = if xid == i32::MAX { 1 } else { xid + 1 };
+        xid
+    }
+
+    fn strip(&self, server_path: &str) -> String {
+        zk_proto::path::strip_chroot(self.config.connect.chroot(), server_path)
+            .unwrap_or(server_path)
+            .to_owned()
+    }
+
+    /// Runs the session until it is closed, expires (without renewal) or fails authentication.
+    pub(crate) async fn run(mut self) {
+        let end = self.run_inner().await;
+        let state = match &end {
+            Error::SessionExpired => KeeperState::Expired,
+            Error::AuthFailed => KeeperState::AuthFailed,
+            _ => KeeperState::Closed,
+        };
+        let chroot = self.config.connect.chroot().map(str::to_owned);
+        let strip = move |p: &str| {
+            zk_proto::path::strip_chroot(chroot.as_deref(), p)
+                .unwrap_or(p)
+                .to_owned()
+        };
+        self.registry.fail_all(state, &strip);
+        if let Ok(mut t) = self.shared.terminal.lock() {
+            *t = Some(end.clone());
+        }
+        self.set_state(match end {
+            Error::SessionExpired => SessionState::Expired,
+            Error::AuthFailed => SessionState::AuthFailed,
+            _ => SessionState::Closed,
+        });
+        self.emit(match end {
+            Error::SessionExpired => SessionEvent::Expired,
+            Error::AuthFailed => SessionEvent::AuthFailed,
+            _ => SessionEvent::Closed,
+        });
+        if let Some(reply) = self.closing.take() {
+            let _ = reply.send(Ok(()));
+        }
+        // Fail whatever is still queued.
+        self.rx.close();
+        while let Ok(cmd) = self.rx.try_recv() {
+            self.reject(cmd, &end);
+        }
+        tracing::debug!(session_id = format_args!("{:#x}", self.session_id), reason = %end, "session task ended");
+    }
+
+    fn reject(&mut self, cmd: Command, err: &Error) {
+        match cmd {
+            Command::Request(r) => {
+                let _ = r.reply.send(Err(err.clone()));
+            }
+            Command::AddAuth {
+                scheme,
+                auth,
+                reply,
+            } => {
+                if !err.is_session_terminal() {
+                    // Kept: sent once a connection is up.
+                    self.auths.push((scheme, auth));
+                    let _ = reply.send(Ok(()));
+                } else {
+                    let _ = reply.send(Err(err.clone()));
+                }
+            }
+            Command::DropPersistent {
+                path,
+                id,
+                recursive,
+            } => {
+                self.registry.remove_persistent(&path, recursive, id);
+            }
+            Command::RemoveLocal {
+                path,
+                watcher_type,
+                reply,
+            } => {
+                let client_path = self.strip(&path);
+                let _ = reply.send(
+                    self.registry
+                        .remove_local(&path, watcher_type, &client_path),
+                );
+            }
+            Command::Close { reply } => {
+                if self.closing.is_none() {
+                    self.closing = Some(reply);
+                } else {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+        }
+    }
+
+    async fn run_inner(&mut self) -> Error {
+        let mut attempts_without_success = 0usize;
+        loop {
+            if self.closing.is_some() {
+                return Error::Closed;
+            }
+            if self.shared.abandon.swap(false, Ordering::SeqCst) && self.session_id != 0 {
+                self.expire_locally();
+                if !self.config.renew_on_expiry {
+                    return Error::SessionExpired;
+                }
+            }
+            self.set_state(SessionState::Connecting);
+            let host = self
+                .hosts
+                .get(self.next_host % self.hosts.len().max(1))
+                .cloned();
+            self.next_host = self.next_host.wrapping_add(1);
+            let Some(host) = host else {
+                return Error::InvalidConnectString("no host".to_owned());
+            };
+            match self.connect(&host).await {
+                Ok((stream, response)) => {
+                    attempts_without_success = 0;
+                    if response.timeout <= 0 {
+                        tracing::info!(
+                            session_id = format_args!("{:#x}", self.session_id),
+                            "session expired"
+                        );
+                        self.expire_locally();
+                        if !self.config.renew_on_expiry {
+                            return Error::SessionExpired;
+                        }
+                        continue;
+                    }
+                    match self.run_connection(stream, response, &host).await {
+                        ConnEnd::Finished => {
+                            return self
+                                .shared
+                                .terminal
+                                .lock()
+                                .ok()
+                                .and_then(|t| t.clone())
+                                .unwrap_or(Error::Closed)
+                        }
+                        ConnEnd::Lost(why) => {
+                            tracing::info!(%host, %why, "connection lost");
+                            self.set_state(SessionState::Disconnected);
+                            self.emit(SessionEvent::Disconnected);
+                            if self.closing.is_some() {
+                                return Error::Closed;
+                            }
+                        }
+                    }
+                }
+                Err(why) => {
+                    tracing::debug!(%host, %why, "connect attempt failed");
+                    attempts_without_success += 1;
+                    // Fail requests queued while connecting: the framework layer waits for a
+                    // connection itself and retries per its policy.
+                    self.drain_while_disconnected();
+                    if attempts_without_success % self.hosts.len().max(1) == 0 {
+                        // Every host failed: pause a little (still answering commands).
+                        let pause = Duration::from_millis(rand::random_range(50..250));
+                        if self.wait_disconnected(pause).await {
+                            return Error::Closed;
+                        }
+                    }
+                }
+            }
+            if self.rx.is_closed() && self.rx.is_empty() {
+                return Error::Closed;
+            }
+        }
+    }
+
+    /// The session is gone (server said so, or the framework gave up on it).
+    fn expire_locally(&mut self) {
+        let chroot = self.config.connect.chroot().map(str::to_owned);
+        let strip = move |p: &str| {
+            zk_proto::path::strip_chroot(chroot.as_deref(), p)
+                .unwrap_or(p)
+                .to_owned()
+        };
+        self.registry.fail_all(KeeperState::Expired, &strip);
+        self.session_id = 0;
+        self.passwd = vec![0; 16];
+        self.last_zxid = 0;
+        self.seen_rw_server = false;
+        self.shared.session_id.store(0, Ordering::SeqCst);
+        self.set_state(SessionState::Expired);
+        self.emit(SessionEvent::Expired);
+    }
+
+    fn drain_while_disconnected(&mut self) {
+        while let Ok(cmd) = self.rx.try_recv() {
+            self.reject(cmd, &Error::ConnectionLoss);
+        }
+    }
+
+    /// Sleeps for `pause` while answering commands; true if the session should end.
+    async fn wait_disconnected(&mut self, pause: Duration) -> bool {
+        let deadline = Instant::now() + pause;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => return self.closing.is_some(),
+                cmd = self.rx.recv() => match cmd {
+                    Some(cmd) => {
+                        self.reject(cmd, &Error::ConnectionLoss);
+                        if self.closing.is_some() {
+                            return true;
+                        }
+                    }
+                    None => return true,
+                },
+            }
+        }
+    }
+
+    fn connect_timeout(&self) -> Duration {
+        let per_host = self.negotiated / u32::try_from(self.hosts.len().max(1)).unwrap_or(1);
+        self.config
+            .connect_attempt_timeout
+            .unwrap_or(per_host)
+            .max(Duration::from_millis(100))
+    }
+
+    async fn connect(
+        &self,
+        host: &HostPort,
+    ) -> std::result::Result<(TcpStream, ConnectResponse), String> {
+        let budget = self.connect_timeout();
+        let attempt = async {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.host.as_str(), host.port))
+                .await
+                .map_err(|e| format!("cannot resolve {host}: {e}"))?
+                .collect();
+            let mut last_err = format!("{host} resolved to no address");
+            for addr in addrs {
+                match TcpStream::connect(addr).await {
+                    Ok(stream) => return self.handshake(stream).await,
+                    Err(e) => last_err = format!("{addr}: {e}"),
+                }
+            }
+            Err(last_err)
+        };
+        match timeout(budget, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("timed out after {budget:?}")),
+        }
+    }
+
+    async fn handshake(
+        &self,
+        mut stream: TcpStream,
+    ) -> std::result::Result<(TcpStream, ConnectResponse), String> {
+        let _ = stream.set_nodelay(true);
+        let session_id = if self.seen_rw_server {
+            self.session_id
+        } else {
+            0
+        };
+        let passwd = if session_id == 0 {
+            vec![0; 16]
+        } else {
+            self.passwd.clone()
+        };
+        let request = ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: self.last_zxid,
+            timeout: i32::try_from(self.config.session_timeout.as_millis()).unwrap_or(i32::MAX),
+            session_id,
+            passwd,
+            read_only: Some(self.config.can_be_read_only),
+        };
+        let mut out = BytesMut::with_capacity(64);
+        frame::write_frame(&mut out, |b| request.encode(b));
+        stream
+            .write_all(&out)
+            .await
+            .map_err(|e| format!("write ConnectRequest: {e}"))?;
+        let mut buf = BytesMut::with_capacity(64);
+        loop {
+            match frame::split_frame(&mut buf, self.config.max_frame_len) {
+                Ok(Some(body)) => {
+                    let response = ConnectResponse::from_bytes(&body)
+                        .map_err(|e| format!("bad ConnectResponse: {e}"))?;
+                    return Ok((stream, response));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(format!("bad ConnectResponse frame: {e}")),
+            }
+            let n = stream
+                .read_buf(&mut buf)
+                .await
+                .map_err(|e| format!("read ConnectResponse: {e}"))?;
+            if n == 0 {
+                return Err("server closed the connection during the handshake".to_owned());
+            }
+        }
+    }
+
+    fn write_request(&mut self, out: &mut BytesMut, xid: i32, op: OpCode, body: &[u8]) {
+        frame::write_frame(out, |b| {
+            RequestHeader::new(xid, op).encode(b);
+            b.extend_from_slice(body);
+        });
+    }
+
+    async fn run_connection(
+        &mut self,
+        stream: TcpStream,
+        response: ConnectResponse,
+        host: &HostPort,
+    ) -> ConnEnd {
+        let new_session = response.session_id != self.session_id;
+        if new_session && self.session_id != 0 {
+            // We asked to re-attach but got another session (only after read-only servers).
+            self.expire_locally();
+        }
+        self.session_id = response.session_id;
+        self.passwd = response.passwd.clone();
+        let negotiated_ms = u64::try_from(response.timeout).unwrap_or(1).max(1);
+        self.negotiated = Duration::from_millis(negotiated_ms);
+        let read_only = response.read_only == Some(true);
+        if !read_only {
+            self.seen_rw_server = true;
+        }
+        self.shared
+            .session_id
+            .store(self.session_id, Ordering::SeqCst);
+        if let Ok(mut pw) = self.shared.passwd.lock() {
+            pw.clone_from(&self.passwd);
+        }
+        self.shared
+            .negotiated_ms
+            .store(negotiated_ms, Ordering::SeqCst);
+
+        let (mut rd, mut wr) = stream.into_split();
+        let mut out = BytesMut::with_capacity(64 * 1024);
+        let mut inbuf = BytesMut::with_capacity(64 * 1024);
+        let mut pending: VecDeque<Pending> = VecDeque::new();
+        let mut auth_pending: VecDeque<Option<oneshot::Sender<Result<()>>>> = VecDeque::new();
+
+        // Auth replay, then watch re-registration, then user requests.
+        for (scheme, auth) in self.auths.clone() {
+            let packet = AuthPacket {
+                auth_type: 0,
+                scheme,
+                auth,
+            };
+            frame::write_frame(&mut out, |b| {
+                RequestHeader::new(RequestHeader::AUTH_XID, OpCode::Auth).encode(b);
+                packet.encode(b);
+            });
+            auth_pending.push_back(None);
+        }
+        if !new_session {
+            for batch in self
+                .registry
+                .set_watches_batches(self.last_zxid, SET_WATCHES_BATCH_BYTES)
+            {
+                let xid = self.next_xid();
+                let (op, body) = match batch {
+                    SetWatchesBatch::V1(sw) => (OpCode::SetWatches, sw.to_bytes()),
+                    SetWatchesBatch::V2(sw) => (OpCode::SetWatches2, sw.to_bytes()),
+                };
+                self.write_request(&mut out, xid, op, &body);
+                pending.push_back(Pending {
+                    xid,
+                    op,
+                    reply: None,
+                    action: Action::None,
+                });
+            }
+        }
+
+        tracing::info!(
+            %host,
+            session_id = format_args!("{:#x}", self.session_id),
+            negotiated_ms,
+            read_only,
+            new_session,
+            "connected"
+        );
+        self.set_state(SessionState::Connected { read_only });
+        self.emit(SessionEvent::Connected {
+            session_id: self.session_id,
+            read_only,
+            new_session: new_session || !self.ever_connected,
+            negotiated_timeout: self.negotiated,
+        });
+        self.ever_connected = true;
+
+        let read_timeout = self.negotiated * 2 / 3;
+        let ping_every = (self.negotiated / 3).min(Duration::from_secs(10));
+        let tick_period = (ping_every / 4).max(Duration::from_millis(10));
+        let mut tick = tokio::time::interval(tick_period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_recv = Instant::now();
+        let mut last_send = Instant::now();
+
+        let mut rx_done = false;
+        let end = loop {
+            tokio::select! {
+                biased;
+                r = rd.read_buf(&mut inbuf) => {
+                    match r {
+                        Ok(0) => break ConnEnd::Lost("server closed the connection".to_owned()),
+                        Ok(_) => {
+                            last_recv = Instant::now();
+                            if let Some(end) = self.process_input(&mut inbuf, &mut pending, &mut auth_pending) {
+                                break end;
+                            }
+                        }
+                        Err(e) => break ConnEnd::Lost(format!("read: {e}")),
+                    }
+                }
+                r = wr.write_buf(&mut out), if !out.is_empty() => {
+                    match r {
+                        Ok(0) => break ConnEnd::Lost("write returned 0".to_owned()),
+                        Ok(_) => last_send = Instant::now(),
+                        Err(e) => break ConnEnd::Lost(format!("write: {e}")),
+                    }
+                }
+                cmd = self.rx.recv(), if !rx_done => {
+                    let Some(cmd) = cmd else {
+                        // Every handle is gone: close the session politely.
+                        rx_done = true;
+                        let (tx, _rx) = oneshot::channel();
+                        self.start_close(&mut out, &mut pending, tx);
+                        continue;
+                    };
+                    self.handle_command(cmd, &mut out, &mut pending, &mut auth_pending);
+                    // Batch whatever else is queued into the same write.
+                    let mut n = 0;
+                    while n < 1024 && out.len() < 256 * 1024 {
+                        let Ok(cmd) = self.rx.try_recv() else { break };
+                        self.handle_command(cmd, &mut out, &mut pending, &mut auth_pending);
+                        n += 1;
+                    }
+                }
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    if now.duration_since(last_recv) >= read_timeout {
+                        break ConnEnd::Lost(format!("no reply from the server for {read_timeout:?}"));
+                    }
+                    if out.is_empty() && now.duration_since(last_send) + tick_period >= ping_every {
+                        frame::write_frame(&mut out, |b| {
+                            RequestHeader::new(RequestHeader::PING_XID, OpCode::Ping).encode(b);
+                        });
+                    }
+                }
+            }
+        };
+
+        // Whatever was in flight has an unknown outcome.
+        let err = match &end {
+            ConnEnd::Finished => self
+                .shared
+                .terminal
+                .lock()
+                .ok()
+                .and_then(|t| t.clone())
+                .unwrap_or(Error::Closed),
+            ConnEnd::Lost(_) => Error::ConnectionLoss,
+        };
+        for p in pending.drain(..) {
+            if let Some(reply) = p.reply {
+                let _ = reply.send(Err(err.clone()));
+            }
+        }
+        for reply in auth_pending.into_iter().flatten() {
+            let _ = reply.send(Err(err.clone()));
+        }
+        end
+    }
+
+    fn start_close(
+        &mut self,
+        out: &mut BytesMut,
+        pending: &mut VecDeque<Pending>,
+        reply: oneshot::Sender<Result<()>>,
+    ) {
+        if self.closing.is_some() {
+            let _ = reply.send(Ok(()));
+            return;
+        }
+        self.closing = Some(reply);
+        let xid = self.next_xid();
+        self.write_request(out, xid, OpCode::CloseSession, &[]);
+        pending.push_back(Pending {
+            xid,
+            op: OpCode::CloseSession,
+            reply: None,
+            action: Action::None,
+        });
+    }
+
+    fn handle_command(
+        &mut self,
+        cmd: Command,
+        out: &mut BytesMut,
+        pending: &mut VecDeque<Pending>,
+        auth_pending: &mut VecDeque<Option<oneshot::Sender<Result<()>>>>,
+    ) {
+        if self.closing.is_some() {
+            self.reject(cmd, &Error::Closed);
+            return;
+        }
+        match cmd {
+            Command::Request(req) => {
+                let xid = self.next_xid();
+                self.write_request(out, xid, req.op, &req.body);
+                pending.push_back(Pending {
+                    xid,
+                    op: req.op,
+                    reply: Some(req.reply),
+                    action: req.action,
+                });
+            }
+            Command::AddAuth {
+                scheme,
+                auth,
+                reply,
+            } => {
+                let packet = AuthPacket {
+                    auth_type: 0,
+                    scheme: scheme.clone(),
+                    auth: auth.clone(),
+                };
+                frame::write_frame(out, |b| {
+                    RequestHeader::new(RequestHeader::AUTH_XID, OpCode::Auth).encode(b);
+                    packet.encode(b);
+                });
+                self.auths.push((scheme, auth));
+                auth_pending.push_back(Some(reply));
+            }
+            Command::DropPersistent {
+                path,
+                id,
+                recursive,
+            } => {
+                let last = self.registry.remove_persistent(&path, recursive, id);
+                // removeWatches(Any) would also drop one-shot watches on the path (3.8 has no
+                // per-mode removal), so only remove when nothing else watches it.
+                if last
+                    && !self.registry.has_one_shot(&path)
+                    && !self.registry.has_persistent(&path)
+                {
+                    let body = zk_proto::RemoveWatchesRequest {
+                        path,
+                        watcher_type: WatcherType::Any,
+                    }
+                    .to_bytes();
+                    let xid = self.next_xid();
+                    self.write_request(out, xid, OpCode::RemoveWatches, &body);
+                    pending.push_back(Pending {
+                        xid,
+                        op: OpCode::RemoveWatches,
+                        reply: None,
+                        action: Action::None,
+                    });
+                }
+            }
+            cmd @ Command::RemoveLocal { .. } => self.reject(cmd, &Error::Closed),
+            Command::Close { reply } => self.start_close(out, pending, reply),
+        }
+    }
+
+    /// Splits and handles every complete frame; `Some` ends the connection.
+    fn process_input(
+        &mut self,
+        inbuf: &mut BytesMut,
+        pending: &mut VecDeque<Pending>,
+        auth_pending: &mut VecDeque<Option<oneshot::Sender<Result<()>>>>,
+    ) -> Option<ConnEnd> {
+        loop {
+            let body = match frame::split_frame(inbuf, self.config.max_frame_len) {
+                Ok(Some(body)) => body.freeze(),
+                Ok(None) => return None,
+                Err(e) => return Some(ConnEnd::Lost(format!("bad frame from server: {e}"))),
+            };
+            if let Some(end) = self.handle_frame(body, pending, auth_pending) {
+                return Some(end);
+            }
+        }
+    }
+
+    fn handle_frame(
+        &mut self,
+        body: Bytes,
+        pending: &mut VecDeque<Pending>,
+        auth_pending: &mut VecDeque<Option<oneshot::Sender<Result<()>>>>,
+    ) -> Option<ConnEnd> {
+        let mut reader = zk_proto::Reader::new(&body);
+        let header = match ReplyHeader::decode(&mut reader) {
+            Ok(h) => h,
+            Err(e) => return Some(ConnEnd::Lost(format!("bad reply header: {e}"))),
+        };
+        let consumed = body.len() - reader.remaining();
+        match header.xid {
+            RequestHeader::NOTIFICATION_XID => {
+                let event = match WatcherEvent::decode(&mut reader) {
+                    Ok(e) => e,
+                    Err(e) => return Some(ConnEnd::Lost(format!("bad notification: {e}"))),
+                };
+                let client_path =
+                    zk_proto::path::strip_chroot(self.config.connect.chroot(), &event.path)?
+                        .to_owned();
+
+                if event.event_type != EventType::None {
+                    self.registry
+                        .dispatch(event.event_type, &event.path, &client_path);
+                }
+                None
+            }
+            RequestHeader::PING_XID => None,
+            RequestHeader::AUTH_XID => {
+                let reply = auth_pending.pop_front().flatten();
+                if header.err == 0 {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(()));
+                    }
+                    None
+                } else {
+                    let err = Error::from_code(header.err, Some(OpCode::Auth));
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(err.clone()));
+                    }
+                    tracing::warn!(%err, "authentication failed; the session is unusable");
+                    if let Ok(mut t) = self.shared.terminal.lock() {
+                        *t = Some(Error::AuthFailed);
+                    }
+                    Some(ConnEnd::Finished)
+                }
+            }
+            xid => {
+                let Some(p) = pending.pop_front() else {
+                    return Some(ConnEnd::Lost(format!(
+                        "reply with xid {xid} but nothing pending"
+                    )));
+                };
+                if p.xid != xid {
+                    let end =
+                        ConnEnd::Lost(format!("xid out of order: got {xid}, expected {}", p.xid));
+                    pending.push_front(p);
+                    return Some(end);
+                }
+                if header.zxid > 0 {
+                    self.last_zxid = header.zxid;
+                }
+                let result = if header.err == 0 {
+                    Ok(body.slice(consumed..))
+                } else {
+                    Err(Error::from_code(header.err, Some(p.op)))
+                };
+                self.apply_action(p.action, header.err);
+                if p.op == OpCode::CloseSession {
+                    if let Ok(mut t) = self.shared.terminal.lock() {
+                        *t = Some(Error::Closed);
+                    }
+                    return Some(ConnEnd::Finished);
+                }
+                if let Some(reply) = p.reply {
+                    let _ = reply.send(result);
+                } else if let Err(e) = result {
+                    tracing::debug!(op = ?p.op, %e, "internal request failed");
+                }
+                None
+            }
+        }
+    }
+
+    fn apply_action(&mut self, action: Action, err: i32) {
+        const NO_NODE: i32 = -101;
+        const NO_WATCHER: i32 = -121;
+        match action {
+            Action::None => {}
+            Action::Exists { path, tx } => match err {
+                0 => self.registry.add_one_shot(OneShotKind::Data, path, tx),
+                NO_NODE => self.registry.add_one_shot(OneShotKind::Exist, path, tx),
+                _ => {}
+            },
+            Action::OneShot { kind, path, tx } => {
+                if err == 0 {
+                    self.registry.add_one_shot(kind, path, tx);
+                }
+            }
+            Action::Persistent { path, mode, id, tx } => {
+                if err == 0 {
+                    self.registry.add_persistent(
+                        path,
+                        mode == AddWatchMode::PersistentRecursive,
+                        id,
+                        tx,
+                    );
+                }
+            }
+            Action::RemoveWatches { path, watcher_type } => {
+                if err == 0 || err == NO_WATCHER {
+                    let client_path = self.strip(&path);
+                    self.registry
+                        .remove_local(&path, watcher_type, &client_path);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! The session layer: one ZooKeeper session over a sequence of TCP connections.
+//!
+//! A [`Session`] is a cheap `Clone` handle to a task that owns the connection (see `actor.rs`).
+//! It speaks the raw operations, with no retries: a request sent while disconnected, or whose
+//! connection drops before the reply, fails with [`Error::ConnectionLoss`]; after expiry every
+//! request fails with [`Error::SessionExpired`]. The task reconnects by itself (to the next host,
+//! with the same session id, password and last zxid), replays credentials and re-registers
+//! every watch. The framework layer ([`Client`](crate::Client)) adds retries, namespaces and
+//! Curator's connection states on top.
+
+mod actor;
+pub(crate) mod ops;
+pub(crate) mod watch;
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{mpsc, oneshot, watch as tokio_watch};
+use zk_proto::OpCode;
+
+pub(crate) use actor::{Action, Command, Request};
+pub use ops::{Op, OpResult, ReadOp, ReadResult};
+pub use watch::{PersistentWatch, WatchFuture, WatchedEvent};
+
+use crate::connect_string::ConnectString;
+use crate::error::{Error, Result};
+
+/// Settings of one session.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub(crate) connect: ConnectString,
+    pub(crate) session_timeout: Duration,
+    pub(crate) connect_attempt_timeout: Option<Duration>,
+    pub(crate) can_be_read_only: bool,
+    pub(crate) auth: Vec<(String, Vec<u8>)>,
+    pub(crate) renew_on_expiry: bool,
+    pub(crate) attach: Option<(i64, Vec<u8>)>,
+    pub(crate) max_frame_len: usize,
+    pub(crate) shuffle_hosts: bool,
+}
+
+impl SessionConfig {
+    /// Settings for `connect_string` (`host:port[,host:port…][/chroot]`) with a 60 s requested
+    /// session timeout.
+    pub fn new(connect_string: &str) -> Result<SessionConfig> {
+        Ok(SessionConfig {
+            connect: connect_string.parse()?,
+            session_timeout: Duration::from_secs(60),
+            connect_attempt_timeout: None,
+            can_be_read_only: false,
+            auth: Vec::new(),
+            renew_on_expiry: false,
+            attach: None,
+            max_frame_len: 4 * 1024 * 1024,
+            shuffle_hosts: true,
+        })
+    }
+
+    /// The session timeout to request (the server clamps it to [2, 20] × tickTime).
+    pub fn session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+
+    /// How long one TCP connect + handshake may take (default: the session timeout divided by
+    /// the number of hosts, as the Java client does).
+    pub fn connect_attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// Whether read-only servers (partitioned from their quorum) are acceptable.
+    pub fn can_be_read_only(mut self, yes: bool) -> Self {
+        self.can_be_read_only = yes;
+        self
+    }
+
+    /// Credentials sent after every (re)connect, e.g. `("digest", b"user:password")`.
+    pub fn auth(mut self, scheme: &str, auth: &[u8]) -> Self {
+        self.auth.push((scheme.to_owned(), auth.to_vec()));
+        self
+    }
+
+    /// Start a new session by itself after expiry instead of ending (what the framework layer
+    /// does). Watches and pending requests still fail with the expiry.
+    pub fn renew_on_expiry(mut self, yes: bool) -> Self {
+        self.renew_on_expiry = yes;
+        self
+    }
+
+    /// Attach to an existing session instead of creating one (e.g. to close another client's
+    /// session in a test).
+    pub fn attach(mut self, session_id: i64, password: &[u8]) -> Self {
+        self.attach = Some((session_id, password.to_vec()));
+        self
+    }
+
+    /// Whether to shuffle the hosts of the connect string (default true).
+    pub fn shuffle_hosts(mut self, yes: bool) -> Self {
+        self.shuffle_hosts = yes;
+        self
+    }
+}
+
+/// The session's connection state as the session layer sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionState {
+    /// Trying to (re)connect.
+    Connecting,
+    /// Connected; `read_only` when the server is a read-only server.
+    Connected {
+        /// Whether the server is read-only.
+        read_only: bool,
+    },
+    /// The connection dropped; reconnecting.
+    Disconnected,
+    /// The session expired (a renewing session moves on to `Connecting`).
+    Expired,
+    /// The server rejected the credentials; the session is unusable.
+    AuthFailed,
+    /// The session was closed.
+    Closed,
+}
+
+impl SessionState {
+    /// Whether requests can be sent now.
+    pub fn is_connected(self) -> bool {
+        matches!(self, SessionState::Connected { .. })
+    }
+
+    /// Whether the session is finished for good.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, SessionState::AuthFailed | SessionState::Closed)
+    }
+}
+
+/// Transitions of the session, in order (consumed by the framework layer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SessionEvent {
+    Connected {
+        session_id: i64,
+        read_only: bool,
+        new_session: bool,
+        negotiated_timeout: Duration,
+    },
+    Disconnected,
+    Expired,
+    AuthFailed,
+    Closed,
+}
+
+/// State shared between the handles and the task.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) session_id: AtomicI64,
+    pub(crate) passwd: Mutex<Vec<u8>>,
+    pub(crate) negotiated_ms: AtomicU64,
+    pub(crate) terminal: Mutex<Option<Error>>,
+    pub(crate) abandon: AtomicBool,
+    pub(crate) chroot: Option<String>,
+}
+
+/// A handle to one ZooKeeper session (see the [module docs](self)).
+#[derive(Debug, Clone)]
+pub struct Session {
+    tx: mpsc::UnboundedSender<Command>,
+    state: tokio_watch::Receiver<SessionState>,
+    shared: Arc<Shared>,
+}
+
+impl Session {
+    /// Starts the session task and returns at once; the task connects in the background.
+    /// Must be called inside a tokio runtime.
+    pub fn start(config: SessionConfig) -> Session {
+        Session::start_inner(config, None)
+    }
+
+    pub(crate) fn start_inner(
+        config: SessionConfig,
+        events: Option<mpsc::UnboundedSender<SessionEvent>>,
+    ) -> Session {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (state_tx, state_rx) = tokio_watch::channel(SessionState::Connecting);
+        let shared = Arc::new(Shared {
+            session_id: AtomicI64::new(0),
+            passwd: Mutex::new(vec![0; 16]),
+            negotiated_ms: AtomicU64::new(
+                u64::try_from(config.session_timeout.as_millis()).unwrap_or(u64::MAX),
+            ),
+            terminal: Mutex::new(None),
+            abandon: AtomicBool::new(false),
+            chroot: config.connect.chroot().map(str::to_owned),
+        });
+        let actor = actor::Actor::new(config, shared.clone(), rx, state_tx, events);
+        tokio::spawn(actor.run());
+        Session {
+            tx,
+            state: state_rx,
+            shared,
+        }
+    }
+
+    /// Starts a session and waits until it is connected, for at most `timeout`.
+    ///
+    /// # Notable errors
+    /// [`Error::Connect`] when no server answered in time; [`Error::SessionExpired`] when
+    /// attaching to a session that is gone; [`Error::AuthFailed`].
+    pub async fn connect(config: SessionConfig, timeout: Duration) -> Result<Session> {
+        let session = Session::start(config);
+        session.wait_connected(timeout).await?;
+        Ok(session)
+    }
+
+    /// Waits until the session is connected, for at most `timeout`.
+    pub async fn wait_connected(&self, timeout: Duration) -> Result<()> {
+        let mut rx = self.state.clone();
+        let wait = async {
+            rx.wait_for(|s| s.is_connected() || s.is_terminal() || *s == SessionState::Expired)
+                .await
+                .map(|s| *s)
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(state)) => match state {
+                SessionState::Connected { .. } => Ok(()),
+                SessionState::Expired => Err(Error::SessionExpired),
+                _ => Err(self.terminal_error()),
+            },
+            Ok(Err(_)) => Err(self.terminal_error()),
+            Err(_) => Err(Error::Connect(format!("not connected within {timeout:?}"))),
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> SessionState {
+        *self.state.borrow()
+    }
+
+    /// A receiver of the state, to wait for changes.
+    pub fn state_receiver(&self) -> tokio_watch::Receiver<SessionState> {
+        self.state.clone()
+    }
+
+    /// The session id (0 until the first connection).
+    pub fn session_id(&self) -> i64 {
+        self.shared.session_id.load(Ordering::SeqCst)
+    }
+
+    /// The session password (16 zero bytes until the first connection).
+    pub fn session_password(&self) -> Vec<u8> {
+        self.shared
+            .passwd
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
+    }
+
+    /// The negotiated session timeout (the requested one until the first connection).
+    pub fn negotiated_timeout(&self) -> Duration {
+        Duration::from_millis(self.shared.negotiated_ms.load(Ordering::SeqCst))
+    }
+
+    /// The chroot of the connect string.
+    pub fn chroot(&self) -> Option<&str> {
+        self.shared.chroot.as_deref()
+    }
+
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    fn terminal_error(&self) -> Error {
+        self.shared
+            .terminal
+            .lock()
+            .ok()
+            .and_then(|t| t.clone())
+            .unwrap_or(Error::Closed)
+    }
+
+    /// Queues a request now; the returned future waits for the reply body.
+    pub(crate) fn submit(&self, op: OpCode, body: BytesMut, action: Action) -> ReplyFuture {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Request(Request {
+            op,
+            body,
+            reply,
+            action,
+        });
+        match self.tx.send(cmd) {
+            Ok(()) => ReplyFuture::Waiting(rx, self.shared.clone()),
+            Err(_) => ReplyFuture::Failed(Some(self.terminal_error())),
+        }
+    }
+
+    pub(crate) fn weak_commands(&self) -> mpsc::WeakUnboundedSender<Command> {
+        self.tx.downgrade()
+    }
+
+    pub(crate) fn send_command(&self, cmd: Command) -> Result<()> {
+        self.tx.send(cmd).map_err(|_| self.terminal_error())
+    }
+
+    /// Adds credentials to the session (sent now and after every reconnect).
+    ///
+    /// # Notable errors
+    /// [`Error::AuthFailed`]: the server rejected them and closed the session.
+    pub async fn add_auth(&self, scheme: &str, auth: &[u8]) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.send_command(Command::AddAuth {
+            scheme: scheme.to_owned(),
+            auth: auth.to_vec(),
+            reply,
+        })?;
+        rx.await.map_err(|_| self.terminal_error())?
+    }
+
+    /// Closes the session: sends closeSession and waits for the server's reply (the server
+    /// then deletes the session's ephemeral nodes). Pending requests fail with
+    /// [`Error::Closed`]; watches end with a `Closed` event.
+    pub async fn close(&self) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Close { reply }).is_err() {
+            return Ok(());
+        }
+        rx.await.unwrap_or(Ok(()))
+    }
+}
+
+/// A request's reply, as raw bytes after the reply header.
+#[derive(Debug)]
+pub(crate) enum ReplyFuture {
+    Waiting(oneshot::Receiver<Result<Bytes>>, Arc<Shared>),
+    Failed(Option<Error>),
+}
+
+impl std::future::Future for ReplyFuture {
+    type Output = Result<Bytes>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<Bytes>> {
+        use std::task::Poll;
+        match &mut *self {
+            ReplyFuture::Waiting(rx, shared) => match std::pin::Pin::new(rx).poll(cx) {
+                Poll::Ready(Ok(r)) => Poll::Ready(r),
+                Poll::Ready(Err(_)) => Poll::Ready(Err(shared
+                    .terminal
+                    .lock()
+                    .ok()
+                    .and_then(|t| t.clone())
+                    .unwrap_or(Error::Closed))),
+                Poll::Pending => Poll::Pending,
+            },
+            ReplyFuture::Failed(e) => Poll::Ready(Err(e.take().unwrap_or(Error::Closed))),
+        }
+    }
+}
