@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Interop checks against Apache ZooKeeper 3.8 (Debian package), as ../shared/INTEROP.md describes.
 #
-#   scripts/interop.sh            install if needed, start a standalone server on a free loopback
-#                                 port, run the client test suite against it, stop it
-#   scripts/interop.sh install    only install the Debian packages
-#   scripts/interop.sh serve      start a server and print its ZK_TEST_CONNECT; runs until killed
+#   scripts/interop.sh            everything below, in order:
+#     1. Apache ZooKeeper 3.8 (installed if needed) on a free loopback port: the zk-client test
+#        suite, then the kazoo suite and the zkCli / cli_mt checks (which proves those checks
+#        describe Apache's behaviour);
+#     2. our zk-server binary on a free loopback port: the same kazoo suite and CLI checks.
+#   scripts/interop.sh install    only install the Debian packages and the kazoo venv
+#   scripts/interop.sh serve      start Apache ZooKeeper and print its ZK_TEST_CONNECT; runs until killed
 #
 # Each step is a function, so later steps (kazoo, zkCli against our server) can be added the same
 # way. Servers are started on 127.0.0.1 only and stopped by PID.
@@ -15,6 +18,10 @@ ZK_JAR=/usr/share/java/zookeeper.jar
 WORK_DIR=""
 ZK_PID=""
 ZK_PORT=""
+OURS_DIR=""
+OURS_PID=""
+OURS_PORT=""
+VENV=${KAZOO_VENV:-target/interop-venv}
 
 log() { echo "== $*" >&2; }
 
@@ -52,6 +59,79 @@ cleanup() {
   if [[ -n "$WORK_DIR" && -d "$WORK_DIR" ]]; then
     rm -rf "$WORK_DIR"
   fi
+  stop_our_server
+}
+
+install_kazoo() {
+  if [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import kazoo, pytest' 2>/dev/null; then
+    return
+  fi
+  log "installing kazoo and pytest into $VENV (pinned in interop/kazoo/requirements.txt)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet -r interop/kazoo/requirements.txt
+}
+
+start_our_server() {
+  log "building zk-server"
+  cargo build --quiet -p zk-server --bin zk-server
+  OURS_DIR=$(mktemp -d /tmp/zk-ours.XXXXXX)
+  OURS_PORT=$(free_port)
+  cat >"$OURS_DIR/zoo.cfg" <<EOF
+tickTime=2000
+dataDir=$OURS_DIR/data
+clientPort=$OURS_PORT
+clientPortAddress=127.0.0.1
+maxClientCnxns=0
+4lw.commands.whitelist=*
+extendedTypesEnabled=true
+EOF
+  log "starting zk-server on 127.0.0.1:$OURS_PORT"
+  target/debug/zk-server --config "$OURS_DIR/zoo.cfg" >"$OURS_DIR/zk-server.log" 2>&1 &
+  OURS_PID=$!
+  for _ in $(seq 1 100); do
+    if [[ "$(four_letter_word "$OURS_PORT" ruok)" == "imok" ]]; then
+      log "zk-server is up (pid $OURS_PID)"
+      return
+    fi
+    sleep 0.05
+  done
+  tail -n 40 "$OURS_DIR/zk-server.log" >&2 || true
+  echo "zk-server did not answer ruok within 5 s" >&2
+  return 1
+}
+
+stop_our_server() {
+  if [[ -n "$OURS_PID" ]] && kill -0 "$OURS_PID" 2>/dev/null; then
+    log "stopping zk-server (pid $OURS_PID)"
+    kill "$OURS_PID" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$OURS_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$OURS_PID" 2>/dev/null || true
+  fi
+  OURS_PID=""
+  if [[ -n "$OURS_DIR" && -d "$OURS_DIR" ]]; then
+    rm -rf "$OURS_DIR"
+  fi
+  OURS_DIR=""
+}
+
+stop_zookeeper() {
+  if [[ -n "$ZK_PID" ]] && kill -0 "$ZK_PID" 2>/dev/null; then
+    log "stopping Apache ZooKeeper (pid $ZK_PID)"
+    kill "$ZK_PID" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$ZK_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$ZK_PID" 2>/dev/null || true
+  fi
+  ZK_PID=""
+}
+
+run_kazoo_suite() { # run_kazoo_suite PORT NAME
+  log "kazoo suite against $2 (127.0.0.1:$1)"
+  ZK_CONNECT="127.0.0.1:$1" timeout 600 "$VENV/bin/python" -m pytest -q interop/kazoo
+}
+
+run_cli_checks() { # run_cli_checks PORT NAME
+  log "zkCli and cli_mt checks against $2 (127.0.0.1:$1)"
+  bash interop/cli_checks.sh "$1"
 }
 
 start_zookeeper() {
@@ -113,6 +193,7 @@ main() {
   case "$cmd" in
     install)
       install_zookeeper
+      install_kazoo
       ;;
     serve)
       trap cleanup EXIT INT TERM
@@ -124,8 +205,16 @@ main() {
     all)
       trap cleanup EXIT INT TERM
       install_zookeeper
+      install_kazoo
       start_zookeeper
       run_client_tests
+      run_kazoo_suite "$ZK_PORT" "Apache ZooKeeper"
+      run_cli_checks "$ZK_PORT" "Apache ZooKeeper"
+      stop_zookeeper
+      start_our_server
+      run_kazoo_suite "$OURS_PORT" "zk-server"
+      run_cli_checks "$OURS_PORT" "zk-server"
+      stop_our_server
       log "interop: all steps passed"
       ;;
     *)
