@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use zk_proto::frame::{split_frame, DEFAULT_MAX_FRAME_LEN};
@@ -27,6 +27,8 @@ use crate::ConnId;
 const PAUSE_READING_AT: usize = 1 << 20;
 /// Stop reading requests while this many await an answer.
 const MAX_IN_FLIGHT: usize = 1000;
+/// Room made in the input buffer before each read.
+const READ_CHUNK: usize = 64 * 1024;
 /// Disconnect a client that lets this much output pile up.
 const MAX_QUEUED_OUTPUT: usize = 64 << 20;
 
@@ -47,7 +49,7 @@ pub(super) async fn run(
     mut outbound: mpsc::UnboundedReceiver<Outbound>,
     config: &ServerConfig,
 ) {
-    let (mut reader, mut writer) = stream.into_split();
+    let (reader, mut writer) = stream.into_split();
     let mut input = BytesMut::new();
     let mut output = BytesMut::new();
     let mut phase = Phase::Handshake;
@@ -65,11 +67,29 @@ pub(super) async fn run(
             && output.len() < PAUSE_READING_AT
             && in_flight < MAX_IN_FLIGHT
             && !matches!(phase, Phase::Draining);
+        // Frames that arrived while reading was paused are already buffered: handle them as
+        // soon as there is room again, without waiting for more bytes from the client.
+        if can_read && matches!(phase, Phase::Established) && !input.is_empty() {
+            if let Err(reason) =
+                process_frames(&mut input, &mut phase, conn, remote, events, &mut in_flight)
+            {
+                tracing::debug!(%remote, %reason, "closing connection");
+                break;
+            }
+        }
         tokio::select! {
-            read = reader.read_buf(&mut input), if can_read => {
-                match read {
-                    Ok(0) | Err(_) => break,
+            ready = reader.readable(), if can_read => {
+                if ready.is_err() {
+                    break;
+                }
+                // Read into a generous buffer only once data is there, so idle connections
+                // hold no read buffer at all.
+                input.reserve(READ_CHUNK);
+                match reader.try_read_buf(&mut input) {
+                    Ok(0) => break,
                     Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(_) => break,
                 }
                 if matches!(phase, Phase::Handshake) && input.len() >= 4 {
                     if let Some(word) = admin::four_letter_word(&input) {
@@ -83,6 +103,9 @@ pub(super) async fn run(
                         tracing::debug!(%remote, %reason, "closing connection");
                         break;
                     }
+                }
+                if input.is_empty() && input.capacity() > READ_CHUNK {
+                    input = BytesMut::new();
                 }
             }
             message = outbound.recv() => {
