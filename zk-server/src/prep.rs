@@ -5,7 +5,7 @@
 //! preparation reads the tree through [`PendingChanges`], an overlay of the node states that the
 //! prepared-but-not-applied txns will produce.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use zk_proto::path::{split_parent, validate_create_path, validate_path};
@@ -38,7 +38,10 @@ impl NodeView {
 /// zxid of the txn that produced them (`None` = deleted).
 #[derive(Debug, Default)]
 pub struct PendingChanges {
-    records: HashMap<String, (i64, Option<NodeView>)>,
+    records: HashMap<String, (i64, Option<NodeView>), foldhash::fast::RandomState>,
+    /// The paths each pending zxid recorded, in zxid order, so that applying a txn touches
+    /// only its own records.
+    order: VecDeque<(i64, Vec<String>)>,
 }
 
 impl PendingChanges {
@@ -54,14 +57,38 @@ impl PendingChanges {
         }
     }
 
-    /// Forgets the records txn `zxid` produced, once it has been applied to the tree.
+    /// Records the state txn `zxid` leaves `path` in.
+    fn record(&mut self, zxid: i64, path: String, view: Option<NodeView>) {
+        match self.order.back_mut() {
+            Some((z, paths)) if *z == zxid => paths.push(path.clone()),
+            _ => self.order.push_back((zxid, vec![path.clone()])),
+        }
+        self.records.insert(path, (zxid, view));
+    }
+
+    /// Forgets the records of txns up to `zxid`, once they have been applied to the tree.
+    /// Records a later txn overwrote stay.
     pub fn applied(&mut self, zxid: i64) {
-        self.records.retain(|_, (z, _)| *z > zxid);
+        while self.order.front().is_some_and(|(z, _)| *z <= zxid) {
+            let Some((z, paths)) = self.order.pop_front() else {
+                break;
+            };
+            for path in paths {
+                if self
+                    .records
+                    .get(&path)
+                    .is_some_and(|(owner, _)| *owner == z)
+                {
+                    self.records.remove(&path);
+                }
+            }
+        }
     }
 
     /// Forgets everything (after the tree was reloaded).
     pub fn clear(&mut self) {
         self.records.clear();
+        self.order.clear();
     }
 
     /// Number of records.
@@ -391,7 +418,7 @@ pub fn prepare_write(
         single => prepare_single(ctx, pending, &mut staged, single)?,
     };
     for (path, view) in staged.records {
-        pending.records.insert(path, (ctx.zxid, view));
+        pending.record(ctx.zxid, path, view);
     }
     Ok(body)
 }
@@ -509,7 +536,7 @@ pub fn prepare_delete_container(
     staged.records.push((parent_path.to_owned(), Some(parent)));
     staged.records.push((path.to_owned(), None));
     for (p, view) in staged.records {
-        pending.records.insert(p, (ctx.zxid, view));
+        pending.record(ctx.zxid, p, view);
     }
     Some(TxnBody::DeleteContainer(DeleteTxn {
         path: path.to_owned(),
@@ -525,12 +552,10 @@ pub fn prepare_close_session(ctx: &PrepContext<'_>, pending: &mut PendingChanges
             if let Some(mut parent) = pending.lookup(ctx.tree, parent_path) {
                 parent.num_children = parent.num_children.saturating_sub(1);
                 parent.stat.pzxid = ctx.zxid;
-                pending
-                    .records
-                    .insert(parent_path.to_owned(), (ctx.zxid, Some(parent)));
+                pending.record(ctx.zxid, parent_path.to_owned(), Some(parent));
             }
         }
-        pending.records.insert(path.clone(), (ctx.zxid, None));
+        pending.record(ctx.zxid, path.clone(), None);
     }
     TxnBody::CloseSession(zk_proto::CloseSessionTxn {
         paths_to_delete: paths,

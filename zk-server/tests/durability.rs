@@ -233,7 +233,7 @@ async fn written_log(count: u32) -> tempfile::TempDir {
 }
 
 fn valid_log_len(path: &std::path::Path) -> u64 {
-    let scan = zk_server::storage::read_log_file(path, true).unwrap();
+    let scan = zk_server::storage::read_log_file(path, true, |_| {}).unwrap();
     scan.valid_len
 }
 

@@ -209,6 +209,7 @@ async fn ten_thousand_idle_connections() {
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap()
         / 1024;
+    eprintln!("10,000 idle connections: server RSS {rss_mib} MiB");
     assert!(rss_mib < 400, "10,000 idle connections cost {rss_mib} MiB");
     drop(idle);
 }

@@ -106,7 +106,7 @@ pub enum Input {
 }
 
 /// Something the driver must do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Action {
     /// Write a frame to a connection.
     Send {
@@ -134,8 +134,10 @@ pub enum Action {
     Snapshot {
         /// The last txn the snapshot contains.
         zxid: i64,
-        /// The serialized snapshot.
-        data: Vec<u8>,
+        /// The tree as of `zxid` (copy-on-write: serializing it does not hold up the core).
+        image: crate::tree::TreeImage,
+        /// Live sessions as (id, timeout).
+        sessions: Vec<(i64, i32)>,
     },
 }
 
@@ -876,9 +878,12 @@ impl ServerCore {
 
     fn take_snapshot(&mut self) {
         let zxid = self.tree.last_processed_zxid();
-        let data = crate::storage::snapshot::serialize(&self.tree, &self.sessions.list());
         self.txns_since_snapshot = 0;
-        self.actions.push(Action::Snapshot { zxid, data });
+        self.actions.push(Action::Snapshot {
+            zxid,
+            image: self.tree.image(),
+            sessions: self.sessions.list(),
+        });
     }
 
     // ----- connections and time -----

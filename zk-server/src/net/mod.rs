@@ -91,7 +91,7 @@ impl Server {
                 .map_err(|e| ServerError::Fatal(format!("recovery task failed: {e}")))??
         };
         if recovered.fresh {
-            let data = storage::snapshot::serialize(&recovered.tree, &[]);
+            let data = storage::snapshot::serialize(&recovered.tree.image(), &[]);
             storage::snapshot::write(&dirs.snap_dir, 0, &data)
                 .map_err(|e| StorageError::io("writing the initial snapshot", e))?;
         }
@@ -362,9 +362,17 @@ impl Driver {
                         storage.submit(StorageOp::Append { zxid, txn });
                     }
                 }
-                Action::Snapshot { zxid, data } => {
+                Action::Snapshot {
+                    zxid,
+                    image,
+                    sessions,
+                } => {
                     if let Some(storage) = &self.storage {
-                        storage.submit(StorageOp::Snapshot { zxid, data });
+                        storage.submit(StorageOp::Snapshot {
+                            zxid,
+                            image,
+                            sessions,
+                        });
                     }
                 }
             }

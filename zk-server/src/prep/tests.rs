@@ -186,3 +186,28 @@ fn permission_and_validation_errors() {
         Err(PrepError::Code(ErrorCode::Unimplemented))
     );
 }
+
+#[test]
+fn applied_keeps_records_overwritten_by_later_txns() {
+    let tree = DataTree::new();
+    let mut pending = PendingChanges::default();
+    let a = create_req("/a", CreateMode::Persistent);
+    prepare_write(&ctx(&tree, 1, &[]), &mut pending, WriteRequest::Create(&a)).unwrap();
+    let set = zk_proto::SetDataRequest {
+        path: "/a".into(),
+        data: None,
+        version: -1,
+    };
+    prepare_write(
+        &ctx(&tree, 2, &[]),
+        &mut pending,
+        WriteRequest::SetData(&set),
+    )
+    .unwrap();
+    pending.applied(1);
+    // Txn 1's record of "/" is gone; "/a" now belongs to txn 2 and stays.
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending.lookup(&tree, "/a").map(|v| v.stat.version), Some(1));
+    pending.applied(2);
+    assert!(pending.is_empty());
+}

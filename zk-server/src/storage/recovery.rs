@@ -78,18 +78,19 @@ pub fn recover(dirs: &DataDirs) -> Result<Recovered, StorageError> {
     let mut triggers = Vec::new();
     for (i, (_, path)) in needed.iter().enumerate() {
         let is_last = i + 1 == needed.len();
-        let scan = read_log_file(path, is_last)?;
-        for txn in scan.txns {
+        let mut failure = None;
+        let scan = read_log_file(path, is_last, |txn| {
             let zxid = txn.header.zxid;
-            if zxid < expected {
-                continue;
+            if failure.is_some() || zxid < expected {
+                return;
             }
             if zxid != expected {
-                return Err(StorageError::Corrupt {
+                failure = Some(StorageError::Corrupt {
                     file: path.display().to_string(),
                     offset: 0,
                     reason: format!("txn log jumps from zxid 0x{:x} to 0x{zxid:x}", expected - 1),
                 });
+                return;
             }
             match &txn.body {
                 TxnBody::CreateSession(t) => {
@@ -104,6 +105,9 @@ pub fn recover(dirs: &DataDirs) -> Result<Recovered, StorageError> {
             tree.apply(&txn, &mut triggers);
             expected += 1;
             replayed += 1;
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
         }
         if scan.torn {
             tracing::warn!(file = %path.display(), valid_len = scan.valid_len, "truncating torn log tail");

@@ -20,7 +20,7 @@ use zk_proto::{Acl, Decode, Encode, FileHeader, Reader, StatPersisted};
 
 use super::adler32::adler32;
 use super::{file_name, list_files, sync_dir, StorageError};
-use crate::tree::DataTree;
+use crate::tree::{DataTree, TreeImage};
 
 /// A parsed snapshot.
 #[derive(Debug)]
@@ -31,10 +31,9 @@ pub struct Snapshot {
     pub sessions: Vec<(i64, i32)>,
 }
 
-/// Serializes the tree and sessions.
-pub fn serialize(tree: &DataTree, sessions: &[(i64, i32)]) -> Vec<u8> {
-    let mut buf =
-        BytesMut::with_capacity(64 + tree.approximate_data_size() + tree.node_count() * 96);
+/// Serializes a tree image and the sessions.
+pub fn serialize(tree: &TreeImage, sessions: &[(i64, i32)]) -> Vec<u8> {
+    let mut buf = BytesMut::with_capacity(64 + tree.len() * 160);
     FileHeader {
         magic: FileHeader::SNAPSHOT_MAGIC,
         version: FileHeader::VERSION,

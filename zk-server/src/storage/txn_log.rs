@@ -24,8 +24,8 @@ const MAX_TXN_LEN: usize = DEFAULT_MAX_FRAME_LEN + 1024;
 /// What reading one log file found.
 #[derive(Debug)]
 pub struct LogScan {
-    /// The txns, in file order.
-    pub txns: Vec<Txn>,
+    /// Number of entries read.
+    pub entries: usize,
     /// Where valid data ends.
     pub valid_len: u64,
     /// Whether a torn tail follows `valid_len`.
@@ -36,10 +36,46 @@ fn all_zero(bytes: &[u8]) -> bool {
     bytes.iter().all(|&b| b == 0)
 }
 
-/// Reads a log file's entries. `is_last` allows a torn tail; elsewhere damage is an error.
-pub fn read_log_file(path: &Path, is_last: bool) -> Result<LogScan, StorageError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| StorageError::io(format!("reading {}", path.display()), e))?;
+/// The length of a log file without its trailing zeros (the unused part of the preallocated
+/// space), found by reading backwards so that the zeros are never held in memory.
+fn data_len(file: &mut File) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    const CHUNK: u64 = 1 << 20;
+    let mut end = file.metadata()?.len();
+    let mut buf = vec![0u8; CHUNK as usize];
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        let chunk = buf
+            .get_mut(..usize::try_from(end - start).unwrap_or(0))
+            .unwrap_or_default();
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if let Some(last) = chunk.iter().rposition(|&b| b != 0) {
+            return Ok(start + last as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+/// Reads a log file's entries, handing each txn to `on_txn` in file order. `is_last` allows a
+/// torn tail; elsewhere damage is an error. Only the file's data (not its preallocated zeros)
+/// is read into memory.
+pub fn read_log_file(
+    path: &Path,
+    is_last: bool,
+    mut on_txn: impl FnMut(Txn),
+) -> Result<LogScan, StorageError> {
+    let read = || -> std::io::Result<Vec<u8>> {
+        use std::io::Read;
+        let mut file = File::open(path)?;
+        let len = data_len(&mut file)?;
+        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))?;
+        file.take(len).read_to_end(&mut bytes)?;
+        Ok(bytes)
+    };
+    let bytes = read().map_err(|e| StorageError::io(format!("reading {}", path.display()), e))?;
     let name = path.display().to_string();
     let corrupt = |offset: usize, reason: &str| StorageError::Corrupt {
         file: name.clone(),
@@ -50,7 +86,7 @@ pub fn read_log_file(path: &Path, is_last: bool) -> Result<LogScan, StorageError
         // Crashed while creating the file.
         if is_last {
             return Ok(LogScan {
-                txns: Vec::new(),
+                entries: 0,
                 valid_len: 0,
                 torn: !bytes.is_empty(),
             });
@@ -61,14 +97,14 @@ pub fn read_log_file(path: &Path, is_last: bool) -> Result<LogScan, StorageError
     if header.magic != FileHeader::TXNLOG_MAGIC || header.version != FileHeader::VERSION {
         if is_last && all_zero(&bytes) {
             return Ok(LogScan {
-                txns: Vec::new(),
+                entries: 0,
                 valid_len: 0,
                 torn: true,
             });
         }
         return Err(corrupt(0, "not a txn log (bad magic or version)"));
     }
-    let mut txns = Vec::new();
+    let mut entries = 0;
     let mut pos = HEADER_LEN;
     while let Some(rest) = bytes.get(pos..) {
         if all_zero(rest) {
@@ -76,14 +112,15 @@ pub fn read_log_file(path: &Path, is_last: bool) -> Result<LogScan, StorageError
         }
         match parse_entry(rest) {
             Ok((txn, len)) => {
-                txns.push(txn);
+                on_txn(txn);
+                entries += 1;
                 pos += len;
             }
             Err((reason, damaged_until)) => {
                 let after = rest.get(damaged_until..).unwrap_or_default();
                 if is_last && all_zero(after) {
                     return Ok(LogScan {
-                        txns,
+                        entries,
                         valid_len: pos as u64,
                         torn: true,
                     });
@@ -93,7 +130,7 @@ pub fn read_log_file(path: &Path, is_last: bool) -> Result<LogScan, StorageError
         }
     }
     Ok(LogScan {
-        txns,
+        entries,
         valid_len: pos as u64,
         torn: false,
     })

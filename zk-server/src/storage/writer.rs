@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use super::txn_log::TxnLogWriter;
 use super::{list_files, snapshot, DataDirs};
+use crate::tree::TreeImage;
 
 /// Work for the storage thread, executed in order.
 #[derive(Debug)]
@@ -26,8 +27,10 @@ pub enum StorageOp {
     Snapshot {
         /// The last zxid in the snapshot.
         zxid: i64,
-        /// The serialized snapshot.
-        data: Vec<u8>,
+        /// The tree as of `zxid`.
+        image: TreeImage,
+        /// Live sessions as (id, timeout).
+        sessions: Vec<(i64, i32)>,
     },
     /// Delete all but the newest snapshots and the logs only they need.
     Purge,
@@ -99,6 +102,9 @@ fn run(
     report: &impl Fn(StorageEvent),
 ) -> Result<(), String> {
     let mut log = TxnLogWriter::new(dirs.log_dir.clone());
+    // Snapshots are serialized and written on their own thread, one at a time, so appends
+    // and fsyncs of the log go on meanwhile.
+    let mut snapshot_writer: Option<JoinHandle<()>> = None;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -115,16 +121,26 @@ fn run(
                         .map_err(|e| format!("appending txn 0x{zxid:x}: {e}"))?;
                     durable = Some(zxid);
                 }
-                StorageOp::Snapshot { zxid, data } => {
+                StorageOp::Snapshot {
+                    zxid,
+                    image,
+                    sessions,
+                } => {
                     log.roll()
                         .map_err(|e| format!("syncing the log before a snapshot: {e}"))?;
                     if let Some(z) = durable.take() {
                         report(StorageEvent::Persisted(z));
                     }
-                    let path = snapshot::write(&dirs.snap_dir, zxid, &data)
-                        .map_err(|e| format!("writing snapshot 0x{zxid:x}: {e}"))?;
-                    tracing::info!(file = %path.display(), "snapshot written");
-                    purge_if_enabled(dirs, retain);
+                    if let Some(previous) = snapshot_writer.take() {
+                        let _ = previous.join();
+                    }
+                    let dirs = dirs.clone();
+                    snapshot_writer = Some(
+                        std::thread::Builder::new()
+                            .name("zk-snapshot".into())
+                            .spawn(move || write_snapshot(&dirs, zxid, &image, &sessions, retain))
+                            .map_err(|e| format!("starting the snapshot thread: {e}"))?,
+                    );
                 }
                 StorageOp::Purge => purge_if_enabled(dirs, retain),
             }
@@ -135,7 +151,39 @@ fn run(
             report(StorageEvent::Persisted(zxid));
         }
     }
+    if let Some(writer) = snapshot_writer.take() {
+        let _ = writer.join();
+    }
     log.sync().map_err(|e| format!("fsync of the txn log: {e}"))
+}
+
+/// Serializes and writes one snapshot. A failure is logged, not fatal: the txn log still holds
+/// everything, and the previous snapshot stays valid.
+fn write_snapshot(
+    dirs: &DataDirs,
+    zxid: i64,
+    image: &TreeImage,
+    sessions: &[(i64, i32)],
+    retain: Option<usize>,
+) {
+    let started = std::time::Instant::now();
+    let data = snapshot::serialize(image, sessions);
+    match snapshot::write(&dirs.snap_dir, zxid, &data) {
+        Ok(path) => {
+            tracing::info!(
+                file = %path.display(),
+                nodes = image.len(),
+                millis = started.elapsed().as_millis(),
+                "snapshot written"
+            );
+            purge_if_enabled(dirs, retain);
+        }
+        Err(e) => tracing::error!(
+            zxid = format_args!("0x{zxid:x}"),
+            error = %e,
+            "writing a snapshot failed"
+        ),
+    }
 }
 
 fn purge_if_enabled(dirs: &DataDirs, retain: Option<usize>) {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use zk_proto::path::{join, split_parent};
 use zk_proto::{Acl, ErrorCode, EventType, Stat, StatPersisted, Txn, TxnBody, TxnHeader};
 
-pub use node::{DataNode, Owner, CONTAINER_OWNER, MAX_TTL_MS};
+pub use node::{ChildSet, DataNode, Owner, CONTAINER_OWNER, MAX_TTL_MS};
 
 /// Paths the server maintains itself; they cannot be deleted.
 pub const ZOOKEEPER_PATH: &str = "/zookeeper";
@@ -91,7 +91,7 @@ impl AclCache {
 /// The tree of znodes.
 #[derive(Debug, Clone)]
 pub struct DataTree {
-    nodes: HashMap<String, DataNode>,
+    nodes: NodeMap,
     ephemerals: HashMap<i64, HashSet<String>>,
     containers: HashSet<String>,
     ttls: HashSet<String>,
@@ -109,7 +109,7 @@ impl DataTree {
     /// A tree holding only `/`, `/zookeeper`, `/zookeeper/quota` and `/zookeeper/config`.
     pub fn new() -> DataTree {
         let mut tree = DataTree {
-            nodes: HashMap::new(),
+            nodes: NodeMap::default(),
             ephemerals: HashMap::new(),
             containers: HashSet::new(),
             ttls: HashSet::new(),
@@ -126,13 +126,13 @@ impl DataTree {
             (CONFIG_PATH, &read),
         ] {
             tree.nodes.insert(
-                path.to_owned(),
-                DataNode {
+                Arc::from(path),
+                Arc::new(DataNode {
                     data: None,
                     acl: Arc::clone(acl),
                     stat: empty_stat.clone(),
-                    children: HashSet::new(),
-                },
+                    children: ChildSet::default(),
+                }),
             );
         }
         for (parent, child) in [
@@ -140,7 +140,7 @@ impl DataTree {
             (ZOOKEEPER_PATH, "quota"),
             (ZOOKEEPER_PATH, "config"),
         ] {
-            if let Some(node) = tree.nodes.get_mut(parent) {
+            if let Some(node) = tree.get_mut(parent) {
                 node.children.insert(child.to_owned());
             }
         }
@@ -150,7 +150,7 @@ impl DataTree {
     /// A tree without any node, to be filled from a snapshot.
     pub fn empty() -> DataTree {
         DataTree {
-            nodes: HashMap::new(),
+            nodes: NodeMap::default(),
             ephemerals: HashMap::new(),
             containers: HashSet::new(),
             ttls: HashSet::new(),
@@ -161,7 +161,19 @@ impl DataTree {
 
     /// The node at `path`.
     pub fn get(&self, path: &str) -> Option<&DataNode> {
-        self.nodes.get(path)
+        self.nodes.get(path).map(|node| &**node)
+    }
+
+    fn get_mut(&mut self, path: &str) -> Option<&mut DataNode> {
+        self.nodes.get_mut(path).map(Arc::make_mut)
+    }
+
+    /// A copy-on-write image of the nodes as they are now, for a snapshot written while the
+    /// tree keeps changing. Taking it copies only the map's pointers.
+    pub fn image(&self) -> TreeImage {
+        TreeImage {
+            nodes: self.nodes.clone(),
+        }
     }
 
     /// Number of nodes, counting the root once.
@@ -180,8 +192,8 @@ impl DataTree {
     }
 
     /// Every node with its path, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &DataNode)> {
-        self.nodes.iter()
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &DataNode)> {
+        self.nodes.iter().map(|(path, node)| (&**path, &**node))
     }
 
     /// The ephemeral paths of `session`, sorted.
@@ -214,7 +226,10 @@ impl DataTree {
             return self.nodes.len().saturating_sub(1);
         }
         let prefix = format!("{path}/");
-        self.nodes.keys().filter(|p| p.starts_with(&prefix)).count()
+        self.nodes
+            .keys()
+            .filter(|p| p.starts_with(prefix.as_str()))
+            .count()
     }
 
     /// Containers that should be deleted (empty after having had children, or never used for
@@ -223,7 +238,7 @@ impl DataTree {
     pub fn expired_containers_and_ttls(&self, now_ms: i64, max_never_used_ms: i64) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for path in &self.containers {
-            if let Some(node) = self.nodes.get(path) {
+            if let Some(node) = self.get(path) {
                 let empty = node.children.is_empty();
                 let used = node.stat.cversion > 0;
                 let never_used_expired =
@@ -234,7 +249,7 @@ impl DataTree {
             }
         }
         for path in &self.ttls {
-            if let Some(node) = self.nodes.get(path) {
+            if let Some(node) = self.get(path) {
                 if let Owner::Ttl(ttl) = node.owner() {
                     if node.children.is_empty() && now_ms - node.stat.mtime > ttl {
                         out.push(path.clone());
@@ -259,26 +274,26 @@ impl DataTree {
             data,
             acl,
             stat,
-            children: HashSet::new(),
+            children: ChildSet::default(),
         };
         self.index_owner(&path, node.owner());
-        self.nodes.insert(path, node);
+        self.nodes.insert(Arc::from(path), Arc::new(node));
     }
 
     /// Rebuilds child links after a snapshot load; returns paths whose parent is missing.
     pub fn link_loaded(&mut self) -> Vec<String> {
-        let paths: Vec<String> = self.nodes.keys().cloned().collect();
+        let paths: Vec<Arc<str>> = self.nodes.keys().cloned().collect();
         let mut orphans = Vec::new();
         for path in paths {
             let Some((parent, name)) = split_parent(&path) else {
                 continue;
             };
             let name = name.to_owned();
-            match self.nodes.get_mut(parent) {
+            match self.get_mut(parent) {
                 Some(node) => {
                     node.children.insert(name);
                 }
-                None => orphans.push(path),
+                None => orphans.push(path.to_string()),
             }
         }
         orphans
@@ -435,7 +450,7 @@ impl DataTree {
         if self.nodes.contains_key(path) {
             return Err(ErrorCode::NodeExists);
         }
-        let parent = self.nodes.get_mut(parent_path).ok_or(ErrorCode::NoNode)?;
+        let parent = self.get_mut(parent_path).ok_or(ErrorCode::NoNode)?;
         parent.children.insert(name.to_owned());
         parent.stat.cversion = parent_cversion;
         parent.stat.pzxid = header.zxid;
@@ -455,10 +470,10 @@ impl DataTree {
                 ephemeral_owner: owner.to_stored(),
                 pzxid: header.zxid,
             },
-            children: HashSet::new(),
+            children: ChildSet::default(),
         };
         let stat = node.client_stat();
-        self.nodes.insert(path.to_owned(), node);
+        self.nodes.insert(Arc::from(path), Arc::new(node));
         self.index_owner(path, owner);
         triggers.push(WatchTrigger {
             path: path.to_owned(),
@@ -492,7 +507,7 @@ impl DataTree {
         self.nodes.remove(path);
         self.unindex_owner(path, owner);
         let mut parent_acl = None;
-        if let Some(parent) = self.nodes.get_mut(parent_path) {
+        if let Some(parent) = self.get_mut(parent_path) {
             parent.children.remove(name);
             parent.stat.pzxid = zxid;
             parent_acl = Some(Arc::clone(&parent.acl));
@@ -520,7 +535,7 @@ impl DataTree {
         version: i32,
         triggers: &mut Vec<WatchTrigger>,
     ) -> Result<TxnOutcome, ErrorCode> {
-        let node = self.nodes.get_mut(path).ok_or(ErrorCode::NoNode)?;
+        let node = self.get_mut(path).ok_or(ErrorCode::NoNode)?;
         node.data = data.clone();
         node.stat.version = version;
         node.stat.mzxid = header.zxid;
@@ -535,7 +550,7 @@ impl DataTree {
 
     fn set_acl(&mut self, path: &str, acl: &[Acl], version: i32) -> Result<TxnOutcome, ErrorCode> {
         let acl = self.acl_cache.intern(acl);
-        let node = self.nodes.get_mut(path).ok_or(ErrorCode::NoNode)?;
+        let node = self.get_mut(path).ok_or(ErrorCode::NoNode)?;
         node.acl = acl;
         node.stat.aversion = version;
         let stat = node.client_stat();
@@ -571,18 +586,48 @@ impl DataTree {
 
     /// Children of `path`, sorted by name (for deterministic listings in tests and tools).
     pub fn sorted_children(&self, path: &str) -> Option<Vec<String>> {
-        let mut children: Vec<String> = self.nodes.get(path)?.children.iter().cloned().collect();
-        children.sort();
-        Some(children)
+        sorted_children(&self.nodes, path)
+    }
+}
+
+/// The node map: paths to shared nodes, copied on write while a snapshot holds them.
+type NodeMap = HashMap<Arc<str>, Arc<DataNode>, foldhash::fast::RandomState>;
+
+fn sorted_children(nodes: &NodeMap, path: &str) -> Option<Vec<String>> {
+    let mut children: Vec<String> = nodes.get(path)?.children.iter().cloned().collect();
+    children.sort();
+    Some(children)
+}
+
+/// The nodes of a [`DataTree`] frozen at one moment (see [`DataTree::image`]).
+#[derive(Debug, Clone)]
+pub struct TreeImage {
+    nodes: NodeMap,
+}
+
+impl TreeImage {
+    /// The node at `path`.
+    pub fn get(&self, path: &str) -> Option<&DataNode> {
+        self.nodes.get(path).map(|node| &**node)
     }
 
-    /// Paths of `path` and every node below it, parents before children (iterative, so deep
-    /// trees cannot overflow the stack).
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the image holds no node.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Paths of `path` and every node below it, parents before children, siblings sorted
+    /// (iterative, so deep trees cannot overflow the stack).
     pub fn walk(&self, path: &str) -> Vec<String> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.nodes.len());
         let mut stack = vec![path.to_owned()];
         while let Some(current) = stack.pop() {
-            if let Some(children) = self.sorted_children(&current) {
+            if let Some(children) = sorted_children(&self.nodes, &current) {
                 stack.extend(children.iter().rev().map(|c| join(&current, c)));
             }
             out.push(current);

@@ -51,6 +51,9 @@ impl Owner {
     }
 }
 
+/// The names of a node's children.
+pub type ChildSet = HashSet<String, foldhash::fast::RandomState>;
+
 /// A znode: data, ACL, persisted stat and child names.
 #[derive(Debug, Clone)]
 pub struct DataNode {
@@ -61,7 +64,7 @@ pub struct DataNode {
     /// The persisted stat (stored cversion, raw ephemeral owner).
     pub stat: StatPersisted,
     /// Names of the direct children.
-    pub children: HashSet<String>,
+    pub children: ChildSet,
 }
 
 impl DataNode {

@@ -168,7 +168,7 @@ fn walk_lists_parents_first_and_counts_descendants() {
     apply(&mut tree, &create(1, 0, "/a", false, 1));
     apply(&mut tree, &create(2, 0, "/a/b", false, 1));
     apply(&mut tree, &create(3, 0, "/a/b/c", false, 1));
-    let walked = tree.walk("/");
+    let walked = tree.image().walk("/");
     let pos = |p: &str| walked.iter().position(|w| w == p).unwrap();
     assert!(pos("/") < pos("/a") && pos("/a") < pos("/a/b") && pos("/a/b") < pos("/a/b/c"));
     assert_eq!(walked.len(), tree.node_count());
@@ -244,4 +244,27 @@ fn containers_and_ttls_become_candidates() {
     assert!(tree
         .expired_containers_and_ttls(1051, 0)
         .contains(&"/t".to_string()));
+}
+
+#[test]
+fn image_is_frozen_while_the_tree_changes() {
+    let mut tree = DataTree::new();
+    apply(&mut tree, &create(1, 0, "/a", false, 1));
+    let image = tree.image();
+    let set = Txn::new(
+        0,
+        1,
+        2,
+        0,
+        TxnBody::SetData(SetDataTxn {
+            path: "/a".into(),
+            data: None,
+            version: 1,
+        }),
+    );
+    apply(&mut tree, &set);
+    apply(&mut tree, &create(3, 0, "/b", false, 2));
+    assert_eq!(image.get("/a").unwrap().stat.version, 0, "copy on write");
+    assert!(image.get("/b").is_none());
+    assert_eq!(tree.get("/a").unwrap().stat.version, 1);
 }
