@@ -497,3 +497,41 @@ async fn requests_are_pipelined_in_await_order() {
         .unwrap();
     client.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn namespaces_and_parents_below_a_create_restricted_node_work() {
+    let env = env_or_skip!();
+    let admin = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    let ns = format!("{root}/app");
+    admin
+        .create(&ns)
+        .creating_parents_if_needed()
+        .await
+        .unwrap();
+    // Everybody may read, write, delete and administer the root, but not create below it.
+    let no_create = Perms::from_bits(Perms::ALL.bits() & !Perms::CREATE.bits());
+    admin
+        .set_acl(&root, vec![Acl::new(no_create, Id::anyone())])
+        .await
+        .unwrap();
+
+    let client = support::connected_client(env.connect_string()).await;
+    let app = client.using_namespace(&ns).unwrap();
+    app.create("/x").await.expect("namespace root exists");
+    client
+        .create(&format!("{ns}/a/b"))
+        .creating_parents_if_needed()
+        .await
+        .expect("parents below an existing restricted node");
+    assert!(admin.exists(&format!("{ns}/x")).await.unwrap().is_some());
+
+    admin.set_acl(&root, Acl::open_unsafe()).await.unwrap();
+    admin
+        .delete(&root)
+        .deleting_children_if_needed()
+        .await
+        .unwrap();
+    client.close().await.unwrap();
+    admin.close().await.unwrap();
+}

@@ -5,9 +5,13 @@ mod support;
 
 use std::time::Duration;
 
+use futures::FutureExt;
 use support::proxy::Mode;
 use support::{next_state, Proxy, PATIENCE};
-use zk::client::{ConnectionState, CreateMode, Error, EventType, RetryNTimes};
+use zk::client::{
+    ConnectionState, CreateMode, Error, EventType, RetryNTimes, RetryOneTime,
+    SessionFailedRetryPolicy, SessionState,
+};
 
 macro_rules! env_or_skip {
     () => {
@@ -320,4 +324,297 @@ async fn no_request_hangs_when_the_server_vanishes() {
     assert_eq!(later, Err(Error::ConnectionLoss));
     let close = within(client.close()).await;
     assert!(close.is_ok());
+}
+
+/// Polls a builder's future once (its request is queued on that first poll) and returns it.
+async fn first_poll<B>(builder: B) -> B::IntoFuture
+where
+    B: std::future::IntoFuture,
+    B::IntoFuture: Unpin,
+{
+    let mut fut = builder.into_future();
+    assert!(
+        futures::poll!(&mut fut).is_pending(),
+        "not done at the first poll"
+    );
+    fut
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_pipelined_while_disconnected_reach_the_server_in_order() {
+    let env = env_or_skip!();
+    let proxy = Proxy::start(env.connect_string()).await;
+    let client = support::client_builder(&proxy.connect_string())
+        .connection_timeout(PATIENCE)
+        .build()
+        .unwrap();
+    client.block_until_connected(PATIENCE).await.unwrap();
+    let root = support::unique_root();
+    client.create(&root).await.unwrap();
+    let node = format!("{root}/value");
+    client.create(&node).await.unwrap();
+    // A namespace used for the first time while disconnected: its root is created in the
+    // same pipeline, ahead of the writes.
+    let ns = client
+        .using_namespace(&format!("{}/ns", &root[1..]))
+        .unwrap();
+    let mut states = client.connection_states();
+
+    proxy.down();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+    // First polled in order while disconnected, then each finished by its own task (so wake-up
+    // order cannot matter).
+    let mut tasks = Vec::new();
+    for i in 0..20u32 {
+        let set = first_poll(client.set_data(&node, i.to_string().into_bytes())).await;
+        tasks.push(tokio::spawn(set.map(|r| r.map(|_| ()))));
+        let seq = first_poll(
+            ns.create("/q-")
+                .mode(CreateMode::PersistentSequential)
+                .data(i.to_string().into_bytes()),
+        )
+        .await;
+        tasks.push(tokio::spawn(seq.map(|r| r.map(|_| ()))));
+    }
+    proxy.up();
+    for t in tasks {
+        within(t).await.unwrap().expect("write after the reconnect");
+    }
+    assert_eq!(next_state(&mut states).await, ConnectionState::Reconnected);
+
+    let (data, stat) = client.get_data(&node).await.unwrap();
+    assert_eq!(data, b"19", "the last write wins");
+    assert_eq!(stat.version, 20);
+    let mut children = ns.get_children("/").await.unwrap();
+    children.sort();
+    assert_eq!(children.len(), 20);
+    for (i, name) in children.iter().enumerate() {
+        let (data, _) = ns.get_data(&format!("/{name}")).await.unwrap();
+        assert_eq!(data, i.to_string().into_bytes(), "{name} holds write {i}");
+    }
+    client
+        .delete(&root)
+        .deleting_children_if_needed()
+        .await
+        .unwrap();
+    client.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_request_queued_across_an_expiry_fails_with_session_expired() {
+    let env = env_or_skip!();
+    let proxy = Proxy::start(env.connect_string()).await;
+    let client = support::client_builder(&proxy.connect_string())
+        .connection_timeout(PATIENCE)
+        .retry_policy(SessionFailedRetryPolicy::new(RetryNTimes::new(
+            5,
+            Duration::from_millis(100),
+        )))
+        .build()
+        .unwrap();
+    client.block_until_connected(PATIENCE).await.unwrap();
+    let root = support::unique_root();
+    client.create(&root).await.unwrap();
+    let old_session = client.session_id();
+    let mut states = client.connection_states();
+
+    proxy.down();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+    let write = first_poll(client.set_data(&root, b"written in the old session".to_vec())).await;
+    support::expire_session(
+        env.connect_string(),
+        old_session,
+        &client.session_password(),
+    )
+    .await;
+    proxy.up();
+    // The write was queued for the old session: it must not run in the new one.
+    assert!(matches!(within(write).await, Err(Error::SessionExpired)));
+    assert_eq!(next_state(&mut states).await, ConnectionState::Lost);
+    assert_eq!(next_state(&mut states).await, ConnectionState::Reconnected);
+    assert_ne!(client.session_id(), old_session);
+    let (data, _) = client.get_data(&root).await.unwrap();
+    assert!(data.is_empty(), "the queued write was not applied");
+    client.delete(&root).await.unwrap();
+    client.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_guaranteed_delete_goes_on_when_its_future_is_dropped() {
+    let env = env_or_skip!();
+    let proxy = Proxy::start(env.connect_string()).await;
+    let client = support::connected_client(&proxy.connect_string()).await;
+    let observer = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    client.create(&root).await.unwrap();
+    let (_, deleted) = observer.exists(&root).watched().await.unwrap();
+    let mut states = client.connection_states();
+
+    proxy.down();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+    let delete = first_poll(client.delete(&root).guaranteed()).await;
+    drop(delete);
+    proxy.up();
+    assert_eq!(within(deleted).await.event_type, EventType::NodeDeleted);
+    client.close().await.unwrap();
+    observer.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_dropped_protected_create_leaves_no_node() {
+    let env = env_or_skip!();
+    let proxy = Proxy::start(env.connect_string()).await;
+    let client = support::connected_client(&proxy.connect_string()).await;
+    let observer = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    observer.create(&root).await.unwrap();
+    let (_, created_watch) = observer.get_children(&root).watched().await.unwrap();
+
+    // The create reaches the server, its reply does not; the caller gives up.
+    proxy.set_mode(Mode::DropReplies);
+    let create = first_poll(
+        client
+            .create(&format!("{root}/job-"))
+            .mode(CreateMode::PersistentSequential)
+            .with_protection(),
+    )
+    .await;
+    within(created_watch).await;
+    drop(create);
+    let (children, gone) = observer.get_children(&root).watched().await.unwrap();
+    assert_eq!(children.len(), 1);
+    proxy.cut();
+    proxy.set_mode(Mode::Forward);
+    assert_eq!(
+        within(gone).await.event_type,
+        EventType::NodeChildrenChanged
+    );
+    assert!(observer.get_children(&root).await.unwrap().is_empty());
+    client.close().await.unwrap();
+    observer.delete(&root).await.unwrap();
+    observer.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_protected_create_does_not_keep_the_session_alive() {
+    let env = env_or_skip!();
+    let proxy = Proxy::start(env.connect_string()).await;
+    let client = support::client_builder(&proxy.connect_string())
+        .connection_timeout(Duration::from_millis(500))
+        .retry_policy(RetryOneTime::new(Duration::from_millis(50)))
+        .build()
+        .unwrap();
+    client.block_until_connected(PATIENCE).await.unwrap();
+    let mut session_state = client.session().state_receiver();
+    let root = support::unique_root();
+    let mut states = client.connection_states();
+
+    proxy.down();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+    let err = within(
+        client
+            .create(&format!("{root}/x-"))
+            .mode(CreateMode::EphemeralSequential)
+            .with_protection(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    // The cleanup task must not keep the client alive: with every handle gone the session
+    // task ends, although no server is reachable.
+    drop(client);
+    within(session_state.wait_for(|s| *s == SessionState::Closed))
+        .await
+        .expect("the session task ended");
+}
+
+#[tokio::test]
+async fn idempotent_create_needs_version_zero() {
+    let env = env_or_skip!();
+    let proxy = Proxy::start(env.connect_string()).await;
+    let client = support::client_builder(&proxy.connect_string())
+        .connection_timeout(PATIENCE)
+        .retry_policy(RetryNTimes::new(10, Duration::from_millis(100)))
+        .build()
+        .unwrap();
+    client.block_until_connected(PATIENCE).await.unwrap();
+    let observer = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    observer.create(&root).await.unwrap();
+    let node = format!("{root}/n");
+    let (_, created) = observer.exists(&node).watched().await.unwrap();
+
+    proxy.set_mode(Mode::DropReplies);
+    let create = tokio::spawn({
+        let client = client.clone();
+        let node = node.clone();
+        async move {
+            client
+                .create(&node)
+                .data(b"same".to_vec())
+                .idempotent()
+                .await
+        }
+    });
+    within(created).await;
+    // Somebody else rewrites the same data: version 1, no longer what this create made.
+    observer.set_data(&node, b"same".to_vec()).await.unwrap();
+    proxy.cut();
+    proxy.set_mode(Mode::Forward);
+    let result = within(create).await.unwrap();
+    assert!(matches!(result, Err(Error::NodeExists)), "{result:?}");
+    client.close().await.unwrap();
+    observer
+        .delete(&root)
+        .deleting_children_if_needed()
+        .await
+        .unwrap();
+    observer.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_server_that_drops_every_connection_is_not_hammered() {
+    // A fake server: completes the handshake, then closes the connection.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let server = tokio::spawn({
+        let accepted = accepted.clone();
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            use zk::proto::Encode;
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 1024];
+                    let _ = socket.read(&mut buf).await;
+                    let response = zk::proto::ConnectResponse {
+                        protocol_version: 0,
+                        timeout: 4000,
+                        session_id: 0x1234,
+                        passwd: vec![0; 16],
+                        read_only: Some(false),
+                    };
+                    let mut out = bytes::BytesMut::new();
+                    zk::proto::frame::write_frame(&mut out, |b| response.encode(b));
+                    let _ = socket.write_all(&out).await;
+                });
+            }
+        }
+    });
+    let session = zk::client::Session::start(
+        zk::client::SessionConfig::new(&addr.to_string())
+            .unwrap()
+            .session_timeout(Duration::from_secs(4)),
+    );
+    let window = Duration::from_secs(2);
+    tokio::time::sleep(window).await;
+    let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(n >= 2, "it reconnects ({n})");
+    assert!(n <= 20, "{n} connections in {window:?}: no backoff");
+    session.close().await.unwrap();
+    server.abort();
 }

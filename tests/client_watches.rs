@@ -261,3 +261,29 @@ async fn watches_end_with_a_closed_event_when_the_client_closes() {
     assert_eq!(within(stream.next()).await, None);
     let _ = CreateMode::Persistent;
 }
+
+#[tokio::test]
+async fn dropping_a_persistent_watch_keeps_a_watch_still_being_set() {
+    let env = env_or_skip!();
+    let client = support::connected_client(env.connect_string()).await;
+    let other = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    client.create(&root).await.unwrap();
+    let persistent = client
+        .add_watch(&root)
+        .mode(zk::client::AddWatchMode::Persistent)
+        .await
+        .unwrap();
+    // getData with a watch is queued (first poll), then the stream is dropped before the
+    // reply arrives: the removal must not wipe the data watch on the server.
+    let mut get = std::future::IntoFuture::into_future(client.get_data(&root).watched());
+    assert!(futures::poll!(&mut get).is_pending());
+    drop(persistent);
+    let (_, _, data_watch) = within(get).await.unwrap();
+    other.set_data(&root, b"changed".to_vec()).await.unwrap();
+    let event = within(data_watch).await;
+    assert_eq!(event.event_type, EventType::NodeDataChanged);
+    client.delete(&root).await.unwrap();
+    client.close().await.unwrap();
+    other.close().await.unwrap();
+}

@@ -299,7 +299,8 @@ impl Error {
     }
 
     /// Whether a retry policy may retry the call: CONNECTIONLOSS, OPERATIONTIMEOUT,
-    /// SESSIONMOVED and SESSIONEXPIRED, as Curator's `RetryLoop.shouldRetry`.
+    /// SESSIONMOVED, SESSIONEXPIRED and NEWCONFIGNOQUORUM, as Curator's
+    /// `RetryLoop.shouldRetry`.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
@@ -307,6 +308,7 @@ impl Error {
                 | Error::OperationTimeout
                 | Error::SessionMoved
                 | Error::SessionExpired
+                | Error::NewConfigNoQuorum
         )
     }
 
@@ -380,6 +382,7 @@ mod tests {
             vec![
                 ErrorCode::ConnectionLoss,
                 ErrorCode::OperationTimeout,
+                ErrorCode::NewConfigNoQuorum,
                 ErrorCode::SessionExpired,
                 ErrorCode::SessionMoved
             ]

@@ -6,7 +6,7 @@
 //!   connections. One task owns the socket, the pending-request FIFO, the watch registry and the
 //!   ping timer; it reconnects to the next host with the same session, replays credentials and
 //!   re-registers every watch (SetWatches / SetWatches2 in ≤ 128 KB batches), and fails every
-//!   pending request when the connection drops or the session expires — nothing hangs.
+//!   in-flight request when the connection drops or the session expires — nothing hangs.
 //! * the **framework layer** ([`Client`]): retry policies with Curator's formulas
 //!   ([`retry`]), Curator's connection states ([`ConnectionState`]: CONNECTED, SUSPENDED,
 //!   RECONNECTED, LOST, READ_ONLY) with a new session built after LOST, namespaces, protected
@@ -56,9 +56,23 @@
 //! # }
 //! ```
 //!
-//! Ordering: a builder's request is queued when its future is first polled, so one client's
-//! requests reach the server in the order they were awaited, and their replies and watch
-//! events come back in server order.
+//! # Ordering
+//!
+//! A builder's request is queued when its future is first polled — also while disconnected:
+//! the session task then keeps it, in arrival order, until the next connection (or until the
+//! call's connection timeout passes: CONNECTIONLOSS; or the session expires: SESSIONEXPIRED,
+//! it never runs in a later session). So one client's requests reach the server in the order
+//! their futures were first polled, and replies and watch events come back in server order.
+//! A namespace root used for the first time is created in the same pipeline, ahead of the
+//! request.
+//!
+//! What is *not* guaranteed: a request that was already written when its connection dropped
+//! has an unknown outcome and fails with CONNECTIONLOSS; the retry policy then re-sends it
+//! after its own (possibly random) backoff. Several such calls in flight together are
+//! re-sent independently, so their relative order after the reconnect is not preserved
+//! (`join!(set(v1), set(v2))` interrupted by a disconnect may end with `v1`). Await a write
+//! before issuing the next one when their order must survive connection loss, or use a
+//! transaction or versioned writes.
 
 pub mod client;
 pub mod connect_string;

@@ -5,6 +5,10 @@
 //! characters (`_c_`, a 36-character UUID, `-`). Sort sequence nodes on
 //! [`strip_protected_prefix`] (or [`sequence_number`]), never on the raw name.
 
+use std::sync::Arc;
+
+use zk_proto::Stat;
+
 use crate::client::Client;
 use crate::error::{Error, Result};
 
@@ -78,8 +82,12 @@ pub fn sequence_number(name: &str) -> Option<i64> {
     })
 }
 
-/// Looks for a child of `target`'s parent carrying the protection id; its full path.
-pub(crate) async fn find_node(client: &Client, target: &str, id: &str) -> Result<Option<String>> {
+/// Looks for a child of `target`'s parent carrying the protection id; its full path and stat.
+pub(crate) async fn find_node(
+    client: &Client,
+    target: &str,
+    id: &str,
+) -> Result<Option<(String, Stat)>> {
     let Some(i) = target.rfind('/') else {
         return Ok(None);
     };
@@ -88,34 +96,54 @@ pub(crate) async fn find_node(client: &Client, target: &str, id: &str) -> Result
         Some(p) => p,
     };
     let prefix = name_prefix(id);
-    match client.inner.session.get_children(parent, false).await {
-        Ok((children, _)) => Ok(children
+    let session = &client.inner.session;
+    let found = match session.get_children(parent, false).await {
+        Ok((children, _)) => children
             .into_iter()
             .find(|c| c.starts_with(&prefix))
-            .map(|c| zk_proto::path::join(parent, &c))),
-        Err(Error::NoNode) => Ok(None),
-        Err(e) => Err(e),
+            .map(|c| zk_proto::path::join(parent, &c)),
+        Err(Error::NoNode) => None,
+        Err(e) => return Err(e),
+    };
+    match found {
+        Some(path) => Ok(session.exists(&path).await?.map(|stat| (path, stat))),
+        None => Ok(None),
     }
 }
 
-/// After a protected create finally failed: delete any node it may have left, in the
-/// background, until done.
+/// After a protected create failed or was dropped: delete any node it may have left, in the
+/// background, until done. Holds the client only weakly: when every handle is gone, the
+/// session closes and the task ends (the session's ephemerals go with it).
 pub(crate) fn delete_leftovers_in_background(client: &Client, target: &str, id: &str) {
-    let client = client.clone();
+    let inner = Arc::downgrade(&client.inner);
     let target = target.to_owned();
     let id = id.to_owned();
     tokio::spawn(async move {
         loop {
-            if client.wait_connected_forever().await.is_err() {
+            let Some(mut rx) = inner.upgrade().map(|i| i.session.state_receiver()) else {
+                return;
+            };
+            let connected = rx
+                .wait_for(|s| s.is_connected() || s.is_terminal())
+                .await
+                .map(|s| s.is_connected())
+                .unwrap_or(false);
+            if !connected {
                 return;
             }
+            let Some(inner) = inner.upgrade() else { return };
+            let client = Client {
+                inner,
+                namespace: None,
+            };
             match find_node(&client, &target, &id).await {
-                Ok(Some(path)) => {
+                Ok(Some((path, _))) => {
                     client.delete_in_background(path, -1);
                     return;
                 }
                 Ok(None) => return,
-                Err(e) if e.is_retryable() => {
+                Err(e) if client.inner.retry.allow_retry_on(&e) => {
+                    drop(client);
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
                 Err(_) => return,

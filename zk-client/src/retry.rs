@@ -2,8 +2,8 @@
 //!
 //! A policy is asked after each failed attempt whether to try again and how long to sleep
 //! first. Only errors for which [`RetryPolicy::allow_retry_on`] holds are retried — by default
-//! the ones [`Error::is_retryable`] names: CONNECTIONLOSS, OPERATIONTIMEOUT, SESSIONMOVED and
-//! SESSIONEXPIRED.
+//! the ones [`Error::is_retryable`] names: CONNECTIONLOSS, OPERATIONTIMEOUT, SESSIONMOVED,
+//! SESSIONEXPIRED and NEWCONFIGNOQUORUM.
 
 use std::fmt;
 use std::sync::Arc;
@@ -73,7 +73,10 @@ impl ExponentialBackoffRetry {
     }
 
     /// The sleep for `retry_count` given the random draw `r` from `0 .. 2^(retry_count+1)`.
-    pub fn sleep_for(&self, _retry_count: u32, r: u64) -> Duration {
+    pub fn sleep_for(&self, retry_count: u32, r: u64) -> Duration {
+        // A draw outside the range is clamped into it.
+        let bound = 1u64 << (retry_count.min(MAX_EXPONENTIAL_RETRIES) + 1);
+        let r = r.min(bound - 1);
         let factor = u32::try_from(r.max(1)).unwrap_or(u32::MAX);
         self.base_sleep
             .checked_mul(factor)
@@ -242,6 +245,8 @@ mod tests {
         assert_eq!(p.allow_retry(3, Duration::ZERO), None);
         let capped = ExponentialBackoffRetry::with_max_sleep(100 * MS, 10, 250 * MS);
         assert_eq!(capped.sleep_for(5, 50), 250 * MS);
+        // The draw is clamped to the range of retry_count: 0..2.
+        assert_eq!(p.sleep_for(0, 9), 100 * MS);
     }
 
     #[test]

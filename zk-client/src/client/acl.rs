@@ -55,7 +55,6 @@ impl GetAclBuilder {
     async fn run(self) -> Result<(Vec<Acl>, Stat)> {
         zk_proto::path::validate_path(&self.path)?;
         let client = &self.client;
-        client.ensure_namespace().await?;
         let full = client.full_path(&self.path);
         let session = &client.inner.session;
         client.retry(|_| session.get_acl(&full)).await
@@ -77,7 +76,6 @@ impl SetAclBuilder {
         zk_proto::path::validate_path(&self.path)?;
         crate::session::ops::check_acl(&self.acl)?;
         let client = &self.client;
-        client.ensure_namespace().await?;
         let full = client.full_path(&self.path);
         let session = &client.inner.session;
         client

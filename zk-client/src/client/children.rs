@@ -70,7 +70,6 @@ impl GetChildrenBuilder {
     ) -> Result<(Vec<String>, Option<Stat>, Option<WatchFuture>)> {
         zk_proto::path::validate_path(&self.path)?;
         let client = &self.client;
-        client.ensure_namespace().await?;
         let full = client.full_path(&self.path);
         let session = &client.inner.session;
         let prefix = client.namespace.clone();

@@ -1,8 +1,6 @@
 //! `client.create(path)`: parents, modes, ACLs, TTLs, protected mode, idempotence,
 //! or-set-data.
 
-use std::sync::atomic::{AtomicI64, Ordering};
-
 use zk_proto::{Acl, CreateMode, Stat};
 
 use super::{awaitable, Client};
@@ -70,7 +68,8 @@ impl Client {
     ///
     /// # Cancellation safety
     /// Dropping the future after its first poll does not withdraw the request: the node may
-    /// still be created.
+    /// still be created. In protected mode it is then found and deleted in the background
+    /// (as when the call fails).
     pub fn create(&self, path: &str) -> CreateBuilder {
         CreateBuilder {
             client: self.clone(),
@@ -145,7 +144,9 @@ impl CreateBuilder {
         self
     }
 
-    /// On a retry, NODEEXISTS counts as success when the node holds exactly this data.
+    /// On a retry, NODEEXISTS counts as success when the node holds exactly this data at
+    /// version 0 (Curator's rule; on the first attempt NODEEXISTS is always an error, since
+    /// no earlier attempt of this call can have created the node).
     pub fn idempotent(mut self) -> Self {
         self.idempotent = true;
         self
@@ -176,7 +177,6 @@ impl CreateBuilder {
                 "protected mode needs a node name".to_owned(),
             ));
         }
-        client.ensure_namespace().await?;
         let full = client.full_path(&self.path);
         let acl = self
             .acl
@@ -188,30 +188,42 @@ impl CreateBuilder {
             None => full.clone(),
         };
         let session = &client.inner.session;
-        let first_session = AtomicI64::new(session.session_id());
+        // From the first send on, a node may exist that nobody will return: if this future is
+        // dropped (or the call fails), look for it in the background and delete it.
+        let mut guard = protected_id.as_ref().map(|id| LeftoverGuard {
+            client: client.clone(),
+            target: target.clone(),
+            id: id.clone(),
+            armed: false,
+        });
+        let guard_ref = &mut guard;
         let result = client
             .retry(|attempt| {
                 let target = &target;
                 let acl = &acl;
                 let protected_id = protected_id.as_deref();
                 let this = &self;
-                let first_session = &first_session;
+                if let Some(g) = guard_ref.as_mut() {
+                    g.armed = true;
+                }
                 async move {
-                    if attempt == 0 {
-                        first_session.store(session.session_id(), Ordering::SeqCst);
-                    } else if let Some(id) = protected_id {
-                        if let Some(found) = protected::find_node(client, target, id).await? {
-                            if this.mode.is_ephemeral()
-                                && session.session_id() != first_session.load(Ordering::SeqCst)
+                    if attempt > 0 {
+                        if let Some(id) = protected_id {
+                            if let Some((found, stat)) =
+                                protected::find_node(client, target, id).await?
                             {
-                                // The node belongs to a dead session; remove it and create anew.
-                                client.delete_in_background(found, -1);
-                                first_session.store(session.session_id(), Ordering::SeqCst);
-                            } else {
-                                return Ok(Created {
-                                    path: found,
-                                    stat: None,
-                                });
+                                if this.mode.is_ephemeral()
+                                    && stat.ephemeral_owner != session.session_id()
+                                {
+                                    // Left by an expired session of ours: it is going away
+                                    // with that session; remove it now and create anew.
+                                    client.delete_in_background(found, -1);
+                                } else {
+                                    return Ok(Created {
+                                        path: found,
+                                        stat: Some(stat),
+                                    });
+                                }
                             }
                         }
                     }
@@ -221,17 +233,14 @@ impl CreateBuilder {
             .await;
         match result {
             Ok(mut created) => {
+                if let Some(g) = guard.as_mut() {
+                    g.armed = false;
+                }
                 created.path = client.unfixed_path(&created.path);
                 Ok(created)
             }
-            Err(e) => {
-                if let Some(id) = protected_id {
-                    if e.is_retryable() {
-                        protected::delete_leftovers_in_background(client, &target, &id);
-                    }
-                }
-                Err(e)
-            }
+            // The guard cleans up (when anything was sent).
+            Err(e) => Err(e),
         }
     }
 
@@ -252,7 +261,12 @@ impl CreateBuilder {
                 }
                 Err(Error::NoNode) if self.parents.is_some() && !made_parents => {
                     made_parents = true;
-                    if let Some((parent, _)) = zk_proto::path::split_parent(target) {
+                    // "/q/" (a sequential node named by its number) has parent "/q".
+                    let parent = match target.strip_suffix('/') {
+                        Some(base) if !base.is_empty() => Some(base),
+                        _ => zk_proto::path::split_parent(target).map(|(p, _)| p),
+                    };
+                    if let Some(parent) = parent {
                         if parent != "/" {
                             client
                                 .mkdirs(
@@ -275,8 +289,9 @@ impl CreateBuilder {
                     });
                 }
                 Err(Error::NodeExists) if self.idempotent && attempt > 0 => {
+                    // Curator's IdempotentUtils.matches: version 0 and the same data.
                     let (data, stat, _) = session.get_data(target, false).await?;
-                    if data == self.data {
+                    if stat.version == 0 && data == self.data {
                         return Ok(Created {
                             path: target.to_owned(),
                             stat: Some(stat),
@@ -286,6 +301,22 @@ impl CreateBuilder {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+}
+
+/// Deletes what a protected create may have left, unless disarmed (the call succeeded).
+struct LeftoverGuard {
+    client: Client,
+    target: String,
+    id: String,
+    armed: bool,
+}
+
+impl Drop for LeftoverGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            protected::delete_leftovers_in_background(&self.client, &self.target, &self.id);
         }
     }
 }

@@ -97,7 +97,6 @@ impl GetDataBuilder {
     async fn fetch(&self, watch: bool) -> Result<(Vec<u8>, Stat, Option<WatchFuture>)> {
         zk_proto::path::validate_path(&self.path)?;
         let client = &self.client;
-        client.ensure_namespace().await?;
         let full = client.full_path(&self.path);
         let session = &client.inner.session;
         let (data, stat, watch) = client.retry(|_| session.get_data(&full, watch)).await?;
@@ -145,7 +144,6 @@ impl SetDataBuilder {
         zk_proto::path::validate_path(&self.path)?;
         crate::session::ops::check_data(&self.data)?;
         let client = &self.client;
-        client.ensure_namespace().await?;
         let full = client.full_path(&self.path);
         let session = &client.inner.session;
         client
@@ -192,25 +190,33 @@ impl ExistsBuilder {
     async fn fetch(&self, watch: bool) -> Result<(Option<Stat>, Option<WatchFuture>)> {
         zk_proto::path::validate_path(&self.path)?;
         let client = &self.client;
-        client.ensure_namespace().await?;
         let full = client.full_path(&self.path);
         let session = &client.inner.session;
+        // One deadline for the whole call (the parents step included).
+        let deadline = client.call_deadline();
         if self.parent_containers {
             if let Some((parent, _)) = zk_proto::path::split_parent(&full) {
                 if parent != "/" {
                     let acl = client.default_acl(parent);
                     client
-                        .retry(|_| client.mkdirs(parent, true, true, &acl, false))
+                        .retry_until(deadline, |_| client.mkdirs(parent, true, true, &acl, false))
                         .await?;
                 }
             }
         }
         let prefix = client.namespace.clone();
         if watch {
-            let (stat, w) = client.retry(|_| session.exists_watched(&full)).await?;
+            let (stat, w) = client
+                .retry_until(deadline, |_| session.exists_watched(&full))
+                .await?;
             Ok((stat, Some(w.with_prefix(prefix))))
         } else {
-            Ok((client.retry(|_| session.exists(&full)).await?, None))
+            Ok((
+                client
+                    .retry_until(deadline, |_| session.exists(&full))
+                    .await?,
+                None,
+            ))
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{awaitable, Client, Inner};
 use crate::error::{Error, Result};
-use crate::session::{Session, SessionState};
+use crate::session::Session;
 
 /// Deletes a node. Await it (see [`Client::delete`]).
 #[must_use = "a builder does nothing unless awaited"]
@@ -45,24 +45,6 @@ impl Client {
     pub(crate) fn delete_in_background(&self, full_path: String, version: i32) {
         spawn_guaranteed(Arc::downgrade(&self.inner), full_path, version, false);
     }
-
-    /// Waits without a deadline until connected; an error if the client is finished.
-    pub(crate) async fn wait_connected_forever(&self) -> Result<()> {
-        wait_connected(&self.inner.session).await
-    }
-}
-
-async fn wait_connected(session: &Session) -> Result<()> {
-    let mut rx = session.state_receiver();
-    let state = rx
-        .wait_for(|s| s.is_connected() || s.is_terminal())
-        .await
-        .map(|s| *s)
-        .map_err(|_| Error::Closed)?;
-    match state {
-        SessionState::Connected { .. } => Ok(()),
-        _ => Err(Error::Closed),
-    }
 }
 
 fn spawn_guaranteed(
@@ -88,13 +70,17 @@ fn spawn_guaranteed(
             }
             let Some(inner) = inner.upgrade() else { return };
             let result = delete_once(&inner.session, &full_path, version, children).await;
+            let retry = result
+                .as_ref()
+                .err()
+                .is_some_and(|e| inner.retry.allow_retry_on(e));
             drop(inner);
             match result {
                 Ok(()) | Err(Error::NoNode) => {
                     tracing::debug!(path = %full_path, "guaranteed delete done");
                     return;
                 }
-                Err(e) if e.is_retryable() => {
+                Err(_) if retry => {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(2));
                 }
@@ -149,8 +135,9 @@ impl DeleteBuilder {
         self
     }
 
-    /// If the call fails on a connection problem, keep deleting in the background (across
-    /// reconnects) until the node is gone.
+    /// If the call fails on an error the retry policy would retry (a connection problem), keep
+    /// deleting in the background (across reconnects) until the node is gone. The delete goes
+    /// on even if the call's future is dropped.
     pub fn guaranteed(mut self) -> Self {
         self.guaranteed = true;
         self
@@ -177,37 +164,49 @@ impl DeleteBuilder {
         if self.path == "/" {
             return Err(Error::InvalidArgument("cannot delete the root".to_owned()));
         }
+        if self.guaranteed {
+            // The whole call runs in its own task, so dropping this future (e.g. on a
+            // timeout during a disconnect) does not stop the delete.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tokio::spawn(async move {
+                let result = self.delete_with_retries().await;
+                let client = &self.client;
+                if let Err(e) = &result {
+                    if client.inner.retry.allow_retry_on(e) || matches!(e, Error::Connect(_)) {
+                        let full = client.full_path(&self.path);
+                        tracing::info!(path = %full, %e, "guaranteed delete continues in the background");
+                        spawn_guaranteed(
+                            Arc::downgrade(&client.inner),
+                            full,
+                            self.version,
+                            self.children,
+                        );
+                    }
+                }
+                let _ = tx.send(result);
+            });
+            return rx.await.unwrap_or(Err(Error::Closed));
+        }
+        self.delete_with_retries().await
+    }
+
+    async fn delete_with_retries(&self) -> Result<()> {
         let client = &self.client;
-        client.ensure_namespace().await?;
         let full = client.full_path(&self.path);
         let session = &client.inner.session;
-        let result = client
+        client
             .retry(|attempt| {
                 let full = &full;
-                let this = &self;
                 async move {
-                    match delete_once(session, full, this.version, this.children).await {
-                        Err(Error::NoNode) if this.quietly || (this.idempotent && attempt > 0) => {
+                    match delete_once(session, full, self.version, self.children).await {
+                        Err(Error::NoNode) if self.quietly || (self.idempotent && attempt > 0) => {
                             Ok(())
                         }
                         other => other,
                     }
                 }
             })
-            .await;
-        match result {
-            Err(e) if self.guaranteed && (e.is_retryable() || matches!(e, Error::Connect(_))) => {
-                tracing::info!(path = %full, %e, "guaranteed delete continues in the background");
-                spawn_guaranteed(
-                    Arc::downgrade(&client.inner),
-                    full,
-                    self.version,
-                    self.children,
-                );
-                Err(e)
-            }
-            other => other,
-        }
+            .await
     }
 }
 

@@ -96,7 +96,6 @@ impl SyncBuilder {
     async fn run(self) -> Result<()> {
         zk_proto::path::validate_path(&self.path)?;
         let client = &self.client;
-        client.ensure_namespace().await?;
         let full = client.full_path(&self.path);
         let session = &client.inner.session;
         client.retry(|_| session.sync(&full)).await?;
@@ -127,7 +126,6 @@ impl MultiReadBuilder {
             let (ReadOp::GetData(p) | ReadOp::GetChildren(p)) = op;
             zk_proto::path::validate_path(p)?;
         }
-        client.ensure_namespace().await?;
         let ops: Vec<ReadOp> = self
             .ops
             .iter()
@@ -148,10 +146,11 @@ impl GetEphemeralsBuilder {
 
     async fn run(self) -> Result<Vec<String>> {
         let client = &self.client;
-        client.ensure_namespace().await?;
         let prefix = match client.namespace() {
             Some(ns) if self.prefix.is_empty() || self.prefix == "/" => ns.to_owned(),
-            Some(ns) => format!("{ns}{}", self.prefix),
+            // Always below the namespace: "x" must not reach a sibling namespace "/appx".
+            Some(ns) if self.prefix.starts_with('/') => format!("{ns}{}", self.prefix),
+            Some(ns) => format!("{ns}/{}", self.prefix),
             None => self.prefix.clone(),
         };
         let session = &client.inner.session;
@@ -171,7 +170,6 @@ impl GetAllChildrenNumberBuilder {
     async fn run(self) -> Result<i32> {
         zk_proto::path::validate_path(&self.path)?;
         let client = &self.client;
-        client.ensure_namespace().await?;
         let full = client.full_path(&self.path);
         let session = &client.inner.session;
         client

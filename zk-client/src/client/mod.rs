@@ -14,6 +14,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -40,7 +41,9 @@ pub use watches::{AddWatchBuilder, RemoveWatchesBuilder};
 
 use crate::error::{Error, Result};
 use crate::retry::{ExponentialBackoffRetry, RetryPolicy};
-use crate::session::{Session, SessionConfig, SessionState};
+use crate::session::{Session, SessionConfig, SessionState, QUEUE_UNTIL};
+
+type BoxedResult = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 
 /// Supplies the ACL of nodes created without an explicit one (Curator's `ACLProvider`).
 pub trait AclProvider: Send + Sync + fmt::Debug {
@@ -70,8 +73,11 @@ impl AclProvider for FixedAclProvider {
 
 /// The future of every operation builder: await it (or the builder itself).
 ///
-/// The request is queued when the future is first polled, so the requests of one client reach
-/// the server in the order their futures were first polled.
+/// The request is queued when the future is first polled, even while disconnected (then it
+/// waits in the session task, in order, for at most the connection timeout), so the requests
+/// of one client reach the server in the order their futures were first polled. Requests
+/// already sent when a connection drops are re-sent by the retry policy after independent
+/// backoffs: their relative order is not kept (see [Ordering](crate#ordering)).
 #[must_use = "futures do nothing unless polled"]
 pub struct ZkFuture<T>(Pin<Box<dyn Future<Output = Result<T>> + Send + 'static>>);
 
@@ -223,7 +229,7 @@ impl ClientBuilder {
         tokio::spawn(state::supervise(
             events_rx,
             hub.clone(),
-            session.shared(),
+            session.weak_commands(),
             self.session_timeout,
         ));
         Ok(Client {
@@ -278,7 +284,9 @@ impl Client {
         ClientBuilder::default()
     }
 
-    /// Starts a client for `connect_string` with default settings.
+    /// Starts a client for `connect_string` with default settings. Despite the name it does
+    /// not wait for a connection (the session connects in the background; operations wait for
+    /// it): use [`Client::block_until_connected`] to wait.
     pub fn connect(connect_string: &str) -> Result<Client> {
         Client::builder().connect_string(connect_string).build()
     }
@@ -374,49 +382,90 @@ impl Client {
         self.inner.acl_provider.acl_for_path(full_path)
     }
 
-    /// Waits for a connection until `deadline`; connection loss after it.
-    pub(crate) async fn wait_connected(&self, deadline: Instant) -> Result<()> {
-        let session = &self.inner.session;
-        let state = session.state();
-        if state.is_connected() {
-            return Ok(());
-        }
-        if state.is_terminal() {
-            return Err(self.closed_error());
-        }
-        let mut rx = session.state_receiver();
-        let wait = async {
-            rx.wait_for(|s| s.is_connected() || s.is_terminal())
-                .await
-                .map(|s| *s)
-        };
-        match tokio::time::timeout_at(deadline, wait).await {
-            Ok(Ok(SessionState::Connected { .. })) => Ok(()),
-            Ok(_) => Err(self.closed_error()),
-            Err(_) => Err(Error::ConnectionLoss),
-        }
+    /// Runs `attempt` until it succeeds or the retry policy gives up; see [`Client::retry_until`].
+    pub(crate) async fn retry<T, F, Fut>(&self, attempt: F) -> Result<T>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.retry_until(self.call_deadline(), attempt).await
     }
 
-    /// Runs `attempt` until it succeeds or the retry policy gives up. Each attempt first waits
-    /// for a connection; the connection timeout bounds all those waits together, once.
-    pub(crate) async fn retry<T, F, Fut>(&self, mut attempt: F) -> Result<T>
+    /// The deadline of a call starting now: the connection timeout, once per call.
+    pub(crate) fn call_deadline(&self) -> Instant {
+        Instant::now() + self.inner.connection_timeout
+    }
+
+    /// Runs `attempt` until it succeeds or the retry policy gives up.
+    ///
+    /// Requests an attempt submits are queued at once, even while disconnected: the session
+    /// task keeps them in order until the next connection or until `deadline` (the connection
+    /// timeout, which bounds the whole call once). A namespace root not yet known to exist is
+    /// created in the same pipeline, ahead of the attempt's requests. An error after the
+    /// session expired during the call is reported as [`Error::SessionExpired`] to the retry
+    /// policy (so [`SessionFailedRetryPolicy`](crate::SessionFailedRetryPolicy) sees it).
+    pub(crate) async fn retry_until<T, F, Fut>(
+        &self,
+        deadline: Instant,
+        mut attempt: F,
+    ) -> Result<T>
     where
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
         let start = Instant::now();
-        let deadline = start + self.inner.connection_timeout;
+        let shared = self.inner.session.shared();
+        let mut generation = shared.generation.load(Ordering::SeqCst);
         let mut retry_count = 0u32;
+        let mut namespace_rechecked = false;
         loop {
-            let result = match self.wait_connected(deadline).await {
-                Ok(()) => attempt(retry_count).await,
-                Err(e) => Err(e),
-            };
+            let attempt = &mut attempt;
+            let (result, primed) = QUEUE_UNTIL
+                .scope(deadline, async {
+                    let ns = self.prime_namespace().await;
+                    let primed = ns.is_some();
+                    let result = attempt(retry_count).await;
+                    let result = match ns {
+                        Some(ns) => match (result, self.finish_namespace(ns).await) {
+                            // The operation failed because the namespace root is missing.
+                            (Err(Error::NoNode), Some(e)) => Err(e),
+                            (r, _) => r,
+                        },
+                        None => result,
+                    };
+                    (result, primed)
+                })
+                .await;
             let err = match result {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
+            if matches!(err, Error::NoNode) && !primed && !namespace_rechecked {
+                if let Some(ns) = &self.namespace {
+                    // The server may have reaped the (container) namespace root: create it
+                    // again and try once more.
+                    namespace_rechecked = true;
+                    if let Ok(mut s) = self.inner.ensured.lock() {
+                        s.remove(&**ns);
+                    }
+                    continue;
+                }
+            }
+            let now_generation = shared.generation.load(Ordering::SeqCst);
+            let err = if now_generation != generation
+                && !err.is_argument_error()
+                && !matches!(err, Error::Closed | Error::AuthFailed)
+            {
+                generation = now_generation;
+                Error::SessionExpired
+            } else {
+                err
+            };
             if !self.inner.retry.allow_retry_on(&err) {
+                return Err(err);
+            }
+            if Instant::now() >= deadline && !self.is_connected() {
+                // The connection timeout bounds the call once, not each retry.
                 return Err(err);
             }
             let Some(sleep) = self.inner.retry.allow_retry(retry_count, start.elapsed()) else {
@@ -428,31 +477,71 @@ impl Client {
         }
     }
 
-    /// Creates the namespace root (as a container) once per client and namespace.
-    pub(crate) async fn ensure_namespace(&self) -> Result<()> {
-        let Some(ns) = self.namespace.clone() else {
-            return Ok(());
-        };
+    /// Submits the creates of the namespace root (and its ancestors) as containers, unless it
+    /// is known to exist; the caller's requests follow them in the same pipeline.
+    async fn prime_namespace(&self) -> Option<Vec<BoxedResult>> {
+        let ns = self.namespace.as_deref()?;
         if self
             .inner
             .ensured
             .lock()
-            .map(|s| s.contains(&*ns))
+            .map(|s| s.contains(ns))
             .unwrap_or(false)
         {
-            return Ok(());
+            return None;
         }
-        let root = Client {
-            inner: self.inner.clone(),
-            namespace: None,
+        let mut levels = Vec::new();
+        let mut p = ns;
+        levels.push(p.to_owned());
+        while let Some((parent, _)) = zk_proto::path::split_parent(p) {
+            if parent == "/" {
+                break;
+            }
+            levels.push(parent.to_owned());
+            p = parent;
+        }
+        let mut primed = Vec::new();
+        for level in levels.into_iter().rev() {
+            let session = self.inner.session.clone();
+            let acl = self.default_acl(&level);
+            let mut fut: BoxedResult = Box::pin(async move {
+                session
+                    .create(&level, &[], &acl, CreateMode::Container, None)
+                    .await
+                    .map(|_| ())
+            });
+            // The first poll queues the request.
+            if let Poll::Ready(r) = futures::poll!(&mut fut) {
+                fut = Box::pin(std::future::ready(r));
+            }
+            primed.push(fut);
+        }
+        Some(primed)
+    }
+
+    /// Collects the namespace creates: `None` when the root exists now.
+    async fn finish_namespace(&self, primed: Vec<BoxedResult>) -> Option<Error> {
+        let ns = self.namespace.as_deref()?;
+        let mut last = Ok(());
+        for fut in primed {
+            last = fut.await;
+        }
+        let outcome = match last {
+            Ok(()) | Err(Error::NodeExists) => None,
+            // The server checks CREATE on the parent before NODEEXISTS.
+            Err(Error::NoAuth) => match self.inner.session.exists(ns).await {
+                Ok(Some(_)) => None,
+                Ok(None) => Some(Error::NoAuth),
+                Err(e) => Some(e),
+            },
+            Err(e) => Some(e),
         };
-        let acl = root.default_acl(&ns);
-        root.retry(|_| root.mkdirs(&ns, true, true, &acl, false))
-            .await?;
-        if let Ok(mut s) = self.inner.ensured.lock() {
-            s.insert(ns.to_string());
+        if outcome.is_none() {
+            if let Ok(mut s) = self.inner.ensured.lock() {
+                s.insert(ns.to_owned());
+            }
         }
-        Ok(())
+        outcome
     }
 
     /// Creates every missing node of `full_path` (including itself when `include_self`), as
@@ -491,6 +580,12 @@ impl Client {
             };
             match session.create(prefix, &[], &acl, mode, None).await {
                 Ok(_) | Err(Error::NodeExists) => {}
+                // The server checks CREATE on the parent before NODEEXISTS: an existing node
+                // under a restricted parent is fine (Curator's ZKPaths.mkdirs checks first).
+                Err(Error::NoAuth) => match session.exists(prefix).await? {
+                    Some(_) => {}
+                    None => return Err(Error::NoAuth),
+                },
                 Err(e) => return Err(e),
             }
         }

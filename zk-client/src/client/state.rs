@@ -9,7 +9,7 @@ use futures::Stream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::session::{SessionEvent, Shared};
+use crate::session::{Command, SessionEvent};
 
 /// A connection state with Curator's meaning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,16 +96,21 @@ impl Stream for ConnectionStates {
     }
 }
 
-/// Turns session transitions into Curator states, and declares the session LOST when the
-/// negotiated timeout elapses while suspended (then tells the session task to drop it and
-/// build a new one).
+/// Turns session transitions into Curator states. When the negotiated timeout elapses while
+/// suspended, asks the session task to abandon the session (Curator's
+/// `injectSessionExpiration`); LOST is emitted only when the task reports the expiry, so it
+/// can never follow a reconnect of the same session, nor precede it.
 pub(crate) async fn supervise(
     mut events: mpsc::UnboundedReceiver<SessionEvent>,
     hub: Arc<StateHub>,
-    shared: Arc<Shared>,
+    commands: mpsc::WeakUnboundedSender<Command>,
     mut negotiated: Duration,
 ) {
     let mut lost_deadline: Option<Instant> = None;
+    // Curator sends CONNECTED for the first non-negative state (READ_ONLY is negative).
+    let mut initial_connect_sent = false;
+    let mut session_id = 0i64;
+    let mut epoch = 0u64;
     loop {
         let deadline = lost_deadline;
         let event = tokio::select! {
@@ -113,9 +118,10 @@ pub(crate) async fn supervise(
             _ = async { if let Some(d) = deadline { tokio::time::sleep_until(d).await } }, if deadline.is_some() => {
                 lost_deadline = None;
                 if hub.current() == Some(ConnectionState::Suspended) {
-                    tracing::warn!(?negotiated, "session timeout elapsed while suspended: session lost");
-                    hub.emit(ConnectionState::Lost);
-                    shared.abandon.store(true, std::sync::atomic::Ordering::SeqCst);
+                    tracing::warn!(?negotiated, "session timeout elapsed while suspended: abandoning the session");
+                    if let Some(tx) = commands.upgrade() {
+                        let _ = tx.send(Command::Abandon { session_id, epoch });
+                    }
                 }
                 continue;
             }
@@ -124,16 +130,22 @@ pub(crate) async fn supervise(
         let current = hub.current();
         match event {
             SessionEvent::Connected {
+                session_id: id,
                 read_only,
                 negotiated_timeout,
                 ..
             } => {
                 negotiated = negotiated_timeout;
+                session_id = id;
+                epoch += 1;
                 lost_deadline = None;
-                let next = match (current, read_only) {
-                    (_, true) => ConnectionState::ReadOnly,
-                    (None, false) => ConnectionState::Connected,
-                    (Some(_), false) => ConnectionState::Reconnected,
+                let next = if read_only {
+                    ConnectionState::ReadOnly
+                } else if !initial_connect_sent {
+                    initial_connect_sent = true;
+                    ConnectionState::Connected
+                } else {
+                    ConnectionState::Reconnected
                 };
                 hub.emit(next);
             }
@@ -153,4 +165,79 @@ pub(crate) async fn supervise(
         }
     }
     hub.end();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    fn connected(session_id: i64, read_only: bool) -> SessionEvent {
+        SessionEvent::Connected {
+            session_id,
+            read_only,
+            new_session: false,
+            negotiated_timeout: Duration::from_secs(4),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timer_abandons_the_session_and_lost_comes_only_from_the_expiry() {
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel();
+        let hub = StateHub::new();
+        let mut states = hub.subscribe();
+        tokio::spawn(supervise(
+            ev_rx,
+            hub.clone(),
+            cmd_tx.downgrade(),
+            Duration::from_secs(4),
+        ));
+        ev_tx.send(connected(7, false)).unwrap();
+        assert_eq!(states.next().await, Some(ConnectionState::Connected));
+        ev_tx.send(SessionEvent::Disconnected).unwrap();
+        assert_eq!(states.next().await, Some(ConnectionState::Suspended));
+        // The session timeout elapses: the task is asked to abandon that session...
+        match cmd_rx.recv().await {
+            Some(Command::Abandon { session_id, epoch }) => {
+                assert_eq!((session_id, epoch), (7, 1));
+            }
+            other => panic!("expected Abandon, got {other:?}"),
+        }
+        // ...but it had re-attached meanwhile (and ignores the stale request): RECONNECTED,
+        // never LOST followed by RECONNECTED of the same session.
+        ev_tx.send(connected(7, false)).unwrap();
+        assert_eq!(states.next().await, Some(ConnectionState::Reconnected));
+        // A real expiry is LOST, then RECONNECTED with the new session.
+        ev_tx.send(SessionEvent::Disconnected).unwrap();
+        assert_eq!(states.next().await, Some(ConnectionState::Suspended));
+        ev_tx.send(SessionEvent::Expired).unwrap();
+        assert_eq!(states.next().await, Some(ConnectionState::Lost));
+        ev_tx.send(connected(8, false)).unwrap();
+        assert_eq!(states.next().await, Some(ConnectionState::Reconnected));
+        ev_tx.send(SessionEvent::Closed).unwrap();
+        assert_eq!(states.next().await, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn read_only_then_read_write_yields_connected() {
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (cmd_tx, _cmd_rx) = mpsc::unbounded_channel();
+        let hub = StateHub::new();
+        let mut states = hub.subscribe();
+        tokio::spawn(supervise(
+            ev_rx,
+            hub.clone(),
+            cmd_tx.downgrade(),
+            Duration::from_secs(4),
+        ));
+        ev_tx.send(connected(7, true)).unwrap();
+        assert_eq!(states.next().await, Some(ConnectionState::ReadOnly));
+        ev_tx.send(connected(8, false)).unwrap();
+        assert_eq!(states.next().await, Some(ConnectionState::Connected));
+        ev_tx.send(SessionEvent::Disconnected).unwrap();
+        assert_eq!(states.next().await, Some(ConnectionState::Suspended));
+        ev_tx.send(connected(8, false)).unwrap();
+        assert_eq!(states.next().await, Some(ConnectionState::Reconnected));
+    }
 }

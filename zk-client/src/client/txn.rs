@@ -107,7 +107,6 @@ impl TransactionBuilder {
             op.validate()?;
         }
         let client = &self.client;
-        client.ensure_namespace().await?;
         let ops: Vec<Op> = self
             .ops
             .into_iter()

@@ -77,7 +77,6 @@ impl AddWatchBuilder {
     async fn run(self) -> Result<PersistentWatch> {
         zk_proto::path::validate_path(&self.path)?;
         let client = &self.client;
-        client.ensure_namespace().await?;
         let full = client.full_path(&self.path);
         let session = &client.inner.session;
         let watch = client

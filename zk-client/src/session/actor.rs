@@ -3,11 +3,18 @@
 //!
 //! Ordering rules:
 //! * requests are written in the order their commands arrive, with increasing xids;
+//! * a request that arrives while there is no connection and carries a deadline (the
+//!   framework layer's calls do) is kept, in arrival order, until the next connection, where
+//!   it is written before anything that arrived later; it fails with CONNECTIONLOSS when its
+//!   deadline passes first, with SESSIONEXPIRED when the session expires first;
 //! * replies are matched against the FIFO head (a mismatch closes the connection);
 //! * notifications are dispatched as they are read, so a watch fires before the reply to the
 //!   write that triggered it, and before any later reply;
 //! * auth replies (xid -4) are matched against their own FIFO, since the server answers them
 //!   as soon as it reads them.
+//!
+//! Every await point of the task (connecting, pausing between attempts, serving a connection)
+//! also serves commands, so a close, an abandon or a request is never stuck behind a connect.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -58,6 +65,9 @@ pub(crate) enum Command {
     },
     /// Close the session (closeSession, then wait for its reply).
     Close { reply: oneshot::Sender<Result<()>> },
+    /// The framework layer gave up on the session (its timeout elapsed while suspended):
+    /// expire it locally unless it is no longer the session (or the connection epoch) meant.
+    Abandon { session_id: i64, epoch: u64 },
 }
 
 /// One request.
@@ -67,6 +77,8 @@ pub(crate) struct Request {
     pub(crate) body: BytesMut,
     pub(crate) reply: ReplyTx,
     pub(crate) action: Action,
+    /// Keep the request while disconnected until this instant (None: fail it at once).
+    pub(crate) deadline: Option<Instant>,
 }
 
 /// What the session task does with the watch registry when the reply arrives.
@@ -98,6 +110,18 @@ pub(crate) enum Action {
     },
 }
 
+impl Action {
+    /// Whether the reply will register a watch on `path` (server path).
+    fn registers_on(&self, path: &str) -> bool {
+        match self {
+            Action::Exists { path: p, .. }
+            | Action::OneShot { path: p, .. }
+            | Action::Persistent { path: p, .. } => p == path,
+            Action::None | Action::RemoveWatches { .. } => false,
+        }
+    }
+}
+
 struct Pending {
     xid: i32,
     op: OpCode,
@@ -113,10 +137,28 @@ enum ConnEnd {
     Finished,
 }
 
+type AuthReply = oneshot::Sender<Result<()>>;
+
+/// A connection that ends sooner than this after its handshake counts as short-lived: the
+/// next attempt backs off (a server that accepts and then drops us is not hammered).
+const SHORT_LIVED: Duration = Duration::from_secs(1);
+
+/// The server's code for an operation it does not know.
+const UNIMPLEMENTED: i32 = -6;
+
+/// Everything one connect attempt needs (owned, so the task can serve commands meanwhile).
+struct Hello {
+    host: HostPort,
+    budget: Duration,
+    request: ConnectRequest,
+    max_frame_len: usize,
+}
+
 pub(crate) struct Actor {
     config: SessionConfig,
     shared: Arc<Shared>,
     rx: mpsc::UnboundedReceiver<Command>,
+    rx_done: bool,
     state: watch::Sender<SessionState>,
     events: Option<mpsc::UnboundedSender<SessionEvent>>,
     registry: Registry,
@@ -128,9 +170,30 @@ pub(crate) struct Actor {
     last_zxid: i64,
     next_xid: i32,
     auths: Vec<(String, Vec<u8>)>,
+    /// Callers of add_auth made while disconnected, by index into `auths`: answered once the
+    /// server has checked the credentials.
+    auth_waiters: Vec<(usize, AuthReply)>,
     seen_rw_server: bool,
     closing: Option<oneshot::Sender<Result<()>>>,
+    /// Whether the one connect attempt allowed after a close while disconnected was made.
+    close_attempted: bool,
+    close_deadline: Option<Instant>,
     ever_connected: bool,
+    /// Requests kept while disconnected, in arrival order.
+    queue: VecDeque<Request>,
+    /// Server-side persistent watches to remove once no pending reply may register a watch on
+    /// the same path: (server path, recursive).
+    deferred_removals: Vec<(String, bool)>,
+    /// Set by a matching `Abandon`; acted upon by the connect loop.
+    abandon_now: bool,
+    /// Connected events emitted so far.
+    epoch: u64,
+    /// The server does not know SetWatches2: re-register with SetWatches, end persistent
+    /// watches.
+    no_set_watches2: bool,
+    set_watches2_failures: u32,
+    short_lived: u32,
+    read_timeout: Duration,
 }
 
 impl Actor {
@@ -153,9 +216,11 @@ impl Actor {
         let auths = config.auth.clone();
         Actor {
             negotiated: config.session_timeout,
+            read_timeout: config.session_timeout * 2 / 3,
             config,
             shared,
             rx,
+            rx_done: false,
             state,
             events,
             registry: Registry::default(),
@@ -167,8 +232,18 @@ impl Actor {
             last_zxid: 0,
             next_xid: 1,
             auths,
+            auth_waiters: Vec::new(),
             closing: None,
+            close_attempted: false,
+            close_deadline: None,
             ever_connected: false,
+            queue: VecDeque::new(),
+            deferred_removals: Vec::new(),
+            abandon_now: false,
+            epoch: 0,
+            no_set_watches2: false,
+            set_watches2_failures: 0,
+            short_lived: 0,
         }
     }
 
@@ -194,6 +269,15 @@ impl Actor {
             .to_owned()
     }
 
+    fn stripper(&self) -> impl Fn(&str) -> String {
+        let chroot = self.config.connect.chroot().map(str::to_owned);
+        move |p: &str| {
+            zk_proto::path::strip_chroot(chroot.as_deref(), p)
+                .unwrap_or(p)
+                .to_owned()
+        }
+    }
+
     /// Runs the session until it is closed, expires (without renewal) or fails authentication.
     pub(crate) async fn run(mut self) {
         let end = self.run_inner().await;
@@ -202,12 +286,7 @@ impl Actor {
             Error::AuthFailed => KeeperState::AuthFailed,
             _ => KeeperState::Closed,
         };
-        let chroot = self.config.connect.chroot().map(str::to_owned);
-        let strip = move |p: &str| {
-            zk_proto::path::strip_chroot(chroot.as_deref(), p)
-                .unwrap_or(p)
-                .to_owned()
-        };
+        let strip = self.stripper();
         self.registry.fail_all(state, &strip);
         if let Ok(mut t) = self.shared.terminal.lock() {
             *t = Some(end.clone());
@@ -226,6 +305,12 @@ impl Actor {
             let _ = reply.send(Ok(()));
         }
         // Fail whatever is still queued.
+        for r in self.queue.drain(..) {
+            let _ = r.reply.send(Err(end.clone()));
+        }
+        for (_, reply) in self.auth_waiters.drain(..) {
+            let _ = reply.send(Err(end.clone()));
+        }
         self.rx.close();
         while let Ok(cmd) = self.rx.try_recv() {
             self.reject(cmd, &end);
@@ -233,29 +318,61 @@ impl Actor {
         tracing::debug!(session_id = format_args!("{:#x}", self.session_id), reason = %end, "session task ended");
     }
 
+    /// Answers a command once the session is over.
     fn reject(&mut self, cmd: Command, err: &Error) {
         match cmd {
             Command::Request(r) => {
                 let _ = r.reply.send(Err(err.clone()));
+            }
+            Command::AddAuth { reply, .. } => {
+                let _ = reply.send(Err(err.clone()));
+            }
+            Command::Close { reply } => {
+                let _ = reply.send(Ok(()));
+            }
+            cmd @ (Command::DropPersistent { .. }
+            | Command::RemoveLocal { .. }
+            | Command::Abandon { .. }) => self.on_command_offline(Some(cmd)),
+        }
+    }
+
+    /// Serves a command while there is no connection.
+    fn on_command_offline(&mut self, cmd: Option<Command>) {
+        let Some(cmd) = cmd else {
+            // Every handle is gone: close the session (politely, if a connection comes).
+            self.rx_done = true;
+            if self.closing.is_none() {
+                self.closing = Some(oneshot::channel().0);
+                self.fail_queue(&Error::Closed);
+            }
+            return;
+        };
+        match cmd {
+            Command::Request(r) => {
+                if self.closing.is_some() {
+                    let _ = r.reply.send(Err(Error::Closed));
+                } else if r.deadline.is_some_and(|d| d > Instant::now()) {
+                    self.queue.push_back(r);
+                } else {
+                    let _ = r.reply.send(Err(Error::ConnectionLoss));
+                }
             }
             Command::AddAuth {
                 scheme,
                 auth,
                 reply,
             } => {
-                if !err.is_session_terminal() {
-                    // Kept: sent once a connection is up.
-                    self.auths.push((scheme, auth));
-                    let _ = reply.send(Ok(()));
-                } else {
-                    let _ = reply.send(Err(err.clone()));
-                }
+                // Kept: sent once a connection is up, answered when the server has checked it.
+                self.auths.push((scheme, auth));
+                self.auth_waiters.push((self.auths.len() - 1, reply));
             }
             Command::DropPersistent {
                 path,
                 id,
                 recursive,
             } => {
+                // Without a connection the server holds no watch for us; the next connection
+                // re-registers only what is left.
                 self.registry.remove_persistent(&path, recursive, id);
             }
             Command::RemoveLocal {
@@ -272,24 +389,95 @@ impl Actor {
             Command::Close { reply } => {
                 if self.closing.is_none() {
                     self.closing = Some(reply);
+                    self.fail_queue(&Error::Closed);
                 } else {
                     let _ = reply.send(Ok(()));
+                }
+            }
+            Command::Abandon { session_id, epoch } => {
+                if session_id != 0 && session_id == self.session_id && epoch == self.epoch {
+                    self.abandon_now = true;
                 }
             }
         }
     }
 
+    fn fail_queue(&mut self, err: &Error) {
+        for r in self.queue.drain(..) {
+            let _ = r.reply.send(Err(err.clone()));
+        }
+    }
+
+    /// Fails queued requests whose deadline passed; forgets cancelled ones.
+    fn expire_queue(&mut self) {
+        let now = Instant::now();
+        let queue = std::mem::take(&mut self.queue);
+        for r in queue {
+            if r.reply.is_closed() {
+                continue;
+            }
+            if r.deadline.is_none_or(|d| d <= now) {
+                let _ = r.reply.send(Err(Error::ConnectionLoss));
+            } else {
+                self.queue.push_back(r);
+            }
+        }
+    }
+
+    fn queue_wake(&self) -> Option<Instant> {
+        self.queue.iter().filter_map(|r| r.deadline).min()
+    }
+
+    /// Waits for `fut` while serving commands and queue deadlines; `None` if the session was
+    /// abandoned meanwhile, or closed and `stop_on_close` (`fut` is dropped, closing any
+    /// socket it holds).
+    async fn offline<F: std::future::Future>(
+        &mut self,
+        fut: F,
+        stop_on_close: bool,
+    ) -> Option<F::Output> {
+        tokio::pin!(fut);
+        loop {
+            if self.abandon_now || (stop_on_close && self.closing.is_some()) {
+                return None;
+            }
+            let wake = self.queue_wake();
+            tokio::select! {
+                r = &mut fut => return Some(r),
+                cmd = self.rx.recv(), if !self.rx_done => self.on_command_offline(cmd),
+                _ = sleep_until_opt(wake), if wake.is_some() => self.expire_queue(),
+            }
+        }
+    }
+
+    /// Sleeps for `pause` while serving commands; returns early on a close or an abandon.
+    async fn pause(&mut self, pause: Duration) {
+        let deadline = Instant::now() + pause;
+        let _ = self.offline(tokio::time::sleep_until(deadline), true).await;
+    }
+
     async fn run_inner(&mut self) -> Error {
         let mut attempts_without_success = 0usize;
         loop {
-            if self.closing.is_some() {
-                return Error::Closed;
-            }
-            if self.shared.abandon.swap(false, Ordering::SeqCst) && self.session_id != 0 {
-                self.expire_locally();
-                if !self.config.renew_on_expiry {
-                    return Error::SessionExpired;
+            if self.abandon_now {
+                self.abandon_now = false;
+                if self.session_id != 0 {
+                    tracing::info!(
+                        session_id = format_args!("{:#x}", self.session_id),
+                        "session abandoned after its timeout elapsed while disconnected"
+                    );
+                    self.expire_locally();
+                    if !self.config.renew_on_expiry {
+                        return Error::SessionExpired;
+                    }
                 }
+            }
+            if self.closing.is_some() {
+                // One bounded connect to send closeSession, if there is a session to close.
+                if self.session_id == 0 || self.close_attempted {
+                    return Error::Closed;
+                }
+                self.close_attempted = true;
             }
             self.set_state(SessionState::Connecting);
             let host = self
@@ -300,7 +488,17 @@ impl Actor {
             let Some(host) = host else {
                 return Error::InvalidConnectString("no host".to_owned());
             };
-            match self.connect(&host).await {
+            let hello = self.hello(&host);
+            // Without a session there is nothing to close: a close ends the attempt at once.
+            let stop_on_close = self.session_id == 0;
+            let outcome = self.offline(connect(hello), stop_on_close).await;
+            if self.closing.is_some() {
+                self.close_attempted = true;
+            }
+            let Some(outcome) = outcome else {
+                continue;
+            };
+            match outcome {
                 Ok((stream, response)) => {
                     attempts_without_success = 0;
                     if response.timeout <= 0 {
@@ -308,12 +506,16 @@ impl Actor {
                             session_id = format_args!("{:#x}", self.session_id),
                             "session expired"
                         );
+                        if self.closing.is_some() {
+                            return Error::Closed;
+                        }
                         self.expire_locally();
                         if !self.config.renew_on_expiry {
                             return Error::SessionExpired;
                         }
                         continue;
                     }
+                    let started = Instant::now();
                     match self.run_connection(stream, response, &host).await {
                         ConnEnd::Finished => {
                             return self
@@ -331,71 +533,64 @@ impl Actor {
                             if self.closing.is_some() {
                                 return Error::Closed;
                             }
+                            if started.elapsed() < SHORT_LIVED {
+                                // Back off, growing while connections keep dying young.
+                                self.short_lived = self.short_lived.saturating_add(1);
+                                let exp = self.short_lived.min(5);
+                                let cap = Duration::from_millis(50u64 << exp)
+                                    .min(self.negotiated / 4)
+                                    .max(Duration::from_millis(20));
+                                let ms = u64::try_from(cap.as_millis()).unwrap_or(1000).max(2);
+                                let pause = Duration::from_millis(rand::random_range(ms / 2..=ms));
+                                tracing::debug!(?pause, "short-lived connection: backing off");
+                                self.pause(pause).await;
+                            } else {
+                                self.short_lived = 0;
+                            }
                         }
                     }
                 }
                 Err(why) => {
                     tracing::debug!(%host, %why, "connect attempt failed");
                     attempts_without_success += 1;
-                    // Fail requests queued while connecting: the framework layer waits for a
-                    // connection itself and retries per its policy.
-                    self.drain_while_disconnected();
                     if attempts_without_success % self.hosts.len().max(1) == 0 {
                         // Every host failed: pause a little (still answering commands).
                         let pause = Duration::from_millis(rand::random_range(50..250));
-                        if self.wait_disconnected(pause).await {
-                            return Error::Closed;
-                        }
+                        self.pause(pause).await;
                     }
                 }
             }
-            if self.rx.is_closed() && self.rx.is_empty() {
+            if self.rx_done && self.closing.is_none() {
                 return Error::Closed;
             }
         }
     }
 
-    /// The session is gone (server said so, or the framework gave up on it).
+    /// The session is gone (server said so, or the framework gave up on it). Requests kept or
+    /// queued for it fail with SESSIONEXPIRED; they never reach a new session.
     fn expire_locally(&mut self) {
-        let chroot = self.config.connect.chroot().map(str::to_owned);
-        let strip = move |p: &str| {
-            zk_proto::path::strip_chroot(chroot.as_deref(), p)
-                .unwrap_or(p)
-                .to_owned()
-        };
+        let strip = self.stripper();
         self.registry.fail_all(KeeperState::Expired, &strip);
+        self.shared.generation.fetch_add(1, Ordering::SeqCst);
         self.session_id = 0;
         self.passwd = vec![0; 16];
-        self.last_zxid = 0;
+        // last_zxid is kept: a new session must not go to a server that is behind what this
+        // client has already seen.
         self.seen_rw_server = false;
+        self.abandon_now = false;
+        self.deferred_removals.clear();
         self.shared.session_id.store(0, Ordering::SeqCst);
-        self.set_state(SessionState::Expired);
-        self.emit(SessionEvent::Expired);
-    }
-
-    fn drain_while_disconnected(&mut self) {
+        self.fail_queue(&Error::SessionExpired);
         while let Ok(cmd) = self.rx.try_recv() {
-            self.reject(cmd, &Error::ConnectionLoss);
-        }
-    }
-
-    /// Sleeps for `pause` while answering commands; true if the session should end.
-    async fn wait_disconnected(&mut self, pause: Duration) -> bool {
-        let deadline = Instant::now() + pause;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => return self.closing.is_some(),
-                cmd = self.rx.recv() => match cmd {
-                    Some(cmd) => {
-                        self.reject(cmd, &Error::ConnectionLoss);
-                        if self.closing.is_some() {
-                            return true;
-                        }
-                    }
-                    None => return true,
-                },
+            match cmd {
+                Command::Request(r) => {
+                    let _ = r.reply.send(Err(Error::SessionExpired));
+                }
+                other => self.on_command_offline(Some(other)),
             }
         }
+        self.set_state(SessionState::Expired);
+        self.emit(SessionEvent::Expired);
     }
 
     fn connect_timeout(&self) -> Duration {
@@ -406,36 +601,7 @@ impl Actor {
             .max(Duration::from_millis(100))
     }
 
-    async fn connect(
-        &self,
-        host: &HostPort,
-    ) -> std::result::Result<(TcpStream, ConnectResponse), String> {
-        let budget = self.connect_timeout();
-        let attempt = async {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.host.as_str(), host.port))
-                .await
-                .map_err(|e| format!("cannot resolve {host}: {e}"))?
-                .collect();
-            let mut last_err = format!("{host} resolved to no address");
-            for addr in addrs {
-                match TcpStream::connect(addr).await {
-                    Ok(stream) => return self.handshake(stream).await,
-                    Err(e) => last_err = format!("{addr}: {e}"),
-                }
-            }
-            Err(last_err)
-        };
-        match timeout(budget, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("timed out after {budget:?}")),
-        }
-    }
-
-    async fn handshake(
-        &self,
-        mut stream: TcpStream,
-    ) -> std::result::Result<(TcpStream, ConnectResponse), String> {
-        let _ = stream.set_nodelay(true);
+    fn hello(&self, host: &HostPort) -> Hello {
         let session_id = if self.seen_rw_server {
             self.session_id
         } else {
@@ -446,38 +612,18 @@ impl Actor {
         } else {
             self.passwd.clone()
         };
-        let request = ConnectRequest {
-            protocol_version: 0,
-            last_zxid_seen: self.last_zxid,
-            timeout: i32::try_from(self.config.session_timeout.as_millis()).unwrap_or(i32::MAX),
-            session_id,
-            passwd,
-            read_only: Some(self.config.can_be_read_only),
-        };
-        let mut out = BytesMut::with_capacity(64);
-        frame::write_frame(&mut out, |b| request.encode(b));
-        stream
-            .write_all(&out)
-            .await
-            .map_err(|e| format!("write ConnectRequest: {e}"))?;
-        let mut buf = BytesMut::with_capacity(64);
-        loop {
-            match frame::split_frame(&mut buf, self.config.max_frame_len) {
-                Ok(Some(body)) => {
-                    let response = ConnectResponse::from_bytes(&body)
-                        .map_err(|e| format!("bad ConnectResponse: {e}"))?;
-                    return Ok((stream, response));
-                }
-                Ok(None) => {}
-                Err(e) => return Err(format!("bad ConnectResponse frame: {e}")),
-            }
-            let n = stream
-                .read_buf(&mut buf)
-                .await
-                .map_err(|e| format!("read ConnectResponse: {e}"))?;
-            if n == 0 {
-                return Err("server closed the connection during the handshake".to_owned());
-            }
+        Hello {
+            host: host.clone(),
+            budget: self.connect_timeout(),
+            request: ConnectRequest {
+                protocol_version: 0,
+                last_zxid_seen: self.last_zxid,
+                timeout: i32::try_from(self.config.session_timeout.as_millis()).unwrap_or(i32::MAX),
+                session_id,
+                passwd,
+                read_only: Some(self.config.can_be_read_only),
+            },
+            max_frame_len: self.config.max_frame_len,
         }
     }
 
@@ -521,10 +667,11 @@ impl Actor {
         let mut out = BytesMut::with_capacity(64 * 1024);
         let mut inbuf = BytesMut::with_capacity(64 * 1024);
         let mut pending: VecDeque<Pending> = VecDeque::new();
-        let mut auth_pending: VecDeque<Option<oneshot::Sender<Result<()>>>> = VecDeque::new();
+        let mut auth_pending: VecDeque<Option<AuthReply>> = VecDeque::new();
 
-        // Auth replay, then watch re-registration, then user requests.
-        for (scheme, auth) in self.auths.clone() {
+        // Auth replay, then watch re-registration, then kept requests, then new ones.
+        let mut waiters = std::mem::take(&mut self.auth_waiters);
+        for (i, (scheme, auth)) in self.auths.clone().into_iter().enumerate() {
             let packet = AuthPacket {
                 auth_type: 0,
                 scheme,
@@ -534,9 +681,17 @@ impl Actor {
                 RequestHeader::new(RequestHeader::AUTH_XID, OpCode::Auth).encode(b);
                 packet.encode(b);
             });
-            auth_pending.push_back(None);
+            let waiter = waiters
+                .iter()
+                .position(|(j, _)| *j == i)
+                .map(|k| waiters.swap_remove(k).1);
+            auth_pending.push_back(waiter);
         }
         if !new_session {
+            if self.no_set_watches2 {
+                let strip = self.stripper();
+                self.registry.end_persistent(&strip);
+            }
             for batch in self
                 .registry
                 .set_watches_batches(self.last_zxid, SET_WATCHES_BATCH_BYTES)
@@ -565,6 +720,7 @@ impl Actor {
             "connected"
         );
         self.set_state(SessionState::Connected { read_only });
+        self.epoch += 1;
         self.emit(SessionEvent::Connected {
             session_id: self.session_id,
             read_only,
@@ -573,7 +729,27 @@ impl Actor {
         });
         self.ever_connected = true;
 
-        let read_timeout = self.negotiated * 2 / 3;
+        self.read_timeout = self.negotiated * 2 / 3;
+        let read_timeout = self.read_timeout;
+        if self.closing.is_some() {
+            // Closed while disconnected: this connection only carries the closeSession.
+            self.write_close(&mut out, &mut pending);
+        } else {
+            for r in std::mem::take(&mut self.queue) {
+                if r.reply.is_closed() {
+                    continue;
+                }
+                let xid = self.next_xid();
+                self.write_request(&mut out, xid, r.op, &r.body);
+                pending.push_back(Pending {
+                    xid,
+                    op: r.op,
+                    reply: Some(r.reply),
+                    action: r.action,
+                });
+            }
+        }
+
         let ping_every = (self.negotiated / 3).min(Duration::from_secs(10));
         let tick_period = (ping_every / 4).max(Duration::from_millis(10));
         let mut tick = tokio::time::interval(tick_period);
@@ -581,10 +757,10 @@ impl Actor {
         let mut last_recv = Instant::now();
         let mut last_send = Instant::now();
 
-        let mut rx_done = false;
+        // No `biased;`: every branch gets its turn, so a flood of replies cannot starve writes
+        // (or the other way round).
         let end = loop {
             tokio::select! {
-                biased;
                 r = rd.read_buf(&mut inbuf) => {
                     match r {
                         Ok(0) => break ConnEnd::Lost("server closed the connection".to_owned()),
@@ -592,6 +768,9 @@ impl Actor {
                             last_recv = Instant::now();
                             if let Some(end) = self.process_input(&mut inbuf, &mut pending, &mut auth_pending) {
                                 break end;
+                            }
+                            if !self.deferred_removals.is_empty() {
+                                self.flush_deferred(&mut out, &mut pending);
                             }
                         }
                         Err(e) => break ConnEnd::Lost(format!("read: {e}")),
@@ -604,10 +783,10 @@ impl Actor {
                         Err(e) => break ConnEnd::Lost(format!("write: {e}")),
                     }
                 }
-                cmd = self.rx.recv(), if !rx_done => {
+                cmd = self.rx.recv(), if !self.rx_done => {
                     let Some(cmd) = cmd else {
                         // Every handle is gone: close the session politely.
-                        rx_done = true;
+                        self.rx_done = true;
                         let (tx, _rx) = oneshot::channel();
                         self.start_close(&mut out, &mut pending, tx);
                         continue;
@@ -626,6 +805,9 @@ impl Actor {
                     if now.duration_since(last_recv) >= read_timeout {
                         break ConnEnd::Lost(format!("no reply from the server for {read_timeout:?}"));
                     }
+                    if self.close_deadline.is_some_and(|d| now >= d) {
+                        break ConnEnd::Lost(format!("no reply to closeSession within {read_timeout:?}"));
+                    }
                     if out.is_empty() && now.duration_since(last_send) + tick_period >= ping_every {
                         frame::write_frame(&mut out, |b| {
                             RequestHeader::new(RequestHeader::PING_XID, OpCode::Ping).encode(b);
@@ -634,6 +816,20 @@ impl Actor {
                 }
             }
         };
+
+        if let ConnEnd::Lost(why) = &end {
+            if pending.iter().any(|p| p.op == OpCode::SetWatches2)
+                && why.starts_with("server closed")
+            {
+                // 3.5 servers drop the connection on an unknown opcode.
+                self.set_watches2_failures += 1;
+                if self.set_watches2_failures >= 2 && !self.no_set_watches2 {
+                    tracing::warn!("the server drops SetWatches2: persistent watches end, one-shot watches are re-registered with SetWatches");
+                    self.no_set_watches2 = true;
+                }
+            }
+        }
+        self.deferred_removals.clear();
 
         // Whatever was in flight has an unknown outcome.
         let err = match &end {
@@ -668,6 +864,10 @@ impl Actor {
             return;
         }
         self.closing = Some(reply);
+        self.write_close(out, pending);
+    }
+
+    fn write_close(&mut self, out: &mut BytesMut, pending: &mut VecDeque<Pending>) {
         let xid = self.next_xid();
         self.write_request(out, xid, OpCode::CloseSession, &[]);
         pending.push_back(Pending {
@@ -676,6 +876,8 @@ impl Actor {
             reply: None,
             action: Action::None,
         });
+        // Bounded: no reply within the read timeout ends the wait.
+        self.close_deadline = Some(Instant::now() + self.read_timeout);
     }
 
     fn handle_command(
@@ -683,10 +885,18 @@ impl Actor {
         cmd: Command,
         out: &mut BytesMut,
         pending: &mut VecDeque<Pending>,
-        auth_pending: &mut VecDeque<Option<oneshot::Sender<Result<()>>>>,
+        auth_pending: &mut VecDeque<Option<AuthReply>>,
     ) {
         if self.closing.is_some() {
-            self.reject(cmd, &Error::Closed);
+            match cmd {
+                Command::Request(r) => {
+                    let _ = r.reply.send(Err(Error::Closed));
+                }
+                Command::AddAuth { reply, .. } => {
+                    let _ = reply.send(Err(Error::Closed));
+                }
+                other => self.on_command_offline(Some(other)),
+            }
             return;
         }
         match cmd {
@@ -722,30 +932,56 @@ impl Actor {
                 id,
                 recursive,
             } => {
-                let last = self.registry.remove_persistent(&path, recursive, id);
-                // removeWatches(Any) would also drop one-shot watches on the path (3.8 has no
-                // per-mode removal), so only remove when nothing else watches it.
-                if last
-                    && !self.registry.has_one_shot(&path)
-                    && !self.registry.has_persistent(&path)
-                {
-                    let body = zk_proto::RemoveWatchesRequest {
-                        path,
-                        watcher_type: WatcherType::Any,
-                    }
-                    .to_bytes();
-                    let xid = self.next_xid();
-                    self.write_request(out, xid, OpCode::RemoveWatches, &body);
-                    pending.push_back(Pending {
-                        xid,
-                        op: OpCode::RemoveWatches,
-                        reply: None,
-                        action: Action::None,
-                    });
+                if self.registry.remove_persistent(&path, recursive, id) {
+                    self.deferred_removals.push((path, recursive));
+                    self.flush_deferred(out, pending);
                 }
             }
-            cmd @ Command::RemoveLocal { .. } => self.reject(cmd, &Error::Closed),
+            // Served as when offline: the connection is still up (a stale abandon is ignored).
+            cmd @ (Command::RemoveLocal { .. } | Command::Abandon { .. }) => {
+                if !matches!(cmd, Command::Abandon { .. }) {
+                    self.on_command_offline(Some(cmd));
+                }
+            }
             Command::Close { reply } => self.start_close(out, pending, reply),
+        }
+    }
+
+    /// Removes server-side persistent watches nobody holds any more, unless a pending reply may
+    /// still register a watch on the same path (a removeWatches sent now would wipe that
+    /// watch on the server while the registry keeps it): those wait for their replies.
+    fn flush_deferred(&mut self, out: &mut BytesMut, pending: &mut VecDeque<Pending>) {
+        for (path, recursive) in std::mem::take(&mut self.deferred_removals) {
+            if pending.iter().any(|p| p.action.registers_on(&path)) {
+                self.deferred_removals.push((path, recursive));
+                continue;
+            }
+            if self.registry.has_persistent_mode(&path, recursive) {
+                // Re-added meanwhile: the server-side watch is wanted again.
+                continue;
+            }
+            // removeWatches(Any) would also drop the other watches on the path, so use the
+            // exact type (3.9+) when others are left; older servers answer BADARGUMENTS and
+            // the watch stays until the connection ends (its events go nowhere).
+            let watcher_type =
+                if self.registry.has_one_shot(&path) || self.registry.has_persistent(&path) {
+                    if recursive {
+                        WatcherType::PersistentRecursive
+                    } else {
+                        WatcherType::Persistent
+                    }
+                } else {
+                    WatcherType::Any
+                };
+            let body = zk_proto::RemoveWatchesRequest { path, watcher_type }.to_bytes();
+            let xid = self.next_xid();
+            self.write_request(out, xid, OpCode::RemoveWatches, &body);
+            pending.push_back(Pending {
+                xid,
+                op: OpCode::RemoveWatches,
+                reply: None,
+                action: Action::None,
+            });
         }
     }
 
@@ -754,7 +990,7 @@ impl Actor {
         &mut self,
         inbuf: &mut BytesMut,
         pending: &mut VecDeque<Pending>,
-        auth_pending: &mut VecDeque<Option<oneshot::Sender<Result<()>>>>,
+        auth_pending: &mut VecDeque<Option<AuthReply>>,
     ) -> Option<ConnEnd> {
         loop {
             let body = match frame::split_frame(inbuf, self.config.max_frame_len) {
@@ -772,7 +1008,7 @@ impl Actor {
         &mut self,
         body: Bytes,
         pending: &mut VecDeque<Pending>,
-        auth_pending: &mut VecDeque<Option<oneshot::Sender<Result<()>>>>,
+        auth_pending: &mut VecDeque<Option<AuthReply>>,
     ) -> Option<ConnEnd> {
         let mut reader = zk_proto::Reader::new(&body);
         let header = match ReplyHeader::decode(&mut reader) {
@@ -831,6 +1067,18 @@ impl Actor {
                 if header.zxid > 0 {
                     self.last_zxid = header.zxid;
                 }
+                if p.op == OpCode::SetWatches2 {
+                    if header.err == UNIMPLEMENTED {
+                        tracing::warn!("the server does not know SetWatches2: persistent watches end, one-shot watches are re-registered with SetWatches");
+                        self.no_set_watches2 = true;
+                        return Some(ConnEnd::Lost(
+                            "SetWatches2 unimplemented; re-registering with SetWatches".to_owned(),
+                        ));
+                    }
+                    if header.err == 0 {
+                        self.set_watches2_failures = 0;
+                    }
+                }
                 let result = if header.err == 0 {
                     Ok(body.slice(consumed..))
                 } else {
@@ -869,13 +1117,15 @@ impl Actor {
                 }
             }
             Action::Persistent { path, mode, id, tx } => {
+                let recursive = mode == AddWatchMode::PersistentRecursive;
                 if err == 0 {
-                    self.registry.add_persistent(
-                        path,
-                        mode == AddWatchMode::PersistentRecursive,
-                        id,
-                        tx,
-                    );
+                    if tx.is_closed() {
+                        // The caller went away before the reply: nobody will ever drop this
+                        // watch, so remove it from the server now.
+                        self.deferred_removals.push((path, recursive));
+                    } else {
+                        self.registry.add_persistent(path, recursive, id, tx);
+                    }
                 }
             }
             Action::RemoveWatches { path, watcher_type } => {
@@ -885,6 +1135,74 @@ impl Actor {
                         .remove_local(&path, watcher_type, &client_path);
                 }
             }
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One connect attempt: resolve, TCP connect, handshake, within the attempt's budget.
+async fn connect(hello: Hello) -> std::result::Result<(TcpStream, ConnectResponse), String> {
+    let Hello {
+        host,
+        budget,
+        request,
+        max_frame_len,
+    } = hello;
+    let attempt = async {
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.host.as_str(), host.port))
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .collect();
+        let mut last_err = format!("{host} resolved to no address");
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => return handshake(stream, &request, max_frame_len).await,
+                Err(e) => last_err = format!("{addr}: {e}"),
+            }
+        }
+        Err(last_err)
+    };
+    match timeout(budget, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("timed out after {budget:?}")),
+    }
+}
+
+async fn handshake(
+    mut stream: TcpStream,
+    request: &ConnectRequest,
+    max_frame_len: usize,
+) -> std::result::Result<(TcpStream, ConnectResponse), String> {
+    let _ = stream.set_nodelay(true);
+    let mut out = BytesMut::with_capacity(64);
+    frame::write_frame(&mut out, |b| request.encode(b));
+    stream
+        .write_all(&out)
+        .await
+        .map_err(|e| format!("write ConnectRequest: {e}"))?;
+    let mut buf = BytesMut::with_capacity(64);
+    loop {
+        match frame::split_frame(&mut buf, max_frame_len) {
+            Ok(Some(body)) => {
+                let response = ConnectResponse::from_bytes(&body)
+                    .map_err(|e| format!("bad ConnectResponse: {e}"))?;
+                return Ok((stream, response));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(format!("bad ConnectResponse frame: {e}")),
+        }
+        let n = stream
+            .read_buf(&mut buf)
+            .await
+            .map_err(|e| format!("read ConnectResponse: {e}"))?;
+        if n == 0 {
+            return Err("server closed the connection during the handshake".to_owned());
         }
     }
 }

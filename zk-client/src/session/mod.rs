@@ -1,8 +1,9 @@
 //! The session layer: one ZooKeeper session over a sequence of TCP connections.
 //!
 //! A [`Session`] is a cheap `Clone` handle to a task that owns the connection (see `actor.rs`).
-//! It speaks the raw operations, with no retries: a request sent while disconnected, or whose
-//! connection drops before the reply, fails with [`Error::ConnectionLoss`]; after expiry every
+//! It speaks the raw operations, with no retries: a request made while disconnected, or whose
+//! connection drops before the reply, fails with [`Error::ConnectionLoss`] (the framework
+//! layer's calls instead wait, in order, for the next connection); after expiry every
 //! request fails with [`Error::SessionExpired`]. The task reconnects by itself (to the next host,
 //! with the same session id, password and last zxid), replays credentials and re-registers
 //! every watch. The framework layer ([`Client`](crate::Client)) adds retries, namespaces and
@@ -12,7 +13,7 @@ mod actor;
 pub(crate) mod ops;
 pub(crate) mod watch;
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +27,12 @@ pub use watch::{PersistentWatch, WatchFuture, WatchedEvent};
 
 use crate::connect_string::ConnectString;
 use crate::error::{Error, Result};
+
+tokio::task_local! {
+    /// Set by the framework layer around a call: requests submitted while it is set are kept
+    /// by the session task while disconnected, until this instant, instead of failing at once.
+    pub(crate) static QUEUE_UNTIL: tokio::time::Instant;
+}
 
 /// Settings of one session.
 #[derive(Debug, Clone)]
@@ -59,6 +66,7 @@ impl SessionConfig {
     }
 
     /// The session timeout to request (the server clamps it to [2, 20] × tickTime).
+    #[must_use]
     pub fn session_timeout(mut self, timeout: Duration) -> Self {
         self.session_timeout = timeout;
         self
@@ -66,18 +74,21 @@ impl SessionConfig {
 
     /// How long one TCP connect + handshake may take (default: the session timeout divided by
     /// the number of hosts, as the Java client does).
+    #[must_use]
     pub fn connect_attempt_timeout(mut self, timeout: Duration) -> Self {
         self.connect_attempt_timeout = Some(timeout);
         self
     }
 
     /// Whether read-only servers (partitioned from their quorum) are acceptable.
+    #[must_use]
     pub fn can_be_read_only(mut self, yes: bool) -> Self {
         self.can_be_read_only = yes;
         self
     }
 
     /// Credentials sent after every (re)connect, e.g. `("digest", b"user:password")`.
+    #[must_use]
     pub fn auth(mut self, scheme: &str, auth: &[u8]) -> Self {
         self.auth.push((scheme.to_owned(), auth.to_vec()));
         self
@@ -85,6 +96,7 @@ impl SessionConfig {
 
     /// Start a new session by itself after expiry instead of ending (what the framework layer
     /// does). Watches and pending requests still fail with the expiry.
+    #[must_use]
     pub fn renew_on_expiry(mut self, yes: bool) -> Self {
         self.renew_on_expiry = yes;
         self
@@ -92,12 +104,14 @@ impl SessionConfig {
 
     /// Attach to an existing session instead of creating one (e.g. to close another client's
     /// session in a test).
+    #[must_use]
     pub fn attach(mut self, session_id: i64, password: &[u8]) -> Self {
         self.attach = Some((session_id, password.to_vec()));
         self
     }
 
     /// Whether to shuffle the hosts of the connect string (default true).
+    #[must_use]
     pub fn shuffle_hosts(mut self, yes: bool) -> Self {
         self.shuffle_hosts = yes;
         self
@@ -159,7 +173,11 @@ pub(crate) struct Shared {
     pub(crate) passwd: Mutex<Vec<u8>>,
     pub(crate) negotiated_ms: AtomicU64,
     pub(crate) terminal: Mutex<Option<Error>>,
-    pub(crate) abandon: AtomicBool,
+    /// Bumped every time a session expires (or is abandoned): a call that sees it change
+    /// between its attempts waited across an expiry.
+    pub(crate) generation: AtomicU64,
+    /// Whether the task builds a new session after expiry.
+    pub(crate) renews: bool,
     pub(crate) chroot: Option<String>,
 }
 
@@ -191,7 +209,8 @@ impl Session {
                 u64::try_from(config.session_timeout.as_millis()).unwrap_or(u64::MAX),
             ),
             terminal: Mutex::new(None),
-            abandon: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            renews: config.renew_on_expiry,
             chroot: config.connect.chroot().map(str::to_owned),
         });
         let actor = actor::Actor::new(config, shared.clone(), rx, state_tx, events);
@@ -218,9 +237,13 @@ impl Session {
     pub async fn wait_connected(&self, timeout: Duration) -> Result<()> {
         let mut rx = self.state.clone();
         let wait = async {
-            rx.wait_for(|s| s.is_connected() || s.is_terminal() || *s == SessionState::Expired)
-                .await
-                .map(|s| *s)
+            // A renewing session passes through Expired on its way to a new session.
+            let renews = self.shared.renews;
+            rx.wait_for(|s| {
+                s.is_connected() || s.is_terminal() || (!renews && *s == SessionState::Expired)
+            })
+            .await
+            .map(|s| *s)
         };
         match tokio::time::timeout(timeout, wait).await {
             Ok(Ok(state)) => match state {
@@ -288,6 +311,7 @@ impl Session {
             body,
             reply,
             action,
+            deadline: QUEUE_UNTIL.try_with(|d| *d).ok(),
         });
         match self.tx.send(cmd) {
             Ok(()) => ReplyFuture::Waiting(rx, self.shared.clone()),

@@ -260,6 +260,31 @@ impl Registry {
         self.persistent.contains_key(path) || self.recursive.contains_key(path)
     }
 
+    /// Whether a persistent watch of the given mode is registered on `path`.
+    pub(crate) fn has_persistent_mode(&self, path: &str, recursive: bool) -> bool {
+        if recursive {
+            self.recursive.contains_key(path)
+        } else {
+            self.persistent.contains_key(path)
+        }
+    }
+
+    /// Ends every persistent watch with a `PersistentWatchRemoved` event (the server cannot
+    /// re-register them).
+    pub(crate) fn end_persistent(&mut self, strip: &dyn Fn(&str) -> String) {
+        for table in [&mut self.persistent, &mut self.recursive] {
+            for (path, list) in table.drain() {
+                for (_, tx) in list {
+                    let _ = tx.send(WatchedEvent {
+                        event_type: EventType::PersistentWatchRemoved,
+                        state: KeeperState::Disconnected,
+                        path: strip(&path),
+                    });
+                }
+            }
+        }
+    }
+
     /// Delivers a server notification for `server_path`; `client_path` is what the watcher sees.
     pub(crate) fn dispatch(&mut self, event_type: EventType, server_path: &str, client_path: &str) {
         let event = || WatchedEvent {
