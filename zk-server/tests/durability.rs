@@ -332,3 +332,56 @@ async fn empty_log_file_left_by_a_crash_after_a_roll_is_reused() {
     assert!(c.exists("/before", false).await.is_ok());
     assert!(c.exists("/after", false).await.is_ok());
 }
+
+/// A failed log write is never acknowledged: the server stops (exit code 1) and, after a
+/// restart, the write is absent while everything acknowledged before it is present. The
+/// failure is injected by making the open log file immutable (`chattr +i`: later writes fail
+/// with EPERM even for root).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_write_error_stops_the_server_without_acknowledging() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path(), free_port(), "");
+    let mut c = RawClient::connect(&server.addr()).await;
+    c.create("/acked", b"", CreateMode::Persistent)
+        .await
+        .unwrap();
+    let log = log_files(dir.path()).pop().unwrap();
+    let chattr = |flag: &str| {
+        std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(&log)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(
+        chattr("+i"),
+        "chattr +i failed: this test needs e2fsprogs and an ext2/3/4 file system"
+    );
+    let xid = c.next_xid();
+    let body = CreateRequest {
+        path: "/lost".into(),
+        data: None,
+        acl: Acl::open_unsafe(),
+        flags: 0,
+    };
+    c.send(xid, OpCode::Create, &|b| body.encode(b)).await;
+    let reply = c.read_frame().await;
+    assert!(chattr("-i"), "chattr -i failed");
+    assert!(
+        matches!(reply, Ok(None) | Err(_)),
+        "the failed write was answered: {reply:?}"
+    );
+    let status = tokio::task::spawn_blocking(move || server.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "the server stops on a log write error"
+    );
+    let restarted = ServerProcess::start(dir.path(), free_port(), "");
+    let mut check = RawClient::connect(&restarted.addr()).await;
+    assert!(check.exists("/acked", false).await.is_ok());
+    assert_eq!(check.exists("/lost", false).await, Err(ErrorCode::NoNode));
+}
