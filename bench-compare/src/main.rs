@@ -1,0 +1,299 @@
+//! Load generator for ZooKeeper servers using the third-party `zookeeper-client` crate (by
+//! kezhuw), a port of `examples/bench.rs` so that both clients can be compared against the
+//! same server.
+//!
+//! ```sh
+//! CARGO_TARGET_DIR=/work/target-compare cargo run --release -- --connect 127.0.0.1:2181 \
+//!     --op get --clients 4 --depth 64 --size 100 --ops 200000
+//! ```
+//!
+//! `--clients` sessions each keep `--depth` requests in flight. Progress goes to stderr; the
+//! last line on stdout is exactly one
+//! `RESULT op=… ops_per_s=… p50_us=… p99_us=… p999_us=… errors=…`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use zookeeper_client as zkc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Op {
+    /// Persistent creates of new nodes.
+    Create,
+    /// setData on existing nodes.
+    Set,
+    /// getData on existing nodes.
+    Get,
+    /// 70 % get, 20 % set, 10 % create.
+    Mixed,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Create => "create",
+            Op::Set => "set",
+            Op::Get => "get",
+            Op::Mixed => "mixed",
+        }
+    }
+}
+
+/// ZooKeeper load generator (zookeeper-client crate).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Server(s): host:port[,host:port…].
+    #[arg(long, default_value = "127.0.0.1:2181")]
+    connect: String,
+    /// Operation to run.
+    #[arg(long, value_enum, default_value_t = Op::Get)]
+    op: Op,
+    /// Number of sessions.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Requests in flight per session.
+    #[arg(long, default_value_t = 64)]
+    depth: usize,
+    /// Payload size in bytes.
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Total operations (across all sessions).
+    #[arg(long, default_value_t = 100_000)]
+    ops: u64,
+    /// Stop after this many seconds even if --ops is not reached.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Keep the benchmark's nodes instead of deleting them at the end.
+    #[arg(long)]
+    keep: bool,
+}
+
+struct Shared {
+    issued: AtomicU64,
+    done: AtomicU64,
+    errors: AtomicU64,
+    limit: u64,
+    deadline: Option<Instant>,
+}
+
+impl Shared {
+    fn next(&self) -> Option<u64> {
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return None;
+        }
+        let n = self.issued.fetch_add(1, Ordering::Relaxed);
+        (n < self.limit).then_some(n)
+    }
+}
+
+fn persistent() -> zkc::CreateOptions<'static> {
+    zkc::CreateMode::Persistent.with_acls(zkc::Acls::anyone_all())
+}
+
+async fn worker(
+    client: zkc::Client,
+    op: Op,
+    root: String,
+    id: String,
+    data: Vec<u8>,
+    shared: Arc<Shared>,
+) -> Histogram<u64> {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    let own = format!("{root}/w-{id}");
+    let options = persistent();
+    let mut i = 0u64;
+    while let Some(n) = shared.next() {
+        let kind = match op {
+            Op::Mixed => match n % 10 {
+                0 => Op::Create,
+                1 | 2 => Op::Set,
+                _ => Op::Get,
+            },
+            other => other,
+        };
+        let start = Instant::now();
+        let result = match kind {
+            Op::Create => {
+                i += 1;
+                client
+                    .create(&format!("{own}-{i}"), &data, &options)
+                    .await
+                    .map(|_| ())
+            }
+            Op::Set => client.set_data(&own, &data, None).await.map(|_| ()),
+            _ => client.get_data(&own).await.map(|_| ()),
+        };
+        let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        match result {
+            Ok(()) => {
+                let _ = hist.record(micros.max(1));
+            }
+            Err(e) => {
+                if shared.errors.fetch_add(1, Ordering::Relaxed) < 5 {
+                    eprintln!("error: {e}");
+                }
+            }
+        }
+        shared.done.fetch_add(1, Ordering::Relaxed);
+    }
+    hist
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let clients = args.clients.max(1);
+    let depth = args.depth.max(1);
+    let root = format!("/bench-{}", uuid::Uuid::new_v4().simple());
+    let data = vec![b'x'; args.size];
+    let options = persistent();
+    let mut sessions = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        // `connect` resolves once the session is established (like block_until_connected).
+        let client = tokio::time::timeout(
+            Duration::from_secs(15),
+            zkc::Client::connector()
+                .with_session_timeout(Duration::from_secs(30))
+                .connect(&args.connect),
+        )
+        .await
+        .map_err(|_| "timed out connecting")??;
+        sessions.push(client);
+    }
+    let setup = &sessions[0];
+    setup.create(&root, &[], &options).await?;
+    // One node per worker for set/get. Requests are sent when the future is created, so
+    // building a chunk of futures and joining them pipelines the creates.
+    let mut prepare = Vec::new();
+    for c in 0..clients {
+        for w in 0..depth {
+            prepare.push(format!("{root}/w-{c}-{w}"));
+        }
+    }
+    for chunk in prepare.chunks(1024) {
+        let futs: Vec<_> = chunk
+            .iter()
+            .map(|p| setup.create(p, &data, &options))
+            .collect();
+        for r in futures::future::join_all(futs).await {
+            r?;
+        }
+    }
+
+    let shared = Arc::new(Shared {
+        issued: AtomicU64::new(0),
+        done: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        limit: args.ops,
+        deadline: args
+            .duration
+            .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0))),
+    });
+    eprintln!(
+        "bench-kezhuw: op={} clients={clients} depth={depth} size={} ops={} duration={:?} connect={}",
+        args.op.name(),
+        args.size,
+        args.ops,
+        args.duration,
+        args.connect
+    );
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (c, client) in sessions.iter().enumerate() {
+        for w in 0..depth {
+            tasks.push(tokio::spawn(worker(
+                client.clone(),
+                args.op,
+                root.clone(),
+                format!("{c}-{w}"),
+                data.clone(),
+                shared.clone(),
+            )));
+        }
+    }
+    let progress = tokio::spawn({
+        let shared = shared.clone();
+        async move {
+            let mut last = 0;
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let done = shared.done.load(Ordering::Relaxed);
+                eprintln!(
+                    "  {:>6.1}s  {done} ops  ({} ops/s)  errors={}",
+                    start.elapsed().as_secs_f64(),
+                    done - last,
+                    shared.errors.load(Ordering::Relaxed)
+                );
+                last = done;
+            }
+        }
+    });
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for task in tasks {
+        hist.add(task.await?)?;
+    }
+    let elapsed = start.elapsed();
+    progress.abort();
+    let done = shared.done.load(Ordering::Relaxed);
+    let errors = shared.errors.load(Ordering::Relaxed);
+
+    if !args.keep {
+        eprintln!("bench-kezhuw: cleaning up {root}");
+        let children = setup.list_children(&root).await?;
+        let paths: Vec<String> = children.iter().map(|c| format!("{root}/{c}")).collect();
+        for chunk in paths.chunks(1024) {
+            let futs: Vec<_> = chunk.iter().map(|p| setup.delete(p, None)).collect();
+            for r in futures::future::join_all(futs).await {
+                // Like `.quietly()` in examples/bench.rs: a node already gone is fine.
+                match r {
+                    Ok(()) | Err(zkc::Error::NoNode) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        setup.delete(&root, None).await?;
+    }
+    // zookeeper-client has no explicit close: the session is closed when the last `Client`
+    // clone is dropped. Wait (briefly) for that to happen so the server sees a clean close.
+    let mut watchers: Vec<_> = sessions.iter().map(|c| c.state_watcher()).collect();
+    drop(sessions);
+    for w in &mut watchers {
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while !w.state().is_terminated() {
+                w.changed().await;
+            }
+        })
+        .await;
+    }
+    let ops_per_s = done as f64 / elapsed.as_secs_f64().max(1e-9);
+    println!(
+        "RESULT op={} ops_per_s={:.0} p50_us={} p99_us={} p999_us={} errors={}",
+        args.op.name(),
+        ops_per_s,
+        hist.value_at_quantile(0.50),
+        hist.value_at_quantile(0.99),
+        hist.value_at_quantile(0.999),
+        errors
+    );
+    Ok(())
+}
+
+fn main() {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bench-kezhuw: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(args)) {
+        eprintln!("bench-kezhuw: {e}");
+        std::process::exit(1);
+    }
+}
