@@ -57,6 +57,26 @@ fn is_forbidden_char(ch: char) -> bool {
         0x0000..=0x001F | 0x007F..=0x009F | 0xD800..=0xF8FF | 0xFFF0..=0xFFFF | 0x1_0000..)
 }
 
+/// The first forbidden character of `segment` and its byte offset. ASCII segments (the common
+/// case) are checked byte by byte.
+fn forbidden_char_in(segment: &str) -> Option<(usize, char)> {
+    if segment.is_ascii() {
+        segment
+            .bytes()
+            .position(|b| b < 0x20 || b == 0x7f)
+            .map(|i| {
+                (
+                    i,
+                    char::from(segment.as_bytes().get(i).copied().unwrap_or(0)),
+                )
+            })
+    } else {
+        segment
+            .char_indices()
+            .find(|&(_, ch)| is_forbidden_char(ch))
+    }
+}
+
 /// Checks that `path` is a valid znode path.
 pub fn validate_path(path: &str) -> Result<(), PathError> {
     let owned = || path.to_owned();
@@ -87,10 +107,7 @@ pub fn validate_path(path: &str) -> Result<(), PathError> {
                 segment: segment.to_owned(),
             });
         }
-        if let Some((i, ch)) = segment
-            .char_indices()
-            .find(|&(_, ch)| is_forbidden_char(ch))
-        {
+        if let Some((i, ch)) = forbidden_char_in(segment) {
             return Err(PathError::InvalidChar {
                 path: owned(),
                 ch,
