@@ -70,20 +70,30 @@ pub enum TxnOutcome {
 #[derive(Debug, Default, Clone)]
 struct AclCache {
     lists: HashMap<Vec<Acl>, Arc<Vec<Acl>>>,
+    /// The list interned last: consecutive creates nearly always share their ACL.
+    last: Option<Arc<Vec<Acl>>>,
 }
 
 impl AclCache {
     fn intern(&mut self, acl: &[Acl]) -> Arc<Vec<Acl>> {
-        if let Some(shared) = self.lists.get(acl) {
-            return Arc::clone(shared);
+        if let Some(last) = self.last.as_ref().filter(|last| last.as_slice() == acl) {
+            return Arc::clone(last);
         }
-        let shared = Arc::new(acl.to_vec());
-        self.lists.insert(acl.to_vec(), Arc::clone(&shared));
+        let shared = match self.lists.get(acl) {
+            Some(shared) => Arc::clone(shared),
+            None => {
+                let shared = Arc::new(acl.to_vec());
+                self.lists.insert(acl.to_vec(), Arc::clone(&shared));
+                shared
+            }
+        };
+        self.last = Some(Arc::clone(&shared));
         shared
     }
 
     /// Drops lists no node uses any more.
     fn sweep(&mut self) {
+        self.last = None;
         self.lists.retain(|_, shared| Arc::strong_count(shared) > 1);
     }
 }
@@ -621,14 +631,14 @@ impl TreeImage {
         self.nodes.is_empty()
     }
 
-    /// Paths of `path` and every node below it, parents before children, siblings sorted
-    /// (iterative, so deep trees cannot overflow the stack).
+    /// Paths of `path` and every node below it, parents before children, siblings in no
+    /// particular order (iterative, so deep trees cannot overflow the stack).
     pub fn walk(&self, path: &str) -> Vec<String> {
         let mut out = Vec::with_capacity(self.nodes.len());
         let mut stack = vec![path.to_owned()];
         while let Some(current) = stack.pop() {
-            if let Some(children) = sorted_children(&self.nodes, &current) {
-                stack.extend(children.iter().rev().map(|c| join(&current, c)));
+            if let Some(node) = self.nodes.get(current.as_str()) {
+                stack.extend(node.children.iter().map(|c| join(&current, c)));
             }
             out.push(current);
         }
