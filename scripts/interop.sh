@@ -49,13 +49,18 @@ four_letter_word() { # four_letter_word PORT WORD -> prints the reply
   printf '%s' "$reply"
 }
 
-cleanup() {
-  if [[ -n "$ZK_PID" ]] && kill -0 "$ZK_PID" 2>/dev/null; then
-    log "stopping Apache ZooKeeper (pid $ZK_PID)"
-    kill "$ZK_PID" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$ZK_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$ZK_PID" 2>/dev/null || true
+stop_pid() { # stop_pid PID NAME: SIGTERM, up to 5 s, then SIGKILL
+  local pid=$1
+  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+    log "stopping $2 (pid $pid)"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
   fi
+}
+
+cleanup() {
+  stop_zookeeper
   if [[ -n "$WORK_DIR" && -d "$WORK_DIR" ]]; then
     rm -rf "$WORK_DIR"
   fi
@@ -101,12 +106,7 @@ EOF
 }
 
 stop_our_server() {
-  if [[ -n "$OURS_PID" ]] && kill -0 "$OURS_PID" 2>/dev/null; then
-    log "stopping zk-server (pid $OURS_PID)"
-    kill "$OURS_PID" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$OURS_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$OURS_PID" 2>/dev/null || true
-  fi
+  stop_pid "$OURS_PID" zk-server
   OURS_PID=""
   if [[ -n "$OURS_DIR" && -d "$OURS_DIR" ]]; then
     rm -rf "$OURS_DIR"
@@ -115,12 +115,7 @@ stop_our_server() {
 }
 
 stop_zookeeper() {
-  if [[ -n "$ZK_PID" ]] && kill -0 "$ZK_PID" 2>/dev/null; then
-    log "stopping Apache ZooKeeper (pid $ZK_PID)"
-    kill "$ZK_PID" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$ZK_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$ZK_PID" 2>/dev/null || true
-  fi
+  stop_pid "$ZK_PID" "Apache ZooKeeper"
   ZK_PID=""
 }
 

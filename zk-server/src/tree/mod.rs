@@ -118,14 +118,7 @@ impl Default for DataTree {
 impl DataTree {
     /// A tree holding only `/`, `/zookeeper`, `/zookeeper/quota` and `/zookeeper/config`.
     pub fn new() -> DataTree {
-        let mut tree = DataTree {
-            nodes: NodeMap::default(),
-            ephemerals: HashMap::new(),
-            containers: HashSet::new(),
-            ttls: HashSet::new(),
-            acl_cache: AclCache::default(),
-            last_processed_zxid: 0,
-        };
+        let mut tree = DataTree::empty();
         let open = tree.acl_cache.intern(&Acl::open_unsafe());
         let read = tree.acl_cache.intern(&Acl::read_unsafe());
         let empty_stat = StatPersisted::default();
