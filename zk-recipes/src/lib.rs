@@ -1,5 +1,72 @@
-//! Curator's coordination recipes (locks, leader election, queues, barriers, counters, caches)
-//! built on `zk-client`.
+//! Apache Curator's coordination recipes, built only on `zk-client`'s public API, honest about
+//! failure.
 //!
-//! Not implemented yet: this crate is a placeholder in the workspace layout until the
-//! zk-recipes issue lands. It exposes no API.
+//! Available now:
+//!
+//! * [`Mutex`] — Curator's `InterProcessMutex`: reentrant per handle, fair, no herd effect,
+//!   acquire with a timeout; every [`MutexGuard`] carries a **fencing token** and reports when
+//!   the lock **may be lost** (SUSPENDED) or **is lost** (LOST).
+//! * [`LeaderLatch`] — Curator's `LeaderLatch`: await leadership, a leadership watch channel,
+//!   participants and the current leader; never claims leadership without checking that its
+//!   node belongs to its current session; re-checks on RECONNECTED instead of resetting.
+//!
+//! # Layout compatibility
+//!
+//! Node names and sorting follow Curator, so Java and Rust processes can share a path:
+//! lock nodes are protected EPHEMERAL_SEQUENTIAL `<path>/_c_<uuid>-lock-NNNNNNNNNN` (latch
+//! nodes `…-latch-NNNNNNNNNN`, data = participant id), parents are CONTAINER nodes, and the
+//! queue is sorted on the part of the name after the lock name ([`nodes::sort_key`]), so the
+//! `_c_<uuid>-` protection prefix is ignored. Both recipes are layout-compatible with Curator's
+//! `InterProcessMutex` and `LeaderLatch`; they are not compatible with kazoo's `Lock` (kazoo
+//! names nodes `<uuid>__lock__N`).
+//!
+//! # Safety of locks (read this)
+//!
+//! A ZooKeeper lock is only as good as the session behind it: a process paused (GC, swap) or
+//! partitioned past its session timeout loses the lock without knowing it, while another
+//! process acquires it. Therefore:
+//!
+//! * pass [`MutexGuard::fencing_token`] (the lock node's `czxid`, strictly increasing across
+//!   grants) to the protected resource and let it reject tokens lower than the highest it saw;
+//! * stop working on the resource when [`MutexGuard::at_risk`] resolves (SUSPENDED: the
+//!   connection dropped and the session may be gone; LOST: it is gone).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use zk_client::Client;
+//! use zk_recipes::{LeaderLatch, Mutex};
+//!
+//! # async fn example() -> zk_recipes::Result<()> {
+//! let client = Client::builder()
+//!     .connect_string("127.0.0.1:2181")
+//!     .session_timeout(Duration::from_secs(10))
+//!     .build()?;
+//!
+//! // A lock.
+//! let mutex = Mutex::new(client.clone(), "/app/locks/orders")?;
+//! if let Some(guard) = mutex.acquire_timeout(Duration::from_secs(5)).await? {
+//!     println!("holding {} with token {}", guard.node_path(), guard.fencing_token());
+//!     guard.release().await?;
+//! }
+//!
+//! // Leader election.
+//! let latch = LeaderLatch::new(client.clone(), "/app/leader", "host-1")?;
+//! latch.start()?;
+//! latch.await_leadership().await?;
+//! println!("leading: {}", latch.has_leadership());
+//! latch.close().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod error;
+pub mod leader_latch;
+pub mod mutex;
+pub mod nodes;
+mod util;
+
+pub use error::{Error, Result};
+pub use leader_latch::{LeaderLatch, Participant};
+pub use mutex::{LockState, Mutex, MutexGuard};

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use zk_proto::path::{join, split_parent};
 use zk_proto::{Acl, ErrorCode, EventType, Stat, StatPersisted, Txn, TxnBody, TxnHeader};
 
-pub use node::{ChildSet, DataNode, Owner, CONTAINER_OWNER, MAX_TTL_MS};
+pub use node::{Children, DataNode, Owner, CONTAINER_OWNER, MAX_TTL_MS};
 
 /// Paths the server maintains itself; they cannot be deleted.
 pub const ZOOKEEPER_PATH: &str = "/zookeeper";
@@ -134,7 +134,7 @@ impl DataTree {
                     data: None,
                     acl: Arc::clone(acl),
                     stat: empty_stat.clone(),
-                    children: ChildSet::default(),
+                    children: Children::default(),
                 }),
             );
         }
@@ -277,7 +277,7 @@ impl DataTree {
             data,
             acl,
             stat,
-            children: ChildSet::default(),
+            children: Children::default(),
         };
         self.index_owner(&path, node.owner());
         self.nodes.insert(Arc::from(path), Arc::new(node));
@@ -473,7 +473,7 @@ impl DataTree {
                 ephemeral_owner: owner.to_stored(),
                 pzxid: header.zxid,
             },
-            children: ChildSet::default(),
+            children: Children::default(),
         };
         let stat = node.client_stat();
         self.nodes.insert(Arc::from(path), Arc::new(node));

@@ -51,8 +51,46 @@ impl Owner {
     }
 }
 
-/// The names of a node's children.
-pub type ChildSet = HashSet<String, foldhash::fast::RandomState>;
+/// The names of a node's children. Most nodes are leaves, so the set is allocated only for
+/// the first child (an empty `HashSet` alone would cost every leaf 40 bytes).
+#[derive(Debug, Clone, Default)]
+// Boxed on purpose: `Option<Box<_>>` is 8 bytes in every node, the set itself 40.
+#[allow(clippy::box_collection)]
+pub struct Children(Option<Box<HashSet<String, foldhash::fast::RandomState>>>);
+
+impl Children {
+    /// Number of children.
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |set| set.len())
+    }
+
+    /// Whether there is no child.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The child names, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &String> {
+        self.0.iter().flat_map(|set| set.iter())
+    }
+
+    /// Adds a child name; false if it was there.
+    pub fn insert(&mut self, name: String) -> bool {
+        self.0.get_or_insert_with(Box::default).insert(name)
+    }
+
+    /// Removes a child name; false if it was not there. The set is freed with its last child.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let Some(set) = self.0.as_mut() else {
+            return false;
+        };
+        let removed = set.remove(name);
+        if set.is_empty() {
+            self.0 = None;
+        }
+        removed
+    }
+}
 
 /// A znode: data, ACL, persisted stat and child names.
 #[derive(Debug, Clone)]
@@ -64,7 +102,7 @@ pub struct DataNode {
     /// The persisted stat (stored cversion, raw ephemeral owner).
     pub stat: StatPersisted,
     /// Names of the direct children.
-    pub children: ChildSet,
+    pub children: Children,
 }
 
 impl DataNode {
