@@ -293,3 +293,55 @@ async fn watches_die_with_their_connection() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn set_watches2_reregisters_persistent_watches_without_catch_up_events() {
+    let server = TestingServer::start().await.unwrap();
+    let mut c = RawClient::connect(&server.connect_string()).await;
+    c.create("/sw2", b"", CreateMode::Persistent).await.unwrap();
+    let seen = c.last_zxid;
+    c.set_data("/sw2", b"changed", -1).await.unwrap();
+
+    let mut w = RawClient::connect(&server.connect_string()).await;
+    let request = SetWatches2 {
+        relative_zxid: seen,
+        data_watches: vec![],
+        exist_watches: vec![],
+        child_watches: vec![],
+        persistent_watches: vec!["/sw2".into()],
+        persistent_recursive_watches: vec!["/sw2-tree".into()],
+    };
+    let (h, _) = w.call(OpCode::SetWatches2, &request).await;
+    assert_eq!(h.err, 0);
+    assert!(
+        w.events.is_empty(),
+        "persistent watches get no catch-up event: {:?}",
+        w.events
+    );
+    c.set_data("/sw2", b"again", -1).await.unwrap();
+    assert_eq!(
+        w.next_event().await,
+        Some(event(EventType::NodeDataChanged, "/sw2"))
+    );
+    c.create("/sw2-tree", b"", CreateMode::Persistent)
+        .await
+        .unwrap();
+    c.create("/sw2-tree/leaf", b"", CreateMode::Persistent)
+        .await
+        .unwrap();
+    assert_eq!(
+        w.next_event().await,
+        Some(event(EventType::NodeCreated, "/sw2-tree"))
+    );
+    assert_eq!(
+        w.next_event().await,
+        Some(event(EventType::NodeCreated, "/sw2-tree/leaf"))
+    );
+    // Still registered: persistent watches survive firing.
+    w.check_watches("/sw2", WatcherType::Persistent)
+        .await
+        .unwrap();
+    w.check_watches("/sw2-tree", WatcherType::PersistentRecursive)
+        .await
+        .unwrap();
+}
