@@ -1,0 +1,24 @@
+//! The recipes' error type.
+
+use thiserror::Error as ThisError;
+
+/// A `Result` whose error is the recipes' [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong in a recipe.
+#[derive(Debug, Clone, PartialEq, Eq, ThisError)]
+#[non_exhaustive]
+pub enum Error {
+    /// A ZooKeeper call failed (after the client's retry policy gave up).
+    #[error(transparent)]
+    Zk(#[from] zk_client::Error),
+    /// The recipe was closed (or never started) and cannot serve this call.
+    #[error("the recipe is closed")]
+    Closed,
+    /// The recipe was started twice.
+    #[error("the recipe is already started")]
+    AlreadyStarted,
+    /// An argument was rejected before anything was sent (e.g. an invalid path).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}

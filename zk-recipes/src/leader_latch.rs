@@ -1,0 +1,484 @@
+//! [`LeaderLatch`]: Curator's `LeaderLatch`, with its SUSPENDED/RECONNECTED fixes.
+
+use std::fmt;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use zk_client::{
+    Client, ConnectionState, ConnectionStates, CreateMode, Error as ZkError, WatchFuture,
+};
+
+use crate::nodes::{check_base_path, join, node_name, sorted_children};
+use crate::util::{delete_in_background, OwnedNode};
+use crate::{Error, Result};
+
+/// The name of latch nodes (as Curator's `LeaderLatch`): `<path>/_c_<uuid>-latch-N`.
+pub const LATCH_NAME: &str = "latch-";
+
+/// A participant of a leader election, as listed by [`LeaderLatch::participants`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Participant {
+    /// The participant's id (its node's data).
+    pub id: String,
+    /// Whether its node is first in the queue (the leader, once it has verified its node).
+    pub is_leader: bool,
+}
+
+/// Leader election by a latch: Curator's `LeaderLatch`, layout-compatible with it.
+///
+/// Each participant creates a protected EPHEMERAL_SEQUENTIAL node `<path>/_c_<uuid>-latch-N`
+/// holding its id (parents are containers). The lowest sequence number leads; every other
+/// participant watches only its predecessor. A participant claims leadership only after
+/// re-reading its node and checking that the node's `ephemeralOwner` is its current session.
+///
+/// Connection states follow Curator's *Standard* error policy, with the fixes of
+/// CURATOR-644/653: on SUSPENDED (or READ_ONLY) the participant stops being leader at once; on
+/// RECONNECTED it *re-checks* its node (same session: it keeps its place in the queue and
+/// leads again only if still first); on LOST it stops being leader, and creates a new node
+/// with the new session.
+///
+/// ```no_run
+/// # async fn f(client: zk_client::Client) -> zk_recipes::Result<()> {
+/// use zk_recipes::LeaderLatch;
+///
+/// let latch = LeaderLatch::new(client, "/app/leader", "host-1")?;
+/// latch.start()?;
+/// let mut leadership = latch.leadership();
+/// latch.await_leadership().await?;
+/// // Lead while `has_leadership()` stays true; `leadership.changed()` wakes on any change.
+/// while *leadership.borrow_and_update() {
+///     if leadership.changed().await.is_err() {
+///         break;
+///     }
+/// }
+/// latch.close().await?;
+/// # Ok(()) }
+/// ```
+pub struct LeaderLatch {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    path: String,
+    id: String,
+    leader: watch::Sender<bool>,
+    closed: watch::Sender<bool>,
+    status: StdMutex<Status>,
+    /// Our node, while it exists (client-relative path).
+    node: watch::Sender<Option<String>>,
+}
+
+enum Status {
+    Latent,
+    Started(JoinHandle<()>),
+    Closed,
+}
+
+impl fmt::Debug for LeaderLatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LeaderLatch")
+            .field("path", &self.inner.path)
+            .field("id", &self.inner.id)
+            .field("leader", &*self.inner.leader.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LeaderLatch {
+    /// A latch on `path` for the participant `id`. Call [`LeaderLatch::start`] to take part.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an invalid path or the root.
+    pub fn new(client: Client, path: &str, id: impl Into<String>) -> Result<LeaderLatch> {
+        check_base_path(path)?;
+        Ok(LeaderLatch {
+            inner: Arc::new(Inner {
+                client,
+                path: path.to_owned(),
+                id: id.into(),
+                leader: watch::channel(false).0,
+                closed: watch::channel(false).0,
+                status: StdMutex::new(Status::Latent),
+                node: watch::channel(None).0,
+            }),
+        })
+    }
+
+    /// This participant's id.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// The latch path.
+    pub fn path(&self) -> &str {
+        &self.inner.path
+    }
+
+    /// Joins the election (in a background task). Must be called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyStarted`], or [`Error::Closed`] after [`LeaderLatch::close`].
+    pub fn start(&self) -> Result<()> {
+        let mut status = lock(&self.inner.status);
+        match *status {
+            Status::Latent => {
+                // Subscribe before anything is sent, so no state change is missed.
+                let states = self.inner.client.connection_states();
+                let task = tokio::spawn(drive(self.inner.clone(), states));
+                *status = Status::Started(task);
+                Ok(())
+            }
+            Status::Started(_) => Err(Error::AlreadyStarted),
+            Status::Closed => Err(Error::Closed),
+        }
+    }
+
+    /// Whether this participant leads now.
+    pub fn has_leadership(&self) -> bool {
+        *self.inner.leader.borrow()
+    }
+
+    /// Leadership as a watch channel: `true` while leading; every change wakes `changed()`.
+    pub fn leadership(&self) -> watch::Receiver<bool> {
+        self.inner.leader.subscribe()
+    }
+
+    /// Waits until this participant leads.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] if the latch is (or gets) closed first.
+    pub async fn await_leadership(&self) -> Result<()> {
+        let mut leader = self.inner.leader.subscribe();
+        let mut closed = self.inner.closed.subscribe();
+        loop {
+            if *closed.borrow_and_update() {
+                return Err(Error::Closed);
+            }
+            if *leader.borrow_and_update() {
+                return Ok(());
+            }
+            tokio::select! {
+                r = leader.changed() => if r.is_err() { return Err(Error::Closed) },
+                r = closed.changed() => if r.is_err() { return Err(Error::Closed) },
+            }
+        }
+    }
+
+    /// Waits at most `timeout` for leadership; whether this participant leads.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] if the latch is (or gets) closed first.
+    pub async fn await_leadership_timeout(&self, timeout: Duration) -> Result<bool> {
+        match tokio::time::timeout(timeout, self.await_leadership()).await {
+            Ok(r) => r.map(|()| true),
+            Err(_) => Ok(self.has_leadership()),
+        }
+    }
+
+    /// This participant's node (client-relative), while it has one.
+    pub fn our_path(&self) -> Option<String> {
+        self.inner.node.borrow().clone()
+    }
+
+    /// This participant's node as a watch channel (`None` while it has none).
+    pub fn our_path_changes(&self) -> watch::Receiver<Option<String>> {
+        self.inner.node.subscribe()
+    }
+
+    /// Every participant, in queue order (the leader first).
+    ///
+    /// # Errors
+    /// [`Error::Zk`] when a read fails.
+    pub async fn participants(&self) -> Result<Vec<Participant>> {
+        let client = &self.inner.client;
+        let children = match client.get_children(&self.inner.path).await {
+            Ok(c) => c,
+            Err(ZkError::NoNode) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Vec::new();
+        for name in sorted_children(children, LATCH_NAME) {
+            match client.get_data(&join(&self.inner.path, &name)).await {
+                Ok((data, _)) => out.push(Participant {
+                    id: String::from_utf8_lossy(&data).into_owned(),
+                    is_leader: out.is_empty(),
+                }),
+                Err(ZkError::NoNode) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The current leader (the first participant), if any.
+    ///
+    /// # Errors
+    /// [`Error::Zk`] when a read fails.
+    pub async fn leader(&self) -> Result<Option<Participant>> {
+        Ok(self.participants().await?.into_iter().next())
+    }
+
+    /// Leaves the election: stops the background task, gives up leadership (observers see
+    /// `false` before the node is deleted, so the next leader never overlaps with this one in
+    /// this process's view) and deletes the node (if the connection is down, the delete goes
+    /// on in the background). Closing twice is harmless.
+    ///
+    /// # Errors
+    /// None today; reserved for a failing delete.
+    pub async fn close(&self) -> Result<()> {
+        let task = {
+            let mut status = lock(&self.inner.status);
+            match std::mem::replace(&mut *status, Status::Closed) {
+                Status::Started(task) => Some(task),
+                Status::Latent | Status::Closed => None,
+            }
+        };
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+        self.inner
+            .leader
+            .send_if_modified(|l| std::mem::replace(l, false));
+        self.inner.closed.send_replace(true);
+        let node = self.inner.node.send_replace(None);
+        if let Some(path) = node {
+            let mut own = OwnedNode::new(&self.inner.client);
+            own.set(path);
+            own.delete_now().await;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LeaderLatch {
+    fn drop(&mut self) {
+        let status = std::mem::replace(&mut *lock(&self.inner.status), Status::Closed);
+        if let Status::Started(task) = status {
+            task.abort();
+            self.inner
+                .leader
+                .send_if_modified(|l| std::mem::replace(l, false));
+            self.inner.closed.send_replace(true);
+            if let Some(path) = self.inner.node.send_replace(None) {
+                delete_in_background(&self.inner.client, path);
+            }
+        }
+    }
+}
+
+/// Our node and the session that created it.
+struct Node {
+    path: String,
+    session_id: i64,
+}
+
+/// The outcome of one check of the queue.
+enum Checked {
+    /// First in the queue, node verified: lead, and watch our own node.
+    Leader(WatchFuture),
+    /// Not first: watch the predecessor.
+    Follower(WatchFuture),
+    /// Something moved meanwhile: check again.
+    Again,
+}
+
+fn set_leader(inner: &Inner, leader: bool) {
+    inner.leader.send_if_modified(|l| {
+        if *l == leader {
+            false
+        } else {
+            tracing::info!(path = %inner.path, id = %inner.id, leader, "leadership changed");
+            *l = leader;
+            true
+        }
+    });
+}
+
+fn forget_node(inner: &Inner, node: &mut Option<Node>, delete: bool) {
+    if let Some(n) = node.take() {
+        inner.node.send_replace(None);
+        if delete {
+            delete_in_background(&inner.client, n.path);
+        }
+    }
+}
+
+/// The latch's background task.
+async fn drive(inner: Arc<Inner>, mut states: ConnectionStates) {
+    let client = inner.client.clone();
+    let mut node: Option<Node> = None;
+    let mut suspended = client.connection_state().is_some_and(|s| !s.is_connected());
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        if suspended {
+            set_leader(&inner, false);
+            match states.next().await {
+                Some(s) => handle_state(&inner, &mut node, &mut suspended, s),
+                None => break,
+            }
+            continue;
+        }
+        let checked = tokio::select! {
+            biased;
+            s = states.next() => {
+                match s {
+                    Some(s) => handle_state(&inner, &mut node, &mut suspended, s),
+                    None => break,
+                }
+                continue;
+            }
+            r = check(&inner, &mut node) => r,
+        };
+        let watch = match checked {
+            Ok(Checked::Leader(w)) => {
+                backoff = Duration::from_millis(50);
+                set_leader(&inner, true);
+                w
+            }
+            Ok(Checked::Follower(w)) => {
+                backoff = Duration::from_millis(50);
+                set_leader(&inner, false);
+                w
+            }
+            Ok(Checked::Again) => continue,
+            Err(ZkError::Closed) => break,
+            Err(e) => {
+                tracing::debug!(path = %inner.path, %e, "latch check failed; retrying");
+                set_leader(&inner, false);
+                tokio::select! {
+                    biased;
+                    s = states.next() => match s {
+                        Some(s) => handle_state(&inner, &mut node, &mut suspended, s),
+                        None => break,
+                    },
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        tokio::select! {
+            biased;
+            s = states.next() => match s {
+                Some(s) => handle_state(&inner, &mut node, &mut suspended, s),
+                None => break,
+            },
+            _ = watch => {}
+        }
+    }
+    // The client is closed: its session and our node are gone.
+    set_leader(&inner, false);
+    forget_node(&inner, &mut node, false);
+}
+
+fn handle_state(inner: &Inner, node: &mut Option<Node>, suspended: &mut bool, s: ConnectionState) {
+    match s {
+        ConnectionState::Suspended | ConnectionState::ReadOnly => {
+            // Standard error policy: the leader may have lost its session; stop leading.
+            set_leader(inner, false);
+            *suspended = true;
+        }
+        ConnectionState::Lost => {
+            set_leader(inner, false);
+            *suspended = true;
+            // The node went (or goes) with the old session; make sure, and queue anew later.
+            forget_node(inner, node, true);
+        }
+        ConnectionState::Connected | ConnectionState::Reconnected => {
+            *suspended = false;
+            // Same session: keep the node and re-check (no reset, CURATOR-644). A new
+            // session without a LOST seen: the old node is stale.
+            if node
+                .as_ref()
+                .is_some_and(|n| n.session_id != inner.client.session_id())
+            {
+                forget_node(inner, node, true);
+            }
+        }
+        _ => {}
+    }
+}
+
+async fn check(inner: &Inner, node: &mut Option<Node>) -> Result<Checked, ZkError> {
+    let client = &inner.client;
+    if node.is_none() {
+        let created = client
+            .create(&join(&inner.path, LATCH_NAME))
+            .mode(CreateMode::EphemeralSequential)
+            .creating_parent_containers_if_needed()
+            .with_protection()
+            .data(inner.id.as_bytes())
+            .await?;
+        let session_id = created
+            .stat
+            .map_or_else(|| client.session_id(), |s| s.ephemeral_owner);
+        inner.node.send_replace(Some(created.path.clone()));
+        *node = Some(Node {
+            path: created.path,
+            session_id,
+        });
+    }
+    let Some(ours) = node.as_ref() else {
+        return Ok(Checked::Again);
+    };
+    let ours_path = ours.path.clone();
+    let ours_session = ours.session_id;
+    let children = match client.get_children(&inner.path).await {
+        Ok(c) => c,
+        Err(ZkError::NoNode) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let sorted = sorted_children(children, LATCH_NAME);
+    let Some(index) = sorted.iter().position(|c| c == node_name(&ours_path)) else {
+        // Our node is gone (session expired, or deleted by someone): queue again.
+        forget_node(inner, node, false);
+        return Ok(Checked::Again);
+    };
+    if index == 0 {
+        return match client.get_data(&ours_path).watched().await {
+            Ok((_, stat, watch)) => {
+                let session = client.session_id();
+                if stat.ephemeral_owner == session && ours_session == session {
+                    if client
+                        .connection_state()
+                        .is_some_and(ConnectionState::is_connected)
+                    {
+                        Ok(Checked::Leader(watch))
+                    } else {
+                        Ok(Checked::Again)
+                    }
+                } else {
+                    // Left by an older session of ours: never lead on it.
+                    forget_node(inner, node, true);
+                    Ok(Checked::Again)
+                }
+            }
+            Err(ZkError::NoNode) => {
+                forget_node(inner, node, false);
+                Ok(Checked::Again)
+            }
+            Err(e) => Err(e),
+        };
+    }
+    let Some(predecessor) = index.checked_sub(1).and_then(|i| sorted.get(i)) else {
+        return Ok(Checked::Again);
+    };
+    match client
+        .get_data(&join(&inner.path, predecessor))
+        .watched()
+        .await
+    {
+        Ok((_, _, watch)) => Ok(Checked::Follower(watch)),
+        Err(ZkError::NoNode) => Ok(Checked::Again),
+        Err(e) => Err(e),
+    }
+}
+
+fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,121 @@
+//! Helpers shared by the recipes: waiting for a connection, deleting a node until it is gone,
+//! and cleaning up a node whose owner gave up on it.
+
+use std::time::Duration;
+
+use zk_client::{Client, Error as ZkError};
+
+/// Waits until the client is connected; false if the client was closed (or failed for good).
+pub(crate) async fn wait_connected(client: &Client) -> bool {
+    let mut rx = client.session().state_receiver();
+    rx.wait_for(|s| s.is_connected() || s.is_terminal())
+        .await
+        .map(|s| s.is_connected())
+        .unwrap_or(false)
+}
+
+/// Deletes `path` (client-relative) until it is gone: across connection losses and session
+/// changes (any session may delete an ephemeral node it may write). Returns once the node no
+/// longer exists, or the client was closed (closing the session removes its ephemerals), or a
+/// non-retryable error (e.g. NOAUTH) says it never will be deleted by us.
+pub(crate) async fn delete_until_gone(client: &Client, path: &str) -> Result<(), ZkError> {
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        match client.delete(path).quietly().await {
+            Ok(()) | Err(ZkError::Closed) => return Ok(()),
+            Err(e) if e.is_retryable() || matches!(e, ZkError::Connect(_)) => {
+                tracing::debug!(%path, %e, "delete failed; retrying until the node is gone");
+                if !wait_connected(client).await {
+                    return Ok(());
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => {
+                tracing::warn!(%path, %e, "giving up deleting a recipe node");
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Deletes `path` in the background until it is gone (when a tokio runtime is available; else
+/// the node lives until its session ends).
+pub(crate) fn delete_in_background(client: &Client, path: String) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            let client = client.clone();
+            rt.spawn(async move {
+                let _ = delete_until_gone(&client, &path).await;
+            });
+        }
+        Err(_) => {
+            tracing::warn!(%path, "no tokio runtime: node left to its session's end");
+        }
+    }
+}
+
+/// A node this recipe created and still owes a delete: deleted in the background when dropped
+/// while armed (e.g. when an acquire future is cancelled mid-wait).
+#[derive(Debug)]
+pub(crate) struct OwnedNode {
+    client: Client,
+    path: Option<String>,
+}
+
+impl OwnedNode {
+    pub(crate) fn new(client: &Client) -> OwnedNode {
+        OwnedNode {
+            client: client.clone(),
+            path: None,
+        }
+    }
+
+    pub(crate) fn path(&self) -> Option<&str> {
+        self.path.as_deref()
+    }
+
+    pub(crate) fn set(&mut self, path: String) {
+        self.path = Some(path);
+    }
+
+    /// Forgets the node without deleting it (it was handed to a guard, or is gone).
+    pub(crate) fn disarm(&mut self) -> Option<String> {
+        self.path.take()
+    }
+
+    /// Deletes the node now and waits for the first attempt (bounded by the client's
+    /// connection timeout and retry policy); if it fails, deleting goes on in the background.
+    /// Runs in its own task, so cancelling this does not stop the delete.
+    pub(crate) async fn delete_now(&mut self) {
+        if let Some(path) = self.path.take() {
+            let client = self.client.clone();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tokio::spawn(async move {
+                match client.delete(&path).quietly().await {
+                    Ok(()) | Err(ZkError::Closed) => {
+                        let _ = tx.send(());
+                    }
+                    Err(_) => {
+                        let _ = tx.send(());
+                        let _ = delete_until_gone(&client, &path).await;
+                    }
+                }
+            });
+            let _ = rx.await;
+        }
+    }
+
+    /// Deletes the node in the background.
+    pub(crate) fn delete_later(&mut self) {
+        if let Some(path) = self.path.take() {
+            delete_in_background(&self.client, path);
+        }
+    }
+}
+
+impl Drop for OwnedNode {
+    fn drop(&mut self) {
+        self.delete_later();
+    }
+}
