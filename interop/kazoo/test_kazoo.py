@@ -288,3 +288,34 @@ def test_digest_auth_and_acls(root):
 def test_server_version_and_four_letter_words(zk):
     assert zk.server_version()[:2] == (3, 8)
     assert zk.command(b"ruok") == "imok"
+
+
+def test_server_semantics_match_apache(zk, root):
+    """Facts a client can observe that our server must reproduce exactly as Apache does."""
+    from kazoo.exceptions import BadArgumentsError, NoChildrenForEphemeralsError
+
+    q = root + "/q"
+    zk.create(q)
+    assert zk.create(q + "/n-", sequence=True) == q + "/n-0000000000"
+    zk.create(q + "/plain")
+    assert zk.create(q + "/n-", sequence=True) == q + "/n-0000000002"
+    zk.delete(q + "/plain")
+    assert zk.create(q + "/", sequence=True) == q + "/0000000003"  # deletes do not reuse numbers
+    s = root + "/s"
+    zk.create(s)
+    zk.create(s + "/a")
+    zk.create(s + "/b")
+    zk.delete(s + "/a")
+    stat = zk.exists(s)
+    assert (stat.cversion, stat.numChildren) == (3, 1)  # 2 x creates - children
+    for special in ("/zookeeper", "/zookeeper/quota", "/zookeeper/config"):
+        with pytest.raises(BadArgumentsError):
+            zk.delete(special)
+    with pytest.raises(NodeExistsError):
+        zk.create("/")
+    zk.create(root + "/eph", ephemeral=True)
+    with pytest.raises(NoChildrenForEphemeralsError):
+        zk.create(root + "/eph/child")
+    acl, _ = zk.get_acls("/zookeeper/config")
+    assert [(a.perms, a.id.scheme, a.id.id) for a in acl] == [(1, "world", "anyone")]
+    assert "zookeeper" in zk.get_children("/")
