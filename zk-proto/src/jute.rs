@@ -11,9 +11,10 @@ pub trait Encode {
     /// Appends the encoded bytes to `buf`.
     fn encode(&self, buf: &mut BytesMut);
 
-    /// Encodes into a fresh buffer.
+    /// Encodes into a fresh buffer (sized for a typical record, so that small ones are written
+    /// without reallocating).
     fn to_bytes(&self) -> BytesMut {
-        let mut buf = BytesMut::new();
+        let mut buf = BytesMut::with_capacity(256);
         self.encode(&mut buf);
         buf
     }
