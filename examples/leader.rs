@@ -60,7 +60,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             if leading { "LEADER" } else { "follower" }
         );
         if leading && args.lead_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(args.lead_ms)).await;
+            // Lead for `lead_ms` — unless leadership is lost first (connection suspended,
+            // session lost): then stop claiming it at once and wait to lead again.
+            let lost = tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(args.lead_ms)) => false,
+                r = leadership.wait_for(|leading| !*leading) => r.is_ok(),
+            };
+            if lost {
+                println!("[{}] leadership lost; no longer leading", args.id);
+                continue;
+            }
             println!("[{}] stepping down", args.id);
             break;
         }

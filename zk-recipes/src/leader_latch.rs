@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use zk_client::{
@@ -12,7 +12,7 @@ use zk_client::{
 };
 
 use crate::nodes::{check_base_path, join, node_name, sorted_children};
-use crate::util::{delete_in_background, OwnedNode};
+use crate::util::{delete_in_background, serves_writes, OwnedNode};
 use crate::{Error, Result};
 
 /// The name of latch nodes (as Curator's `LeaderLatch`): `<path>/_c_<uuid>-latch-N`.
@@ -312,7 +312,7 @@ fn forget_node(inner: &Inner, node: &mut Option<Node>, delete: bool) {
 async fn drive(inner: Arc<Inner>, mut states: ConnectionStates) {
     let client = inner.client.clone();
     let mut node: Option<Node> = None;
-    let mut suspended = client.connection_state().is_some_and(|s| !s.is_connected());
+    let mut suspended = client.connection_state().is_some_and(|s| !serves_writes(s));
     let mut backoff = Duration::from_millis(50);
     loop {
         if suspended {
@@ -337,6 +337,26 @@ async fn drive(inner: Arc<Inner>, mut states: ConnectionStates) {
         let watch = match checked {
             Ok(Checked::Leader(w)) => {
                 backoff = Duration::from_millis(50);
+                // A state change may have arrived while checking (e.g. a SUSPENDED): apply
+                // it first and, if there was any, check again rather than claim.
+                let mut pending = false;
+                let mut ended = false;
+                while let Some(next) = states.next().now_or_never() {
+                    pending = true;
+                    match next {
+                        Some(s) => handle_state(&inner, &mut node, &mut suspended, s),
+                        None => {
+                            ended = true;
+                            break;
+                        }
+                    }
+                }
+                if ended {
+                    break;
+                }
+                if pending || suspended || !client.connection_state().is_some_and(serves_writes) {
+                    continue;
+                }
                 set_leader(&inner, true);
                 w
             }
@@ -444,10 +464,7 @@ async fn check(inner: &Inner, node: &mut Option<Node>) -> Result<Checked, ZkErro
             Ok((_, stat, watch)) => {
                 let session = client.session_id();
                 if stat.ephemeral_owner == session && ours_session == session {
-                    if client
-                        .connection_state()
-                        .is_some_and(ConnectionState::is_connected)
-                    {
+                    if client.connection_state().is_some_and(serves_writes) {
                         Ok(Checked::Leader(watch))
                     } else {
                         Ok(Checked::Again)

@@ -3,7 +3,8 @@
 //!
 //! Available now:
 //!
-//! * [`Mutex`] — Curator's `InterProcessMutex`: reentrant per handle, fair, no herd effect,
+//! * [`Mutex`] — Curator's `InterProcessMutex`: exclusive between processes and between tasks
+//!   sharing a handle, explicitly reentrant ([`MutexGuard::reenter`]), fair, no herd effect,
 //!   acquire with a timeout; every [`MutexGuard`] carries a **fencing token** and reports when
 //!   the lock **may be lost** (SUSPENDED) or **is lost** (LOST).
 //! * [`LeaderLatch`] — Curator's `LeaderLatch`: await leadership, a leadership watch channel,
@@ -69,4 +70,4 @@ mod util;
 
 pub use error::{Error, Result};
 pub use leader_latch::{LeaderLatch, Participant};
-pub use mutex::{LockState, Mutex, MutexGuard};
+pub use mutex::{LockState, LockStates, Mutex, MutexGuard};

@@ -1,17 +1,21 @@
 //! [`Mutex`]: Curator's `InterProcessMutex`, with fencing tokens and lock-state reporting.
 
 use std::fmt;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex as StdMutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::StreamExt;
-use tokio::sync::{watch, Mutex as AsyncMutex};
+use futures::{Stream, StreamExt};
+use tokio::sync::{mpsc, watch, Mutex as AsyncMutex};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use zk_client::{Client, ConnectionState, ConnectionStates, CreateMode, Error as ZkError};
+use zk_client::{
+    Client, ConnectionState, ConnectionStates, CreateMode, Error as ZkError, EventType, WatchFuture,
+};
 
 use crate::nodes::{check_base_path, join, node_name, sorted_children};
-use crate::util::{delete_until_gone, OwnedNode};
+use crate::util::{delete_until_gone, serves_writes, OwnedNode};
 use crate::{Error, Result};
 
 /// The name of lock nodes (Curator's `InterProcessMutex` uses the same): a lock node is
@@ -62,10 +66,15 @@ pub struct WaitStats {
 /// wakes exactly one waiter (no herd effect). Before claiming the lock the node is re-read and
 /// its `ephemeralOwner` must be the current session.
 ///
-/// The mutex is reentrant *per handle*: while a [`MutexGuard`] of this handle is alive,
-/// [`Mutex::acquire`] returns another guard for the same node at once; the node is deleted
-/// when the last guard is released. Concurrent acquires on one handle are serialised. Use one
-/// handle per logical owner (e.g. per task) for mutual exclusion between them.
+/// Mutual exclusion holds between handles *and* between tasks sharing one handle (e.g. through
+/// an `Arc`): while a [`MutexGuard`] of this handle is alive, [`Mutex::acquire`] on the same
+/// handle waits until that guard (and every guard re-entered from it) is released and the lock
+/// node is gone, then queues for the lock like any other acquirer. Re-entrancy is explicit:
+/// [`MutexGuard::reenter`] returns another guard for the same grant (same node, same fencing
+/// token) at once; the node is deleted when the last of them is released.
+///
+/// A holder that loses its lock ([`LockState::Lost`]) still blocks further acquires on its
+/// handle until its guard is released: it may still be inside the critical section.
 ///
 /// ```no_run
 /// # async fn f(client: zk_client::Client) -> zk_recipes::Result<()> {
@@ -91,7 +100,8 @@ struct Inner {
     client: Client,
     path: String,
     data: Vec<u8>,
-    /// Serialises acquisitions on this handle.
+    /// Serialises acquisitions on this handle (a waiting acquire holds it, so later ones
+    /// queue behind it in order).
     op: AsyncMutex<()>,
     /// The lease of this handle, while its node exists (cleared only after the node is gone).
     held: StdMutex<Option<Arc<Lease>>>,
@@ -105,7 +115,7 @@ struct Lease {
     session_id: i64,
     /// Guards alive; 0 means the node is being deleted. Changed under `Inner::held`.
     count: StdMutex<usize>,
-    state: Arc<watch::Sender<LockState>>,
+    state: Arc<StateCell>,
     monitor: StdMutex<Option<JoinHandle<()>>>,
 }
 
@@ -151,7 +161,8 @@ impl Mutex {
         &self.inner.path
     }
 
-    /// Acquires the lock, waiting as long as it takes.
+    /// Acquires the lock, waiting as long as it takes — also for a guard of this very handle
+    /// to be released (use [`MutexGuard::reenter`] for re-entrancy).
     ///
     /// # Errors
     /// [`Error::Zk`] when a ZooKeeper call fails after the client's retries (the node this
@@ -181,7 +192,7 @@ impl Mutex {
     pub fn is_acquired(&self) -> bool {
         let held = lock(&self.inner.held);
         held.as_ref()
-            .is_some_and(|l| *lock(&l.count) > 0 && !l.state.borrow().is_final())
+            .is_some_and(|l| *lock(&l.count) > 0 && !l.state.get().is_final())
     }
 
     /// The lock nodes under the path, in queue order (holder first), as node names.
@@ -228,32 +239,16 @@ impl Mutex {
         let inner = &self.inner;
         let client = &inner.client;
         let _op = inner.op.lock().await;
-        // Reentrancy: another guard for the node this handle holds.
+        // Mutual exclusion between tasks sharing this handle: while a guard of this handle is
+        // alive (even a lost one: its task may still be in the critical section), wait until
+        // it is released and its node is gone — or this acquisition would queue behind our
+        // own node. `held` is cleared before `Released` is sent.
         loop {
-            let releasing = {
-                let mut held = lock(&inner.held);
-                let Some(lease) = held.clone() else { break };
-                let mut count = lock(&lease.count);
-                if *count == 0 {
-                    // Its last guard is gone and its node is being deleted: wait until it
-                    // is, or this acquisition would queue behind our own node.
-                    Some(lease.clone())
-                } else if lease.state.borrow().is_final() {
-                    // Lost with guards still alive: the node is gone with the session (their
-                    // release deletes it quietly); this acquisition starts afresh.
-                    drop(count);
-                    *held = None;
-                    break;
-                } else {
-                    *count += 1;
-                    drop(count);
-                    return Ok(MutexGuard::new(inner.clone(), lease));
-                }
+            let Some(lease) = lock(&inner.held).clone() else {
+                break;
             };
-            if let Some(lease) = releasing {
-                let mut rx = lease.state.subscribe();
-                let _ = rx.wait_for(|s| *s == LockState::Released).await;
-            }
+            let mut rx = lease.state.tx.subscribe();
+            let _ = rx.wait_for(|s| *s == LockState::Released).await;
         }
 
         let lock_prefix = join(&inner.path, LOCK_NAME);
@@ -286,24 +281,34 @@ impl Mutex {
                 continue;
             };
             if index == 0 {
-                // Subscribe before verifying, so no later state change can be missed.
+                // Subscribe before verifying, so no later state change can be missed. The
+                // verifying read also leaves a watch on our node, so the guard learns of its
+                // deletion (getData sets no watch on a missing node: no leak).
                 let states = client.connection_states();
-                match client.exists(&our_path).await? {
-                    Some(stat) if stat.ephemeral_owner == client.session_id() => {
+                match client.get_data(&our_path).watched().await {
+                    Ok((_, stat, watch)) if stat.ephemeral_owner == client.session_id() => {
                         own.disarm();
-                        let lease = Lease::start(client, our_path, stat.czxid, states);
+                        let lease = Lease::start(
+                            client,
+                            our_path,
+                            stat.czxid,
+                            stat.ephemeral_owner,
+                            states,
+                            watch,
+                        );
                         *lock(&inner.held) = Some(lease.clone());
                         return Ok(MutexGuard::new(inner.clone(), lease));
                     }
-                    Some(_) => {
+                    Ok(_) => {
                         // Left by an expired session of ours: not a valid claim.
                         own.delete_later();
                         continue;
                     }
-                    None => {
+                    Err(ZkError::NoNode) => {
                         own.disarm();
                         continue;
                     }
+                    Err(e) => return Err(e.into()),
                 }
             }
             let Some(predecessor) = index.checked_sub(1).and_then(|i| sorted.get(i)) else {
@@ -329,24 +334,28 @@ impl Mutex {
 }
 
 impl Lease {
+    /// A lease on a verified lock node: `session_id` is the node's `ephemeralOwner` as read
+    /// when verifying, `node_watch` the watch that read left on the node.
     fn start(
         client: &Client,
         node_path: String,
         czxid: i64,
+        session_id: i64,
         states: ConnectionStates,
+        node_watch: WatchFuture,
     ) -> Arc<Lease> {
-        let session_id = client.session_id();
         let initial = match client.connection_state() {
-            Some(s) if !s.is_connected() => LockState::Suspended,
+            Some(s) if !serves_writes(s) => LockState::Suspended,
             _ => LockState::Held,
         };
-        let state = Arc::new(watch::channel(initial).0);
+        let state = Arc::new(StateCell::new(initial));
         let monitor = tokio::spawn(monitor(
             client.clone(),
             node_path.clone(),
             session_id,
             state.clone(),
             states,
+            node_watch,
         ));
         Arc::new(Lease {
             node_path,
@@ -359,63 +368,203 @@ impl Lease {
     }
 }
 
-/// Moves to `next` unless the state is final already.
-fn set_state(state: &watch::Sender<LockState>, next: LockState) {
-    state.send_if_modified(|s| {
-        if s.is_final() || *s == next {
-            false
-        } else {
-            *s = next;
-            true
-        }
-    });
+/// A lease's state: the current value (a watch channel) and lossless subscribers.
+struct StateCell {
+    tx: watch::Sender<LockState>,
+    /// Every change goes to each of these, in order; cleared after [`LockState::Released`]
+    /// (the last state), which ends their streams.
+    listeners: StdMutex<Vec<mpsc::UnboundedSender<LockState>>>,
 }
 
-/// Follows the connection states for one lock node.
+impl StateCell {
+    fn new(initial: LockState) -> StateCell {
+        StateCell {
+            tx: watch::channel(initial).0,
+            listeners: StdMutex::new(Vec::new()),
+        }
+    }
+
+    fn get(&self) -> LockState {
+        *self.tx.borrow()
+    }
+
+    /// Moves to `next` unless the state is final already.
+    fn set(&self, next: LockState) {
+        let mut listeners = lock(&self.listeners);
+        let changed = self.tx.send_if_modified(|s| {
+            if s.is_final() || *s == next {
+                false
+            } else {
+                *s = next;
+                true
+            }
+        });
+        if changed {
+            listeners.retain(|l| l.send(next).is_ok());
+        }
+    }
+
+    /// Moves to [`LockState::Released`] (from any state) and ends the subscribers' streams.
+    fn released(&self) {
+        let mut listeners = lock(&self.listeners);
+        if self.tx.send_replace(LockState::Released) != LockState::Released {
+            for l in listeners.iter() {
+                let _ = l.send(LockState::Released);
+            }
+        }
+        listeners.clear();
+    }
+
+    fn subscribe_changes(&self) -> LockStates {
+        let mut listeners = lock(&self.listeners);
+        let (tx, rx) = mpsc::unbounded_channel();
+        if self.get() != LockState::Released {
+            listeners.push(tx);
+        }
+        LockStates { rx }
+    }
+}
+
+/// Every change of a guard's [`LockState`] after [`MutexGuard::state_changes`] was called, in
+/// order and none coalesced; the stream ends after [`LockState::Released`].
+#[derive(Debug)]
+pub struct LockStates {
+    rx: mpsc::UnboundedReceiver<LockState>,
+}
+
+impl Stream for LockStates {
+    type Item = LockState;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<LockState>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// What the monitor does next.
+enum Next {
+    Continue,
+    Stop,
+}
+
+/// Follows the connection states and the lock node itself (a watch on it, re-armed after
+/// every event) for one lock node.
 async fn monitor(
     client: Client,
     node_path: String,
     session_id: i64,
-    state: Arc<watch::Sender<LockState>>,
+    state: Arc<StateCell>,
     mut states: ConnectionStates,
+    node_watch: WatchFuture,
 ) {
-    while let Some(s) = states.next().await {
-        match s {
-            ConnectionState::Suspended | ConnectionState::ReadOnly => {
-                set_state(&state, LockState::Suspended);
-            }
-            ConnectionState::Lost => {
-                set_state(&state, LockState::Lost);
-                return;
-            }
-            ConnectionState::Connected | ConnectionState::Reconnected => {
-                if client.session_id() != session_id {
-                    set_state(&state, LockState::Lost);
-                    return;
-                }
-                // Same session: re-check the node rather than assume.
-                match client.exists(&node_path).await {
-                    Ok(Some(stat)) if stat.ephemeral_owner == session_id => {
-                        if client
-                            .connection_state()
-                            .is_some_and(ConnectionState::is_connected)
-                        {
-                            set_state(&state, LockState::Held);
+    let mut node_watch = Some(node_watch);
+    loop {
+        match node_watch.as_mut() {
+            Some(watch) => {
+                tokio::select! {
+                    biased;
+                    s = states.next() => {
+                        if let Next::Stop = on_state(&client, &node_path, session_id, &state, s).await {
+                            return;
                         }
                     }
-                    Ok(_) => {
-                        set_state(&state, LockState::Lost);
-                        return;
+                    event = watch => {
+                        node_watch = None;
+                        match event.event_type {
+                            // Deleted (by an operator, another client, ...): another process
+                            // may get the lock now.
+                            EventType::NodeDeleted => {
+                                tracing::warn!(path = %node_path, "lock node deleted while held");
+                                state.set(LockState::Lost);
+                                return;
+                            }
+                            // The watch ended with the session (expired or closed).
+                            EventType::None => {
+                                state.set(LockState::Lost);
+                                return;
+                            }
+                            // Data changed or the like: re-arm below.
+                            _ => {}
+                        }
                     }
-                    // Connection trouble again: a later state decides.
-                    Err(_) => {}
                 }
             }
-            _ => {}
+            None => {
+                // Re-arm the watch on our node (and check it still is ours).
+                let rearm = client.get_data(&node_path).watched();
+                tokio::select! {
+                    biased;
+                    s = states.next() => {
+                        if let Next::Stop = on_state(&client, &node_path, session_id, &state, s).await {
+                            return;
+                        }
+                    }
+                    r = rearm => match r {
+                        Ok((_, stat, watch)) if stat.ephemeral_owner == session_id => {
+                            node_watch = Some(watch);
+                        }
+                        Ok(_) | Err(ZkError::NoNode) | Err(ZkError::Closed) => {
+                            state.set(LockState::Lost);
+                            return;
+                        }
+                        // Connection trouble: retry after the next state change.
+                        Err(e) => {
+                            tracing::debug!(path = %node_path, %e, "re-arming the lock node watch failed");
+                            let s = states.next().await;
+                            if let Next::Stop = on_state(&client, &node_path, session_id, &state, s).await {
+                                return;
+                            }
+                        }
+                    },
+                }
+            }
         }
     }
-    // The client was closed: its session (and the node) is gone.
-    set_state(&state, LockState::Lost);
+}
+
+/// Applies one connection state (`None`: the client was closed) to the lock's state.
+async fn on_state(
+    client: &Client,
+    node_path: &str,
+    session_id: i64,
+    state: &StateCell,
+    s: Option<ConnectionState>,
+) -> Next {
+    match s {
+        Some(ConnectionState::Suspended | ConnectionState::ReadOnly) => {
+            state.set(LockState::Suspended);
+        }
+        Some(ConnectionState::Lost) => {
+            state.set(LockState::Lost);
+            return Next::Stop;
+        }
+        Some(ConnectionState::Connected | ConnectionState::Reconnected) => {
+            if client.session_id() != session_id {
+                state.set(LockState::Lost);
+                return Next::Stop;
+            }
+            // Same session: re-check the node rather than assume.
+            match client.exists(node_path).await {
+                Ok(Some(stat)) if stat.ephemeral_owner == session_id => {
+                    if client.connection_state().is_some_and(serves_writes) {
+                        state.set(LockState::Held);
+                    }
+                }
+                Ok(_) => {
+                    state.set(LockState::Lost);
+                    return Next::Stop;
+                }
+                // Connection trouble again: a later state decides.
+                Err(_) => {}
+            }
+        }
+        Some(_) => {}
+        None => {
+            // The client was closed: its session (and the node) is gone.
+            state.set(LockState::Lost);
+            return Next::Stop;
+        }
+    }
+    Next::Continue
 }
 
 /// Holds a [`Mutex`]. Dropping it releases the lock (the node is deleted in the background
@@ -432,7 +581,7 @@ impl fmt::Debug for MutexGuard {
         f.debug_struct("MutexGuard")
             .field("node", &self.lease.node_path)
             .field("fencing_token", &self.lease.czxid)
-            .field("state", &*self.lease.state.borrow())
+            .field("state", &self.lease.state.get())
             .finish()
     }
 }
@@ -453,8 +602,8 @@ impl MutexGuard {
     /// same lock always has a larger token than every earlier one. Pass it along with every
     /// write to the protected resource and let the resource reject tokens lower than the
     /// highest it has accepted: a holder that was paused or partitioned past its session
-    /// (and so lost the lock without knowing) is then refused. Reentrant guards of one
-    /// handle share the token.
+    /// (and so lost the lock without knowing) is then refused. Guards re-entered from one
+    /// another ([`MutexGuard::reenter`]) share the token.
     pub fn fencing_token(&self) -> i64 {
         self.lease.czxid
     }
@@ -469,20 +618,40 @@ impl MutexGuard {
         self.lease.session_id
     }
 
-    /// The lock's state now.
-    pub fn state(&self) -> LockState {
-        *self.lease.state.borrow()
+    /// Another guard for this same grant, at once (explicit re-entrancy): it shares the lock
+    /// node, the fencing token and the state; the node is deleted when the last of the guards
+    /// is released. Re-entering a lost guard gives a lost guard.
+    pub fn reenter(&self) -> MutexGuard {
+        {
+            let _held = lock(&self.inner.held);
+            // This guard is alive, so the count is at least 1 and the node not being deleted.
+            *lock(&self.lease.count) += 1;
+        }
+        MutexGuard::new(self.inner.clone(), self.lease.clone())
     }
 
-    /// The lock's state as a watch channel (every change is observed).
+    /// The lock's state now.
+    pub fn state(&self) -> LockState {
+        self.lease.state.get()
+    }
+
+    /// The lock's state as a watch channel: it always holds the latest state, but changes
+    /// that follow each other quickly are coalesced (a short [`LockState::Suspended`] can be
+    /// missed). Use [`MutexGuard::state_changes`] to see every change.
     pub fn states(&self) -> watch::Receiver<LockState> {
-        self.lease.state.subscribe()
+        self.lease.state.tx.subscribe()
+    }
+
+    /// Every change of the lock's state from now on, in order and none coalesced; the stream
+    /// ends after [`LockState::Released`] (at once if the guard's grant is released already).
+    pub fn state_changes(&self) -> LockStates {
+        self.lease.state.subscribe_changes()
     }
 
     /// Resolves when the lock may be lost: the state leaves [`LockState::Held`]
     /// ([`LockState::Suspended`] or [`LockState::Lost`]); returns that state.
     pub async fn at_risk(&self) -> LockState {
-        let mut rx = self.lease.state.subscribe();
+        let mut rx = self.lease.state.tx.subscribe();
         let state = match rx.wait_for(|s| *s != LockState::Held).await {
             Ok(s) => *s,
             Err(_) => LockState::Lost,
@@ -492,11 +661,11 @@ impl MutexGuard {
 
     /// Resolves when the lock is lost for good ([`LockState::Lost`]).
     pub async fn lost(&self) {
-        let mut rx = self.lease.state.subscribe();
+        let mut rx = self.lease.state.tx.subscribe();
         let _ = rx.wait_for(|s| s.is_final()).await;
     }
 
-    /// Releases this guard. If it was the handle's last guard the lock node is deleted —
+    /// Releases this guard. If it was the grant's last guard the lock node is deleted —
     /// across connection losses until it is gone — and the handle's state is cleared only
     /// then. Runs in its own task: cancelling this future does not stop the release.
     ///
@@ -545,7 +714,7 @@ fn release_one(inner: &Arc<Inner>, lease: &Arc<Lease>) -> Option<JoinHandle<Resu
         if held.as_ref().is_some_and(|l| Arc::ptr_eq(l, lease)) {
             *held = None;
         }
-        lease.state.send_replace(LockState::Released);
+        lease.state.released();
         return None;
     };
     let inner = inner.clone();
@@ -558,7 +727,7 @@ fn release_one(inner: &Arc<Inner>, lease: &Arc<Lease>) -> Option<JoinHandle<Resu
                 *held = None;
             }
         }
-        lease.state.send_replace(LockState::Released);
+        lease.state.released();
         result
     }))
 }

@@ -3,7 +3,14 @@
 
 use std::time::Duration;
 
-use zk_client::{Client, Error as ZkError};
+use zk_client::{Client, ConnectionState, Error as ZkError};
+
+/// Whether a connection in state `s` may count as holding a lock or leadership: connected to
+/// a server that serves writes. A read-only server does not (although
+/// [`ConnectionState::is_connected`] counts it), nor does a suspended or lost connection.
+pub(crate) fn serves_writes(s: ConnectionState) -> bool {
+    matches!(s, ConnectionState::Connected | ConnectionState::Reconnected)
+}
 
 /// Waits until the client is connected; false if the client was closed (or failed for good).
 pub(crate) async fn wait_connected(client: &Client) -> bool {
@@ -117,5 +124,19 @@ impl OwnedNode {
 impl Drop for OwnedNode {
     fn drop(&mut self) {
         self.delete_later();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_read_write_connections_serve_writes() {
+        assert!(serves_writes(ConnectionState::Connected));
+        assert!(serves_writes(ConnectionState::Reconnected));
+        assert!(!serves_writes(ConnectionState::ReadOnly));
+        assert!(!serves_writes(ConnectionState::Suspended));
+        assert!(!serves_writes(ConnectionState::Lost));
     }
 }

@@ -1,12 +1,15 @@
-//! `Mutex` against the embedded server: mutual exclusion, fencing, reentrancy, timeouts, no
-//! herd effect, session expiry, lost create replies, cancellation.
+//! `Mutex` against the embedded server: mutual exclusion (also between tasks sharing a handle),
+//! fencing, explicit reentrancy, timeouts, no herd effect, session expiry, a deleted lock node,
+//! lost create replies, cancellation.
 
 mod support;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use support::*;
 use zk_recipes::{LockState, Mutex};
 
@@ -71,15 +74,89 @@ async fn mutual_exclusion_exact_counter_single_holder_increasing_tokens() {
     assert!(m.participant_nodes().await.unwrap().is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tasks_sharing_one_handle_never_overlap() {
+    const SHARING: usize = 4;
+    const SHARED_ROUNDS: usize = 25;
+    let server = server().await;
+    let client = client(&server.connect_string()).await;
+    let mutex = Arc::new(Mutex::new(client.clone(), LOCK).unwrap());
+    let counter = Arc::new(AtomicU64::new(0));
+    let inside = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..SHARING {
+        let (mutex, counter, inside) = (mutex.clone(), counter.clone(), inside.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..SHARED_ROUNDS {
+                let guard = mutex.acquire().await.expect("acquire");
+                assert!(
+                    !inside.swap(true, Ordering::SeqCst),
+                    "two tasks of one handle inside the critical section"
+                );
+                let v = counter.load(Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                counter.store(v + 1, Ordering::SeqCst);
+                inside.store(false, Ordering::SeqCst);
+                guard.release().await.expect("release");
+            }
+        }));
+    }
+    within("all acquisitions", async {
+        for t in tasks {
+            t.await.expect("task");
+        }
+    })
+    .await;
+    assert_eq!(
+        counter.load(Ordering::SeqCst),
+        (SHARING * SHARED_ROUNDS) as u64
+    );
+    assert!(!mutex.is_acquired());
+    assert!(mutex.participant_nodes().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acquire_on_a_handle_with_a_live_guard_waits_for_its_release() {
+    let server = server().await;
+    let client = client(&server.connect_string()).await;
+    let mutex = Arc::new(Mutex::new(client.clone(), LOCK).unwrap());
+    let first = mutex.acquire().await.unwrap();
+    // A plain acquire on the same handle is not re-entrant: it waits.
+    assert!(mutex
+        .acquire_timeout(Duration::from_millis(200))
+        .await
+        .unwrap()
+        .is_none());
+    let waiter = {
+        let mutex = mutex.clone();
+        tokio::spawn(async move { mutex.acquire().await.expect("acquire") })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !waiter.is_finished(),
+        "acquired while the handle's guard is alive"
+    );
+    let old_token = first.fencing_token();
+    let old_node = first.node_path().to_owned();
+    first.release().await.unwrap();
+    let second = within("acquire after the release", waiter).await.unwrap();
+    // A fresh grant: a new node and a higher token.
+    assert_ne!(second.node_path(), old_node);
+    assert!(second.fencing_token() > old_token);
+    assert_eq!(client.exists(&old_node).await.unwrap(), None);
+    second.release().await.unwrap();
+}
+
 #[tokio::test]
-async fn reentrant_per_handle_node_deleted_with_the_last_guard() {
+async fn explicit_reentry_shares_the_node_deleted_with_the_last_guard() {
     let server = server().await;
     let client = client(&server.connect_string()).await;
     let mutex = Mutex::new(client.clone(), LOCK).unwrap();
     let first = mutex.acquire().await.unwrap();
-    let second = within("reentrant acquire", mutex.acquire()).await.unwrap();
+    let second = first.reenter();
     assert_eq!(first.node_path(), second.node_path());
     assert_eq!(first.fencing_token(), second.fencing_token());
+    assert_eq!(second.state(), LockState::Held);
     assert_eq!(mutex.participant_nodes().await.unwrap().len(), 1);
 
     // Another handle (even on the same session) is excluded.
@@ -90,9 +167,21 @@ async fn reentrant_per_handle_node_deleted_with_the_last_guard() {
         .unwrap()
         .is_none());
 
+    // Nor does a plain acquire on the same handle re-enter: it waits for both guards.
+    assert!(mutex
+        .acquire_timeout(Duration::from_millis(200))
+        .await
+        .unwrap()
+        .is_none());
+
     first.release().await.unwrap();
     assert!(mutex.is_acquired());
     assert_eq!(mutex.participant_nodes().await.unwrap().len(), 1);
+    // Re-entering from the remaining guard still works.
+    let third = second.reenter();
+    assert_eq!(third.fencing_token(), second.fencing_token());
+    drop(third);
+    assert!(mutex.is_acquired());
     let node = second.node_path().to_owned();
     second.release().await.unwrap();
     // Local state is cleared only after the node is gone.
@@ -116,11 +205,17 @@ async fn acquire_timeout_deletes_its_node() {
     let holder = Mutex::new(a.clone(), LOCK).unwrap();
     let guard = holder.acquire().await.unwrap();
     let waiter = Mutex::new(b.clone(), LOCK).unwrap();
+    let stats = waiter.wait_stats();
+    // Long enough to queue even on a loaded machine; the wait itself never ends early.
     let got = waiter
-        .acquire_timeout(Duration::from_millis(300))
+        .acquire_timeout(Duration::from_secs(2))
         .await
         .unwrap();
     assert!(got.is_none());
+    // The waiter really queued (watched the holder's node) before timing out, and was not
+    // woken.
+    assert_eq!(stats.borrow().watches_set, 1, "the waiter never queued");
+    assert_eq!(stats.borrow().wakeups, 0);
     // Only the holder's node is left.
     let nodes = holder.participant_nodes().await.unwrap();
     assert_eq!(nodes.len(), 1, "{nodes:?}");
@@ -146,6 +241,7 @@ async fn no_herd_one_release_wakes_exactly_one_of_50_waiters() {
     }
     let holder = Mutex::new(holder_client.clone(), LOCK).unwrap();
     let guard = holder.acquire().await.unwrap();
+    let holder_node = guard.node_path().to_owned();
 
     let mut stats = Vec::new();
     let mut tasks = Vec::new();
@@ -156,7 +252,7 @@ async fn no_herd_one_release_wakes_exactly_one_of_50_waiters() {
         let done_tx = done_tx.clone();
         tasks.push(tokio::spawn(async move {
             let g = m.acquire().await.expect("acquire");
-            let _ = done_tx.send(i);
+            let _ = done_tx.send((i, g.node_path().to_owned()));
             // Hold until told to release (the task is aborted/joined by the test).
             std::future::pending::<()>().await;
             drop(g);
@@ -168,23 +264,56 @@ async fn no_herd_one_release_wakes_exactly_one_of_50_waiters() {
             .await
             .unwrap();
     }
+    // One watch per waiter, plus the holder's own watch on its node (the guard's monitor,
+    // from a connection no waiter uses).
     let watches_before = total_watches(&server).await;
-    assert_eq!(watches_before, WAITERS as u64, "one watch per waiter");
+    assert_eq!(watches_before, WAITERS as u64 + 1, "one watch per waiter");
+    assert_eq!(
+        watches_by_path(&server).await.get(&holder_node),
+        Some(&2),
+        "the first waiter's and the holder's"
+    );
 
     guard.release().await.unwrap();
-    within("the next holder", done_rx.recv()).await.unwrap();
+    let (_, new_holder_node) = within("the next holder", done_rx.recv()).await.unwrap();
 
-    // Exactly one watch fired on the server...
-    assert_eq!(total_watches(&server).await, WAITERS as u64 - 1);
+    // Exactly one waiter's watch fired on the server: away from the new holder's node (where
+    // its successor and its own monitor watch, possibly on one connection) every other
+    // waiter's watch is still there...
+    let by_path = watches_by_path(&server).await;
+    let elsewhere: u64 = by_path
+        .iter()
+        .filter(|(p, _)| **p != new_holder_node)
+        .map(|(_, n)| *n)
+        .sum();
+    assert_eq!(elsewhere, WAITERS as u64 - 2, "{by_path:?}");
+    assert!(by_path.get(&new_holder_node).is_some_and(|n| *n >= 1));
     // ...and exactly one waiter woke up.
     let wakeups: u64 = stats.iter().map(|s| s.borrow().wakeups).sum();
     assert_eq!(wakeups, 1);
     let watches: u64 = stats.iter().map(|s| s.borrow().watches_set).sum();
     assert_eq!(watches, WAITERS as u64);
     assert!(done_rx.try_recv().is_err(), "only one holder");
+    let _ = holder;
     for t in tasks {
         t.abort();
     }
+}
+
+/// Watches per path on the server (`wchp`: a path line, then one line per watching session).
+async fn watches_by_path(server: &zk_server::TestingServer) -> HashMap<String, u64> {
+    let text = server.four_letter_word("wchp").await.expect("wchp");
+    let mut out = HashMap::new();
+    let mut current = None;
+    for line in text.lines() {
+        if line.starts_with('\t') {
+            let path: &String = current.as_ref().expect("a path before its sessions");
+            *out.entry(path.clone()).or_insert(0) += 1;
+        } else if !line.is_empty() {
+            current = Some(line.to_owned());
+        }
+    }
+    out
 }
 
 async fn total_watches(server: &zk_server::TestingServer) -> u64 {
@@ -248,16 +377,78 @@ async fn guard_reports_suspended_then_held_across_a_reconnect() {
     let a = client(&server.connect_string()).await;
     let holder = Mutex::new(a.clone(), LOCK).unwrap();
     let guard = holder.acquire().await.unwrap();
-    let mut states = guard.states();
+    // Subscribed before the restart and lossless: a quick SUSPENDED → HELD cannot be missed
+    // (the `states()` watch channel would coalesce it).
+    let mut changes = guard.state_changes();
     server.restart().await.unwrap();
-    within("SUSPENDED", states.wait_for(|s| *s == LockState::Suspended))
-        .await
-        .unwrap();
-    within("HELD again", states.wait_for(|s| *s == LockState::Held))
-        .await
-        .unwrap();
+    let mut seen = Vec::new();
+    within("SUSPENDED, then HELD again", async {
+        while let Some(s) = changes.next().await {
+            seen.push(s);
+            if seen.contains(&LockState::Suspended) && s == LockState::Held {
+                return;
+            }
+            assert!(!s.is_final(), "unexpected {s:?} after {seen:?}");
+        }
+        panic!("the state stream ended: {seen:?}");
+    })
+    .await;
+    assert_eq!(seen.first(), Some(&LockState::Suspended), "{seen:?}");
+    assert_eq!(guard.state(), LockState::Held);
     assert_eq!(guard.session_id(), a.session_id());
     guard.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_lock_node_is_reported_lost_and_the_next_waiter_acquires() {
+    let server = server().await;
+    let a = client(&server.connect_string()).await;
+    let b = client(&server.connect_string()).await;
+    let operator = client(&server.connect_string()).await;
+    let holder = Mutex::new(a.clone(), LOCK).unwrap();
+    let guard = holder.acquire().await.unwrap();
+    let mut changes = guard.state_changes();
+    let old_token = guard.fencing_token();
+
+    let waiter = Mutex::new(b.clone(), LOCK).unwrap();
+    let mut waiter_stats = waiter.wait_stats();
+    let next = tokio::spawn(async move {
+        let g = waiter.acquire().await.expect("waiter acquires");
+        (g, waiter)
+    });
+    within(
+        "the waiter's watch",
+        waiter_stats.wait_for(|s| s.watches_set == 1),
+    )
+    .await
+    .unwrap();
+
+    // Someone else deletes the holder's node while the holder stays connected.
+    operator.delete(guard.node_path()).await.unwrap();
+    within("the guard reports LOST", guard.lost()).await;
+    assert_eq!(guard.state(), LockState::Lost);
+    assert_eq!(
+        within("a state change", changes.next()).await,
+        Some(LockState::Lost)
+    );
+    assert!(!holder.is_acquired());
+    let (next_guard, _waiter) = within("the next waiter acquires", next).await.unwrap();
+    assert!(next_guard.fencing_token() > old_token);
+    assert_eq!(next_guard.state(), LockState::Held);
+    assert_eq!(
+        a.connection_state(),
+        Some(zk_client::ConnectionState::Connected)
+    );
+    // Releasing the lost guard is harmless (and does not touch the new holder's node).
+    guard.release().await.unwrap();
+    assert_eq!(
+        within("the stream's last state", changes.next()).await,
+        Some(LockState::Released)
+    );
+    assert_eq!(within("the end of the stream", changes.next()).await, None);
+    assert_eq!(next_guard.state(), LockState::Held);
+    assert_eq!(holder.participant_nodes().await.unwrap().len(), 1);
+    next_guard.release().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
