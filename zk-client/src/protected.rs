@@ -82,14 +82,15 @@ pub fn sequence_number(name: &str) -> Option<i64> {
     })
 }
 
-/// Looks for a child of `target`'s parent carrying the protection id; its full path and stat.
-pub(crate) async fn find_node(
+/// Every child of `target`'s parent carrying the protection id, with its stat (normally one;
+/// more after a retry in a new session found an older node, or after lost replies).
+pub(crate) async fn find_nodes(
     client: &Client,
     target: &str,
     id: &str,
-) -> Result<Option<(String, Stat)>> {
+) -> Result<Vec<(String, Stat)>> {
     let Some(i) = target.rfind('/') else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
     let parent = match target.get(..i) {
         Some("") | None => "/",
@@ -97,18 +98,22 @@ pub(crate) async fn find_node(
     };
     let prefix = name_prefix(id);
     let session = &client.inner.session;
-    let found = match session.get_children(parent, false).await {
+    let candidates: Vec<String> = match session.get_children(parent, false).await {
         Ok((children, _)) => children
             .into_iter()
-            .find(|c| c.starts_with(&prefix))
-            .map(|c| zk_proto::path::join(parent, &c)),
-        Err(Error::NoNode) => None,
+            .filter(|c| c.starts_with(&prefix))
+            .map(|c| zk_proto::path::join(parent, &c))
+            .collect(),
+        Err(Error::NoNode) => Vec::new(),
         Err(e) => return Err(e),
     };
-    match found {
-        Some(path) => Ok(session.exists(&path).await?.map(|stat| (path, stat))),
-        None => Ok(None),
+    let mut found = Vec::with_capacity(candidates.len());
+    for path in candidates {
+        if let Some(stat) = session.exists(&path).await? {
+            found.push((path, stat));
+        }
     }
+    Ok(found)
 }
 
 /// After a protected create failed or was dropped: delete any node it may have left, in the
@@ -136,12 +141,13 @@ pub(crate) fn delete_leftovers_in_background(client: &Client, target: &str, id: 
                 inner,
                 namespace: None,
             };
-            match find_node(&client, &target, &id).await {
-                Ok(Some((path, _))) => {
-                    client.delete_in_background(path, -1);
+            match find_nodes(&client, &target, &id).await {
+                Ok(found) => {
+                    for (path, _) in found {
+                        client.delete_in_background(path, -1);
+                    }
                     return;
                 }
-                Ok(None) => return,
                 Err(e) if client.inner.retry.allow_retry_on(&e) => {
                     drop(client);
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -209,21 +209,25 @@ impl CreateBuilder {
                 async move {
                     if attempt > 0 {
                         if let Some(id) = protected_id {
-                            if let Some((found, stat)) =
-                                protected::find_node(client, target, id).await?
-                            {
-                                if this.mode.is_ephemeral()
-                                    && stat.ephemeral_owner != session.session_id()
-                                {
-                                    // Left by an expired session of ours: it is going away
-                                    // with that session; remove it now and create anew.
-                                    client.delete_in_background(found, -1);
-                                } else {
-                                    return Ok(Created {
+                            // Every node carrying our prefix came from this create. Adopt one
+                            // (for ephemerals: one owned by the current session); the others
+                            // (left by an earlier session, or duplicates) are deleted.
+                            let current = session.session_id();
+                            let mut adopted = None;
+                            for (found, stat) in protected::find_nodes(client, target, id).await? {
+                                let ours =
+                                    !this.mode.is_ephemeral() || stat.ephemeral_owner == current;
+                                if ours && adopted.is_none() {
+                                    adopted = Some(Created {
                                         path: found,
                                         stat: Some(stat),
                                     });
+                                } else {
+                                    client.delete_in_background(found, -1);
                                 }
+                            }
+                            if let Some(created) = adopted {
+                                return Ok(created);
                             }
                         }
                     }
