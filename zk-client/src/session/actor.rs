@@ -792,10 +792,20 @@ impl Actor {
                         continue;
                     };
                     self.handle_command(cmd, &mut out, &mut pending, &mut auth_pending);
-                    // Batch whatever else is queued into the same write.
+                    // Batch whatever else is queued into the same write. Under load callers
+                    // queue requests while their replies are being handled, so a small batch
+                    // gets one yield to grow before it is written: fewer, larger writes.
                     let mut n = 0;
+                    let mut yielded = false;
                     while n < 1024 && out.len() < 256 * 1024 {
-                        let Ok(cmd) = self.rx.try_recv() else { break };
+                        let Ok(cmd) = self.rx.try_recv() else {
+                            if yielded || n == 0 {
+                                break;
+                            }
+                            yielded = true;
+                            tokio::task::yield_now().await;
+                            continue;
+                        };
                         self.handle_command(cmd, &mut out, &mut pending, &mut auth_pending);
                         n += 1;
                     }
