@@ -586,21 +586,10 @@ impl DataTree {
         self.ephemerals.remove(&header.client_id);
         TxnOutcome::SessionClosed(deleted)
     }
-
-    /// Children of `path`, sorted by name (for deterministic listings in tests and tools).
-    pub fn sorted_children(&self, path: &str) -> Option<Vec<String>> {
-        sorted_children(&self.nodes, path)
-    }
 }
 
 /// The node map: paths to shared nodes, copied on write while a snapshot holds them.
 type NodeMap = HashMap<Arc<str>, Arc<DataNode>, foldhash::fast::RandomState>;
-
-fn sorted_children(nodes: &NodeMap, path: &str) -> Option<Vec<String>> {
-    let mut children: Vec<String> = nodes.get(path)?.children.iter().cloned().collect();
-    children.sort();
-    Some(children)
-}
 
 /// The nodes of a [`DataTree`] frozen at one moment (see [`DataTree::image`]).
 #[derive(Debug, Clone)]
