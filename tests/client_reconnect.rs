@@ -31,7 +31,9 @@ async fn within<F: std::future::IntoFuture>(f: F) -> F::Output {
 #[tokio::test]
 async fn suspended_then_reconnected_keeps_the_session_and_its_ephemerals() {
     let env = env_or_skip!();
-    let proxy = Proxy::start(env.connect_string()).await;
+    let proxy = Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
     let client = support::connected_client(&proxy.connect_string()).await;
     let observer = support::connected_client(env.connect_string()).await;
     let root = support::unique_root();
@@ -66,7 +68,9 @@ async fn suspended_then_reconnected_keeps_the_session_and_its_ephemerals() {
 #[tokio::test]
 async fn watches_set_before_a_disconnect_fire_for_changes_made_during_it() {
     let env = env_or_skip!();
-    let proxy = Proxy::start(env.connect_string()).await;
+    let proxy = Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
     let client = support::connected_client(&proxy.connect_string()).await;
     let other = support::connected_client(env.connect_string()).await;
     let root = support::unique_root();
@@ -110,7 +114,9 @@ async fn watches_set_before_a_disconnect_fire_for_changes_made_during_it() {
 #[tokio::test]
 async fn session_expiry_is_lost_then_a_new_session_and_the_client_works() {
     let env = env_or_skip!();
-    let proxy = Proxy::start(env.connect_string()).await;
+    let proxy = Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
     let client = support::connected_client(&proxy.connect_string()).await;
     let observer = support::connected_client(env.connect_string()).await;
     let root = support::unique_root();
@@ -171,7 +177,9 @@ async fn session_expiry_is_lost_then_a_new_session_and_the_client_works() {
 #[tokio::test]
 async fn lost_is_declared_when_the_session_timeout_elapses_while_suspended() {
     let env = env_or_skip!();
-    let proxy = Proxy::start(env.connect_string()).await;
+    let proxy = Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
     let client = support::connected_client(&proxy.connect_string()).await;
     let old_session = client.session_id();
     let mut states = client.connection_states();
@@ -188,7 +196,9 @@ async fn lost_is_declared_when_the_session_timeout_elapses_while_suspended() {
 #[tokio::test]
 async fn protected_mode_recovers_a_lost_create_reply_without_leaking_a_node() {
     let env = env_or_skip!();
-    let proxy = Proxy::start(env.connect_string()).await;
+    let proxy = Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
     let client = support::client_builder(&proxy.connect_string())
         .retry_policy(RetryNTimes::new(10, Duration::from_millis(100)))
         .build()
@@ -237,7 +247,9 @@ async fn protected_mode_recovers_a_lost_create_reply_without_leaking_a_node() {
 #[tokio::test]
 async fn guaranteed_delete_completes_after_the_connection_returns() {
     let env = env_or_skip!();
-    let proxy = Proxy::start(env.connect_string()).await;
+    let proxy = Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
     let client = support::client_builder(&proxy.connect_string())
         .connection_timeout(Duration::from_millis(500))
         .retry_policy(RetryNTimes::new(1, Duration::from_millis(50)))
@@ -265,9 +277,15 @@ async fn guaranteed_delete_completes_after_the_connection_returns() {
 async fn a_three_host_connect_string_fails_over_when_one_host_dies() {
     let env = env_or_skip!();
     let proxies = [
-        Proxy::start(env.connect_string()).await,
-        Proxy::start(env.connect_string()).await,
-        Proxy::start(env.connect_string()).await,
+        Proxy::start(env.connect_string())
+            .await
+            .expect("proxy starts"),
+        Proxy::start(env.connect_string())
+            .await
+            .expect("proxy starts"),
+        Proxy::start(env.connect_string())
+            .await
+            .expect("proxy starts"),
     ];
     let connect = proxies
         .iter()
@@ -296,7 +314,9 @@ async fn a_three_host_connect_string_fails_over_when_one_host_dies() {
 #[tokio::test]
 async fn no_request_hangs_when_the_server_vanishes() {
     let env = env_or_skip!();
-    let proxy = Proxy::start(env.connect_string()).await;
+    let proxy = Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
     let client = support::client_builder(&proxy.connect_string())
         .connection_timeout(Duration::from_secs(1))
         .retry_policy(RetryNTimes::new(1, Duration::from_millis(100)))
@@ -343,7 +363,9 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_pipelined_while_disconnected_reach_the_server_in_order() {
     let env = env_or_skip!();
-    let proxy = Proxy::start(env.connect_string()).await;
+    let proxy = Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
     let client = support::client_builder(&proxy.connect_string())
         .connection_timeout(PATIENCE)
         .build()
@@ -403,7 +425,9 @@ async fn writes_pipelined_while_disconnected_reach_the_server_in_order() {
 #[tokio::test]
 async fn a_request_queued_across_an_expiry_fails_with_session_expired() {
     let env = env_or_skip!();
-    let proxy = Proxy::start(env.connect_string()).await;
+    let proxy = Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
     let client = support::client_builder(&proxy.connect_string())
         .connection_timeout(PATIENCE)
         .retry_policy(SessionFailedRetryPolicy::new(RetryNTimes::new(
@@ -442,7 +466,9 @@ async fn a_request_queued_across_an_expiry_fails_with_session_expired() {
 #[tokio::test]
 async fn a_guaranteed_delete_goes_on_when_its_future_is_dropped() {
     let env = env_or_skip!();
-    let proxy = Proxy::start(env.connect_string()).await;
+    let proxy = Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
     let client = support::connected_client(&proxy.connect_string()).await;
     let observer = support::connected_client(env.connect_string()).await;
     let root = support::unique_root();
@@ -463,7 +489,9 @@ async fn a_guaranteed_delete_goes_on_when_its_future_is_dropped() {
 #[tokio::test]
 async fn a_dropped_protected_create_leaves_no_node() {
     let env = env_or_skip!();
-    let proxy = Proxy::start(env.connect_string()).await;
+    let proxy = Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
     let client = support::connected_client(&proxy.connect_string()).await;
     let observer = support::connected_client(env.connect_string()).await;
     let root = support::unique_root();
@@ -498,7 +526,9 @@ async fn a_dropped_protected_create_leaves_no_node() {
 #[tokio::test]
 async fn a_failed_protected_create_does_not_keep_the_session_alive() {
     let env = env_or_skip!();
-    let proxy = Proxy::start(env.connect_string()).await;
+    let proxy = Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
     let client = support::client_builder(&proxy.connect_string())
         .connection_timeout(Duration::from_millis(500))
         .retry_policy(RetryOneTime::new(Duration::from_millis(50)))
@@ -531,7 +561,9 @@ async fn a_failed_protected_create_does_not_keep_the_session_alive() {
 #[tokio::test]
 async fn idempotent_create_needs_version_zero() {
     let env = env_or_skip!();
-    let proxy = Proxy::start(env.connect_string()).await;
+    let proxy = Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
     let client = support::client_builder(&proxy.connect_string())
         .connection_timeout(PATIENCE)
         .retry_policy(RetryNTimes::new(10, Duration::from_millis(100)))

@@ -474,7 +474,9 @@ async fn a_dropped_acquire_future_leaves_no_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_create_reply_is_adopted_and_leaves_no_orphan() {
     let server = server().await;
-    let proxy = Proxy::start(&server.connect_string()).await;
+    let proxy = Proxy::start(&server.connect_string())
+        .await
+        .expect("proxy starts");
     let observer = client(&server.connect_string()).await;
     let victim = client(&proxy.connect_string()).await;
     let victim_session = victim.session_id();

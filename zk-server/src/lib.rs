@@ -6,6 +6,8 @@
 //!
 //! * [`TestingServer`] — an in-process server on a random loopback port with a temporary data
 //!   directory, for tests in any crate.
+//! * [`FaultProxy`] — a TCP proxy between a client and a server that cuts, blackholes or delays
+//!   connections, or drops replies, for fault tests.
 //! * [`Server`] — the server with a [`ServerConfig`] (also read from `zoo.cfg` by the
 //!   `zk-server` binary).
 //!
@@ -35,7 +37,7 @@ pub mod watch;
 
 pub use config::{FourLetterWhitelist, ServerConfig};
 pub use net::{Server, ServerError};
-pub use testing::{TestingServer, TestingServerBuilder};
+pub use testing::{FaultMode, FaultProxy, TestingServer, TestingServerBuilder};
 
 /// Identifies one client connection within a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,6 +1,10 @@
 //! `TestingServer`: an in-process server for tests, on a random loopback port with a temporary
 //! data directory that is removed when the server is dropped.
 
+mod fault_proxy;
+
+pub use fault_proxy::{FaultMode, FaultProxy};
+
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
