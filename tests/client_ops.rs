@@ -128,11 +128,7 @@ async fn parents_containers_sequential_and_ephemeral_nodes() {
     );
 
     assert_eq!(client.delete(&root).await, Err(Error::NotEmpty));
-    client
-        .delete(&root)
-        .deleting_children_if_needed()
-        .await
-        .unwrap();
+    support::remove_tree(&client, &root).await;
     assert_eq!(client.exists(&root).await, Ok(None));
     client.close().await.unwrap();
 }
@@ -156,11 +152,7 @@ async fn close_deletes_ephemerals_at_once() {
     let event = tokio::time::timeout(support::PATIENCE, gone).await.unwrap();
     assert_eq!(event.event_type, zk::client::EventType::NodeDeleted);
     assert_eq!(client.get_data(&root).await, Err(Error::Closed));
-    observer
-        .delete(&root)
-        .deleting_children_if_needed()
-        .await
-        .unwrap();
+    support::remove_tree(&observer, &root).await;
     observer.close().await.unwrap();
 }
 
@@ -312,11 +304,7 @@ async fn transactions_are_all_or_nothing_with_per_op_results() {
     assert!(matches!(&reads[1], ReadResult::Children(k) if k.len() == 2));
     assert_eq!(reads[2], ReadResult::Error(Error::NoNode));
 
-    client
-        .delete(&root)
-        .deleting_children_if_needed()
-        .await
-        .unwrap();
+    support::remove_tree(&client, &root).await;
     client.close().await.unwrap();
 }
 
@@ -358,11 +346,7 @@ async fn namespaces_are_created_lazily_and_hidden() {
         .await
         .unwrap();
     assert!(seq.path.starts_with("/s-"), "{}", seq.path);
-    plain
-        .delete(&root)
-        .deleting_children_if_needed()
-        .await
-        .unwrap();
+    support::remove_tree(&plain, &root).await;
     client.close().await.unwrap();
 }
 
@@ -402,11 +386,7 @@ async fn or_set_data_idempotent_protected_and_ttl_creates() {
         .unwrap();
     assert_eq!(ttl.stat.unwrap().ephemeral_owner, 0);
 
-    client
-        .delete(&root)
-        .deleting_children_if_needed()
-        .await
-        .unwrap();
+    support::remove_tree(&client, &root).await;
     client.close().await.unwrap();
 }
 
@@ -490,11 +470,7 @@ async fn requests_are_pipelined_in_await_order() {
             created.path
         );
     }
-    client
-        .delete(&root)
-        .deleting_children_if_needed()
-        .await
-        .unwrap();
+    support::remove_tree(&client, &root).await;
     client.close().await.unwrap();
 }
 
@@ -527,11 +503,7 @@ async fn namespaces_and_parents_below_a_create_restricted_node_work() {
     assert!(admin.exists(&format!("{ns}/x")).await.unwrap().is_some());
 
     admin.set_acl(&root, Acl::open_unsafe()).await.unwrap();
-    admin
-        .delete(&root)
-        .deleting_children_if_needed()
-        .await
-        .unwrap();
+    support::remove_tree(&admin, &root).await;
     client.close().await.unwrap();
     admin.close().await.unwrap();
 }

@@ -56,11 +56,7 @@ async fn suspended_then_reconnected_keeps_the_session_and_its_ephemerals() {
     // The client works after the reconnect.
     client.set_data(&eph, b"still mine".to_vec()).await.unwrap();
 
-    client
-        .delete(&root)
-        .deleting_children_if_needed()
-        .await
-        .unwrap();
+    support::remove_tree(&client, &root).await;
     client.close().await.unwrap();
     observer.close().await.unwrap();
 }
@@ -102,11 +98,7 @@ async fn watches_set_before_a_disconnect_fire_for_changes_made_during_it() {
         within(child_watch).await.event_type,
         EventType::NodeChildrenChanged
     );
-    client
-        .delete(&root)
-        .deleting_children_if_needed()
-        .await
-        .unwrap();
+    support::remove_tree(&client, &root).await;
     client.close().await.unwrap();
     other.close().await.unwrap();
 }
@@ -166,11 +158,7 @@ async fn session_expiry_is_lost_then_a_new_session_and_the_client_works() {
         .unwrap();
     assert_eq!(created.stat.unwrap().ephemeral_owner, client.session_id());
     client.close().await.unwrap();
-    observer
-        .delete(&root)
-        .deleting_children_if_needed()
-        .await
-        .unwrap();
+    support::remove_tree(&observer, &root).await;
     observer.close().await.unwrap();
 }
 
@@ -236,11 +224,7 @@ async fn protected_mode_recovers_a_lost_create_reply_without_leaking_a_node() {
     let (_, stat) = observer.get_data(&created.path).await.unwrap();
     assert_eq!(stat.ephemeral_owner, client.session_id());
     client.close().await.unwrap();
-    observer
-        .delete(&root)
-        .deleting_children_if_needed()
-        .await
-        .unwrap();
+    support::remove_tree(&observer, &root).await;
     observer.close().await.unwrap();
 }
 
@@ -414,11 +398,7 @@ async fn writes_pipelined_while_disconnected_reach_the_server_in_order() {
         let (data, _) = ns.get_data(&format!("/{name}")).await.unwrap();
         assert_eq!(data, i.to_string().into_bytes(), "{name} holds write {i}");
     }
-    client
-        .delete(&root)
-        .deleting_children_if_needed()
-        .await
-        .unwrap();
+    support::remove_tree(&client, &root).await;
     client.close().await.unwrap();
 }
 
@@ -596,11 +576,7 @@ async fn idempotent_create_needs_version_zero() {
     let result = within(create).await.unwrap();
     assert!(matches!(result, Err(Error::NodeExists)), "{result:?}");
     client.close().await.unwrap();
-    observer
-        .delete(&root)
-        .deleting_children_if_needed()
-        .await
-        .unwrap();
+    support::remove_tree(&observer, &root).await;
     observer.close().await.unwrap();
 }
 

@@ -70,11 +70,7 @@ async fn one_shot_watches_fire_once_for_the_right_events() {
         Err(Error::NoNode)
     ));
 
-    client
-        .delete(&root)
-        .deleting_children_if_needed()
-        .await
-        .unwrap();
+    support::remove_tree(&client, &root).await;
     client.close().await.unwrap();
     other.close().await.unwrap();
 }
@@ -193,11 +189,7 @@ async fn persistent_and_recursive_watches_are_streams_removed_on_drop() {
             Err(Error::NoWatcher)
         );
     }
-    other
-        .delete(&root)
-        .deleting_children_if_needed()
-        .await
-        .unwrap();
+    support::remove_tree(&other, &root).await;
     client.close().await.unwrap();
     other.close().await.unwrap();
 }

@@ -126,3 +126,12 @@ pub async fn expire_session(connect: &str, session_id: i64, password: &[u8]) {
     );
     killer.close().await.expect("closeSession");
 }
+
+/// Deletes a test's root and everything below it (the end of most tests).
+pub async fn remove_tree(client: &Client, root: &str) {
+    client
+        .delete(root)
+        .deleting_children_if_needed()
+        .await
+        .expect("delete the test root");
+}
