@@ -10,6 +10,12 @@
 //! * [`LeaderLatch`] — Curator's `LeaderLatch`: await leadership, a leadership watch channel,
 //!   participants and the current leader; never claims leadership without checking that its
 //!   node belongs to its current session; re-checks on RECONNECTED instead of resetting.
+//! * [`TreeCache`], [`PathChildrenCache`], [`NodeCache`] ([`cache`]) — Curator's
+//!   `CuratorCache` and its children/node views: a subtree on one persistent recursive watch,
+//!   re-read after every reconnect or new session and diffed by `czxid`/`mzxid`, so no change
+//!   is missed (not even a delete-and-recreate).
+//! * [`PersistentNode`] — a node kept present (re-created after a delete or a session loss)
+//!   until closed; ephemeral, sequential and protected variants.
 //!
 //! # Layout compatibility
 //!
@@ -62,12 +68,16 @@
 //! # }
 //! ```
 
+pub mod cache;
 mod error;
 pub mod leader_latch;
 pub mod mutex;
 pub mod nodes;
+mod persistent_node;
 mod util;
 
+pub use cache::{CacheEvent, CacheEvents, ChildData, NodeCache, PathChildrenCache, TreeCache};
 pub use error::{Error, Result};
 pub use leader_latch::{LeaderLatch, Participant};
 pub use mutex::{LockState, LockStates, Mutex, MutexGuard};
+pub use persistent_node::{PersistentNode, PersistentNodeBuilder};

@@ -1,0 +1,112 @@
+//! Caches of ZooKeeper data kept current by watches: [`TreeCache`] (Curator's `CuratorCache`:
+//! a subtree on one persistent recursive watch), [`PathChildrenCache`] (the children of one
+//! node) and [`NodeCache`] (one node).
+//!
+//! Every cache reads the whole (depth-limited) tree when it starts and again after every
+//! reconnect or new session — changes made while it was disconnected are never missed: a node
+//! that vanished meanwhile gets a [`CacheEvent::Deleted`], a node deleted and re-created
+//! meanwhile (another `czxid`) gets `Deleted` then `Created`, newer data (a higher `mzxid`)
+//! gets `Changed`. In between, the persistent recursive watch's events are applied in the
+//! order the server sent them.
+//!
+//! Caches are read-only views: they never create or delete nodes.
+
+mod node_cache;
+mod path_children_cache;
+mod store;
+mod task;
+mod tree_cache;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::Stream;
+use tokio::sync::mpsc;
+use zk_proto::Stat;
+
+pub use node_cache::NodeCache;
+pub use path_children_cache::PathChildrenCache;
+pub use tree_cache::{TreeCache, TreeCacheBuilder};
+
+/// A cached node: its path (as the client sees it), data and stat as last read.
+///
+/// The stat is the one read with the data: it is current for data changes, while
+/// child-related fields (`cversion`, `num_children`, `pzxid`) may lag behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildData {
+    /// The node's path.
+    pub path: String,
+    /// The node's data.
+    pub data: Vec<u8>,
+    /// The node's stat.
+    pub stat: Stat,
+}
+
+impl ChildData {
+    /// The last segment of the path.
+    pub fn name(&self) -> &str {
+        crate::nodes::node_name(&self.path)
+    }
+}
+
+/// A change of a cache's contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CacheEvent {
+    /// A node appeared (also for every node found by the initial read).
+    Created(Arc<ChildData>),
+    /// A node's data changed.
+    Changed {
+        /// What the cache held before.
+        old: Arc<ChildData>,
+        /// What it holds now.
+        new: Arc<ChildData>,
+    },
+    /// A node disappeared.
+    Deleted(Arc<ChildData>),
+    /// The initial read is complete (sent once per cache).
+    Initialized,
+}
+
+impl CacheEvent {
+    /// The node the event is about (None for [`CacheEvent::Initialized`]).
+    pub fn node(&self) -> Option<&Arc<ChildData>> {
+        match self {
+            CacheEvent::Created(d) | CacheEvent::Deleted(d) => Some(d),
+            CacheEvent::Changed { new, .. } => Some(new),
+            CacheEvent::Initialized => None,
+        }
+    }
+}
+
+/// A stream of a cache's [`CacheEvent`]s from the moment it was subscribed. It ends when the
+/// cache is closed or dropped. Never blocks the cache: events queue up until polled.
+#[must_use = "a stream does nothing unless polled"]
+#[derive(Debug)]
+pub struct CacheEvents {
+    rx: mpsc::UnboundedReceiver<CacheEvent>,
+    /// Events about this path are skipped (a children cache hides its parent).
+    hidden: Option<String>,
+}
+
+impl Stream for CacheEvents {
+    type Item = CacheEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<CacheEvent>> {
+        loop {
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(event)) => {
+                    let hidden = match (&self.hidden, event.node()) {
+                        (Some(h), Some(node)) => node.path == *h,
+                        _ => false,
+                    };
+                    if !hidden {
+                        return Poll::Ready(Some(event));
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+}

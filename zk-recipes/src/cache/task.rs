@@ -1,0 +1,205 @@
+//! The background task of a [`TreeCache`](super::TreeCache): keeps one persistent recursive
+//! watch on the root, applies its events in order, and re-reads the whole tree after every
+//! reconnect or new session.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use futures::StreamExt;
+use tokio::sync::watch;
+use zk_client::{Client, ConnectionState, Error as ZkError, PersistentWatch, WatchedEvent};
+use zk_proto::{EventType, Stat};
+
+use super::store::{depth_below, Store};
+use super::CacheEvent;
+
+/// What the cache handle and its task share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) client: Client,
+    pub(crate) root: String,
+    pub(crate) max_depth: usize,
+    pub(crate) store: Store,
+    pub(crate) initialized: watch::Sender<bool>,
+}
+
+/// How many nodes one step of a full read asks for at once.
+const READ_BATCH: usize = 256;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(20);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Why the task ended or must re-establish its watch.
+enum Outcome {
+    /// Closed (by the cache or the client): end the task.
+    Stop,
+    /// The watch ended (session expired, or removed): add it again.
+    Rewatch,
+}
+
+pub(crate) async fn run(shared: std::sync::Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut states = shared.client.connection_states();
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let added = tokio::select! {
+            _ = stopped(&mut stop) => return,
+            r = shared.client.add_watch(&shared.root).recursive() => r,
+        };
+        let outcome = match added {
+            Ok(watch) => {
+                backoff = MIN_BACKOFF;
+                follow(&shared, watch, &mut states, &mut stop).await
+            }
+            Err(ZkError::Closed) => Outcome::Stop,
+            Err(e) => {
+                if matches!(e, ZkError::Unimplemented { .. }) {
+                    tracing::error!(path = %shared.root, %e, "the server has no persistent recursive watches (ZooKeeper < 3.6); the cache cannot run");
+                    return;
+                }
+                tracing::debug!(path = %shared.root, %e, "adding the cache's watch failed; retrying");
+                Outcome::Rewatch
+            }
+        };
+        match outcome {
+            Outcome::Stop => return,
+            Outcome::Rewatch => {
+                tokio::select! {
+                    _ = stopped(&mut stop) => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Follows one persistent watch until it ends.
+async fn follow(
+    shared: &Shared,
+    mut watch: PersistentWatch,
+    states: &mut zk_client::ConnectionStates,
+    stop: &mut watch::Receiver<bool>,
+) -> Outcome {
+    let mut needs_read = true;
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        if needs_read {
+            match read_all(shared).await {
+                Ok(seen) => {
+                    shared.store.replace_all(seen);
+                    needs_read = false;
+                    backoff = MIN_BACKOFF;
+                    if !*shared.initialized.borrow() {
+                        shared.store.emit(CacheEvent::Initialized);
+                        shared.initialized.send_replace(true);
+                    }
+                }
+                Err(ZkError::Closed) => return Outcome::Stop,
+                Err(e) => {
+                    tracing::debug!(path = %shared.root, %e, "reading the tree failed; retrying")
+                }
+            }
+        }
+        let retry = async {
+            if needs_read {
+                tokio::time::sleep(backoff).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = stopped(stop) => return Outcome::Stop,
+            event = watch.next() => match event {
+                Some(event) if is_node_event(&event) => match apply(shared, &event).await {
+                    Ok(()) => {}
+                    Err(ZkError::Closed) => return Outcome::Stop,
+                    Err(e) => {
+                        tracing::debug!(path = %event.path, %e, "reading a changed node failed; the tree will be re-read");
+                        needs_read = true;
+                    }
+                },
+                // The session ended (a new one is being built) or the watch was removed.
+                _ => return Outcome::Rewatch,
+            },
+            state = states.next() => match state {
+                // Changes made while disconnected fire no events: read everything again.
+                Some(ConnectionState::Reconnected) => needs_read = true,
+                Some(_) => {}
+                None => return Outcome::Stop,
+            },
+            _ = retry => backoff = (backoff * 2).min(MAX_BACKOFF),
+        }
+    }
+}
+
+/// Resolves once the cache is closed (or dropped).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+fn is_node_event(event: &WatchedEvent) -> bool {
+    matches!(
+        event.event_type,
+        EventType::NodeCreated | EventType::NodeDataChanged | EventType::NodeDeleted
+    )
+}
+
+/// Applies one watch event: re-reads a created or changed node, forgets a deleted one.
+async fn apply(shared: &Shared, event: &WatchedEvent) -> Result<(), ZkError> {
+    match depth_below(&event.path, &shared.root) {
+        Some(depth) if depth <= shared.max_depth => {}
+        _ => return Ok(()),
+    }
+    match event.event_type {
+        EventType::NodeDeleted => shared.store.remove_subtree(&event.path),
+        _ => match shared.client.get_data(&event.path).await {
+            Ok((data, stat)) => shared.store.upsert(&event.path, data, stat),
+            // Deleted since: its NodeDeleted event follows.
+            Err(ZkError::NoNode) => {}
+            Err(e) => return Err(e),
+        },
+    }
+    Ok(())
+}
+
+/// Reads every node of the (depth-limited) tree, level by level.
+async fn read_all(shared: &Shared) -> Result<Vec<(String, Vec<u8>, Stat)>, ZkError> {
+    let client = &shared.client;
+    let mut seen = Vec::new();
+    let mut level = vec![(shared.root.clone(), 0usize)];
+    while !level.is_empty() {
+        let mut next = Vec::new();
+        for batch in level.chunks(READ_BATCH) {
+            let reads = batch.iter().map(|(path, depth)| async move {
+                let want_children = *depth < shared.max_depth;
+                let (data, children) = tokio::join!(client.get_data(path), async {
+                    if want_children {
+                        Some(client.get_children(path).await)
+                    } else {
+                        None
+                    }
+                });
+                (path, *depth, data, children)
+            });
+            for (path, depth, data, children) in join_all(reads).await {
+                match data {
+                    Ok((bytes, stat)) => seen.push((path.clone(), bytes, stat)),
+                    Err(ZkError::NoNode) => continue,
+                    Err(e) => return Err(e),
+                }
+                match children {
+                    Some(Ok(names)) => next.extend(
+                        names
+                            .iter()
+                            .map(|name| (crate::nodes::join(path, name), depth + 1)),
+                    ),
+                    Some(Err(ZkError::NoNode)) | None => {}
+                    Some(Err(e)) => return Err(e),
+                }
+            }
+        }
+        level = next;
+    }
+    Ok(seen)
+}

@@ -1,0 +1,200 @@
+//! [`TreeCache`]: a subtree kept current by one persistent recursive watch.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+use zk_client::Client;
+
+use super::store::Store;
+use super::task::{self, Shared};
+use super::{CacheEvents, ChildData};
+use crate::{Error, Result};
+
+/// Curator's `CuratorCache`: a local copy of the subtree at a path (the node itself and its
+/// descendants, optionally limited in depth), kept current by one persistent recursive watch
+/// and re-read after every reconnect or new session (see the [module docs](super)).
+///
+/// Subscribe with [`events`](TreeCache::events) before [`start`](TreeCache::start) to see a
+/// [`Created`](super::CacheEvent::Created) event for every node found by the initial read,
+/// then [`Initialized`](super::CacheEvent::Initialized).
+///
+/// ```no_run
+/// # async fn example(client: zk_client::Client) -> zk_recipes::Result<()> {
+/// use futures::StreamExt;
+/// use zk_recipes::cache::{CacheEvent, TreeCache};
+///
+/// let cache = TreeCache::new(client, "/app/config")?;
+/// let mut events = cache.events();
+/// cache.start()?;
+/// while let Some(event) = events.next().await {
+///     match event {
+///         CacheEvent::Created(node) => println!("+ {}", node.path),
+///         CacheEvent::Changed { new, .. } => println!("~ {}", new.path),
+///         CacheEvent::Deleted(node) => println!("- {}", node.path),
+///         CacheEvent::Initialized => println!("{} nodes cached", cache.size()),
+///         _ => {}
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Requires ZooKeeper 3.6 or later (persistent recursive watches); on older servers
+/// [`start`](TreeCache::start) succeeds but the cache never initializes and logs the
+/// UNIMPLEMENTED error.
+#[derive(Debug)]
+pub struct TreeCache {
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// Options of a [`TreeCache`]. See [`TreeCache::builder`].
+#[derive(Debug)]
+#[must_use = "a builder does nothing until built"]
+pub struct TreeCacheBuilder {
+    client: Client,
+    path: String,
+    max_depth: usize,
+}
+
+impl TreeCacheBuilder {
+    /// Caches only nodes at most `depth` levels below the path (0: the node itself; 1: it and
+    /// its children). Unlimited by default.
+    pub fn max_depth(mut self, depth: usize) -> Self {
+        self.max_depth = depth;
+        self
+    }
+
+    /// Builds the (not yet started) cache.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an invalid path.
+    pub fn build(self) -> Result<TreeCache> {
+        zk_proto::path::validate_path(&self.path)
+            .map_err(|e| Error::InvalidArgument(format!("{}: {e}", self.path)))?;
+        Ok(TreeCache {
+            shared: Arc::new(Shared {
+                client: self.client,
+                root: self.path,
+                max_depth: self.max_depth,
+                store: Store::default(),
+                initialized: watch::channel(false).0,
+            }),
+            stop: watch::channel(false).0,
+            task: Mutex::new(None),
+        })
+    }
+}
+
+impl TreeCache {
+    /// A cache of the whole subtree at `path` (client-relative). Not started yet.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an invalid path.
+    pub fn new(client: Client, path: &str) -> Result<TreeCache> {
+        TreeCache::builder(client, path).build()
+    }
+
+    /// A cache with options (e.g. [`max_depth`](TreeCacheBuilder::max_depth)).
+    pub fn builder(client: Client, path: &str) -> TreeCacheBuilder {
+        TreeCacheBuilder {
+            client,
+            path: path.to_owned(),
+            max_depth: usize::MAX,
+        }
+    }
+
+    /// Starts watching and reading in a background task (needs a tokio runtime).
+    ///
+    /// # Errors
+    /// [`Error::AlreadyStarted`] on a second call, [`Error::Closed`] after
+    /// [`close`](TreeCache::close).
+    pub fn start(&self) -> Result<()> {
+        if *self.stop.borrow() {
+            return Err(Error::Closed);
+        }
+        let mut slot = self.task.lock().map_err(|_| Error::Closed)?;
+        if slot.is_some() {
+            return Err(Error::AlreadyStarted);
+        }
+        *slot = Some(tokio::spawn(task::run(
+            self.shared.clone(),
+            self.stop.subscribe(),
+        )));
+        Ok(())
+    }
+
+    /// The path this cache mirrors.
+    pub fn path(&self) -> &str {
+        &self.shared.root
+    }
+
+    /// A stream of changes from now on.
+    pub fn events(&self) -> CacheEvents {
+        CacheEvents {
+            rx: self.shared.store.subscribe(),
+            hidden: None,
+        }
+    }
+
+    /// Waits until the initial read is complete; false if the cache was closed first.
+    pub async fn wait_initialized(&self) -> bool {
+        let mut rx = self.shared.initialized.subscribe();
+        let mut stopped = self.stop.subscribe();
+        tokio::select! {
+            r = rx.wait_for(|done| *done) => r.is_ok(),
+            _ = stopped.wait_for(|s| *s) => false,
+        }
+    }
+
+    /// Whether the initial read is complete.
+    pub fn is_initialized(&self) -> bool {
+        *self.shared.initialized.borrow()
+    }
+
+    /// The cached node at `path`.
+    pub fn get(&self, path: &str) -> Option<Arc<ChildData>> {
+        self.shared.store.get(path)
+    }
+
+    /// The cached direct children of `path`, in name order.
+    pub fn children(&self, path: &str) -> Vec<Arc<ChildData>> {
+        self.shared.store.children(path)
+    }
+
+    /// Every cached node, in path order.
+    pub fn nodes(&self) -> Vec<Arc<ChildData>> {
+        self.shared.store.all()
+    }
+
+    /// How many nodes are cached.
+    pub fn size(&self) -> usize {
+        self.shared.store.len()
+    }
+
+    /// Stops the cache: the background task ends (its persistent watch is removed from the
+    /// server) and every event stream ends. The cached data stays readable.
+    pub async fn close(&self) {
+        self.stop.send_replace(true);
+        let handle = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(handle) = handle {
+            let _ = handle.await;
+        }
+        self.shared.store.close_listeners();
+    }
+
+    pub(super) fn events_hiding(&self, path: &str) -> CacheEvents {
+        CacheEvents {
+            rx: self.shared.store.subscribe(),
+            hidden: Some(path.to_owned()),
+        }
+    }
+}
+
+impl Drop for TreeCache {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+        self.shared.store.close_listeners();
+    }
+}

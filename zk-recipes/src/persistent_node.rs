@@ -1,0 +1,374 @@
+//! [`PersistentNode`]: a node kept present — re-created after it is deleted or its session
+//! is lost — until closed.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::{watch, Notify};
+use zk_client::{Client, ConnectionState, CreateMode, Error as ZkError};
+
+use crate::{Error, Result};
+
+/// Curator's `PersistentNode`: keeps a node at a path with the given data, whatever happens —
+/// deleted by someone, its session expired (ephemeral modes), a reconnect — until
+/// [`close`](PersistentNode::close) deletes it.
+///
+/// * Ephemeral modes: after a session loss the node is re-created by the new session. A node
+///   at the path left by *this* node's previous session is replaced at once; one owned by a
+///   session this node never had (another process) is left alone, and the node is created
+///   once that one goes away.
+/// * Sequential modes: every re-creation gets a new sequence number;
+///   [`actual_path`](PersistentNode::actual_path) says which. Use
+///   [`protected`](PersistentNodeBuilder::protected) so a create whose reply was lost is
+///   found instead of duplicated.
+/// * [`set_data`](PersistentNode::set_data) changes the data now and for every re-creation.
+///
+/// ```no_run
+/// # async fn example(client: zk_client::Client) -> zk_recipes::Result<()> {
+/// use std::time::Duration;
+/// use zk_client::CreateMode;
+/// use zk_recipes::PersistentNode;
+///
+/// let node = PersistentNode::builder(client, "/app/members/host-1", b"up".to_vec())
+///     .mode(CreateMode::Ephemeral)
+///     .build()?;
+/// node.start()?;
+/// node.wait_for_initial_create(Duration::from_secs(10)).await?;
+/// // ... the node is kept until:
+/// node.close().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct PersistentNode {
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// Options of a [`PersistentNode`]. See [`PersistentNode::builder`].
+#[derive(Debug)]
+#[must_use = "a builder does nothing until built"]
+pub struct PersistentNodeBuilder {
+    client: Client,
+    path: String,
+    data: Vec<u8>,
+    mode: CreateMode,
+    protected: bool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    client: Client,
+    base_path: String,
+    mode: CreateMode,
+    protected: bool,
+    data: Mutex<Vec<u8>>,
+    /// Set when `data` changed and the node may not have it yet.
+    data_changed: Notify,
+    /// The node's path once created (changes with every re-creation in sequential modes).
+    actual: watch::Sender<Option<String>>,
+}
+
+impl PersistentNodeBuilder {
+    /// The node's mode (default [`CreateMode::Ephemeral`]). Container and TTL modes are
+    /// refused by [`build`](PersistentNodeBuilder::build).
+    pub fn mode(mut self, mode: CreateMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Creates the node in protected mode (Curator's `withProtection`): a `_c_<uuid>-`
+    /// name prefix lets a create whose reply was lost find its node. Only for sequential
+    /// modes.
+    pub fn protected(mut self) -> Self {
+        self.protected = true;
+        self
+    }
+
+    /// Builds the (not yet started) node keeper.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an invalid path, a container or TTL mode, or
+    /// protection without a sequential mode.
+    pub fn build(self) -> Result<PersistentNode> {
+        crate::nodes::check_base_path(&self.path)?;
+        if self.mode.is_container() || self.mode.is_ttl() {
+            return Err(Error::InvalidArgument(format!(
+                "a persistent node cannot be {:?}",
+                self.mode
+            )));
+        }
+        if self.protected && !self.mode.is_sequential() {
+            return Err(Error::InvalidArgument(
+                "protection needs a sequential mode".to_owned(),
+            ));
+        }
+        Ok(PersistentNode {
+            shared: Arc::new(Shared {
+                client: self.client,
+                base_path: self.path,
+                mode: self.mode,
+                protected: self.protected,
+                data: Mutex::new(self.data),
+                data_changed: Notify::new(),
+                actual: watch::channel(None).0,
+            }),
+            stop: watch::channel(false).0,
+            task: Mutex::new(None),
+        })
+    }
+}
+
+impl PersistentNode {
+    /// Options for a node at `path` (client-relative; the prefix of the name in sequential
+    /// modes) holding `data`. Parents are created as containers.
+    pub fn builder(client: Client, path: &str, data: Vec<u8>) -> PersistentNodeBuilder {
+        PersistentNodeBuilder {
+            client,
+            path: path.to_owned(),
+            data,
+            mode: CreateMode::Ephemeral,
+            protected: false,
+        }
+    }
+
+    /// Starts keeping the node, in a background task (needs a tokio runtime).
+    ///
+    /// # Errors
+    /// [`Error::AlreadyStarted`] on a second call, [`Error::Closed`] after
+    /// [`close`](PersistentNode::close).
+    pub fn start(&self) -> Result<()> {
+        if *self.stop.borrow() {
+            return Err(Error::Closed);
+        }
+        let mut slot = self.task.lock().map_err(|_| Error::Closed)?;
+        if slot.is_some() {
+            return Err(Error::AlreadyStarted);
+        }
+        *slot = Some(tokio::spawn(keep(
+            self.shared.clone(),
+            self.stop.subscribe(),
+        )));
+        Ok(())
+    }
+
+    /// The node's current path: None until first created. In sequential modes it changes
+    /// with every re-creation.
+    pub fn actual_path(&self) -> Option<String> {
+        self.shared.actual.borrow().clone()
+    }
+
+    /// Waits until the node was created once; false if `timeout` passed first.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] if the node was closed first.
+    pub async fn wait_for_initial_create(&self, timeout: Duration) -> Result<bool> {
+        let mut rx = self.shared.actual.subscribe();
+        let mut stopped = self.stop.subscribe();
+        let created = async {
+            tokio::select! {
+                r = rx.wait_for(Option::is_some) => r.is_ok(),
+                _ = stopped.wait_for(|s| *s) => false,
+            }
+        };
+        match tokio::time::timeout(timeout, created).await {
+            Ok(true) => Ok(true),
+            Ok(false) => Err(Error::Closed),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// The data the node is kept with.
+    pub fn data(&self) -> Vec<u8> {
+        self.shared
+            .data
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default()
+    }
+
+    /// Changes the node's data: written now if the node exists (by the background task), and
+    /// used for every re-creation. Returns at once.
+    pub fn set_data(&self, data: Vec<u8>) {
+        if let Ok(mut d) = self.shared.data.lock() {
+            *d = data;
+        }
+        self.shared.data_changed.notify_one();
+    }
+
+    /// Stops keeping the node and deletes it (a guaranteed delete: on connection trouble it
+    /// goes on in the background until the node is gone).
+    ///
+    /// # Errors
+    /// The delete's error when it is not a connection problem (e.g. NOAUTH).
+    pub async fn close(&self) -> Result<()> {
+        self.stop.send_replace(true);
+        let handle = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(handle) = handle {
+            let _ = handle.await;
+        }
+        let path = self.shared.actual.send_replace(None);
+        if let Some(path) = path {
+            match self
+                .shared
+                .client
+                .delete(&path)
+                .guaranteed()
+                .quietly()
+                .await
+            {
+                Ok(()) | Err(ZkError::Closed) => {}
+                Err(e) if e.is_retryable() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PersistentNode {
+    /// Stops the background task; the node itself is deleted only by
+    /// [`close`](PersistentNode::close) (an ephemeral one also goes with its session).
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(20);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The background task: make sure the node exists with the right data, then wait for a
+/// reason to check again (the node changed, a reconnect, new data, close).
+async fn keep(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let client = &shared.client;
+    let mut states = client.connection_states();
+    // The sessions that created our node: an ephemeral owned by one of them is ours to
+    // replace.
+    let mut our_sessions: Vec<i64> = Vec::new();
+    // The path to check: our node, or a foreign one in our way.
+    let mut target: Option<String> = None;
+    let mut dirty = false;
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let outcome = ensure(&shared, &mut target, &mut our_sessions, &mut dirty).await;
+        let watch = match outcome {
+            Ok(watch) => {
+                backoff = MIN_BACKOFF;
+                Some(watch)
+            }
+            Err(ZkError::Closed) => return,
+            Err(e) => {
+                tracing::debug!(path = %shared.base_path, %e, "keeping the node failed; retrying");
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                None
+            }
+        };
+        let wait = async {
+            match watch {
+                Some(w) => {
+                    w.await;
+                }
+                None => tokio::time::sleep(backoff).await,
+            }
+        };
+        let mut wait = std::pin::pin!(wait);
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = &mut wait => break,
+                _ = shared.data_changed.notified() => {
+                    dirty = true;
+                    break;
+                }
+                state = states.next() => match state {
+                    Some(ConnectionState::Reconnected) => break,
+                    Some(_) => {}
+                    None => return,
+                },
+            }
+        }
+    }
+}
+
+/// One check: creates the node if missing, replaces a leftover of one of our earlier
+/// sessions, writes changed data. Returns a watch on the node.
+async fn ensure(
+    shared: &Shared,
+    target: &mut Option<String>,
+    our_sessions: &mut Vec<i64>,
+    dirty: &mut bool,
+) -> Result<zk_client::WatchFuture, ZkError> {
+    let client = &shared.client;
+    if let Some(path) = target.clone() {
+        let (stat, watch) = client.exists(&path).watched().await?;
+        match stat {
+            Some(stat)
+                if !shared.mode.is_ephemeral() || stat.ephemeral_owner == client.session_id() =>
+            {
+                // Ours (also a node our create made although its reply was lost).
+                if shared.actual.borrow().as_deref() != Some(path.as_str()) {
+                    shared.actual.send_replace(Some(path.clone()));
+                }
+                if *dirty {
+                    let data = shared.data.lock().map(|d| d.clone()).unwrap_or_default();
+                    client.set_data(&path, data).await?;
+                    *dirty = false;
+                }
+                return Ok(watch);
+            }
+            Some(stat) if our_sessions.contains(&stat.ephemeral_owner) => {
+                // Left by our previous session, which is gone or going: replace it now.
+                match client.delete(&path).version(stat.version).await {
+                    Ok(()) | Err(ZkError::NoNode) | Err(ZkError::BadVersion) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Some(_) => {
+                // Another process's node: wait for it to go.
+                shared.actual.send_replace(None);
+                return Ok(watch);
+            }
+            None => {}
+        }
+        shared.actual.send_replace(None);
+    }
+    let data = shared.data.lock().map(|d| d.clone()).unwrap_or_default();
+    let mut create = client
+        .create(&shared.base_path)
+        .mode(shared.mode)
+        .data(data)
+        .creating_parent_containers_if_needed();
+    if shared.protected {
+        create = create.with_protection();
+    }
+    let session = client.session_id();
+    match create.await {
+        Ok(created) => {
+            *dirty = false;
+            if !our_sessions.contains(&session) {
+                if our_sessions.len() >= 8 {
+                    our_sessions.remove(0);
+                }
+                our_sessions.push(session);
+            }
+            *target = Some(created.path.clone());
+            shared.actual.send_replace(Some(created.path.clone()));
+            let (_, watch) = client.exists(&created.path).watched().await?;
+            Ok(watch)
+        }
+        Err(ZkError::NodeExists) => {
+            // A node at our (non-sequential) path: look at its owner next time, and give it
+            // our data if it turns out to be ours.
+            *target = Some(shared.base_path.clone());
+            *dirty = true;
+            let (_, watch) = client.exists(&shared.base_path).watched().await?;
+            Ok(watch)
+        }
+        Err(e) => Err(e),
+    }
+}

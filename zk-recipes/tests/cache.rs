@@ -1,0 +1,331 @@
+//! The caches against the embedded server: a TreeCache mirrors random changes exactly, also
+//! across a forced reconnect and a session expiry; the children and node caches see what they
+//! should and nothing else.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use support::*;
+use zk_client::{Client, CreateMode};
+use zk_recipes::cache::{CacheEvent, CacheEvents, NodeCache, PathChildrenCache, TreeCache};
+
+/// (data, czxid, mzxid) of every node of a subtree.
+type Tree = BTreeMap<String, (Vec<u8>, i64, i64)>;
+
+/// Reads the subtree at `root` directly from the server.
+async fn read_tree(client: &Client, root: &str) -> Tree {
+    let mut tree = Tree::new();
+    let mut todo = vec![root.to_owned()];
+    while let Some(path) = todo.pop() {
+        let Ok((data, stat)) = client.get_data(&path).await else {
+            continue;
+        };
+        tree.insert(path.clone(), (data, stat.czxid, stat.mzxid));
+        if let Ok(children) = client.get_children(&path).await {
+            todo.extend(children.iter().map(|c| format!("{path}/{c}")));
+        }
+    }
+    tree
+}
+
+fn cached(cache: &TreeCache) -> Tree {
+    cache
+        .nodes()
+        .iter()
+        .map(|d| (d.path.clone(), (d.data.clone(), d.stat.czxid, d.stat.mzxid)))
+        .collect()
+}
+
+/// Applies the events received so far to `mirror`, checking each against what it replaces.
+fn drain_into(events: &mut CacheEvents, mirror: &mut Tree) {
+    while let Some(Some(event)) = events.next().now_or_never() {
+        match event {
+            CacheEvent::Created(d) => {
+                let prev =
+                    mirror.insert(d.path.clone(), (d.data.clone(), d.stat.czxid, d.stat.mzxid));
+                assert!(
+                    prev.is_none(),
+                    "Created for a node already there: {}",
+                    d.path
+                );
+            }
+            CacheEvent::Changed { old, new } => {
+                let prev = mirror.insert(
+                    new.path.clone(),
+                    (new.data.clone(), new.stat.czxid, new.stat.mzxid),
+                );
+                assert_eq!(
+                    prev,
+                    Some((old.data.clone(), old.stat.czxid, old.stat.mzxid)),
+                    "Changed's old value"
+                );
+                assert!(new.stat.mzxid > old.stat.mzxid);
+            }
+            CacheEvent::Deleted(d) => {
+                assert!(
+                    mirror.remove(&d.path).is_some(),
+                    "Deleted for a node not there: {}",
+                    d.path
+                );
+            }
+            CacheEvent::Initialized => {}
+            _ => {}
+        }
+    }
+}
+
+/// Waits until the cache holds exactly what the server holds and the events replayed into
+/// `mirror` say the same.
+async fn wait_mirrored(
+    writer: &Client,
+    cache: &TreeCache,
+    events: &mut CacheEvents,
+    mirror: &mut Tree,
+    root: &str,
+) {
+    let truth = read_tree(writer, root).await;
+    within("the cache to mirror the tree", async {
+        loop {
+            drain_into(events, mirror);
+            if cached(cache) == truth && *mirror == truth {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+async fn remove_tree(client: &Client, root: &str) {
+    client
+        .delete(root)
+        .deleting_children_if_needed()
+        .quietly()
+        .await
+        .expect("remove the test tree");
+}
+
+/// A tiny deterministic generator (xorshift64*), so failures replay.
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n.max(1)
+    }
+}
+
+/// `n` random creates, sets and deletes (of leaves) under `root`.
+async fn random_changes(writer: &Client, root: &str, rng: &mut Rng, n: usize, next_id: &mut usize) {
+    let mut paths: Vec<String> = read_tree(writer, root).await.into_keys().collect();
+    for _ in 0..n {
+        let target = paths[rng.below(paths.len())].clone();
+        *next_id += 1;
+        match rng.below(3) {
+            0 => {
+                let path = format!("{target}/n{next_id}");
+                writer
+                    .create(&path)
+                    .data(format!("v{next_id}"))
+                    .await
+                    .expect("create");
+                paths.push(path);
+            }
+            1 => {
+                writer
+                    .set_data(&target, format!("s{next_id}"))
+                    .await
+                    .expect("set");
+            }
+            _ => {
+                let prefix = format!("{target}/");
+                if target != root && !paths.iter().any(|p| p.starts_with(&prefix)) {
+                    writer.delete(&target).await.expect("delete");
+                    paths.retain(|p| *p != target);
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tree_cache_mirrors_random_changes_across_reconnect_and_expiry() {
+    let server = server().await;
+    let writer = client(&server.connect_string()).await;
+    let proxy = Proxy::start(&server.connect_string()).await.expect("proxy");
+    let reader = client(&proxy.connect_string()).await;
+    let root = "/tree";
+    writer.create(root).await.expect("root");
+    writer
+        .create("/tree/pre")
+        .data("before the cache")
+        .await
+        .expect("pre");
+
+    let cache = TreeCache::new(reader.clone(), root).expect("cache");
+    let mut events = cache.events();
+    cache.start().expect("start");
+    assert!(within("initialized", cache.wait_initialized()).await);
+    let mut mirror = Tree::new();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut id = 0;
+
+    // Live changes, applied from the persistent watch.
+    random_changes(&writer, root, &mut rng, 400, &mut id).await;
+    if writer.exists("/tree/pre").await.expect("exists").is_none() {
+        writer.create("/tree/pre").await.expect("pre again");
+    }
+    wait_mirrored(&writer, &cache, &mut events, &mut mirror, root).await;
+    let pre_before = cache.get("/tree/pre").expect("cached");
+
+    // Changes while the cache is disconnected (same session): no watch events, so only the
+    // re-read after RECONNECTED can catch them — including a delete-and-recreate.
+    let mut states = reader.connection_states();
+    proxy.down();
+    wait_state(&mut states, zk_client::ConnectionState::Suspended).await;
+    random_changes(&writer, root, &mut rng, 300, &mut id).await;
+    writer
+        .delete("/tree/pre")
+        .deleting_children_if_needed()
+        .await
+        .expect("delete pre");
+    writer
+        .create("/tree/pre")
+        .data("re-created")
+        .await
+        .expect("re-create pre");
+    // The cache still holds the old node: it has heard nothing.
+    assert_eq!(
+        cache.get("/tree/pre").map(|d| d.stat.czxid),
+        Some(pre_before.stat.czxid)
+    );
+    proxy.up();
+    wait_state(&mut states, zk_client::ConnectionState::Reconnected).await;
+    wait_mirrored(&writer, &cache, &mut events, &mut mirror, root).await;
+    let pre_after = cache.get("/tree/pre").expect("cached");
+    assert_ne!(pre_before.stat.czxid, pre_after.stat.czxid);
+    assert_eq!(pre_after.data, b"re-created");
+
+    // A session expiry: the watch dies with the session; the cache re-adds it on the new one.
+    assert!(server.expire_session(reader.session_id()).await);
+    wait_state(&mut states, zk_client::ConnectionState::Lost).await;
+    random_changes(&writer, root, &mut rng, 300, &mut id).await;
+    wait_state(&mut states, zk_client::ConnectionState::Reconnected).await;
+    wait_mirrored(&writer, &cache, &mut events, &mut mirror, root).await;
+
+    // And live changes on the new session's watch.
+    random_changes(&writer, root, &mut rng, 100, &mut id).await;
+    wait_mirrored(&writer, &cache, &mut events, &mut mirror, root).await;
+
+    // Closing ends the event stream (after what was still queued).
+    cache.close().await;
+    within("the event stream to end", async {
+        while events.next().await.is_some() {}
+    })
+    .await;
+    remove_tree(&writer, root).await;
+}
+
+#[tokio::test]
+async fn children_cache_hides_the_parent_and_grandchildren() {
+    let server = server().await;
+    let writer = client(&server.connect_string()).await;
+    let reader = client(&server.connect_string()).await;
+    let cache = PathChildrenCache::new(reader, "/svc").expect("cache");
+    let mut events = cache.events();
+    cache.start().expect("start");
+    assert_eq!(
+        within("init", events.next()).await,
+        Some(CacheEvent::Initialized)
+    );
+    assert!(cache.current().is_empty());
+
+    writer.create("/svc").await.expect("parent");
+    writer.create("/svc/a").data("1").await.expect("a");
+    writer.create("/svc/a/deep").await.expect("grandchild");
+    writer
+        .set_data("/svc", "parent data")
+        .await
+        .expect("set parent");
+    writer.set_data("/svc/a", "2").await.expect("set a");
+    writer
+        .delete("/svc/a/deep")
+        .await
+        .expect("delete grandchild");
+    writer.delete("/svc/a").await.expect("delete a");
+
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let e = within("child events", events.next())
+            .await
+            .expect("stream open");
+        seen.push(match e {
+            CacheEvent::Created(d) => format!("+{}={}", d.name(), String::from_utf8_lossy(&d.data)),
+            CacheEvent::Changed { new, .. } => {
+                format!("~{}={}", new.name(), String::from_utf8_lossy(&new.data))
+            }
+            CacheEvent::Deleted(d) => format!("-{}", d.name()),
+            other => format!("{other:?}"),
+        });
+    }
+    // Created may already see "2" if the set landed before the read; either way one
+    // creation, (maybe) one change, one deletion, and nothing about /svc or /svc/a/deep.
+    assert!(seen[0] == "+a=1" || seen[0] == "+a=2", "{seen:?}");
+    assert_eq!(seen.last().map(String::as_str), Some("-a"), "{seen:?}");
+    assert!(cache.current().is_empty());
+    assert!(cache.get("a").is_none());
+    cache.close().await;
+    remove_tree(&writer, "/svc").await;
+}
+
+#[tokio::test]
+async fn node_cache_follows_one_node() {
+    let server = server().await;
+    let writer = client(&server.connect_string()).await;
+    let reader = client(&server.connect_string()).await;
+    writer.create("/cfg").data("a").await.expect("create");
+    let cache = NodeCache::new(reader, "/cfg").expect("cache");
+    cache.start().expect("start");
+    assert!(within("init", cache.wait_initialized()).await);
+    assert_eq!(cache.current().map(|d| d.data.clone()), Some(b"a".to_vec()));
+
+    let mut events = cache.events();
+    writer.create("/cfg/child").await.expect("child");
+    writer.set_data("/cfg", "b").await.expect("set");
+    match within("change", events.next()).await {
+        Some(CacheEvent::Changed { old, new }) => {
+            assert_eq!(
+                (old.data.as_slice(), new.data.as_slice()),
+                (&b"a"[..], &b"b"[..])
+            );
+        }
+        other => panic!("expected a change (the child is not watched), got {other:?}"),
+    }
+    writer
+        .delete("/cfg")
+        .deleting_children_if_needed()
+        .await
+        .expect("delete");
+    assert!(matches!(
+        within("delete", events.next()).await,
+        Some(CacheEvent::Deleted(_))
+    ));
+    assert!(cache.current().is_none());
+    writer
+        .create("/cfg")
+        .data("c")
+        .mode(CreateMode::Persistent)
+        .await
+        .expect("re-create");
+    assert!(matches!(
+        within("create", events.next()).await,
+        Some(CacheEvent::Created(_))
+    ));
+    assert_eq!(cache.current().map(|d| d.data.clone()), Some(b"c".to_vec()));
+    cache.close().await;
+    assert_eq!(writer.delete("/cfg").await, Ok(()));
+}

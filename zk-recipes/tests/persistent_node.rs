@@ -1,0 +1,195 @@
+//! PersistentNode against the embedded server: re-created after a delete and after a session
+//! loss, data updates, a foreign node is not stolen, close deletes.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use zk_client::{ConnectionState, CreateMode, Error as ZkError};
+use zk_recipes::{Error, PersistentNode};
+
+/// Waits (on watches) until the node at `path` exists with `data`.
+async fn wait_data(client: &zk_client::Client, path: &str, data: &[u8]) -> zk_client::Stat {
+    within(
+        &format!("{path} to hold {:?}", String::from_utf8_lossy(data)),
+        async {
+            loop {
+                match client.get_data(path).watched().await {
+                    Ok((d, stat, _)) if d == data => return stat,
+                    Ok((_, _, watch)) => {
+                        watch.await;
+                    }
+                    Err(ZkError::NoNode) => {
+                        let (stat, watch) = client.exists(path).watched().await.expect("exists");
+                        if stat.is_none() {
+                            watch.await;
+                        }
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_ephemeral_node_comes_back_after_delete_and_session_loss() {
+    let server = server().await;
+    let owner = client(&server.connect_string()).await;
+    let other = client(&server.connect_string()).await;
+    let node = PersistentNode::builder(owner.clone(), "/pn/a/member", b"v1".to_vec())
+        .mode(CreateMode::Ephemeral)
+        .build()
+        .expect("build");
+    node.start().expect("start");
+    assert!(node
+        .wait_for_initial_create(PATIENCE)
+        .await
+        .expect("created"));
+    assert_eq!(node.actual_path().as_deref(), Some("/pn/a/member"));
+    let first = wait_data(&other, "/pn/a/member", b"v1").await;
+    assert_eq!(first.ephemeral_owner, owner.session_id());
+
+    // Deleted by someone else: re-created.
+    other.delete("/pn/a/member").await.expect("delete");
+    let second = wait_data(&other, "/pn/a/member", b"v1").await;
+    assert_ne!(second.czxid, first.czxid);
+
+    // New data reaches the node.
+    node.set_data(b"v2".to_vec());
+    wait_data(&other, "/pn/a/member", b"v2").await;
+
+    // The session expires: the new session re-creates the node, with the latest data.
+    let mut states = owner.connection_states();
+    let old_session = owner.session_id();
+    assert!(server.expire_session(old_session).await);
+    wait_state(&mut states, ConnectionState::Lost).await;
+    let third = within("re-created by the new session", async {
+        loop {
+            let stat = wait_data(&other, "/pn/a/member", b"v2").await;
+            if stat.ephemeral_owner != old_session {
+                return stat;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(third.ephemeral_owner, owner.session_id());
+
+    node.close().await.expect("close");
+    assert_eq!(other.exists("/pn/a/member").await, Ok(None));
+    assert!(matches!(node.start(), Err(Error::Closed)));
+    other
+        .delete("/pn")
+        .deleting_children_if_needed()
+        .quietly()
+        .await
+        .expect("cleanup");
+}
+
+#[tokio::test]
+async fn a_protected_sequential_node_gets_a_new_path_per_creation() {
+    let server = server().await;
+    let owner = client(&server.connect_string()).await;
+    let node = PersistentNode::builder(owner.clone(), "/pn2/worker-", b"w".to_vec())
+        .mode(CreateMode::EphemeralSequential)
+        .protected()
+        .build()
+        .expect("build");
+    node.start().expect("start");
+    assert!(node
+        .wait_for_initial_create(PATIENCE)
+        .await
+        .expect("created"));
+    let first = node.actual_path().expect("path");
+    assert!(
+        first.starts_with("/pn2/_c_") && first.contains("-worker-"),
+        "{first}"
+    );
+    owner.delete(&first).await.expect("delete");
+    let second = within("a new sequential node", async {
+        loop {
+            if let Some(p) = node.actual_path().filter(|p| *p != first) {
+                return p;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(owner.exists(&second).await.expect("exists").is_some());
+    assert_eq!(owner.get_children("/pn2").await.expect("children").len(), 1);
+    node.close().await.expect("close");
+    assert_eq!(
+        owner
+            .get_children("/pn2")
+            .await
+            .map(|c| c.len())
+            .unwrap_or(0),
+        0
+    );
+}
+
+#[tokio::test]
+async fn another_sessions_node_is_not_stolen() {
+    let server = server().await;
+    let squatter = client(&server.connect_string()).await;
+    let owner = client(&server.connect_string()).await;
+    squatter.create("/pn3").await.expect("parent");
+    squatter
+        .create("/pn3/x")
+        .mode(CreateMode::Ephemeral)
+        .data("theirs")
+        .await
+        .expect("squat");
+    let node = PersistentNode::builder(owner.clone(), "/pn3/x", b"mine".to_vec())
+        .build()
+        .expect("build");
+    node.start().expect("start");
+    assert!(!node
+        .wait_for_initial_create(Duration::from_millis(300))
+        .await
+        .expect("not closed"));
+    assert_eq!(
+        owner.get_data("/pn3/x").await.map(|(d, _)| d),
+        Ok(b"theirs".to_vec())
+    );
+    // Once the other session's node goes, ours takes its place.
+    squatter.close().await.expect("close squatter");
+    assert!(node
+        .wait_for_initial_create(PATIENCE)
+        .await
+        .expect("created"));
+    let stat = wait_data(&owner, "/pn3/x", b"mine").await;
+    assert_eq!(stat.ephemeral_owner, owner.session_id());
+    node.close().await.expect("close");
+    owner.delete("/pn3").quietly().await.expect("cleanup");
+}
+
+#[tokio::test]
+async fn bad_arguments_are_refused_before_anything_is_sent() {
+    // Nothing listens on port 1: building must fail without any connection.
+    let client = zk_client::Client::builder()
+        .connect_string("127.0.0.1:1")
+        .build()
+        .expect("client");
+    for mode in [CreateMode::Container, CreateMode::PersistentWithTtl] {
+        assert!(matches!(
+            PersistentNode::builder(client.clone(), "/x", vec![])
+                .mode(mode)
+                .build(),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+    assert!(matches!(
+        PersistentNode::builder(client.clone(), "/x", vec![])
+            .protected()
+            .build(),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        PersistentNode::builder(client, "no-slash", vec![]).build(),
+        Err(Error::InvalidArgument(_))
+    ));
+}
