@@ -35,4 +35,19 @@ pub enum Error {
     /// type, or a payload that does not match the payload type.
     #[error("cannot deserialize service instance: {0}")]
     Deserialize(String),
+    /// A ZooKeeper call failed (after the client's retry policy gave up).
+    #[error(transparent)]
+    Zk(#[from] zk_client::Error),
+    /// A recipe underneath (a cache or a kept node) failed or was closed.
+    #[error(transparent)]
+    Recipe(#[from] zk_recipes::Error),
+    /// No instance with this id is registered by this discovery (update, unregister).
+    #[error("no registered instance with id {0:?}")]
+    NotRegistered(String),
+    /// An instance with this id is already registered by this discovery.
+    #[error("an instance with id {0:?} is already registered")]
+    AlreadyRegistered(String),
+    /// The discovery (or cache, or provider) is closed.
+    #[error("service discovery is closed")]
+    Closed,
 }

@@ -71,19 +71,25 @@
 //! ```
 
 mod address;
+mod discovery;
 pub mod down_instance;
 mod error;
 mod instance;
 pub mod json;
+mod provider;
+mod service_cache;
 mod service_type;
 pub mod strategy;
 pub mod uri_spec;
 
 pub use address::{default_address, local_address, FALLBACK_ADDRESS};
+pub use discovery::{Payload, ServiceDiscovery, ServiceDiscoveryBuilder, DEFAULT_BASE_PATH};
 pub use down_instance::{DownInstancePolicy, DownInstances};
 pub use error::{Error, Result};
 pub use instance::{ServiceInstance, ServiceInstanceBuilder};
 pub use json::{InstanceSerializer, JavaPayload, JsonInstanceSerializer, SerializationMode};
+pub use provider::{ServiceProvider, ServiceProviderBuilder};
+pub use service_cache::ServiceCache;
 pub use service_type::ServiceType;
 pub use strategy::{ProviderStrategy, Random, RoundRobin, Sticky};
 pub use uri_spec::{UriPart, UriSpec};

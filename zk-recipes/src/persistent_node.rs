@@ -23,6 +23,7 @@ use crate::{Error, Result};
 ///   [`protected`](PersistentNodeBuilder::protected) so a create whose reply was lost is
 ///   found instead of duplicated.
 /// * [`set_data`](PersistentNode::set_data) changes the data now and for every re-creation.
+///   Writes by others to the node are left alone (until it is re-created).
 ///
 /// ```no_run
 /// # async fn example(client: zk_client::Client) -> zk_recipes::Result<()> {
@@ -64,9 +65,12 @@ struct Shared {
     base_path: String,
     mode: CreateMode,
     protected: bool,
-    data: Mutex<Vec<u8>>,
-    /// Set when `data` changed and the node may not have it yet.
+    /// The data to keep, with a generation number bumped by every `set_data`.
+    data: Mutex<(u64, Vec<u8>)>,
+    /// Woken when `data` changed.
     data_changed: Notify,
+    /// The highest data generation known to be on the node.
+    written: watch::Sender<u64>,
     /// The node's path once created (changes with every re-creation in sequential modes).
     actual: watch::Sender<Option<String>>,
 }
@@ -111,8 +115,9 @@ impl PersistentNodeBuilder {
                 base_path: self.path,
                 mode: self.mode,
                 protected: self.protected,
-                data: Mutex::new(self.data),
+                data: Mutex::new((0, self.data)),
                 data_changed: Notify::new(),
+                written: watch::channel(0).0,
                 actual: watch::channel(None).0,
             }),
             stop: watch::channel(false).0,
@@ -182,20 +187,31 @@ impl PersistentNode {
 
     /// The data the node is kept with.
     pub fn data(&self) -> Vec<u8> {
-        self.shared
-            .data
-            .lock()
-            .map(|d| d.clone())
-            .unwrap_or_default()
+        self.shared.data().1
     }
 
-    /// Changes the node's data: written now if the node exists (by the background task), and
-    /// used for every re-creation. Returns at once.
-    pub fn set_data(&self, data: Vec<u8>) {
-        if let Ok(mut d) = self.shared.data.lock() {
-            *d = data;
-        }
+    /// Changes the node's data, for now and for every re-creation, and waits until the node
+    /// holds it (or was re-created with it). The background task does the write, retrying
+    /// across reconnects, so dropping this future does not cancel the change.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] if the node is closed (or not started) before the data is written.
+    pub async fn set_data(&self, data: Vec<u8>) -> Result<()> {
+        let generation = match self.shared.data.lock() {
+            Ok(mut d) => {
+                d.0 += 1;
+                d.1 = data;
+                d.0
+            }
+            Err(_) => return Err(Error::Closed),
+        };
         self.shared.data_changed.notify_one();
+        let mut written = self.shared.written.subscribe();
+        let mut stopped = self.stop.subscribe();
+        tokio::select! {
+            r = written.wait_for(|w| *w >= generation) => r.map(|_| ()).map_err(|_| Error::Closed),
+            _ = stopped.wait_for(|s| *s) => Err(Error::Closed),
+        }
     }
 
     /// Stops keeping the node and deletes it (a guaranteed delete: on connection trouble it
@@ -236,6 +252,22 @@ impl Drop for PersistentNode {
     }
 }
 
+impl Shared {
+    fn data(&self) -> (u64, Vec<u8>) {
+        self.data.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    fn mark_written(&self, generation: u64) {
+        self.written.send_if_modified(|w| {
+            let newer = generation > *w;
+            if newer {
+                *w = generation;
+            }
+            newer
+        });
+    }
+}
+
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -249,13 +281,14 @@ async fn keep(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut our_sessions: Vec<i64> = Vec::new();
     // The path to check: our node, or a foreign one in our way.
     let mut target: Option<String> = None;
-    let mut dirty = false;
+    // The data generation the node holds (None: unknown, write it).
+    let mut on_node: Option<u64> = None;
     let mut backoff = MIN_BACKOFF;
     loop {
         if *stop.borrow() {
             return;
         }
-        let outcome = ensure(&shared, &mut target, &mut our_sessions, &mut dirty).await;
+        let outcome = ensure(&shared, &mut target, &mut our_sessions, &mut on_node).await;
         let watch = match outcome {
             Ok(watch) => {
                 backoff = MIN_BACKOFF;
@@ -281,10 +314,7 @@ async fn keep(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
                 _ = &mut wait => break,
-                _ = shared.data_changed.notified() => {
-                    dirty = true;
-                    break;
-                }
+                _ = shared.data_changed.notified() => break,
                 state = states.next() => match state {
                     Some(ConnectionState::Reconnected) => break,
                     Some(_) => {}
@@ -301,7 +331,7 @@ async fn ensure(
     shared: &Shared,
     target: &mut Option<String>,
     our_sessions: &mut Vec<i64>,
-    dirty: &mut bool,
+    on_node: &mut Option<u64>,
 ) -> Result<zk_client::WatchFuture, ZkError> {
     let client = &shared.client;
     if let Some(path) = target.clone() {
@@ -314,10 +344,11 @@ async fn ensure(
                 if shared.actual.borrow().as_deref() != Some(path.as_str()) {
                     shared.actual.send_replace(Some(path.clone()));
                 }
-                if *dirty {
-                    let data = shared.data.lock().map(|d| d.clone()).unwrap_or_default();
+                let (generation, data) = shared.data();
+                if *on_node != Some(generation) {
                     client.set_data(&path, data).await?;
-                    *dirty = false;
+                    *on_node = Some(generation);
+                    shared.mark_written(generation);
                 }
                 return Ok(watch);
             }
@@ -337,7 +368,7 @@ async fn ensure(
         }
         shared.actual.send_replace(None);
     }
-    let data = shared.data.lock().map(|d| d.clone()).unwrap_or_default();
+    let (generation, data) = shared.data();
     let mut create = client
         .create(&shared.base_path)
         .mode(shared.mode)
@@ -349,7 +380,8 @@ async fn ensure(
     let session = client.session_id();
     match create.await {
         Ok(created) => {
-            *dirty = false;
+            *on_node = Some(generation);
+            shared.mark_written(generation);
             if !our_sessions.contains(&session) {
                 if our_sessions.len() >= 8 {
                     our_sessions.remove(0);
@@ -365,7 +397,7 @@ async fn ensure(
             // A node at our (non-sequential) path: look at its owner next time, and give it
             // our data if it turns out to be ours.
             *target = Some(shared.base_path.clone());
-            *dirty = true;
+            *on_node = None;
             let (_, watch) = client.exists(&shared.base_path).watched().await?;
             Ok(watch)
         }

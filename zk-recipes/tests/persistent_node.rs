@@ -58,7 +58,9 @@ async fn an_ephemeral_node_comes_back_after_delete_and_session_loss() {
     assert_ne!(second.czxid, first.czxid);
 
     // New data reaches the node.
-    node.set_data(b"v2".to_vec());
+    within("set_data", node.set_data(b"v2".to_vec()))
+        .await
+        .expect("set_data");
     wait_data(&other, "/pn/a/member", b"v2").await;
 
     // The session expires: the new session re-creates the node, with the latest data.

@@ -1,0 +1,393 @@
+//! [`ServiceDiscovery`]: registering this process's instances and querying everyone's.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use zk_client::{Client, CreateMode, Error as ZkError};
+use zk_recipes::PersistentNode;
+
+use crate::provider::ServiceProviderBuilder;
+use crate::service_cache::ServiceCache;
+use crate::{
+    Error, InstanceSerializer, JsonInstanceSerializer, Result, SerializationMode, ServiceInstance,
+};
+
+/// What a service payload must be: anything serde can (de)serialize that can be shared
+/// between tasks. `()` works for instances without a payload.
+pub trait Payload: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Payload for T {}
+
+/// Curator's `ServiceDiscovery`: registers this process's service instances under
+/// `basePath/<name>/<id>` and reads everyone's.
+///
+/// Each registered instance is kept by a [`PersistentNode`]: re-created after RECONNECTED if
+/// it vanished, re-created by the new session after a session loss (DYNAMIC instances are
+/// ephemeral), and never resurrected once unregistered (CURATOR-164). [`update`]
+/// (ServiceDiscovery::update) rewrites the node's data in place, so readers never see the
+/// instance disappear. [`close`](ServiceDiscovery::close) unregisters everything with
+/// guaranteed deletes.
+///
+/// Cloning gives another handle on the same registrations.
+#[derive(Debug)]
+pub struct ServiceDiscovery<T: Payload> {
+    inner: Arc<Inner<T>>,
+}
+
+impl<T: Payload> Clone for ServiceDiscovery<T> {
+    fn clone(&self) -> Self {
+        ServiceDiscovery {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<T> {
+    client: Client,
+    base_path: String,
+    serializer: Arc<dyn InstanceSerializer<T>>,
+    this_instance: Option<ServiceInstance<T>>,
+    registrations: Mutex<HashMap<String, Registration<T>>>,
+    closed: AtomicBool,
+}
+
+impl<T> std::fmt::Debug for Inner<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceDiscovery")
+            .field("base_path", &self.base_path)
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Registration<T> {
+    instance: ServiceInstance<T>,
+    node: Arc<PersistentNode>,
+}
+
+/// Options of a [`ServiceDiscovery`]. See [`ServiceDiscovery::builder`].
+#[must_use = "a builder does nothing until built"]
+pub struct ServiceDiscoveryBuilder<T> {
+    client: Client,
+    base_path: String,
+    serializer: Arc<dyn InstanceSerializer<T>>,
+    this_instance: Option<ServiceInstance<T>>,
+}
+
+impl<T> std::fmt::Debug for ServiceDiscoveryBuilder<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceDiscoveryBuilder")
+            .field("base_path", &self.base_path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The base path Curator's examples use.
+pub const DEFAULT_BASE_PATH: &str = "/services";
+
+impl<T: Payload> ServiceDiscoveryBuilder<T> {
+    /// The path under which services live (default [`DEFAULT_BASE_PATH`]).
+    pub fn base_path(mut self, path: impl Into<String>) -> Self {
+        self.base_path = path.into();
+        self
+    }
+
+    /// Writes instances in Curator's compatible (default) or full JSON mode.
+    pub fn serialization_mode(mut self, mode: SerializationMode) -> Self {
+        self.serializer = Arc::new(JsonInstanceSerializer::new(mode));
+        self
+    }
+
+    /// A custom serializer for the znode data.
+    pub fn serializer(mut self, serializer: impl InstanceSerializer<T> + 'static) -> Self {
+        self.serializer = Arc::new(serializer);
+        self
+    }
+
+    /// An instance registered by [`ServiceDiscovery::start`].
+    pub fn this_instance(mut self, instance: ServiceInstance<T>) -> Self {
+        self.this_instance = Some(instance);
+        self
+    }
+
+    /// Builds the discovery; nothing is sent until [`ServiceDiscovery::start`] or another
+    /// call.
+    ///
+    /// # Errors
+    /// [`Error::Recipe`] with an invalid-argument error for an invalid base path;
+    /// [`Error::InvalidInstance`] for an invalid `this_instance`.
+    pub fn build(self) -> Result<ServiceDiscovery<T>> {
+        zk_proto::path::validate_path(&self.base_path).map_err(|e| {
+            Error::Recipe(zk_recipes::Error::InvalidArgument(format!(
+                "{}: {e}",
+                self.base_path
+            )))
+        })?;
+        if let Some(instance) = &self.this_instance {
+            instance.validate()?;
+        }
+        Ok(ServiceDiscovery {
+            inner: Arc::new(Inner {
+                client: self.client,
+                base_path: self.base_path,
+                serializer: self.serializer,
+                this_instance: self.this_instance,
+                registrations: Mutex::new(HashMap::new()),
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+}
+
+impl<T: Payload> ServiceDiscovery<T> {
+    /// Options for a discovery on `client` (JSON in Curator's compatible mode, base path
+    /// [`DEFAULT_BASE_PATH`]).
+    pub fn builder(client: Client) -> ServiceDiscoveryBuilder<T> {
+        ServiceDiscoveryBuilder {
+            client,
+            base_path: DEFAULT_BASE_PATH.to_owned(),
+            serializer: Arc::new(JsonInstanceSerializer::default()),
+            this_instance: None,
+        }
+    }
+
+    /// Registers the builder's `this_instance`, if any.
+    ///
+    /// # Errors
+    /// As [`register`](ServiceDiscovery::register).
+    pub async fn start(&self) -> Result<()> {
+        match self.inner.this_instance.clone() {
+            Some(instance) => self.register(instance).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The client this discovery uses.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// The base path.
+    pub fn base_path(&self) -> &str {
+        &self.inner.base_path
+    }
+
+    /// Registers `instance` at `basePath/<name>/<id>` (parents are containers; the node is
+    /// ephemeral for DYNAMIC instances, ephemeral-sequential for DYNAMIC_SEQUENTIAL, else
+    /// persistent) and keeps it registered until
+    /// [`unregister`](ServiceDiscovery::unregister) or [`close`](ServiceDiscovery::close).
+    ///
+    /// Waits until the node exists. The registration stands from the call on: if this future
+    /// is dropped (e.g. by a timeout while the server is unreachable), the node is still
+    /// created as soon as possible.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInstance`], [`Error::Serialize`], [`Error::AlreadyRegistered`] (same id),
+    /// [`Error::Closed`].
+    pub async fn register(&self, instance: ServiceInstance<T>) -> Result<()> {
+        instance.validate()?;
+        let data = self.inner.serializer.serialize(&instance)?;
+        let mode = match (
+            instance.service_type.is_ephemeral(),
+            instance.service_type.is_sequential(),
+        ) {
+            (true, true) => CreateMode::EphemeralSequential,
+            (true, false) => CreateMode::Ephemeral,
+            (false, true) => CreateMode::PersistentSequential,
+            (false, false) => CreateMode::Persistent,
+        };
+        let path = self.instance_path(&instance.name, &instance.id);
+        let node = Arc::new(
+            PersistentNode::builder(self.inner.client.clone(), &path, data)
+                .mode(mode)
+                .build()?,
+        );
+        {
+            let mut regs = self.registrations()?;
+            if regs.contains_key(&instance.id) {
+                return Err(Error::AlreadyRegistered(instance.id));
+            }
+            node.start()?;
+            regs.insert(
+                instance.id.clone(),
+                Registration {
+                    instance,
+                    node: node.clone(),
+                },
+            );
+        }
+        // No deadline of our own: the caller decides how long to wait.
+        while !node
+            .wait_for_initial_create(Duration::from_secs(3600))
+            .await?
+        {}
+        Ok(())
+    }
+
+    /// Replaces a registered instance's data (same id) in place: the node is never deleted,
+    /// so caches see a change, never a removal. Waits until the node holds the new data.
+    ///
+    /// # Errors
+    /// [`Error::NotRegistered`] if this discovery did not register the id; [`Error::Serialize`];
+    /// [`Error::Closed`].
+    pub async fn update(&self, instance: ServiceInstance<T>) -> Result<()> {
+        instance.validate()?;
+        let data = self.inner.serializer.serialize(&instance)?;
+        let node = {
+            let mut regs = self.registrations()?;
+            let reg = regs
+                .get_mut(&instance.id)
+                .ok_or_else(|| Error::NotRegistered(instance.id.clone()))?;
+            reg.instance = instance;
+            reg.node.clone()
+        };
+        node.set_data(data).await?;
+        Ok(())
+    }
+
+    /// Unregisters the instance with this id: it is no longer kept, and its node is deleted
+    /// (a guaranteed delete: retried in the background across connection trouble, and never
+    /// re-created by a later reconnect).
+    ///
+    /// # Errors
+    /// [`Error::NotRegistered`]; the delete's error when it is not a connection problem.
+    pub async fn unregister(&self, id: &str) -> Result<()> {
+        let reg = self
+            .registrations()?
+            .remove(id)
+            .ok_or_else(|| Error::NotRegistered(id.to_owned()))?;
+        reg.node.close().await?;
+        Ok(())
+    }
+
+    /// The instances this discovery registered (as last registered or updated).
+    pub fn registered(&self) -> Vec<ServiceInstance<T>> {
+        self.inner
+            .registrations
+            .lock()
+            .map(|r| r.values().map(|reg| reg.instance.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The names of every service under the base path.
+    ///
+    /// # Errors
+    /// A ZooKeeper error (a missing base path is no error: no services).
+    pub async fn query_for_names(&self) -> Result<Vec<String>> {
+        match self.inner.client.get_children(&self.inner.base_path).await {
+            Ok(mut names) => {
+                names.sort();
+                Ok(names)
+            }
+            Err(ZkError::NoNode) => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every instance of the service `name` (read from ZooKeeper now). Nodes that are not
+    /// valid instances are skipped with a warning.
+    ///
+    /// # Errors
+    /// A ZooKeeper error (a missing service is no error: no instances).
+    pub async fn query_for_instances(&self, name: &str) -> Result<Vec<ServiceInstance<T>>> {
+        let service_path = self.service_path(name);
+        let mut ids = match self.inner.client.get_children(&service_path).await {
+            Ok(ids) => ids,
+            Err(ZkError::NoNode) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        ids.sort();
+        let reads = ids.iter().map(|id| self.query_for_instance(name, id));
+        let mut instances = Vec::with_capacity(ids.len());
+        for read in futures::future::join_all(reads).await {
+            match read {
+                Ok(Some(instance)) => instances.push(instance),
+                Ok(None) => {}
+                Err(Error::Deserialize(e)) => {
+                    tracing::warn!(service = name, %e, "skipping a node that is not an instance")
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(instances)
+    }
+
+    /// The instance `id` of the service `name`, if registered.
+    ///
+    /// # Errors
+    /// A ZooKeeper error; [`Error::Deserialize`] if the node is not a valid instance.
+    pub async fn query_for_instance(
+        &self,
+        name: &str,
+        id: &str,
+    ) -> Result<Option<ServiceInstance<T>>> {
+        match self
+            .inner
+            .client
+            .get_data(&self.instance_path(name, id))
+            .await
+        {
+            Ok((data, _)) => Ok(Some(self.inner.serializer.deserialize(&data)?)),
+            Err(ZkError::NoNode) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A cache of the instances of the service `name` (not started).
+    ///
+    /// # Errors
+    /// An invalid name.
+    pub fn service_cache(&self, name: &str) -> Result<ServiceCache<T>> {
+        ServiceCache::new(
+            self.inner.client.clone(),
+            &self.service_path(name),
+            self.inner.serializer.clone(),
+        )
+    }
+
+    /// A provider of instances of the service `name`, picking with a strategy (see
+    /// [`ServiceProviderBuilder`]).
+    pub fn service_provider(&self, name: &str) -> ServiceProviderBuilder<T> {
+        ServiceProviderBuilder::new(self.clone(), name)
+    }
+
+    /// Unregisters every instance (guaranteed deletes) and refuses further registrations.
+    ///
+    /// # Errors
+    /// The first non-connection error of a delete.
+    pub async fn close(&self) -> Result<()> {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        let regs: Vec<Registration<T>> = match self.inner.registrations.lock() {
+            Ok(mut r) => r.drain().map(|(_, reg)| reg).collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut result = Ok(());
+        for reg in regs {
+            if let Err(e) = reg.node.close().await {
+                if result.is_ok() {
+                    result = Err(e.into());
+                }
+            }
+        }
+        result
+    }
+
+    fn registrations(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, Registration<T>>>> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        self.inner.registrations.lock().map_err(|_| Error::Closed)
+    }
+
+    fn service_path(&self, name: &str) -> String {
+        zk_proto::path::join(&self.inner.base_path, name)
+    }
+
+    fn instance_path(&self, name: &str, id: &str) -> String {
+        zk_proto::path::join(&self.service_path(name), id)
+    }
+}

@@ -1,0 +1,121 @@
+//! [`ServiceCache`]: the live instances of one service, kept current.
+
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use tokio::sync::watch;
+use zk_client::Client;
+use zk_recipes::{CacheEvent, PathChildrenCache};
+
+use crate::discovery::Payload;
+use crate::{Error, InstanceSerializer, Result, ServiceInstance};
+
+/// Curator's `ServiceCache`: the instances of one service, kept current by a
+/// [`PathChildrenCache`] on `basePath/<name>` — correct across reconnects and session loss
+/// (it re-reads and diffs after each). Nodes that are not valid instances are left out.
+///
+/// Get one from [`ServiceDiscovery::service_cache`](crate::ServiceDiscovery::service_cache),
+/// then [`start`](ServiceCache::start) it.
+pub struct ServiceCache<T> {
+    children: Arc<PathChildrenCache>,
+    serializer: Arc<dyn InstanceSerializer<T>>,
+    current: Arc<watch::Sender<Arc<Vec<ServiceInstance<T>>>>>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl<T> std::fmt::Debug for ServiceCache<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceCache")
+            .field("path", &self.children.path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Payload> ServiceCache<T> {
+    pub(crate) fn new(
+        client: Client,
+        service_path: &str,
+        serializer: Arc<dyn InstanceSerializer<T>>,
+    ) -> Result<ServiceCache<T>> {
+        Ok(ServiceCache {
+            children: Arc::new(PathChildrenCache::new(client, service_path)?),
+            serializer,
+            current: Arc::new(watch::channel(Arc::new(Vec::new())).0),
+            task: Mutex::new(None),
+        })
+    }
+
+    /// Starts the cache and waits for its first complete read.
+    ///
+    /// # Errors
+    /// [`Error::Recipe`] if already started or closed; [`Error::Closed`] if closed while
+    /// starting.
+    pub async fn start(&self) -> Result<()> {
+        let mut events = self.children.events();
+        self.children.start()?;
+        let children = self.children.clone();
+        let serializer = self.serializer.clone();
+        let current = self.current.clone();
+        let (ready_tx, mut ready) = watch::channel(false);
+        let handle = tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                if matches!(event, CacheEvent::Initialized) || event.node().is_some() {
+                    let instances: Vec<ServiceInstance<T>> = children
+                        .current()
+                        .iter()
+                        .filter_map(|node| match serializer.deserialize(&node.data) {
+                            Ok(instance) => Some(instance),
+                            Err(e) => {
+                                tracing::debug!(path = %node.path, %e, "not a service instance");
+                                None
+                            }
+                        })
+                        .collect();
+                    current.send_replace(Arc::new(instances));
+                    if matches!(event, CacheEvent::Initialized) {
+                        ready_tx.send_replace(true);
+                    }
+                }
+            }
+        });
+        if let Ok(mut t) = self.task.lock() {
+            *t = Some(handle);
+        }
+        // Ready once the task published the list of the first complete read.
+        let initialized = ready.wait_for(|r| *r).await.is_ok();
+        if initialized {
+            Ok(())
+        } else {
+            Err(Error::Closed)
+        }
+    }
+
+    /// The instances as last read (in node-name order).
+    pub fn instances(&self) -> Arc<Vec<ServiceInstance<T>>> {
+        self.current.borrow().clone()
+    }
+
+    /// A receiver of the instance list: `changed().await` wakes on every change, `borrow()`
+    /// reads the latest list.
+    pub fn changes(&self) -> watch::Receiver<Arc<Vec<ServiceInstance<T>>>> {
+        self.current.subscribe()
+    }
+
+    /// Stops the cache; receivers from [`changes`](ServiceCache::changes) see the sender
+    /// closed.
+    pub async fn close(&self) {
+        self.children.close().await;
+        let handle = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(handle) = handle {
+            let _ = handle.await;
+        }
+    }
+}
+
+impl<T> Drop for ServiceCache<T> {
+    fn drop(&mut self) {
+        if let Some(handle) = self.task.lock().ok().and_then(|mut t| t.take()) {
+            handle.abort();
+        }
+    }
+}

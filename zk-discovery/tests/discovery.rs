@@ -1,0 +1,428 @@
+//! ServiceDiscovery, ServiceCache and ServiceProvider against the embedded server: instances
+//! follow their sessions, re-register after expiry, never resurrect after unregister, update
+//! in place; the provider's strategies and down-instance policy.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use zk_client::{Client, ConnectionState, ConnectionStates, RetryNTimes};
+use zk_discovery::{
+    DownInstancePolicy, JsonInstanceSerializer, Random, RoundRobin, ServiceDiscovery,
+    ServiceInstance, ServiceType, Sticky,
+};
+use zk_server::{FaultProxy, TestingServer};
+
+const SESSION_TIMEOUT: Duration = Duration::from_secs(4);
+const PATIENCE: Duration = Duration::from_secs(30);
+
+async fn client_with(connect: &str, connection_timeout: Duration) -> Client {
+    let client = Client::builder()
+        .connect_string(connect)
+        .session_timeout(SESSION_TIMEOUT)
+        .connection_timeout(connection_timeout)
+        .retry_policy(RetryNTimes::new(3, Duration::from_millis(50)))
+        .build()
+        .expect("client");
+    client
+        .block_until_connected(PATIENCE)
+        .await
+        .expect("connect");
+    client
+}
+
+async fn client(connect: &str) -> Client {
+    client_with(connect, Duration::from_secs(10)).await
+}
+
+async fn within<T>(what: &str, limit: Duration, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {limit:?} waiting for: {what}"))
+}
+
+async fn wait_state(states: &mut ConnectionStates, wanted: ConnectionState) {
+    use futures::StreamExt;
+    within(&format!("{wanted:?}"), PATIENCE, async {
+        while let Some(s) = states.next().await {
+            if s == wanted {
+                return;
+            }
+        }
+        panic!("state stream ended");
+    })
+    .await
+}
+
+fn instance(name: &str, id: &str, port: u16, payload: &str) -> ServiceInstance<String> {
+    ServiceInstance::builder(name)
+        .id(id)
+        .address("127.0.0.1")
+        .port(port)
+        .payload(payload.to_owned())
+        .build()
+        .expect("instance")
+}
+
+fn ids(list: &[ServiceInstance<String>]) -> Vec<String> {
+    list.iter().map(|i| i.id.clone()).collect()
+}
+
+/// Waits until the cache's list satisfies `pred`.
+async fn wait_list(
+    rx: &mut tokio::sync::watch::Receiver<Arc<Vec<ServiceInstance<String>>>>,
+    limit: Duration,
+    what: &str,
+    pred: impl Fn(&[ServiceInstance<String>]) -> bool,
+) {
+    within(what, limit, async {
+        loop {
+            if pred(&rx.borrow_and_update()) {
+                return;
+            }
+            rx.changed().await.expect("cache open");
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_query_and_the_stored_json() {
+    let server = TestingServer::start().await.expect("server");
+    let c = client(&server.connect_string()).await;
+    let discovery = ServiceDiscovery::<String>::builder(c.clone())
+        .base_path("/svc")
+        .this_instance(instance("payments", "p1", 8001, "eu"))
+        .build()
+        .expect("discovery");
+    discovery.start().await.expect("start");
+    discovery
+        .register(instance("payments", "p2", 8002, "us"))
+        .await
+        .expect("register");
+    discovery
+        .register(instance("search", "s1", 9001, "eu"))
+        .await
+        .expect("register");
+    assert!(matches!(
+        discovery
+            .register(instance("search", "s1", 9001, "x"))
+            .await,
+        Err(zk_discovery::Error::AlreadyRegistered(_))
+    ));
+
+    assert_eq!(
+        discovery.query_for_names().await.expect("names"),
+        ["payments", "search"]
+    );
+    let found = discovery
+        .query_for_instances("payments")
+        .await
+        .expect("instances");
+    assert_eq!(ids(&found), ["p1", "p2"]);
+    assert_eq!(found[1].payload.as_deref(), Some("us"));
+    assert_eq!(
+        discovery
+            .query_for_instance("payments", "nope")
+            .await
+            .expect("query"),
+        None
+    );
+
+    // Curator's layout and JSON: an ephemeral node at basePath/name/id holding exactly what
+    // Curator's (compatible-mode) serializer writes; parents are containers.
+    let (data, stat) = c.get_data("/svc/payments/p1").await.expect("node");
+    assert_eq!(stat.ephemeral_owner, c.session_id());
+    assert_eq!(
+        data,
+        JsonInstanceSerializer::default()
+            .serialize(&found[0])
+            .expect("json")
+    );
+    assert!(String::from_utf8_lossy(&data).starts_with(
+        r#"{"name":"payments","id":"p1","address":"127.0.0.1","port":8001,"sslPort":null,"payload":"eu","registrationTimeUTC":"#
+    ));
+    let (_, parent) = c.get_data("/svc/payments").await.expect("parent");
+    assert_eq!(parent.ephemeral_owner, 0);
+
+    discovery.close().await.expect("close");
+    assert_eq!(
+        c.get_children("/svc/payments")
+            .await
+            .map(|c| c.len())
+            .unwrap_or(0),
+        0
+    );
+    assert!(matches!(
+        discovery.register(instance("x", "y", 1, "")).await,
+        Err(zk_discovery::Error::Closed)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_providers_instance_leaves_the_cache_within_the_session_timeout() {
+    let server = TestingServer::start().await.expect("server");
+    let proxy = FaultProxy::start(&server.connect_string())
+        .await
+        .expect("proxy");
+    let provider_client = client(&proxy.connect_string()).await;
+    let consumer = client(&server.connect_string()).await;
+    let provider = ServiceDiscovery::<String>::builder(provider_client.clone())
+        .build()
+        .expect("discovery");
+    provider
+        .register(instance("api", "a1", 1, ""))
+        .await
+        .expect("register");
+    let consumer_discovery = ServiceDiscovery::<String>::builder(consumer.clone())
+        .build()
+        .expect("discovery");
+    let cache = consumer_discovery.service_cache("api").expect("cache");
+    cache.start().await.expect("cache start");
+    assert_eq!(ids(&cache.instances()), ["a1"]);
+
+    // The provider's process "dies": its network goes dead and its session expires.
+    let mut rx = cache.changes();
+    proxy.set_mode(zk_server::FaultMode::Blackhole);
+    wait_list(
+        &mut rx,
+        SESSION_TIMEOUT + Duration::from_secs(1),
+        "the dead instance to leave the cache",
+        |l| l.is_empty(),
+    )
+    .await;
+    drop(provider);
+    cache.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_registered_after_session_expiry_and_updated_in_place() {
+    let server = TestingServer::start().await.expect("server");
+    let provider_client = client(&server.connect_string()).await;
+    let consumer = client(&server.connect_string()).await;
+    let provider = ServiceDiscovery::<String>::builder(provider_client.clone())
+        .build()
+        .expect("discovery");
+    provider
+        .register(instance("api", "a1", 1, "v1"))
+        .await
+        .expect("register");
+    let cache = ServiceDiscovery::<String>::builder(consumer.clone())
+        .build()
+        .expect("discovery")
+        .service_cache("api")
+        .expect("cache");
+    cache.start().await.expect("start");
+
+    // Update: the cache sees the new payload and the instance never disappears meanwhile.
+    let mut rx = cache.changes();
+    let mut updated = instance("api", "a1", 1, "v2");
+    updated.registration_time_utc = provider.registered()[0].registration_time_utc;
+    provider.update(updated).await.expect("update");
+    within("the update in the cache", PATIENCE, async {
+        loop {
+            let list = rx.borrow_and_update().clone();
+            assert_eq!(
+                ids(&list),
+                ["a1"],
+                "the instance must never disappear during an update"
+            );
+            if list[0].payload.as_deref() == Some("v2") {
+                return;
+            }
+            rx.changed().await.expect("open");
+        }
+    })
+    .await;
+    assert!(matches!(
+        provider.update(instance("api", "other", 1, "")).await,
+        Err(zk_discovery::Error::NotRegistered(_))
+    ));
+
+    // The provider's session expires: the instance goes, then comes back with the new
+    // session, with the updated payload.
+    let old_session = provider_client.session_id();
+    let mut states = provider_client.connection_states();
+    assert!(server.expire_session(old_session).await);
+    wait_state(&mut states, ConnectionState::Lost).await;
+    within("re-registration by the new session", PATIENCE, async {
+        loop {
+            if let Ok((data, stat)) = consumer.get_data("/services/api/a1").await {
+                if stat.ephemeral_owner != old_session {
+                    assert!(String::from_utf8_lossy(&data).contains(r#""payload":"v2""#));
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    wait_list(&mut rx, PATIENCE, "the cache to show it again", |l| {
+        ids(l) == ["a1"] && l[0].payload.as_deref() == Some("v2")
+    })
+    .await;
+    cache.close().await;
+    provider.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unregister_while_disconnected_does_not_resurrect() {
+    let server = TestingServer::start().await.expect("server");
+    let proxy = FaultProxy::start(&server.connect_string())
+        .await
+        .expect("proxy");
+    let provider_client = client_with(&proxy.connect_string(), Duration::from_millis(500)).await;
+    let observer = client(&server.connect_string()).await;
+    let provider = ServiceDiscovery::<String>::builder(provider_client.clone())
+        .build()
+        .expect("discovery");
+    provider
+        .register(instance("api", "gone", 1, ""))
+        .await
+        .expect("register");
+    provider
+        .register(instance("api", "kept", 2, ""))
+        .await
+        .expect("register");
+
+    let mut states = provider_client.connection_states();
+    proxy.down();
+    wait_state(&mut states, ConnectionState::Suspended).await;
+    // The delete cannot reach the server now: unregister hands it to a guaranteed delete.
+    provider.unregister("gone").await.expect("unregister");
+    proxy.up();
+    wait_state(&mut states, ConnectionState::Reconnected).await;
+    within("the guaranteed delete", PATIENCE, async {
+        while observer
+            .exists("/services/api/gone")
+            .await
+            .expect("exists")
+            .is_some()
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // Another reconnect (re-registration runs again): still gone, the other one still there.
+    proxy.cut();
+    wait_state(&mut states, ConnectionState::Reconnected).await;
+    provider
+        .update(instance("api", "kept", 2, "touched"))
+        .await
+        .expect("update");
+    assert_eq!(observer.exists("/services/api/gone").await, Ok(None));
+    assert!(observer
+        .exists("/services/api/kept")
+        .await
+        .expect("exists")
+        .is_some());
+    provider.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_strategies_and_down_instances() {
+    let server = TestingServer::start().await.expect("server");
+    let c = client(&server.connect_string()).await;
+    let discovery = ServiceDiscovery::<String>::builder(c.clone())
+        .build()
+        .expect("discovery");
+    for (i, id) in ["i1", "i2", "i3"].iter().enumerate() {
+        discovery
+            .register(instance("svc", id, 1000 + i as u16, ""))
+            .await
+            .expect("register");
+    }
+
+    // Round robin: exact rotation over 999 picks.
+    let rr = discovery.service_provider("svc").build().expect("provider");
+    rr.start().await.expect("start");
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    let mut order = Vec::new();
+    for _ in 0..999 {
+        let id = rr.get_instance().expect("an instance").id;
+        order.push(id.clone());
+        *counts.entry(id).or_default() += 1;
+    }
+    assert!(counts.values().all(|&n| n == 333), "{counts:?}");
+    assert!(order
+        .windows(3)
+        .all(|w| w[0] != w[1] && w[1] != w[2] && w[0] != w[2]));
+
+    // Random: within ±10% of even over 9,000 picks.
+    let random = discovery
+        .service_provider("svc")
+        .strategy(Random::new())
+        .build()
+        .expect("provider");
+    random.start().await.expect("start");
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for _ in 0..9000 {
+        *counts
+            .entry(random.get_instance().expect("one").id)
+            .or_default() += 1;
+    }
+    assert_eq!(counts.len(), 3);
+    assert!(
+        counts.values().all(|&n| (2700..=3300).contains(&n)),
+        "{counts:?}"
+    );
+
+    // Sticky: the same instance until it is gone.
+    let sticky = discovery
+        .service_provider("svc")
+        .strategy(Sticky::new(RoundRobin::new()))
+        .build()
+        .expect("provider");
+    sticky.start().await.expect("start");
+    let first = sticky.get_instance().expect("one").id;
+    assert!((0..100).all(|_| sticky.get_instance().map(|i| i.id) == Some(first.clone())));
+    let mut rx = sticky.cache().changes();
+    discovery.unregister(&first).await.expect("unregister");
+    within("the cache to drop it", PATIENCE, async {
+        while rx.borrow_and_update().iter().any(|i| i.id == first) {
+            rx.changed().await.expect("open");
+        }
+    })
+    .await;
+    let second = sticky.get_instance().expect("one").id;
+    assert_ne!(second, first);
+    assert!((0..100).all(|_| sticky.get_instance().map(|i| i.id) == Some(second.clone())));
+
+    // Down instances: out after 2 errors, back after the window; filters apply too.
+    let window = Duration::from_millis(300);
+    let guarded = discovery
+        .service_provider("svc")
+        .filter(|i| i.service_type == ServiceType::Dynamic)
+        .down_instance_policy(DownInstancePolicy {
+            timeout: window,
+            error_threshold: 2,
+        })
+        .build()
+        .expect("provider");
+    guarded.start().await.expect("start");
+    let all = guarded.get_all_instances();
+    assert_eq!(all.len(), 2);
+    let victim = all[0].clone();
+    guarded.note_error(&victim);
+    assert_eq!(
+        guarded.get_all_instances().len(),
+        2,
+        "one error is below the threshold"
+    );
+    guarded.note_error(&victim);
+    let left = guarded.get_all_instances();
+    assert_eq!(ids(&left), [all[1].id.clone()]);
+    assert!((0..10).all(|_| guarded.get_instance().map(|i| i.id) == Some(all[1].id.clone())));
+    tokio::time::sleep(window + Duration::from_millis(100)).await;
+    assert_eq!(
+        guarded.get_all_instances().len(),
+        2,
+        "readmitted after the window"
+    );
+
+    for p in [&rr, &random, &sticky, &guarded] {
+        p.close().await;
+    }
+    discovery.close().await.expect("close");
+}
