@@ -10,6 +10,10 @@
 //! * [`LeaderLatch`] — Curator's `LeaderLatch`: await leadership, a leadership watch channel,
 //!   participants and the current leader; never claims leadership without checking that its
 //!   node belongs to its current session; re-checks on RECONNECTED instead of resetting.
+//! * [`Barrier`] — Curator's `DistributedBarrier`: waiters block while one node exists.
+//! * [`DoubleBarrier`] — Curator's `DistributedDoubleBarrier`: enter when `n` members are
+//!   present, leave when all are gone; every wait re-checks its predicate after every wake-up
+//!   (Curator's GH-1290 fixed).
 //!
 //! # Layout compatibility
 //!
@@ -19,7 +23,8 @@
 //! queue is sorted on the part of the name after the lock name ([`nodes::sort_key`]), so the
 //! `_c_<uuid>-` protection prefix is ignored. Both recipes are layout-compatible with Curator's
 //! `InterProcessMutex` and `LeaderLatch`; they are not compatible with kazoo's `Lock` (kazoo
-//! names nodes `<uuid>__lock__N`).
+//! names nodes `<uuid>__lock__N`). The barriers use Curator's layouts too: a barrier is one
+//! node; a double barrier has EPHEMERAL member nodes `<path>/<uuid>` and a `<path>/ready` node.
 //!
 //! # Safety of locks (read this)
 //!
@@ -62,12 +67,16 @@
 //! # }
 //! ```
 
+pub mod barrier;
+pub mod double_barrier;
 mod error;
 pub mod leader_latch;
 pub mod mutex;
 pub mod nodes;
 mod util;
 
+pub use barrier::Barrier;
+pub use double_barrier::DoubleBarrier;
 pub use error::{Error, Result};
 pub use leader_latch::{LeaderLatch, Participant};
 pub use mutex::{LockState, LockStates, Mutex, MutexGuard};
