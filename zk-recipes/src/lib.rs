@@ -14,6 +14,9 @@
 //! * [`DoubleBarrier`] — Curator's `DistributedDoubleBarrier`: enter when `n` members are
 //!   present, leave when all are gone; every wait re-checks its predicate after every wake-up
 //!   (Curator's GH-1290 fixed).
+//! * [`SharedValue`] / [`SharedCount`] — Curator's shared values: a cached, watched value
+//!   (bytes, or a 4-byte big-endian count) with compare-and-set on the node version; kept
+//!   current across reconnects and new sessions.
 //!
 //! # Layout compatibility
 //!
@@ -23,8 +26,9 @@
 //! queue is sorted on the part of the name after the lock name ([`nodes::sort_key`]), so the
 //! `_c_<uuid>-` protection prefix is ignored. Both recipes are layout-compatible with Curator's
 //! `InterProcessMutex` and `LeaderLatch`; they are not compatible with kazoo's `Lock` (kazoo
-//! names nodes `<uuid>__lock__N`). The barriers use Curator's layouts too: a barrier is one
-//! node; a double barrier has EPHEMERAL member nodes `<path>/<uuid>` and a `<path>/ready` node.
+//! names nodes `<uuid>__lock__N`). The barriers and shared values use Curator's layouts too: a
+//! barrier is one node; a double barrier has EPHEMERAL member nodes `<path>/<uuid>` and a
+//! `<path>/ready` node; a shared count is one node holding a 4-byte big-endian integer.
 //!
 //! # Safety of locks (read this)
 //!
@@ -73,6 +77,7 @@ mod error;
 pub mod leader_latch;
 pub mod mutex;
 pub mod nodes;
+pub mod shared_count;
 mod util;
 
 pub use barrier::Barrier;
@@ -80,3 +85,4 @@ pub use double_barrier::DoubleBarrier;
 pub use error::{Error, Result};
 pub use leader_latch::{LeaderLatch, Participant};
 pub use mutex::{LockState, LockStates, Mutex, MutexGuard};
+pub use shared_count::{SharedCount, SharedValue, VersionedValue};
