@@ -17,6 +17,9 @@
 //! * [`SharedValue`] / [`SharedCount`] — Curator's shared values: a cached, watched value
 //!   (bytes, or a 4-byte big-endian count) with compare-and-set on the node version; kept
 //!   current across reconnects and new sessions.
+//! * [`DistributedAtomicLong`] — Curator's atomic counter (8-byte big-endian node): optimistic
+//!   compare-and-set retried under a retry policy, with optional promotion to a [`Mutex`]
+//!   ([`PromotedToLock`]).
 //!
 //! # Layout compatibility
 //!
@@ -26,9 +29,10 @@
 //! queue is sorted on the part of the name after the lock name ([`nodes::sort_key`]), so the
 //! `_c_<uuid>-` protection prefix is ignored. Both recipes are layout-compatible with Curator's
 //! `InterProcessMutex` and `LeaderLatch`; they are not compatible with kazoo's `Lock` (kazoo
-//! names nodes `<uuid>__lock__N`). The barriers and shared values use Curator's layouts too: a
-//! barrier is one node; a double barrier has EPHEMERAL member nodes `<path>/<uuid>` and a
-//! `<path>/ready` node; a shared count is one node holding a 4-byte big-endian integer.
+//! names nodes `<uuid>__lock__N`). The barriers, shared values and the atomic counter use
+//! Curator's layouts too: a barrier is one node; a double barrier has EPHEMERAL member nodes
+//! `<path>/<uuid>` and a `<path>/ready` node; a shared count and an atomic long are one node
+//! holding a 4-byte or 8-byte big-endian integer.
 //!
 //! # Safety of locks (read this)
 //!
@@ -71,6 +75,7 @@
 //! # }
 //! ```
 
+pub mod atomic_long;
 pub mod barrier;
 pub mod double_barrier;
 mod error;
@@ -80,6 +85,7 @@ pub mod nodes;
 pub mod shared_count;
 mod util;
 
+pub use atomic_long::{AtomicStats, AtomicValue, DistributedAtomicLong, PromotedToLock};
 pub use barrier::Barrier;
 pub use double_barrier::DoubleBarrier;
 pub use error::{Error, Result};
