@@ -21,4 +21,13 @@ pub enum Error {
     /// An argument was rejected before anything was sent (e.g. an invalid path).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A recipe's node holds data the recipe cannot decode (e.g. a counter node whose data is
+    /// not 8 bytes long). Nothing was written.
+    #[error("node {path} holds {len} bytes, not a value of this recipe")]
+    CorruptValue {
+        /// The node (client-relative).
+        path: String,
+        /// The length of its data.
+        len: usize,
+    },
 }

@@ -16,6 +16,16 @@
 //!   is missed (not even a delete-and-recreate).
 //! * [`PersistentNode`] — a node kept present (re-created after a delete or a session loss)
 //!   until closed; ephemeral, sequential and protected variants.
+//! * [`Barrier`] — Curator's `DistributedBarrier`: waiters block while one node exists.
+//! * [`DoubleBarrier`] — Curator's `DistributedDoubleBarrier`: enter when `n` members are
+//!   present, leave when all are gone; every wait re-checks its predicate after every wake-up
+//!   (Curator's GH-1290 fixed).
+//! * [`SharedValue`] / [`SharedCount`] — Curator's shared values: a cached, watched value
+//!   (bytes, or a 4-byte big-endian count) with compare-and-set on the node version; kept
+//!   current across reconnects and new sessions.
+//! * [`DistributedAtomicLong`] — Curator's atomic counter (8-byte big-endian node): optimistic
+//!   compare-and-set retried under a retry policy, with optional promotion to a [`Mutex`]
+//!   ([`PromotedToLock`]).
 //!
 //! # Layout compatibility
 //!
@@ -25,7 +35,10 @@
 //! queue is sorted on the part of the name after the lock name ([`nodes::sort_key`]), so the
 //! `_c_<uuid>-` protection prefix is ignored. Both recipes are layout-compatible with Curator's
 //! `InterProcessMutex` and `LeaderLatch`; they are not compatible with kazoo's `Lock` (kazoo
-//! names nodes `<uuid>__lock__N`).
+//! names nodes `<uuid>__lock__N`). The barriers, shared values and the atomic counter use
+//! Curator's layouts too: a barrier is one node; a double barrier has EPHEMERAL member nodes
+//! `<path>/<uuid>` and a `<path>/ready` node; a shared count and an atomic long are one node
+//! holding a 4-byte or 8-byte big-endian integer.
 //!
 //! # Safety of locks (read this)
 //!
@@ -68,16 +81,24 @@
 //! # }
 //! ```
 
+pub mod atomic_long;
+pub mod barrier;
 pub mod cache;
+pub mod double_barrier;
 mod error;
 pub mod leader_latch;
 pub mod mutex;
 pub mod nodes;
 mod persistent_node;
+pub mod shared_count;
 mod util;
 
+pub use atomic_long::{AtomicStats, AtomicValue, DistributedAtomicLong, PromotedToLock};
+pub use barrier::Barrier;
 pub use cache::{CacheEvent, CacheEvents, ChildData, NodeCache, PathChildrenCache, TreeCache};
+pub use double_barrier::DoubleBarrier;
 pub use error::{Error, Result};
 pub use leader_latch::{LeaderLatch, Participant};
 pub use mutex::{LockState, LockStates, Mutex, MutexGuard};
 pub use persistent_node::{PersistentNode, PersistentNodeBuilder};
+pub use shared_count::{SharedCount, SharedValue, VersionedValue};

@@ -1,0 +1,478 @@
+//! [`DistributedAtomicLong`]: Curator's `DistributedAtomicLong`, optimistic with an optional
+//! promotion to a lock ([`PromotedToLock`]).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use zk_client::{Client, Error as ZkError, RetryNTimes, RetryPolicy};
+
+use crate::mutex::Mutex;
+use crate::nodes::check_base_path;
+use crate::{Error, Result};
+
+/// The outcome of an operation on a [`DistributedAtomicLong`] (Curator's `AtomicValue`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AtomicValue<T> {
+    /// Whether the operation took effect. An optimistic operation fails when every attempt
+    /// allowed by its retry policies met a concurrent change.
+    pub succeeded: bool,
+    /// The value the operation found (of its last attempt; `0` for a missing node).
+    pub pre_value: T,
+    /// The value the operation wrote; when it did not succeed, the value it found (unlike
+    /// Curator, which reports `0` then).
+    pub post_value: T,
+    /// How the operation went.
+    pub stats: AtomicStats,
+}
+
+/// Attempts and time spent by one operation (Curator's `AtomicStats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AtomicStats {
+    /// Optimistic attempts (read, then a versioned write or a create).
+    pub optimistic_tries: u32,
+    /// Attempts made while holding the promotion lock.
+    pub promoted_tries: u32,
+    /// Time spent in the optimistic phase.
+    pub optimistic_time: Duration,
+    /// Time spent in the promoted phase (acquiring the lock included).
+    pub promoted_time: Duration,
+}
+
+/// When the optimistic attempts are exhausted, take a lock and try again under it
+/// (Curator's `PromotedToLock`).
+///
+/// Under the lock, other *promoted* updates cannot interfere; optimistic attempts of other
+/// writers (which take no lock, as in Curator) and writers that do not use the lock still can,
+/// so under contention give the promoted phase a retry policy of its own. The lock is a
+/// [`Mutex`] on `lock_path` (Curator's `InterProcessMutex` layout).
+#[derive(Debug, Clone)]
+pub struct PromotedToLock {
+    lock_path: String,
+    max_lock_time: Option<Duration>,
+    retry_policy: Arc<dyn RetryPolicy>,
+}
+
+impl PromotedToLock {
+    /// Promotion to a lock on `lock_path`: wait for the lock as long as it takes, one attempt
+    /// under the lock (Curator's defaults: no timeout, `RetryNTimes(0, 0)`).
+    pub fn new(lock_path: &str) -> PromotedToLock {
+        PromotedToLock {
+            lock_path: lock_path.to_owned(),
+            max_lock_time: None,
+            retry_policy: Arc::new(RetryNTimes::new(0, Duration::ZERO)),
+        }
+    }
+
+    /// Wait at most `max` for the lock; if it is not acquired in time the operation fails
+    /// (`succeeded == false`).
+    #[must_use]
+    pub fn max_lock_time(mut self, max: Duration) -> PromotedToLock {
+        self.max_lock_time = Some(max);
+        self
+    }
+
+    /// The policy for attempts under the lock.
+    #[must_use]
+    pub fn retry_policy(mut self, policy: impl RetryPolicy + 'static) -> PromotedToLock {
+        self.retry_policy = Arc::new(policy);
+        self
+    }
+
+    /// The lock path.
+    pub fn lock_path(&self) -> &str {
+        &self.lock_path
+    }
+}
+
+/// A distributed 64-bit counter: Curator's `DistributedAtomicLong`, layout-compatible with it
+/// (one node holding the value as 8 bytes big-endian; a missing node counts as `0`; parents
+/// are containers).
+///
+/// Every update is optimistic: read the node and its version, write the new value only at that
+/// version (or create the node if it is missing); when another writer got there first, try
+/// again as long as the retry policy allows (sleeping as it says). If a [`PromotedToLock`] is
+/// given and the optimistic attempts are exhausted, the update is tried again while holding a
+/// [`Mutex`]. An update that still fails returns `succeeded == false` — it is not an error.
+///
+/// # Connection loss
+/// A write whose reply is lost is re-sent by the client; if the first send was applied, the
+/// re-sent write meets a changed version and the update is attempted again: after connection
+/// loss, an increment may be applied twice (as in Curator). Use the returned values (or a
+/// lock and a read) where that matters.
+///
+/// ```no_run
+/// # async fn f(client: zk_client::Client) -> zk_recipes::Result<()> {
+/// use std::time::Duration;
+/// use zk_client::ExponentialBackoffRetry;
+/// use zk_recipes::{DistributedAtomicLong, PromotedToLock};
+///
+/// let counter = DistributedAtomicLong::with_promotion(
+///     client,
+///     "/app/counters/orders",
+///     ExponentialBackoffRetry::new(Duration::from_millis(10), 5),
+///     PromotedToLock::new("/app/locks/orders-counter").max_lock_time(Duration::from_secs(5)),
+/// )?;
+/// let r = counter.increment().await?;
+/// if r.succeeded {
+///     println!("{} -> {}", r.pre_value, r.post_value);
+/// }
+/// # Ok(()) }
+/// ```
+pub struct DistributedAtomicLong {
+    client: Client,
+    path: String,
+    retry_policy: Arc<dyn RetryPolicy>,
+    promotion: Option<(PromotedToLock, Mutex)>,
+}
+
+impl fmt::Debug for DistributedAtomicLong {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DistributedAtomicLong")
+            .field("path", &self.path)
+            .field("retry_policy", &self.retry_policy)
+            .field("promotion", &self.promotion.as_ref().map(|(p, _)| p))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of one attempt.
+enum Attempt {
+    /// Written: the value found and the value written.
+    Done(i64, i64),
+    /// Someone else changed the node first; the value found.
+    Conflict(i64),
+}
+
+impl DistributedAtomicLong {
+    /// A counter on the node `path`, retrying optimistic updates under `retry_policy`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an invalid path or the root.
+    pub fn new(
+        client: Client,
+        path: &str,
+        retry_policy: impl RetryPolicy + 'static,
+    ) -> Result<DistributedAtomicLong> {
+        check_base_path(path)?;
+        Ok(DistributedAtomicLong {
+            client,
+            path: path.to_owned(),
+            retry_policy: Arc::new(retry_policy),
+            promotion: None,
+        })
+    }
+
+    /// As [`DistributedAtomicLong::new`], promoting updates to a lock when the optimistic
+    /// attempts are exhausted.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an invalid path (of the counter or the lock) or the
+    /// root.
+    pub fn with_promotion(
+        client: Client,
+        path: &str,
+        retry_policy: impl RetryPolicy + 'static,
+        promotion: PromotedToLock,
+    ) -> Result<DistributedAtomicLong> {
+        let mutex = Mutex::new(client.clone(), &promotion.lock_path)?;
+        let mut counter = DistributedAtomicLong::new(client, path, retry_policy)?;
+        counter.promotion = Some((promotion, mutex));
+        Ok(counter)
+    }
+
+    /// The counter node's path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The current value (`0` if the node is missing); always `succeeded`, with `pre_value ==
+    /// post_value`.
+    ///
+    /// # Errors
+    /// [`Error::Zk`] when the read fails; [`Error::CorruptValue`] when the node holds neither
+    /// 0 nor 8 bytes.
+    pub async fn get(&self) -> Result<AtomicValue<i64>> {
+        let (value, _) = self.read().await?;
+        Ok(AtomicValue {
+            succeeded: true,
+            pre_value: value,
+            post_value: value,
+            stats: AtomicStats::default(),
+        })
+    }
+
+    /// Adds 1 (wrapping on overflow, like Java's `long`).
+    ///
+    /// # Errors
+    /// [`Error::Zk`] when a call fails for another reason than a concurrent change;
+    /// [`Error::CorruptValue`] when the node holds neither 0 nor 8 bytes.
+    pub async fn increment(&self) -> Result<AtomicValue<i64>> {
+        self.update(|v| v.wrapping_add(1)).await
+    }
+
+    /// Subtracts 1 (wrapping on overflow).
+    ///
+    /// # Errors
+    /// As [`DistributedAtomicLong::increment`].
+    pub async fn decrement(&self) -> Result<AtomicValue<i64>> {
+        self.update(|v| v.wrapping_sub(1)).await
+    }
+
+    /// Adds `delta` (wrapping on overflow).
+    ///
+    /// # Errors
+    /// As [`DistributedAtomicLong::increment`].
+    pub async fn add(&self, delta: i64) -> Result<AtomicValue<i64>> {
+        self.update(move |v| v.wrapping_add(delta)).await
+    }
+
+    /// Subtracts `delta` (wrapping on overflow).
+    ///
+    /// # Errors
+    /// As [`DistributedAtomicLong::increment`].
+    pub async fn subtract(&self, delta: i64) -> Result<AtomicValue<i64>> {
+        self.update(move |v| v.wrapping_sub(delta)).await
+    }
+
+    /// Sets the value to `value` (optimistically, with retries and promotion like an
+    /// increment).
+    ///
+    /// # Errors
+    /// As [`DistributedAtomicLong::increment`].
+    pub async fn try_set(&self, value: i64) -> Result<AtomicValue<i64>> {
+        self.update(move |_| value).await
+    }
+
+    /// Sets the value to `new` if it is `expected` now: one attempt, no retries, no promotion
+    /// (Curator's `compareAndSet`). As in Curator, a missing node never matches (use
+    /// [`DistributedAtomicLong::initialize`] first), and a concurrent change between the read
+    /// and the versioned write makes it fail even if the value was `expected` again.
+    ///
+    /// # Errors
+    /// As [`DistributedAtomicLong::get`].
+    pub async fn compare_and_set(&self, expected: i64, new: i64) -> Result<AtomicValue<i64>> {
+        let (pre, version) = self.read().await?;
+        let mut result = AtomicValue {
+            succeeded: false,
+            pre_value: pre,
+            post_value: pre,
+            stats: AtomicStats {
+                optimistic_tries: 1,
+                ..AtomicStats::default()
+            },
+        };
+        let Some(version) = version else {
+            return Ok(result);
+        };
+        if pre != expected {
+            return Ok(result);
+        }
+        match self
+            .client
+            .set_data(&self.path, new.to_be_bytes())
+            .version(version)
+            .await
+        {
+            Ok(_) => {
+                result.succeeded = true;
+                result.post_value = new;
+                Ok(result)
+            }
+            Err(ZkError::BadVersion | ZkError::NoNode) => Ok(result),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Sets the value to `value` whatever it is (creating the node if missing).
+    ///
+    /// # Errors
+    /// [`Error::Zk`] when a call fails.
+    pub async fn force_set(&self, value: i64) -> Result<()> {
+        let bytes = value.to_be_bytes();
+        loop {
+            match self.client.set_data(&self.path, bytes).await {
+                Ok(_) => return Ok(()),
+                Err(ZkError::NoNode) => {}
+                Err(e) => return Err(e.into()),
+            }
+            match self
+                .client
+                .create(&self.path)
+                .creating_parent_containers_if_needed()
+                .data(bytes)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                // Created meanwhile: overwrite it.
+                Err(ZkError::NodeExists) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Creates the node with `value` if it is missing: `true` if created, `false` if it
+    /// existed (its value is left alone).
+    ///
+    /// # Errors
+    /// [`Error::Zk`] when the create fails.
+    pub async fn initialize(&self, value: i64) -> Result<bool> {
+        match self
+            .client
+            .create(&self.path)
+            .creating_parent_containers_if_needed()
+            .data(value.to_be_bytes())
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(ZkError::NodeExists) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The value and the node's version (`None`: no node, the value is `0`).
+    async fn read(&self) -> Result<(i64, Option<i32>)> {
+        match self.client.get_data(&self.path).await {
+            Ok((data, stat)) => Ok((self.decode(&data)?, Some(stat.version))),
+            Err(ZkError::NoNode) => Ok((0, None)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Curator's encoding: 8 bytes big-endian; empty data is `0`.
+    fn decode(&self, data: &[u8]) -> Result<i64> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        <[u8; 8]>::try_from(data)
+            .map(i64::from_be_bytes)
+            .map_err(|_| Error::CorruptValue {
+                path: self.path.clone(),
+                len: data.len(),
+            })
+    }
+
+    /// One optimistic attempt: read, compute, write at the read version (or create).
+    async fn attempt(&self, make: &impl Fn(i64) -> i64) -> Result<Attempt> {
+        let (pre, version) = self.read().await?;
+        let new = make(pre);
+        let bytes = new.to_be_bytes();
+        // Not idempotent: another writer may have written the very same bytes at the very
+        // same version (two increments from the same value); that must be a conflict.
+        let written = match version {
+            Some(v) => self
+                .client
+                .set_data(&self.path, bytes)
+                .version(v)
+                .await
+                .map(drop),
+            None => self
+                .client
+                .create(&self.path)
+                .creating_parent_containers_if_needed()
+                .data(bytes)
+                .await
+                .map(drop),
+        };
+        match written {
+            Ok(()) => Ok(Attempt::Done(pre, new)),
+            Err(ZkError::BadVersion | ZkError::NodeExists | ZkError::NoNode) => {
+                Ok(Attempt::Conflict(pre))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Attempts under `policy` until one succeeds or the policy gives up; counts each
+    /// attempt with `count`.
+    async fn attempts(
+        &self,
+        make: &impl Fn(i64) -> i64,
+        policy: &dyn RetryPolicy,
+        result: &mut AtomicValue<i64>,
+        count: fn(&mut AtomicStats),
+    ) -> Result<()> {
+        let started = Instant::now();
+        let mut retry_count = 0u32;
+        loop {
+            count(&mut result.stats);
+            match self.attempt(make).await? {
+                Attempt::Done(pre, post) => {
+                    result.succeeded = true;
+                    result.pre_value = pre;
+                    result.post_value = post;
+                    return Ok(());
+                }
+                Attempt::Conflict(pre) => {
+                    result.pre_value = pre;
+                    result.post_value = pre;
+                }
+            }
+            match policy.allow_retry(retry_count, started.elapsed()) {
+                Some(sleep) => {
+                    retry_count = retry_count.saturating_add(1);
+                    if !sleep.is_zero() {
+                        tokio::time::sleep(sleep).await;
+                    }
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+
+    async fn update(&self, make: impl Fn(i64) -> i64) -> Result<AtomicValue<i64>> {
+        let mut result = AtomicValue {
+            succeeded: false,
+            pre_value: 0,
+            post_value: 0,
+            stats: AtomicStats::default(),
+        };
+        let started = Instant::now();
+        self.attempts(&make, &*self.retry_policy, &mut result, |s| {
+            s.optimistic_tries += 1
+        })
+        .await?;
+        result.stats.optimistic_time = started.elapsed();
+        if result.succeeded {
+            return Ok(result);
+        }
+        let Some((promotion, mutex)) = &self.promotion else {
+            return Ok(result);
+        };
+        let started = Instant::now();
+        let guard = match promotion.max_lock_time {
+            Some(max) => mutex.acquire_timeout(max).await?,
+            None => Some(mutex.acquire().await?),
+        };
+        if let Some(guard) = guard {
+            let outcome = self
+                .attempts(&make, &*promotion.retry_policy, &mut result, |s| {
+                    s.promoted_tries += 1
+                })
+                .await;
+            if let Err(e) = guard.release().await {
+                // The operation's outcome stands; the lock node is left to its session.
+                tracing::warn!(path = %promotion.lock_path, %e, "releasing the promotion lock failed");
+            }
+            outcome?;
+        }
+        result.stats.promoted_time = started.elapsed();
+        Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn promoted_to_lock_defaults_are_curators() {
+        let p = PromotedToLock::new("/locks/counter");
+        assert_eq!(p.lock_path(), "/locks/counter");
+        assert_eq!(p.max_lock_time, None);
+        assert_eq!(p.retry_policy.allow_retry(0, Duration::ZERO), None);
+    }
+}

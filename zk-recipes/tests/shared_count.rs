@@ -1,0 +1,155 @@
+//! `SharedCount` and `SharedValue` against the embedded server: compare-and-set on the node
+//! version, caches that follow other clients' writes, and a value read again after a server
+//! restart, a new session, and a re-created node.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use zk_recipes::{Error, SharedCount, SharedValue};
+
+const SHARED: &str = "/recipes/shared/count";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_count_cas_with_a_stale_version_fails_and_both_caches_follow() {
+    let server = server().await;
+    let ca = client(&server.connect_string()).await;
+    let cb = client(&server.connect_string()).await;
+    let a = SharedCount::new(ca.clone(), SHARED, 7).unwrap();
+    let b = SharedCount::new(cb.clone(), SHARED, 99).unwrap();
+    assert_eq!(a.versioned_value().version, -1);
+    assert!(matches!(a.try_set_value(1, 0).await, Err(Error::Closed)));
+    a.start().await.unwrap();
+    b.start().await.unwrap();
+    assert!(matches!(b.start().await, Err(Error::AlreadyStarted)));
+    // The first start created the node with its seed; the second found it.
+    assert_eq!(a.value(), 7);
+    assert_eq!(b.value(), 7);
+    let (data, _) = ca.get_data(SHARED).await.unwrap();
+    assert_eq!(data, 7i32.to_be_bytes());
+
+    let stale = b.versioned_value();
+    let mut b_values = b.values();
+    let seen = a.versioned_value();
+    assert!(a.try_set_value(8, seen.version).await.unwrap());
+    assert_eq!(a.value(), 8);
+    // b's cache follows a's write (through its watch).
+    let v = within("b sees 8", b_values.wait_for(|v| v.value == 8))
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(v.version, stale.version + 1);
+    // A CAS with the stale version fails and leaves the node alone.
+    assert!(!b.try_set_value(100, stale.version).await.unwrap());
+    assert_eq!(b.value(), 8);
+    let (data, _) = ca.get_data(SHARED).await.unwrap();
+    assert_eq!(data, 8i32.to_be_bytes());
+    // With the fresh version it succeeds, and a sees it.
+    assert!(b
+        .try_set_value(100, b.versioned_value().version)
+        .await
+        .unwrap());
+    let mut a_values = a.values();
+    within("a sees 100", a_values.wait_for(|v| v.value == 100))
+        .await
+        .unwrap();
+    assert!(matches!(
+        a.try_set_value(1, -1).await,
+        Err(Error::InvalidArgument(_))
+    ));
+
+    // set_value writes whatever the version.
+    a.set_value(-5).await.unwrap();
+    within("b sees -5", b_values.wait_for(|v| v.value == -5))
+        .await
+        .unwrap();
+
+    // A closed count no longer follows the node.
+    b.close().await;
+    a.set_value(6).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(b.value(), -5);
+    assert!(matches!(b.set_value(1).await, Err(Error::Closed)));
+    a.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_count_is_read_again_after_a_server_restart_and_a_new_session() {
+    let mut server = server().await;
+    let ca = client(&server.connect_string()).await;
+    let cb = client(&server.connect_string()).await;
+    let a = SharedCount::new(ca.clone(), SHARED, 0).unwrap();
+    a.start().await.unwrap();
+    let b = SharedCount::new(cb.clone(), SHARED, 0).unwrap();
+    b.start().await.unwrap();
+    let mut b_values = b.values();
+
+    // Across a server restart (same sessions): written right after, seen by b.
+    server.restart().await.unwrap();
+    ca.block_until_connected(PATIENCE).await.unwrap();
+    a.set_value(1).await.unwrap();
+    within(
+        "b sees 1 after the restart",
+        b_values.wait_for(|v| v.value == 1),
+    )
+    .await
+    .unwrap();
+
+    // b's session expires: its watch ends with the session. A write made before b has its
+    // new session must still reach b's cache (it reads again with the new session).
+    let mut states = cb.connection_states();
+    let old = cb.session_id();
+    assert!(server.expire_session(old).await);
+    a.set_value(2).await.unwrap();
+    wait_state(&mut states, zk_client::ConnectionState::Reconnected).await;
+    assert_ne!(cb.session_id(), old);
+    within(
+        "b sees 2 with its new session",
+        b_values.wait_for(|v| v.value == 2),
+    )
+    .await
+    .unwrap();
+    // ...and keeps following with the new session.
+    a.set_value(3).await.unwrap();
+    within("b sees 3", b_values.wait_for(|v| v.value == 3))
+        .await
+        .unwrap();
+
+    // Deleted and created again: b follows the new node.
+    ca.delete(SHARED).await.unwrap();
+    ca.create(SHARED).data(9i32.to_be_bytes()).await.unwrap();
+    within(
+        "b sees the re-created node",
+        b_values.wait_for(|v| v.value == 9),
+    )
+    .await
+    .unwrap();
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_value_holds_any_bytes_and_a_stale_cas_fails() {
+    let server = server().await;
+    let ca = client(&server.connect_string()).await;
+    let cb = client(&server.connect_string()).await;
+    let a = SharedValue::new(ca.clone(), "/recipes/shared/bytes", b"seed".to_vec()).unwrap();
+    let b = SharedValue::new(cb.clone(), "/recipes/shared/bytes", b"other".to_vec()).unwrap();
+    a.start().await.unwrap();
+    b.start().await.unwrap();
+    assert_eq!(b.value(), b"seed");
+    let v = b.versioned_value();
+    assert!(b.try_set_value(Vec::new(), v.version).await.unwrap());
+    let mut a_values = a.values();
+    within(
+        "a sees the empty value",
+        a_values.wait_for(|v| v.value.is_empty()),
+    )
+    .await
+    .unwrap();
+    assert!(!a.try_set_value(b"late".to_vec(), v.version).await.unwrap());
+    assert!(a.value().is_empty());
+    drop(a);
+    b.close().await;
+}
