@@ -6,13 +6,14 @@
 //! ```
 //!
 //! It shows, in a few seconds: three workers electing a master (and a new master when the old
-//! one stops), tasks taking a distributed lock in turn with their fencing tokens, workers
-//! registering as ephemeral nodes and a watcher seeing one leave, and a versioned
-//! (compare-and-set) configuration update. (Service discovery is being built in zk-discovery.)
+//! one stops), tasks taking a distributed lock in turn with their fencing tokens, two service
+//! instances registering and a consumer discovering them and reacting when one leaves, and a
+//! versioned (compare-and-set) configuration update.
 
 use std::time::Duration;
 
-use zk::client::{Client, CreateMode, Error, ExponentialBackoffRetry};
+use zk::client::{Client, Error, ExponentialBackoffRetry};
+use zk::discovery::{ServiceDiscovery, ServiceInstance, UriSpec};
 use zk::recipes::{LeaderLatch, Mutex};
 use zk::server::TestingServer;
 
@@ -103,59 +104,90 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     lock_client.close().await?;
 
-    // 4. Three workers, each with its own session, register under /workers. Their nodes are
-    //    ephemeral (gone when the session ends) and sequential (the server numbers them);
-    //    parents are created as containers, and protected mode survives a lost create reply.
-    let mut workers = Vec::new();
-    for name in ["alpha", "beta", "gamma"] {
-        let worker = client(&connect)?;
-        worker.block_until_connected(WAIT).await?;
-        let node = worker
-            .create("/workers/worker-")
-            .mode(CreateMode::EphemeralSequential)
-            .creating_parent_containers_if_needed()
-            .with_protection()
-            .data(name.as_bytes().to_vec())
-            .await?;
-        println!("worker {name} registered as {}", node.path);
-        workers.push((name, worker));
+    // 4. Service discovery: two instances of the "greeter" service register, each from its
+    //    own session. Their nodes are ephemeral: an instance whose process dies disappears.
+    //    The JSON stored is exactly what Java Curator services write and read.
+    let mut instances = Vec::new();
+    for (id, port) in [("greeter-1", 8081), ("greeter-2", 8082)] {
+        let session = client(&connect)?;
+        session.block_until_connected(WAIT).await?;
+        let discovery = ServiceDiscovery::<String>::builder(session.clone()).build()?;
+        let instance = ServiceInstance::builder("greeter")
+            .id(id)
+            .address("127.0.0.1")
+            .port(port)
+            .payload(format!("hello from {id}"))
+            .uri_spec(UriSpec::parse("{scheme}://{address}:{port}")?)
+            .build()?;
+        let uri = instance.build_uri_spec();
+        discovery.register(instance).await?;
+        println!("discovery: {id} registered at {uri}");
+        instances.push((id, discovery, session));
     }
 
-    // 5. An observer lists the workers and watches the list.
-    let observer = client(&connect)?;
-    observer.block_until_connected(WAIT).await?;
-    let (children, watch) = observer.get_children("/workers").watched().await?;
-    println!("observer sees {} workers", children.len());
-
-    // 6. Worker alpha stops: its session closes, its node disappears, the watch fires.
-    let (name, leaving) = workers.remove(0);
-    leaving.close().await?;
-    let event = tokio::time::timeout(WAIT, watch).await?;
+    // 5. A consumer discovers the instances (a cache kept current by a watch) and picks one
+    //    per call, round robin.
+    let consumer = client(&connect)?;
+    consumer.block_until_connected(WAIT).await?;
+    let provider = ServiceDiscovery::<String>::builder(consumer.clone())
+        .build()?
+        .service_provider("greeter")
+        .build()?;
+    provider.start().await?;
     println!(
-        "worker {name} stopped; observer notified: {:?} on {}",
-        event.event_type, event.path
+        "discovery: consumer found {} instances of greeter",
+        provider.get_all_instances().len()
     );
-    let mut remaining = Vec::new();
-    for child in observer.get_children("/workers").await? {
-        let (data, _) = observer.get_data(&format!("/workers/{child}")).await?;
-        remaining.push(String::from_utf8_lossy(&data).into_owned());
+    for _ in 0..4 {
+        if let Some(pick) = provider.get_instance() {
+            println!(
+                "discovery: consumer picks {} ({}, payload {:?})",
+                pick.id,
+                pick.build_uri_spec(),
+                pick.payload.unwrap_or_default()
+            );
+        }
     }
-    remaining.sort();
-    println!("workers still registered: {}", remaining.join(", "));
+
+    // 6. greeter-1's process stops (its session closes): the consumer's cache drops it and
+    //    every pick goes to greeter-2.
+    let (gone, _, session) = instances.remove(0);
+    let mut changes = provider.cache().changes();
+    session.close().await?;
+    tokio::time::timeout(WAIT, async {
+        while changes.borrow_and_update().iter().any(|i| i.id == gone) {
+            if changes.changed().await.is_err() {
+                break;
+            }
+        }
+    })
+    .await?;
+    let picks: Vec<String> = (0..3)
+        .filter_map(|_| provider.get_instance().map(|i| i.id))
+        .collect();
+    println!(
+        "discovery: {gone} stopped; consumer now picks {}",
+        picks.join(", ")
+    );
+    provider.close().await;
+    for (_, discovery, session) in instances {
+        discovery.close().await?;
+        session.close().await?;
+    }
 
     // 7. A configuration value updated with compare-and-set: a write based on a stale read
     //    is refused instead of silently overwriting.
-    let config = observer
+    let config = consumer
         .create("/config")
         .data(b"workers=3".to_vec())
         .or_set_data()
         .await?;
-    let (_, stat) = observer.get_data(&config.path).await?;
-    observer
+    let (_, stat) = consumer.get_data(&config.path).await?;
+    consumer
         .set_data(&config.path, b"workers=2".to_vec())
         .version(stat.version)
         .await?;
-    match observer
+    match consumer
         .set_data(&config.path, b"workers=9".to_vec())
         .version(stat.version)
         .await
@@ -166,18 +198,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
         other => println!("unexpected: {other:?}"),
     }
-    let (data, stat) = observer.get_data(&config.path).await?;
+    let (data, stat) = consumer.get_data(&config.path).await?;
     println!(
         "configuration is {:?} at version {}",
         String::from_utf8_lossy(&data),
         stat.version
     );
 
-    for (_, worker) in workers {
-        worker.close().await?;
-    }
-    observer.delete("/config").quietly().await?;
-    observer.close().await?;
+    consumer.delete("/config").quietly().await?;
+    consumer.close().await?;
     println!("done");
     Ok(())
 }

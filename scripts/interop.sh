@@ -119,9 +119,15 @@ stop_zookeeper() {
   ZK_PID=""
 }
 
+build_discovery_example() {
+  log "building examples/discovery.rs (the provider the kazoo discovery test reads)"
+  cargo build --quiet --example discovery
+}
+
 run_kazoo_suite() { # run_kazoo_suite PORT NAME
   log "kazoo suite against $2 (127.0.0.1:$1)"
-  ZK_CONNECT="127.0.0.1:$1" timeout 600 "$VENV/bin/python" -m pytest -q interop/kazoo
+  ZK_CONNECT="127.0.0.1:$1" DISCOVERY_EXAMPLE="$PWD/target/debug/examples/discovery" \
+    timeout 600 "$VENV/bin/python" -m pytest -q interop/kazoo
 }
 
 run_cli_checks() { # run_cli_checks PORT NAME
@@ -201,6 +207,7 @@ main() {
       trap cleanup EXIT INT TERM
       install_zookeeper
       install_kazoo
+      build_discovery_example
       start_zookeeper
       run_client_tests
       run_kazoo_suite "$ZK_PORT" "Apache ZooKeeper"

@@ -3,10 +3,13 @@
 //! This facade re-exports the workspace's crates under one name:
 //!
 //! * [`proto`] — the ZooKeeper wire protocol (records, opcodes, error codes, paths, framing);
-//! * [`client`] — the async client (in progress);
-//! * [`recipes`] — Curator's coordination recipes (in progress);
-//! * [`discovery`] — Curator-compatible service discovery (in progress);
-//! * [`server`] — an embeddable ZooKeeper-compatible server (in progress).
+//! * [`client`] — the async client with Curator's semantics (connection states, retries,
+//!   protected creates, watches as futures and streams);
+//! * [`recipes`] — Curator's coordination recipes (locks with fencing tokens, leader election,
+//!   barriers, counters, caches, persistent nodes);
+//! * [`discovery`] — service discovery whose znodes and JSON Java Curator services share
+//!   (registration, caches, providers with strategies);
+//! * [`server`] — an embeddable ZooKeeper-compatible server (standalone; `TestingServer`).
 
 pub use zk_client as client;
 pub use zk_discovery as discovery;

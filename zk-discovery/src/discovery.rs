@@ -27,8 +27,8 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Payload fo
 ///
 /// Each registered instance is kept by a [`PersistentNode`]: re-created after RECONNECTED if
 /// it vanished, re-created by the new session after a session loss (DYNAMIC instances are
-/// ephemeral), and never resurrected once unregistered (CURATOR-164). [`update`]
-/// (ServiceDiscovery::update) rewrites the node's data in place, so readers never see the
+/// ephemeral), and never resurrected once unregistered (CURATOR-164).
+/// [`update`](ServiceDiscovery::update) rewrites the node's data in place, so readers never see the
 /// instance disappear. [`close`](ServiceDiscovery::close) unregisters everything with
 /// guaranteed deletes.
 ///

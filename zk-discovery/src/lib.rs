@@ -1,19 +1,46 @@
 //! Service registration and discovery compatible with Apache Curator's `curator-x-discovery`:
-//! the data model.
+//! Rust, Java (Curator) and other processes sharing a base path see each other's instances.
 //!
-//! This crate currently holds the pure, I/O-free part of service discovery; the ZooKeeper
-//! layer (registering, querying and caching instances, and a provider that applies a strategy)
-//! builds on these types.
-//!
+//! * [`ServiceDiscovery`] — registers this process's instances (kept registered across
+//!   reconnects and session loss, never resurrected after unregister), updates them in place,
+//!   queries everyone's.
+//! * [`ServiceCache`] — the live instances of one service, kept current by a watch.
+//! * [`ServiceProvider`] — picks one instance per call with a [`ProviderStrategy`]
+//!   ([`RoundRobin`], [`Random`], [`Sticky`]), instance filters and a [`DownInstancePolicy`]
+//!   (instances with recent errors are left out for a while).
 //! * [`ServiceInstance`] and its builder — one registration, with Curator's fields and
 //!   defaults; [`ServiceType`] decides the znode kind.
 //! * [`UriSpec`] — Curator's URI template (`{scheme}://{address}:{port}`).
 //! * [`JsonInstanceSerializer`] ([`json`]) — the stored JSON, byte-for-byte what Curator's
 //!   Jackson serializer writes, in Curator's *compatible* mode (no `enabled` field, the
 //!   default) or *full* mode; [`JavaPayload`] writes payloads Java processes can read.
-//! * [`ProviderStrategy`] ([`strategy`]) — [`RoundRobin`], [`Random`] and [`Sticky`].
-//! * [`DownInstances`] ([`down_instance`]) — keeps instances with recent errors out of
-//!   rotation, per a [`DownInstancePolicy`] (default: 2 errors within 30 s).
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use zk_client::Client;
+//! use zk_discovery::{ServiceDiscovery, ServiceInstance, UriSpec};
+//!
+//! let client = Client::connect("127.0.0.1:2181")?;
+//! let discovery = ServiceDiscovery::<String>::builder(client).build()?;
+//! discovery
+//!     .register(
+//!         ServiceInstance::builder("payments")
+//!             .port(8080)
+//!             .payload("eu-west-1".to_owned())
+//!             .uri_spec(UriSpec::parse("{scheme}://{address}:{port}")?)
+//!             .build()?,
+//!     )
+//!     .await?;
+//!
+//! let provider = discovery.service_provider("payments").build()?;
+//! provider.start().await?;
+//! if let Some(instance) = provider.get_instance() {
+//!     println!("calling {}", instance.build_uri_spec());
+//! }
+//! discovery.close().await?;
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # ZooKeeper layout (Curator's)
 //!
@@ -28,7 +55,7 @@
 //! [`ServiceType::is_sequential`]). Names and ids are validated as single node names, so Rust
 //! and Java processes sharing a base path see each other's instances.
 //!
-//! # Example
+//! # The data model, without ZooKeeper
 //!
 //! ```
 //! use zk_discovery::{
