@@ -58,7 +58,9 @@ async fn session(connect: &str) -> Result<Client, Box<dyn std::error::Error>> {
         .session_timeout(Duration::from_secs(10))
         .retry_policy(RetryNTimes::new(3, Duration::from_millis(50)))
         .build()?;
-    client.block_until_connected(Duration::from_secs(15)).await?;
+    client
+        .block_until_connected(Duration::from_secs(15))
+        .await?;
     Ok(client)
 }
 
@@ -142,7 +144,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         total += t.await?.map_err(|e| e.to_string())?;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let h = handoffs.lock().map(|h| h.clone()).unwrap_or_else(|_| histogram());
+    let h = handoffs
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_else(|_| histogram());
     result(
         "handoff",
         &h,

@@ -34,6 +34,7 @@ pub mod storage;
 mod testing;
 pub mod tree;
 pub mod watch;
+pub mod zab;
 
 pub use config::{FourLetterWhitelist, ServerConfig};
 pub use net::{Server, ServerError};

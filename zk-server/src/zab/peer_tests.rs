@@ -1,0 +1,325 @@
+//! The peer's durability and ordering rules, step by step.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+
+use super::*;
+
+fn config(me: Sid) -> PeerConfig {
+    PeerConfig {
+        me,
+        voters: [1, 2, 3].into_iter().collect::<BTreeSet<_>>(),
+        observers: BTreeSet::new(),
+        tick_ms: 100,
+        init_limit: 10,
+        sync_limit: 5,
+        election: ElectionTimers::default(),
+    }
+}
+
+fn entry(e: u32, c: u32) -> Entry {
+    Entry {
+        zxid: make_zxid(e, c),
+        txn: Bytes::from(format!("{e}:{c}")),
+    }
+}
+
+fn sent(actions: &[Action]) -> Vec<(Sid, Message)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { to, message } => Some((*to, message.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn settled(leader: Sid, state: ServerState) -> Message {
+    Message::Notification {
+        state,
+        vote: Vote {
+            leader,
+            zxid: 0,
+            peer_epoch: 0,
+        },
+        election_epoch: 1,
+    }
+}
+
+/// Peer 1 following leader 2 in epoch 1, NEWLEADER not yet received; returns the peer after
+/// the DIFF of 1:1 and 1:2.
+fn synced_follower() -> Peer {
+    let mut p = Peer::new(config(1), PersistentState::default(), 0);
+    p.take_actions();
+    p.handle(Input::Receive {
+        from: 3,
+        message: settled(2, ServerState::Following),
+    });
+    p.handle(Input::Receive {
+        from: 2,
+        message: settled(2, ServerState::Leading),
+    });
+    assert!(matches!(
+        p.role(),
+        Role::Following {
+            leader: 2,
+            serving: false
+        }
+    ));
+    let a = p.take_actions();
+    assert!(sent(&a)
+        .iter()
+        .any(|(to, m)| *to == 2 && matches!(m, Message::LearnerInfo { .. })));
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::LeaderInfo { new_epoch: 1 },
+    });
+    assert!(p.take_actions().contains(&Action::PersistEpochs {
+        accepted: 1,
+        current: 0
+    }));
+    p.handle(Input::EpochsPersisted);
+    assert!(sent(&p.take_actions())
+        .iter()
+        .any(|(_, m)| matches!(m, Message::AckEpoch { .. })));
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::Diff {
+            common: 0,
+            entries: vec![entry(1, 1), entry(1, 2)],
+            committed: 0,
+        },
+    });
+    let a = p.take_actions();
+    assert_eq!(
+        a.iter().filter(|a| matches!(a, Action::Append(_))).count(),
+        2
+    );
+    p
+}
+
+#[test]
+fn newleader_is_acked_only_after_the_synced_txns_and_then_the_epoch_are_durable() {
+    let mut p = synced_follower();
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::NewLeader { epoch: 1 },
+    });
+    assert!(
+        p.take_actions().is_empty(),
+        "nothing before the log is durable"
+    );
+    p.handle(Input::Persisted {
+        zxid: make_zxid(1, 1),
+    });
+    assert!(p.take_actions().is_empty(), "1:2 is not durable yet");
+    p.handle(Input::Persisted {
+        zxid: make_zxid(1, 2),
+    });
+    assert_eq!(
+        p.take_actions(),
+        vec![Action::PersistEpochs {
+            accepted: 1,
+            current: 1
+        }],
+        "then the epoch, before any ack"
+    );
+    p.handle(Input::EpochsPersisted);
+    assert_eq!(
+        sent(&p.take_actions()),
+        vec![(2, Message::AckNewLeader { epoch: 1 })]
+    );
+    assert_eq!(p.epochs(), (1, 1));
+}
+
+#[test]
+fn proposals_are_acked_once_durable_and_applied_once_committed() {
+    let mut p = synced_follower();
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::NewLeader { epoch: 1 },
+    });
+    p.handle(Input::Persisted {
+        zxid: make_zxid(1, 2),
+    });
+    p.handle(Input::EpochsPersisted);
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::UpToDate {
+            committed: make_zxid(1, 2),
+        },
+    });
+    let a = p.take_actions();
+    assert!(a.contains(&Action::Commit(entry(1, 1))) && a.contains(&Action::Commit(entry(1, 2))));
+    assert!(matches!(p.role(), Role::Following { serving: true, .. }));
+
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::Proposal(entry(1, 3)),
+    });
+    let a = p.take_actions();
+    assert_eq!(a, vec![Action::Append(entry(1, 3))], "no ack before fsync");
+    p.handle(Input::Persisted {
+        zxid: make_zxid(1, 3),
+    });
+    assert_eq!(
+        sent(&p.take_actions()),
+        vec![(
+            2,
+            Message::Ack {
+                zxid: make_zxid(1, 3)
+            }
+        )]
+    );
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::Commit {
+            zxid: make_zxid(1, 3),
+        },
+    });
+    assert_eq!(p.take_actions(), vec![Action::Commit(entry(1, 3))]);
+    assert_eq!(p.committed(), make_zxid(1, 3));
+}
+
+#[test]
+fn a_proposal_leaving_a_hole_sends_the_follower_back_to_election() {
+    let mut p = synced_follower();
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::NewLeader { epoch: 1 },
+    });
+    p.take_actions();
+    // 1:3 is missing (ZOOKEEPER-4925): never log 1:4 after 1:2.
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::Proposal(entry(1, 4)),
+    });
+    let a = p.take_actions();
+    assert!(!a.iter().any(|a| matches!(a, Action::Append(_))));
+    assert!(a.contains(&Action::Disconnect { peer: 2 }));
+    assert_eq!(p.role(), Role::Looking);
+    assert_eq!(p.history().last_zxid(), make_zxid(1, 2));
+}
+
+#[test]
+fn a_sync_that_would_drop_committed_txns_is_refused() {
+    let mut p = synced_follower();
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::Commit {
+            zxid: make_zxid(1, 2),
+        },
+    });
+    assert_eq!(p.committed(), make_zxid(1, 2));
+    p.take_actions();
+    // A second DIFF (a confused leader) truncating below the commit point.
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::Diff {
+            common: make_zxid(1, 1),
+            entries: vec![],
+            committed: 0,
+        },
+    });
+    let a = p.take_actions();
+    assert!(!a.iter().any(|a| matches!(a, Action::Truncate { .. })));
+}
+
+/// Peer 1 elected leader of {1,2,3} with learners 2 and 3 registered.
+fn leader() -> Peer {
+    let mut p = Peer::new(config(1), PersistentState::default(), 0);
+    p.take_actions();
+    for from in [2, 3] {
+        p.handle(Input::Receive {
+            from,
+            message: Message::Notification {
+                state: ServerState::Looking,
+                vote: Vote {
+                    leader: 1,
+                    zxid: 0,
+                    peer_epoch: 0,
+                },
+                election_epoch: 1,
+            },
+        });
+    }
+    p.handle(Input::Tick { now_ms: 1_000 });
+    assert!(matches!(p.role(), Role::Leading { .. }), "{:?}", p.role());
+    assert!(p.propose(Bytes::from("early")).is_err(), "not established");
+    for from in [2, 3] {
+        p.handle(Input::Receive {
+            from,
+            message: Message::LearnerInfo {
+                observer: false,
+                accepted_epoch: 0,
+                current_epoch: 0,
+                summary: EpochSummary::default(),
+            },
+        });
+    }
+    p.handle(Input::EpochsPersisted); // accepted epoch 1
+    for from in [2, 3] {
+        p.handle(Input::Receive {
+            from,
+            message: Message::AckEpoch {
+                current_epoch: 0,
+                last_zxid: 0,
+            },
+        });
+    }
+    p.handle(Input::EpochsPersisted); // current epoch 1
+    p.take_actions();
+    p
+}
+
+#[test]
+fn the_leader_proposes_after_a_quorum_acked_newleader_and_commits_on_a_quorum() {
+    let mut p = leader();
+    assert!(p.propose(Bytes::from("x")).is_err(), "no NEWLEADER ack yet");
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::AckNewLeader { epoch: 1 },
+    });
+    assert!(matches!(
+        p.role(),
+        Role::Leading {
+            epoch: 1,
+            established: true
+        }
+    ));
+    p.take_actions();
+    let zxid = p.propose(Bytes::from("x")).expect("established");
+    assert_eq!(zxid, make_zxid(1, 1));
+    let a = p.take_actions();
+    assert!(a.contains(&Action::Append(entry_named(zxid, "x"))));
+    // Only follower 2 is synced: it gets the proposal; 3 never acked NEWLEADER but was sent
+    // its sync, so it gets it too.
+    assert_eq!(
+        sent(&a)
+            .iter()
+            .filter(|(_, m)| matches!(m, Message::Proposal(_)))
+            .count(),
+        2
+    );
+    // Our own fsync alone is not a quorum.
+    p.handle(Input::Persisted { zxid });
+    assert!(!p
+        .take_actions()
+        .iter()
+        .any(|a| matches!(a, Action::Commit(_))));
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::Ack { zxid },
+    });
+    let a = p.take_actions();
+    assert!(a.contains(&Action::Commit(entry_named(zxid, "x"))));
+    assert!(sent(&a).contains(&(2, Message::Commit { zxid })));
+}
+
+fn entry_named(zxid: Zxid, txn: &'static str) -> Entry {
+    Entry {
+        zxid,
+        txn: Bytes::from(txn),
+    }
+}
