@@ -300,13 +300,15 @@ async fn process_locked<T: Send + 'static>(
 ) -> Result<Outcome, ZkError> {
     let client = &core.client;
     let item_path = join(&core.path, name);
-    let Some(lock) = ItemLock::acquire(client, &join(lock_root, name)).await? else {
-        return Ok(Outcome::Locked);
+    let lock = match ItemLock::acquire(client, &item_path, lock_root, name).await? {
+        Acquired::Locked(lock) => lock,
+        Acquired::HeldByOther => return Ok(Outcome::Locked),
+        Acquired::ItemGone => return Ok(Outcome::Gone),
     };
     let bytes = match client.get_data(&item_path).await {
         Ok((bytes, _)) => bytes,
         Err(ZkError::NoNode) => {
-            // Taken and finished by another consumer after we listed.
+            // Removed by an operator since it was locked.
             lock.release().await;
             return Ok(Outcome::Gone);
         }
@@ -401,8 +403,9 @@ pub(crate) async fn remove<T>(core: &Core<T>, name: &str) -> Result<bool, ZkErro
             Err(e) => Err(e),
         };
     };
-    let Some(lock) = ItemLock::acquire(client, &join(lock_root, name)).await? else {
-        return Ok(false);
+    let lock = match ItemLock::acquire(client, &item_path, lock_root, name).await? {
+        Acquired::Locked(lock) => lock,
+        Acquired::HeldByOther | Acquired::ItemGone => return Ok(false),
     };
     match client
         .transaction()
@@ -425,6 +428,16 @@ pub(crate) async fn remove<T>(core: &Core<T>, name: &str) -> Result<bool, ZkErro
     }
 }
 
+/// The outcome of trying to lock an item.
+enum Acquired {
+    /// We hold the item's lock.
+    Locked(ItemLock),
+    /// Another consumer holds it.
+    HeldByOther,
+    /// The item is gone.
+    ItemGone,
+}
+
 /// The lock node of one item, owned by one session. Dropped while armed, it is deleted in the
 /// background (as long as its session is the client's).
 struct ItemLock {
@@ -435,53 +448,96 @@ struct ItemLock {
 }
 
 impl ItemLock {
-    /// Creates the EPHEMERAL lock node `path`; `None` when another consumer holds it.
-    async fn acquire(client: &Client, path: &str) -> Result<Option<ItemLock>, ZkError> {
+    /// Creates the EPHEMERAL lock node `<lock_root>/<name>` for the item at `item_path`, in one
+    /// transaction with a check that the item still exists (so an item another consumer just
+    /// finished costs one round trip, not three).
+    async fn acquire(
+        client: &Client,
+        item_path: &str,
+        lock_root: &str,
+        name: &str,
+    ) -> Result<Acquired, ZkError> {
+        let path = join(lock_root, name);
         // A token in the node tells our own node (whose create reply was lost and was
         // retried) from another consumer's, even one sharing our session.
         let token = uuid::Uuid::new_v4().to_string().into_bytes();
-        let session = match client
-            .create(path)
-            .mode(CreateMode::Ephemeral)
-            .creating_parent_containers_if_needed()
-            .data(token.clone())
-            .await
-        {
-            Ok(created) => created
-                .stat
-                .map(|s| s.ephemeral_owner)
-                .unwrap_or_else(|| client.session_id()),
-            Err(ZkError::NodeExists) => match client.get_data(path).await {
-                Ok((data, stat))
-                    if data == token && stat.ephemeral_owner == client.session_id() =>
-                {
-                    stat.ephemeral_owner
+        let mut made_root = false;
+        loop {
+            let session = client.session_id();
+            let created = client
+                .transaction()
+                .check(item_path, -1)
+                .create_with(&path, &token, CreateMode::Ephemeral, None)
+                .await;
+            let session = match created {
+                Ok(_) if client.session_id() == session => session,
+                // The session changed under the call: learn which session owns the node.
+                Ok(_) => match Self::owner_if_ours(client, &path, &token).await? {
+                    Some(owner) => owner,
+                    None => return Ok(Acquired::HeldByOther),
+                },
+                Err(ZkError::Transaction { index: 0, error }) if *error == ZkError::NoNode => {
+                    return Ok(Acquired::ItemGone);
                 }
-                Ok(_) | Err(ZkError::NoNode) => return Ok(None),
+                Err(ZkError::Transaction { index: 1, error })
+                    if *error == ZkError::NoNode && !made_root =>
+                {
+                    // The lock path is missing (deleted, or a reaped container).
+                    made_root = true;
+                    match client
+                        .create(lock_root)
+                        .creating_parent_containers_if_needed()
+                        .await
+                    {
+                        Ok(_) | Err(ZkError::NodeExists) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(ZkError::Transaction { index: 1, error }) if *error == ZkError::NodeExists => {
+                    // Another consumer's — or ours, if a reply was lost and the call retried.
+                    match Self::owner_if_ours(client, &path, &token).await? {
+                        Some(owner) if owner == client.session_id() => owner,
+                        _ => return Ok(Acquired::HeldByOther),
+                    }
+                }
                 Err(e) => return Err(e),
-            },
-            Err(e) => return Err(e),
-        };
-        Ok(Some(ItemLock {
-            client: client.clone(),
-            path: path.to_owned(),
-            session,
-            armed: true,
-        }))
+            };
+            return Ok(Acquired::Locked(ItemLock {
+                client: client.clone(),
+                path,
+                session,
+                armed: true,
+            }));
+        }
     }
 
-    /// Whether the lock node still exists and belongs to the session that created it, which
-    /// is still the client's.
+    /// The owner session of the lock node at `path` if it holds our `token`.
+    async fn owner_if_ours(
+        client: &Client,
+        path: &str,
+        token: &[u8],
+    ) -> Result<Option<i64>, ZkError> {
+        match client.get_data(path).await {
+            Ok((data, stat)) if data == token => Ok(Some(stat.ephemeral_owner)),
+            Ok(_) | Err(ZkError::NoNode) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the lock is still ours: the lock node exists and belongs to its session, which
+    /// is still the client's. Asked of the server, not of the client's idea of its session:
+    /// a client may not know yet that its session expired, and the transaction that follows
+    /// would be retried on the new session (deleting an item — and a lock — another consumer
+    /// now holds). What remains is the window between this read and that transaction.
     async fn still_ours(&self) -> Result<bool, ZkError> {
         if self.client.session_id() != self.session {
             return Ok(false);
         }
-        match self.client.exists(&self.path).await? {
-            Some(stat) => Ok(
-                stat.ephemeral_owner == self.session && self.client.session_id() == self.session
-            ),
-            None => Ok(false),
-        }
+        Ok(self
+            .client
+            .exists(&self.path)
+            .await?
+            .is_some_and(|stat| stat.ephemeral_owner == self.session))
     }
 
     /// Deletes the lock node (waits for the first attempt; goes on in the background).
