@@ -62,8 +62,10 @@ pub(crate) struct Core<T> {
 ///   queue in the same transaction) or dropped ([`ErrorMode::Delete`]). If the consumer's
 ///   process or session dies mid-item, the lock node vanishes with the session and another
 ///   consumer takes the item: delivery is *at least once*. Before deleting or requeueing, the
-///   consumer checks that its lock node is still its own; if the session was lost meanwhile,
-///   the item is left to whoever holds it now.
+///   consumer asks the server whether its lock node is still its own; if the session was lost
+///   meanwhile, the item is left to whoever holds it now (only a session expiring in the
+///   instant between that check and the transaction can still make an item be processed
+///   twice).
 /// * **Without a lock path**: an item node is deleted *before* it is processed (Curator's
 ///   behaviour): delivery is *at most once*; an item whose consumer fails or dies is lost.
 ///
