@@ -30,4 +30,12 @@ pub enum Error {
         /// The length of its data.
         len: usize,
     },
+    /// A queue item could not be serialized by the queue's serializer. Nothing was written.
+    #[error("a queue item could not be serialized: {0}")]
+    Serialization(String),
+    /// The queue is empty (e.g. [`SimpleDistributedQueue::element`]).
+    ///
+    /// [`SimpleDistributedQueue::element`]: crate::SimpleDistributedQueue::element
+    #[error("the queue is empty")]
+    QueueEmpty,
 }

@@ -26,6 +26,12 @@
 //! * [`DistributedAtomicLong`] — Curator's atomic counter (8-byte big-endian node): optimistic
 //!   compare-and-set retried under a retry policy, with optional promotion to a [`Mutex`]
 //!   ([`PromotedToLock`]).
+//! * [`SimpleDistributedQueue`], [`DistributedQueue`], [`DistributedPriorityQueue`],
+//!   [`DistributedDelayQueue`], [`DistributedIdQueue`] ([`queue`]) — Curator's queues: typed
+//!   items delivered to an async consumer function, optionally under per-item lock nodes
+//!   (at-least-once, requeue on failure), bounded puts, priorities, due times and ids.
+//!   ZooKeeper is a poor high-volume queue: see the [`queue`] module before using them for
+//!   volume.
 //!
 //! # Layout compatibility
 //!
@@ -38,7 +44,9 @@
 //! names nodes `<uuid>__lock__N`). The barriers, shared values and the atomic counter use
 //! Curator's layouts too: a barrier is one node; a double barrier has EPHEMERAL member nodes
 //! `<path>/<uuid>` and a `<path>/ready` node; a shared count and an atomic long are one node
-//! holding a 4-byte or 8-byte big-endian integer.
+//! holding a 4-byte or 8-byte big-endian integer. The queues use Curator's node names
+//! (`qn-N`, `queue-N`, `queue-<1|0><%08X priority>N`, `queue-|<%08X epoch ms>|N`,
+//! `queue-|<id>|N`), Curator's item envelope and its lock nodes `<lockPath>/<item name>`.
 //!
 //! # Safety of locks (read this)
 //!
@@ -90,6 +98,7 @@ pub mod leader_latch;
 pub mod mutex;
 pub mod nodes;
 mod persistent_node;
+pub mod queue;
 pub mod shared_count;
 mod util;
 
@@ -101,4 +110,8 @@ pub use error::{Error, Result};
 pub use leader_latch::{LeaderLatch, Participant};
 pub use mutex::{LockState, LockStates, Mutex, MutexGuard};
 pub use persistent_node::{PersistentNode, PersistentNodeBuilder};
+pub use queue::{
+    DistributedDelayQueue, DistributedIdQueue, DistributedPriorityQueue, DistributedQueue,
+    ErrorMode, QueueBuilder, QueueSerializer, SimpleDistributedQueue,
+};
 pub use shared_count::{SharedCount, SharedValue, VersionedValue};
