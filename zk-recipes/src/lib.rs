@@ -87,9 +87,11 @@ pub mod cache;
 pub mod double_barrier;
 mod error;
 pub mod leader_latch;
+mod lock_internals;
 pub mod mutex;
 pub mod nodes;
 mod persistent_node;
+mod revocation;
 pub mod shared_count;
 mod util;
 
@@ -101,4 +103,5 @@ pub use error::{Error, Result};
 pub use leader_latch::{LeaderLatch, Participant};
 pub use mutex::{LockState, LockStates, Mutex, MutexGuard};
 pub use persistent_node::{PersistentNode, PersistentNodeBuilder};
+pub use revocation::Revoker;
 pub use shared_count::{SharedCount, SharedValue, VersionedValue};
