@@ -92,6 +92,7 @@ pub mod mutex;
 pub mod nodes;
 mod persistent_node;
 mod revocation;
+pub mod rwlock;
 pub mod shared_count;
 mod util;
 
@@ -104,4 +105,5 @@ pub use leader_latch::{LeaderLatch, Participant};
 pub use mutex::{LockState, LockStates, Mutex, MutexGuard};
 pub use persistent_node::{PersistentNode, PersistentNodeBuilder};
 pub use revocation::Revoker;
+pub use rwlock::{ReadLock, ReadWriteLock, WriteLock};
 pub use shared_count::{SharedCount, SharedValue, VersionedValue};
