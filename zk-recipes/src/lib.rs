@@ -87,6 +87,7 @@ pub mod cache;
 pub mod double_barrier;
 mod error;
 pub mod leader_latch;
+pub mod leader_selector;
 mod lock_internals;
 pub mod mutex;
 pub mod nodes;
@@ -102,6 +103,9 @@ pub use cache::{CacheEvent, CacheEvents, ChildData, NodeCache, PathChildrenCache
 pub use double_barrier::DoubleBarrier;
 pub use error::{Error, Result};
 pub use leader_latch::{LeaderLatch, Participant};
+pub use leader_selector::{
+    CancelReason, ErrorPolicy, LeaderSelector, LeaderSelectorBuilder, LeadershipContext,
+};
 pub use mutex::{LockState, LockStates, Mutex, MutexGuard};
 pub use persistent_node::{PersistentNode, PersistentNodeBuilder};
 pub use revocation::Revoker;
