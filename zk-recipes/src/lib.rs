@@ -94,6 +94,7 @@ pub mod nodes;
 mod persistent_node;
 mod revocation;
 pub mod rwlock;
+pub mod semaphore;
 pub mod shared_count;
 mod util;
 
@@ -110,4 +111,5 @@ pub use mutex::{LockState, LockStates, Mutex, MutexGuard};
 pub use persistent_node::{PersistentNode, PersistentNodeBuilder};
 pub use revocation::Revoker;
 pub use rwlock::{ReadLock, ReadWriteLock, WriteLock};
+pub use semaphore::{Lease, Semaphore, SemaphoreMutex, SemaphoreMutexGuard};
 pub use shared_count::{SharedCount, SharedValue, VersionedValue};

@@ -140,6 +140,14 @@ impl Mutex {
             .await
     }
 
+    /// As [`Mutex::acquire_timeout`] with a deadline (`None`: no deadline).
+    pub(crate) async fn acquire_until(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<MutexGuard>> {
+        self.inner.acquire_until(deadline).await
+    }
+
     /// Whether a guard of this handle holds the lock now (Curator's
     /// `isAcquiredInThisProcess`, per handle).
     pub fn is_acquired(&self) -> bool {
