@@ -89,6 +89,7 @@ mod error;
 pub mod leader_latch;
 pub mod leader_selector;
 mod lock_internals;
+pub mod multilock;
 pub mod mutex;
 pub mod nodes;
 mod persistent_node;
@@ -107,6 +108,7 @@ pub use leader_latch::{LeaderLatch, Participant};
 pub use leader_selector::{
     CancelReason, ErrorPolicy, LeaderSelector, LeaderSelectorBuilder, LeadershipContext,
 };
+pub use multilock::{MultiLock, MultiLockGuard};
 pub use mutex::{LockState, LockStates, Mutex, MutexGuard};
 pub use persistent_node::{PersistentNode, PersistentNodeBuilder};
 pub use revocation::Revoker;
