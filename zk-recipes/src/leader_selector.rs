@@ -492,7 +492,12 @@ async fn drive(inner: Arc<Inner>) {
         match acquired {
             Some(Ok(guard)) => {
                 backoff = Duration::from_millis(50);
+                // Sets `queued` itself, when the term ends (before the release).
                 lead(&inner, guard, &mut interrupts, &mut closed).await;
+                if *closed.borrow() {
+                    return;
+                }
+                continue;
             }
             Some(Err(e)) => {
                 tracing::warn!(path = %inner.path, %e, "leadership attempt failed");
@@ -560,6 +565,10 @@ async fn lead(
     }
     inner.leader.send_replace(false);
     drop(task);
+    // The term is over: queued again only with auto-requeue (or by `requeue`, from now on).
+    inner
+        .queued
+        .send_replace(inner.auto_requeue.load(Ordering::SeqCst));
     // Released in its own task: closing does not wait for a partitioned client.
     tokio::select! {
         biased;

@@ -7,6 +7,19 @@
 //!   sharing a handle, explicitly reentrant ([`MutexGuard::reenter`]), fair, no herd effect,
 //!   acquire with a timeout; every [`MutexGuard`] carries a **fencing token** and reports when
 //!   the lock **may be lost** (SUSPENDED) or **is lost** (LOST).
+//! * [`ReadWriteLock`] — Curator's `InterProcessReadWriteLock`: shared readers, an exclusive
+//!   writer, readers queued behind a waiting writer wait; downgrade (read while holding the
+//!   write lock) works, upgrade is refused ([`Error::WouldDeadlock`]). Its guards are
+//!   [`MutexGuard`]s, with the same fencing tokens and state reporting.
+//! * [`Semaphore`] / [`SemaphoreMutex`] — Curator's `InterProcessSemaphoreV2` (leases, a
+//!   fixed limit or one driven by a [`SharedCount`]) and `InterProcessSemaphoreMutex`.
+//! * [`MultiLock`] — Curator's `InterProcessMultiLock`: several mutexes, all or nothing.
+//! * [`Revoker`] — Curator's lock revocation: ask a holder to release
+//!   ([`MutexGuard::revocation_requested`] tells the holder).
+//! * [`LeaderSelector`] — Curator's `LeaderSelector`: an async closure runs while leading,
+//!   is cancelled (a future in its [`LeadershipContext`]) on SUSPENDED/LOST per
+//!   [`ErrorPolicy`], interruption or close, and dropped if it does not return in time;
+//!   auto-requeue.
 //! * [`LeaderLatch`] — Curator's `LeaderLatch`: await leadership, a leadership watch channel,
 //!   participants and the current leader; never claims leadership without checking that its
 //!   node belongs to its current session; re-checks on RECONNECTED instead of resetting.
@@ -33,12 +46,15 @@
 //! lock nodes are protected EPHEMERAL_SEQUENTIAL `<path>/_c_<uuid>-lock-NNNNNNNNNN` (latch
 //! nodes `…-latch-NNNNNNNNNN`, data = participant id), parents are CONTAINER nodes, and the
 //! queue is sorted on the part of the name after the lock name ([`nodes::sort_key`]), so the
-//! `_c_<uuid>-` protection prefix is ignored. Both recipes are layout-compatible with Curator's
-//! `InterProcessMutex` and `LeaderLatch`; they are not compatible with kazoo's `Lock` (kazoo
-//! names nodes `<uuid>__lock__N`). The barriers, shared values and the atomic counter use
+//! `_c_<uuid>-` protection prefix is ignored. The mutex and the latch are layout-compatible
+//! with Curator's `InterProcessMutex` and `LeaderLatch`; they are not compatible with
+//! kazoo's `Lock` (kazoo names nodes `<uuid>__lock__N`). The barriers, shared values and the atomic counter use
 //! Curator's layouts too: a barrier is one node; a double barrier has EPHEMERAL member nodes
 //! `<path>/<uuid>` and a `<path>/ready` node; a shared count and an atomic long are one node
-//! holding a 4-byte or 8-byte big-endian integer.
+//! holding a 4-byte or 8-byte big-endian integer. The read-write lock's nodes are
+//! `…-__READ__N` / `…-__WRIT__N` under one path; a semaphore keeps its lock under
+//! `<path>/locks` and its leases as `<path>/leases/…-lease-N`; a leader selector queues
+//! `…-lock-N` nodes holding the participant id — all as Curator.
 //!
 //! # Safety of locks (read this)
 //!
