@@ -21,6 +21,11 @@ pub enum Error {
     /// An argument was rejected before anything was sent (e.g. an invalid path).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The call would wait forever, so it was refused: e.g. a write lock requested through a
+    /// [`ReadWriteLock`](crate::ReadWriteLock) handle that holds the read lock (upgrading is
+    /// impossible: the write lock waits for every read lock, this one included).
+    #[error("refused, the call would deadlock: {0}")]
+    WouldDeadlock(String),
     /// A recipe's node holds data the recipe cannot decode (e.g. a counter node whose data is
     /// not 8 bytes long). Nothing was written.
     #[error("node {path} holds {len} bytes, not a value of this recipe")]

@@ -7,6 +7,19 @@
 //!   sharing a handle, explicitly reentrant ([`MutexGuard::reenter`]), fair, no herd effect,
 //!   acquire with a timeout; every [`MutexGuard`] carries a **fencing token** and reports when
 //!   the lock **may be lost** (SUSPENDED) or **is lost** (LOST).
+//! * [`ReadWriteLock`] — Curator's `InterProcessReadWriteLock`: shared readers, an exclusive
+//!   writer, readers queued behind a waiting writer wait; downgrade (read while holding the
+//!   write lock) works, upgrade is refused ([`Error::WouldDeadlock`]). Its guards are
+//!   [`MutexGuard`]s, with the same fencing tokens and state reporting.
+//! * [`Semaphore`] / [`SemaphoreMutex`] — Curator's `InterProcessSemaphoreV2` (leases, a
+//!   fixed limit or one driven by a [`SharedCount`]) and `InterProcessSemaphoreMutex`.
+//! * [`MultiLock`] — Curator's `InterProcessMultiLock`: several mutexes, all or nothing.
+//! * [`Revoker`] — Curator's lock revocation: ask a holder to release
+//!   ([`MutexGuard::revocation_requested`] tells the holder).
+//! * [`LeaderSelector`] — Curator's `LeaderSelector`: an async closure runs while leading,
+//!   is cancelled (a future in its [`LeadershipContext`]) on SUSPENDED/LOST per
+//!   [`ErrorPolicy`], interruption or close, and dropped if it does not return in time;
+//!   auto-requeue.
 //! * [`LeaderLatch`] — Curator's `LeaderLatch`: await leadership, a leadership watch channel,
 //!   participants and the current leader; never claims leadership without checking that its
 //!   node belongs to its current session; re-checks on RECONNECTED instead of resetting.
@@ -39,14 +52,17 @@
 //! lock nodes are protected EPHEMERAL_SEQUENTIAL `<path>/_c_<uuid>-lock-NNNNNNNNNN` (latch
 //! nodes `…-latch-NNNNNNNNNN`, data = participant id), parents are CONTAINER nodes, and the
 //! queue is sorted on the part of the name after the lock name ([`nodes::sort_key`]), so the
-//! `_c_<uuid>-` protection prefix is ignored. Both recipes are layout-compatible with Curator's
-//! `InterProcessMutex` and `LeaderLatch`; they are not compatible with kazoo's `Lock` (kazoo
-//! names nodes `<uuid>__lock__N`). The barriers, shared values and the atomic counter use
+//! `_c_<uuid>-` protection prefix is ignored. The mutex and the latch are layout-compatible
+//! with Curator's `InterProcessMutex` and `LeaderLatch`; they are not compatible with
+//! kazoo's `Lock` (kazoo names nodes `<uuid>__lock__N`). The barriers, shared values and the atomic counter use
 //! Curator's layouts too: a barrier is one node; a double barrier has EPHEMERAL member nodes
 //! `<path>/<uuid>` and a `<path>/ready` node; a shared count and an atomic long are one node
 //! holding a 4-byte or 8-byte big-endian integer. The queues use Curator's node names
 //! (`qn-N`, `queue-N`, `queue-<1|0><%08X priority>N`, `queue-|<%08X epoch ms>|N`,
 //! `queue-|<id>|N`), Curator's item envelope and its lock nodes `<lockPath>/<item name>`.
+//! The read-write lock's nodes are `…-__READ__N` / `…-__WRIT__N` under one path; a semaphore
+//! keeps its lock under `<path>/locks` and its leases as `<path>/leases/…-lease-N`; a leader
+//! selector queues `…-lock-N` nodes holding the participant id — all as Curator.
 //!
 //! # Safety of locks (read this)
 //!
@@ -95,10 +111,16 @@ pub mod cache;
 pub mod double_barrier;
 mod error;
 pub mod leader_latch;
+pub mod leader_selector;
+mod lock_internals;
+pub mod multilock;
 pub mod mutex;
 pub mod nodes;
 mod persistent_node;
 pub mod queue;
+mod revocation;
+pub mod rwlock;
+pub mod semaphore;
 pub mod shared_count;
 mod util;
 
@@ -108,10 +130,17 @@ pub use cache::{CacheEvent, CacheEvents, ChildData, NodeCache, PathChildrenCache
 pub use double_barrier::DoubleBarrier;
 pub use error::{Error, Result};
 pub use leader_latch::{LeaderLatch, Participant};
+pub use leader_selector::{
+    CancelReason, ErrorPolicy, LeaderSelector, LeaderSelectorBuilder, LeadershipContext,
+};
+pub use multilock::{MultiLock, MultiLockGuard};
 pub use mutex::{LockState, LockStates, Mutex, MutexGuard};
 pub use persistent_node::{PersistentNode, PersistentNodeBuilder};
 pub use queue::{
     DistributedDelayQueue, DistributedIdQueue, DistributedPriorityQueue, DistributedQueue,
     ErrorMode, QueueBuilder, QueueSerializer, SimpleDistributedQueue,
 };
+pub use revocation::Revoker;
+pub use rwlock::{ReadLock, ReadWriteLock, WriteLock};
+pub use semaphore::{Lease, Semaphore, SemaphoreMutex, SemaphoreMutexGuard};
 pub use shared_count::{SharedCount, SharedValue, VersionedValue};

@@ -41,6 +41,36 @@ pub fn sorted_children(children: Vec<String>, lock_name: &str) -> Vec<String> {
     kept
 }
 
+/// `children` sorted by Curator's rule over several lock names, as its read-write lock does
+/// (`InterProcessReadWriteLock`'s sorting driver strips up to the last of each name in turn,
+/// so `…__READ__0000000007` and `…__WRIT__0000000008` sort on their sequence numbers). Only
+/// names containing one of `lock_names` are kept.
+///
+/// ```
+/// use zk_recipes::nodes::sorted_children_by;
+/// let sorted = sorted_children_by(
+///     vec!["_c_b-__WRIT__0000000002".into(), "_c_a-__READ__0000000001".into(), "x".into()],
+///     &["__READ__", "__WRIT__"],
+/// );
+/// assert_eq!(sorted, ["_c_a-__READ__0000000001", "_c_b-__WRIT__0000000002"]);
+/// ```
+pub fn sorted_children_by(children: Vec<String>, lock_names: &[&str]) -> Vec<String> {
+    let key = |name: &str| -> String {
+        let mut key = name;
+        for lock_name in lock_names {
+            key = sort_key(key, lock_name);
+        }
+        key.to_owned()
+    };
+    let mut kept: Vec<(String, String)> = children
+        .into_iter()
+        .filter(|c| lock_names.iter().any(|n| c.contains(n)))
+        .map(|c| (key(&c), c))
+        .collect();
+    kept.sort();
+    kept.into_iter().map(|(_, c)| c).collect()
+}
+
 /// The last path segment (the node name).
 pub(crate) fn node_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)

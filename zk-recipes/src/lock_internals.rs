@@ -1,0 +1,822 @@
+//! The machinery shared by the lock recipes — Curator's `LockInternals` and its drivers: one
+//! protected EPHEMERAL_SEQUENTIAL node per acquisition, a queue sorted by Curator's rule, a
+//! predicate deciding who holds the lock and which single node a waiter watches, and the
+//! guard ([`MutexGuard`]) that reports the lock's state and deletes the node when released.
+//!
+//! Used by [`Mutex`](crate::Mutex) (exclusive, nodes `lock-N`), by the read and write locks
+//! of [`ReadWriteLock`](crate::ReadWriteLock) (nodes `__READ__N` / `__WRIT__N`) and, through
+//! `Mutex`, by the semaphores, the multi-lock and the leader selector.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::task::{Context, Poll};
+
+use futures::{Stream, StreamExt};
+use tokio::sync::{mpsc, watch, Mutex as AsyncMutex};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use zk_client::{
+    Client, ConnectionState, ConnectionStates, CreateMode, Error as ZkError, EventType, WatchFuture,
+};
+
+use crate::nodes::{join, node_name, sorted_children, sorted_children_by};
+use crate::util::{delete_until_gone, serves_writes, OwnedNode};
+use crate::{Error, Result};
+
+/// The name of a read-write lock's read nodes (as Curator's `InterProcessReadWriteLock`).
+pub(crate) const READ_NAME: &str = "__READ__";
+/// The name of a read-write lock's write nodes (as Curator's `InterProcessReadWriteLock`).
+pub(crate) const WRITE_NAME: &str = "__WRIT__";
+
+/// What a lock node holds when someone asks its holder to release it (Curator's
+/// `LockInternals.REVOKE_MESSAGE`); see [`Revoker`](crate::Revoker).
+pub(crate) const REVOKE_MESSAGE: &[u8] = b"__REVOKE__";
+
+/// What a lock holder can tell about its lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LockState {
+    /// The lock node exists, is owned by the current session, and the client is connected.
+    Held,
+    /// The connection dropped (Curator's SUSPENDED) or only a read-only server is reachable:
+    /// the session — and with it the lock — may be gone without the client knowing yet.
+    /// Stop touching the protected resource until the state is [`LockState::Held`] again.
+    Suspended,
+    /// The session is lost (expired, or the session timeout passed while suspended), or the
+    /// lock node is gone: another process may hold the lock now. Final.
+    Lost,
+    /// The lock was released. Final.
+    Released,
+}
+
+impl LockState {
+    /// Whether the state is final ([`LockState::Lost`] or [`LockState::Released`]).
+    pub fn is_final(self) -> bool {
+        matches!(self, LockState::Lost | LockState::Released)
+    }
+}
+
+/// Counters of a lock handle's waits, for tests (no herd effect). Not a stable API.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WaitStats {
+    /// Watches left on a predecessor node.
+    pub watches_set: u64,
+    /// Watch notifications received while waiting.
+    pub wakeups: u64,
+}
+
+/// Which lock the internals implement: the node name and the predicate (Curator's
+/// `LockInternalsDriver`).
+pub(crate) enum Kind {
+    /// One holder at a time; nodes `<lock_name>N` (Curator's `StandardLockInternalsDriver`
+    /// with one lease). Every waiter watches its immediate predecessor.
+    Exclusive {
+        /// `lock-` for Curator's mutex.
+        lock_name: &'static str,
+    },
+    /// A read-write lock's write side: exclusive against readers and writers; queued over
+    /// both kinds of nodes, watching the immediate predecessor of either kind.
+    Write,
+    /// A read-write lock's read side: holds while no write node precedes it, watching the
+    /// nearest preceding write node otherwise; granted at once while `writer` (the write side
+    /// of the same handle) holds the write lock (downgrade).
+    Read {
+        /// The write side of the same handle.
+        writer: Arc<Internals>,
+    },
+}
+
+impl Kind {
+    fn node_name(&self) -> &'static str {
+        match self {
+            Kind::Exclusive { lock_name } => lock_name,
+            Kind::Write => WRITE_NAME,
+            Kind::Read { .. } => READ_NAME,
+        }
+    }
+
+    /// The queue: the lock's nodes sorted by Curator's rule.
+    fn sort(&self, children: Vec<String>) -> Vec<String> {
+        match self {
+            Kind::Exclusive { lock_name } => sorted_children(children, lock_name),
+            Kind::Write | Kind::Read { .. } => {
+                sorted_children_by(children, &[READ_NAME, WRITE_NAME])
+            }
+        }
+    }
+}
+
+/// The predicate's answer for one node.
+enum Verdict {
+    /// The node holds the lock. `pin`: a guard on this handle's write grant, kept by a
+    /// downgraded read grant while a foreign write node precedes its read node.
+    Acquired { pin: Option<MutexGuard> },
+    /// Wait for this node (a name in the lock path) to change.
+    Watch(String),
+}
+
+/// One lock handle's state: the lock path, the predicate, and the grant it holds.
+pub(crate) struct Internals {
+    pub(crate) client: Client,
+    pub(crate) path: String,
+    data: Vec<u8>,
+    kind: Kind,
+    /// Serialises acquisitions on this handle (a waiting acquire holds it, so later ones
+    /// queue behind it in order).
+    op: AsyncMutex<()>,
+    /// The grant of this handle, while its node exists (cleared only after the node is gone).
+    held: StdMutex<Option<Arc<Grant>>>,
+    stats: watch::Sender<WaitStats>,
+}
+
+impl Internals {
+    pub(crate) fn new(client: Client, path: &str, data: Vec<u8>, kind: Kind) -> Arc<Internals> {
+        Arc::new(Internals {
+            client,
+            path: path.to_owned(),
+            data,
+            kind,
+            op: AsyncMutex::new(()),
+            held: StdMutex::new(None),
+            stats: watch::channel(WaitStats::default()).0,
+        })
+    }
+
+    /// Whether a live (not lost) guard of this handle holds the lock now.
+    pub(crate) fn is_acquired(&self) -> bool {
+        let held = lock(&self.held);
+        held.as_ref()
+            .is_some_and(|g| *lock(&g.count) > 0 && !g.state.get().is_final())
+    }
+
+    /// Whether this handle has a grant whose node is not deleted yet (even a lost one).
+    pub(crate) fn has_grant(&self) -> bool {
+        lock(&self.held).is_some()
+    }
+
+    pub(crate) fn wait_stats(&self) -> watch::Receiver<WaitStats> {
+        self.stats.subscribe()
+    }
+
+    /// The lock's queue (both kinds of nodes for a read-write lock), as node names.
+    pub(crate) async fn queue(&self) -> Result<Vec<String>> {
+        match self.client.get_children(&self.path).await {
+            Ok(children) => Ok(self.kind.sort(children)),
+            Err(ZkError::NoNode) => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// This kind's nodes only, in queue order (Curator's `getParticipantNodes`).
+    pub(crate) async fn participant_nodes(&self) -> Result<Vec<String>> {
+        let name = self.kind.node_name();
+        let mut queue = self.queue().await?;
+        queue.retain(|n| n.contains(name));
+        Ok(queue)
+    }
+
+    /// Another guard on this handle's live grant, if it has one.
+    fn reenter_held(self: &Arc<Self>) -> Option<MutexGuard> {
+        let held = lock(&self.held);
+        let grant = held.as_ref()?;
+        let mut count = lock(&grant.count);
+        if *count == 0 || grant.state.get().is_final() {
+            return None;
+        }
+        *count += 1;
+        Some(MutexGuard::new(self.clone(), grant.clone()))
+    }
+
+    /// Acquires until `deadline`; `None` when it passed. The node of a failed or timed-out
+    /// attempt is deleted before returning (or handed to a background delete).
+    pub(crate) async fn acquire_until(
+        self: &Arc<Self>,
+        deadline: Option<Instant>,
+    ) -> Result<Option<MutexGuard>> {
+        let mut own = OwnedNode::new(&self.client);
+        let outcome = {
+            let attempt = self.attempt(&mut own);
+            match deadline {
+                Some(d) => tokio::time::timeout_at(d, attempt).await.ok(),
+                None => Some(attempt.await),
+            }
+        };
+        match outcome {
+            Some(Ok(guard)) => Ok(Some(guard)),
+            Some(Err(e)) => {
+                own.delete_now().await;
+                Err(e)
+            }
+            None => {
+                own.delete_now().await;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The predicate for our node at `index` of the queue `sorted`.
+    fn verdict(&self, sorted: &[String], index: usize) -> Verdict {
+        let before = sorted.get(..index).unwrap_or_default();
+        match &self.kind {
+            Kind::Exclusive { .. } | Kind::Write => match before.last() {
+                None => Verdict::Acquired { pin: None },
+                Some(predecessor) => Verdict::Watch(predecessor.clone()),
+            },
+            Kind::Read { writer } => {
+                if let Some(pin) = writer.reenter_held() {
+                    // This handle holds the write lock: the read lock is granted at once
+                    // (downgrade). A foreign write node between our write node and our read
+                    // node would take the write lock as soon as our write node is deleted,
+                    // while we still read: then the read grant keeps our write node (through
+                    // `pin`) until the read grant itself is released.
+                    let ours = node_name(pin.node_path()).to_owned();
+                    let foreign_writer_before =
+                        before.iter().any(|n| n.contains(WRITE_NAME) && *n != ours);
+                    return Verdict::Acquired {
+                        pin: foreign_writer_before.then_some(pin),
+                    };
+                }
+                match before.iter().rev().find(|n| n.contains(WRITE_NAME)) {
+                    None => Verdict::Acquired { pin: None },
+                    // The nearest preceding writer: when it goes, every node before it is
+                    // gone too (a writer holds only when first), or it gave up waiting.
+                    Some(writer_node) => Verdict::Watch(writer_node.clone()),
+                }
+            }
+        }
+    }
+
+    async fn attempt(self: &Arc<Self>, own: &mut OwnedNode) -> Result<MutexGuard> {
+        let client = &self.client;
+        let _op = self.op.lock().await;
+        // Mutual exclusion between tasks sharing this handle: while a guard of this handle is
+        // alive (even a lost one: its task may still be in the critical section), wait until
+        // it is released and its node is gone — or this acquisition would queue behind our
+        // own node. `held` is cleared before `Released` is sent.
+        loop {
+            let Some(grant) = lock(&self.held).clone() else {
+                break;
+            };
+            let mut rx = grant.state.tx.subscribe();
+            let _ = rx.wait_for(|s| *s == LockState::Released).await;
+        }
+
+        let lock_prefix = join(&self.path, self.kind.node_name());
+        loop {
+            let our_path = match own.path() {
+                Some(p) => p.to_owned(),
+                None => {
+                    let created = client
+                        .create(&lock_prefix)
+                        .mode(CreateMode::EphemeralSequential)
+                        .creating_parent_containers_if_needed()
+                        .with_protection()
+                        .data(self.data.clone())
+                        .await?;
+                    own.set(created.path.clone());
+                    created.path
+                }
+            };
+            let children = match client.get_children(&self.path).await {
+                Ok(c) => c,
+                Err(ZkError::NoNode) => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
+            let sorted = self.kind.sort(children);
+            let our_name = node_name(&our_path);
+            let Some(index) = sorted.iter().position(|c| c == our_name) else {
+                // Our node is gone (its session expired): queue again with a new one.
+                tracing::debug!(path = %our_path, "lock node vanished; re-creating");
+                own.disarm();
+                continue;
+            };
+            let predecessor = match self.verdict(&sorted, index) {
+                Verdict::Acquired { pin } => {
+                    // Subscribe before verifying, so no later state change can be missed. The
+                    // verifying read also leaves a watch on our node, so the guard learns of
+                    // its deletion (getData sets no watch on a missing node: no leak).
+                    let states = client.connection_states();
+                    match client.get_data(&our_path).watched().await {
+                        Ok((data, stat, watch)) if stat.ephemeral_owner == client.session_id() => {
+                            own.disarm();
+                            // A revocation asked for while we waited counts too.
+                            let revoked = data == REVOKE_MESSAGE && self.data != REVOKE_MESSAGE;
+                            let grant = Grant::start(
+                                client,
+                                our_path,
+                                stat.czxid,
+                                stat.ephemeral_owner,
+                                states,
+                                watch,
+                                revoked,
+                                pin,
+                            );
+                            *lock(&self.held) = Some(grant.clone());
+                            return Ok(MutexGuard::new(self.clone(), grant));
+                        }
+                        Ok(_) => {
+                            // Left by an expired session of ours: not a valid claim.
+                            own.delete_later();
+                            continue;
+                        }
+                        Err(ZkError::NoNode) => {
+                            own.disarm();
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Verdict::Watch(node) => node,
+            };
+            // Watch only that one node; getData sets no watch on a missing node (no leak).
+            match client
+                .get_data(&join(&self.path, &predecessor))
+                .watched()
+                .await
+            {
+                Ok((_, _, watch)) => {
+                    self.stats.send_modify(|s| s.watches_set += 1);
+                    let event = watch.await;
+                    self.stats.send_modify(|s| s.wakeups += 1);
+                    tracing::trace!(?event, "lock predecessor changed");
+                }
+                Err(ZkError::NoNode) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// One lock node and the guards sharing it.
+struct Grant {
+    node_path: String,
+    czxid: i64,
+    session_id: i64,
+    /// Guards alive; 0 means the node is being deleted. Changed under `Internals::held`.
+    count: StdMutex<usize>,
+    state: Arc<StateCell>,
+    /// Set when the node's data became [`REVOKE_MESSAGE`].
+    revoke: watch::Sender<bool>,
+    monitor: StdMutex<Option<JoinHandle<()>>>,
+    /// A downgraded read grant's hold on its handle's write grant, released after this
+    /// grant's node is gone.
+    pin: StdMutex<Option<MutexGuard>>,
+}
+
+impl Grant {
+    /// A grant on a verified lock node: `session_id` is the node's `ephemeralOwner` as read
+    /// when verifying, `node_watch` the watch that read left on the node.
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        client: &Client,
+        node_path: String,
+        czxid: i64,
+        session_id: i64,
+        states: ConnectionStates,
+        node_watch: WatchFuture,
+        revoked: bool,
+        pin: Option<MutexGuard>,
+    ) -> Arc<Grant> {
+        let initial = match client.connection_state() {
+            Some(s) if !serves_writes(s) => LockState::Suspended,
+            _ => LockState::Held,
+        };
+        let state = Arc::new(StateCell::new(initial));
+        let revoke = watch::channel(revoked).0;
+        let monitor = tokio::spawn(monitor(
+            client.clone(),
+            node_path.clone(),
+            session_id,
+            state.clone(),
+            revoke.clone(),
+            states,
+            node_watch,
+        ));
+        Arc::new(Grant {
+            node_path,
+            czxid,
+            session_id,
+            count: StdMutex::new(1),
+            state,
+            revoke,
+            monitor: StdMutex::new(Some(monitor)),
+            pin: StdMutex::new(pin),
+        })
+    }
+}
+
+/// A grant's state: the current value (a watch channel) and lossless subscribers.
+struct StateCell {
+    tx: watch::Sender<LockState>,
+    /// Every change goes to each of these, in order; cleared after [`LockState::Released`]
+    /// (the last state), which ends their streams.
+    listeners: StdMutex<Vec<mpsc::UnboundedSender<LockState>>>,
+}
+
+impl StateCell {
+    fn new(initial: LockState) -> StateCell {
+        StateCell {
+            tx: watch::channel(initial).0,
+            listeners: StdMutex::new(Vec::new()),
+        }
+    }
+
+    fn get(&self) -> LockState {
+        *self.tx.borrow()
+    }
+
+    /// Moves to `next` unless the state is final already.
+    fn set(&self, next: LockState) {
+        let mut listeners = lock(&self.listeners);
+        let changed = self.tx.send_if_modified(|s| {
+            if s.is_final() || *s == next {
+                false
+            } else {
+                *s = next;
+                true
+            }
+        });
+        if changed {
+            listeners.retain(|l| l.send(next).is_ok());
+        }
+    }
+
+    /// Moves to [`LockState::Released`] (from any state) and ends the subscribers' streams.
+    fn released(&self) {
+        let mut listeners = lock(&self.listeners);
+        if self.tx.send_replace(LockState::Released) != LockState::Released {
+            for l in listeners.iter() {
+                let _ = l.send(LockState::Released);
+            }
+        }
+        listeners.clear();
+    }
+
+    fn subscribe_changes(&self) -> LockStates {
+        let mut listeners = lock(&self.listeners);
+        let (tx, rx) = mpsc::unbounded_channel();
+        if self.get() != LockState::Released {
+            listeners.push(tx);
+        }
+        LockStates { rx }
+    }
+}
+
+/// Every change of a guard's [`LockState`] after [`MutexGuard::state_changes`] was called, in
+/// order and none coalesced; the stream ends after [`LockState::Released`].
+#[derive(Debug)]
+pub struct LockStates {
+    rx: mpsc::UnboundedReceiver<LockState>,
+}
+
+impl Stream for LockStates {
+    type Item = LockState;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<LockState>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// What the monitor does next.
+enum Next {
+    Continue,
+    Stop,
+}
+
+/// Follows the connection states and the lock node itself (a watch on it, re-armed after
+/// every event) for one lock node; a data change to [`REVOKE_MESSAGE`] sets `revoke`.
+async fn monitor(
+    client: Client,
+    node_path: String,
+    session_id: i64,
+    state: Arc<StateCell>,
+    revoke: watch::Sender<bool>,
+    mut states: ConnectionStates,
+    node_watch: WatchFuture,
+) {
+    let mut node_watch = Some(node_watch);
+    loop {
+        match node_watch.as_mut() {
+            Some(watch) => {
+                tokio::select! {
+                    biased;
+                    s = states.next() => {
+                        if let Next::Stop = on_state(&client, &node_path, session_id, &state, s).await {
+                            return;
+                        }
+                    }
+                    event = watch => {
+                        node_watch = None;
+                        match event.event_type {
+                            // Deleted (by an operator, another client, ...): another process
+                            // may get the lock now.
+                            EventType::NodeDeleted => {
+                                tracing::warn!(path = %node_path, "lock node deleted while held");
+                                state.set(LockState::Lost);
+                                return;
+                            }
+                            // The watch ended with the session (expired or closed).
+                            EventType::None => {
+                                state.set(LockState::Lost);
+                                return;
+                            }
+                            // Data changed or the like: re-arm (and read the data) below.
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            None => {
+                // Re-arm the watch on our node (and check it still is ours).
+                let rearm = client.get_data(&node_path).watched();
+                tokio::select! {
+                    biased;
+                    s = states.next() => {
+                        if let Next::Stop = on_state(&client, &node_path, session_id, &state, s).await {
+                            return;
+                        }
+                    }
+                    r = rearm => match r {
+                        Ok((data, stat, watch)) if stat.ephemeral_owner == session_id => {
+                            if data == REVOKE_MESSAGE {
+                                tracing::debug!(path = %node_path, "revocation requested");
+                                revoke.send_replace(true);
+                            }
+                            node_watch = Some(watch);
+                        }
+                        Ok(_) | Err(ZkError::NoNode) | Err(ZkError::Closed) => {
+                            state.set(LockState::Lost);
+                            return;
+                        }
+                        // Connection trouble: retry after the next state change.
+                        Err(e) => {
+                            tracing::debug!(path = %node_path, %e, "re-arming the lock node watch failed");
+                            let s = states.next().await;
+                            if let Next::Stop = on_state(&client, &node_path, session_id, &state, s).await {
+                                return;
+                            }
+                        }
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// Applies one connection state (`None`: the client was closed) to the lock's state.
+async fn on_state(
+    client: &Client,
+    node_path: &str,
+    session_id: i64,
+    state: &StateCell,
+    s: Option<ConnectionState>,
+) -> Next {
+    match s {
+        Some(ConnectionState::Suspended | ConnectionState::ReadOnly) => {
+            state.set(LockState::Suspended);
+        }
+        Some(ConnectionState::Lost) => {
+            state.set(LockState::Lost);
+            return Next::Stop;
+        }
+        Some(ConnectionState::Connected | ConnectionState::Reconnected) => {
+            if client.session_id() != session_id {
+                state.set(LockState::Lost);
+                return Next::Stop;
+            }
+            // Same session: re-check the node rather than assume.
+            match client.exists(node_path).await {
+                Ok(Some(stat)) if stat.ephemeral_owner == session_id => {
+                    if client.connection_state().is_some_and(serves_writes) {
+                        state.set(LockState::Held);
+                    }
+                }
+                Ok(_) => {
+                    state.set(LockState::Lost);
+                    return Next::Stop;
+                }
+                // Connection trouble again: a later state decides.
+                Err(_) => {}
+            }
+        }
+        Some(_) => {}
+        None => {
+            // The client was closed: its session (and the node) is gone.
+            state.set(LockState::Lost);
+            return Next::Stop;
+        }
+    }
+    Next::Continue
+}
+
+/// Holds a lock: a [`Mutex`](crate::Mutex), or the read or write lock of a
+/// [`ReadWriteLock`](crate::ReadWriteLock). Dropping it releases the lock (the node is
+/// deleted in the background until it is gone); prefer [`MutexGuard::release`] to learn when
+/// that happened.
+#[must_use = "dropping the guard releases the lock at once"]
+pub struct MutexGuard {
+    inner: Arc<Internals>,
+    grant: Arc<Grant>,
+    armed: bool,
+}
+
+impl fmt::Debug for MutexGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MutexGuard")
+            .field("node", &self.grant.node_path)
+            .field("fencing_token", &self.grant.czxid)
+            .field("state", &self.grant.state.get())
+            .finish()
+    }
+}
+
+impl MutexGuard {
+    fn new(inner: Arc<Internals>, grant: Arc<Grant>) -> MutexGuard {
+        MutexGuard {
+            inner,
+            grant,
+            armed: true,
+        }
+    }
+
+    /// The fencing token of this grant: the `czxid` of the lock node, i.e. the zxid of the
+    /// transaction that created it.
+    ///
+    /// Zxids are totally ordered over the ensemble's whole history, so a later grant of the
+    /// same lock always has a larger token than every earlier one. Pass it along with every
+    /// write to the protected resource and let the resource reject tokens lower than the
+    /// highest it has accepted: a holder that was paused or partitioned past its session
+    /// (and so lost the lock without knowing) is then refused. Guards re-entered from one
+    /// another ([`MutexGuard::reenter`]) share the token.
+    ///
+    /// Read grants of a [`ReadWriteLock`](crate::ReadWriteLock) are shared, so their tokens
+    /// order grants but do not identify a single holder: a resource fences readers against
+    /// writers by rejecting a read token lower than the last write token it accepted.
+    pub fn fencing_token(&self) -> i64 {
+        self.grant.czxid
+    }
+
+    /// The lock node's path (client-relative).
+    pub fn node_path(&self) -> &str {
+        &self.grant.node_path
+    }
+
+    /// The id of the session that owns the lock node.
+    pub fn session_id(&self) -> i64 {
+        self.grant.session_id
+    }
+
+    /// Another guard for this same grant, at once (explicit re-entrancy): it shares the lock
+    /// node, the fencing token and the state; the node is deleted when the last of the guards
+    /// is released. Re-entering a lost guard gives a lost guard.
+    pub fn reenter(&self) -> MutexGuard {
+        {
+            let _held = lock(&self.inner.held);
+            // This guard is alive, so the count is at least 1 and the node not being deleted.
+            *lock(&self.grant.count) += 1;
+        }
+        MutexGuard::new(self.inner.clone(), self.grant.clone())
+    }
+
+    /// The lock's state now.
+    pub fn state(&self) -> LockState {
+        self.grant.state.get()
+    }
+
+    /// The lock's state as a watch channel: it always holds the latest state, but changes
+    /// that follow each other quickly are coalesced (a short [`LockState::Suspended`] can be
+    /// missed). Use [`MutexGuard::state_changes`] to see every change.
+    pub fn states(&self) -> watch::Receiver<LockState> {
+        self.grant.state.tx.subscribe()
+    }
+
+    /// Every change of the lock's state from now on, in order and none coalesced; the stream
+    /// ends after [`LockState::Released`] (at once if the guard's grant is released already).
+    pub fn state_changes(&self) -> LockStates {
+        self.grant.state.subscribe_changes()
+    }
+
+    /// Resolves when the lock may be lost: the state leaves [`LockState::Held`]
+    /// ([`LockState::Suspended`] or [`LockState::Lost`]); returns that state.
+    pub async fn at_risk(&self) -> LockState {
+        let mut rx = self.grant.state.tx.subscribe();
+        let state = match rx.wait_for(|s| *s != LockState::Held).await {
+            Ok(s) => *s,
+            Err(_) => LockState::Lost,
+        };
+        state
+    }
+
+    /// Resolves when the lock is lost for good ([`LockState::Lost`]).
+    pub async fn lost(&self) {
+        let mut rx = self.grant.state.tx.subscribe();
+        let _ = rx.wait_for(|s| s.is_final()).await;
+    }
+
+    /// Whether someone asked the holder to release this lock (Curator's revocation: the lock
+    /// node's data was set to `__REVOKE__`, e.g. by [`Revoker::attempt_revoke`](crate::Revoker::attempt_revoke)).
+    pub fn is_revocation_requested(&self) -> bool {
+        *self.grant.revoke.borrow()
+    }
+
+    /// Resolves when someone asks the holder to release this lock (Curator's
+    /// `RevocationListener`): the lock node's data was set to `__REVOKE__` (by
+    /// [`Revoker::attempt_revoke`](crate::Revoker::attempt_revoke), or by a Java process's
+    /// `Revoker.attemptRevoke`), before or after the lock was granted. Revocation is
+    /// cooperative: the holder decides whether and when to release. Never resolves if no
+    /// revocation comes (also after the lock is lost).
+    ///
+    /// # Cancellation safety
+    /// Cancel-safe: nothing is consumed; a later call resolves at once if the request came.
+    pub async fn revocation_requested(&self) {
+        let mut rx = self.grant.revoke.subscribe();
+        if rx.wait_for(|r| *r).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Releases this guard. If it was the grant's last guard the lock node is deleted —
+    /// across connection losses until it is gone — and the handle's state is cleared only
+    /// then. Runs in its own task: cancelling this future does not stop the release.
+    ///
+    /// # Errors
+    /// [`Error::Zk`] when the server refuses the delete for good (e.g. NOAUTH); the handle
+    /// then no longer considers itself the holder.
+    pub async fn release(mut self) -> Result<()> {
+        self.armed = false;
+        match release_one(&self.inner, &self.grant) {
+            Some(task) => match task.await {
+                Ok(r) => r.map_err(Error::from),
+                Err(_) => Err(Error::Closed),
+            },
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for MutexGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            self.armed = false;
+            let _ = release_one(&self.inner, &self.grant);
+        }
+    }
+}
+
+/// Drops one guard's share of `grant`; for the last one, spawns the node's deletion (and
+/// then the release of a downgrade pin).
+fn release_one(
+    inner: &Arc<Internals>,
+    grant: &Arc<Grant>,
+) -> Option<JoinHandle<Result<(), ZkError>>> {
+    {
+        let _held = lock(&inner.held);
+        let mut count = lock(&grant.count);
+        *count = count.saturating_sub(1);
+        if *count > 0 {
+            return None;
+        }
+    }
+    if let Some(m) = lock(&grant.monitor).take() {
+        m.abort();
+    }
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        // Nothing can run the delete: the node lives until its session ends. Do not leave
+        // the handle waiting for a release that never comes.
+        tracing::warn!(path = %grant.node_path, "lock guard dropped outside a tokio runtime");
+        let mut held = lock(&inner.held);
+        if held.as_ref().is_some_and(|g| Arc::ptr_eq(g, grant)) {
+            *held = None;
+        }
+        drop(held);
+        grant.state.released();
+        let pin = lock(&grant.pin).take();
+        drop(pin);
+        return None;
+    };
+    let inner = inner.clone();
+    let grant = grant.clone();
+    Some(rt.spawn(async move {
+        let result = delete_until_gone(&inner.client, &grant.node_path).await;
+        {
+            let mut held = lock(&inner.held);
+            if held.as_ref().is_some_and(|g| Arc::ptr_eq(g, &grant)) {
+                *held = None;
+            }
+        }
+        grant.state.released();
+        // Only now that our read node is gone may our write node go.
+        let pin = lock(&grant.pin).take();
+        if let Some(pin) = pin {
+            let _ = pin.release().await;
+        }
+        result
+    }))
+}
+
+/// Locks a std mutex, ignoring poisoning (the data stays consistent: no panics while held).
+pub(crate) fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,81 @@
+//! `MultiLock` against the embedded server: all or nothing.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use zk_recipes::{LockState, MultiLock, Mutex};
+
+const A: &str = "/recipes/multi/a";
+const B: &str = "/recipes/multi/b";
+const SHORT: Duration = Duration::from_millis(300);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_all_locks_and_excludes_others() {
+    let server = server().await;
+    let a = client(&server.connect_string()).await;
+    let b = client(&server.connect_string()).await;
+    let first = MultiLock::new(a.clone(), [A, B]).unwrap();
+    let guard = first.acquire().await.unwrap();
+    assert!(first.is_acquired());
+    assert_eq!(guard.guards().len(), 2);
+    assert_eq!(guard.state(), LockState::Held);
+    let tokens = guard.fencing_tokens();
+    assert!(tokens[0] < tokens[1], "acquired in order");
+    // Each lock alone is taken.
+    for path in [A, B] {
+        let m = Mutex::new(b.clone(), path).unwrap();
+        assert!(m.acquire_timeout(SHORT).await.unwrap().is_none());
+    }
+    let second = MultiLock::new(b.clone(), [A, B]).unwrap();
+    assert!(second.acquire_timeout(SHORT).await.unwrap().is_none());
+    guard.release().await.unwrap();
+    assert!(!first.is_acquired());
+    let g = second
+        .acquire_timeout(PATIENCE)
+        .await
+        .unwrap()
+        .expect("free now");
+    drop(g);
+    let g = within("acquire after a dropped guard", first.acquire())
+        .await
+        .unwrap();
+    g.release().await.unwrap();
+    assert!(MultiLock::new(a.clone(), Vec::<String>::new()).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_lock_held_elsewhere_a_timed_acquire_holds_nothing() {
+    let server = server().await;
+    let a = client(&server.connect_string()).await;
+    let b = client(&server.connect_string()).await;
+    let other = Mutex::new(b.clone(), B).unwrap();
+    let held = other.acquire().await.unwrap();
+
+    let multi = MultiLock::new(a.clone(), [A, B]).unwrap();
+    assert!(multi.acquire_timeout(SHORT).await.unwrap().is_none());
+    // It had A, waited for B, and gave A back.
+    assert!(!multi.mutexes()[0].is_acquired());
+    let a_nodes = Mutex::new(b.clone(), A)
+        .unwrap()
+        .participant_nodes()
+        .await
+        .unwrap();
+    assert!(a_nodes.is_empty(), "{a_nodes:?}");
+    assert_eq!(other.participant_nodes().await.unwrap().len(), 1);
+    // A is free for anyone meanwhile.
+    let g = Mutex::new(b.clone(), A)
+        .unwrap()
+        .acquire_timeout(PATIENCE)
+        .await
+        .unwrap()
+        .expect("A is free");
+    g.release().await.unwrap();
+
+    held.release().await.unwrap();
+    let all = within("everything once B is free", multi.acquire())
+        .await
+        .unwrap();
+    all.release().await.unwrap();
+}

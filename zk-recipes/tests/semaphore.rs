@@ -1,0 +1,168 @@
+//! `Semaphore` and `SemaphoreMutex` against the embedded server: bounded holders under
+//! contention, timeouts that leave nothing behind, a limit driven by a `SharedCount`.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::*;
+use zk_recipes::{Semaphore, SemaphoreMutex, SharedCount};
+
+const SEM: &str = "/recipes/semaphore";
+const SHORT: Duration = Duration::from_millis(300);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn at_most_three_holders_under_contention_and_everyone_gets_through() {
+    const SESSIONS: usize = 3;
+    const TASKS: usize = 4;
+    const ROUNDS: usize = 5;
+    let server = server().await;
+    let inside = Arc::new(AtomicUsize::new(0));
+    let max_seen = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..SESSIONS {
+        let c = client(&server.connect_string()).await;
+        clients.push(c.clone());
+        for _ in 0..TASKS {
+            let semaphore = Semaphore::new(c.clone(), SEM, 3).unwrap();
+            let (inside, max_seen, done) = (inside.clone(), max_seen.clone(), done.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..ROUNDS {
+                    let mut leases = semaphore.acquire(1).await.expect("acquire");
+                    assert_eq!(leases.len(), 1);
+                    let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                    assert!(now <= 3, "{now} holders of a 3-lease semaphore");
+                    max_seen.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    leases.pop().unwrap().release().await.expect("release");
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+            }));
+        }
+    }
+    within("all acquisitions", async {
+        for t in tasks {
+            t.await.expect("task");
+        }
+    })
+    .await;
+    assert_eq!(done.load(Ordering::SeqCst), SESSIONS * TASKS * ROUNDS);
+    assert!(
+        max_seen.load(Ordering::SeqCst) >= 2,
+        "leases were never held concurrently"
+    );
+    let s = Semaphore::new(clients[0].clone(), SEM, 3).unwrap();
+    assert!(s.participant_nodes().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_acquire_returns_nothing_and_leaves_no_nodes() {
+    let server = server().await;
+    let a = client(&server.connect_string()).await;
+    let b = client(&server.connect_string()).await;
+    let holder = Semaphore::new(a.clone(), SEM, 2)
+        .unwrap()
+        .with_node_data("holder");
+    let held = holder.acquire(1).await.unwrap();
+    assert_eq!(held[0].data().await.unwrap(), b"holder");
+    assert!(held[0].node_path().contains("/leases/_c_"));
+    assert!(held[0].node_path().contains("lease-"));
+
+    // Two leases wanted, one free: it takes one, waits for the second, gives up and returns
+    // the first.
+    let waiter = Semaphore::new(b.clone(), SEM, 2).unwrap();
+    let got = waiter.acquire_timeout(2, SHORT).await.unwrap();
+    assert!(got.is_empty());
+    assert_eq!(
+        a.get_children(&format!("{SEM}/leases"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let locks = a
+        .get_children(&format!("{SEM}/locks"))
+        .await
+        .unwrap_or_default();
+    assert!(locks.is_empty(), "{locks:?}");
+
+    // The one free lease is still there to take.
+    let one = waiter.acquire_timeout(1, PATIENCE).await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert!(one[0].fencing_token() > held[0].fencing_token());
+    assert!(waiter.acquire_timeout(1, SHORT).await.unwrap().is_empty());
+    for l in one.into_iter().chain(held) {
+        l.release().await.unwrap();
+    }
+    assert!(waiter.participant_nodes().await.unwrap().is_empty());
+    assert!(matches!(
+        waiter.acquire(0).await,
+        Err(zk_recipes::Error::InvalidArgument(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raising_a_shared_count_lets_a_waiter_in() {
+    let server = server().await;
+    let a = client(&server.connect_string()).await;
+    let b = client(&server.connect_string()).await;
+    let count_a = SharedCount::new(a.clone(), "/recipes/semaphore-limit", 1).unwrap();
+    count_a.start().await.unwrap();
+    let count_b = SharedCount::new(b.clone(), "/recipes/semaphore-limit", 1).unwrap();
+    count_b.start().await.unwrap();
+    let first = Semaphore::with_shared_count(a.clone(), SEM, &count_a).unwrap();
+    let second = Arc::new(Semaphore::with_shared_count(b.clone(), SEM, &count_b).unwrap());
+    assert_eq!(first.max_leases(), 1);
+    let held = first.acquire(1).await.unwrap();
+    let waiter = {
+        let second = second.clone();
+        tokio::spawn(async move { second.acquire(1).await.expect("acquire") })
+    };
+    tokio::time::sleep(SHORT).await;
+    assert!(!waiter.is_finished(), "a second holder with a limit of 1");
+    count_a.set_value(2).await.unwrap();
+    let leases = within("the waiter gets in after the raise", waiter)
+        .await
+        .unwrap();
+    assert_eq!(leases.len(), 1);
+    assert_eq!(second.max_leases(), 2);
+    assert_eq!(first.participant_nodes().await.unwrap().len(), 2);
+    for l in leases.into_iter().chain(held) {
+        l.release().await.unwrap();
+    }
+    count_a.close().await;
+    count_b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semaphore_mutex_excludes_and_is_not_reentrant() {
+    let server = server().await;
+    let a = client(&server.connect_string()).await;
+    let b = client(&server.connect_string()).await;
+    let first = SemaphoreMutex::new(a.clone(), SEM).unwrap();
+    let second = SemaphoreMutex::new(b.clone(), SEM).unwrap();
+    let guard = first.acquire().await.unwrap();
+    assert!(first.is_acquired());
+    // Not reentrant, not even on its own handle.
+    assert!(first.acquire_timeout(SHORT).await.unwrap().is_none());
+    assert!(second.acquire_timeout(SHORT).await.unwrap().is_none());
+    let token = guard.fencing_token();
+    guard.release().await.unwrap();
+    assert!(!first.is_acquired());
+    let g = second
+        .acquire_timeout(PATIENCE)
+        .await
+        .unwrap()
+        .expect("free");
+    assert!(g.fencing_token() > token);
+    drop(g);
+    let g = within("acquire after a dropped guard", first.acquire())
+        .await
+        .unwrap();
+    g.release().await.unwrap();
+}
