@@ -53,6 +53,15 @@ pub enum DecodeError {
         /// The value found.
         value: i64,
     },
+    /// A text field does not have the required form (an election address that is not
+    /// `host:port`).
+    #[error("malformed {what}: {text:?}")]
+    MalformedText {
+        /// The field being read.
+        what: &'static str,
+        /// The offending text.
+        text: String,
+    },
 }
 
 /// A frame's 4-byte length prefix is unacceptable. Reported before any of the body is read.

@@ -5,6 +5,8 @@
 //! * the client protocol: the session handshake, request and reply headers, every operation's
 //!   request and response record, multi and multiRead, watch notifications ([`records`]);
 //! * the records the server logs (`TxnHeader`, the txn bodies, `MultiTxn`) and the quorum packet;
+//! * the leader-election messages: FastLeaderElection's [`Notification`] (with the legacy 28- and
+//!   40-byte forms) and the election connection's [`InitialMessage`];
 //! * the enumerations with their wire numbers ([`OpCode`], [`ErrorCode`], [`EventType`],
 //!   [`KeeperState`], [`CreateMode`], …), [`Stat`], ACLs and digest ids ([`types`]);
 //! * path validation and chroot handling ([`path`]) and length-prefixed framing ([`frame`]).

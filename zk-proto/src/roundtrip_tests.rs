@@ -143,3 +143,62 @@ proptest! {
         prop_assert_eq!(CreateMode::from_flags(create.flags()), Some(create));
     }
 }
+
+/// Election addresses that survive a round trip: IPv4/IPv6 literals (never the wildcard) and
+/// host names.
+fn host_port() -> impl Strategy<Value = HostPort> {
+    let host = prop_oneof![
+        "[a-z][a-z0-9-]{0,20}(\\.[a-z][a-z0-9-]{0,10}){0,2}",
+        any::<[u8; 4]>()
+            .prop_filter("not the wildcard", |b| *b != [0; 4])
+            .prop_map(|b| std::net::Ipv4Addr::from(b).to_string()),
+        any::<[u8; 16]>()
+            .prop_filter("not the wildcard", |b| *b != [0; 16])
+            .prop_map(|b| std::net::Ipv6Addr::from(b).to_string()),
+    ];
+    (host, any::<u16>()).prop_map(|(host, port)| HostPort::new(host, port))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn notification(value: Notification) {
+        let bytes = value.to_bytes();
+        prop_assert_eq!(bytes.len(), Notification::HEADER_LEN + value.config.len());
+        let (decoded, format) = Notification::parse(&bytes).expect("decodes");
+        prop_assert_eq!(decoded, value);
+        prop_assert_eq!(format, NotificationFormat::Versioned(NOTIFICATION_VERSION));
+    }
+
+    #[test]
+    fn initial_message(
+        version in prop_oneof![Just(InitialMessageVersion::V1), Just(InitialMessageVersion::V2)],
+        sid: i64,
+        addrs in proptest::collection::vec(host_port(), 1..6),
+    ) {
+        let value = InitialMessage { version, sid, election_addrs: addrs };
+        assert_round_trip(&value);
+    }
+
+    #[test]
+    fn legacy_initial_message(sid in 0..=i64::MAX) {
+        let value = InitialMessage {
+            version: InitialMessageVersion::Legacy,
+            sid,
+            election_addrs: vec![],
+        };
+        assert_round_trip(&value);
+    }
+
+    #[test]
+    fn host_port_text(addr in host_port()) {
+        prop_assert_eq!(HostPort::parse(&addr.to_string()), Some(addr));
+    }
+
+    #[test]
+    fn server_states(state: ServerState) {
+        prop_assert_eq!(ServerState::try_from(state.as_i32()), Ok(state));
+        assert_round_trip(&state);
+    }
+}

@@ -78,7 +78,11 @@ fn decode_all(bytes: &[u8]) {
         QuorumPacket,
         LearnerInfo,
         FileHeader,
+        InitialMessage,
+        ServerState,
     );
+    let _ = Notification::parse(bytes);
+    let _ = HostPort::parse(&String::from_utf8_lossy(bytes));
     for op in OpCode::ALL {
         let _ = Request::decode_for(*op, &mut Reader::new(bytes));
         let _ = TxnBody::decode_for(op.as_i32(), &mut Reader::new(bytes));
@@ -124,5 +128,35 @@ proptest! {
         }
         bytes.truncate(cut);
         decode_all(&bytes);
+    }
+
+    /// Election messages that start valid and then go wrong.
+    #[test]
+    fn election_decoders_never_panic_on_mutated_messages(
+        flip in proptest::collection::vec((0usize..80, any::<u8>()), 1..4),
+        cut in 0usize..80,
+    ) {
+        let notification = Notification {
+            state: ServerState::Looking,
+            leader: 1,
+            zxid: 2,
+            election_epoch: 3,
+            peer_epoch: 4,
+            config: b"server.1=a:1:2".to_vec(),
+        };
+        let initial = InitialMessage {
+            version: InitialMessageVersion::V2,
+            sid: 1,
+            election_addrs: vec![HostPort::new("::1", 3888), HostPort::new("zk2", 3888)],
+        };
+        for mut bytes in [notification.to_bytes().to_vec(), initial.to_bytes().to_vec()] {
+            for (at, value) in &flip {
+                if let Some(b) = bytes.get_mut(*at) {
+                    *b = *value;
+                }
+            }
+            bytes.truncate(cut);
+            decode_all(&bytes);
+        }
     }
 }

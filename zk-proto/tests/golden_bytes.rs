@@ -352,3 +352,233 @@ fn quorum_packet() {
     assert_eq!(&packet.to_bytes()[..], &expected[..]);
     assert_eq!(QuorumPacket::from_bytes(&expected), Ok(packet));
 }
+
+// ---- Leader election (raw ByteBuffer / DataOutputStream layouts, not jute) ----
+
+/// `FastLeaderElection.buildMsg(int state, long leader, long zxid, long electionEpoch,
+/// long epoch, byte[] configData)`: putInt(state), putLong ×4, putInt(CURRENTVERSION = 2),
+/// putInt(configData.length), put(configData); 44 + n bytes.
+#[test]
+fn notification_version_2_layout() {
+    let config = b"server.1=zk1:2888:3888:participant\nversion=100000000".to_vec();
+    let n = Notification {
+        state: ServerState::Following,
+        leader: 3,
+        zxid: 0x0000_0005_0000_0007,
+        election_epoch: 9,
+        peer_epoch: 5,
+        config: config.clone(),
+    };
+    let expected = bytes(&[
+        &1i32.to_be_bytes(),
+        &3i64.to_be_bytes(),
+        &0x0000_0005_0000_0007i64.to_be_bytes(),
+        &9i64.to_be_bytes(),
+        &5i64.to_be_bytes(),
+        &[0, 0, 0, 2],
+        &(config.len() as i32).to_be_bytes(),
+        &config,
+    ]);
+    assert_eq!(expected.len(), 44 + config.len());
+    assert_eq!(&n.to_bytes()[..], &expected[..]);
+    assert_eq!(
+        Notification::parse(&expected),
+        Ok((n, NotificationFormat::Versioned(2)))
+    );
+}
+
+/// `WorkerReceiver.run`: a 28-byte message has no peer epoch; it is
+/// `ZxidUtils.getEpochFromZxid(zxid)` (zxid >> 32).
+#[test]
+fn notification_legacy_28_bytes() {
+    let msg = bytes(&[
+        &0i32.to_be_bytes(),
+        &2i64.to_be_bytes(),
+        &0x0000_0004_0000_0010i64.to_be_bytes(),
+        &6i64.to_be_bytes(),
+    ]);
+    assert_eq!(msg.len(), 28);
+    let (n, format) = Notification::parse(&msg).unwrap();
+    assert_eq!(format, NotificationFormat::Legacy28);
+    assert_eq!(n.state, ServerState::Looking);
+    assert_eq!((n.leader, n.election_epoch, n.peer_epoch), (2, 6, 4));
+    assert!(n.config.is_empty());
+}
+
+/// `WorkerReceiver.run`: exactly 40 bytes is read as "no version" (backCompatibility40), which
+/// is also what the 40-byte `buildMsg` (ending in putInt(0x1)) produces.
+#[test]
+fn notification_legacy_40_bytes() {
+    let msg = bytes(&[
+        &2i32.to_be_bytes(),
+        &1i64.to_be_bytes(),
+        &0x0000_0004_0000_0010i64.to_be_bytes(),
+        &6i64.to_be_bytes(),
+        &7i64.to_be_bytes(),
+        &1i32.to_be_bytes(),
+    ]);
+    let (n, format) = Notification::parse(&msg).unwrap();
+    assert_eq!(format, NotificationFormat::Legacy40);
+    assert_eq!(n.state, ServerState::Leading);
+    assert_eq!(n.peer_epoch, 7);
+}
+
+/// Version 1 messages longer than 40 bytes carry no config; trailing bytes are ignored.
+#[test]
+fn notification_version_1_has_no_config() {
+    let mut msg = Notification {
+        state: ServerState::Observing,
+        leader: 1,
+        zxid: 2,
+        election_epoch: 3,
+        peer_epoch: 4,
+        config: vec![],
+    }
+    .to_bytes()
+    .to_vec();
+    msg[39] = 1; // version 1; the (zero) config length is now trailing garbage
+    let (n, format) = Notification::parse(&msg).unwrap();
+    assert_eq!(format, NotificationFormat::Versioned(1));
+    assert_eq!(n.peer_epoch, 4);
+}
+
+#[test]
+fn notification_rejects_what_apache_skips() {
+    let good = Notification {
+        state: ServerState::Looking,
+        leader: 1,
+        zxid: 2,
+        election_epoch: 3,
+        peer_epoch: 4,
+        config: b"abc".to_vec(),
+    }
+    .to_bytes()
+    .to_vec();
+    // Shorter than 28 bytes.
+    assert!(Notification::parse(&good[..27]).is_err());
+    // 29..=39 bytes (other than the legacy sizes) run out inside peerEpoch or version.
+    for len in (29..40).chain(41..44) {
+        assert!(Notification::parse(&good[..len]).is_err(), "{len}");
+    }
+    // Config length beyond the message, negative, or cut short.
+    let mut long = good.clone();
+    long[40..44].copy_from_slice(&1000i32.to_be_bytes());
+    assert!(Notification::parse(&long).is_err());
+    let mut negative = good.clone();
+    negative[40..44].copy_from_slice(&(-1i32).to_be_bytes());
+    assert!(Notification::parse(&negative).is_err());
+    assert!(Notification::parse(&good[..46]).is_err());
+    // Unknown state.
+    let mut state = good.clone();
+    state[3] = 4;
+    assert!(matches!(
+        Notification::parse(&state),
+        Err(DecodeError::InvalidValue { value: 4, .. })
+    ));
+}
+
+/// `QuorumCnxManager.startConnection`: writeLong(protocolVersion), writeLong(myId),
+/// writeInt(addr bytes length), write(addr bytes) with addresses formatted by
+/// `NetUtils.formatInetAddr` and joined with `|`.
+#[test]
+fn initial_message_v2_layout() {
+    let msg = InitialMessage {
+        version: InitialMessageVersion::V2,
+        sid: 2,
+        election_addrs: vec![
+            HostPort::new("10.0.0.2", 3888),
+            HostPort::new("fd00::2", 3889),
+        ],
+    };
+    let text = b"10.0.0.2:3888|[fd00::2]:3889";
+    let expected = bytes(&[
+        &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x01],
+        &2i64.to_be_bytes(),
+        &(text.len() as i32).to_be_bytes(),
+        text,
+    ]);
+    assert_eq!(&msg.to_bytes()[..], &expected[..]);
+    assert_eq!(InitialMessage::from_bytes(&expected), Ok(msg));
+}
+
+#[test]
+fn initial_message_v1_layout_and_wildcards() {
+    let text = b"0.0.0.0:3888";
+    let wire = bytes(&[
+        &(-65536i64).to_be_bytes(),
+        &7i64.to_be_bytes(),
+        &(text.len() as i32).to_be_bytes(),
+        text,
+    ]);
+    assert_eq!(
+        &wire[..8],
+        &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x00]
+    );
+    // InitialMessage.parse drops wildcard addresses (isWildcardAddress).
+    assert_eq!(
+        InitialMessage::from_bytes(&wire),
+        Ok(InitialMessage {
+            version: InitialMessageVersion::V1,
+            sid: 7,
+            election_addrs: vec![],
+        })
+    );
+}
+
+/// `QuorumCnxManager.handleConnection`: a non-negative first long is a pre-3.5 sid.
+#[test]
+fn initial_message_legacy_sid() {
+    let msg = InitialMessage::from_bytes(&5i64.to_be_bytes()).unwrap();
+    assert_eq!(msg.version, InitialMessageVersion::Legacy);
+    assert_eq!(msg.sid, 5);
+    assert_eq!(&msg.to_bytes()[..], &5i64.to_be_bytes());
+}
+
+/// `InitialMessage.parse`: unknown versions, lengths ≤ 0 or > maxBuffer (2048), and addresses
+/// that are not host:port are rejected.
+#[test]
+fn initial_message_validation() {
+    let with = |version: i64, len: i32, body: &[u8]| {
+        bytes(&[
+            &version.to_be_bytes(),
+            &1i64.to_be_bytes(),
+            &len.to_be_bytes(),
+            body,
+        ])
+    };
+    assert!(matches!(
+        InitialMessage::from_bytes(&with(-65534, 8, b"zk1:3888")),
+        Err(DecodeError::InvalidValue {
+            what: "protocol version",
+            ..
+        })
+    ));
+    for len in [0, -1, 2049] {
+        assert!(InitialMessage::from_bytes(&with(-65536, len, b"zk1:3888")).is_err());
+    }
+    let max = vec![b'a'; 2048];
+    // 2048 bytes pass the length check (and then fail as an address: no port).
+    assert!(matches!(
+        InitialMessage::from_bytes(&with(-65536, 2048, &max)),
+        Err(DecodeError::MalformedText { .. })
+    ));
+    let long_host = format!("{}:1", "h".repeat(2046));
+    assert_eq!(long_host.len(), 2048);
+    assert!(InitialMessage::from_bytes(&with(-65535, 2048, long_host.as_bytes())).is_ok());
+    for bad in [
+        &b"zk1"[..],
+        b"zk1:x",
+        b"zk1:1|",
+        b"zk1:1:2",
+        b"[::1:3888",
+        b"zk1:99999",
+    ] {
+        assert!(
+            InitialMessage::from_bytes(&with(-65535, bad.len() as i32, bad)).is_err(),
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    // Truncated body.
+    assert!(InitialMessage::from_bytes(&with(-65536, 8, b"zk1:")).is_err());
+}

@@ -1,9 +1,10 @@
-//! Every jute record of the client protocol, the transaction log and the quorum protocol, one
-//! module per family.
+//! Every jute record of the client protocol, the transaction log and the quorum protocol, and
+//! the raw leader-election messages, one module per family.
 
 mod auth;
 mod children;
 mod connect;
+mod election;
 mod header;
 mod multi;
 mod node;
@@ -23,6 +24,11 @@ pub use children::{
     GetEphemeralsResponse,
 };
 pub use connect::{ConnectRequest, ConnectResponse};
+pub use election::{
+    split_host_and_ports, HostPort, InitialMessage, InitialMessageVersion, Notification,
+    NotificationFormat, ServerState, ELECTION_MESSAGE_MAX_LEN, INITIAL_MESSAGE_MAX_ADDRESS_LEN,
+    NOTIFICATION_VERSION, OBSERVER_ID, PROTOCOL_VERSION_V1, PROTOCOL_VERSION_V2,
+};
 pub use header::{ErrorResponse, ReplyHeader, RequestHeader};
 pub use multi::{MultiHeader, MultiOp, MultiRequest, MultiResponse, MultiResult};
 pub use node::{

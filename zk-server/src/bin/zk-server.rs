@@ -86,6 +86,15 @@ fn build_config(args: &Args) -> Result<ServerConfig, String> {
             for warning in warnings {
                 tracing::warn!("{}: {warning}", path.display());
             }
+            if config.quorum.is_some() {
+                // Running the members of an ensemble as independent standalone servers would
+                // split the data; refuse until the ZAB replica is wired in.
+                return Err(format!(
+                    "{}: the server.N lines describe an ensemble, which this build cannot run yet \
+                     (a single server.N line, or none, runs standalone)",
+                    path.display()
+                ));
+            }
             config
         }
         None => {

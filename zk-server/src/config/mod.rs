@@ -1,10 +1,39 @@
 //! Server configuration, from code or from a `zoo.cfg` file.
+//!
+//! # Ensemble keys
+//!
+//! `zoo.cfg` describes an ensemble as Apache ZooKeeper's does (`QuorumPeerConfig`); the result
+//! is [`ServerConfig::quorum`]:
+//!
+//! | Key | Meaning |
+//! |---|---|
+//! | `server.N=host:quorumPort:electionPort[:participant\|:observer][;[clientHost:]clientPort]` | a member with id `N` (1–255; 1–254 with `extendedTypesEnabled`). IPv6 hosts go in brackets: `[fd00::1]:2888:3888`. The optional client part sets this member's client address (a bare port means `0.0.0.0:port`); for this server it replaces `clientPort`/`clientPortAddress`, which must agree with it if given. Several `\|`-separated addresses and a secure (TLS) client part are not supported. |
+//! | `initLimit`, `syncLimit` | ticks a learner has for its initial sync, and may lag behind the leader; required in an ensemble |
+//! | `electionAlg` | only `3` (FastLeaderElection) is accepted |
+//! | `peerType` | `participant` or `observer`; if it disagrees with this server's `server.N` line, the line wins (with a warning) |
+//! | `standaloneEnabled` | default `true`: a single participant line runs standalone (the line is ignored). `false` makes even one participant an ensemble |
+//! | `quorumListenOnAllIPs` | listen on every address for quorum and election connections |
+//! | `quorum.auth.secret` / `quorum.auth.secretFile` | the shared secret (at least 16 bytes; a file's content is trimmed of surrounding whitespace) with which peers prove they are configured members (CVE-2023-44981). Required in an ensemble unless `quorum.auth.enabled=false` |
+//! | `quorum.auth.enabled` | `false` runs the ensemble without peer authentication (warned about) |
+//!
+//! The configuration is **distributed** when it has at least two participant `server.N` lines,
+//! or one with `standaloneEnabled=false`; otherwise the server runs standalone and
+//! [`ServerConfig::quorum`] is `None` (observers without a quorum are an error). A distributed
+//! configuration needs `<dataDir>/myid`: one line, the decimal id of a `server.N` line.
+//!
+//! **Not interoperable with Apache ZooKeeper peers.** Apache authenticates quorum peers with
+//! SASL (`quorum.auth.enableSasl`, Kerberos or DIGEST-MD5) or TLS (`sslQuorum`); those keys set to
+//! `true` are refused here, and the shared-secret handshake is this project's own. An ensemble
+//! must consist only of these servers: mixed ensembles are not supported. Also refused:
+//! `dynamicConfigFile` (dynamic reconfiguration) and `group.*`/`weight.*` (hierarchical quorums).
 
+pub mod quorum;
 mod zoo_cfg;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
+pub use quorum::{LearnerType, QuorumConfig, QuorumSecret, QuorumServer, ServerId};
 pub use zoo_cfg::{parse_zoo_cfg, ConfigError};
 
 /// Which four-letter words are enabled (`4lw.commands.whitelist`).
@@ -72,6 +101,9 @@ pub struct ServerConfig {
     /// Never-used containers are deleted after this long, 0 = never
     /// (`znode.container.maxNeverUsedIntervalMs`).
     pub container_max_never_used_ms: i64,
+    /// The ensemble this server belongs to; `None` runs standalone (the default, and what a
+    /// `zoo.cfg` without at least two participant `server.N` lines gives).
+    pub quorum: Option<QuorumConfig>,
 }
 
 impl ServerConfig {
@@ -95,6 +127,7 @@ impl ServerConfig {
             container_check_interval_ms: 60_000,
             container_max_per_minute: 10_000,
             container_max_never_used_ms: 0,
+            quorum: None,
         }
     }
 

@@ -6,6 +6,8 @@
 //! ```text
 //! <dataDir>/version-2/snapshot.<zxid hex>   snapshots (tmp file → fsync → rename → fsync dir)
 //! <dataLogDir>/version-2/log.<zxid hex>     txn logs, named by their first zxid
+//! <dataDir>/version-2/acceptedEpoch         ZAB epochs, decimal text ([`epoch`]; same
+//! <dataDir>/version-2/currentEpoch          tmp → fsync → rename → fsync dir)
 //! ```
 //!
 //! A log entry is `long adler32(txn) · int length · txn bytes · byte 0x42`. Recovery loads the
@@ -15,6 +17,7 @@
 //! fatal: the server stops and never acknowledges the txn.
 
 pub mod adler32;
+pub mod epoch;
 mod recovery;
 pub mod snapshot;
 mod txn_log;
@@ -25,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+pub use epoch::{EpochError, EpochFile, EpochStore, Epochs};
 pub use recovery::{recover, Recovered};
 pub use txn_log::{read_log_file, LogScan};
 pub use writer::{purge, spawn_storage_thread, StorageEvent, StorageHandle, StorageOp};
