@@ -33,7 +33,8 @@ pub use election::ElectionTimers;
 pub use history::{EpochSummary, History, NotContiguous, SyncPlan};
 pub use message::Message;
 pub use peer::{Action, Input, NotLeader, Peer, PeerConfig, PersistentState, Role};
-pub use vote::{ServerState, Vote};
+pub use vote::Vote;
+pub use zk_proto::ServerState;
 
 /// A server id (`myid`, 1–255).
 pub type Sid = u64;

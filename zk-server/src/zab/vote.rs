@@ -4,19 +4,6 @@ use std::cmp::Ordering;
 
 use super::{Sid, Zxid};
 
-/// What a peer is doing, as its election notifications say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ServerState {
-    /// Looking for a leader.
-    Looking,
-    /// Following a leader.
-    Following,
-    /// Leading.
-    Leading,
-    /// Observing a leader (not voting).
-    Observing,
-}
-
 /// A vote for a leader: the candidate and the history it would bring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Vote {
