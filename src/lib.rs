@@ -16,3 +16,8 @@ pub use zk_discovery as discovery;
 pub use zk_proto as proto;
 pub use zk_recipes as recipes;
 pub use zk_server as server;
+
+/// The README's code blocks, compiled as doc tests so its snippets stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
