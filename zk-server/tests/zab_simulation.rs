@@ -640,6 +640,9 @@ impl Sim {
                     .nodes
                     .get(&node)
                     .is_some_and(|n| n.alive && n.incarnation == incarnation);
+                if alive && self.rng.chance(1) {
+                    self.snapshot(node);
+                }
                 if alive {
                     let now_ms = self.node_clock(node);
                     self.deliver_input(node, Input::Tick { now_ms });
@@ -676,6 +679,38 @@ impl Sim {
             self.step();
         }
         self.now = t;
+    }
+
+    /// The node writes a snapshot of what it applied and the peer forgets the log it covers;
+    /// learners behind it are then synced with SNAP.
+    fn snapshot(&mut self, id: Sid) {
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        let Some(peer) = node.peer.as_mut() else {
+            return;
+        };
+        let last_applied = node
+            .applied
+            .last()
+            .map(|e| e.zxid)
+            .unwrap_or(node.disk.base);
+        let base = peer.compact(last_applied);
+        let d = &mut node.disk;
+        if base <= d.base {
+            return;
+        }
+        d.snapshot = node
+            .applied
+            .iter()
+            .take_while(|e| e.zxid <= base)
+            .cloned()
+            .collect();
+        d.base = base;
+        let dropped = d.log.partition_point(|e| e.zxid <= base);
+        d.log.drain(..dropped);
+        d.durable = d.durable.saturating_sub(dropped);
+        d.rewrites += 1;
     }
 
     /// Ends the faults, restarts every node, and lets the ensemble settle.

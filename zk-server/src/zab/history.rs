@@ -146,6 +146,17 @@ impl History {
         self.entries.truncate(keep);
     }
 
+    /// Forgets the entries up to `zxid`, which a snapshot now covers (the new base). Learners
+    /// behind the new base are then synced with a snapshot instead of a diff.
+    pub fn compact_to(&mut self, zxid: Zxid) {
+        if zxid <= self.base {
+            return;
+        }
+        let drop = self.entries.partition_point(|e| e.zxid <= zxid);
+        self.entries.drain(..drop);
+        self.base = zxid;
+    }
+
     /// Replaces everything with state as of `base` (an installed snapshot).
     pub fn reset(&mut self, base: Zxid) {
         self.base = base;
@@ -260,6 +271,36 @@ mod tests {
         let mut s = History::new(make_zxid(2, 5));
         assert!(s.append(entry(2, 7)).is_err());
         s.append(entry(2, 6)).expect("follows the base");
+    }
+
+    #[test]
+    fn compaction_moves_the_base_and_turns_old_learners_to_snapshots() {
+        let mut leader = history(0, &[(1, 1), (1, 2), (1, 3)]);
+        let learner = history(0, &[(1, 1)]);
+        leader.compact_to(make_zxid(1, 2));
+        assert_eq!(leader.base(), make_zxid(1, 2));
+        assert_eq!(leader.entries().len(), 1);
+        assert_eq!(leader.last_zxid(), make_zxid(1, 3));
+        leader.compact_to(make_zxid(1, 1)); // never backwards
+        assert_eq!(leader.base(), make_zxid(1, 2));
+        assert_eq!(leader.sync_plan(&learner.summary()), SyncPlan::Snap);
+        let current = history(0, &[(1, 1), (1, 2)]);
+        assert_eq!(
+            leader.sync_plan(&current.summary()),
+            SyncPlan::Diff {
+                common: make_zxid(1, 2),
+                truncate: false
+            }
+        );
+        // Compacting everything leaves the base as the last zxid.
+        leader.compact_to(make_zxid(1, 3));
+        assert_eq!(
+            (leader.base(), leader.last_zxid()),
+            (make_zxid(1, 3), make_zxid(1, 3))
+        );
+        leader
+            .append(entry(1, 4))
+            .expect("the next entry follows the base");
     }
 
     #[test]

@@ -351,6 +351,13 @@ impl Peer {
         (self.accepted_epoch, self.current_epoch)
     }
 
+    /// Forgets log entries up to `zxid` once a snapshot covers them (at most the commit
+    /// point: uncommitted txns are never compacted). Returns the new base.
+    pub fn compact(&mut self, zxid: Zxid) -> Zxid {
+        self.history.compact_to(zxid.min(self.committed));
+        self.history.base()
+    }
+
     /// The actions to execute, in order.
     pub fn take_actions(&mut self) -> Vec<Action> {
         std::mem::take(&mut self.actions)
