@@ -74,6 +74,8 @@
 //! before issuing the next one when their order must survive connection loss, or use a
 //! transaction or versioned writes.
 
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod client;
 pub mod connect_string;
 pub mod error;
