@@ -29,6 +29,9 @@
 //!   is missed (not even a delete-and-recreate).
 //! * [`PersistentNode`] — a node kept present (re-created after a delete or a session loss)
 //!   until closed; ephemeral, sequential and protected variants.
+//! * [`GroupMember`] — Curator's `GroupMember`: this process's EPHEMERAL node
+//!   `<path>/<id>` (kept by a [`PersistentNode`]) and a cache of every member's id and
+//!   payload.
 //! * [`Barrier`] — Curator's `DistributedBarrier`: waiters block while one node exists.
 //! * [`DoubleBarrier`] — Curator's `DistributedDoubleBarrier`: enter when `n` members are
 //!   present, leave when all are gone; every wait re-checks its predicate after every wake-up
@@ -110,6 +113,7 @@ pub mod barrier;
 pub mod cache;
 pub mod double_barrier;
 mod error;
+mod group_member;
 pub mod leader_latch;
 pub mod leader_selector;
 mod lock_internals;
@@ -129,6 +133,7 @@ pub use barrier::Barrier;
 pub use cache::{CacheEvent, CacheEvents, ChildData, NodeCache, PathChildrenCache, TreeCache};
 pub use double_barrier::DoubleBarrier;
 pub use error::{Error, Result};
+pub use group_member::GroupMember;
 pub use leader_latch::{LeaderLatch, Participant};
 pub use leader_selector::{
     CancelReason, ErrorPolicy, LeaderSelector, LeaderSelectorBuilder, LeadershipContext,
