@@ -29,6 +29,10 @@
 //!   is missed (not even a delete-and-recreate).
 //! * [`PersistentNode`] — a node kept present (re-created after a delete or a session loss)
 //!   until closed; ephemeral, sequential and protected variants.
+//! * [`PersistentTtlNode`] — Curator's `PersistentTtlNode`: a CONTAINER node kept present
+//!   while the process runs, with a TTL child `<path>/touch` touched every `ttl / 2`, so the
+//!   node disappears on its own about a TTL after its owner stops (needs TTL nodes on the
+//!   server).
 //! * [`GroupMember`] — Curator's `GroupMember`: this process's EPHEMERAL node
 //!   `<path>/<id>` (kept by a [`PersistentNode`]) and a cache of every member's id and
 //!   payload.
@@ -121,6 +125,7 @@ pub mod multilock;
 pub mod mutex;
 pub mod nodes;
 mod persistent_node;
+pub mod persistent_ttl_node;
 pub mod queue;
 mod revocation;
 pub mod rwlock;
@@ -141,6 +146,7 @@ pub use leader_selector::{
 pub use multilock::{MultiLock, MultiLockGuard};
 pub use mutex::{LockState, LockStates, Mutex, MutexGuard};
 pub use persistent_node::{PersistentNode, PersistentNodeBuilder};
+pub use persistent_ttl_node::{PersistentTtlNode, PersistentTtlNodeBuilder};
 pub use queue::{
     DistributedDelayQueue, DistributedIdQueue, DistributedPriorityQueue, DistributedQueue,
     ErrorMode, QueueBuilder, QueueSerializer, SimpleDistributedQueue,
