@@ -26,7 +26,8 @@
 //! * [`TreeCache`], [`PathChildrenCache`], [`NodeCache`] ([`cache`]) — Curator's
 //!   `CuratorCache` and its children/node views: a subtree on one persistent recursive watch,
 //!   re-read after every reconnect or new session and diffed by `czxid`/`mzxid`, so no change
-//!   is missed (not even a delete-and-recreate).
+//!   is missed (not even a delete-and-recreate). On ZooKeeper 3.5 (no persistent watches)
+//!   they fall back to one-shot watches per node, as Curator's `TreeCache`.
 //! * [`PersistentNode`] — a node kept present (re-created after a delete or a session loss)
 //!   until closed; ephemeral, sequential and protected variants.
 //! * [`PersistentTtlNode`] — Curator's `PersistentTtlNode`: a CONTAINER node kept present
