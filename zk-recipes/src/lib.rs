@@ -26,9 +26,17 @@
 //! * [`TreeCache`], [`PathChildrenCache`], [`NodeCache`] ([`cache`]) — Curator's
 //!   `CuratorCache` and its children/node views: a subtree on one persistent recursive watch,
 //!   re-read after every reconnect or new session and diffed by `czxid`/`mzxid`, so no change
-//!   is missed (not even a delete-and-recreate).
+//!   is missed (not even a delete-and-recreate). On ZooKeeper 3.5 (no persistent watches)
+//!   they fall back to one-shot watches per node, as Curator's `TreeCache`.
 //! * [`PersistentNode`] — a node kept present (re-created after a delete or a session loss)
 //!   until closed; ephemeral, sequential and protected variants.
+//! * [`PersistentTtlNode`] — Curator's `PersistentTtlNode`: a CONTAINER node kept present
+//!   while the process runs, with a TTL child `<path>/touch` touched every `ttl / 2`, so the
+//!   node disappears on its own about a TTL after its owner stops (needs TTL nodes on the
+//!   server).
+//! * [`GroupMember`] — Curator's `GroupMember`: this process's EPHEMERAL node
+//!   `<path>/<id>` (kept by a [`PersistentNode`]) and a cache of every member's id and
+//!   payload.
 //! * [`Barrier`] — Curator's `DistributedBarrier`: waiters block while one node exists.
 //! * [`DoubleBarrier`] — Curator's `DistributedDoubleBarrier`: enter when `n` members are
 //!   present, leave when all are gone; every wait re-checks its predicate after every wake-up
@@ -110,6 +118,7 @@ pub mod barrier;
 pub mod cache;
 pub mod double_barrier;
 mod error;
+mod group_member;
 pub mod leader_latch;
 pub mod leader_selector;
 mod lock_internals;
@@ -117,6 +126,7 @@ pub mod multilock;
 pub mod mutex;
 pub mod nodes;
 mod persistent_node;
+pub mod persistent_ttl_node;
 pub mod queue;
 mod revocation;
 pub mod rwlock;
@@ -129,6 +139,7 @@ pub use barrier::Barrier;
 pub use cache::{CacheEvent, CacheEvents, ChildData, NodeCache, PathChildrenCache, TreeCache};
 pub use double_barrier::DoubleBarrier;
 pub use error::{Error, Result};
+pub use group_member::GroupMember;
 pub use leader_latch::{LeaderLatch, Participant};
 pub use leader_selector::{
     CancelReason, ErrorPolicy, LeaderSelector, LeaderSelectorBuilder, LeadershipContext,
@@ -136,6 +147,7 @@ pub use leader_selector::{
 pub use multilock::{MultiLock, MultiLockGuard};
 pub use mutex::{LockState, LockStates, Mutex, MutexGuard};
 pub use persistent_node::{PersistentNode, PersistentNodeBuilder};
+pub use persistent_ttl_node::{PersistentTtlNode, PersistentTtlNodeBuilder};
 pub use queue::{
     DistributedDelayQueue, DistributedIdQueue, DistributedPriorityQueue, DistributedQueue,
     ErrorMode, QueueBuilder, QueueSerializer, SimpleDistributedQueue,

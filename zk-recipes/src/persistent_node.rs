@@ -76,8 +76,10 @@ struct Shared {
 }
 
 impl PersistentNodeBuilder {
-    /// The node's mode (default [`CreateMode::Ephemeral`]). Container and TTL modes are
-    /// refused by [`build`](PersistentNodeBuilder::build).
+    /// The node's mode (default [`CreateMode::Ephemeral`]). A [`CreateMode::Container`] node
+    /// is re-created after the server deletes it (once it had children and lost them all).
+    /// TTL modes are refused by [`build`](PersistentNodeBuilder::build) (see
+    /// [`PersistentTtlNode`](crate::PersistentTtlNode)).
     pub fn mode(mut self, mode: CreateMode) -> Self {
         self.mode = mode;
         self
@@ -94,11 +96,11 @@ impl PersistentNodeBuilder {
     /// Builds the (not yet started) node keeper.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for an invalid path, a container or TTL mode, or
-    /// protection without a sequential mode.
+    /// [`Error::InvalidArgument`] for an invalid path, a TTL mode, or protection without a
+    /// sequential mode.
     pub fn build(self) -> Result<PersistentNode> {
         crate::nodes::check_base_path(&self.path)?;
-        if self.mode.is_container() || self.mode.is_ttl() {
+        if self.mode.is_ttl() {
             return Err(Error::InvalidArgument(format!(
                 "a persistent node cannot be {:?}",
                 self.mode
@@ -220,13 +222,7 @@ impl PersistentNode {
     /// # Errors
     /// The delete's error when it is not a connection problem (e.g. NOAUTH).
     pub async fn close(&self) -> Result<()> {
-        self.stop.send_replace(true);
-        let handle = self.task.lock().ok().and_then(|mut t| t.take());
-        if let Some(handle) = handle {
-            let _ = handle.await;
-        }
-        let path = self.shared.actual.send_replace(None);
-        if let Some(path) = path {
+        if let Some(path) = self.stop_keeping().await {
             match self
                 .shared
                 .client
@@ -241,6 +237,23 @@ impl PersistentNode {
             }
         }
         Ok(())
+    }
+}
+
+impl PersistentNode {
+    /// The node's current path as a watch channel (None until created).
+    pub(crate) fn created(&self) -> watch::Receiver<Option<String>> {
+        self.shared.actual.subscribe()
+    }
+
+    /// Stops keeping the node without deleting it; the node's path, if it had one.
+    pub(crate) async fn stop_keeping(&self) -> Option<String> {
+        self.stop.send_replace(true);
+        let handle = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(handle) = handle {
+            let _ = handle.await;
+        }
+        self.shared.actual.send_replace(None)
     }
 }
 

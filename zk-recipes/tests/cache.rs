@@ -154,7 +154,20 @@ async fn random_changes(writer: &Client, root: &str, rng: &mut Rng, n: usize, ne
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tree_cache_mirrors_random_changes_across_reconnect_and_expiry() {
-    let server = server().await;
+    mirror_random_changes(server().await, false).await;
+}
+
+/// The same against a server that behaves like ZooKeeper 3.5 (addWatch and the other 3.6+
+/// opcodes answered UNIMPLEMENTED, the connection then closed): the cache falls back to
+/// one-shot watches and mirrors just as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tree_cache_on_a_3_5_server_mirrors_on_one_shot_watches() {
+    mirror_random_changes(server_3_5().await, true).await;
+}
+
+/// Random changes mirrored live, across a reconnect (changes made while disconnected) and
+/// across a session expiry. `one_shot`: whether the cache must fall back to one-shot watches.
+async fn mirror_random_changes(server: zk_server::TestingServer, one_shot: bool) {
     let writer = client(&server.connect_string()).await;
     let proxy = Proxy::start(&server.connect_string()).await.expect("proxy");
     let reader = client(&proxy.connect_string()).await;
@@ -170,6 +183,7 @@ async fn tree_cache_mirrors_random_changes_across_reconnect_and_expiry() {
     let mut events = cache.events();
     cache.start().expect("start");
     assert!(within("initialized", cache.wait_initialized()).await);
+    assert_eq!(cache.uses_one_shot_watches(), one_shot);
     let mut mirror = Tree::new();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut id = 0;
@@ -232,7 +246,23 @@ async fn tree_cache_mirrors_random_changes_across_reconnect_and_expiry() {
 
 #[tokio::test]
 async fn children_cache_hides_the_parent_and_grandchildren() {
-    let server = server().await;
+    children_cache_sees_children_only(server().await, false).await;
+}
+
+#[tokio::test]
+async fn children_cache_on_a_3_5_server() {
+    children_cache_sees_children_only(server_3_5().await, true).await;
+}
+
+async fn server_3_5() -> zk_server::TestingServer {
+    zk_server::TestingServer::builder()
+        .emulate_3_5(true)
+        .start()
+        .await
+        .expect("start the testing server")
+}
+
+async fn children_cache_sees_children_only(server: zk_server::TestingServer, one_shot: bool) {
     let writer = client(&server.connect_string()).await;
     let reader = client(&server.connect_string()).await;
     let cache = PathChildrenCache::new(reader, "/svc").expect("cache");
@@ -243,6 +273,7 @@ async fn children_cache_hides_the_parent_and_grandchildren() {
         Some(CacheEvent::Initialized)
     );
     assert!(cache.current().is_empty());
+    assert_eq!(cache.uses_one_shot_watches(), one_shot);
 
     writer.create("/svc").await.expect("parent");
     writer.create("/svc/a").data("1").await.expect("a");
@@ -284,7 +315,15 @@ async fn children_cache_hides_the_parent_and_grandchildren() {
 
 #[tokio::test]
 async fn node_cache_follows_one_node() {
-    let server = server().await;
+    node_cache_follows(server().await, false).await;
+}
+
+#[tokio::test]
+async fn node_cache_on_a_3_5_server() {
+    node_cache_follows(server_3_5().await, true).await;
+}
+
+async fn node_cache_follows(server: zk_server::TestingServer, one_shot: bool) {
     let writer = client(&server.connect_string()).await;
     let reader = client(&server.connect_string()).await;
     writer.create("/cfg").data("a").await.expect("create");
@@ -292,6 +331,7 @@ async fn node_cache_follows_one_node() {
     cache.start().expect("start");
     assert!(within("init", cache.wait_initialized()).await);
     assert_eq!(cache.current().map(|d| d.data.clone()), Some(b"a".to_vec()));
+    assert_eq!(cache.uses_one_shot_watches(), one_shot);
 
     let mut events = cache.events();
     writer.create("/cfg/child").await.expect("child");

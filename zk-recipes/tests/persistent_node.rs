@@ -176,7 +176,10 @@ async fn bad_arguments_are_refused_before_anything_is_sent() {
         .connect_string("127.0.0.1:1")
         .build()
         .expect("client");
-    for mode in [CreateMode::Container, CreateMode::PersistentWithTtl] {
+    for mode in [
+        CreateMode::PersistentWithTtl,
+        CreateMode::PersistentSequentialWithTtl,
+    ] {
         assert!(matches!(
             PersistentNode::builder(client.clone(), "/x", vec![])
                 .mode(mode)

@@ -105,6 +105,20 @@ async fn unknown_opcode_gets_unimplemented_then_close() {
 }
 
 #[tokio::test]
+async fn a_3_5_server_refuses_newer_opcodes_then_closes() {
+    let server = TestingServer::builder()
+        .emulate_3_5(true)
+        .start()
+        .await
+        .unwrap();
+    let mut c = established(&server).await;
+    let (h, _) = c.call_empty(OpCode::WhoAmI).await;
+    assert_eq!(h.err, ErrorCode::Unimplemented.as_i32());
+    assert!(c.closed_by_server().await);
+    still_serving(&server).await;
+}
+
+#[tokio::test]
 async fn request_before_the_handshake_is_rejected() {
     let server = TestingServer::start().await.unwrap();
     let mut raw = TcpStream::connect(server.connect_string()).await.unwrap();

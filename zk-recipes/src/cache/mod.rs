@@ -9,9 +9,16 @@
 //! gets `Changed`. In between, the persistent recursive watch's events are applied in the
 //! order the server sent them.
 //!
+//! On a server without persistent watches (ZooKeeper 3.5 answers addWatch UNIMPLEMENTED)
+//! the caches fall back to Curator's `TreeCache` way: one-shot watches on every cached node,
+//! re-armed each time they fire, with the same contents, events and re-reads (a warning is
+//! logged; [`TreeCache::uses_one_shot_watches`] tells). This costs a watch or two per node
+//! on the server instead of one for the whole tree.
+//!
 //! Caches are read-only views: they never create or delete nodes.
 
 mod node_cache;
+mod one_shot;
 mod path_children_cache;
 mod store;
 mod task;

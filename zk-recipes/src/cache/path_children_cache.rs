@@ -60,6 +60,12 @@ impl PathChildrenCache {
         self.tree.wait_initialized().await
     }
 
+    /// Whether the cache runs on one-shot watches (see
+    /// [`TreeCache::uses_one_shot_watches`]).
+    pub fn uses_one_shot_watches(&self) -> bool {
+        self.tree.uses_one_shot_watches()
+    }
+
     /// Stops the cache (see [`TreeCache::close`]).
     pub async fn close(&self) {
         self.tree.close().await

@@ -1,7 +1,9 @@
 //! The background task of a [`TreeCache`](super::TreeCache): keeps one persistent recursive
 //! watch on the root, applies its events in order, and re-reads the whole tree after every
-//! reconnect or new session.
+//! reconnect or new session. On a server without persistent watches (addWatch answered
+//! UNIMPLEMENTED) it hands over to the one-shot fallback ([`one_shot`](super::one_shot)).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -21,6 +23,9 @@ pub(crate) struct Shared {
     pub(crate) max_depth: usize,
     pub(crate) store: Store,
     pub(crate) initialized: watch::Sender<bool>,
+    /// Set once the server refused persistent watches and the cache fell back to one-shot
+    /// watches ([`one_shot`](super::one_shot)).
+    pub(crate) one_shot: AtomicBool,
 }
 
 /// How many nodes one step of a full read asks for at once.
@@ -53,7 +58,9 @@ pub(crate) async fn run(shared: std::sync::Arc<Shared>, mut stop: watch::Receive
             Err(ZkError::Closed) => Outcome::Stop,
             Err(e) => {
                 if matches!(e, ZkError::Unimplemented { .. }) {
-                    tracing::error!(path = %shared.root, %e, "the server has no persistent recursive watches (ZooKeeper < 3.6); the cache cannot run");
+                    tracing::warn!(path = %shared.root, %e, "the server has no persistent recursive watches (ZooKeeper < 3.6): falling back to one-shot watches per node");
+                    shared.one_shot.store(true, Ordering::SeqCst);
+                    super::one_shot::run(&shared, &mut states, &mut stop).await;
                     return;
                 }
                 tracing::debug!(path = %shared.root, %e, "adding the cache's watch failed; retrying");
@@ -134,7 +141,7 @@ async fn follow(
 }
 
 /// Resolves once the cache is closed (or dropped).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub(super) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 

@@ -1,5 +1,6 @@
 //! [`TreeCache`]: a subtree kept current by one persistent recursive watch.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
@@ -39,9 +40,9 @@ use crate::{Error, Result};
 /// # }
 /// ```
 ///
-/// Requires ZooKeeper 3.6 or later (persistent recursive watches); on older servers
-/// [`start`](TreeCache::start) succeeds but the cache never initializes and logs the
-/// UNIMPLEMENTED error.
+/// On servers without persistent recursive watches (before ZooKeeper 3.6) the cache falls
+/// back to one-shot watches per node (see the [module docs](super) and
+/// [`uses_one_shot_watches`](TreeCache::uses_one_shot_watches)).
 #[derive(Debug)]
 pub struct TreeCache {
     shared: Arc<Shared>,
@@ -80,6 +81,7 @@ impl TreeCacheBuilder {
                 max_depth: self.max_depth,
                 store: Store::default(),
                 initialized: watch::channel(false).0,
+                one_shot: AtomicBool::new(false),
             }),
             stop: watch::channel(false).0,
             task: Mutex::new(None),
@@ -171,6 +173,12 @@ impl TreeCache {
     /// How many nodes are cached.
     pub fn size(&self) -> usize {
         self.shared.store.len()
+    }
+
+    /// Whether the server refused persistent watches (ZooKeeper before 3.6) and the cache runs
+    /// on one-shot watches per node instead.
+    pub fn uses_one_shot_watches(&self) -> bool {
+        self.shared.one_shot.load(Ordering::SeqCst)
     }
 
     /// Stops the cache: the background task ends (its persistent watch is removed from the

@@ -104,6 +104,12 @@ pub struct ServerConfig {
     /// The ensemble this server belongs to; `None` runs standalone (the default, and what a
     /// `zoo.cfg` without at least two participant `server.N` lines gives).
     pub quorum: Option<QuorumConfig>,
+    /// Behave like a ZooKeeper 3.5 server towards the opcodes added in 3.6 and later
+    /// (multiRead, getEphemerals, getAllChildrenNumber, setWatches2, addWatch, whoAmI): answer
+    /// them UNIMPLEMENTED and close the connection (the session lives on), as 3.5 does with
+    /// any opcode it does not know. For testing clients' fallbacks; not a `zoo.cfg` setting.
+    /// Default false.
+    pub emulate_3_5: bool,
 }
 
 impl ServerConfig {
@@ -128,6 +134,7 @@ impl ServerConfig {
             container_max_per_minute: 10_000,
             container_max_never_used_ms: 0,
             quorum: None,
+            emulate_3_5: false,
         }
     }
 

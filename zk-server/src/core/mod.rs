@@ -52,6 +52,23 @@ pub struct CoreConfig {
     pub container_max_never_used_ms: i64,
     /// At most this many container/TTL deletions per tick.
     pub container_max_per_tick: usize,
+    /// Answer the opcodes added after 3.5 ([`added_after_3_5`]) UNIMPLEMENTED and close the
+    /// connection, as a 3.5 server does.
+    pub emulate_3_5: bool,
+}
+
+/// Whether a 3.5 server does not know `op`: the opcodes added in 3.6 (multiRead,
+/// getEphemerals, getAllChildrenNumber, setWatches2, addWatch) and 3.7 (whoAmI).
+pub fn added_after_3_5(op: OpCode) -> bool {
+    matches!(
+        op,
+        OpCode::MultiRead
+            | OpCode::GetEphemerals
+            | OpCode::GetAllChildrenNumber
+            | OpCode::SetWatches2
+            | OpCode::AddWatch
+            | OpCode::WhoAmI
+    )
 }
 
 /// The time, as the driver sees it.
@@ -499,6 +516,20 @@ impl ServerCore {
                     xid,
                     self.tree.last_processed_zxid(),
                     ErrorCode::SessionExpired,
+                ),
+                true,
+            );
+            return;
+        }
+        if self.config.emulate_3_5 && added_after_3_5(request.op_code()) {
+            // A 3.5 server's UnimplementedRequestProcessor: the error reply, then the
+            // connection (not the session) is closed.
+            self.push_ready(
+                conn,
+                replies::bare(
+                    xid,
+                    self.tree.last_processed_zxid(),
+                    ErrorCode::Unimplemented,
                 ),
                 true,
             );

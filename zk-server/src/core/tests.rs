@@ -12,6 +12,10 @@ const C1: ConnId = ConnId(1);
 const C2: ConnId = ConnId(2);
 
 fn core() -> ServerCore {
+    core_with(false)
+}
+
+fn core_with(emulate_3_5: bool) -> ServerCore {
     ServerCore::new(
         CoreConfig {
             server_id: 0,
@@ -22,6 +26,7 @@ fn core() -> ServerCore {
             snap_count: 1_000_000,
             container_max_never_used_ms: 0,
             container_max_per_tick: 100,
+            emulate_3_5,
         },
         DataTree::new(),
         &[],
@@ -208,4 +213,59 @@ fn expiry_is_a_logged_close_session() {
     core.step(Input::Persisted(zxid), later);
     assert!(core.tree().get("/e").is_none());
     assert!(core.sessions().is_empty());
+}
+
+#[test]
+fn a_3_5_server_refuses_newer_opcodes_and_closes_the_connection() {
+    let add_watch = || {
+        Request::AddWatch(zk_proto::AddWatchRequest {
+            path: "/".into(),
+            mode: zk_proto::AddWatchMode::PersistentRecursive,
+        })
+    };
+    // As a 3.6+ server: answered.
+    let mut core = core_with(false);
+    connect(&mut core, C1);
+    let actions = request(&mut core, C1, 1, add_watch());
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(reply_header(&actions[0]).err, 0);
+
+    // As a 3.5 server: UNIMPLEMENTED, then the connection is closed; what follows on it is
+    // ignored, and the session stays (another connection may attach to it).
+    let mut core = core_with(true);
+    connect(&mut core, C1);
+    assert_eq!(
+        reply_header(&request(&mut core, C1, 1, get("/", false))[0]).err,
+        0
+    );
+    for op in [
+        OpCode::MultiRead,
+        OpCode::GetEphemerals,
+        OpCode::GetAllChildrenNumber,
+        OpCode::SetWatches2,
+        OpCode::AddWatch,
+        OpCode::WhoAmI,
+    ] {
+        assert!(added_after_3_5(op), "{op:?}");
+    }
+    for op in [
+        OpCode::SetWatches,
+        OpCode::CreateTtl,
+        OpCode::RemoveWatches,
+        OpCode::Multi,
+    ] {
+        assert!(!added_after_3_5(op), "{op:?}");
+    }
+    let actions = request(&mut core, C1, 2, add_watch());
+    let [send, Action::Close { conn }] = actions.as_slice() else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(*conn, C1);
+    let header = reply_header(send);
+    assert_eq!(
+        (header.xid, header.err),
+        (2, ErrorCode::Unimplemented.as_i32())
+    );
+    assert!(request(&mut core, C1, 3, get("/", false)).is_empty());
+    assert_eq!(core.sessions().len(), 1);
 }

@@ -136,6 +136,7 @@ impl Server {
                         .max(1),
                 )
                 .unwrap_or(usize::MAX),
+                emulate_3_5: config.emulate_3_5,
             },
             recovered.tree,
             &recovered.sessions,

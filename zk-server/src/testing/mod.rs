@@ -23,6 +23,7 @@ pub struct TestingServerBuilder {
     super_digest: Option<String>,
     snap_count: u64,
     container_check_interval_ms: u64,
+    emulate_3_5: bool,
 }
 
 impl Default for TestingServerBuilder {
@@ -33,6 +34,7 @@ impl Default for TestingServerBuilder {
             super_digest: None,
             snap_count: 100_000,
             container_check_interval_ms: 1000,
+            emulate_3_5: false,
         }
     }
 }
@@ -65,6 +67,18 @@ impl TestingServerBuilder {
     /// How often containers and TTL nodes are cleaned (default 1 s).
     pub fn container_check_interval_ms(mut self, ms: u64) -> Self {
         self.container_check_interval_ms = ms;
+        self
+    }
+
+    /// Behave like a ZooKeeper 3.5 server (default false): the opcodes added in 3.6 and
+    /// later — multiRead, getEphemerals, getAllChildrenNumber, setWatches2, addWatch (so no
+    /// persistent watches) and whoAmI — are answered UNIMPLEMENTED and the connection is
+    /// closed (the session lives on, the client reconnects), as 3.5's
+    /// `UnimplementedRequestProcessor` does. Everything else (TTL nodes included, if
+    /// [`extended_types`](Self::extended_types)) works as before. For testing clients'
+    /// and recipes' fallbacks.
+    pub fn emulate_3_5(mut self, enabled: bool) -> Self {
+        self.emulate_3_5 = enabled;
         self
     }
 
@@ -121,6 +135,7 @@ impl TestingServer {
         // Autopurge on, so snapshots and logs do not pile up in long test runs.
         config.purge_interval_hours = 1;
         config.container_check_interval_ms = self.options.container_check_interval_ms;
+        config.emulate_3_5 = self.options.emulate_3_5;
         config
     }
 
