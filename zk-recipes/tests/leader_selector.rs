@@ -144,17 +144,26 @@ async fn a_leader_whose_session_expires_is_cancelled_and_another_leads() {
     assert!(!second.has_leadership());
 
     assert!(server.expire_session(a.session_id()).await);
-    let (who, reason) = within("a is cancelled", rx.recv()).await.unwrap();
-    assert_eq!(who, "a");
+    // The server deletes a's node when it expires the session, so b may take over before a's
+    // client has heard of the expiry (the gap fencing tokens cover): both orders are fine.
+    let mut events = Vec::new();
+    for _ in 0..2 {
+        events.push(
+            within_for("a cancelled and b leading", SESSION_TIMEOUT * 2, rx.recv())
+                .await
+                .unwrap(),
+        );
+    }
+    let a_reason = events.iter().find(|(who, _)| *who == "a").map(|(_, r)| *r);
     assert!(
-        matches!(reason, Some(CancelReason::Suspended | CancelReason::Lost)),
-        "{reason:?}"
+        matches!(
+            a_reason,
+            Some(Some(CancelReason::Suspended | CancelReason::Lost))
+        ),
+        "{events:?}"
     );
+    assert!(events.contains(&("b", None)), "{events:?}");
     assert!(!first.has_leadership());
-    assert_eq!(
-        within_for("b leads", SESSION_TIMEOUT * 2, rx.recv()).await,
-        Some(("b", None))
-    );
     assert!(second.has_leadership());
     let leader = second.current_leader().await.unwrap().expect("a leader");
     assert_eq!(leader.id, "b");
