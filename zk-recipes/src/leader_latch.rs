@@ -200,18 +200,7 @@ impl LeaderLatch {
             Err(ZkError::NoNode) => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
         };
-        let mut out = Vec::new();
-        for name in sorted_children(children, LATCH_NAME) {
-            match client.get_data(&join(&self.inner.path, &name)).await {
-                Ok((data, _)) => out.push(Participant {
-                    id: String::from_utf8_lossy(&data).into_owned(),
-                    is_leader: out.is_empty(),
-                }),
-                Err(ZkError::NoNode) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(out)
+        read_participants(client, &self.inner.path, sorted_children(children, LATCH_NAME)).await
     }
 
     /// The current leader (the first participant), if any.
@@ -498,4 +487,25 @@ async fn check(inner: &Inner, node: &mut Option<Node>) -> Result<Checked, ZkErro
 
 fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The participants whose nodes are `names` (queue order, the first leads) under `path`, with
+/// the ids their nodes hold; nodes deleted meanwhile are skipped.
+pub(crate) async fn read_participants(
+    client: &Client,
+    path: &str,
+    names: Vec<String>,
+) -> Result<Vec<Participant>> {
+    let mut out = Vec::new();
+    for name in names {
+        match client.get_data(&join(path, &name)).await {
+            Ok((data, _)) => out.push(Participant {
+                id: String::from_utf8_lossy(&data).into_owned(),
+                is_leader: out.is_empty(),
+            }),
+            Err(ZkError::NoNode) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
 }

@@ -11,12 +11,11 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use zk_client::{Client, Error as ZkError};
+use zk_client::Client;
 
-use crate::leader_latch::Participant;
+use crate::leader_latch::{read_participants, Participant};
 use crate::lock_internals::lock;
 use crate::mutex::{LockState, Mutex, MutexGuard};
-use crate::nodes::join;
 use crate::{Error, Result};
 
 /// Which connection states end leadership (Curator's `ConnectionStateErrorPolicy`).
@@ -387,19 +386,8 @@ impl LeaderSelector {
     /// # Errors
     /// [`Error::Zk`] when a read fails.
     pub async fn participants(&self) -> Result<Vec<Participant>> {
-        let client = &self.inner.client;
-        let mut out = Vec::new();
-        for name in self.inner.mutex.participant_nodes().await? {
-            match client.get_data(&join(&self.inner.path, &name)).await {
-                Ok((data, _)) => out.push(Participant {
-                    id: String::from_utf8_lossy(&data).into_owned(),
-                    is_leader: out.is_empty(),
-                }),
-                Err(ZkError::NoNode) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(out)
+        let names = self.inner.mutex.participant_nodes().await?;
+        read_participants(&self.inner.client, &self.inner.path, names).await
     }
 
     /// The current leader (the first participant), if anyone queues.
