@@ -25,7 +25,7 @@
 //!
 //! | Message | type | zxid | data |
 //! |---|---|---|---|
-//! | [`Notification`](Message::Notification) | 100 (ours) | -1 | zk-proto [`Notification`](zk_proto::Notification), version 2, no config |
+//! | [`Notification`](Message::Notification) | 100 (ours) | -1 | zk-proto's [`Notification`], version 2, no config |
 //! | [`Request`](Message::Request) | 1 REQUEST | -1 | the request bytes |
 //! | [`Proposal`](Message::Proposal) | 2 PROPOSAL | the txn's | the txn bytes |
 //! | [`Ack`](Message::Ack) | 3 ACK | highest durable | null |
