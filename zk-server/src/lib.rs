@@ -29,6 +29,7 @@ pub mod config;
 pub mod core;
 mod net;
 pub mod prep;
+pub mod quorum;
 pub mod session;
 pub mod storage;
 mod testing;

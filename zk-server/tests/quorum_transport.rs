@@ -1,0 +1,537 @@
+//! Replicas over real sockets on 127.0.0.1: election, replication, leader failover, a
+//! restarted member catching up, intruders (a wrong secret, an unknown id) kept out, and a
+//! garbage frame closing only its own connection.
+//!
+//! `RUST_LOG=zk_server=debug` shows the transport's and the peers' logs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::timeout;
+use zk_server::config::QuorumSecret;
+use zk_server::quorum::{
+    handshake, DriverConfig, MemoryStorage, QuorumTransport, Replica, ReplicaHandle, RestoreError,
+    StateMachine, TransportConfig,
+};
+use zk_server::zab::{ElectionTimers, Entry, PeerConfig, Role, Sid, Zxid};
+
+const SECRET: &str = "a shared secret for the tests";
+
+fn secret(s: &str) -> QuorumSecret {
+    QuorumSecret::new(s.as_bytes().to_vec()).expect("long enough")
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// Applies entries to a Vec; its snapshot is the whole Vec.
+#[derive(Clone, Default)]
+struct VecMachine(Arc<Mutex<Vec<Entry>>>);
+
+impl VecMachine {
+    fn entries(&self) -> Vec<Entry> {
+        self.0.lock().expect("lock").clone()
+    }
+}
+
+impl StateMachine for VecMachine {
+    fn apply(&mut self, entry: &Entry) {
+        self.0.lock().expect("lock").push(entry.clone());
+    }
+
+    fn snapshot(&self) -> Bytes {
+        let mut out = BytesMut::new();
+        for e in self.0.lock().expect("lock").iter() {
+            out.put_i64(e.zxid);
+            out.put_u32(e.txn.len() as u32);
+            out.put_slice(&e.txn);
+        }
+        out.freeze()
+    }
+
+    fn restore(&mut self, state: Bytes) -> Result<(), RestoreError> {
+        let mut entries = Vec::new();
+        let mut rest = &state[..];
+        while !rest.is_empty() {
+            let (zxid, tail) = rest.split_at_checked(8).ok_or("truncated zxid")?;
+            let (len, tail) = tail.split_at_checked(4).ok_or("truncated length")?;
+            let len = u32::from_be_bytes(len.try_into()?) as usize;
+            let (txn, tail) = tail.split_at_checked(len).ok_or("truncated txn")?;
+            entries.push(Entry {
+                zxid: i64::from_be_bytes(zxid.try_into()?),
+                txn: Bytes::copy_from_slice(txn),
+            });
+            rest = tail;
+        }
+        *self.0.lock().expect("lock") = entries;
+        Ok(())
+    }
+}
+
+/// The ensemble's addresses and membership.
+struct Ensemble {
+    voters: BTreeSet<Sid>,
+    observers: BTreeSet<Sid>,
+    ports: BTreeMap<Sid, u16>,
+    secret: Option<QuorumSecret>,
+}
+
+struct Node {
+    replica: Replica,
+    handle: ReplicaHandle,
+    transport: QuorumTransport,
+    machine: VecMachine,
+    storage: MemoryStorage,
+}
+
+impl Ensemble {
+    /// Binds a listener for every member (voters and observers).
+    async fn bind(
+        voters: &[Sid],
+        observers: &[Sid],
+        secret: Option<QuorumSecret>,
+    ) -> (Ensemble, BTreeMap<Sid, TcpListener>) {
+        let mut listeners = BTreeMap::new();
+        let mut ports = BTreeMap::new();
+        for &sid in voters.iter().chain(observers) {
+            let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            ports.insert(sid, l.local_addr().expect("addr").port());
+            listeners.insert(sid, l);
+        }
+        let e = Ensemble {
+            voters: voters.iter().copied().collect(),
+            observers: observers.iter().copied().collect(),
+            ports,
+            secret,
+        };
+        (e, listeners)
+    }
+
+    fn peer_config(&self, me: Sid) -> PeerConfig {
+        PeerConfig {
+            me,
+            voters: self.voters.clone(),
+            observers: self.observers.clone(),
+            tick_ms: 100,
+            init_limit: 20,
+            sync_limit: 10,
+            election: ElectionTimers {
+                finalize_wait_ms: 50,
+                min_resend_ms: 50,
+                max_resend_ms: 1000,
+            },
+        }
+    }
+
+    fn transport_config(&self, me: Sid, secret: Option<QuorumSecret>) -> TransportConfig {
+        let members = self
+            .ports
+            .iter()
+            .map(|(sid, port)| (*sid, ("127.0.0.1".to_owned(), *port)))
+            .collect();
+        let mut c = TransportConfig::new(me, members, secret);
+        c.max_backoff = Duration::from_millis(200);
+        c.handshake_timeout = Duration::from_secs(2);
+        c
+    }
+
+    fn start(&self, me: Sid, listener: TcpListener, storage: MemoryStorage) -> Node {
+        let config = self.transport_config(me, self.secret.clone());
+        self.start_with(self.peer_config(me), config, listener, storage)
+    }
+
+    fn start_with(
+        &self,
+        peer: PeerConfig,
+        config: TransportConfig,
+        listener: TcpListener,
+        storage: MemoryStorage,
+    ) -> Node {
+        let (transport, inputs) = QuorumTransport::start(config, listener).expect("start");
+        let machine = VecMachine::default();
+        let replica = Replica::spawn(
+            DriverConfig::new(peer),
+            storage.clone(),
+            machine.clone(),
+            transport.clone(),
+            inputs,
+        )
+        .expect("spawn");
+        Node {
+            handle: replica.handle(),
+            replica,
+            transport,
+            machine,
+            storage,
+        }
+    }
+
+    /// Binds `sid`'s port again (after its previous listener closed).
+    async fn rebind(&self, sid: Sid) -> TcpListener {
+        let port = self.ports[&sid];
+        for _ in 0..100 {
+            if let Ok(l) = TcpListener::bind(("127.0.0.1", port)).await {
+                return l;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("cannot bind port {port} again");
+    }
+}
+
+fn established_leader(role: &Role) -> bool {
+    matches!(
+        role,
+        Role::Leading {
+            established: true,
+            ..
+        }
+    )
+}
+
+fn serving(role: &Role) -> bool {
+    established_leader(role) || matches!(role, Role::Following { serving: true, .. })
+}
+
+/// Waits until exactly one of `nodes` leads (established) and the others serve; returns the
+/// leader's id.
+async fn settled(nodes: &BTreeMap<Sid, Node>) -> Sid {
+    let wait = async {
+        loop {
+            let roles: BTreeMap<Sid, Role> =
+                nodes.iter().map(|(s, n)| (*s, n.handle.role())).collect();
+            let leaders: Vec<Sid> = roles
+                .iter()
+                .filter(|(_, r)| established_leader(r))
+                .map(|(s, _)| *s)
+                .collect();
+            if leaders.len() == 1 && roles.values().all(serving) {
+                return leaders[0];
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    timeout(Duration::from_secs(10), wait)
+        .await
+        .unwrap_or_else(|_| {
+            let roles: Vec<(Sid, Role)> =
+                nodes.iter().map(|(s, n)| (*s, n.handle.role())).collect();
+            panic!("no settled leader: {roles:?}")
+        })
+}
+
+async fn wait_applied(nodes: &BTreeMap<Sid, Node>, zxid: Zxid) {
+    for (sid, node) in nodes {
+        let mut applied = node.handle.watch_applied();
+        let ok = timeout(Duration::from_secs(10), applied.wait_for(|z| *z >= zxid))
+            .await
+            .is_ok();
+        assert!(
+            ok,
+            "node {sid} applied only up to {:#x}, not {zxid:#x} (role {:?})",
+            *node.handle.watch_applied().borrow(),
+            node.handle.role()
+        );
+    }
+}
+
+/// Proposes `n` txns through `leader`; returns the last zxid.
+async fn propose(leader: &ReplicaHandle, prefix: &str, n: usize) -> Zxid {
+    let mut last = 0;
+    for i in 0..n {
+        last = leader
+            .propose(Bytes::from(format!("{prefix}{i}")))
+            .await
+            .expect("the leader accepts");
+    }
+    last
+}
+
+fn assert_same_sequence(nodes: &BTreeMap<Sid, Node>, expected_len: usize) {
+    let mut sequences = nodes.iter().map(|(s, n)| (*s, n.machine.entries()));
+    let (first_sid, first) = sequences.next().expect("a node");
+    assert_eq!(first.len(), expected_len, "node {first_sid}");
+    for w in first.windows(2) {
+        assert!(w[0].zxid < w[1].zxid, "applied in zxid order");
+    }
+    for (sid, seq) in sequences {
+        assert_eq!(
+            seq, first,
+            "node {sid} applied another sequence than {first_sid}"
+        );
+    }
+}
+
+async fn three(secret_: Option<QuorumSecret>) -> (Ensemble, BTreeMap<Sid, Node>) {
+    let (e, listeners) = Ensemble::bind(&[1, 2, 3], &[], secret_).await;
+    let nodes = listeners
+        .into_iter()
+        .map(|(sid, l)| (sid, e.start(sid, l, MemoryStorage::new())))
+        .collect();
+    (e, nodes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_elect_one_leader_and_replicate_1000_proposals() {
+    init_tracing();
+    let (_e, nodes) = three(Some(secret(SECRET))).await;
+    let leader = settled(&nodes).await;
+    let last = propose(&nodes[&leader].handle, "w", 1000).await;
+    wait_applied(&nodes, last).await;
+    assert_same_sequence(&nodes, 1000);
+    // Followers forward writes to the leader.
+    let follower = nodes.keys().copied().find(|s| *s != leader).expect("one");
+    for i in 0..10 {
+        nodes[&follower]
+            .handle
+            .forward(Bytes::from(format!("f{i}")))
+            .await
+            .expect("forwarded");
+    }
+    let applied = async {
+        loop {
+            if nodes.values().all(|n| n.machine.entries().len() == 1010) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    timeout(Duration::from_secs(10), applied)
+        .await
+        .expect("forwarded writes commit everywhere");
+    assert_same_sequence(&nodes, 1010);
+    assert!(nodes[&leader]
+        .machine
+        .entries()
+        .iter()
+        .any(|e| e.txn == Bytes::from_static(b"f9")));
+    for n in nodes.values() {
+        assert_eq!(n.transport.connected().len(), 2, "a full mesh of 3");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_takes_over_and_a_restarted_member_catches_up() {
+    init_tracing();
+    let (e, mut nodes) = three(Some(secret(SECRET))).await;
+    let leader = settled(&nodes).await;
+    let last = propose(&nodes[&leader].handle, "a", 100).await;
+    wait_applied(&nodes, last).await;
+
+    // Kill the leader: the other two elect a new one and keep committing.
+    let old = nodes.remove(&leader).expect("leader");
+    let old_storage = old.storage.clone();
+    old.replica.stop().await;
+    let new_leader = settled(&nodes).await;
+    assert_ne!(new_leader, leader);
+    let last = propose(&nodes[&new_leader].handle, "b", 100).await;
+    wait_applied(&nodes, last).await;
+    assert_same_sequence(&nodes, 200);
+
+    // The old leader restarts on its storage (unsynced writes lost) and catches up.
+    old_storage.crash();
+    let listener = e.rebind(leader).await;
+    nodes.insert(leader, e.start(leader, listener, old_storage));
+    let now_leader = settled(&nodes).await;
+    wait_applied(&nodes, last).await;
+    let last = propose(&nodes[&now_leader].handle, "c", 50).await;
+    wait_applied(&nodes, last).await;
+    assert_same_sequence(&nodes, 250);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intruders_cannot_connect_or_vote() {
+    init_tracing();
+    // Members: voters 1-3 and observer 4. Intruders: "4" without the secret, and 9 (not a
+    // member) with it. Both start first and keep dialing during the election.
+    let (e, mut listeners) = Ensemble::bind(&[1, 2, 3], &[4], Some(secret(SECRET))).await;
+    let mut intruders = Vec::new();
+    {
+        let l4 = listeners.remove(&4).expect("4");
+        let config = e.transport_config(4, Some(secret("not the ensemble's secret")));
+        intruders.push(e.start_with(e.peer_config(4), config, l4, MemoryStorage::new()));
+        let l9 = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let mut config = e.transport_config(9, Some(secret(SECRET)));
+        config.members.insert(
+            9,
+            ("127.0.0.1".into(), l9.local_addr().expect("addr").port()),
+        );
+        let mut peer = e.peer_config(9);
+        peer.voters.insert(9);
+        intruders.push(e.start_with(peer, config, l9, MemoryStorage::new()));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let nodes: BTreeMap<Sid, Node> = listeners
+        .into_iter()
+        .map(|(sid, l)| (sid, e.start(sid, l, MemoryStorage::new())))
+        .collect();
+    // Record every connected set the members go through.
+    let seen = Arc::new(Mutex::new(BTreeSet::new()));
+    for n in nodes.values() {
+        let mut w = n.transport.watch_connected();
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                seen.lock()
+                    .expect("lock")
+                    .extend(w.borrow_and_update().iter().copied());
+                if w.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let leader = settled(&nodes).await;
+    assert!((1..=3).contains(&leader));
+    let last = propose(&nodes[&leader].handle, "x", 20).await;
+    wait_applied(&nodes, last).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(
+        seen,
+        [1, 2, 3].into_iter().collect(),
+        "intruders never connected"
+    );
+    for i in &intruders {
+        assert!(i.transport.connected().is_empty(), "{:?}", i.transport);
+        assert!(!serving(&i.handle.role()), "an intruder never joins");
+        assert!(i.machine.entries().is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_garbage_frame_closes_only_that_connection() {
+    init_tracing();
+    let (e, mut listeners) = Ensemble::bind(&[1, 2, 3], &[4], Some(secret(SECRET))).await;
+    drop(listeners.remove(&4));
+    let nodes: BTreeMap<Sid, Node> = listeners
+        .into_iter()
+        .map(|(sid, l)| (sid, e.start(sid, l, MemoryStorage::new())))
+        .collect();
+    let leader = settled(&nodes).await;
+
+    // This test is member 4 (it holds the secret) and sends garbage to member 1.
+    let mut stream = TcpStream::connect(("127.0.0.1", e.ports[&1]))
+        .await
+        .expect("connect");
+    handshake::dial(
+        &mut stream,
+        4,
+        1,
+        Some(&secret(SECRET)),
+        Duration::from_secs(2),
+    )
+    .await
+    .expect("a member with the secret is accepted");
+    let mut connected = nodes[&1].transport.watch_connected();
+    timeout(
+        Duration::from_secs(5),
+        connected.wait_for(|s| s.contains(&4)),
+    )
+    .await
+    .expect("4 connects")
+    .expect("running");
+    stream
+        .write_all(&[
+            0, 0, 0, 24, 0, 0, 0, 42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+        ])
+        .await
+        .expect("write");
+    // Member 1 closes the connection: reads end.
+    let closed = async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    timeout(Duration::from_secs(5), closed)
+        .await
+        .expect("the garbage connection is closed");
+    timeout(
+        Duration::from_secs(5),
+        connected.wait_for(|s| !s.contains(&4)),
+    )
+    .await
+    .expect("4 is disconnected")
+    .expect("running");
+    // Only that connection: the members are still connected and still commit.
+    assert_eq!(
+        nodes[&1].transport.connected(),
+        [2, 3].into_iter().collect()
+    );
+    assert_eq!(settled(&nodes).await, leader);
+    let last = propose(&nodes[&leader].handle, "g", 10).await;
+    wait_applied(&nodes, last).await;
+    assert_same_sequence(&nodes, 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_cannot_keep_up_is_disconnected() {
+    init_tracing();
+    let (e, mut listeners) = Ensemble::bind(&[1, 2], &[], Some(secret(SECRET))).await;
+    drop(listeners.remove(&2));
+    let mut config = e.transport_config(1, Some(secret(SECRET)));
+    config.queue_capacity = 4;
+    let (t1, mut inputs) =
+        QuorumTransport::start(config, listeners.remove(&1).expect("1")).expect("start");
+    // This test is member 2; it connects and never reads.
+    let mut stream = TcpStream::connect(("127.0.0.1", e.ports[&1]))
+        .await
+        .expect("connect");
+    handshake::dial(
+        &mut stream,
+        2,
+        1,
+        Some(&secret(SECRET)),
+        Duration::from_secs(2),
+    )
+    .await
+    .expect("accepted");
+    let mut connected = t1.watch_connected();
+    timeout(
+        Duration::from_secs(5),
+        connected.wait_for(|s| s.contains(&2)),
+    )
+    .await
+    .expect("2 connects")
+    .expect("running");
+    let big = zk_server::zab::Message::Proposal(Entry {
+        zxid: 1,
+        txn: Bytes::from(vec![0u8; 1 << 20]),
+    });
+    let flood = async {
+        while t1.connected().contains(&2) {
+            t1.send(2, &big);
+            tokio::task::yield_now().await;
+        }
+    };
+    timeout(Duration::from_secs(10), flood)
+        .await
+        .expect("the slow peer is disconnected once its queue is full");
+    let disconnected = async {
+        loop {
+            match inputs.recv().await {
+                Some(zk_server::zab::Input::Disconnected { peer: 2 }) => return,
+                Some(_) => {}
+                None => panic!("the transport stopped"),
+            }
+        }
+    };
+    timeout(Duration::from_secs(5), disconnected)
+        .await
+        .expect("the replica is told");
+    // Sends to a disconnected member are dropped quietly.
+    t1.send(2, &big);
+    t1.shutdown();
+}
