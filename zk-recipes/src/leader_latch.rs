@@ -200,7 +200,12 @@ impl LeaderLatch {
             Err(ZkError::NoNode) => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
         };
-        read_participants(client, &self.inner.path, sorted_children(children, LATCH_NAME)).await
+        read_participants(
+            client,
+            &self.inner.path,
+            sorted_children(children, LATCH_NAME),
+        )
+        .await
     }
 
     /// The current leader (the first participant), if any.

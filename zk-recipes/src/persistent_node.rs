@@ -8,6 +8,7 @@ use futures::StreamExt;
 use tokio::sync::{watch, Notify};
 use zk_client::{Client, ConnectionState, CreateMode, Error as ZkError};
 
+use crate::util::Background;
 use crate::{Error, Result};
 
 /// Curator's `PersistentNode`: keeps a node at a path with the given data, whatever happens —
@@ -44,8 +45,7 @@ use crate::{Error, Result};
 #[derive(Debug)]
 pub struct PersistentNode {
     shared: Arc<Shared>,
-    stop: watch::Sender<bool>,
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    task: Background,
 }
 
 /// Options of a [`PersistentNode`]. See [`PersistentNode::builder`].
@@ -122,8 +122,7 @@ impl PersistentNodeBuilder {
                 written: watch::channel(0).0,
                 actual: watch::channel(None).0,
             }),
-            stop: watch::channel(false).0,
-            task: Mutex::new(None),
+            task: Background::new(),
         })
     }
 }
@@ -147,18 +146,8 @@ impl PersistentNode {
     /// [`Error::AlreadyStarted`] on a second call, [`Error::Closed`] after
     /// [`close`](PersistentNode::close).
     pub fn start(&self) -> Result<()> {
-        if *self.stop.borrow() {
-            return Err(Error::Closed);
-        }
-        let mut slot = self.task.lock().map_err(|_| Error::Closed)?;
-        if slot.is_some() {
-            return Err(Error::AlreadyStarted);
-        }
-        *slot = Some(tokio::spawn(keep(
-            self.shared.clone(),
-            self.stop.subscribe(),
-        )));
-        Ok(())
+        let shared = self.shared.clone();
+        self.task.start(|stop| keep(shared, stop))
     }
 
     /// The node's current path: None until first created. In sequential modes it changes
@@ -173,7 +162,7 @@ impl PersistentNode {
     /// [`Error::Closed`] if the node was closed first.
     pub async fn wait_for_initial_create(&self, timeout: Duration) -> Result<bool> {
         let mut rx = self.shared.actual.subscribe();
-        let mut stopped = self.stop.subscribe();
+        let mut stopped = self.task.stopped();
         let created = async {
             tokio::select! {
                 r = rx.wait_for(Option::is_some) => r.is_ok(),
@@ -209,7 +198,7 @@ impl PersistentNode {
         };
         self.shared.data_changed.notify_one();
         let mut written = self.shared.written.subscribe();
-        let mut stopped = self.stop.subscribe();
+        let mut stopped = self.task.stopped();
         tokio::select! {
             r = written.wait_for(|w| *w >= generation) => r.map(|_| ()).map_err(|_| Error::Closed),
             _ = stopped.wait_for(|s| *s) => Err(Error::Closed),
@@ -248,11 +237,7 @@ impl PersistentNode {
 
     /// Stops keeping the node without deleting it; the node's path, if it had one.
     pub(crate) async fn stop_keeping(&self) -> Option<String> {
-        self.stop.send_replace(true);
-        let handle = self.task.lock().ok().and_then(|mut t| t.take());
-        if let Some(handle) = handle {
-            let _ = handle.await;
-        }
+        self.task.stop().await;
         self.shared.actual.send_replace(None)
     }
 }
@@ -261,7 +246,7 @@ impl Drop for PersistentNode {
     /// Stops the background task; the node itself is deleted only by
     /// [`close`](PersistentNode::close) (an ephemeral one also goes with its session).
     fn drop(&mut self) {
-        self.stop.send_replace(true);
+        self.task.signal_stop();
     }
 }
 

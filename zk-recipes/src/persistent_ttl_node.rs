@@ -1,7 +1,6 @@
 //! [`PersistentTtlNode`]: a node that lives while its owner process lives, by way of a
 //! CONTAINER node and a TTL child touched periodically.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -9,6 +8,7 @@ use tokio::time::MissedTickBehavior;
 use zk_client::{Client, CreateMode, Error as ZkError};
 
 use crate::nodes::join;
+use crate::util::Background;
 use crate::{Error, PersistentNode, Result};
 
 /// The name of the TTL child (as Curator's `PersistentTtlNode.DEFAULT_CHILD_NODE_NAME`).
@@ -57,8 +57,7 @@ pub struct PersistentTtlNode {
     child_path: String,
     ttl_ms: i64,
     touch_every: Duration,
-    stop: watch::Sender<bool>,
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    task: Background,
 }
 
 /// Options of a [`PersistentTtlNode`]. See [`PersistentTtlNode::builder`].
@@ -124,8 +123,7 @@ impl PersistentTtlNodeBuilder {
             child_path,
             ttl_ms,
             touch_every: (self.ttl / self.touch_factor).max(Duration::from_millis(1)),
-            stop: watch::channel(false).0,
-            task: Mutex::new(None),
+            task: Background::new(),
         })
     }
 }
@@ -165,23 +163,11 @@ impl PersistentTtlNode {
     /// [`Error::AlreadyStarted`] on a second call, [`Error::Closed`] after
     /// [`close`](PersistentTtlNode::close).
     pub fn start(&self) -> Result<()> {
-        if *self.stop.borrow() {
-            return Err(Error::Closed);
-        }
-        let mut slot = self.task.lock().map_err(|_| Error::Closed)?;
-        if slot.is_some() {
-            return Err(Error::AlreadyStarted);
-        }
         self.node.start()?;
-        *slot = Some(tokio::spawn(touch(
-            self.client.clone(),
-            self.child_path.clone(),
-            self.ttl_ms,
-            self.touch_every,
-            self.node.created(),
-            self.stop.subscribe(),
-        )));
-        Ok(())
+        let (client, child) = (self.client.clone(), self.child_path.clone());
+        let (ttl_ms, every, created) = (self.ttl_ms, self.touch_every, self.node.created());
+        self.task
+            .start(|stop| touch(client, child, ttl_ms, every, created, stop))
     }
 
     /// The node's path, once created (None before, and after close).
@@ -224,11 +210,7 @@ impl PersistentTtlNode {
     /// node disappears once the TTL passed, unless another process keeps the same path.
     /// Closing twice is harmless.
     pub async fn close(&self) {
-        self.stop.send_replace(true);
-        let handle = self.task.lock().ok().and_then(|mut t| t.take());
-        if let Some(handle) = handle {
-            let _ = handle.await;
-        }
+        self.task.stop().await;
         let _ = self.node.stop_keeping().await;
     }
 }
@@ -237,7 +219,7 @@ impl Drop for PersistentTtlNode {
     /// Stops the background tasks (the node is left to its TTL, as by
     /// [`close`](PersistentTtlNode::close)).
     fn drop(&mut self) {
-        self.stop.send_replace(true);
+        self.task.signal_stop();
     }
 }
 

@@ -127,6 +127,61 @@ impl Drop for OwnedNode {
     }
 }
 
+/// A recipe's background task: started at most once, told to stop through a flag it watches,
+/// and awaited when the recipe closes.
+#[derive(Debug)]
+pub(crate) struct Background {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Background {
+    pub(crate) fn new() -> Background {
+        Background {
+            stop: tokio::sync::watch::channel(false).0,
+            task: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Spawns the task `make` builds from the stop flag (needs a tokio runtime).
+    pub(crate) fn start<F>(
+        &self,
+        make: impl FnOnce(tokio::sync::watch::Receiver<bool>) -> F,
+    ) -> crate::Result<()>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        if *self.stop.borrow() {
+            return Err(crate::Error::Closed);
+        }
+        let mut slot = self.task.lock().map_err(|_| crate::Error::Closed)?;
+        if slot.is_some() {
+            return Err(crate::Error::AlreadyStarted);
+        }
+        *slot = Some(tokio::spawn(make(self.stop.subscribe())));
+        Ok(())
+    }
+
+    /// The stop flag (true once stopping).
+    pub(crate) fn stopped(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    /// Tells the task to stop, without waiting (for `Drop`).
+    pub(crate) fn signal_stop(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Tells the task to stop and waits until it ended.
+    pub(crate) async fn stop(&self) {
+        self.signal_stop();
+        let handle = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(handle) = handle {
+            let _ = handle.await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! [`TreeCache`]: a subtree kept current by one persistent recursive watch.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::watch;
 use zk_client::Client;
@@ -9,6 +9,7 @@ use zk_client::Client;
 use super::store::Store;
 use super::task::{self, Shared};
 use super::{CacheEvents, ChildData};
+use crate::util::Background;
 use crate::{Error, Result};
 
 /// Curator's `CuratorCache`: a local copy of the subtree at a path (the node itself and its
@@ -46,8 +47,7 @@ use crate::{Error, Result};
 #[derive(Debug)]
 pub struct TreeCache {
     shared: Arc<Shared>,
-    stop: watch::Sender<bool>,
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    task: Background,
 }
 
 /// Options of a [`TreeCache`]. See [`TreeCache::builder`].
@@ -83,8 +83,7 @@ impl TreeCacheBuilder {
                 initialized: watch::channel(false).0,
                 one_shot: AtomicBool::new(false),
             }),
-            stop: watch::channel(false).0,
-            task: Mutex::new(None),
+            task: Background::new(),
         })
     }
 }
@@ -113,18 +112,8 @@ impl TreeCache {
     /// [`Error::AlreadyStarted`] on a second call, [`Error::Closed`] after
     /// [`close`](TreeCache::close).
     pub fn start(&self) -> Result<()> {
-        if *self.stop.borrow() {
-            return Err(Error::Closed);
-        }
-        let mut slot = self.task.lock().map_err(|_| Error::Closed)?;
-        if slot.is_some() {
-            return Err(Error::AlreadyStarted);
-        }
-        *slot = Some(tokio::spawn(task::run(
-            self.shared.clone(),
-            self.stop.subscribe(),
-        )));
-        Ok(())
+        let shared = self.shared.clone();
+        self.task.start(|stop| task::run(shared, stop))
     }
 
     /// The path this cache mirrors.
@@ -143,7 +132,7 @@ impl TreeCache {
     /// Waits until the initial read is complete; false if the cache was closed first.
     pub async fn wait_initialized(&self) -> bool {
         let mut rx = self.shared.initialized.subscribe();
-        let mut stopped = self.stop.subscribe();
+        let mut stopped = self.task.stopped();
         tokio::select! {
             r = rx.wait_for(|done| *done) => r.is_ok(),
             _ = stopped.wait_for(|s| *s) => false,
@@ -184,11 +173,7 @@ impl TreeCache {
     /// Stops the cache: the background task ends (its persistent watch is removed from the
     /// server) and every event stream ends. The cached data stays readable.
     pub async fn close(&self) {
-        self.stop.send_replace(true);
-        let handle = self.task.lock().ok().and_then(|mut t| t.take());
-        if let Some(handle) = handle {
-            let _ = handle.await;
-        }
+        self.task.stop().await;
         self.shared.store.close_listeners();
     }
 
@@ -202,7 +187,7 @@ impl TreeCache {
 
 impl Drop for TreeCache {
     fn drop(&mut self) {
-        self.stop.send_replace(true);
+        self.task.signal_stop();
         self.shared.store.close_listeners();
     }
 }
