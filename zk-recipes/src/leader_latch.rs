@@ -70,6 +70,8 @@ struct Inner {
     status: StdMutex<Status>,
     /// Our node, while it exists (client-relative path).
     node: watch::Sender<Option<String>>,
+    /// The leadership token (our node's czxid) while leading.
+    token: watch::Sender<Option<i64>>,
 }
 
 enum Status {
@@ -104,6 +106,7 @@ impl LeaderLatch {
                 closed: watch::channel(false).0,
                 status: StdMutex::new(Status::Latent),
                 node: watch::channel(None).0,
+                token: watch::channel(None).0,
             }),
         })
     }
@@ -179,6 +182,18 @@ impl LeaderLatch {
         }
     }
 
+    /// The leadership token while leading: the latch node's `czxid`, strictly increasing from
+    /// one leader to the next. Pass it to what the leader writes so stale leaders (paused or
+    /// partitioned past their session) can be rejected — the latch alone cannot prevent two
+    /// processes believing they lead for a moment. `None` while not leading.
+    pub fn leadership_token(&self) -> Option<i64> {
+        if self.has_leadership() {
+            *self.inner.token.borrow()
+        } else {
+            None
+        }
+    }
+
     /// This participant's node (client-relative), while it has one.
     pub fn our_path(&self) -> Option<String> {
         self.inner.node.borrow().clone()
@@ -231,19 +246,14 @@ impl LeaderLatch {
                 Status::Latent | Status::Closed => None,
             }
         };
-        if let Some(task) = task {
-            task.abort();
-            let _ = task.await;
-        }
         self.inner
             .leader
             .send_if_modified(|l| std::mem::replace(l, false));
         self.inner.closed.send_replace(true);
-        let node = self.inner.node.send_replace(None);
-        if let Some(path) = node {
-            let mut own = OwnedNode::new(&self.inner.client);
-            own.set(path);
-            own.delete_now().await;
+        // The task finishes what it is doing (never cancelled mid-create, which would leave
+        // an orphan node blocking the election), deletes its node and ends.
+        if let Some(task) = task {
+            let _ = task.await;
         }
         Ok(())
     }
@@ -252,15 +262,12 @@ impl LeaderLatch {
 impl Drop for LeaderLatch {
     fn drop(&mut self) {
         let status = std::mem::replace(&mut *lock(&self.inner.status), Status::Closed);
-        if let Status::Started(task) = status {
-            task.abort();
+        if let Status::Started(_task) = status {
+            // The task sees the flag, deletes its node and ends on its own.
             self.inner
                 .leader
                 .send_if_modified(|l| std::mem::replace(l, false));
             self.inner.closed.send_replace(true);
-            if let Some(path) = self.inner.node.send_replace(None) {
-                delete_in_background(&self.inner.client, path);
-            }
         }
     }
 }
@@ -273,8 +280,9 @@ struct Node {
 
 /// The outcome of one check of the queue.
 enum Checked {
-    /// First in the queue, node verified: lead, and watch our own node.
-    Leader(WatchFuture),
+    /// First in the queue, node verified: lead (with the node's czxid as the leadership
+    /// token), and watch our own node.
+    Leader(WatchFuture, i64),
     /// Not first: watch the predecessor.
     Follower(WatchFuture),
     /// Something moved meanwhile: check again.
@@ -282,6 +290,9 @@ enum Checked {
 }
 
 fn set_leader(inner: &Inner, leader: bool) {
+    if !leader {
+        inner.token.send_replace(None);
+    }
     inner.leader.send_if_modified(|l| {
         if *l == leader {
             false
@@ -305,31 +316,31 @@ fn forget_node(inner: &Inner, node: &mut Option<Node>, delete: bool) {
 /// The latch's background task.
 async fn drive(inner: Arc<Inner>, mut states: ConnectionStates) {
     let client = inner.client.clone();
+    let mut closed = inner.closed.subscribe();
     let mut node: Option<Node> = None;
     let mut suspended = client.connection_state().is_some_and(|s| !serves_writes(s));
     let mut backoff = Duration::from_millis(50);
     loop {
+        if *closed.borrow() {
+            break;
+        }
         if suspended {
             set_leader(&inner, false);
-            match states.next().await {
-                Some(s) => handle_state(&inner, &mut node, &mut suspended, s),
-                None => break,
+            tokio::select! {
+                biased;
+                _ = became_true(&mut closed) => break,
+                s = states.next() => match s {
+                    Some(s) => handle_state(&inner, &mut node, &mut suspended, s),
+                    None => break,
+                },
             }
             continue;
         }
-        let checked = tokio::select! {
-            biased;
-            s = states.next() => {
-                match s {
-                    Some(s) => handle_state(&inner, &mut node, &mut suspended, s),
-                    None => break,
-                }
-                continue;
-            }
-            r = check(&inner, &mut node) => r,
-        };
+        // Not raced against anything: a create cancelled after it was sent would leave an
+        // orphan node in the queue (bounded by the client's connection timeout).
+        let checked = check(&inner, &mut node).await;
         let watch = match checked {
-            Ok(Checked::Leader(w)) => {
+            Ok(Checked::Leader(w, token)) => {
                 backoff = Duration::from_millis(50);
                 // A state change may have arrived while checking (e.g. a SUSPENDED): apply
                 // it first and, if there was any, check again rather than claim.
@@ -351,6 +362,10 @@ async fn drive(inner: Arc<Inner>, mut states: ConnectionStates) {
                 if pending || suspended || !client.connection_state().is_some_and(serves_writes) {
                     continue;
                 }
+                if *closed.borrow() {
+                    break;
+                }
+                inner.token.send_replace(Some(token));
                 set_leader(&inner, true);
                 w
             }
@@ -366,6 +381,7 @@ async fn drive(inner: Arc<Inner>, mut states: ConnectionStates) {
                 set_leader(&inner, false);
                 tokio::select! {
                     biased;
+                    _ = became_true(&mut closed) => break,
                     s = states.next() => match s {
                         Some(s) => handle_state(&inner, &mut node, &mut suspended, s),
                         None => break,
@@ -378,6 +394,7 @@ async fn drive(inner: Arc<Inner>, mut states: ConnectionStates) {
         };
         tokio::select! {
             biased;
+            _ = became_true(&mut closed) => break,
             s = states.next() => match s {
                 Some(s) => handle_state(&inner, &mut node, &mut suspended, s),
                 None => break,
@@ -385,9 +402,25 @@ async fn drive(inner: Arc<Inner>, mut states: ConnectionStates) {
             _ = watch => {}
         }
     }
-    // The client is closed: its session and our node are gone.
     set_leader(&inner, false);
-    forget_node(&inner, &mut node, false);
+    inner.node.send_replace(None);
+    if let Some(ours) = node.take() {
+        if *closed.borrow() {
+            // Closed: delete our node (waiting for the first attempt; on connection trouble
+            // the delete goes on in the background).
+            let mut own = OwnedNode::new(&client);
+            own.set(ours.path);
+            own.delete_now().await;
+        }
+        // Otherwise the client is closed: its session, and our node, are gone.
+    }
+}
+
+/// Resolves once the flag is true (never, if its sender is gone).
+async fn became_true(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|v| *v).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 fn handle_state(inner: &Inner, node: &mut Option<Node>, suspended: &mut bool, s: ConnectionState) {
@@ -459,7 +492,7 @@ async fn check(inner: &Inner, node: &mut Option<Node>) -> Result<Checked, ZkErro
                 let session = client.session_id();
                 if stat.ephemeral_owner == session && ours_session == session {
                     if client.connection_state().is_some_and(serves_writes) {
-                        Ok(Checked::Leader(watch))
+                        Ok(Checked::Leader(watch, stat.czxid))
                     } else {
                         Ok(Checked::Again)
                     }

@@ -80,15 +80,30 @@ async fn exactly_one_leader_among_10_while_leaders_close() {
     let sampler = spawn_sampler(latches.clone(), stop.clone());
 
     let mut closed = Vec::new();
+    let mut last_token = i64::MIN;
     for _ in 0..10 {
         let leader = wait_one_leader(&latches, |i| !closed.contains(&i)).await;
+        // Leadership tokens increase strictly from leader to leader; only the leader has one.
+        let token = latches[leader]
+            .leadership_token()
+            .expect("the leader has a token");
+        assert!(token > last_token, "token {token} after {last_token}");
+        last_token = token;
+        let holders = latches
+            .iter()
+            .filter(|l| l.leadership_token().is_some())
+            .count();
+        assert_eq!(holders, 1);
         // The listing agrees.
         let listed = latches[leader].leader().await.unwrap().unwrap();
         assert_eq!(listed.id, latches[leader].id());
         assert!(listed.is_leader);
+        let participants = latches[leader].participants().await.unwrap();
         assert_eq!(
-            latches[leader].participants().await.unwrap().len(),
-            10 - closed.len()
+            participants.len(),
+            10 - closed.len(),
+            "closed {closed:?}, participants {participants:?}, children {:?}",
+            clients[0].get_children(PATH).await
         );
         latches[leader].close().await.unwrap();
         assert!(!latches[leader].has_leadership());
