@@ -1,7 +1,8 @@
 //! The replica's network side: the wire form of [`zab::Message`](crate::zab::Message)s
 //! ([`wire`]), the authenticated connections between ensemble members ([`handshake`],
 //! [`transport`]), and the driver that runs a [`zab::Peer`](crate::zab::Peer) over them with
-//! pluggable storage and state machine ([`driver`], [`storage`], [`state_machine`]).
+//! pluggable storage and state machine ([`driver`], [`storage`], [`state_machine`]); the
+//! storage on disk is [`disk_storage`].
 //!
 //! ```no_run
 //! # use std::collections::BTreeMap;
@@ -18,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod disk_storage;
 pub mod driver;
 pub mod handshake;
 pub mod state_machine;
@@ -25,6 +27,7 @@ pub mod storage;
 pub mod transport;
 pub mod wire;
 
+pub use disk_storage::{DiskOptions, DiskStorage};
 pub use driver::{peer_config, DriverConfig, DriverError, Replica, ReplicaHandle, SubmitError};
 pub use handshake::HandshakeError;
 pub use state_machine::{RestoreError, StateMachine};

@@ -19,9 +19,42 @@ pub enum StorageError {
     /// The recovered log has a hole.
     #[error("the recovered log is not contiguous: {0}")]
     NotContiguous(#[from] NotContiguous),
-    /// Something else (a corrupt file, …).
+    /// Data on disk is damaged somewhere other than a torn log tail: the replica refuses to
+    /// start (it never silently drops a logged txn).
+    #[error("corrupt {file} at byte {offset}: {reason}; refusing to start")]
+    Corrupt {
+        /// The file (or directory).
+        file: String,
+        /// Byte offset of the damage.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The epoch files are unreadable, inconsistent with the log, or could not be written.
+    #[error("epoch files: {0}")]
+    Epoch(#[from] crate::storage::EpochError),
+    /// Something else (a misuse, …).
     #[error("{0}")]
     Other(String),
+}
+
+impl From<crate::storage::StorageError> for StorageError {
+    fn from(e: crate::storage::StorageError) -> StorageError {
+        match e {
+            crate::storage::StorageError::Io { context, source } => StorageError::Io(
+                std::io::Error::new(source.kind(), format!("{context}: {source}")),
+            ),
+            crate::storage::StorageError::Corrupt {
+                file,
+                offset,
+                reason,
+            } => StorageError::Corrupt {
+                file,
+                offset,
+                reason,
+            },
+        }
+    }
 }
 
 /// What a replica starts from.

@@ -20,7 +20,7 @@ pub mod adler32;
 pub mod epoch;
 mod recovery;
 pub mod snapshot;
-mod txn_log;
+pub(crate) mod txn_log;
 mod writer;
 
 use std::io;

@@ -11,7 +11,7 @@ use super::adler32::adler32;
 use super::{file_name, sync_dir, StorageError};
 
 /// File header size.
-const HEADER_LEN: usize = 16;
+pub(crate) const HEADER_LEN: usize = 16;
 /// checksum (8) + length (4).
 const ENTRY_HEADER_LEN: usize = 12;
 /// The byte that ends each entry.
@@ -30,6 +30,31 @@ pub struct LogScan {
     pub valid_len: u64,
     /// Whether a torn tail follows `valid_len`.
     pub torn: bool,
+    /// The header's dbid (`None` when the header itself was torn).
+    pub dbid: Option<i64>,
+}
+
+/// The header of a txn-log file (`ZKLG`, version 2, `dbid`).
+pub(crate) fn log_header(dbid: i64) -> [u8; HEADER_LEN] {
+    let mut out = [0u8; HEADER_LEN];
+    let bytes = FileHeader {
+        magic: FileHeader::TXNLOG_MAGIC,
+        version: FileHeader::VERSION,
+        dbid,
+    }
+    .to_bytes();
+    for (o, b) in out.iter_mut().zip(bytes.iter()) {
+        *o = *b;
+    }
+    out
+}
+
+/// Appends one entry framing `body` to `buf`: `long adler32(body) · int length · body · 0x42`.
+pub(crate) fn encode_entry(buf: &mut Vec<u8>, body: &[u8]) {
+    buf.extend_from_slice(&i64::from(adler32(body)).to_be_bytes());
+    buf.extend_from_slice(&i32::try_from(body.len()).unwrap_or(i32::MAX).to_be_bytes());
+    buf.extend_from_slice(body);
+    buf.push(END_OF_RECORD);
 }
 
 fn all_zero(bytes: &[u8]) -> bool {
@@ -66,10 +91,29 @@ pub fn read_log_file(
     is_last: bool,
     mut on_txn: impl FnMut(Txn),
 ) -> Result<LogScan, StorageError> {
+    scan_log_file(
+        path,
+        is_last,
+        |body| Txn::from_bytes(body).ok(),
+        |txn, _| on_txn(txn),
+    )
+}
+
+/// [`read_log_file`] for any entry payload: `decode` turns an entry's checksummed body into a
+/// `T` (`None`: undecodable, treated as damage); `on_entry` gets it and the file offset just
+/// past the entry.
+pub(crate) fn scan_log_file<T>(
+    path: &Path,
+    is_last: bool,
+    decode: impl Fn(&[u8]) -> Option<T>,
+    mut on_entry: impl FnMut(T, u64),
+) -> Result<LogScan, StorageError> {
     let read = || -> std::io::Result<Vec<u8>> {
         use std::io::Read;
         let mut file = File::open(path)?;
-        let len = data_len(&mut file)?;
+        // The header is read even when it ends in zeros (a file with no entries yet).
+        let file_len = file.metadata()?.len();
+        let len = data_len(&mut file)?.max(file_len.min(HEADER_LEN as u64));
         let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
         std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))?;
         file.take(len).read_to_end(&mut bytes)?;
@@ -89,6 +133,7 @@ pub fn read_log_file(
                 entries: 0,
                 valid_len: 0,
                 torn: !bytes.is_empty(),
+                dbid: None,
             });
         }
         return Err(corrupt(0, "file shorter than its header"));
@@ -100,29 +145,39 @@ pub fn read_log_file(
                 entries: 0,
                 valid_len: 0,
                 torn: true,
+                dbid: None,
             });
         }
         return Err(corrupt(0, "not a txn log (bad magic or version)"));
     }
+    let dbid = Some(header.dbid);
     let mut entries = 0;
     let mut pos = HEADER_LEN;
     while let Some(rest) = bytes.get(pos..) {
         if all_zero(rest) {
             break;
         }
-        match parse_entry(rest) {
-            Ok((txn, len)) => {
-                on_txn(txn);
-                entries += 1;
+        match parse_entry(rest, &decode) {
+            Ok((entry, len)) => {
                 pos += len;
+                on_entry(entry, pos as u64);
+                entries += 1;
             }
             Err((reason, damaged_until)) => {
                 let after = rest.get(damaged_until..).unwrap_or_default();
+                if reason == TRUNCATED_ENTRY && intact_with_other_length(rest) {
+                    // Not a torn write: a damaged length field in front of intact data.
+                    return Err(corrupt(
+                        pos,
+                        "damaged length field (an intact entry of another length follows)",
+                    ));
+                }
                 if is_last && all_zero(after) {
                     return Ok(LogScan {
                         entries,
                         valid_len: pos as u64,
                         torn: true,
+                        dbid,
                     });
                 }
                 return Err(corrupt(pos, reason));
@@ -133,12 +188,42 @@ pub fn read_log_file(
         entries,
         valid_len: pos as u64,
         torn: false,
+        dbid,
     })
+}
+
+/// Why [`parse_entry`] rejects an entry whose length points past the data.
+const TRUNCATED_ENTRY: &str = "truncated entry";
+
+/// Whether `rest`, an entry whose length field points past the end of the data, is an intact
+/// entry of another length: a prefix of its body matches its checksum and is followed by the
+/// end-of-record byte. A torn write (the data cut short) does not look like that; a bit flip in
+/// the length field does, and must not be taken for a torn tail and silently cut off.
+fn intact_with_other_length(rest: &[u8]) -> bool {
+    let Some(checksum) = rest
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(i64::from_be_bytes)
+    else {
+        return false;
+    };
+    let body = rest.get(ENTRY_HEADER_LEN..).unwrap_or_default();
+    let mut sum = super::adler32::Adler32::default();
+    for (i, byte) in body.iter().enumerate() {
+        sum.update(std::slice::from_ref(byte));
+        if i64::from(sum.value()) == checksum && body.get(i + 1) == Some(&END_OF_RECORD) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Parses one entry at the start of `rest`: the txn and the entry's length, or why it is bad
 /// and how far the damage claims to extend.
-fn parse_entry(rest: &[u8]) -> Result<(Txn, usize), (&'static str, usize)> {
+fn parse_entry<T>(
+    rest: &[u8],
+    decode: impl Fn(&[u8]) -> Option<T>,
+) -> Result<(T, usize), (&'static str, usize)> {
     let header = rest
         .get(..ENTRY_HEADER_LEN)
         .ok_or(("truncated entry header", ENTRY_HEADER_LEN))?;
@@ -159,15 +244,15 @@ fn parse_entry(rest: &[u8]) -> Result<(Txn, usize), (&'static str, usize)> {
     let end = ENTRY_HEADER_LEN + len + 1;
     let body = rest
         .get(ENTRY_HEADER_LEN..ENTRY_HEADER_LEN + len)
-        .ok_or(("truncated entry", end))?;
+        .ok_or((TRUNCATED_ENTRY, end))?;
     if i64::from(adler32(body)) != checksum {
         return Err(("checksum mismatch", end));
     }
     if rest.get(ENTRY_HEADER_LEN + len) != Some(&END_OF_RECORD) {
         return Err(("missing end-of-record marker", end));
     }
-    let txn = Txn::from_bytes(body).map_err(|_| ("undecodable txn", end))?;
-    Ok((txn, end))
+    let entry = decode(body).ok_or(("undecodable txn", end))?;
+    Ok((entry, end))
 }
 
 /// Appends entries to the current log file, starting a new file after each roll.
@@ -200,12 +285,7 @@ impl TxnLogWriter {
         if self.current.is_none() {
             self.current = Some(self.create_file(zxid)?);
         }
-        self.buffer
-            .extend_from_slice(&i64::from(adler32(txn)).to_be_bytes());
-        self.buffer
-            .extend_from_slice(&i32::try_from(txn.len()).unwrap_or(i32::MAX).to_be_bytes());
-        self.buffer.extend_from_slice(txn);
-        self.buffer.push(END_OF_RECORD);
+        encode_entry(&mut self.buffer, txn);
         Ok(())
     }
 
@@ -218,12 +298,7 @@ impl TxnLogWriter {
             .truncate(true)
             .write(true)
             .open(&path)?;
-        let header = FileHeader {
-            magic: FileHeader::TXNLOG_MAGIC,
-            version: FileHeader::VERSION,
-            dbid: 0,
-        };
-        file.write_all(&header.to_bytes())?;
+        file.write_all(&log_header(0))?;
         file.sync_all()?;
         sync_dir(&self.dir)?;
         Ok(OpenLog {
