@@ -66,7 +66,9 @@ use bytes::Bytes;
 use super::storage::{Recovered, ReplicaStorage, StorageError};
 use crate::storage::adler32::adler32;
 use crate::storage::txn_log::{encode_entry, log_header, scan_log_file, HEADER_LEN};
-use crate::storage::{file_name, list_files, snapshot, sync_dir, DataDirs, EpochFile, EpochStore};
+use crate::storage::{
+    file_name, list_files, snapshot, sync_dir, DataDirs, EpochError, EpochFile, EpochStore, Epochs,
+};
 use crate::zab::{Entry, History, PersistentState, Zxid};
 
 /// Magic of a replica snapshot file.
@@ -446,7 +448,26 @@ impl DiskStorage {
         let history = History::from_entries(base, entries)?;
         let last = history.last_zxid();
 
-        let epochs = self.epochs.load(last)?;
+        let epochs = match self.epochs.load(last) {
+            // A learner logs the synced txns (from later epochs) before its new currentEpoch
+            // is written (ZOOKEEPER-3911's order); a crash in between leaves currentEpoch
+            // behind the log. Apache refuses to start then. Starting is safe: the vote
+            // (currentEpoch, last zxid) only under-states this node, which a quorum holding
+            // the later epoch outranks, and the next sync brings both up to date.
+            Err(EpochError::CurrentBehindLog { current, last_zxid }) => {
+                tracing::warn!(
+                    current,
+                    last_zxid,
+                    "currentEpoch is behind the log (a crash during a sync); starting with it"
+                );
+                let accepted = self.epochs.read(EpochFile::Accepted)?.unwrap_or(current);
+                Epochs {
+                    accepted: accepted.max(current),
+                    current,
+                }
+            }
+            other => other?,
+        };
         let to_u32 = |which: EpochFile, v: i64| {
             u32::try_from(v).map_err(|_| {
                 corrupt(
