@@ -183,7 +183,11 @@ impl<T: Payload> ServiceDiscovery<T> {
     ///
     /// Waits until the node exists. The registration stands from the call on: if this future
     /// is dropped (e.g. by a timeout while the server is unreachable), the node is still
-    /// created as soon as possible.
+    /// created as soon as possible. A node already at the path is adopted when it is ours
+    /// (persistent types; our own session's ephemeral); an ephemeral node of *another* live
+    /// session with the same id — a previous run of this process whose session has not expired
+    /// yet, or a duplicate id — is never stolen: registering waits until it goes (at most the
+    /// old session's timeout). Curator deletes it instead; give instances unique ids.
     ///
     /// # Errors
     /// [`Error::InvalidInstance`], [`Error::Serialize`], [`Error::AlreadyRegistered`] (same id),

@@ -332,73 +332,79 @@ async fn ensure(
     on_node: &mut Option<u64>,
 ) -> Result<zk_client::WatchFuture, ZkError> {
     let client = &shared.client;
-    if let Some(path) = target.clone() {
-        let (stat, watch) = client.exists(&path).watched().await?;
-        match stat {
-            Some(stat)
-                if !shared.mode.is_ephemeral() || stat.ephemeral_owner == client.session_id() =>
-            {
-                // Ours (also a node our create made although its reply was lost).
-                if shared.actual.borrow().as_deref() != Some(path.as_str()) {
-                    shared.actual.send_replace(Some(path.clone()));
+    // A create that finds a node at our (non-sequential) path looks at its owner at once;
+    // bounded, in case someone keeps creating and deleting it.
+    for _ in 0..3 {
+        if let Some(path) = target.clone() {
+            let (stat, watch) = client.exists(&path).watched().await?;
+            match stat {
+                Some(stat)
+                    if !shared.mode.is_ephemeral()
+                        || stat.ephemeral_owner == client.session_id() =>
+                {
+                    // Ours (also a node our create made although its reply was lost, or a
+                    // persistent node left by an earlier run): adopt it, with our data.
+                    if shared.actual.borrow().as_deref() != Some(path.as_str()) {
+                        shared.actual.send_replace(Some(path.clone()));
+                    }
+                    let (generation, data) = shared.data();
+                    if *on_node != Some(generation) {
+                        client.set_data(&path, data).await?;
+                        *on_node = Some(generation);
+                        shared.mark_written(generation);
+                    }
+                    return Ok(watch);
                 }
-                let (generation, data) = shared.data();
-                if *on_node != Some(generation) {
-                    client.set_data(&path, data).await?;
-                    *on_node = Some(generation);
-                    shared.mark_written(generation);
+                Some(stat) if our_sessions.contains(&stat.ephemeral_owner) => {
+                    // Left by our previous session, which is gone or going: replace it now.
+                    match client.delete(&path).version(stat.version).await {
+                        Ok(()) | Err(ZkError::NoNode) | Err(ZkError::BadVersion) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
+                Some(_) => {
+                    // Another session's ephemeral node: wait for it to go.
+                    shared.actual.send_replace(None);
+                    return Ok(watch);
+                }
+                None => {}
+            }
+            shared.actual.send_replace(None);
+        }
+        let (generation, data) = shared.data();
+        let mut create = client
+            .create(&shared.base_path)
+            .mode(shared.mode)
+            .data(data)
+            .creating_parent_containers_if_needed();
+        if shared.protected {
+            create = create.with_protection();
+        }
+        let session = client.session_id();
+        match create.await {
+            Ok(created) => {
+                *on_node = Some(generation);
+                shared.mark_written(generation);
+                if !our_sessions.contains(&session) {
+                    if our_sessions.len() >= 8 {
+                        our_sessions.remove(0);
+                    }
+                    our_sessions.push(session);
+                }
+                *target = Some(created.path.clone());
+                shared.actual.send_replace(Some(created.path.clone()));
+                let (_, watch) = client.exists(&created.path).watched().await?;
                 return Ok(watch);
             }
-            Some(stat) if our_sessions.contains(&stat.ephemeral_owner) => {
-                // Left by our previous session, which is gone or going: replace it now.
-                match client.delete(&path).version(stat.version).await {
-                    Ok(()) | Err(ZkError::NoNode) | Err(ZkError::BadVersion) => {}
-                    Err(e) => return Err(e),
-                }
+            Err(ZkError::NodeExists) => {
+                // A node at our (non-sequential) path: check its owner now, and give it our
+                // data if it is ours.
+                *target = Some(shared.base_path.clone());
+                *on_node = None;
             }
-            Some(_) => {
-                // Another process's node: wait for it to go.
-                shared.actual.send_replace(None);
-                return Ok(watch);
-            }
-            None => {}
+            Err(e) => return Err(e),
         }
-        shared.actual.send_replace(None);
     }
-    let (generation, data) = shared.data();
-    let mut create = client
-        .create(&shared.base_path)
-        .mode(shared.mode)
-        .data(data)
-        .creating_parent_containers_if_needed();
-    if shared.protected {
-        create = create.with_protection();
-    }
-    let session = client.session_id();
-    match create.await {
-        Ok(created) => {
-            *on_node = Some(generation);
-            shared.mark_written(generation);
-            if !our_sessions.contains(&session) {
-                if our_sessions.len() >= 8 {
-                    our_sessions.remove(0);
-                }
-                our_sessions.push(session);
-            }
-            *target = Some(created.path.clone());
-            shared.actual.send_replace(Some(created.path.clone()));
-            let (_, watch) = client.exists(&created.path).watched().await?;
-            Ok(watch)
-        }
-        Err(ZkError::NodeExists) => {
-            // A node at our (non-sequential) path: look at its owner next time, and give it
-            // our data if it turns out to be ours.
-            *target = Some(shared.base_path.clone());
-            *on_node = None;
-            let (_, watch) = client.exists(&shared.base_path).watched().await?;
-            Ok(watch)
-        }
-        Err(e) => Err(e),
-    }
+    let (_, watch) = client.exists(&shared.base_path).watched().await?;
+    Ok(watch)
 }

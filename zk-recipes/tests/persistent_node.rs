@@ -198,3 +198,28 @@ async fn bad_arguments_are_refused_before_anything_is_sent() {
         Err(Error::InvalidArgument(_))
     ));
 }
+
+#[tokio::test]
+async fn an_existing_persistent_node_is_adopted_with_our_data() {
+    // A persistent node left by an earlier run (or our own create whose reply was lost and
+    // whose retry then found NODEEXISTS): adopted at once, not waited on.
+    let server = server().await;
+    let c = client(&server.connect_string()).await;
+    c.create("/pn4")
+        .data("old")
+        .await
+        .expect("left over from an earlier run");
+    let node = PersistentNode::builder(c.clone(), "/pn4", b"new".to_vec())
+        .mode(CreateMode::Persistent)
+        .build()
+        .expect("build");
+    node.start().expect("start");
+    assert!(node
+        .wait_for_initial_create(PATIENCE)
+        .await
+        .expect("not closed"));
+    assert_eq!(node.actual_path().as_deref(), Some("/pn4"));
+    wait_data(&c, "/pn4", b"new").await;
+    node.close().await.expect("close");
+    assert_eq!(c.exists("/pn4").await, Ok(None));
+}
