@@ -230,6 +230,9 @@ impl DoubleBarrier {
         let our_name = node_name(&self.our_path);
         loop {
             if own.path().is_none() {
+                // Armed before the create is sent: if this future is cancelled (a timeout)
+                // while the create is in flight, the node it may make is still deleted.
+                own.set(self.our_path.clone());
                 match client
                     .create(&self.our_path)
                     .mode(CreateMode::Ephemeral)
@@ -237,7 +240,7 @@ impl DoubleBarrier {
                     .await
                 {
                     // Exists: ours, from an earlier (cancelled) enter of this session.
-                    Ok(_) | Err(ZkError::NodeExists) => own.set(self.our_path.clone()),
+                    Ok(_) | Err(ZkError::NodeExists) => {}
                     Err(e) => return Err(e.into()),
                 }
             }

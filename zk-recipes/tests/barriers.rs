@@ -351,3 +351,26 @@ async fn enter_and_leave_timeouts_return_false_and_delete_the_members_node() {
 
     assert!(DoubleBarrier::new(c.clone(), DOUBLE, 0).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enter_timing_out_mid_create_leaves_no_phantom_member() {
+    // A timeout that fires while the member's create is in flight must still delete the
+    // node the create makes; a phantom member would let the others pass without us.
+    let server = server().await;
+    let c = client(&server.connect_string()).await;
+    let observer = client(&server.connect_string()).await;
+    for i in 0..100u64 {
+        let barrier = DoubleBarrier::new(c.clone(), "/phantom", 3).unwrap();
+        let entered = barrier
+            .enter_timeout(Duration::from_micros(50 + i * 20))
+            .await
+            .unwrap();
+        assert!(!entered, "only one member: it cannot enter");
+    }
+    within("no member node left", async {
+        while !members(&observer, "/phantom").await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
