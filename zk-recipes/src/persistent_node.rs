@@ -188,6 +188,9 @@ impl PersistentNode {
     /// # Errors
     /// [`Error::Closed`] if the node is closed (or not started) before the data is written.
     pub async fn set_data(&self, data: Vec<u8>) -> Result<()> {
+        if !self.task.is_running() {
+            return Err(Error::Closed);
+        }
         let generation = match self.shared.data.lock() {
             Ok(mut d) => {
                 d.0 += 1;

@@ -162,6 +162,11 @@ impl Background {
         Ok(())
     }
 
+    /// Whether the task was started and not told to stop.
+    pub(crate) fn is_running(&self) -> bool {
+        !*self.stop.borrow() && self.task.lock().map(|t| t.is_some()).unwrap_or(false)
+    }
+
     /// The stop flag (true once stopping).
     pub(crate) fn stopped(&self) -> tokio::sync::watch::Receiver<bool> {
         self.stop.subscribe()

@@ -369,3 +369,18 @@ async fn node_cache_follows(server: zk_server::TestingServer, one_shot: bool) {
     cache.close().await;
     assert_eq!(writer.delete("/cfg").await, Ok(()));
 }
+
+#[tokio::test]
+async fn waits_and_streams_of_an_unstarted_or_closed_cache_end() {
+    let server = server().await;
+    let c = client(&server.connect_string()).await;
+    let cache = TreeCache::new(c.clone(), "/unstarted").expect("cache");
+    // Not started: nothing will initialize it, so the wait ends at once.
+    assert!(!within("wait on an unstarted cache", cache.wait_initialized()).await);
+    cache.start().expect("start");
+    assert!(within("initialized", cache.wait_initialized()).await);
+    cache.close().await;
+    // A stream subscribed after close ends at once.
+    let mut late = cache.events();
+    assert_eq!(within("a late stream ends", late.next()).await, None);
+}

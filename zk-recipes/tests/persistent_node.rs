@@ -223,3 +223,25 @@ async fn an_existing_persistent_node_is_adopted_with_our_data() {
     node.close().await.expect("close");
     assert_eq!(c.exists("/pn4").await, Ok(None));
 }
+
+#[tokio::test]
+async fn set_data_before_start_or_after_close_is_refused() {
+    let server = server().await;
+    let c = client(&server.connect_string()).await;
+    let node = PersistentNode::builder(c.clone(), "/pn5", b"a".to_vec())
+        .build()
+        .expect("build");
+    assert_eq!(
+        within("set_data before start", node.set_data(b"b".to_vec())).await,
+        Err(Error::Closed)
+    );
+    node.start().expect("start");
+    within("set_data while running", node.set_data(b"c".to_vec()))
+        .await
+        .expect("written");
+    node.close().await.expect("close");
+    assert_eq!(
+        within("set_data after close", node.set_data(b"d".to_vec())).await,
+        Err(Error::Closed)
+    );
+}

@@ -10,10 +10,20 @@ use zk_proto::Stat;
 use super::{CacheEvent, ChildData};
 
 /// The cached nodes (by client path) and the subscribers to their changes.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Store {
     nodes: RwLock<BTreeMap<String, Arc<ChildData>>>,
-    listeners: Mutex<Vec<mpsc::UnboundedSender<CacheEvent>>>,
+    /// The subscribers; `None` once closed (later subscribers get an ended stream).
+    listeners: Mutex<Option<Vec<mpsc::UnboundedSender<CacheEvent>>>>,
+}
+
+impl Default for Store {
+    fn default() -> Store {
+        Store {
+            nodes: RwLock::default(),
+            listeners: Mutex::new(Some(Vec::new())),
+        }
+    }
 }
 
 impl Store {
@@ -21,7 +31,10 @@ impl Store {
     pub(crate) fn subscribe(&self) -> mpsc::UnboundedReceiver<CacheEvent> {
         let (tx, rx) = mpsc::unbounded_channel();
         if let Ok(mut l) = self.listeners.lock() {
-            l.push(tx);
+            // Once closed, `tx` is dropped here and the stream ends at once.
+            if let Some(list) = l.as_mut() {
+                list.push(tx);
+            }
         }
         rx
     }
@@ -29,13 +42,15 @@ impl Store {
     /// Ends every subscriber's stream.
     pub(crate) fn close_listeners(&self) {
         if let Ok(mut l) = self.listeners.lock() {
-            l.clear();
+            *l = None;
         }
     }
 
     pub(crate) fn emit(&self, event: CacheEvent) {
         if let Ok(mut l) = self.listeners.lock() {
-            l.retain(|tx| tx.send(event.clone()).is_ok());
+            if let Some(list) = l.as_mut() {
+                list.retain(|tx| tx.send(event.clone()).is_ok());
+            }
         }
     }
 

@@ -129,8 +129,13 @@ impl TreeCache {
         }
     }
 
-    /// Waits until the initial read is complete; false if the cache was closed first.
+    /// Waits until the initial read is complete; false if the cache is not started, or was
+    /// closed before it completed.
     pub async fn wait_initialized(&self) -> bool {
+        if !self.task.is_running() {
+            // Never started, or closed: nothing will initialize it.
+            return self.is_initialized();
+        }
         let mut rx = self.shared.initialized.subscribe();
         let mut stopped = self.task.stopped();
         tokio::select! {
