@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 use zk_client::Client;
 use zk_recipes::{CacheEvent, PathChildrenCache};
@@ -58,8 +58,16 @@ impl<T: Payload> ServiceCache<T> {
         let current = self.current.clone();
         let (ready_tx, mut ready) = watch::channel(false);
         let handle = tokio::spawn(async move {
-            while let Some(event) = events.next().await {
-                if matches!(event, CacheEvent::Initialized) || event.node().is_some() {
+            while let Some(first) = events.next().await {
+                // Take every event already queued (a start reports one per instance), then
+                // rebuild the list once, not once per event.
+                let mut initialized = matches!(first, CacheEvent::Initialized);
+                let mut changed = initialized || first.node().is_some();
+                while let Some(Some(event)) = events.next().now_or_never() {
+                    initialized |= matches!(event, CacheEvent::Initialized);
+                    changed |= initialized || event.node().is_some();
+                }
+                if changed {
                     let instances: Vec<ServiceInstance<T>> = children
                         .current()
                         .iter()
@@ -72,7 +80,7 @@ impl<T: Payload> ServiceCache<T> {
                         })
                         .collect();
                     current.send_replace(Arc::new(instances));
-                    if matches!(event, CacheEvent::Initialized) {
+                    if initialized {
                         ready_tx.send_replace(true);
                     }
                 }
