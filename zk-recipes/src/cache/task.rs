@@ -48,7 +48,7 @@ pub(crate) async fn run(shared: std::sync::Arc<Shared>, mut stop: watch::Receive
     loop {
         let added = tokio::select! {
             _ = stopped(&mut stop) => return,
-            r = shared.client.add_watch(&shared.root).recursive() => r,
+            r = add_watch(&shared) => r,
         };
         let outcome = match added {
             Ok(watch) => {
@@ -77,6 +77,17 @@ pub(crate) async fn run(shared: std::sync::Arc<Shared>, mut stop: watch::Receive
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
+    }
+}
+
+/// The cache's watch: a persistent watch on the node alone when only the node is cached
+/// (so the server does not send the events of the whole subtree), else a recursive one.
+async fn add_watch(shared: &Shared) -> Result<PersistentWatch, ZkError> {
+    let watch = shared.client.add_watch(&shared.root);
+    if shared.max_depth == 0 {
+        watch.await
+    } else {
+        watch.recursive().await
     }
 }
 
