@@ -65,12 +65,20 @@ impl MultiLock {
     /// A multi-lock of these mutexes, acquired in the order given.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for an empty list.
+    /// [`Error::InvalidArgument`] for an empty list, or a path given twice (the second lock
+    /// would wait forever behind the first).
     pub fn from_mutexes(mutexes: Vec<Mutex>) -> Result<MultiLock> {
         if mutexes.is_empty() {
             return Err(Error::InvalidArgument(
                 "a multi-lock needs at least one lock".to_owned(),
             ));
+        }
+        let mut paths = std::collections::HashSet::new();
+        if let Some(dup) = mutexes.iter().find(|m| !paths.insert(m.path().to_owned())) {
+            return Err(Error::InvalidArgument(format!(
+                "{} appears twice in the multi-lock",
+                dup.path()
+            )));
         }
         Ok(MultiLock { mutexes })
     }

@@ -79,3 +79,15 @@ async fn with_one_lock_held_elsewhere_a_timed_acquire_holds_nothing() {
         .unwrap();
     all.release().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_path_given_twice_is_refused() {
+    let server = server().await;
+    let c = client(&server.connect_string()).await;
+    let refused = MultiLock::new(c.clone(), ["/ml/a", "/ml/b", "/ml/a"]);
+    assert!(
+        matches!(refused, Err(zk_recipes::Error::InvalidArgument(_))),
+        "{refused:?}"
+    );
+    assert!(MultiLock::new(c, ["/ml/a", "/ml/b"]).is_ok());
+}
