@@ -102,7 +102,13 @@ async fn follow(
     let mut backoff = MIN_BACKOFF;
     loop {
         if needs_read {
-            match read_all(shared).await {
+            // Reads only: cancelling them when the cache closes is harmless.
+            let read = tokio::select! {
+                biased;
+                _ = stopped(stop) => return Outcome::Stop,
+                r = read_all(shared) => r,
+            };
+            match read {
                 Ok(seen) => {
                     shared.store.replace_all(seen);
                     needs_read = false;
@@ -129,7 +135,11 @@ async fn follow(
             biased;
             _ = stopped(stop) => return Outcome::Stop,
             event = watch.next() => match event {
-                Some(event) if is_node_event(&event) => match apply(shared, &event).await {
+                Some(event) if is_node_event(&event) => match tokio::select! {
+                    biased;
+                    _ = stopped(stop) => return Outcome::Stop,
+                    r = apply(shared, &event) => r,
+                } {
                     Ok(()) => {}
                     Err(ZkError::Closed) => return Outcome::Stop,
                     Err(e) => {
