@@ -5,10 +5,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use zk_client::{Client, CreateMode, Error as ZkError};
-use zk_recipes::PersistentNode;
+use zk_recipes::{CacheEvent, NodeCache, PersistentNode};
 
 use crate::provider::ServiceProviderBuilder;
 use crate::service_cache::ServiceCache;
@@ -51,6 +52,7 @@ struct Inner<T> {
     base_path: String,
     serializer: Arc<dyn InstanceSerializer<T>>,
     this_instance: Option<ServiceInstance<T>>,
+    watch_instances: bool,
     registrations: Mutex<HashMap<String, Registration<T>>>,
     closed: AtomicBool,
 }
@@ -67,6 +69,8 @@ impl<T> std::fmt::Debug for Inner<T> {
 struct Registration<T> {
     instance: ServiceInstance<T>,
     node: Arc<PersistentNode>,
+    /// With `watch_instances`: follows the node for changes written by others.
+    watcher: Option<Arc<NodeCache>>,
 }
 
 /// Options of a [`ServiceDiscovery`]. See [`ServiceDiscovery::builder`].
@@ -76,6 +80,7 @@ pub struct ServiceDiscoveryBuilder<T> {
     base_path: String,
     serializer: Arc<dyn InstanceSerializer<T>>,
     this_instance: Option<ServiceInstance<T>>,
+    watch_instances: bool,
 }
 
 impl<T> std::fmt::Debug for ServiceDiscoveryBuilder<T> {
@@ -114,6 +119,16 @@ impl<T: Payload> ServiceDiscoveryBuilder<T> {
         self
     }
 
+    /// Follows this discovery's registered instances (Curator's `watchInstances`): when
+    /// someone else rewrites an instance's node (an operator marking it disabled, say), the
+    /// local copy takes the new data, so it survives this process re-registering the
+    /// instance after a session loss. Not for DYNAMIC_SEQUENTIAL instances (their node
+    /// changes with every re-creation). Off by default, as in Curator.
+    pub fn watch_instances(mut self, yes: bool) -> Self {
+        self.watch_instances = yes;
+        self
+    }
+
     /// Builds the discovery; nothing is sent until [`ServiceDiscovery::start`] or another
     /// call.
     ///
@@ -136,6 +151,7 @@ impl<T: Payload> ServiceDiscoveryBuilder<T> {
                 base_path: self.base_path,
                 serializer: self.serializer,
                 this_instance: self.this_instance,
+                watch_instances: self.watch_instances,
                 registrations: Mutex::new(HashMap::new()),
                 closed: AtomicBool::new(false),
             }),
@@ -152,6 +168,7 @@ impl<T: Payload> ServiceDiscovery<T> {
             base_path: DEFAULT_BASE_PATH.to_owned(),
             serializer: Arc::new(JsonInstanceSerializer::default()),
             this_instance: None,
+            watch_instances: false,
         }
     }
 
@@ -205,6 +222,8 @@ impl<T: Payload> ServiceDiscovery<T> {
             (false, false) => CreateMode::Persistent,
         };
         let path = self.instance_path(&instance.name, &instance.id);
+        let id = instance.id.clone();
+        let watch = self.inner.watch_instances && !instance.service_type.is_sequential();
         let node = Arc::new(
             PersistentNode::builder(self.inner.client.clone(), &path, data)
                 .mode(mode)
@@ -221,6 +240,7 @@ impl<T: Payload> ServiceDiscovery<T> {
                 Registration {
                     instance,
                     node: node.clone(),
+                    watcher: None,
                 },
             );
         }
@@ -229,6 +249,48 @@ impl<T: Payload> ServiceDiscovery<T> {
             .wait_for_initial_create(Duration::from_secs(3600))
             .await?
         {}
+        if watch {
+            self.watch_instance(&id, &path, node)?;
+        }
+        Ok(())
+    }
+
+    /// Follows the node of the registered instance `id` and adopts data others write to it.
+    fn watch_instance(&self, id: &str, path: &str, node: Arc<PersistentNode>) -> Result<()> {
+        let cache = Arc::new(NodeCache::new(self.inner.client.clone(), path)?);
+        let mut events = cache.events();
+        cache.start()?;
+        if let Some(reg) = self.registrations()?.get_mut(id) {
+            reg.watcher = Some(cache);
+        }
+        let inner = self.inner.clone();
+        let id = id.to_owned();
+        tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                // The first read (Created) may already see someone else's write.
+                let new = match event {
+                    CacheEvent::Changed { new, .. } | CacheEvent::Created(new) => new,
+                    _ => continue,
+                };
+                if new.data == node.data() {
+                    continue; // our own write
+                }
+                match inner.serializer.deserialize(&new.data) {
+                    Ok(instance) if instance.id == id => {
+                        if let Ok(mut regs) = inner.registrations.lock() {
+                            if let Some(reg) = regs.get_mut(&id) {
+                                reg.instance = instance;
+                            }
+                        }
+                        node.adopt_data(new.data.clone());
+                    }
+                    Ok(_) => tracing::warn!(%id, "the instance node now holds another id; ignored"),
+                    Err(e) => {
+                        tracing::warn!(%id, %e, "the instance node no longer holds an instance; ignored")
+                    }
+                }
+            }
+        });
         Ok(())
     }
 
@@ -264,6 +326,9 @@ impl<T: Payload> ServiceDiscovery<T> {
             .registrations()?
             .remove(id)
             .ok_or_else(|| Error::NotRegistered(id.to_owned()))?;
+        if let Some(watcher) = &reg.watcher {
+            watcher.close().await;
+        }
         reg.node.close().await?;
         Ok(())
     }
@@ -371,6 +436,9 @@ impl<T: Payload> ServiceDiscovery<T> {
         };
         let mut result = Ok(());
         for reg in regs {
+            if let Some(watcher) = &reg.watcher {
+                watcher.close().await;
+            }
             if let Err(e) = reg.node.close().await {
                 if result.is_ok() {
                     result = Err(e.into());

@@ -426,3 +426,53 @@ async fn provider_strategies_and_down_instances() {
     }
     discovery.close().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watched_instances_keep_an_operators_change_across_re_registration() {
+    let server = TestingServer::start().await.expect("server");
+    let provider_client = client(&server.connect_string()).await;
+    let operator = client(&server.connect_string()).await;
+    let provider = ServiceDiscovery::<String>::builder(provider_client.clone())
+        .watch_instances(true)
+        .build()
+        .expect("discovery");
+    provider
+        .register(instance("api", "w1", 1, "original"))
+        .await
+        .expect("register");
+
+    // An operator rewrites the instance (another payload).
+    let path = "/services/api/w1";
+    let serializer = JsonInstanceSerializer::default();
+    let mut changed = provider.registered()[0].clone();
+    changed.payload = Some("set by the operator".to_owned());
+    operator
+        .set_data(path, serializer.serialize(&changed).expect("json"))
+        .await
+        .expect("operator write");
+    within("the local copy to follow", PATIENCE, async {
+        while provider.registered()[0].payload.as_deref() != Some("set by the operator") {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+
+    // The provider's session expires: it re-registers with the operator's version.
+    let old_session = provider_client.session_id();
+    assert!(server.expire_session(old_session).await);
+    within("re-registered with the operator's data", PATIENCE, async {
+        loop {
+            if let Ok((data, stat)) = operator.get_data(path).await {
+                if stat.ephemeral_owner != old_session {
+                    let back: ServiceInstance<String> =
+                        serializer.deserialize(&data).expect("an instance");
+                    assert_eq!(back.payload.as_deref(), Some("set by the operator"));
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    provider.close().await.expect("close");
+}

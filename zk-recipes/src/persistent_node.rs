@@ -71,6 +71,9 @@ struct Shared {
     data_changed: Notify,
     /// The highest data generation known to be on the node.
     written: watch::Sender<u64>,
+    /// A generation that reached the node by another writer ([`PersistentNode::adopt_data`]):
+    /// nothing to write for it.
+    adopted: std::sync::atomic::AtomicU64,
     /// The node's path once created (changes with every re-creation in sequential modes).
     actual: watch::Sender<Option<String>>,
 }
@@ -120,6 +123,7 @@ impl PersistentNodeBuilder {
                 data: Mutex::new((0, self.data)),
                 data_changed: Notify::new(),
                 written: watch::channel(0).0,
+                adopted: std::sync::atomic::AtomicU64::new(0),
                 actual: watch::channel(None).0,
             }),
             task: Background::new(),
@@ -206,6 +210,24 @@ impl PersistentNode {
             r = written.wait_for(|w| *w >= generation) => r.map(|_| ()).map_err(|_| Error::Closed),
             _ = stopped.wait_for(|s| *s) => Err(Error::Closed),
         }
+    }
+
+    /// Takes `data`, which someone else already wrote to the node, as the node's data from now
+    /// on (for re-creations) without writing it again. For keeping a local copy in step with
+    /// external updates (Curator discovery's `watchInstances`).
+    pub fn adopt_data(&self, data: Vec<u8>) {
+        let generation = match self.shared.data.lock() {
+            Ok(mut d) => {
+                d.0 += 1;
+                d.1 = data;
+                d.0
+            }
+            Err(_) => return,
+        };
+        self.shared
+            .adopted
+            .store(generation, std::sync::atomic::Ordering::SeqCst);
+        self.shared.mark_written(generation);
     }
 
     /// Stops keeping the node and deletes it (a guaranteed delete: on connection trouble it
@@ -351,6 +373,11 @@ async fn ensure(
                         shared.actual.send_replace(Some(path.clone()));
                     }
                     let (generation, data) = shared.data();
+                    let adopted =
+                        shared.adopted.load(std::sync::atomic::Ordering::SeqCst) == generation;
+                    if adopted {
+                        *on_node = Some(generation);
+                    }
                     if *on_node != Some(generation) {
                         client.set_data(&path, data).await?;
                         *on_node = Some(generation);
