@@ -12,9 +12,13 @@ pub enum Error {
     /// A ZooKeeper call failed (after the client's retry policy gave up).
     #[error(transparent)]
     Zk(#[from] zk_client::Error),
-    /// The recipe was closed (or never started) and cannot serve this call.
+    /// The recipe was closed and cannot serve this call.
     #[error("the recipe is closed")]
     Closed,
+    /// The recipe was not started (or its start failed or was cancelled): call its `start()`
+    /// first.
+    #[error("the recipe is not started; call start() first")]
+    NotStarted,
     /// The recipe was started twice.
     #[error("the recipe is already started")]
     AlreadyStarted,

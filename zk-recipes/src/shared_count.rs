@@ -53,6 +53,26 @@ enum Status {
     Closed,
 }
 
+/// Puts a recipe whose start is under way back from `Starting` to `Latent` when dropped
+/// (the start failed, or its future was dropped), unless disarmed once it is started.
+struct StartGuard<'a>(&'a StdMutex<Status>);
+
+impl StartGuard<'_> {
+    /// The start is done: leave the status alone.
+    fn disarm(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for StartGuard<'_> {
+    fn drop(&mut self) {
+        let mut status = lock(self.0);
+        if matches!(*status, Status::Starting) {
+            *status = Status::Latent;
+        }
+    }
+}
+
 /// What a [`SharedValue`] and a [`SharedCount`] share.
 struct Core<T> {
     client: Client,
@@ -105,7 +125,8 @@ impl<T: Clone + Send + Sync + 'static> Core<T> {
     fn check_started(&self) -> Result<()> {
         match *lock(&self.status) {
             Status::Started(_) => Ok(()),
-            _ => Err(Error::Closed),
+            Status::Latent | Status::Starting => Err(Error::NotStarted),
+            Status::Closed => Err(Error::Closed),
         }
     }
 
@@ -118,9 +139,12 @@ impl<T: Clone + Send + Sync + 'static> Core<T> {
                 Status::Closed => return Err(Error::Closed),
             }
         }
+        // From here until the recipe is started, a failure or a cancelled start (this future
+        // dropped) puts it back to Latent, so it can be started again.
+        let guard = StartGuard(&self.status);
         // Subscribe before the first read, so no later state change is missed.
         let states = self.client.connection_states();
-        let first = async {
+        let watch = async {
             match self
                 .client
                 .create(&self.path)
@@ -134,22 +158,15 @@ impl<T: Clone + Send + Sync + 'static> Core<T> {
             let (data, stat, watch) = self.client.get_data(&self.path).watched().await?;
             self.update(&stat, &data);
             Ok(watch)
-        };
-        let watch = match first.await {
-            Ok(w) => w,
-            Err(e) => {
-                let mut status = lock(&self.status);
-                if matches!(*status, Status::Starting) {
-                    *status = Status::Latent;
-                }
-                return Err(e.into());
-            }
-        };
+        }
+        .await?;
         let mut status = lock(&self.status);
         match *status {
             Status::Starting => {
                 let task = tokio::spawn(follow(self.clone(), states, Some(watch)));
                 *status = Status::Started(task);
+                drop(status);
+                guard.disarm();
                 Ok(())
             }
             // Closed while starting.
@@ -344,7 +361,8 @@ impl SharedValue {
     ///
     /// # Errors
     /// [`Error::AlreadyStarted`], [`Error::Closed`] after [`SharedValue::close`], or
-    /// [`Error::Zk`] when the create or read fails (the value may then be started again).
+    /// [`Error::Zk`] when the create or read fails (the value may then be started again, as
+    /// after a start cancelled by dropping its future).
     pub async fn start(&self) -> Result<()> {
         self.core.start().await
     }
@@ -369,7 +387,8 @@ impl SharedValue {
     /// Writes `value` whatever the node holds; the cache is updated on success.
     ///
     /// # Errors
-    /// [`Error::Closed`] unless started; [`Error::Zk`] when the write fails (e.g. NONODE: the
+    /// [`Error::NotStarted`] before [`SharedValue::start`], [`Error::Closed`] after
+    /// [`SharedValue::close`]; [`Error::Zk`] when the write fails (e.g. NONODE: the
     /// node was deleted).
     pub async fn set_value(&self, value: Vec<u8>) -> Result<()> {
         self.core.set(value).await
@@ -380,7 +399,8 @@ impl SharedValue {
     /// someone else wrote first (the cache is refreshed from the node before returning).
     ///
     /// # Errors
-    /// [`Error::Closed`] unless started; [`Error::InvalidArgument`] for a negative version
+    /// [`Error::NotStarted`] before [`SharedValue::start`], [`Error::Closed`] after
+    /// [`SharedValue::close`]; [`Error::InvalidArgument`] for a negative version
     /// (the value was never read); [`Error::Zk`] when a call fails.
     pub async fn try_set_value(&self, value: Vec<u8>, expected_version: i32) -> Result<bool> {
         self.core.try_set(value, expected_version).await

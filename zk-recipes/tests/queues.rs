@@ -623,7 +623,7 @@ async fn bounded_puts_wait_for_room() {
             .unwrap(),
     );
     // Not started: puts fail.
-    assert_eq!(q.put(b"x".to_vec()).await, Err(Error::Closed));
+    assert_eq!(q.put(b"x".to_vec()).await, Err(Error::NotStarted));
     q.start().await.unwrap();
     let first = q.put(b"1".to_vec()).await.unwrap();
     q.put(b"2".to_vec()).await.unwrap();
@@ -645,7 +645,23 @@ async fn bounded_puts_wait_for_room() {
     c.delete(&first).await.unwrap();
     within("the waiting put", waiting).await.unwrap().unwrap();
     assert_eq!(q.item_names().await.unwrap().len(), 2);
+    // close() wakes a put waiting for room: it fails with Closed and puts nothing.
+    let blocked = {
+        let q = q.clone();
+        tokio::spawn(async move { q.put(b"4".to_vec()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!blocked.is_finished(), "a put went over the bound");
     q.close().await;
+    let woken = within_for(
+        "close wakes the blocked put",
+        Duration::from_secs(5),
+        blocked,
+    )
+    .await
+    .unwrap();
+    assert_eq!(woken, Err(Error::Closed));
+    assert_eq!(q.item_names().await.unwrap().len(), 2);
     assert_eq!(q.put(b"x".to_vec()).await, Err(Error::Closed));
 }
 
@@ -915,4 +931,127 @@ async fn invalid_configurations_are_rejected() {
     assert_eq!(q.start().await, Err(Error::AlreadyStarted));
     q.close().await;
     assert_eq!(q.start().await, Err(Error::Closed));
+}
+
+// ---------------------------------------------------------------- cancellation and back-off
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_cancelled_while_the_server_is_unreachable_can_be_started_again() {
+    let server = server().await;
+    let proxy = Proxy::start(&server.connect_string()).await.expect("proxy");
+    let c = client(&proxy.connect_string()).await;
+    let q = DistributedQueue::builder(c.clone(), "/cancelled/q", Utf8Serializer)
+        .lock_path("/cancelled/locks")
+        .build_queue()
+        .unwrap();
+    assert_eq!(q.put("early".to_owned()).await, Err(Error::NotStarted));
+    // A dead network: the start hangs until the timeout drops it.
+    proxy.set_mode(Mode::Blackhole);
+    assert!(tokio::time::timeout(Duration::from_millis(300), q.start())
+        .await
+        .is_err());
+    // Not stuck starting: not started, and startable again.
+    assert_eq!(q.put("x".to_owned()).await, Err(Error::NotStarted));
+    proxy.set_mode(Mode::Forward);
+    proxy.cut();
+    within("start again", q.start()).await.unwrap();
+    within("put", q.put("x".to_owned())).await.unwrap();
+    assert_eq!(q.item_names().await.unwrap().len(), 1);
+    q.close().await;
+    assert_eq!(q.put("y".to_owned()).await, Err(Error::Closed));
+    assert_eq!(q.start().await, Err(Error::Closed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_item_in_requeue_mode_is_retried_with_back_off() {
+    let server = server().await;
+    let c = client(&server.connect_string()).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let q = DistributedQueue::builder(c.clone(), "/poison/q", Utf8Serializer)
+        .lock_path("/poison/locks")
+        .consumer(move |_item: String| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { Err::<(), _>("always failing".to_owned()) }
+        })
+        .build_queue()
+        .unwrap();
+    q.start().await.unwrap();
+    q.put("poison".to_owned()).await.unwrap();
+    within("the first call", async {
+        while calls.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let n = calls.load(Ordering::SeqCst);
+    // Back-off 20, 40, 80, … ms capped at 1 s: about 7 calls in the first second, not
+    // hundreds.
+    assert!(
+        (2..20).contains(&n),
+        "the consumer was called {n} times in 1 s"
+    );
+    q.close().await;
+    // Still in the queue (requeued), and no lock left behind.
+    assert_eq!(q.item_names().await.unwrap().len(), 1);
+    assert!(c.get_children("/poison/locks").await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_dropped_while_locking_an_item_leaves_no_lock_behind() {
+    let server = server().await;
+    let proxy = Proxy::start(&server.connect_string()).await.expect("proxy");
+    // The victim consumer talks through the proxy; the rest directly.
+    let slow = client(&proxy.connect_string()).await;
+    let c = client(&server.connect_string()).await;
+    let taken_by_victim = Arc::new(AtomicUsize::new(0));
+    let counted = taken_by_victim.clone();
+    let victim = DistributedQueue::builder(slow.clone(), "/dropped/q", Utf8Serializer)
+        .lock_path("/dropped/locks")
+        .consumer(move |_item: String| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<(), String>(()) }
+        })
+        .build_queue()
+        .unwrap();
+    victim.start().await.unwrap();
+    let producer = DistributedQueue::builder(c.clone(), "/dropped/q", Utf8Serializer)
+        .build_queue()
+        .unwrap();
+    producer.start().await.unwrap();
+
+    // Replies to the victim now take a while: when its lock node appears on the server, the
+    // create's reply is still on its way, and the queue is dropped in that window.
+    let (_, lock_created) = c.get_children("/dropped/locks").watched().await.unwrap();
+    proxy.set_mode(Mode::Delay(Duration::from_millis(300)));
+    producer.put("item".to_owned()).await.unwrap();
+    within("the victim's lock node", lock_created).await;
+    drop(victim);
+    proxy.set_mode(Mode::Forward);
+
+    // The victim's session lives on (its client is open), yet its lock node goes.
+    within_for(
+        "the lock node deleted",
+        Duration::from_secs(10),
+        wait_children(&c, "/dropped/locks", |children| children.is_empty()),
+    )
+    .await;
+    assert_eq!(taken_by_victim.load(Ordering::SeqCst), 0);
+    // Another consumer gets the item.
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let other = DistributedQueue::builder(c.clone(), "/dropped/q", Utf8Serializer)
+        .lock_path("/dropped/locks")
+        .consumer(move |item: String| {
+            let _ = tx.send(item);
+            async { Ok::<(), String>(()) }
+        })
+        .build_queue()
+        .unwrap();
+    other.start().await.unwrap();
+    let got = within_for("the other consumer", Duration::from_secs(10), rx.recv()).await;
+    assert_eq!(got.as_deref(), Some("item"));
+    other.close().await;
+    producer.close().await;
+    drop(slow);
 }

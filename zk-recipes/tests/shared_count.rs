@@ -19,7 +19,11 @@ async fn shared_count_cas_with_a_stale_version_fails_and_both_caches_follow() {
     let a = SharedCount::new(ca.clone(), SHARED, 7).unwrap();
     let b = SharedCount::new(cb.clone(), SHARED, 99).unwrap();
     assert_eq!(a.versioned_value().version, -1);
-    assert!(matches!(a.try_set_value(1, 0).await, Err(Error::Closed)));
+    assert!(matches!(
+        a.try_set_value(1, 0).await,
+        Err(Error::NotStarted)
+    ));
+    assert!(matches!(a.set_value(1).await, Err(Error::NotStarted)));
     a.start().await.unwrap();
     b.start().await.unwrap();
     assert!(matches!(b.start().await, Err(Error::AlreadyStarted)));
@@ -152,4 +156,36 @@ async fn shared_value_holds_any_bytes_and_a_stale_cas_fails() {
     assert!(a.value().is_empty());
     drop(a);
     b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_cancelled_while_the_server_is_unreachable_can_be_started_again() {
+    let server = server().await;
+    let proxy = Proxy::start(&server.connect_string()).await.expect("proxy");
+    let c = client(&proxy.connect_string()).await;
+    let count = SharedCount::new(c.clone(), "/recipes/shared/cancelled", 5).unwrap();
+    let value = SharedValue::new(c.clone(), "/recipes/shared/cancelled-value", vec![1]).unwrap();
+    // A dead network: the starts hang until their timeouts drop them.
+    proxy.set_mode(Mode::Blackhole);
+    let short = Duration::from_millis(300);
+    assert!(tokio::time::timeout(short, count.start()).await.is_err());
+    assert!(tokio::time::timeout(short, value.start()).await.is_err());
+    // Dropped mid-start, they are not started (not stuck starting).
+    assert!(matches!(count.set_value(6).await, Err(Error::NotStarted)));
+    assert!(matches!(
+        value.set_value(vec![2]).await,
+        Err(Error::NotStarted)
+    ));
+    proxy.set_mode(Mode::Forward);
+    proxy.cut();
+    within("start again", count.start()).await.unwrap();
+    within("start again", value.start()).await.unwrap();
+    assert_eq!(count.value(), 5);
+    within("set", count.set_value(6)).await.unwrap();
+    assert_eq!(count.value(), 6);
+    within("set", value.set_value(vec![2])).await.unwrap();
+    assert_eq!(value.value(), vec![2]);
+    count.close().await;
+    value.close().await;
+    assert!(matches!(count.set_value(7).await, Err(Error::Closed)));
 }

@@ -43,8 +43,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What became of one item node.
 enum Outcome {
-    /// We processed it (and removed or requeued it).
+    /// We processed it (and removed it).
     Done,
+    /// Its consumer failed and we put it back at the end of the queue.
+    Requeued,
     /// It was gone when we got to it (another consumer took it).
     Gone,
     /// Another consumer holds its lock.
@@ -77,6 +79,9 @@ pub(crate) async fn run<T: Send + 'static>(
 ) {
     let client = core.client.clone();
     let mut backoff = MIN_BACKOFF;
+    // The pause after a pass whose only progress was requeued items (e.g. one poison item
+    // failing again and again): doubles up to MAX_BACKOFF, back to MIN_BACKOFF on a success.
+    let mut requeue_backoff = MIN_BACKOFF;
     loop {
         if *stop.borrow() {
             return;
@@ -135,6 +140,7 @@ pub(crate) async fn run<T: Send + 'static>(
         }
 
         let mut progressed = false;
+        let mut requeued = false;
         let mut first_locked: Option<String> = None;
         let mut failed = false;
         for (i, name) in items.iter().enumerate() {
@@ -151,6 +157,7 @@ pub(crate) async fn run<T: Send + 'static>(
             }
             match process(&core, &consume, name).await {
                 Ok(Outcome::Done) => progressed = true,
+                Ok(Outcome::Requeued) => requeued = true,
                 Ok(Outcome::Gone) => {}
                 Ok(Outcome::Locked) => {
                     first_locked.get_or_insert_with(|| name.clone());
@@ -170,6 +177,14 @@ pub(crate) async fn run<T: Send + 'static>(
             continue;
         }
         if progressed {
+            requeue_backoff = MIN_BACKOFF;
+            continue;
+        }
+        if requeued {
+            // Only failures: do not spin on an item that fails at once every time.
+            if !pause(&mut stop, &mut requeue_backoff).await {
+                return;
+            }
             continue;
         }
         // Nothing taken: every item was gone or locked by other consumers. Wait for the queue
@@ -336,7 +351,11 @@ async fn process_locked<T: Send + 'static>(
     match txn.await {
         Ok(_) => {
             lock.forget();
-            Ok(Outcome::Done)
+            Ok(if requeue.is_some() {
+                Outcome::Requeued
+            } else {
+                Outcome::Done
+            })
         }
         // The item was removed meanwhile (e.g. by an operator).
         Err(ZkError::Transaction { index: 0, error }) if *error == ZkError::NoNode => {
@@ -438,11 +457,17 @@ enum Acquired {
     ItemGone,
 }
 
-/// The lock node of one item, owned by one session. Dropped while armed, it is deleted in the
-/// background (as long as its session is the client's).
+/// The lock node of one item, owned by one session and told apart by a random token in its
+/// data. It is armed before the node's create is sent: dropped while armed — also while
+/// [`ItemLock::acquire`] is still waiting for the create's reply, e.g. when the queue is
+/// dropped (aborting its consumer task) or `DistributedIdQueue::remove` is cancelled — it
+/// deletes the node in the background if the node holds our token, so a cancelled acquire
+/// leaves no lock behind (which would hide the item from every consumer until the session
+/// ends).
 struct ItemLock {
     client: Client,
     path: String,
+    token: Vec<u8>,
     session: i64,
     armed: bool,
 }
@@ -457,26 +482,36 @@ impl ItemLock {
         lock_root: &str,
         name: &str,
     ) -> Result<Acquired, ZkError> {
-        let path = join(lock_root, name);
         // A token in the node tells our own node (whose create reply was lost and was
-        // retried) from another consumer's, even one sharing our session.
-        let token = uuid::Uuid::new_v4().to_string().into_bytes();
+        // retried) from another consumer's, even one sharing our session. Armed from here:
+        // if this future is dropped, whatever node the create made is deleted.
+        let mut lock = ItemLock {
+            client: client.clone(),
+            path: join(lock_root, name),
+            token: uuid::Uuid::new_v4().to_string().into_bytes(),
+            session: client.session_id(),
+            armed: true,
+        };
         let mut made_root = false;
         loop {
             let session = client.session_id();
             let created = client
                 .transaction()
                 .check(item_path, -1)
-                .create_with(&path, &token, CreateMode::Ephemeral, None)
+                .create_with(&lock.path, &lock.token, CreateMode::Ephemeral, None)
                 .await;
-            let session = match created {
+            lock.session = match created {
                 Ok(_) if client.session_id() == session => session,
                 // The session changed under the call: learn which session owns the node.
-                Ok(_) => match Self::owner_if_ours(client, &path, &token).await? {
+                Ok(_) => match lock.owner_if_ours().await? {
                     Some(owner) => owner,
-                    None => return Ok(Acquired::HeldByOther),
+                    None => {
+                        lock.forget();
+                        return Ok(Acquired::HeldByOther);
+                    }
                 },
                 Err(ZkError::Transaction { index: 0, error }) if *error == ZkError::NoNode => {
+                    lock.forget();
                     return Ok(Acquired::ItemGone);
                 }
                 Err(ZkError::Transaction { index: 1, error })
@@ -495,30 +530,28 @@ impl ItemLock {
                 }
                 Err(ZkError::Transaction { index: 1, error }) if *error == ZkError::NodeExists => {
                     // Another consumer's — or ours, if a reply was lost and the call retried.
-                    match Self::owner_if_ours(client, &path, &token).await? {
+                    match lock.owner_if_ours().await? {
                         Some(owner) if owner == client.session_id() => owner,
-                        _ => return Ok(Acquired::HeldByOther),
+                        // Ours, from a session the client has left: still armed, so it is
+                        // deleted (it hides the item until that session ends otherwise).
+                        Some(_) => return Ok(Acquired::HeldByOther),
+                        None => {
+                            lock.forget();
+                            return Ok(Acquired::HeldByOther);
+                        }
                     }
                 }
+                // The create may have been applied: still armed, so it is cleaned up.
                 Err(e) => return Err(e),
             };
-            return Ok(Acquired::Locked(ItemLock {
-                client: client.clone(),
-                path,
-                session,
-                armed: true,
-            }));
+            return Ok(Acquired::Locked(lock));
         }
     }
 
-    /// The owner session of the lock node at `path` if it holds our `token`.
-    async fn owner_if_ours(
-        client: &Client,
-        path: &str,
-        token: &[u8],
-    ) -> Result<Option<i64>, ZkError> {
-        match client.get_data(path).await {
-            Ok((data, stat)) if data == token => Ok(Some(stat.ephemeral_owner)),
+    /// The owner session of the lock node if it holds our token.
+    async fn owner_if_ours(&self) -> Result<Option<i64>, ZkError> {
+        match self.client.get_data(&self.path).await {
+            Ok((data, stat)) if data == self.token => Ok(Some(stat.ephemeral_owner)),
             Ok(_) | Err(ZkError::NoNode) => Ok(None),
             Err(e) => Err(e),
         }
@@ -543,12 +576,13 @@ impl ItemLock {
     /// Deletes the lock node (waits for the first attempt; goes on in the background).
     async fn release(mut self) {
         self.armed = false;
-        let (client, path, session) = (self.client.clone(), self.path.clone(), self.session);
-        let task = tokio::spawn(async move { delete_lock(&client, &path, session).await });
+        let (client, path, token) = (self.client.clone(), self.path.clone(), self.token.clone());
+        let task = tokio::spawn(async move { delete_lock(&client, &path, &token).await });
         let _ = task.await;
     }
 
-    /// Forgets the lock node (it was deleted in a transaction, or vanished with its session).
+    /// Forgets the lock node (it was deleted in a transaction, vanished with its session, or
+    /// was never ours).
     fn forget(mut self) {
         self.armed = false;
     }
@@ -560,23 +594,28 @@ impl Drop for ItemLock {
             return;
         }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let (client, path, session) = (self.client.clone(), self.path.clone(), self.session);
-            rt.spawn(async move { delete_lock(&client, &path, session).await });
+            let (client, path) = (self.client.clone(), std::mem::take(&mut self.path));
+            let token = std::mem::take(&mut self.token);
+            rt.spawn(async move { delete_lock(&client, &path, &token).await });
         }
     }
 }
 
-/// Deletes the lock node `path` until it is gone — but only while `session` (its owner) is
-/// the client's session: once that session is gone the node is gone with it, and a node at
-/// the same path belongs to another consumer.
-async fn delete_lock(client: &Client, path: &str, session: i64) {
+/// Deletes the lock node `path` if it holds our `token` (read, then a delete at the version
+/// read), retrying until that is settled: a node at the same path without our token is
+/// another consumer's (ours vanished with its session, or was never created).
+async fn delete_lock(client: &Client, path: &str, token: &[u8]) {
     let mut backoff = MIN_BACKOFF;
     loop {
-        if client.session_id() != session {
-            return;
-        }
-        match client.delete(path).quietly().await {
-            Ok(()) | Err(ZkError::Closed) => return,
+        let attempt = match client.get_data(path).await {
+            Ok((data, stat)) if data == token => {
+                client.delete(path).version(stat.version).quietly().await
+            }
+            Ok(_) => return,
+            Err(e) => Err(e),
+        };
+        match attempt {
+            Ok(()) | Err(ZkError::Closed | ZkError::NoNode | ZkError::BadVersion) => return,
             Err(e) if e.is_retryable() || matches!(e, ZkError::Connect(_)) => {
                 if !wait_connected(client).await {
                     return;

@@ -26,6 +26,36 @@ enum Status {
     Closed,
 }
 
+/// Puts a queue whose start is under way back from `Starting` to `Latent` when dropped (the
+/// start failed, or its future was dropped), unless disarmed once it is started.
+struct StartGuard<'a>(&'a StdMutex<Status>);
+
+impl StartGuard<'_> {
+    /// The start is done: leave the status alone.
+    fn disarm(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for StartGuard<'_> {
+    fn drop(&mut self) {
+        let mut status = lock(self.0);
+        if matches!(*status, Status::Starting) {
+            *status = Status::Latent;
+        }
+    }
+}
+
+/// Whether a call may use the queue now: [`Error::NotStarted`] before it is started,
+/// [`Error::Closed`] after it was closed.
+fn check_started(status: &StdMutex<Status>) -> Result<()> {
+    match *lock(status) {
+        Status::Started(_) => Ok(()),
+        Status::Latent | Status::Starting => Err(Error::NotStarted),
+        Status::Closed => Err(Error::Closed),
+    }
+}
+
 /// What a queue handle and its consumer task share.
 pub(crate) struct Core<T> {
     pub(crate) client: Client,
@@ -68,6 +98,10 @@ pub(crate) struct Core<T> {
 ///   twice).
 /// * **Without a lock path**: an item node is deleted *before* it is processed (Curator's
 ///   behaviour): delivery is *at most once*; an item whose consumer fails or dies is lost.
+///   So is an item whose delete succeeded but whose reply was lost: the client retries the
+///   delete, the retry finds the node gone (NONODE), and the consumer cannot tell that from
+///   another consumer having taken the item, so it skips it — the item is then processed by
+///   nobody (as in Curator).
 ///
 /// Items come out in FIFO order for a single consumer; with several consumers each one sees
 /// the items it takes in queue order, but processing overlaps (use a leader election to
@@ -163,7 +197,8 @@ impl<T: Send + 'static> DistributedQueue<T> {
     ///
     /// # Errors
     /// [`Error::AlreadyStarted`], [`Error::Closed`] after [`DistributedQueue::close`], or
-    /// [`Error::Zk`] when a create fails (the queue may then be started again).
+    /// [`Error::Zk`] when a create fails (the queue may then be started again, as after a
+    /// start cancelled by dropping its future).
     pub async fn start(&self) -> Result<()> {
         let core = &self.core;
         {
@@ -174,19 +209,12 @@ impl<T: Send + 'static> DistributedQueue<T> {
                 Status::Closed => return Err(Error::Closed),
             }
         }
-        let created = async {
-            ensure_node(&core.client, &core.path).await?;
-            if let Some(lock_path) = &core.lock_path {
-                ensure_node(&core.client, lock_path).await?;
-            }
-            Ok::<(), ZkError>(())
-        };
-        if let Err(e) = created.await {
-            let mut status = lock(&core.status);
-            if matches!(*status, Status::Starting) {
-                *status = Status::Latent;
-            }
-            return Err(e.into());
+        // From here until the queue is started, a failure or a cancelled start (this future
+        // dropped) puts it back to Latent, so it can be started again.
+        let guard = StartGuard(&core.status);
+        ensure_node(&core.client, &core.path).await?;
+        if let Some(lock_path) = &core.lock_path {
+            ensure_node(&core.client, lock_path).await?;
         }
         let mut status = lock(&core.status);
         match *status {
@@ -195,6 +223,8 @@ impl<T: Send + 'static> DistributedQueue<T> {
                     tokio::spawn(consumer::run(core.clone(), consume, core.stop.subscribe()))
                 });
                 *status = Status::Started(task);
+                drop(status);
+                guard.disarm();
                 Ok(())
             }
             _ => Err(Error::Closed),
@@ -221,7 +251,9 @@ impl<T: Send + 'static> DistributedQueue<T> {
     /// many items or more.
     ///
     /// # Errors
-    /// [`Error::Closed`] unless started; [`Error::Serialization`] when the serializer fails;
+    /// [`Error::NotStarted`] before [`DistributedQueue::start`]; [`Error::Closed`] after
+    /// [`DistributedQueue::close`] (also when it interrupts a wait for room);
+    /// [`Error::Serialization`] when the serializer fails;
     /// [`Error::Zk`] when a call fails after the client's retries (e.g. the item is larger
     /// than ZooKeeper's 1 MiB node limit).
     pub async fn put(&self, item: T) -> Result<String> {
@@ -289,9 +321,7 @@ impl<T: Send + 'static> DistributedQueue<T> {
         deadline: Option<Instant>,
     ) -> Result<Option<String>> {
         let core = &self.core;
-        if !matches!(*lock(&core.status), Status::Started(_)) {
-            return Err(Error::Closed);
-        }
+        check_started(&core.status)?;
         let serialized = items
             .iter()
             .map(|item| core.serializer.serialize(item))
@@ -302,6 +332,8 @@ impl<T: Send + 'static> DistributedQueue<T> {
             if !self.wait_for_room(max, deadline).await? {
                 return Ok(None);
             }
+            // Closed while waiting for room?
+            check_started(&core.status)?;
         }
         let created = core
             .client
@@ -316,9 +348,17 @@ impl<T: Send + 'static> DistributedQueue<T> {
     /// Waits while the queue holds `max` items or more; false when `deadline` passed first.
     /// Like Curator's bound this is approximate: producers racing for the last free place
     /// may all get it.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] when the queue is closed (or dropped) meanwhile; [`Error::Zk`] when
+    /// the listing fails.
     async fn wait_for_room(&self, max: usize, deadline: Option<Instant>) -> Result<bool> {
         let client = &self.core.client;
+        let mut stop = self.core.stop.subscribe();
         loop {
+            if *stop.borrow_and_update() {
+                return Err(Error::Closed);
+            }
             let watch = match client.get_children(&self.core.path).watched().await {
                 Ok((children, watch)) => {
                     let items = children
@@ -333,14 +373,23 @@ impl<T: Send + 'static> DistributedQueue<T> {
                 Err(ZkError::NoNode) => return Ok(true),
                 Err(e) => return Err(e.into()),
             };
-            match deadline {
-                Some(d) => {
-                    if tokio::time::timeout_at(d, watch).await.is_err() {
-                        return Ok(false);
+            // Whether the watch fired before the deadline.
+            let changed = async {
+                match deadline {
+                    Some(d) => tokio::time::timeout_at(d, watch).await.is_ok(),
+                    None => {
+                        watch.await;
+                        true
                     }
                 }
-                None => {
-                    watch.await;
+            };
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => return Err(Error::Closed),
+                changed = changed => {
+                    if !changed {
+                        return Ok(false);
+                    }
                 }
             }
         }
@@ -349,9 +398,7 @@ impl<T: Send + 'static> DistributedQueue<T> {
     /// Removes the item node `name` (as a consumer would take it: under its lock, if the
     /// queue has a lock path); whether this call removed it.
     pub(crate) async fn remove_item(&self, name: &str) -> Result<bool> {
-        if !matches!(*lock(&self.core.status), Status::Started(_)) {
-            return Err(Error::Closed);
-        }
+        check_started(&self.core.status)?;
         Ok(consumer::remove(&self.core, name).await?)
     }
 }

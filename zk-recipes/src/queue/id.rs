@@ -89,8 +89,9 @@ impl<T: Send + 'static> DistributedIdQueue<T> {
     /// processed is not removed); returns how many this call removed.
     ///
     /// # Errors
-    /// [`Error::Closed`] unless started; [`Error::Zk`] when a call fails (items removed
-    /// before the failure stay removed).
+    /// [`Error::NotStarted`] before the queue is started, [`Error::Closed`] after it was
+    /// closed; [`Error::Zk`] when a call fails (items removed before the failure stay
+    /// removed).
     pub async fn remove(&self, id: &str) -> Result<usize> {
         let wanted = fixed(id);
         let mut removed = 0;

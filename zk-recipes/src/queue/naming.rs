@@ -11,6 +11,7 @@
 //!   sorted on the name without the `|<id>|` part (i.e. on the sequence).
 
 use std::cmp::Ordering;
+use std::num::IntErrorKind;
 use std::time::Duration;
 
 /// The prefix of every item node of a [`DistributedQueue`](super::DistributedQueue) and its
@@ -111,7 +112,10 @@ pub(crate) fn id_name(id: &str) -> String {
 }
 
 /// The due time (ms since the Unix epoch) encoded between the last two `|` of `name`; 0 when
-/// there is none or it does not parse (Curator's `getEpoch`).
+/// there is none or it does not parse (Curator's `getEpoch`). Unlike Curator, which parses a
+/// signed `long` (and so delivers an item due at or after 2^63 ms at once), the hex is read
+/// as unsigned and a value too large for 64 bits is clamped to `u64::MAX`: such an item is
+/// never due.
 pub(crate) fn epoch_of(name: &str) -> u64 {
     let Some(second) = name.rfind(SEPARATOR) else {
         return 0;
@@ -122,10 +126,16 @@ pub(crate) fn epoch_of(name: &str) -> u64 {
     if first == 0 || second <= first + 1 {
         return 0;
     }
-    name.get(first + 1..second)
-        .and_then(|hex| i64::from_str_radix(hex, 16).ok())
-        .and_then(|v| u64::try_from(v).ok())
-        .unwrap_or(0)
+    // Unsigned, so a due time at or past 2^63 ms is not mistaken for 0 (due at once); a
+    // larger one than fits in 64 bits is clamped to the end of time (never due).
+    match name
+        .get(first + 1..second)
+        .map(|hex| u64::from_str_radix(hex, 16))
+    {
+        Some(Ok(v)) => v,
+        Some(Err(e)) if *e.kind() == IntErrorKind::PosOverflow => u64::MAX,
+        _ => 0,
+    }
 }
 
 /// The id encoded between the first two `|` of `name` (Curator's `parseId`).
@@ -206,6 +216,18 @@ mod tests {
         assert_eq!(epoch_of("queue-|18BCFE56800|0000000007"), 1_700_000_000_000);
         assert_eq!(epoch_of("queue-0000000007"), 0);
         assert_eq!(epoch_of("queue-|zz|0000000007"), 0);
+        // At or past 2^63 ms (and past 2^64): far in the future, not due at once.
+        assert_eq!(epoch_of("queue-|8000000000000000|0000000007"), 1 << 63);
+        assert_eq!(epoch_of("queue-|FFFFFFFFFFFFFFFF|0000000007"), u64::MAX);
+        assert_eq!(epoch_of("queue-|10000000000000000|0000000007"), u64::MAX);
+        assert!(
+            Flavor::Delay.delay("queue-|8000000000000000|0000000007", 1_700_000_000_000)
+                > Duration::from_secs(86_400 * 365 * 1000)
+        );
+        assert!(
+            Flavor::Delay.delay("queue-|10000000000000000|0000000007", 1_700_000_000_000)
+                > Duration::from_secs(86_400 * 365 * 1000)
+        );
         assert_eq!(
             epoch_of("|12|0000000007"),
             0,
