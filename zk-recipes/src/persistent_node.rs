@@ -123,7 +123,7 @@ impl PersistentNodeBuilder {
                 data: Mutex::new((0, self.data)),
                 data_changed: Notify::new(),
                 written: watch::channel(0).0,
-                adopted: std::sync::atomic::AtomicU64::new(0),
+                adopted: std::sync::atomic::AtomicU64::new(u64::MAX),
                 actual: watch::channel(None).0,
             }),
             task: Background::new(),
