@@ -164,12 +164,13 @@ impl Election {
                     }
                 }
                 self.settled.insert(from, (vote, round, state));
+                // Settled peers that follow (or are) this leader. Only the leader is compared:
+                // followers that joined it at different times report different votes for it,
+                // and the sync with the leader (not the vote) is what keeps ZAB safe.
                 let agreeing = self
                     .settled
                     .iter()
-                    .filter(|(_, (v, _, _))| {
-                        v.leader == vote.leader && v.peer_epoch == vote.peer_epoch
-                    })
+                    .filter(|(_, (v, _, _))| v.leader == vote.leader)
                     .map(|(s, _)| *s);
                 if self.quorum_of(agreeing) && self.leader_confirmed(&vote, round) {
                     self.clock = round;
@@ -271,6 +272,33 @@ mod tests {
             Step::Decided(vote(2, 9))
         );
         assert_eq!(e.clock, 4);
+    }
+
+    #[test]
+    fn followers_that_joined_the_leader_at_different_times_still_count() {
+        // Follower 1 joined leader 2 in an earlier round (its recorded vote is older than the
+        // leader's current one): a looking peer still sees a quorum following 2 (seed 146 of
+        // the simulation stayed LOOKING forever when whole votes were compared).
+        let t = ElectionTimers::default();
+        let mut e = Election::new(3, voters(), t, 9, vote(3, 0), 0);
+        let older = Vote {
+            leader: 2,
+            zxid: 40,
+            peer_epoch: 9,
+        };
+        let current = Vote {
+            leader: 2,
+            zxid: 50,
+            peer_epoch: 10,
+        };
+        assert_eq!(
+            e.receive(1, ServerState::Following, older, 2, 0),
+            Step::Nothing
+        );
+        assert_eq!(
+            e.receive(2, ServerState::Leading, current, 3, 0),
+            Step::Decided(current)
+        );
     }
 
     #[test]

@@ -913,6 +913,14 @@ impl Peer {
             epochs_requested: false,
         });
         self.actions.push(Action::RoleChanged(self.role()));
+        self.send_learner_info(leader);
+    }
+
+    /// FOLLOWERINFO / OBSERVERINFO. Sent again every tick until LEADERINFO arrives: the leader
+    /// may still be finishing its election (its finalize wait) when the first one lands, and
+    /// a LOOKING peer drops it — Apache's learner instead retries connecting to the leader's
+    /// port, which opens only once it leads.
+    fn send_learner_info(&mut self, leader: Sid) {
         self.actions.push(Action::Send {
             to: leader,
             message: Message::LearnerInfo {
@@ -1313,6 +1321,18 @@ impl Peer {
                 }
             }
             State::Learning(l) => {
+                if l.phase == LearnerPhase::Registering {
+                    let leader = l.leader;
+                    self.send_learner_info(leader);
+                    let State::Learning(l) = &self.state else {
+                        return;
+                    };
+                    if now.saturating_sub(l.since_ms) > init {
+                        tracing::info!(leader, "the leader never answered; electing again");
+                        self.look();
+                    }
+                    return;
+                }
                 let limit = if l.phase == LearnerPhase::Broadcast {
                     sync
                 } else {

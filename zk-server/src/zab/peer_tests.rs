@@ -323,3 +323,35 @@ fn entry_named(zxid: Zxid, txn: &'static str) -> Entry {
         txn: Bytes::from(txn),
     }
 }
+
+#[test]
+fn a_learner_repeats_its_info_until_the_leader_answers() {
+    // The leader may still be LOOKING (in its finalize wait) when the first FOLLOWERINFO
+    // arrives and drop it: the learner sends it again every tick until LEADERINFO.
+    let mut p = Peer::new(config(1), PersistentState::default(), 0);
+    p.take_actions();
+    p.handle(Input::Receive {
+        from: 3,
+        message: settled(2, ServerState::Following),
+    });
+    p.handle(Input::Receive {
+        from: 2,
+        message: settled(2, ServerState::Leading),
+    });
+    p.take_actions();
+    let infos = |a: &[Action]| {
+        sent(a)
+            .iter()
+            .filter(|(to, m)| *to == 2 && matches!(m, Message::LearnerInfo { .. }))
+            .count()
+    };
+    p.handle(Input::Tick { now_ms: 100 });
+    assert_eq!(infos(&p.take_actions()), 1, "sent again");
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::LeaderInfo { new_epoch: 1 },
+    });
+    p.take_actions();
+    p.handle(Input::Tick { now_ms: 200 });
+    assert_eq!(infos(&p.take_actions()), 0, "not once the leader answered");
+}
