@@ -4,69 +4,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
 use tokio::net::TcpListener;
-use tokio::time::timeout;
 use zk_server::config::QuorumSecret;
 use zk_server::quorum::{
-    DiskOptions, DiskStorage, DriverConfig, QuorumTransport, Replica, ReplicaHandle, RestoreError,
-    StateMachine, TransportConfig,
+    DiskOptions, DiskStorage, DriverConfig, QuorumTransport, Replica, ReplicaHandle,
+    TransportConfig,
 };
-use zk_server::zab::{ElectionTimers, Entry, PeerConfig, Role, Sid, Zxid};
+use zk_server::zab::{ElectionTimers, PeerConfig, Sid, Zxid};
 
-fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-}
-
-/// Applies entries to a Vec; its snapshot is the whole Vec.
-#[derive(Clone, Default)]
-struct VecMachine(Arc<Mutex<Vec<Entry>>>);
-
-impl VecMachine {
-    fn entries(&self) -> Vec<Entry> {
-        self.0.lock().expect("lock").clone()
-    }
-}
-
-impl StateMachine for VecMachine {
-    fn apply(&mut self, entry: &Entry) {
-        self.0.lock().expect("lock").push(entry.clone());
-    }
-
-    fn snapshot(&self) -> Bytes {
-        let mut out = BytesMut::new();
-        for e in self.0.lock().expect("lock").iter() {
-            out.put_i64(e.zxid);
-            out.put_u32(e.txn.len() as u32);
-            out.put_slice(&e.txn);
-        }
-        out.freeze()
-    }
-
-    fn restore(&mut self, state: Bytes) -> Result<(), RestoreError> {
-        let mut entries = Vec::new();
-        let mut rest = &state[..];
-        while !rest.is_empty() {
-            let (zxid, tail) = rest.split_at_checked(8).ok_or("truncated zxid")?;
-            let (len, tail) = tail.split_at_checked(4).ok_or("truncated length")?;
-            let len = u32::from_be_bytes(len.try_into()?) as usize;
-            let (txn, tail) = tail.split_at_checked(len).ok_or("truncated txn")?;
-            entries.push(Entry {
-                zxid: i64::from_be_bytes(zxid.try_into()?),
-                txn: Bytes::copy_from_slice(txn),
-            });
-            rest = tail;
-        }
-        *self.0.lock().expect("lock") = entries;
-        Ok(())
-    }
-}
+mod support;
+use support::replicas::{self, init_tracing, propose, VecMachine};
 
 struct Ensemble {
     voters: BTreeSet<Sid>,
@@ -175,86 +124,26 @@ impl Ensemble {
     }
 }
 
-fn established_leader(role: &Role) -> bool {
-    matches!(
-        role,
-        Role::Leading {
-            established: true,
-            ..
-        }
-    )
+fn handles(nodes: &BTreeMap<Sid, Node>) -> Vec<(Sid, ReplicaHandle)> {
+    nodes.iter().map(|(s, n)| (*s, n.handle.clone())).collect()
 }
 
-fn serving(role: &Role) -> bool {
-    established_leader(role) || matches!(role, Role::Following { serving: true, .. })
-}
-
+/// Waits until exactly one node leads and the others serve; returns the leader's id.
 async fn settled(nodes: &BTreeMap<Sid, Node>) -> Sid {
-    let wait = async {
-        loop {
-            let roles: BTreeMap<Sid, Role> =
-                nodes.iter().map(|(s, n)| (*s, n.handle.role())).collect();
-            let leaders: Vec<Sid> = roles
-                .iter()
-                .filter(|(_, r)| established_leader(r))
-                .map(|(s, _)| *s)
-                .collect();
-            if leaders.len() == 1 && roles.values().all(serving) {
-                return leaders[0];
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    timeout(Duration::from_secs(15), wait)
-        .await
-        .unwrap_or_else(|_| {
-            let roles: Vec<(Sid, Role)> =
-                nodes.iter().map(|(s, n)| (*s, n.handle.role())).collect();
-            panic!("no settled leader: {roles:?}")
-        })
+    replicas::settled(&handles(nodes), Duration::from_secs(15)).await
 }
 
 async fn wait_applied(nodes: &BTreeMap<Sid, Node>, zxid: Zxid) {
-    for (sid, node) in nodes {
-        let mut applied = node.handle.watch_applied();
-        let ok = timeout(Duration::from_secs(15), applied.wait_for(|z| *z >= zxid))
-            .await
-            .is_ok();
-        assert!(
-            ok,
-            "node {sid} applied only up to {:#x}, not {zxid:#x} (role {:?})",
-            *node.handle.watch_applied().borrow(),
-            node.handle.role()
-        );
-    }
-}
-
-async fn propose(leader: &ReplicaHandle, prefix: &str, n: usize) -> Zxid {
-    let mut last = 0;
-    for i in 0..n {
-        last = leader
-            .propose(Bytes::from(format!("{prefix}{i}")))
-            .await
-            .expect("the leader accepts");
-    }
-    last
+    replicas::wait_applied(&handles(nodes), zxid, Duration::from_secs(15)).await
 }
 
 fn assert_same_sequence(nodes: &BTreeMap<Sid, Node>, expected: &[&str]) {
-    let mut sequences = nodes.iter().map(|(s, n)| (*s, n.machine.entries()));
-    let (first_sid, first) = sequences.next().expect("a node");
+    let machines: Vec<(Sid, VecMachine)> =
+        nodes.iter().map(|(s, n)| (*s, n.machine.clone())).collect();
+    let first = replicas::assert_same_sequence(&machines);
     let txns: Vec<&[u8]> = first.iter().map(|e| &e.txn[..]).collect();
     let expected: Vec<&[u8]> = expected.iter().map(|s| s.as_bytes()).collect();
-    assert_eq!(txns, expected, "node {first_sid}");
-    for w in first.windows(2) {
-        assert!(w[0].zxid < w[1].zxid, "applied in zxid order");
-    }
-    for (sid, seq) in sequences {
-        assert_eq!(
-            seq, first,
-            "node {sid} applied another sequence than {first_sid}"
-        );
-    }
+    assert_eq!(txns, expected);
 }
 
 fn names(prefix: &str, n: usize) -> Vec<String> {
