@@ -12,7 +12,7 @@ use zk_client::{
 };
 
 use crate::nodes::{check_base_path, join, node_name, sorted_children};
-use crate::util::{delete_in_background, serves_writes, OwnedNode};
+use crate::util::{became_true, delete_in_background, lock, serves_writes, OwnedNode};
 use crate::{Error, Result};
 
 /// The name of latch nodes (as Curator's `LeaderLatch`): `<path>/_c_<uuid>-latch-N`.
@@ -416,13 +416,6 @@ async fn drive(inner: Arc<Inner>, mut states: ConnectionStates) {
     }
 }
 
-/// Resolves once the flag is true (never, if its sender is gone).
-async fn became_true(rx: &mut watch::Receiver<bool>) {
-    if rx.wait_for(|v| *v).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
 fn handle_state(inner: &Inner, node: &mut Option<Node>, suspended: &mut bool, s: ConnectionState) {
     match s {
         ConnectionState::Suspended | ConnectionState::ReadOnly => {
@@ -521,10 +514,6 @@ async fn check(inner: &Inner, node: &mut Option<Node>) -> Result<Checked, ZkErro
         Err(ZkError::NoNode) => Ok(Checked::Again),
         Err(e) => Err(e),
     }
-}
-
-fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The participants whose nodes are `names` (queue order, the first leads) under `path`, with

@@ -14,8 +14,8 @@ use tokio::task::JoinHandle;
 use zk_client::Client;
 
 use crate::leader_latch::{read_participants, Participant};
-use crate::lock_internals::lock;
 use crate::mutex::{LockState, Mutex, MutexGuard};
+use crate::util::{became_true, lock};
 use crate::{Error, Result};
 
 /// Which connection states end leadership (Curator's `ConnectionStateErrorPolicy`).
@@ -443,13 +443,6 @@ impl Drop for AbortOnDrop {
 /// Waits until `rx` changes; never resolves if its sender is gone.
 async fn changed<T>(rx: &mut watch::Receiver<T>) {
     if rx.changed().await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
-
-/// Waits until `rx` holds `true`; never resolves if its sender is gone.
-async fn became_true(rx: &mut watch::Receiver<bool>) {
-    if rx.wait_for(|v| *v).await.is_err() {
         std::future::pending::<()>().await;
     }
 }

@@ -21,7 +21,7 @@ use zk_client::{
 };
 
 use crate::nodes::{join, node_name, sorted_children, sorted_children_by};
-use crate::util::{delete_until_gone, serves_writes, OwnedNode};
+use crate::util::{delete_until_gone, lock, serves_writes, OwnedNode};
 use crate::{Error, Result};
 
 /// The name of a read-write lock's read nodes (as Curator's `InterProcessReadWriteLock`).
@@ -814,9 +814,4 @@ fn release_one(
         }
         result
     }))
-}
-
-/// Locks a std mutex, ignoring poisoning (the data stays consistent: no panics while held).
-pub(crate) fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use zk_client::{Client, ConnectionState, ConnectionStates, Error as ZkError, Stat, WatchFuture};
 
 use crate::nodes::check_base_path;
+use crate::util::lock;
 use crate::{Error, Result};
 
 /// A value with the node version it was read at (Curator's `VersionedValue`).
@@ -295,10 +296,6 @@ async fn follow<T: Clone + Send + Sync + 'static>(
             },
         }
     }
-}
-
-fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A shared byte value: Curator's `SharedValue`, layout-compatible with it (one node holding

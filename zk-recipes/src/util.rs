@@ -127,6 +127,24 @@ impl Drop for OwnedNode {
     }
 }
 
+/// Locks a std mutex, taking the data even if a panicking holder poisoned it (recipe state
+/// stays usable; every update is a single assignment).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Resolves once the flag is true, or its sender is gone (a stop signal).
+pub(crate) async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Resolves once the flag is true; never if its sender is gone.
+pub(crate) async fn became_true(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    if rx.wait_for(|v| *v).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// A recipe's background task: started at most once, told to stop through a flag it watches,
 /// and awaited when the recipe closes.
 #[derive(Debug)]

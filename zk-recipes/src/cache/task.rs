@@ -14,6 +14,7 @@ use zk_proto::{EventType, Stat};
 
 use super::store::{depth_below, Store};
 use super::CacheEvent;
+pub(super) use crate::util::stopped;
 
 /// What the cache handle and its task share.
 #[derive(Debug)]
@@ -159,11 +160,6 @@ async fn follow(
             _ = retry => backoff = (backoff * 2).min(MAX_BACKOFF),
         }
     }
-}
-
-/// Resolves once the cache is closed (or dropped).
-pub(super) async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }
 
 fn is_node_event(event: &WatchedEvent) -> bool {

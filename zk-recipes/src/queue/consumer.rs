@@ -19,7 +19,7 @@ use super::naming::requeue_name;
 use super::serializer::BoxError;
 use super::ErrorMode;
 use crate::nodes::join;
-use crate::util::wait_connected;
+use crate::util::{stopped, wait_connected};
 
 /// The consumer function, boxed.
 pub(crate) type ConsumeFn<T> =
@@ -253,11 +253,6 @@ async fn pause(stop: &mut watch::Receiver<bool>, backoff: &mut Duration) -> bool
     let d = *backoff;
     *backoff = (d * 2).min(MAX_BACKOFF);
     wait(stop, None, None, Some(d)).await
-}
-
-/// Resolves once the queue is closed (or dropped).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// Milliseconds since the Unix epoch now.

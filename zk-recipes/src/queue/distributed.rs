@@ -16,6 +16,7 @@ use super::naming::{Flavor, QUEUE_ITEM_NAME};
 use super::serializer::QueueSerializer;
 use super::ErrorMode;
 use crate::nodes::join;
+use crate::util::lock;
 use crate::{Error, Result};
 
 /// The lifecycle of a queue.
@@ -424,9 +425,4 @@ async fn ensure_node(client: &Client, path: &str) -> Result<(), ZkError> {
         Ok(_) | Err(ZkError::NodeExists) => Ok(()),
         Err(e) => Err(e),
     }
-}
-
-/// Locks a std mutex, ignoring poisoning (no panics while held).
-pub(crate) fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
