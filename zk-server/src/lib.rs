@@ -6,6 +6,8 @@
 //!
 //! * [`TestingServer`] — an in-process server on a random loopback port with a temporary data
 //!   directory, for tests in any crate.
+//! * [`TestingCluster`] — an in-process ensemble (ZAB replication over loopback) with
+//!   `kill`, `restart`, `partition` and `heal`, for failover tests.
 //! * [`FaultProxy`] — a TCP proxy between a client and a server that cuts, blackholes or delays
 //!   connections, or drops replies, for fault tests.
 //! * [`Server`] — the server with a [`ServerConfig`] (also read from `zoo.cfg` by the
@@ -14,7 +16,9 @@
 //! The request path: a connection task decodes frames; the [`core::ServerCore`] (a
 //! deterministic state machine without I/O) prepares each write into a txn; the storage thread
 //! appends and fsyncs txns in batches; the core applies durable txns to the tree, fires watches
-//! and replies in each connection's request order.
+//! and replies in each connection's request order. In an ensemble ([`ServerConfig::quorum`]),
+//! the same core runs on its replica ([`zab`], [`quorum`]): the leader prepares every write and
+//! proposes it, learners forward theirs, and each member applies the committed txns.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -39,7 +43,10 @@ pub mod zab;
 
 pub use config::{FourLetterWhitelist, ServerConfig};
 pub use net::{Server, ServerError};
-pub use testing::{FaultMode, FaultProxy, TestingServer, TestingServerBuilder};
+pub use testing::{
+    FaultMode, FaultProxy, TestingCluster, TestingClusterBuilder, TestingServer,
+    TestingServerBuilder,
+};
 
 /// Identifies one client connection within a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

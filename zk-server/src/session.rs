@@ -114,6 +114,15 @@ impl SessionTracker {
         }
     }
 
+    /// Gives every session a full timeout from now and forgets closes that were prepared
+    /// but never committed (a new leader, as Apache's does on election).
+    pub fn restart_timeouts(&mut self, now_ms: u64) {
+        for s in self.sessions.values_mut() {
+            s.closing = false;
+            s.expires_at_ms = now_ms + u64::try_from(s.timeout_ms).unwrap_or(0);
+        }
+    }
+
     /// Removes a session (when its closeSession txn applies).
     pub fn remove(&mut self, id: i64) -> Option<Session> {
         self.sessions.remove(&id)

@@ -33,15 +33,24 @@ pub struct AdminContext<'a> {
     pub config: &'a ServerConfig,
     /// When the server started.
     pub started: Instant,
+    /// `standalone`, `leader`, `follower` or `observer` (`None`: an ensemble member that is
+    /// not serving, electing or syncing).
+    pub mode: Option<&'static str>,
+    /// As leader: (voting learners, voting learners synced, observers synced).
+    pub learners: Option<(usize, usize, usize)>,
 }
+
+/// What Apache answers `srvr`, `stat` and `mntr` while electing or syncing.
+pub const NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests\n";
 
 /// The reply text to `word` (already known to be allowed by the whitelist).
 pub fn respond(word: &str, core: &mut ServerCore, ctx: &AdminContext<'_>) -> String {
     match word {
         "ruok" => "imok".into(),
         "isro" => "rw".into(),
-        "srvr" => server_summary(core, false),
-        "stat" => server_summary(core, true),
+        "srvr" | "stat" | "mntr" if ctx.mode.is_none() => NOT_SERVING.into(),
+        "srvr" => server_summary(core, ctx, false),
+        "stat" => server_summary(core, ctx, true),
         "mntr" => monitor(core, ctx),
         "conf" => conf(ctx.config),
         "cons" => connections(core),
@@ -80,7 +89,7 @@ pub fn not_whitelisted(word: &str) -> String {
     format!("{word} is not executed because it is not in the whitelist.\n")
 }
 
-fn server_summary(core: &ServerCore, with_clients: bool) -> String {
+fn server_summary(core: &ServerCore, ctx: &AdminContext<'_>, with_clients: bool) -> String {
     let stats = core.stats();
     let mut out = format!("Zookeeper version: {VERSION}\n");
     if with_clients {
@@ -96,7 +105,7 @@ fn server_summary(core: &ServerCore, with_clients: bool) -> String {
     }
     let _ = write!(
         out,
-        "Latency min/avg/max: {}/{:.4}/{}\nReceived: {}\nSent: {}\nConnections: {}\nOutstanding: {}\nZxid: 0x{:x}\nMode: standalone\nNode count: {}\n",
+        "Latency min/avg/max: {}/{:.4}/{}\nReceived: {}\nSent: {}\nConnections: {}\nOutstanding: {}\nZxid: 0x{:x}\nMode: {}\nNode count: {}\n",
         stats.latency_min_ms.unwrap_or(0),
         stats.latency_avg_ms(),
         stats.latency_max_ms,
@@ -105,6 +114,7 @@ fn server_summary(core: &ServerCore, with_clients: bool) -> String {
         core.connections().len(),
         core.outstanding_requests(),
         core.tree().last_processed_zxid(),
+        ctx.mode.unwrap_or("standalone"),
         // Apache's node map holds the root twice ("" and "/").
         core.tree().node_count() + 1,
     );
@@ -117,7 +127,10 @@ fn monitor(core: &ServerCore, ctx: &AdminContext<'_>) -> String {
     let (open_fds, max_fds) = file_descriptors();
     let rows: Vec<(&str, String)> = vec![
         ("zk_version", VERSION.to_owned()),
-        ("zk_server_state", "standalone".to_owned()),
+        (
+            "zk_server_state",
+            ctx.mode.unwrap_or("standalone").to_owned(),
+        ),
         ("zk_avg_latency", format!("{:.4}", stats.latency_avg_ms())),
         ("zk_max_latency", stats.latency_max_ms.to_string()),
         (
@@ -148,6 +161,14 @@ fn monitor(core: &ServerCore, ctx: &AdminContext<'_>) -> String {
         ("zk_local_sessions", "0".to_owned()),
         ("zk_last_zxid", format!("0x{:x}", core.last_zxid())),
     ];
+    let mut rows = rows;
+    if let Some((followers, synced, observers)) = ctx.learners {
+        rows.push(("zk_learners", (followers + observers).to_string()));
+        rows.push(("zk_followers", followers.to_string()));
+        rows.push(("zk_synced_followers", synced.to_string()));
+        rows.push(("zk_synced_observers", observers.to_string()));
+        rows.push(("zk_pending_syncs", (followers - synced).to_string()));
+    }
     rows.into_iter()
         .map(|(k, v)| format!("{k}\t{v}\n"))
         .collect()

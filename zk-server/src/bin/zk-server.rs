@@ -1,8 +1,8 @@
-//! The `zk-server` binary: a standalone ZooKeeper-compatible server.
+//! The `zk-server` binary: a ZooKeeper-compatible server, standalone or an ensemble member.
 //!
 //! ```text
 //! zk-server --port 2181 --data-dir /var/lib/zk
-//! zk-server --config zoo.cfg
+//! zk-server --config zoo.cfg     # server.N lines and dataDir/myid: an ensemble member
 //! ```
 //!
 //! Exit codes: 0 after SIGINT/SIGTERM, 1 when the server fails (e.g. a log write error),
@@ -85,15 +85,6 @@ fn build_config(args: &Args) -> Result<ServerConfig, String> {
                 .map_err(|e| format!("{}: {e}", path.display()))?;
             for warning in warnings {
                 tracing::warn!("{}: {warning}", path.display());
-            }
-            if config.quorum.is_some() {
-                // Running the members of an ensemble as independent standalone servers would
-                // split the data; refuse until the ZAB replica is wired in.
-                return Err(format!(
-                    "{}: the server.N lines describe an ensemble, which this build cannot run yet \
-                     (a single server.N line, or none, runs standalone)",
-                    path.display()
-                ));
             }
             config
         }

@@ -6,12 +6,24 @@
 //! prep → persist (log append + fsync, batched by the storage thread) → apply → watch events →
 //! reply; a reply or event is emitted only after every txn it depends on is durable.
 //!
+//! In an ensemble ([`CoreConfig::replicated`]) the same core serves one member's clients:
+//! writes are prepared by the leader (its own clients' and those learners forward, see
+//! [`forward`]) and proposed through the replica ([`Action::Propose`]; a learner emits
+//! [`Action::Forward`]), and every member applies the committed txns ([`Input::Committed`]),
+//! answering the clients connected to it. A failed write becomes an error txn, so that its
+//! reply travels the same path as the writes around it. Sessions are created and closed by
+//! txns everywhere; the leader expires them, learners relay their clients' liveness. A role
+//! change ([`Input::Role`]) closes every client connection, as Apache's servers restart their
+//! request pipeline: the fate of writes in flight is unknown, clients reconnect and resume
+//! their sessions.
+//!
 //! Ordering rules the driver must keep:
 //! * `Persist` actions are appended to the log in emission order, and `Input::Persisted(z)` is
 //!   fed only once every txn up to `z` is fsynced.
 //! * `Send` actions for one connection are written in emission order; `Close` is executed after
 //!   the sends emitted before it.
 
+pub mod forward;
 mod reads;
 mod replies;
 mod stats;
@@ -25,6 +37,7 @@ use zk_proto::{
     Txn, TxnBody,
 };
 
+use self::forward::Forwarded;
 use crate::prep::{self, PendingChanges, PrepContext, PrepError, WriteRequest};
 use crate::session::{session_password, SessionTracker, PASSWORD_LEN};
 use crate::tree::{DataTree, TxnOutcome, WatchTrigger};
@@ -55,6 +68,26 @@ pub struct CoreConfig {
     /// Answer the opcodes added after 3.5 ([`added_after_3_5`]) UNIMPLEMENTED and close the
     /// connection, as a 3.5 server does.
     pub emulate_3_5: bool,
+    /// Serve as an ensemble member: writes go through the replica, and the core serves no
+    /// client until [`Input::Role`] says the replica is leading or synced.
+    pub replicated: bool,
+}
+
+/// The replica's role, as the core of an ensemble member needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaRole {
+    /// Electing or syncing: clients are refused.
+    NotServing,
+    /// The established leader; the next proposal gets `next_zxid`.
+    Leader {
+        /// The zxid the replica assigns to the next proposal.
+        next_zxid: i64,
+    },
+    /// A synced follower or observer of `leader`.
+    Learner {
+        /// The leader's server id.
+        leader: u64,
+    },
 }
 
 /// Whether a 3.5 server does not know `op`: the opcodes added in 3.6 (multiRead,
@@ -120,6 +153,20 @@ pub enum Input {
     CheckContainers,
     /// Every txn up to this zxid is durable.
     Persisted(i64),
+    /// Ensemble: the replica's role changed.
+    Role(ReplicaRole),
+    /// Ensemble: a txn committed (in zxid order).
+    Committed {
+        /// Its zxid.
+        zxid: i64,
+        /// The encoded txn.
+        txn: Bytes,
+    },
+    /// Ensemble, as leader: something a learner forwarded ([`Forwarded`]).
+    Forwarded {
+        /// The encoded item.
+        data: Bytes,
+    },
 }
 
 /// Something the driver must do.
@@ -146,6 +193,18 @@ pub enum Action {
         zxid: i64,
         /// The encoded txn (header, body).
         txn: Bytes,
+    },
+    /// Ensemble, as leader: propose a txn; the replica must assign it `zxid`.
+    Propose {
+        /// The zxid the txn was prepared with.
+        zxid: i64,
+        /// The encoded txn.
+        txn: Bytes,
+    },
+    /// Ensemble, as learner: forward an item to the leader.
+    Forward {
+        /// The encoded [`Forwarded`] item.
+        data: Bytes,
     },
     /// Write a snapshot of the state as of `zxid` and start a new log file after it.
     Snapshot {
@@ -186,6 +245,12 @@ enum Origin {
         /// For multis: each op's opcode, to choose result types.
         multi_ops: Vec<OpCode>,
     },
+    /// A client's sync (ensemble); reply with the path.
+    Sync {
+        conn: ConnId,
+        xid: i32,
+        path: String,
+    },
     /// A new session's createSession txn; send the ConnectResponse.
     Connect {
         conn: ConnId,
@@ -205,8 +270,8 @@ struct PendingTxn {
 /// A place in a connection's reply order.
 #[derive(Debug)]
 enum Slot {
-    /// A write whose reply is produced when its txn applies.
-    Awaiting { zxid: i64 },
+    /// A write (request `xid`) whose reply is produced when its txn applies.
+    Awaiting { xid: i32 },
     /// A reply ready to go; close the connection after it if `close`.
     Ready { frame: Bytes, close: bool },
     /// A read to execute once everything before it has been answered.
@@ -235,6 +300,10 @@ pub struct ServerCore {
     watches: WatchManager,
     pending: PendingChanges,
     outstanding: VecDeque<PendingTxn>,
+    /// Ensemble: this member's writes in flight by (session, cxid), with when they left.
+    awaiting: HashMap<(i64, i32), (Origin, u64)>,
+    /// Ensemble: the replica's role (`None` standalone).
+    role: Option<ReplicaRole>,
     conns: HashMap<ConnId, Conn>,
     last_zxid: i64,
     txns_since_snapshot: u64,
@@ -256,6 +325,7 @@ impl ServerCore {
             tracker.add(*id, *timeout, now.mono_ms);
         }
         let last_zxid = tree.last_processed_zxid();
+        let role = config.replicated.then_some(ReplicaRole::NotServing);
         ServerCore {
             config,
             tree,
@@ -263,6 +333,8 @@ impl ServerCore {
             watches: WatchManager::new(),
             pending: PendingChanges::default(),
             outstanding: VecDeque::new(),
+            awaiting: HashMap::new(),
+            role,
             conns: HashMap::new(),
             last_zxid,
             txns_since_snapshot: 0,
@@ -270,6 +342,16 @@ impl ServerCore {
             stats: ServerStats::default(),
             actions: Vec::new(),
         }
+    }
+
+    /// The replica's role, in an ensemble.
+    pub fn replica_role(&self) -> Option<ReplicaRole> {
+        self.role
+    }
+
+    /// Whether this core prepares writes itself: standalone, or the ensemble's leader.
+    fn prepares(&self) -> bool {
+        matches!(self.role, None | Some(ReplicaRole::Leader { .. }))
     }
 
     /// The committed tree.
@@ -358,6 +440,9 @@ impl ServerCore {
             Input::Tick => self.on_tick(),
             Input::CheckContainers => self.clean_containers(),
             Input::Persisted(zxid) => self.on_persisted(zxid),
+            Input::Role(role) => self.on_role(role),
+            Input::Committed { zxid, txn } => self.on_committed(zxid, &txn),
+            Input::Forwarded { data } => self.on_forwarded(&data),
         }
         std::mem::take(&mut self.actions)
     }
@@ -411,8 +496,11 @@ impl ServerCore {
             received: 1,
             sent: 0,
         };
-        // A client that has seen a newer zxid than ours must find another server.
-        if request.last_zxid_seen > self.tree.last_processed_zxid() {
+        // A client that has seen a newer zxid than ours must find another server, and an
+        // ensemble member that is not synced serves nobody.
+        if request.last_zxid_seen > self.tree.last_processed_zxid()
+            || self.role == Some(ReplicaRole::NotServing)
+        {
             c.closing = true;
             self.conns.insert(conn, c);
             self.actions.push(Action::Close { conn });
@@ -424,14 +512,26 @@ impl ServerCore {
             c.handshaking = true;
             c.session = Some(session_id);
             self.conns.insert(conn, c);
+            let origin = Origin::Connect {
+                conn,
+                read_only: request.read_only,
+            };
+            if let Some(ReplicaRole::Learner { .. }) = self.role {
+                self.forward(
+                    (session_id, 0),
+                    origin,
+                    Forwarded::CreateSession {
+                        session_id,
+                        timeout_ms: timeout,
+                    },
+                );
+                return;
+            }
             self.propose(
                 session_id,
                 0,
                 TxnBody::CreateSession(CreateSessionTxn { time_out: timeout }),
-                Origin::Connect {
-                    conn,
-                    read_only: request.read_only,
-                },
+                origin,
             );
             return;
         }
@@ -547,6 +647,10 @@ impl ServerCore {
             op = ?op
         )
         .entered();
+        if self.role.is_some() && (op.is_write() || op == OpCode::Sync) {
+            self.replicated_write(conn, session_id, xid, request);
+            return;
+        }
         match request {
             Request::Auth(packet) => {
                 let result = crate::acl::authenticate(
@@ -764,7 +868,7 @@ impl ServerCore {
         multi_ops: Vec<OpCode>,
         body: TxnBody,
     ) {
-        let zxid = self.propose(
+        self.propose(
             session_id,
             xid,
             body,
@@ -776,23 +880,271 @@ impl ServerCore {
             },
         );
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.pipeline.push_back(Slot::Awaiting { zxid });
+            c.pipeline.push_back(Slot::Awaiting { xid });
         }
     }
 
-    /// Assigns the next zxid to a prepared txn and asks for it to be persisted.
-    fn propose(&mut self, session_id: i64, cxid: i32, body: TxnBody, origin: Origin) -> i64 {
+    /// Assigns the next zxid to a prepared txn and asks for it to be persisted (standalone)
+    /// or proposed (as the ensemble's leader).
+    fn propose(&mut self, session_id: i64, cxid: i32, body: TxnBody, origin: Origin) {
         self.last_zxid += 1;
         let zxid = self.last_zxid;
         let txn = Txn::new(session_id, cxid, zxid, self.now.wall_ms, body);
         let bytes = txn.to_bytes().freeze();
+        if self.role.is_some() {
+            self.actions.push(Action::Propose { zxid, txn: bytes });
+            if !matches!(origin, Origin::Internal) {
+                self.awaiting
+                    .insert((session_id, cxid), (origin, self.now.mono_ms));
+            }
+            return;
+        }
         self.actions.push(Action::Persist { zxid, txn: bytes });
         self.outstanding.push_back(PendingTxn {
             txn,
             origin,
             proposed_at_ms: self.now.mono_ms,
         });
-        zxid
+    }
+
+    // ----- ensemble -----
+
+    /// A client write (closeSession and sync included) of an ensemble member: the leader
+    /// prepares it (a failure becomes an error txn), a learner forwards it; the reply is sent
+    /// when the txn commits.
+    fn replicated_write(&mut self, conn: ConnId, session_id: i64, xid: i32, request: Request) {
+        let op = request.op_code();
+        let origin = match &request {
+            Request::Sync(r) => Origin::Sync {
+                conn,
+                xid,
+                path: r.path.clone(),
+            },
+            Request::Multi(m) => Origin::Client {
+                conn,
+                xid,
+                op,
+                multi_ops: m.ops.iter().map(zk_proto::MultiOp::op_code).collect(),
+            },
+            _ => Origin::Client {
+                conn,
+                xid,
+                op,
+                multi_ops: Vec::new(),
+            },
+        };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.pipeline.push_back(Slot::Awaiting { xid });
+        }
+        let auth = self.auth_of(conn);
+        if self.prepares() {
+            let body = self.prepare_replicated(session_id, &auth, &request);
+            self.propose(session_id, xid, body, origin);
+        } else {
+            self.forward(
+                (session_id, xid),
+                origin,
+                Forwarded::Request {
+                    session_id,
+                    cxid: xid,
+                    auth,
+                    request,
+                },
+            );
+        }
+    }
+
+    /// As learner: forwards an item whose commit answers `origin`.
+    fn forward(&mut self, key: (i64, i32), origin: Origin, item: Forwarded) {
+        self.awaiting.insert(key, (origin, self.now.mono_ms));
+        self.actions.push(Action::Forward {
+            data: item.encode(),
+        });
+    }
+
+    /// As leader: turns a session's write into the txn to propose; what fails becomes an
+    /// error txn (a multi's failure, a multi of error txns), as Apache's
+    /// `PrepRequestProcessor` does.
+    fn prepare_replicated(&mut self, session_id: i64, auth: &[Id], request: &Request) -> TxnBody {
+        let error = |code: ErrorCode| TxnBody::Error(zk_proto::ErrorTxn { err: code.as_i32() });
+        if self.sessions.get(session_id).is_none_or(|s| s.closing) {
+            return error(ErrorCode::SessionExpired);
+        }
+        self.sessions.touch(session_id, self.now.mono_ms);
+        let write = match request {
+            Request::CloseSession => {
+                if let Some(s) = self.sessions.get_mut(session_id) {
+                    s.closing = true;
+                }
+                return self.prep_close_session(session_id);
+            }
+            // A sync is a no-op txn: its reply leaves after every write committed before it.
+            Request::Sync(_) => return error(ErrorCode::Ok),
+            Request::Create(r) | Request::Create2(r) => WriteRequest::Create(r),
+            Request::CreateContainer(r) => WriteRequest::CreateContainer(r),
+            Request::CreateTtl(r) => WriteRequest::CreateTtl(r),
+            Request::Delete(r) => WriteRequest::Delete(r),
+            Request::SetData(r) => WriteRequest::SetData(r),
+            Request::SetAcl(r) => WriteRequest::SetAcl(r),
+            Request::Check(r) => WriteRequest::Check(r),
+            Request::Multi(m) => WriteRequest::Multi(&m.ops),
+            _ => return error(ErrorCode::Unimplemented),
+        };
+        let ctx = PrepContext {
+            tree: &self.tree,
+            session_id,
+            auth,
+            zxid: self.next_zxid(),
+            time: self.now.wall_ms,
+            extended_types: self.config.extended_types,
+        };
+        match prep::prepare_write(&ctx, &mut self.pending, write) {
+            Ok(body) => body,
+            Err(PrepError::Code(code)) => error(code),
+            Err(PrepError::Multi(codes)) => {
+                let bodies: Vec<TxnBody> = codes
+                    .into_iter()
+                    .map(|err| TxnBody::Error(zk_proto::ErrorTxn { err }))
+                    .collect();
+                TxnBody::Multi(zk_proto::MultiTxn::from_bodies(&bodies))
+            }
+        }
+    }
+
+    /// As leader: something a learner forwarded.
+    fn on_forwarded(&mut self, data: &[u8]) {
+        if !matches!(self.role, Some(ReplicaRole::Leader { .. })) {
+            // The learner learns of the role change and closes its connections.
+            return;
+        }
+        let item = match Forwarded::decode(data) {
+            Ok(item) => item,
+            Err(e) => {
+                tracing::warn!(error = %e, "undecodable forwarded request dropped");
+                return;
+            }
+        };
+        match item {
+            Forwarded::Touch { sessions } => {
+                for id in sessions {
+                    self.sessions.touch(id, self.now.mono_ms);
+                }
+            }
+            Forwarded::CreateSession {
+                session_id,
+                timeout_ms,
+            } => {
+                let timeout = self.negotiate_timeout(timeout_ms);
+                self.propose(
+                    session_id,
+                    0,
+                    TxnBody::CreateSession(CreateSessionTxn { time_out: timeout }),
+                    Origin::Internal,
+                );
+            }
+            Forwarded::Request {
+                session_id,
+                cxid,
+                auth,
+                request,
+            } => {
+                let body = self.prepare_replicated(session_id, &auth, &request);
+                self.propose(session_id, cxid, body, Origin::Internal);
+            }
+        }
+    }
+
+    /// A committed txn: applied, and answered if it is one of this member's.
+    fn on_committed(&mut self, zxid: i64, bytes: &[u8]) {
+        let txn = match <Txn as zk_proto::Decode>::from_bytes(bytes) {
+            Ok(txn) if txn.header.zxid == zxid => txn,
+            Ok(txn) => {
+                tracing::error!(
+                    zxid = format_args!("0x{zxid:x}"),
+                    header = format_args!("0x{:x}", txn.header.zxid),
+                    "committed txn carries another zxid; applied under its own"
+                );
+                txn
+            }
+            Err(e) => {
+                // Our own encoding: only a bug gets here. Skipping keeps the server up; the
+                // tree digest of a later snapshot comparison would show the divergence.
+                tracing::error!(zxid = format_args!("0x{zxid:x}"), error = %e, "undecodable committed txn skipped");
+                return;
+            }
+        };
+        let key = (txn.header.client_id, txn.header.cxid);
+        let expects_connect = matches!(txn.body, TxnBody::CreateSession(_));
+        let (origin, proposed_at_ms) = match self.awaiting.remove(&key) {
+            Some((origin, at)) if matches!(origin, Origin::Connect { .. }) == expects_connect => {
+                (origin, at)
+            }
+            Some(other) => {
+                self.awaiting.insert(key, other);
+                (Origin::Internal, self.now.mono_ms)
+            }
+            None => (Origin::Internal, self.now.mono_ms),
+        };
+        self.apply(PendingTxn {
+            txn,
+            origin,
+            proposed_at_ms,
+        });
+    }
+
+    /// The replica's role changed. Any change but the first promotion to serving closes every
+    /// client connection (writes in flight have an unknown fate; clients reconnect and resume
+    /// their sessions) and restarts every session's timeout.
+    fn on_role(&mut self, role: ReplicaRole) {
+        let Some(previous) = self.role else {
+            return;
+        };
+        if previous == role {
+            return;
+        }
+        if let ReplicaRole::Leader { next_zxid } = role {
+            self.last_zxid = next_zxid - 1;
+        }
+        self.role = Some(role);
+        tracing::info!(?role, "serving role changed");
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.close(conn);
+        }
+        self.awaiting.clear();
+        self.pending = PendingChanges::default();
+        self.sessions.restart_timeouts(self.now.mono_ms);
+    }
+
+    /// The replicated state, for a learner too far behind for a diff: the last applied zxid
+    /// and the tree and sessions in the snapshot format.
+    pub fn encode_state(&self) -> Bytes {
+        let zxid = self.tree.last_processed_zxid();
+        let body = crate::storage::snapshot::serialize(&self.tree.image(), &self.sessions.list());
+        let mut out = bytes::BytesMut::with_capacity(8 + body.len());
+        bytes::BufMut::put_i64(&mut out, zxid);
+        out.extend_from_slice(&body);
+        out.freeze()
+    }
+
+    /// Replaces the tree and sessions with [`encode_state`](Self::encode_state)'s.
+    ///
+    /// # Errors
+    /// The bytes are not such a state.
+    pub fn restore_state(&mut self, state: &[u8]) -> Result<(), String> {
+        let (zxid, body) = state
+            .split_first_chunk::<8>()
+            .ok_or("the state is shorter than its zxid")?;
+        let zxid = i64::from_be_bytes(*zxid);
+        let snapshot = crate::storage::snapshot::parse(body, zxid)?;
+        self.tree = snapshot.tree;
+        self.sessions = SessionTracker::new(self.config.server_id, self.now.wall_ms);
+        for (id, timeout) in snapshot.sessions {
+            self.sessions.add(id, timeout, self.now.mono_ms);
+        }
+        self.pending = PendingChanges::default();
+        self.last_zxid = zxid;
+        Ok(())
     }
 
     // ----- commit and apply -----
@@ -851,22 +1203,31 @@ impl ServerCore {
                 multi_ops,
             } => {
                 let (frame, close) = write_reply(xid, zxid, op, &multi_ops, &outcome);
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    if let Some(slot) = c
-                        .pipeline
-                        .iter_mut()
-                        .find(|s| matches!(s, Slot::Awaiting { zxid: z } if *z == zxid))
-                    {
-                        *slot = Slot::Ready { frame, close };
-                    }
-                }
-                self.drain(conn);
+                self.fill_slot(conn, xid, frame, close);
+            }
+            Origin::Sync { conn, xid, path } => {
+                let frame = replies::ok(xid, zxid, &zk_proto::SyncResponse { path });
+                self.fill_slot(conn, xid, frame, false);
             }
             Origin::Connect { conn, read_only } => {
                 self.finish_handshake(conn, session_id, read_only)
             }
             Origin::Internal => {}
         }
+    }
+
+    /// Puts a write's reply in its place in the connection's order and sends what is ready.
+    fn fill_slot(&mut self, conn: ConnId, xid: i32, frame: Bytes, close: bool) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if let Some(slot) = c
+                .pipeline
+                .iter_mut()
+                .find(|s| matches!(s, Slot::Awaiting { xid: x } if *x == xid))
+            {
+                *slot = Slot::Ready { frame, close };
+            }
+        }
+        self.drain(conn);
     }
 
     fn finish_handshake(&mut self, conn: ConnId, session_id: i64, read_only: Option<bool>) {
@@ -933,8 +1294,27 @@ impl ServerCore {
     }
 
     fn on_tick(&mut self) {
-        for session_id in self.sessions.expired(self.now.mono_ms) {
-            self.expire(session_id);
+        match self.role {
+            None | Some(ReplicaRole::Leader { .. }) => {
+                for session_id in self.sessions.expired(self.now.mono_ms) {
+                    self.expire(session_id);
+                }
+            }
+            Some(ReplicaRole::Learner { .. }) => {
+                // Relay the liveness of the sessions connected here; the leader expires.
+                let sessions: Vec<i64> = self
+                    .conns
+                    .values()
+                    .filter(|c| !c.closing && !c.handshaking)
+                    .filter_map(|c| c.session)
+                    .collect();
+                if !sessions.is_empty() {
+                    self.actions.push(Action::Forward {
+                        data: Forwarded::Touch { sessions }.encode(),
+                    });
+                }
+            }
+            Some(ReplicaRole::NotServing) => {}
         }
     }
 
@@ -942,7 +1322,7 @@ impl ServerCore {
     /// ephemerals and closes its connection. Returns false if the session is unknown.
     pub fn expire_session(&mut self, session_id: i64, now: Now) -> (bool, Vec<Action>) {
         self.now = now;
-        let known = self.sessions.get(session_id).is_some_and(|s| !s.closing);
+        let known = self.prepares() && self.sessions.get(session_id).is_some_and(|s| !s.closing);
         if known {
             self.expire(session_id);
         }
@@ -965,6 +1345,9 @@ impl ServerCore {
     }
 
     fn clean_containers(&mut self) {
+        if !self.prepares() {
+            return;
+        }
         let candidates = self
             .tree
             .expired_containers_and_ttls(self.now.wall_ms, self.config.container_max_never_used_ms);
@@ -1050,5 +1433,7 @@ fn multi_result(op: OpCode, outcome: &TxnOutcome) -> MultiResult {
     }
 }
 
+#[cfg(test)]
+mod replicated_tests;
 #[cfg(test)]
 mod tests;

@@ -16,22 +16,22 @@ fn core() -> ServerCore {
 }
 
 fn core_with(emulate_3_5: bool) -> ServerCore {
-    ServerCore::new(
-        CoreConfig {
-            server_id: 0,
-            min_session_timeout_ms: 400,
-            max_session_timeout_ms: 60_000,
-            extended_types: true,
-            super_digest: None,
-            snap_count: 1_000_000,
-            container_max_never_used_ms: 0,
-            container_max_per_tick: 100,
-            emulate_3_5,
-        },
-        DataTree::new(),
-        &[],
-        NOW,
-    )
+    ServerCore::new(config(emulate_3_5, false), DataTree::new(), &[], NOW)
+}
+
+pub(super) fn config(emulate_3_5: bool, replicated: bool) -> CoreConfig {
+    CoreConfig {
+        server_id: 0,
+        min_session_timeout_ms: 400,
+        max_session_timeout_ms: 60_000,
+        extended_types: true,
+        super_digest: None,
+        snap_count: 1_000_000,
+        container_max_never_used_ms: 0,
+        container_max_per_tick: 100,
+        emulate_3_5,
+        replicated,
+    }
 }
 
 fn connect(core: &mut ServerCore, conn: ConnId) {

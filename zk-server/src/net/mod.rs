@@ -2,6 +2,7 @@
 //! storage thread and executes the core's actions.
 
 mod connection;
+mod ensemble;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -15,8 +16,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminContext};
-use crate::config::ServerConfig;
+use crate::config::{QuorumConfig, ServerConfig};
 use crate::core::{Action, CoreConfig, Input, Now, ServerCore};
+use crate::quorum::{
+    peer_config, DiskOptions, DiskStorage, DriverConfig, QuorumTransport, Replica, TransportConfig,
+};
 use crate::storage::{self, DataDirs, StorageError, StorageEvent, StorageHandle, StorageOp};
 use crate::ConnId;
 
@@ -38,6 +42,9 @@ pub enum ServerError {
     /// A write or fsync of the txn log failed; the server stopped without acknowledging it.
     #[error("storage failure, server stopped: {0}")]
     Fatal(String),
+    /// The ensemble member's replica could not start or stopped.
+    #[error("replica: {0}")]
+    Replica(#[from] crate::quorum::DriverError),
 }
 
 /// What connection tasks receive from the core task.
@@ -76,11 +83,17 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     core_task: Option<JoinHandle<Result<(), ServerError>>>,
     accept_task: Option<JoinHandle<()>>,
+    /// An ensemble member's quorum transport.
+    transport: Option<QuorumTransport>,
 }
 
 impl Server {
-    /// Recovers the data directory, binds the client port and starts serving.
+    /// Recovers the data directory, binds the client port and starts serving: standalone,
+    /// or as a member of the ensemble [`ServerConfig::quorum`] describes.
     pub async fn start(config: ServerConfig) -> Result<Server, ServerError> {
+        if let Some(quorum) = config.quorum.clone() {
+            return Server::start_ensemble(config, quorum).await;
+        }
         let started = Instant::now();
         let dirs = DataDirs::create(&config.data_dir, &config.log_dir())
             .map_err(|e| StorageError::io("creating the data directories", e))?;
@@ -123,21 +136,7 @@ impl Server {
 
         let epoch = Instant::now();
         let core = ServerCore::new(
-            CoreConfig {
-                server_id: 0,
-                min_session_timeout_ms: config.min_session_timeout(),
-                max_session_timeout_ms: config.max_session_timeout(),
-                extended_types: config.extended_types,
-                super_digest: config.super_digest.clone(),
-                snap_count: config.snap_count,
-                container_max_never_used_ms: config.container_max_never_used_ms,
-                container_max_per_tick: usize::try_from(
-                    (config.container_max_per_minute * config.container_check_interval_ms / 60_000)
-                        .max(1),
-                )
-                .unwrap_or(usize::MAX),
-                emulate_3_5: config.emulate_3_5,
-            },
+            core_config(&config, 0, false),
             recovered.tree,
             &recovered.sessions,
             now(epoch),
@@ -168,12 +167,136 @@ impl Server {
             shutdown: shutdown_tx,
             core_task: Some(core_task),
             accept_task: Some(accept_task),
+            transport: None,
         })
     }
 
+    /// Starts an ensemble member: its replica (log, snapshot and epochs in the data
+    /// directories; the quorum port of its `server.N` line) with the server core as the
+    /// replicated state machine, and the client port.
+    async fn start_ensemble(
+        config: ServerConfig,
+        quorum: QuorumConfig,
+    ) -> Result<Server, ServerError> {
+        let started = Instant::now();
+        let storage =
+            DiskStorage::open(&config.data_dir, &config.log_dir(), DiskOptions::default())
+                .map_err(crate::quorum::DriverError::from)?;
+        let addr = SocketAddr::new(config.client_port_address, config.client_port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let mut config = config;
+        config.client_port = local_addr.port();
+        let transport_config = TransportConfig::from_quorum(&quorum);
+        let quorum_addr = transport_config
+            .listen_addr(quorum.listen_on_all_ips)
+            .and_then(|(host, port)| Some(SocketAddr::new(host.parse().ok()?, port)))
+            .unwrap_or(addr);
+        let (transport, inputs) = QuorumTransport::bind(transport_config, quorum.listen_on_all_ips)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: quorum_addr,
+                source,
+            })?;
+        let server_id = u8::try_from(quorum.my_id).unwrap_or(u8::MAX);
+        let epoch = Instant::now();
+        let learner_mode = match quorum.member(quorum.my_id) {
+            Some(member) if !member.is_voter() => "observer",
+            _ => "follower",
+        };
+        let machine = ensemble::EnsembleMachine {
+            core: ServerCore::new(
+                core_config(&config, server_id, true),
+                crate::tree::DataTree::new(),
+                &[],
+                now(epoch),
+            ),
+            conns: HashMap::new(),
+            config: config.clone(),
+            started,
+            epoch,
+            learner_mode,
+            last_container_check_ms: 0,
+        };
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let driver = DriverConfig::new(peer_config(&quorum, u64::from(config.tick_time_ms)));
+        let replica = Replica::spawn_with_events(
+            driver,
+            storage,
+            machine,
+            transport.clone(),
+            inputs,
+            events_rx,
+        )?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let core_task = tokio::spawn({
+            let mut shutdown_rx = shutdown_rx.clone();
+            async move {
+                let mut replica = replica;
+                tokio::select! {
+                    // Stopped as a crash would stop it: everything it acknowledged is
+                    // durable already.
+                    _ = shutdown_rx.changed() => {
+                        replica.stop().await;
+                        Ok(())
+                    }
+                    result = replica.stopped() => result.map_err(ServerError::from),
+                }
+            }
+        });
+        let accept_task = tokio::spawn(accept_loop(
+            listener,
+            events_tx.clone(),
+            shutdown_rx,
+            Arc::new(config),
+        ));
+        tracing::info!(address = %local_addr, id = quorum.my_id, "zk-server ensemble member serving");
+        Ok(Server {
+            local_addr,
+            events: events_tx,
+            shutdown: shutdown_tx,
+            core_task: Some(core_task),
+            accept_task: Some(accept_task),
+            transport: Some(transport),
+        })
+    }
+}
+
+fn core_config(config: &ServerConfig, server_id: u8, replicated: bool) -> CoreConfig {
+    CoreConfig {
+        server_id,
+        min_session_timeout_ms: config.min_session_timeout(),
+        max_session_timeout_ms: config.max_session_timeout(),
+        extended_types: config.extended_types,
+        super_digest: config.super_digest.clone(),
+        snap_count: config.snap_count,
+        container_max_never_used_ms: config.container_max_never_used_ms,
+        container_max_per_tick: usize::try_from(
+            (config.container_max_per_minute * config.container_check_interval_ms / 60_000).max(1),
+        )
+        .unwrap_or(usize::MAX),
+        emulate_3_5: config.emulate_3_5,
+        replicated,
+    }
+}
+
+impl Server {
     /// The address clients connect to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Ensemble members only: cuts this member off from the members `peers` (closing and
+    /// refusing quorum connections with them) until called again without them. One side of
+    /// a network partition, for tests; clients can still connect.
+    pub fn set_partitioned_from(&self, peers: std::collections::BTreeSet<u64>) {
+        if let Some(transport) = &self.transport {
+            transport.set_blocked(peers);
+        }
     }
 
     /// Expires a session as if its timeout had elapsed; false if it is unknown.
@@ -328,6 +451,8 @@ impl Driver {
                 let ctx = AdminContext {
                     config: &self.config,
                     started: self.started,
+                    mode: Some("standalone"),
+                    learners: None,
                 };
                 let _ = reply.send(admin::respond(word, &mut self.core, &ctx));
             }
@@ -348,20 +473,14 @@ impl Driver {
     fn execute(&mut self, actions: Vec<Action>) {
         for action in actions {
             match action {
-                Action::Send { conn, frame, reply } => {
-                    if let Some(tx) = self.conns.get(&conn) {
-                        let _ = tx.send(Outbound::Frame { frame, reply });
-                    }
-                }
-                Action::Close { conn } => {
-                    if let Some(tx) = self.conns.get(&conn) {
-                        let _ = tx.send(Outbound::Close);
-                    }
-                }
+                Action::Send { .. } | Action::Close { .. } => deliver(&self.conns, action),
                 Action::Persist { zxid, txn } => {
                     if let Some(storage) = &self.storage {
                         storage.submit(StorageOp::Append { zxid, txn });
                     }
+                }
+                Action::Propose { .. } | Action::Forward { .. } => {
+                    tracing::error!("a standalone core emitted an ensemble action");
                 }
                 Action::Snapshot {
                     zxid,
@@ -378,6 +497,23 @@ impl Driver {
                 }
             }
         }
+    }
+}
+
+/// Executes a `Send` or `Close` action on the connection's channel.
+fn deliver(conns: &HashMap<ConnId, mpsc::UnboundedSender<Outbound>>, action: Action) {
+    match action {
+        Action::Send { conn, frame, reply } => {
+            if let Some(tx) = conns.get(&conn) {
+                let _ = tx.send(Outbound::Frame { frame, reply });
+            }
+        }
+        Action::Close { conn } => {
+            if let Some(tx) = conns.get(&conn) {
+                let _ = tx.send(Outbound::Close);
+            }
+        }
+        _ => {}
     }
 }
 

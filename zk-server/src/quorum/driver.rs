@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::state_machine::{RestoreError, StateMachine};
+use super::state_machine::{ReplicaContext, RestoreError, StateMachine};
 use super::storage::{ReplicaStorage, StorageError};
 use super::transport::QuorumTransport;
 use crate::config::QuorumConfig;
@@ -154,7 +154,7 @@ impl ReplicaHandle {
     }
 
     /// As a learner: forwards a write to the leader (which prepares and proposes it, see
-    /// [`StateMachine::prepare_forwarded`]). Fire and forget: the write may be lost with a
+    /// [`StateMachine::forwarded`]). Fire and forget: the write may be lost with a
     /// connection.
     ///
     /// # Errors
@@ -206,10 +206,27 @@ impl Replica {
     /// The storage cannot be recovered or the snapshot restored.
     pub fn spawn<S: ReplicaStorage, M: StateMachine>(
         config: DriverConfig,
+        storage: S,
+        state_machine: M,
+        transport: QuorumTransport,
+        inputs: mpsc::Receiver<Input>,
+    ) -> Result<Replica, DriverError> {
+        let (_, events) = mpsc::unbounded_channel();
+        Replica::spawn_with_events(config, storage, state_machine, transport, inputs, events)
+    }
+
+    /// As [`spawn`](Self::spawn), and the state machine gets every event sent on `events`
+    /// ([`StateMachine::event`]) on the replica's task.
+    ///
+    /// # Errors
+    /// The storage cannot be recovered or the snapshot restored.
+    pub fn spawn_with_events<S: ReplicaStorage, M: StateMachine>(
+        config: DriverConfig,
         mut storage: S,
         mut state_machine: M,
         transport: QuorumTransport,
         inputs: mpsc::Receiver<Input>,
+        events: mpsc::UnboundedReceiver<M::Event>,
     ) -> Result<Replica, DriverError> {
         let guard = ShutdownOnDrop(transport);
         let recovered = storage.recover()?;
@@ -232,6 +249,7 @@ impl Replica {
             transport: guard,
             inputs,
             commands,
+            events,
             role: role_tx,
             applied: applied_tx,
             started,
@@ -268,10 +286,21 @@ impl Replica {
     /// # Errors
     /// Why it stopped.
     pub async fn join(mut self) -> Result<(), DriverError> {
-        match self.task.take() {
-            Some(task) => task.await.map_err(|_| DriverError::Aborted)?,
-            None => Ok(()),
-        }
+        self.stopped().await
+    }
+
+    /// Waits until the replica stops by itself (a fatal error), keeping it: dropping this
+    /// future leaves the replica running, and dropping the replica stops it.
+    ///
+    /// # Errors
+    /// Why it stopped.
+    pub async fn stopped(&mut self) -> Result<(), DriverError> {
+        let Some(task) = self.task.as_mut() else {
+            return Ok(());
+        };
+        let result = task.await;
+        self.task = None;
+        result.map_err(|_| DriverError::Aborted)?
     }
 }
 
@@ -295,13 +324,14 @@ impl Drop for ShutdownOnDrop {
 /// Inputs taken per loop turn beyond the first, before executing.
 const MAX_BATCH: usize = 256;
 
-struct Driver<S, M> {
+struct Driver<S, M: StateMachine> {
     peer: Peer,
     storage: S,
     state_machine: M,
     transport: ShutdownOnDrop,
     inputs: mpsc::Receiver<Input>,
     commands: mpsc::Receiver<Command>,
+    events: mpsc::UnboundedReceiver<M::Event>,
     role: watch::Sender<Role>,
     applied: watch::Sender<Zxid>,
     started: Instant,
@@ -309,6 +339,15 @@ struct Driver<S, M> {
 }
 
 impl<S: ReplicaStorage, M: StateMachine> Driver<S, M> {
+    fn context(&mut self) -> (&mut M, ReplicaContext<'_>) {
+        (&mut self.state_machine, ReplicaContext::new(&mut self.peer))
+    }
+
+    fn event(&mut self, event: M::Event) {
+        let (machine, mut replica) = self.context();
+        machine.event(event, &mut replica);
+    }
+
     fn now_ms(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
@@ -327,11 +366,14 @@ impl<S: ReplicaStorage, M: StateMachine> Driver<S, M> {
         self.execute()?;
         let mut inputs_open = true;
         let mut commands_open = true;
+        let mut events_open = true;
         loop {
             tokio::select! {
                 _ = ticker.tick() => {
                     let now_ms = self.now_ms();
                     self.peer.handle(Input::Tick { now_ms });
+                    let (machine, mut replica) = self.context();
+                    machine.tick(&mut replica);
                 }
                 input = self.inputs.recv(), if inputs_open => match input {
                     Some(input) => self.peer.handle(input),
@@ -341,12 +383,18 @@ impl<S: ReplicaStorage, M: StateMachine> Driver<S, M> {
                     Some(command) => self.command(command),
                     None => commands_open = false,
                 },
+                event = self.events.recv(), if events_open => match event {
+                    Some(event) => self.event(event),
+                    None => events_open = false,
+                },
             }
             for _ in 0..MAX_BATCH {
                 if let Ok(input) = self.inputs.try_recv() {
                     self.peer.handle(input);
                 } else if let Ok(command) = self.commands.try_recv() {
                     self.command(command);
+                } else if let Ok(event) = self.events.try_recv() {
+                    self.event(event);
                 } else {
                     break;
                 }
@@ -400,20 +448,20 @@ impl<S: ReplicaStorage, M: StateMachine> Driver<S, M> {
                         epochs_written += 1;
                     }
                     Action::Commit(entry) => {
-                        self.state_machine.apply(&entry);
+                        let (machine, mut replica) = self.context();
+                        machine.apply(&entry, &mut replica);
                         self.applied.send_replace(entry.zxid);
                     }
                     Action::RoleChanged(role) => {
                         tracing::info!(me = self.peer.id(), ?role, "role changed");
+                        let (machine, mut replica) = self.context();
+                        machine.role_changed(role, &mut replica);
                         self.role.send_replace(role);
                     }
                     Action::Disconnect { peer } => self.transport.0.disconnect(peer),
                     Action::Forwarded { from, data } => {
-                        if let Some(txn) = self.state_machine.prepare_forwarded(from, data) {
-                            if let Err(e) = self.peer.propose(txn) {
-                                tracing::debug!(from, error = %e, "forwarded write dropped");
-                            }
-                        }
+                        let (machine, mut replica) = self.context();
+                        machine.forwarded(from, data, &mut replica);
                     }
                 }
             }

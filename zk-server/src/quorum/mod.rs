@@ -30,7 +30,7 @@ pub mod wire;
 pub use disk_storage::{DiskOptions, DiskStorage};
 pub use driver::{peer_config, DriverConfig, DriverError, Replica, ReplicaHandle, SubmitError};
 pub use handshake::HandshakeError;
-pub use state_machine::{RestoreError, StateMachine};
+pub use state_machine::{ReplicaContext, RestoreError, StateMachine};
 pub use storage::{MemoryStorage, Recovered, ReplicaStorage, StorageError};
 pub use transport::{QuorumTransport, TransportConfig};
 pub use wire::{FrameLimits, WireError};

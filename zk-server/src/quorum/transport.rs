@@ -122,6 +122,8 @@ struct Shared {
     members: BTreeSet<Sid>,
     inbound: mpsc::Sender<Input>,
     conns: Mutex<HashMap<Sid, Conn>>,
+    /// Members this one refuses to talk to (a simulated partition).
+    blocked: Mutex<BTreeSet<Sid>>,
     /// The last notification sent (or meant) for each member, replayed on connect.
     last_notification: Mutex<HashMap<Sid, Bytes>>,
     next_conn: AtomicU64,
@@ -189,6 +191,7 @@ impl QuorumTransport {
             members,
             inbound,
             conns: Mutex::new(HashMap::new()),
+            blocked: Mutex::new(BTreeSet::new()),
             last_notification: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             connected: watch::Sender::new(BTreeSet::new()),
@@ -266,6 +269,16 @@ impl QuorumTransport {
     pub fn disconnect(&self, peer: Sid) {
         if let Some(conn) = lock(&self.shared.conns).get(&peer) {
             conn.close.notify_one();
+        }
+    }
+
+    /// Cuts this member off from `peers` (and reconnects the others): connections with them
+    /// are closed and refused until a later call leaves them out — one side of a network
+    /// partition, for tests.
+    pub fn set_blocked(&self, peers: BTreeSet<Sid>) {
+        *lock(&self.shared.blocked) = peers.clone();
+        for peer in peers {
+            self.disconnect(peer);
         }
     }
 
@@ -374,6 +387,14 @@ async fn dial_loop(shared: Arc<Shared>, peer: Sid) {
 
 /// Runs one authenticated connection until it breaks, is closed, or is replaced.
 async fn run_connection(shared: Arc<Shared>, peer: Sid, stream: TcpStream) {
+    if lock(&shared.blocked).contains(&peer) {
+        tracing::debug!(
+            me = shared.config.me,
+            peer,
+            "partitioned: connection dropped"
+        );
+        return;
+    }
     let (queue, queue_rx) = mpsc::channel(shared.config.queue_capacity.max(1));
     let close = Arc::new(Notify::new());
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);

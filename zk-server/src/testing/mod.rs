@@ -1,8 +1,11 @@
 //! `TestingServer`: an in-process server for tests, on a random loopback port with a temporary
-//! data directory that is removed when the server is dropped.
+//! data directory that is removed when the server is dropped; `TestingCluster`: an ensemble of
+//! them.
 
+mod cluster;
 mod fault_proxy;
 
+pub use cluster::{TestingCluster, TestingClusterBuilder};
 pub use fault_proxy::{FaultMode, FaultProxy};
 
 use std::io;

@@ -363,6 +363,31 @@ impl Peer {
         std::mem::take(&mut self.actions)
     }
 
+    /// As leader: its learners as (voters, voters synced, observers synced) — what `mntr`
+    /// reports as `zk_followers`, `zk_synced_followers` and `zk_synced_observers`.
+    pub fn learner_counts(&self) -> Option<(usize, usize, usize)> {
+        let State::Leading(l) = &self.state else {
+            return None;
+        };
+        let voters = l.learners.values().filter(|h| !h.observer);
+        let observers = l.learners.values().filter(|h| h.observer);
+        Some((
+            voters.clone().count(),
+            voters.filter(|h| h.synced).count(),
+            observers.filter(|h| h.synced).count(),
+        ))
+    }
+
+    /// As an established leader: the zxid the next [`propose`](Self::propose) assigns.
+    pub fn next_zxid(&self) -> Option<Zxid> {
+        match &self.state {
+            State::Leading(l) if l.established => {
+                l.new_epoch.map(|epoch| make_zxid(epoch, l.next_counter))
+            }
+            _ => None,
+        }
+    }
+
     /// As an established leader: assigns the next zxid to `txn` and proposes it.
     ///
     /// # Errors

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::time::timeout;
-use zk_server::quorum::{ReplicaHandle, RestoreError, StateMachine};
+use zk_server::quorum::{ReplicaContext, ReplicaHandle, RestoreError, StateMachine};
 use zk_server::zab::{Entry, Role, Sid, Zxid};
 
 /// Logs to the test output when `RUST_LOG` asks for it.
@@ -28,7 +28,9 @@ impl VecMachine {
 }
 
 impl StateMachine for VecMachine {
-    fn apply(&mut self, entry: &Entry) {
+    type Event = ();
+
+    fn apply(&mut self, entry: &Entry, _: &mut ReplicaContext<'_>) {
         self.0.lock().expect("lock").push(entry.clone());
     }
 

@@ -1,0 +1,264 @@
+//! zk-client against a zk-server ensemble (`TestingCluster`): one tree on every member,
+//! failover with nothing acknowledged lost, sessions and their ephemerals across members,
+//! expiry by the leader, minority members that stop serving and catch up.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{connected_client, PATIENCE};
+use zk::client::{Client, CreateMode, EventType};
+use zk::server::TestingCluster;
+
+async fn cluster(voters: usize) -> (TestingCluster, usize) {
+    let cluster = TestingCluster::start(voters).await.expect("cluster starts");
+    let leader = cluster
+        .wait_for_leader(PATIENCE)
+        .await
+        .expect("a leader is elected and every member serves");
+    (cluster, leader)
+}
+
+/// One client per member, each connected to that member only.
+async fn client_per_member(cluster: &TestingCluster) -> Vec<Client> {
+    let mut clients = Vec::new();
+    for i in 0..cluster.len() {
+        clients.push(connected_client(&cluster.member_connect_string(i)).await);
+    }
+    clients
+}
+
+async fn children_after_sync(client: &Client, path: &str) -> Vec<String> {
+    client.sync(path).await.expect("sync");
+    let mut kids = client.get_children(path).await.expect("children");
+    kids.sort();
+    kids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_member_serves_one_tree_with_ordered_sequence_numbers_and_cross_member_watches() {
+    let (cluster, _) = cluster(3).await;
+    let clients = client_per_member(&cluster).await;
+    clients[0].create("/e").await.expect("create /e");
+
+    // Writes through every member (learners forward them to the leader).
+    for (i, client) in clients.iter().enumerate() {
+        client
+            .create(&format!("/e/m{i}"))
+            .data(format!("from {i}").into_bytes())
+            .await
+            .expect("create through a member");
+    }
+    // Sequential creates from all members get distinct, increasing numbers.
+    let mut sequential = Vec::new();
+    for _ in 0..3 {
+        for client in &clients {
+            let created = client
+                .create("/e/seq-")
+                .mode(CreateMode::PersistentSequential)
+                .await
+                .expect("sequential create");
+            sequential.push(created.path);
+        }
+    }
+    let paths = &sequential;
+    assert!(
+        paths.windows(2).all(|w| w[0] < w[1]),
+        "sequence numbers increase in the order the creates were acknowledged: {paths:?}"
+    );
+
+    // A watch set on one member fires for a change made through another.
+    let (_, watch) = clients[0]
+        .exists("/e/w")
+        .watched()
+        .await
+        .expect("exists watch");
+    clients[2].create("/e/w").await.expect("create /e/w");
+    let event = tokio::time::timeout(PATIENCE, watch)
+        .await
+        .expect("the watch fires");
+    assert_eq!(event.event_type, EventType::NodeCreated);
+
+    // Every member sees the same tree (sync first: reads are served locally).
+    let expected = children_after_sync(&clients[0], "/e").await;
+    assert_eq!(expected.len(), 3 + 9 + 1);
+    for client in &clients {
+        assert_eq!(children_after_sync(client, "/e").await, expected);
+        let (data, _) = client.get_data("/e/m1").await.expect("get");
+        assert_eq!(data, b"from 1");
+    }
+
+    // A failed write answers through the same path: NodeExists from every member.
+    for client in &clients {
+        let err = client.create("/e/m0").await.expect_err("already exists");
+        assert_eq!(err, zk::client::Error::NodeExists);
+    }
+    let mntr = cluster
+        .four_letter_word(cluster.leader().await.expect("leader"), "mntr")
+        .await
+        .expect("mntr");
+    assert!(mntr.contains("zk_server_state\tleader"), "{mntr}");
+    assert!(mntr.contains("zk_synced_followers\t2"), "{mntr}");
+    for client in clients {
+        client.close().await.expect("close");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_resume_after_the_leader_is_killed_and_nothing_acknowledged_is_lost() {
+    let (mut cluster, leader) = cluster(3).await;
+    let client = connected_client(&cluster.connect_string()).await;
+    let session = client.session_id();
+    client.create("/f").await.expect("create /f");
+    client
+        .create("/f/eph")
+        .mode(CreateMode::Ephemeral)
+        .await
+        .expect("ephemeral");
+    let mut acknowledged = Vec::new();
+    for i in 0..20 {
+        let path = format!("/f/before-{i}");
+        client.create(&path).await.expect("write before the kill");
+        acknowledged.push(path);
+    }
+
+    cluster.kill(leader).await;
+    let new_leader = cluster
+        .wait_for_leader(PATIENCE)
+        .await
+        .expect("the two survivors elect a new leader");
+    assert_ne!(new_leader, leader);
+
+    for i in 0..20 {
+        let path = format!("/f/after-{i}");
+        // The retry policy rides out the failover; an idempotent create makes a retried
+        // create whose first attempt did commit harmless.
+        client
+            .create(&path)
+            .idempotent()
+            .await
+            .expect("write after the failover");
+        acknowledged.push(path);
+    }
+    assert_eq!(
+        client.session_id(),
+        session,
+        "the session moved to another member"
+    );
+    let (_, stat) = client
+        .exists("/f/eph")
+        .await
+        .expect("exists")
+        .map(|s| ((), s))
+        .expect("the ephemeral survives the failover");
+    assert_eq!(stat.ephemeral_owner, session);
+
+    cluster.restart(leader).await.expect("old leader restarts");
+    cluster
+        .wait_for_leader(PATIENCE)
+        .await
+        .expect("the restarted member rejoins");
+    for i in 0..cluster.len() {
+        let reader = connected_client(&cluster.member_connect_string(i)).await;
+        let kids = children_after_sync(&reader, "/f").await;
+        for path in &acknowledged {
+            let name = path.trim_start_matches("/f/");
+            assert!(
+                kids.iter().any(|k| k == name),
+                "member {i} lacks acknowledged {path}"
+            );
+        }
+        reader.close().await.expect("close");
+    }
+    client.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_expires_a_session_and_its_ephemerals_vanish_on_every_member() {
+    let (cluster, leader) = cluster(3).await;
+    let follower = (leader + 1) % 3;
+    let owner = connected_client(&cluster.member_connect_string(follower)).await;
+    owner.create("/x").await.expect("create");
+    owner
+        .create("/x/eph")
+        .mode(CreateMode::Ephemeral)
+        .await
+        .expect("ephemeral through a follower");
+    let clients = client_per_member(&cluster).await;
+    for client in &clients {
+        client.sync("/x").await.expect("sync");
+        assert!(client.exists("/x/eph").await.expect("exists").is_some());
+    }
+    // The follower relays the session's liveness: it outlives several session timeouts.
+    tokio::time::sleep(support::SESSION_TIMEOUT * 2).await;
+    assert!(clients[leader]
+        .exists("/x/eph")
+        .await
+        .expect("exists")
+        .is_some());
+
+    assert!(cluster.expire_session(owner.session_id()).await);
+    for client in &clients {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            client.sync("/x").await.expect("sync");
+            if client.exists("/x/eph").await.expect("exists").is_none() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the ephemeral outlived its session"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    for client in clients {
+        client.close().await.expect("close");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_member_stops_serving_and_catches_up_after_healing() {
+    let (mut cluster, leader) = cluster(3).await;
+    let lonely = (leader + 1) % 3;
+    let writer = connected_client(&cluster.member_connect_string(leader)).await;
+    writer.create("/p").await.expect("create");
+
+    cluster.isolate(lonely);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while cluster.mode(lonely).await.is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "an isolated member keeps serving"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The majority keeps a leader and keeps writing.
+    let majority_leader = cluster
+        .wait_for_leader(PATIENCE)
+        .await
+        .expect("the majority has a leader");
+    assert_ne!(majority_leader, lonely);
+    let writer = connected_client(&cluster.member_connect_string(majority_leader)).await;
+    for i in 0..10 {
+        writer
+            .create(&format!("/p/during-{i}"))
+            .await
+            .expect("majority writes");
+    }
+
+    cluster.heal();
+    cluster
+        .wait_for_leader(PATIENCE)
+        .await
+        .expect("the member rejoins");
+    let reader = connected_client(&cluster.member_connect_string(lonely)).await;
+    let kids = children_after_sync(&reader, "/p").await;
+    assert_eq!(
+        kids.len(),
+        10,
+        "the healed member has every write: {kids:?}"
+    );
+    reader.close().await.expect("close");
+    writer.close().await.expect("close");
+}

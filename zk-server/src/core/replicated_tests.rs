@@ -1,0 +1,297 @@
+//! The core as an ensemble member: a leader core and a learner core wired together by hand,
+//! the test playing the replica (forwarding, proposing, committing in zxid order).
+
+use super::tests::config;
+use super::*;
+use zk_proto::{CreateRequest, Decode, GetDataRequest, ReplyHeader};
+
+const LEARNER_CONN: ConnId = ConnId(7);
+
+fn now(mono_ms: u64) -> Now {
+    Now {
+        wall_ms: 1_700_000_000_000 + mono_ms as i64,
+        mono_ms,
+    }
+}
+
+/// A leader (server 1) and a learner (server 2), both serving.
+struct Pair {
+    leader: ServerCore,
+    learner: ServerCore,
+    next_zxid: i64,
+    clock: u64,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let member = |id: u8| {
+            let mut c = config(false, true);
+            c.server_id = id;
+            ServerCore::new(c, DataTree::new(), &[], now(0))
+        };
+        let mut pair = Pair {
+            leader: member(1),
+            learner: member(2),
+            next_zxid: (1 << 32) + 1,
+            clock: 0,
+        };
+        let leader_role = ReplicaRole::Leader {
+            next_zxid: pair.next_zxid,
+        };
+        assert!(pair
+            .leader
+            .step(Input::Role(leader_role), now(0))
+            .is_empty());
+        let learner_role = ReplicaRole::Learner { leader: 1 };
+        assert!(pair
+            .learner
+            .step(Input::Role(learner_role), now(0))
+            .is_empty());
+        pair
+    }
+
+    /// Runs the replica's part for the learner's actions until quiet; returns what the
+    /// learner sent its clients.
+    fn replicate(&mut self, learner_actions: Vec<Action>) -> Vec<Action> {
+        let mut to_clients = Vec::new();
+        let mut pending = learner_actions;
+        while !pending.is_empty() {
+            let mut next = Vec::new();
+            for action in pending {
+                match action {
+                    Action::Forward { data } => {
+                        let proposals =
+                            self.leader.step(Input::Forwarded { data }, now(self.clock));
+                        for proposal in proposals {
+                            let Action::Propose { zxid, txn } = proposal else {
+                                panic!("the leader answered a forward with {proposal:?}")
+                            };
+                            assert_eq!(zxid, self.next_zxid, "zxids are assigned in order");
+                            self.next_zxid += 1;
+                            let input = || Input::Committed {
+                                zxid,
+                                txn: txn.clone(),
+                            };
+                            assert!(self.leader.step(input(), now(self.clock)).is_empty());
+                            next.extend(self.learner.step(input(), now(self.clock)));
+                        }
+                    }
+                    other => to_clients.push(other),
+                }
+            }
+            pending = next;
+        }
+        to_clients
+    }
+
+    fn connect_to_learner(&mut self) -> i64 {
+        let request = ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            timeout: 4_000,
+            session_id: 0,
+            passwd: vec![0; 16],
+            read_only: None,
+        };
+        let actions = self.learner.step(
+            Input::Connect {
+                conn: LEARNER_CONN,
+                request,
+                remote: "127.0.0.1:5000".parse().unwrap(),
+            },
+            now(self.clock),
+        );
+        let sent = self.replicate(actions);
+        let [Action::Send { frame, .. }] = sent.as_slice() else {
+            panic!("{sent:?}")
+        };
+        let response = ConnectResponse::from_bytes(&frame[4..]).unwrap();
+        assert_eq!(
+            response.session_id >> 56,
+            2,
+            "the learner's id is in the top byte"
+        );
+        response.session_id
+    }
+
+    fn request(&mut self, xid: i32, request: Request) -> Vec<Action> {
+        let actions = self.learner.step(
+            Input::Request {
+                conn: LEARNER_CONN,
+                xid,
+                request,
+            },
+            now(self.clock),
+        );
+        self.replicate(actions)
+    }
+}
+
+fn create(path: &str) -> Request {
+    Request::Create(CreateRequest {
+        path: path.into(),
+        data: Some(b"v".to_vec()),
+        acl: zk_proto::Acl::open_unsafe(),
+        flags: 0,
+    })
+}
+
+fn headers(actions: &[Action]) -> Vec<(i32, i32)> {
+    actions
+        .iter()
+        .map(|a| {
+            let Action::Send { frame, .. } = a else {
+                panic!("{a:?}")
+            };
+            let h = ReplyHeader::from_bytes(&frame[4..]).unwrap();
+            (h.xid, h.err)
+        })
+        .collect()
+}
+
+#[test]
+fn a_learner_forwards_writes_and_answers_them_in_order_once_committed() {
+    let mut pair = Pair::new();
+    pair.connect_to_learner();
+    let forwarded = pair.learner.step(
+        Input::Request {
+            conn: LEARNER_CONN,
+            xid: 1,
+            request: create("/a"),
+        },
+        now(0),
+    );
+    assert!(
+        matches!(forwarded.as_slice(), [Action::Forward { .. }]),
+        "nothing is answered before the commit: {forwarded:?}"
+    );
+    // A failing write and a read queue behind it.
+    let second = pair.learner.step(
+        Input::Request {
+            conn: LEARNER_CONN,
+            xid: 2,
+            request: create("/a"),
+        },
+        now(0),
+    );
+    let read = pair.learner.step(
+        Input::Request {
+            conn: LEARNER_CONN,
+            xid: 3,
+            request: Request::GetData(GetDataRequest {
+                path: "/a".into(),
+                watch: false,
+            }),
+        },
+        now(0),
+    );
+    assert!(read.is_empty(), "the read waits for the writes before it");
+    let mut actions = forwarded;
+    actions.extend(second);
+    let sent = pair.replicate(actions);
+    assert_eq!(
+        headers(&sent),
+        vec![(1, 0), (2, ErrorCode::NodeExists.as_i32()), (3, 0)],
+        "the failure travelled as an error txn, in order"
+    );
+    assert!(pair.leader.tree().get("/a").is_some());
+    assert_eq!(
+        pair.leader.tree().last_processed_zxid(),
+        pair.learner.tree().last_processed_zxid()
+    );
+}
+
+#[test]
+fn a_sync_is_answered_after_the_writes_before_it() {
+    let mut pair = Pair::new();
+    pair.connect_to_learner();
+    let sent = pair.request(1, create("/s"));
+    assert_eq!(headers(&sent), vec![(1, 0)]);
+    let before = pair.learner.tree().last_processed_zxid();
+    let sent = pair.request(
+        2,
+        Request::Sync(zk_proto::SyncRequest { path: "/s".into() }),
+    );
+    assert_eq!(headers(&sent), vec![(2, 0)]);
+    assert!(pair.learner.tree().last_processed_zxid() > before);
+}
+
+#[test]
+fn the_leader_expires_only_sessions_whose_learner_stopped_relaying_them() {
+    let mut pair = Pair::new();
+    let session = pair.connect_to_learner();
+    pair.request(
+        1,
+        Request::Create(CreateRequest {
+            path: "/eph".into(),
+            data: None,
+            acl: zk_proto::Acl::open_unsafe(),
+            flags: 1,
+        }),
+    );
+    // Ticks for twice the timeout: the learner relays the session, the leader keeps it.
+    for t in (100..8_000).step_by(100) {
+        pair.clock = t;
+        let relayed = pair.learner.step(Input::Tick, now(t));
+        let [Action::Forward { data }] = relayed.as_slice() else {
+            panic!("the learner relays its sessions: {relayed:?}")
+        };
+        assert_eq!(
+            forward::Forwarded::decode(data),
+            Ok(forward::Forwarded::Touch {
+                sessions: vec![session]
+            })
+        );
+        pair.leader
+            .step(Input::Forwarded { data: data.clone() }, now(t));
+        assert!(pair.leader.step(Input::Tick, now(t)).is_empty());
+    }
+    // The client goes away: no more relays, and the leader expires the session.
+    pair.learner
+        .step(Input::Disconnected { conn: LEARNER_CONN }, now(8_000));
+    let mut expired = Vec::new();
+    for t in (8_100..14_000).step_by(100) {
+        assert!(pair.learner.step(Input::Tick, now(t)).is_empty());
+        expired.extend(pair.leader.step(Input::Tick, now(t)));
+    }
+    let [Action::Propose { txn, .. }] = expired.as_slice() else {
+        panic!("{expired:?}")
+    };
+    let txn = Txn::from_bytes(txn).unwrap();
+    assert_eq!(txn.header.client_id, session);
+    assert!(matches!(txn.body, TxnBody::CloseSession(_)));
+}
+
+#[test]
+fn a_member_refuses_clients_until_it_serves_and_closes_them_when_its_role_changes() {
+    let mut core = ServerCore::new(config(false, true), DataTree::new(), &[], now(0));
+    let connect = |core: &mut ServerCore, conn| {
+        let request = ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            timeout: 4_000,
+            session_id: 0,
+            passwd: vec![0; 16],
+            read_only: None,
+        };
+        core.step(
+            Input::Connect {
+                conn,
+                request,
+                remote: "127.0.0.1:5000".parse().unwrap(),
+            },
+            now(0),
+        )
+    };
+    let refused = connect(&mut core, ConnId(1));
+    assert!(matches!(refused.as_slice(), [Action::Close { .. }]));
+
+    core.step(Input::Role(ReplicaRole::Learner { leader: 1 }), now(0));
+    let accepted = connect(&mut core, ConnId(2));
+    assert!(matches!(accepted.as_slice(), [Action::Forward { .. }]));
+    let closed = core.step(Input::Role(ReplicaRole::NotServing), now(0));
+    assert!(
+        matches!(closed.as_slice(), [Action::Close { conn }] if *conn == ConnId(2)),
+        "{closed:?}"
+    );
+}
