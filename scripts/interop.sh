@@ -5,8 +5,11 @@
 #     1. Apache ZooKeeper 3.8 (installed if needed) on a free loopback port: the zk-client test
 #        suite, then the kazoo suite and the zkCli / cli_mt checks (which proves those checks
 #        describe Apache's behaviour);
-#     2. our zk-server binary on a free loopback port: the same kazoo suite and CLI checks.
+#     2. our zk-server binary on a free loopback port: the same kazoo suite and CLI checks;
+#     3. three zk-server processes as an ensemble: kazoo and zkCli on every member see the same
+#        data, and a kazoo Lock is held through a SIGKILL of the leader.
 #   scripts/interop.sh install    only install the Debian packages and the kazoo venv
+#   scripts/interop.sh ensemble   only step 3
 #   scripts/interop.sh serve      start Apache ZooKeeper and print its ZK_TEST_CONNECT; runs until killed
 #
 # Each step is a function, so later steps (kazoo, zkCli against our server) can be added the same
@@ -21,6 +24,9 @@ ZK_PORT=""
 OURS_DIR=""
 OURS_PID=""
 OURS_PORT=""
+ENSEMBLE_DIR=""
+ENSEMBLE_MEMBERS=""
+ENSEMBLE_PIDS=()
 VENV=${KAZOO_VENV:-target/interop-venv}
 
 log() { echo "== $*" >&2; }
@@ -65,6 +71,7 @@ cleanup() {
     rm -rf "$WORK_DIR"
   fi
   stop_our_server
+  stop_our_ensemble
 }
 
 install_kazoo() {
@@ -112,6 +119,75 @@ stop_our_server() {
     rm -rf "$OURS_DIR"
   fi
   OURS_DIR=""
+}
+
+start_our_ensemble() {
+  cargo build --quiet -p zk-server --bin zk-server
+  ENSEMBLE_DIR=$(mktemp -d /tmp/zk-ensemble.XXXXXX)
+  local servers="" clients=() i
+  local secret="interop-ensemble-secret-$RANDOM$RANDOM"
+  for i in 1 2 3; do
+    servers+="server.$i=127.0.0.1:$(free_port):$(free_port)"$'\n'
+    clients+=("$(free_port)")
+  done
+  for i in 1 2 3; do
+    mkdir -p "$ENSEMBLE_DIR/$i"
+    echo "$i" >"$ENSEMBLE_DIR/$i/myid"
+    cat >"$ENSEMBLE_DIR/$i/zoo.cfg" <<EOF
+tickTime=200
+initLimit=10
+syncLimit=5
+dataDir=$ENSEMBLE_DIR/$i
+clientPort=${clients[$((i - 1))]}
+clientPortAddress=127.0.0.1
+maxClientCnxns=0
+4lw.commands.whitelist=*
+quorum.auth.secret=$secret
+$servers
+EOF
+    ENSEMBLE_MEMBERS+="${ENSEMBLE_MEMBERS:+,}127.0.0.1:${clients[$((i - 1))]}"
+  done
+  log "starting a 3-member zk-server ensemble: $ENSEMBLE_MEMBERS"
+  for i in 1 2 3; do
+    target/debug/zk-server --config "$ENSEMBLE_DIR/$i/zoo.cfg" >"$ENSEMBLE_DIR/$i/zk-server.log" 2>&1 &
+    ENSEMBLE_PIDS+=($!)
+  done
+  local serving port
+  for _ in $(seq 1 200); do
+    serving=0
+    for port in "${clients[@]}"; do
+      if four_letter_word "$port" srvr | grep -q -E "Mode: (leader|follower)"; then
+        serving=$((serving + 1))
+      fi
+    done
+    if [[ $serving == 3 ]]; then
+      log "the ensemble serves (pids ${ENSEMBLE_PIDS[*]})"
+      return
+    fi
+    sleep 0.05
+  done
+  tail -n 20 "$ENSEMBLE_DIR"/*/zk-server.log >&2 || true
+  echo "the ensemble did not elect a leader within 10 s" >&2
+  return 1
+}
+
+run_ensemble_kazoo_tests() {
+  log "kazoo and zkCli against the ensemble"
+  ZK_ENSEMBLE="$ENSEMBLE_MEMBERS" ZK_ENSEMBLE_PIDS="$(IFS=,; echo "${ENSEMBLE_PIDS[*]}")" \
+    timeout 600 "$VENV/bin/python" -m pytest -q interop/kazoo/test_ensemble.py
+}
+
+stop_our_ensemble() {
+  local pid
+  for pid in "${ENSEMBLE_PIDS[@]}"; do
+    stop_pid "$pid" "zk-server ensemble member"
+  done
+  ENSEMBLE_PIDS=()
+  if [[ -n "$ENSEMBLE_DIR" && -d "$ENSEMBLE_DIR" ]]; then
+    rm -rf "$ENSEMBLE_DIR"
+  fi
+  ENSEMBLE_DIR=""
+  ENSEMBLE_MEMBERS=""
 }
 
 stop_zookeeper() {
@@ -217,10 +293,21 @@ main() {
       run_kazoo_suite "$OURS_PORT" "zk-server"
       run_cli_checks "$OURS_PORT" "zk-server"
       stop_our_server
+      start_our_ensemble
+      run_ensemble_kazoo_tests
+      stop_our_ensemble
       log "interop: all steps passed"
       ;;
+    ensemble)
+      trap cleanup EXIT INT TERM
+      install_zookeeper
+      install_kazoo
+      start_our_ensemble
+      run_ensemble_kazoo_tests
+      stop_our_ensemble
+      ;;
     *)
-      echo "usage: $0 [all|install|serve]" >&2
+      echo "usage: $0 [all|install|serve|ensemble]" >&2
       exit 2
       ;;
   esac
