@@ -85,18 +85,10 @@ impl Pair {
     }
 
     fn connect_to_learner(&mut self) -> i64 {
-        let request = ConnectRequest {
-            protocol_version: 0,
-            last_zxid_seen: 0,
-            timeout: 4_000,
-            session_id: 0,
-            passwd: vec![0; 16],
-            read_only: None,
-        };
         let actions = self.learner.step(
             Input::Connect {
                 conn: LEARNER_CONN,
-                request,
+                request: new_session(),
                 remote: "127.0.0.1:5000".parse().unwrap(),
             },
             now(self.clock),
@@ -124,6 +116,18 @@ impl Pair {
             now(self.clock),
         );
         self.replicate(actions)
+    }
+}
+
+/// A handshake asking for a new 4 s session.
+fn new_session() -> ConnectRequest {
+    ConnectRequest {
+        protocol_version: 0,
+        last_zxid_seen: 0,
+        timeout: 4_000,
+        session_id: 0,
+        passwd: vec![0; 16],
+        read_only: None,
     }
 }
 
@@ -266,18 +270,10 @@ fn the_leader_expires_only_sessions_whose_learner_stopped_relaying_them() {
 fn a_member_refuses_clients_until_it_serves_and_closes_them_when_its_role_changes() {
     let mut core = ServerCore::new(config(false, true), DataTree::new(), &[], now(0));
     let connect = |core: &mut ServerCore, conn| {
-        let request = ConnectRequest {
-            protocol_version: 0,
-            last_zxid_seen: 0,
-            timeout: 4_000,
-            session_id: 0,
-            passwd: vec![0; 16],
-            read_only: None,
-        };
         core.step(
             Input::Connect {
                 conn,
-                request,
+                request: new_session(),
                 remote: "127.0.0.1:5000".parse().unwrap(),
             },
             now(0),

@@ -116,15 +116,8 @@ impl Server {
             "recovered data directory"
         );
 
-        let addr = SocketAddr::new(config.client_port_address, config.client_port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { addr, source })?;
         let mut config = config;
-        config.client_port = local_addr.port();
+        let (listener, local_addr) = bind_client_port(&mut config).await?;
 
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let storage_events = events_tx.clone();
@@ -182,20 +175,13 @@ impl Server {
         let storage =
             DiskStorage::open(&config.data_dir, &config.log_dir(), DiskOptions::default())
                 .map_err(crate::quorum::DriverError::from)?;
-        let addr = SocketAddr::new(config.client_port_address, config.client_port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { addr, source })?;
         let mut config = config;
-        config.client_port = local_addr.port();
+        let (listener, local_addr) = bind_client_port(&mut config).await?;
         let transport_config = TransportConfig::from_quorum(&quorum);
         let quorum_addr = transport_config
             .listen_addr(quorum.listen_on_all_ips)
             .and_then(|(host, port)| Some(SocketAddr::new(host.parse().ok()?, port)))
-            .unwrap_or(addr);
+            .unwrap_or(local_addr);
         let (transport, inputs) = QuorumTransport::bind(transport_config, quorum.listen_on_all_ips)
             .await
             .map_err(|source| ServerError::Bind {
@@ -264,6 +250,21 @@ impl Server {
             transport: Some(transport),
         })
     }
+}
+
+/// Binds the client port (port 0: any free one, written back into `config`).
+async fn bind_client_port(
+    config: &mut ServerConfig,
+) -> Result<(TcpListener, SocketAddr), ServerError> {
+    let addr = SocketAddr::new(config.client_port_address, config.client_port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    config.client_port = local_addr.port();
+    Ok((listener, local_addr))
 }
 
 fn core_config(config: &ServerConfig, server_id: u8, replicated: bool) -> CoreConfig {

@@ -25,7 +25,7 @@ impl Default for TestingClusterBuilder {
         TestingClusterBuilder {
             voters: 3,
             observers: 0,
-            tick_time_ms: 100,
+            tick_time_ms: 200,
         }
     }
 }
@@ -43,8 +43,9 @@ impl TestingClusterBuilder {
         self
     }
 
-    /// The tick (default 100 ms); initLimit is 10 ticks, syncLimit 5, sessions may
-    /// negotiate timeouts from 2 ticks up to 60 s.
+    /// The tick (default 200 ms); initLimit is 20 ticks, syncLimit 10 (a follower silent
+    /// for 2 s is dropped: room for a loaded test machine), sessions may negotiate timeouts
+    /// from 2 ticks up to 60 s.
     pub fn tick_time_ms(mut self, ms: u32) -> Self {
         self.tick_time_ms = ms;
         self
@@ -188,8 +189,8 @@ impl TestingCluster {
                 .iter()
                 .map(|m| (m.spec.id, m.spec.clone()))
                 .collect(),
-            init_limit: 10,
-            sync_limit: 5,
+            init_limit: 20,
+            sync_limit: 10,
             listen_on_all_ips: false,
             secret: Some(self.secret.clone()),
         });
