@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use support::{connected_client, PATIENCE};
 use zk::client::{Client, CreateMode, EventType};
-use zk::server::TestingCluster;
+use zk::server::{TestingCluster, TestingClusterBuilder};
 
 async fn cluster(voters: usize) -> (TestingCluster, usize) {
     let cluster = TestingCluster::start(voters).await.expect("cluster starts");
@@ -261,4 +261,79 @@ async fn an_isolated_member_stops_serving_and_catches_up_after_healing() {
     );
     reader.close().await.expect("close");
     writer.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_behind_the_compacted_log_catches_up_from_the_leaders_snapshot() {
+    let mut cluster = TestingClusterBuilder::default()
+        .snap_count(40)
+        .start()
+        .await
+        .expect("cluster");
+    let leader = cluster.wait_for_leader(PATIENCE).await.expect("a leader");
+    let behind = (leader + 1) % 3;
+    let other = (leader + 2) % 3;
+    let writer = connected_client(&cluster.member_connect_string(other)).await;
+    writer.create("/s").await.expect("create");
+    writer
+        .create("/s/eph")
+        .mode(CreateMode::Ephemeral)
+        .await
+        .expect("ephemeral");
+    cluster.kill(behind).await;
+    // Several snapshots' worth of txns while it is down: the leader no longer has them as a
+    // diff.
+    for i in 0..150 {
+        writer
+            .set_data("/s", format!("v{i}").into_bytes())
+            .await
+            .expect("write while a member is down");
+        if i % 10 == 0 {
+            writer
+                .create(&format!("/s/n{i}"))
+                .await
+                .expect("create while a member is down");
+        }
+    }
+    // The members took snapshots (compacting their logs past what `behind` has).
+    let snapshots = std::fs::read_dir(cluster.data_dir(leader).join("version-2"))
+        .expect("the leader's data directory")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with("snapshot."))
+        .count();
+    assert_eq!(snapshots, 1, "one snapshot, the newest, is kept");
+    cluster.restart(behind).await.expect("restart");
+    cluster
+        .wait_for_leader(PATIENCE)
+        .await
+        .expect("the member rejoins");
+    let reader = connected_client(&cluster.member_connect_string(behind)).await;
+    let (data, stat) = reader.get_data("/s").await.expect("get");
+    assert_eq!(data, b"v149");
+    assert_eq!(stat.version, 150);
+    assert_eq!(children_after_sync(&reader, "/s").await.len(), 16);
+    // The snapshot carried the sessions: the writer's ephemeral and session live there too.
+    let (_, eph) = reader.get_data("/s/eph").await.expect("the ephemeral");
+    assert_eq!(eph.ephemeral_owner, writer.session_id());
+
+    // Every member restarts from its own snapshot plus the log after it.
+    for i in 0..3 {
+        cluster.kill(i).await;
+    }
+    for i in 0..3 {
+        cluster.restart(i).await.expect("restart");
+    }
+    cluster
+        .wait_for_leader(PATIENCE)
+        .await
+        .expect("the ensemble recovers");
+    for i in 0..3 {
+        let c = connected_client(&cluster.member_connect_string(i)).await;
+        let (data, _) = c.get_data("/s").await.expect("get after a full restart");
+        assert_eq!(data, b"v149", "member {i}");
+        c.close().await.expect("close");
+    }
+    // Their sessions may have expired during the full restart.
+    let _ = reader.close().await;
+    let _ = writer.close().await;
 }

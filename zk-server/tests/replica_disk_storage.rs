@@ -1,7 +1,8 @@
 //! [`DiskStorage`]: the replica's log, snapshot and epochs on a real file system — round
 //! trips, crashes (dropping the storage without a sync), a torn tail at every byte of the last
 //! record, corruption in the middle, truncation across files, snapshot installs (also one
-//! interrupted by a crash), epochs with the ZOOKEEPER-1653 fallback.
+//! interrupted by a crash), compaction (also interrupted by a crash), epochs with the
+//! ZOOKEEPER-1653 fallback.
 
 use std::path::{Path, PathBuf};
 
@@ -488,6 +489,83 @@ fn a_crash_in_the_middle_of_an_install_never_mixes_generations() {
     bytes[n - 10] ^= 1;
     std::fs::write(&snap, &bytes).expect("write");
     assert_corrupt(try_recover(dir.path(), small_files()), "damaged snapshot");
+}
+
+#[test]
+fn compaction_keeps_the_entries_after_the_snapshot_and_deletes_the_covered_files() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = Bytes::from_static(b"state at 1/7");
+    {
+        let (mut s, _) = start(dir.path(), small_files());
+        append_all(&mut s, &run(1, 1..=10));
+        s.sync().expect("sync");
+        let before = logs(dir.path());
+        assert!(before.len() >= 3, "small files: {before:?}");
+        s.compact(make_zxid(1, 7), &state).expect("compact");
+        let after = logs(dir.path());
+        assert!(after.len() < before.len(), "covered files deleted");
+        assert!(
+            after.iter().all(|f| before.contains(f)),
+            "no file rewritten"
+        );
+        // Appends go on after a compaction.
+        append_all(&mut s, &run(1, 11..=12));
+        s.sync().expect("sync");
+    }
+    let (mut s, r) = recover(dir.path(), small_files());
+    assert_eq!(r.state.history.base(), make_zxid(1, 7));
+    assert_eq!(r.state.history.entries(), &run(1, 8..=12)[..]);
+    assert_eq!(r.snapshot.as_ref(), Some(&state));
+    // A later compaction replaces the snapshot; truncation above it still works.
+    let state2 = Bytes::from_static(b"state at 1/11");
+    s.compact(make_zxid(1, 11), &state2).expect("compact");
+    s.truncate(make_zxid(1, 11)).expect("truncate");
+    append_all(&mut s, &run(2, 1..=1));
+    s.sync().expect("sync");
+    drop(s);
+    let (_, r) = recover(dir.path(), small_files());
+    assert_eq!(r.state.history.base(), make_zxid(1, 11));
+    assert_eq!(r.state.history.entries(), &run(2, 1..=1)[..]);
+    assert_eq!(r.snapshot, Some(state2));
+    let snaps = std::fs::read_dir(dir.path().join("version-2"))
+        .expect("list")
+        .filter_map(|d| d.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("snapshot."))
+        .count();
+    assert_eq!(snaps, 1, "the older snapshot is gone");
+}
+
+#[test]
+fn a_crash_in_the_middle_of_a_compaction_recovers_from_the_new_snapshot() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let aside = tempfile::tempdir().expect("tmp");
+    let (mut s, _) = start(dir.path(), small_files());
+    append_all(&mut s, &run(1, 1..=10));
+    s.sync().expect("sync");
+    let old: Vec<PathBuf> = logs(dir.path());
+    for f in &old {
+        std::fs::copy(f, aside.path().join(f.file_name().expect("name"))).expect("copy");
+    }
+    s.compact(make_zxid(1, 8), &Bytes::from_static(b"eight"))
+        .expect("compact");
+    drop(s);
+    // As if the deletions after the snapshot's rename had not reached the disk.
+    for f in &old {
+        std::fs::copy(aside.path().join(f.file_name().expect("name")), f).expect("restore");
+    }
+    let (_, r) = recover(dir.path(), small_files());
+    assert_eq!(r.state.history.base(), make_zxid(1, 8));
+    assert_eq!(r.state.history.entries(), &run(1, 9..=10)[..]);
+    assert_eq!(r.snapshot, Some(Bytes::from_static(b"eight")));
+    assert!(
+        logs(dir.path()).len() < old.len(),
+        "covered files removed at recovery"
+    );
+    // Compacting beyond the log is refused (and poisons, like every storage error).
+    let (mut s, _) = recover(dir.path(), small_files());
+    assert!(s
+        .compact(make_zxid(1, 11), &Bytes::from_static(b"x"))
+        .is_err());
 }
 
 #[test]

@@ -209,7 +209,8 @@ impl Server {
             last_container_check_ms: 0,
         };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let driver = DriverConfig::new(peer_config(&quorum, u64::from(config.tick_time_ms)));
+        let mut driver = DriverConfig::new(peer_config(&quorum, u64::from(config.tick_time_ms)));
+        driver.snapshot_every = config.snap_count;
         let replica = Replica::spawn_with_events(
             driver,
             storage,

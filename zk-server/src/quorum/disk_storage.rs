@@ -33,13 +33,23 @@
 //! # Generations
 //!
 //! Installing a snapshot replaces the whole history, but the snapshot and the log files
-//! cannot be replaced in one atomic step. Each snapshot therefore carries a generation, one
-//! more than the one it replaces (0: no snapshot), and every log file written after it
-//! carries the same generation in its header. The snapshot's rename is the commit point;
+//! cannot be replaced in one atomic step. Each installed snapshot therefore carries a
+//! generation, one more than the one it replaces (the log starts at 0), and every log file
+//! written after it carries the same generation in its header. The snapshot's rename is the
+//! commit point;
 //! recovery uses the snapshot of the highest generation and only the log files of that
 //! generation, deleting older ones (left behind by a crash in the middle of an install). So
 //! a crash never mixes a new snapshot with the log it replaced (which could hold txns after
 //! the snapshot's zxid that the leader had dropped).
+//!
+//! # Compaction
+//!
+//! [`compact`](ReplicaStorage::compact) writes a snapshot of the local state at a committed
+//! zxid with the *current* generation (the log it shortens stays valid), then deletes the
+//! older snapshot and every log file the snapshot covers entirely; the file holding the
+//! entry after the snapshot is kept whole. Recovery takes the newest snapshot of the highest
+//! generation and skips logged entries up to its zxid; files left covered by a crash in the
+//! middle of a compaction are deleted then.
 //!
 //! # Recovery
 //!
@@ -221,7 +231,8 @@ fn parse_snapshot(bytes: Bytes, zxid: Zxid) -> Result<(i64, Bytes), String> {
     if i64::from(adler32(bytes.get(..sealed).unwrap_or_default())) != checksum {
         return Err("checksum mismatch".into());
     }
-    if generation < 1 {
+    // Generation 0 is the log's before any install: only compactions write snapshots of it.
+    if generation < 0 {
         return Err(format!("bad generation {generation}"));
     }
     Ok((generation, bytes.slice(SNAPSHOT_HEADER_LEN..sealed)))
@@ -334,7 +345,7 @@ impl DiskStorage {
         let snap_dir = self.dirs.snap_dir.clone();
         let log_dir = self.dirs.log_dir.clone();
 
-        // The snapshot of the highest generation; every snapshot file must be intact.
+        // The newest snapshot of the highest generation; every snapshot file must be intact.
         let mut chosen: Option<(i64, Zxid, PathBuf, Bytes)> = None;
         let snapshots = snapshot::list(&snap_dir)?;
         for (zxid, path) in &snapshots {
@@ -342,13 +353,17 @@ impl DiskStorage {
                 .map_err(|e| io_err(format_args!("reading {}", path.display()), e))?;
             let (generation, state) =
                 parse_snapshot(Bytes::from(bytes), *zxid).map_err(|r| corrupt(path, 0, r))?;
-            if chosen.as_ref().is_none_or(|c| generation > c.0) {
+            if chosen
+                .as_ref()
+                .is_none_or(|c| (generation, *zxid) > (c.0, c.1))
+            {
                 chosen = Some((generation, *zxid, path.clone(), state));
             }
         }
         let (generation, base, snapshot) = match chosen {
             Some((generation, zxid, path, state)) => {
-                // Older snapshots were left by a crash in the middle of an install.
+                // Older snapshots were left by a crash in the middle of an install or a
+                // compaction.
                 let mut removed = false;
                 for (_, other) in &snapshots {
                     if *other != path {
@@ -399,8 +414,19 @@ impl DiskStorage {
         }
 
         let mut entries = Vec::new();
-        let mut segments = Vec::new();
+        let mut segments: Vec<Segment> = Vec::new();
         for (i, (first, path)) in current.iter().enumerate() {
+            // A file the snapshot covers entirely (the next one starts at or before the
+            // entry after the snapshot): left by a crash in the middle of a compaction.
+            let covered = current
+                .get(i + 1)
+                .is_some_and(|(next, _)| *next <= base.saturating_add(1));
+            if covered {
+                tracing::info!(file = %path.display(), "removing a log covered by the snapshot");
+                remove_file(path)?;
+                fsync_dir(&log_dir)?;
+                continue;
+            }
             let is_last = i + 1 == current.len();
             let mut ends = Vec::new();
             let scan = scan_log_file(
@@ -415,7 +441,11 @@ impl DiskStorage {
                 },
                 |entry: Entry, end| {
                     ends.push((entry.zxid, end));
-                    entries.push(entry);
+                    // Entries up to the snapshot's zxid are in it (a compaction keeps the
+                    // file that straddles it).
+                    if entry.zxid > base {
+                        entries.push(entry);
+                    }
                 },
             )?;
             match ends.first() {
@@ -677,6 +707,54 @@ impl DiskStorage {
         fsync_dir(&snap_dir)
     }
 
+    fn do_compact(&mut self, zxid: Zxid, state: &Bytes) -> Result<(), StorageError> {
+        if zxid <= self.base {
+            return Ok(());
+        }
+        if zxid > self.last {
+            return Err(StorageError::Other(format!(
+                "a snapshot at {zxid:#x} is beyond the log's last entry {:#x}",
+                self.last
+            )));
+        }
+        // The log up to `zxid` is durable before the snapshot replaces it.
+        self.flush()?;
+        let snap_dir = self.dirs.snap_dir.clone();
+        let bytes = encode_snapshot(zxid, self.generation, state);
+        let path = snapshot::write(&snap_dir, zxid, &bytes).map_err(|e| {
+            io_err(
+                format_args!("writing a snapshot in {}", snap_dir.display()),
+                e,
+            )
+        })?;
+        // Committed: recovery now starts from this snapshot.
+        self.base = zxid;
+        for (_, old) in snapshot::list(&snap_dir)? {
+            if old != path {
+                remove_file(&old)?;
+            }
+        }
+        fsync_dir(&snap_dir)?;
+        // Files whose every entry the snapshot holds: all but the one holding the entry
+        // after `zxid` (and never the file being written).
+        let keep_from = self
+            .segments
+            .iter()
+            .rposition(|s| s.first <= zxid.saturating_add(1))
+            .unwrap_or(0)
+            .min(self.segments.len().saturating_sub(1));
+        let log_dir = self.dirs.log_dir.clone();
+        let mut removed = false;
+        for segment in self.segments.drain(..keep_from) {
+            remove_file(&segment.path)?;
+            removed = true;
+        }
+        if removed {
+            fsync_dir(&log_dir)?;
+        }
+        Ok(())
+    }
+
     fn do_persist_epochs(&mut self, accepted: u32, current: u32) -> Result<(), StorageError> {
         let saved = self.saved_epochs;
         // Accepted first: a crash in between leaves accepted ≥ current (both only grow).
@@ -729,5 +807,9 @@ impl ReplicaStorage for DiskStorage {
 
     fn persist_epochs(&mut self, accepted: u32, current: u32) -> Result<(), StorageError> {
         self.guarded(|s| s.do_persist_epochs(accepted, current))
+    }
+
+    fn compact(&mut self, zxid: Zxid, state: &Bytes) -> Result<(), StorageError> {
+        self.guarded(|s| s.do_compact(zxid, state))
     }
 }

@@ -43,16 +43,21 @@ pub struct DriverConfig {
     /// How often the peer gets a tick. An established leader pings its learners on every
     /// tick, and election deadlines are checked on ticks.
     pub tick_interval: Duration,
+    /// Committed txns between snapshots of the state machine that compact the log (like
+    /// `snapCount`); 0 never compacts.
+    pub snapshot_every: u64,
 }
 
 impl DriverConfig {
     /// Ticks every `tickTime / 2` (Apache's ping interval), at most every 100 ms so that
-    /// the election's 200 ms finalize wait is not stretched, and at least every 1 ms.
+    /// the election's 200 ms finalize wait is not stretched, and at least every 1 ms; never
+    /// compacts.
     pub fn new(peer: PeerConfig) -> DriverConfig {
         let ms = (peer.tick_ms / 2).clamp(1, 100);
         DriverConfig {
             peer,
             tick_interval: Duration::from_millis(ms),
+            snapshot_every: 0,
         }
     }
 }
@@ -254,6 +259,7 @@ impl Replica {
             applied: applied_tx,
             started,
             tick_interval: config.tick_interval,
+            snapshot_every: config.snapshot_every,
         };
         let task = tokio::spawn(driver.run());
         Ok(Replica {
@@ -336,6 +342,7 @@ struct Driver<S, M: StateMachine> {
     applied: watch::Sender<Zxid>,
     started: Instant,
     tick_interval: Duration,
+    snapshot_every: u64,
 }
 
 impl<S: ReplicaStorage, M: StateMachine> Driver<S, M> {
@@ -400,7 +407,31 @@ impl<S: ReplicaStorage, M: StateMachine> Driver<S, M> {
                 }
             }
             self.execute()?;
+            self.compact_if_due()?;
         }
+    }
+
+    /// Once `snapshot_every` committed txns are in the log, snapshots the state machine (it
+    /// has applied exactly the committed txns when the peer is quiet) and drops them.
+    fn compact_if_due(&mut self) -> Result<(), DriverError> {
+        if self.snapshot_every == 0 {
+            return Ok(());
+        }
+        let committed = self.peer.committed();
+        let entries = self.peer.history().entries();
+        let logged_and_committed = entries.partition_point(|e| e.zxid <= committed);
+        if (logged_and_committed as u64) < self.snapshot_every {
+            return Ok(());
+        }
+        let state = self.state_machine.snapshot();
+        self.storage.compact(committed, &state)?;
+        let base = self.peer.compact(committed);
+        tracing::info!(
+            me = self.peer.id(),
+            base = format_args!("{base:#x}"),
+            "log compacted"
+        );
+        Ok(())
     }
 
     fn command(&mut self, command: Command) {

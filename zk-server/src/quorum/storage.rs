@@ -118,6 +118,14 @@ pub trait ReplicaStorage: Send + 'static {
     /// # Errors
     /// A write error.
     fn persist_epochs(&mut self, accepted: u32, current: u32) -> Result<(), StorageError>;
+
+    /// Takes a snapshot of the local state as of `zxid` (a committed txn this replica logged)
+    /// and forgets the logged txns up to it, keeping the later ones: the log stays bounded.
+    /// After a crash, recovery returns this snapshot and the txns after it.
+    ///
+    /// # Errors
+    /// A write error.
+    fn compact(&mut self, zxid: Zxid, state: &Bytes) -> Result<(), StorageError>;
 }
 
 #[derive(Debug, Default)]
@@ -219,6 +227,19 @@ impl ReplicaStorage for MemoryStorage {
         let mut d = self.disk();
         d.accepted = accepted;
         d.current = current;
+        Ok(())
+    }
+
+    fn compact(&mut self, zxid: Zxid, state: &Bytes) -> Result<(), StorageError> {
+        let mut d = self.disk();
+        if zxid <= d.base {
+            return Ok(());
+        }
+        let drop = d.log.partition_point(|e| e.zxid <= zxid);
+        d.log.drain(..drop);
+        d.durable = d.durable.saturating_sub(drop);
+        d.base = zxid;
+        d.snapshot = Some(state.clone());
         Ok(())
     }
 }

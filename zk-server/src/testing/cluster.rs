@@ -18,6 +18,7 @@ pub struct TestingClusterBuilder {
     voters: usize,
     observers: usize,
     tick_time_ms: u32,
+    snap_count: u64,
 }
 
 impl Default for TestingClusterBuilder {
@@ -26,6 +27,7 @@ impl Default for TestingClusterBuilder {
             voters: 3,
             observers: 0,
             tick_time_ms: 200,
+            snap_count: 100_000,
         }
     }
 }
@@ -48,6 +50,14 @@ impl TestingClusterBuilder {
     /// from 2 ticks up to 60 s.
     pub fn tick_time_ms(mut self, ms: u32) -> Self {
         self.tick_time_ms = ms;
+        self
+    }
+
+    /// Committed txns between a member's snapshots (default 100,000): each snapshot
+    /// compacts the member's log, and a member that missed compacted txns gets the
+    /// leader's snapshot instead of a diff.
+    pub fn snap_count(mut self, count: u64) -> Self {
+        self.snap_count = count;
         self
     }
 
@@ -182,6 +192,7 @@ impl TestingCluster {
         config.max_session_timeout_ms = Some(60_000);
         config.max_client_cnxns = 0;
         config.four_letter_words = FourLetterWhitelist::All;
+        config.snap_count = self.options.snap_count;
         config.quorum = Some(QuorumConfig {
             my_id: member.spec.id,
             servers: self
@@ -234,6 +245,11 @@ impl TestingCluster {
     /// Member `i`'s server id.
     pub fn server_id(&self, i: usize) -> u64 {
         self.members[i].spec.id
+    }
+
+    /// Member `i`'s data directory (its `version-2` holds the log, snapshots and epochs).
+    pub fn data_dir(&self, i: usize) -> &std::path::Path {
+        &self.members[i].data_dir
     }
 
     /// Whether member `i` runs.
