@@ -337,3 +337,42 @@ async fn a_member_behind_the_compacted_log_catches_up_from_the_leaders_snapshot(
     let _ = reader.close().await;
     let _ = writer.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_reattached_at_another_member_is_fenced_off_its_old_connection() {
+    use zk::client::{Acl, Session, SessionConfig};
+    let (cluster, leader) = cluster(3).await;
+    let (a, b) = ((leader + 1) % 3, (leader + 2) % 3);
+    let connect = |i: usize, attach: Option<(i64, Vec<u8>)>| {
+        let mut config = SessionConfig::new(&cluster.member_connect_string(i))
+            .expect("connect string")
+            .session_timeout(support::SESSION_TIMEOUT);
+        if let Some((id, password)) = attach {
+            config = config.attach(id, &password);
+        }
+        Session::connect(config, PATIENCE)
+    };
+    let first = connect(a, None).await.expect("session on member a");
+    let open = Acl::open_unsafe();
+    first
+        .create("/moved", b"", &open, CreateMode::Persistent, None)
+        .await
+        .expect("create through a");
+    // The same session, re-attached through member b.
+    let second = connect(b, Some((first.session_id(), first.session_password())))
+        .await
+        .expect("re-attach on member b");
+    assert_eq!(second.session_id(), first.session_id());
+    second
+        .create("/moved/by-b", b"", &open, CreateMode::Persistent, None)
+        .await
+        .expect("the session writes through its new member");
+    // The old connection is fenced: its write is refused and its connection closed
+    // (SESSIONMOVED, ZOOKEEPER-710), and the write never happens.
+    let stale = first
+        .create("/moved/by-a", b"", &open, CreateMode::Persistent, None)
+        .await;
+    assert!(stale.is_err(), "a write through the old member succeeded");
+    assert_eq!(second.exists("/moved/by-a").await.expect("exists"), None);
+    second.close().await.expect("close");
+}

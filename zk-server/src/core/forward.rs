@@ -1,6 +1,7 @@
 //! What a learner hands to its leader: its clients' writes (prepared into txns by the leader,
-//! ZooKeeper's `Request` forwarded by `FollowerRequestProcessor`), new sessions, and the
-//! liveness of the sessions connected to it (what Apache's learners relay in their pings).
+//! ZooKeeper's `Request` forwarded by `FollowerRequestProcessor`), new sessions, sessions
+//! re-attached to it (Apache's REVALIDATE), and the liveness of the sessions connected to it
+//! (what Apache's learners relay in their pings).
 
 use bytes::{BufMut, Bytes, BytesMut};
 use zk_proto::{DecodeError, Encode, Id, OpCode, Reader, Request};
@@ -27,6 +28,11 @@ pub enum Forwarded {
         /// The negotiated timeout, ms.
         timeout_ms: i32,
     },
+    /// A client re-attached a session at the learner: the session is the learner's now.
+    Attach {
+        /// The session.
+        session_id: i64,
+    },
     /// Sessions connected to the learner and alive.
     Touch {
         /// Their ids.
@@ -37,6 +43,7 @@ pub enum Forwarded {
 const REQUEST: u8 = 1;
 const CREATE_SESSION: u8 = 2;
 const TOUCH: u8 = 3;
+const ATTACH: u8 = 4;
 
 impl Forwarded {
     /// The encoded form.
@@ -63,6 +70,10 @@ impl Forwarded {
                 buf.put_u8(CREATE_SESSION);
                 buf.put_i64(*session_id);
                 buf.put_i32(*timeout_ms);
+            }
+            Forwarded::Attach { session_id } => {
+                buf.put_u8(ATTACH);
+                buf.put_i64(*session_id);
             }
             Forwarded::Touch { sessions } => {
                 buf.put_u8(TOUCH);
@@ -99,6 +110,9 @@ impl Forwarded {
             CREATE_SESSION => Ok(Forwarded::CreateSession {
                 session_id: r.read_i64("session id")?,
                 timeout_ms: r.read_i32("timeout")?,
+            }),
+            ATTACH => Ok(Forwarded::Attach {
+                session_id: r.read_i64("session id")?,
             }),
             TOUCH => Ok(Forwarded::Touch {
                 sessions: r.read_vector::<i64>("sessions")?.unwrap_or_default(),
@@ -152,6 +166,7 @@ mod tests {
         roundtrip(Forwarded::Touch {
             sessions: vec![1, 2, 3],
         });
+        roundtrip(Forwarded::Attach { session_id: -7 });
     }
 
     #[test]

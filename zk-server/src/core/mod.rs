@@ -164,6 +164,8 @@ pub enum Input {
     },
     /// Ensemble, as leader: something a learner forwarded ([`Forwarded`]).
     Forwarded {
+        /// The learner's server id.
+        from: u64,
         /// The encoded item.
         data: Bytes,
     },
@@ -304,6 +306,9 @@ pub struct ServerCore {
     awaiting: HashMap<(i64, i32), (Origin, u64)>,
     /// Ensemble: the replica's role (`None` standalone).
     role: Option<ReplicaRole>,
+    /// Ensemble, as leader: the member each session is attached to (ZooKeeper's session
+    /// owner); a write from another member gets SESSIONMOVED.
+    owners: HashMap<i64, u64>,
     conns: HashMap<ConnId, Conn>,
     last_zxid: i64,
     txns_since_snapshot: u64,
@@ -335,6 +340,7 @@ impl ServerCore {
             outstanding: VecDeque::new(),
             awaiting: HashMap::new(),
             role,
+            owners: HashMap::new(),
             conns: HashMap::new(),
             last_zxid,
             txns_since_snapshot: 0,
@@ -442,7 +448,7 @@ impl ServerCore {
             Input::Persisted(zxid) => self.on_persisted(zxid),
             Input::Role(role) => self.on_role(role),
             Input::Committed { zxid, txn } => self.on_committed(zxid, &txn),
-            Input::Forwarded { data } => self.on_forwarded(&data),
+            Input::Forwarded { from, data } => self.on_forwarded(from, &data),
         }
         std::mem::take(&mut self.actions)
     }
@@ -527,6 +533,10 @@ impl ServerCore {
                 );
                 return;
             }
+            if self.role.is_some() {
+                self.owners
+                    .insert(session_id, u64::from(self.config.server_id));
+            }
             self.propose(
                 session_id,
                 0,
@@ -568,6 +578,17 @@ impl ServerCore {
         self.sessions.touch(session_id, self.now.mono_ms);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.session = Some(session_id);
+        }
+        // The session is attached here now: writes through its old member get SESSIONMOVED.
+        match self.role {
+            Some(ReplicaRole::Leader { .. }) => {
+                self.owners
+                    .insert(session_id, u64::from(self.config.server_id));
+            }
+            Some(ReplicaRole::Learner { .. }) => self.actions.push(Action::Forward {
+                data: Forwarded::Attach { session_id }.encode(),
+            }),
+            None | Some(ReplicaRole::NotServing) => {}
         }
         let response = ConnectResponse {
             protocol_version: 0,
@@ -938,7 +959,8 @@ impl ServerCore {
         }
         let auth = self.auth_of(conn);
         if self.prepares() {
-            let body = self.prepare_replicated(session_id, &auth, &request);
+            let me = u64::from(self.config.server_id);
+            let body = self.prepare_replicated(session_id, me, &auth, &request);
             self.propose(session_id, xid, body, origin);
         } else {
             self.forward(
@@ -965,10 +987,19 @@ impl ServerCore {
     /// As leader: turns a session's write into the txn to propose; what fails becomes an
     /// error txn (a multi's failure, a multi of error txns), as Apache's
     /// `PrepRequestProcessor` does.
-    fn prepare_replicated(&mut self, session_id: i64, auth: &[Id], request: &Request) -> TxnBody {
+    fn prepare_replicated(
+        &mut self,
+        session_id: i64,
+        member: u64,
+        auth: &[Id],
+        request: &Request,
+    ) -> TxnBody {
         let error = |code: ErrorCode| TxnBody::Error(zk_proto::ErrorTxn { err: code.as_i32() });
         if self.sessions.get(session_id).is_none_or(|s| s.closing) {
             return error(ErrorCode::SessionExpired);
+        }
+        if self.owners.get(&session_id).is_some_and(|o| *o != member) {
+            return error(ErrorCode::SessionMoved);
         }
         self.sessions.touch(session_id, self.now.mono_ms);
         let write = match request {
@@ -1012,7 +1043,7 @@ impl ServerCore {
     }
 
     /// As leader: something a learner forwarded.
-    fn on_forwarded(&mut self, data: &[u8]) {
+    fn on_forwarded(&mut self, from: u64, data: &[u8]) {
         if !matches!(self.role, Some(ReplicaRole::Leader { .. })) {
             // The learner learns of the role change and closes its connections.
             return;
@@ -1030,10 +1061,15 @@ impl ServerCore {
                     self.sessions.touch(id, self.now.mono_ms);
                 }
             }
+            Forwarded::Attach { session_id } => {
+                self.owners.insert(session_id, from);
+                self.sessions.touch(session_id, self.now.mono_ms);
+            }
             Forwarded::CreateSession {
                 session_id,
                 timeout_ms,
             } => {
+                self.owners.insert(session_id, from);
                 let timeout = self.negotiate_timeout(timeout_ms);
                 self.propose(
                     session_id,
@@ -1048,7 +1084,7 @@ impl ServerCore {
                 auth,
                 request,
             } => {
-                let body = self.prepare_replicated(session_id, &auth, &request);
+                let body = self.prepare_replicated(session_id, from, &auth, &request);
                 self.propose(session_id, cxid, body, Origin::Internal);
             }
         }
@@ -1112,6 +1148,7 @@ impl ServerCore {
             self.close(conn);
         }
         self.awaiting.clear();
+        self.owners.clear();
         self.pending = PendingChanges::default();
         self.sessions.restart_timeouts(self.now.mono_ms);
     }
@@ -1184,6 +1221,7 @@ impl ServerCore {
                 self.sessions.add(session_id, t.time_out, self.now.mono_ms);
             }
             TxnBody::CloseSession(_) => {
+                self.owners.remove(&session_id);
                 if let Some(session) = self.sessions.remove(session_id) {
                     if let Some(conn) = session.conn {
                         if !matches!(origin, Origin::Client { conn: c, .. } if c == conn) {
@@ -1196,6 +1234,13 @@ impl ServerCore {
         }
         self.fire_watches(zxid, &triggers);
         match origin {
+            // A connection-level error (ZOOKEEPER-710): the session is attached elsewhere
+            // now; the connection is closed instead of answered.
+            Origin::Client { conn, .. } | Origin::Sync { conn, .. }
+                if matches!(outcome, TxnOutcome::Error(ErrorCode::SessionMoved)) =>
+            {
+                self.close(conn);
+            }
             Origin::Client {
                 conn,
                 xid,

@@ -60,8 +60,9 @@ impl Pair {
             for action in pending {
                 match action {
                     Action::Forward { data } => {
-                        let proposals =
-                            self.leader.step(Input::Forwarded { data }, now(self.clock));
+                        let proposals = self
+                            .leader
+                            .step(Input::Forwarded { from: 2, data }, now(self.clock));
                         for proposal in proposals {
                             let Action::Propose { zxid, txn } = proposal else {
                                 panic!("the leader answered a forward with {proposal:?}")
@@ -246,8 +247,13 @@ fn the_leader_expires_only_sessions_whose_learner_stopped_relaying_them() {
                 sessions: vec![session]
             })
         );
-        pair.leader
-            .step(Input::Forwarded { data: data.clone() }, now(t));
+        pair.leader.step(
+            Input::Forwarded {
+                from: 2,
+                data: data.clone(),
+            },
+            now(t),
+        );
         assert!(pair.leader.step(Input::Tick, now(t)).is_empty());
     }
     // The client goes away: no more relays, and the leader expires the session.
@@ -290,4 +296,32 @@ fn a_member_refuses_clients_until_it_serves_and_closes_them_when_its_role_change
         matches!(closed.as_slice(), [Action::Close { conn }] if *conn == ConnId(2)),
         "{closed:?}"
     );
+}
+
+#[test]
+fn a_write_through_the_member_a_session_moved_away_from_closes_that_connection() {
+    let mut pair = Pair::new();
+    let session = pair.connect_to_learner();
+    // The client re-attached at member 3 (its Attach reached the leader).
+    let attach = forward::Forwarded::Attach {
+        session_id: session,
+    }
+    .encode();
+    assert!(pair
+        .leader
+        .step(
+            Input::Forwarded {
+                from: 3,
+                data: attach
+            },
+            now(0)
+        )
+        .is_empty());
+    let sent = pair.request(1, create("/moved"));
+    assert!(
+        matches!(sent.as_slice(), [Action::Close { conn }] if *conn == LEARNER_CONN),
+        "SESSIONMOVED closes the connection without a reply (ZOOKEEPER-710): {sent:?}"
+    );
+    assert!(pair.leader.tree().get("/moved").is_none());
+    assert!(pair.learner.tree().get("/moved").is_none());
 }

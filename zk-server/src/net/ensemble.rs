@@ -90,8 +90,12 @@ impl StateMachine for EnsembleMachine {
         self.core.restore_state(&state).map_err(RestoreError::from)
     }
 
-    fn forwarded(&mut self, _from: Sid, request: Bytes, replica: &mut ReplicaContext<'_>) {
-        self.step(Input::Forwarded { data: request }, replica);
+    fn forwarded(&mut self, from: Sid, request: Bytes, replica: &mut ReplicaContext<'_>) {
+        let input = Input::Forwarded {
+            from,
+            data: request,
+        };
+        self.step(input, replica);
     }
 
     fn role_changed(&mut self, role: Role, replica: &mut ReplicaContext<'_>) {
