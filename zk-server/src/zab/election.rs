@@ -86,6 +86,8 @@ impl Election {
         if e.voters.contains(&me) {
             e.votes.insert(me, initial);
         }
+        // A lone voter backs itself with a quorum already.
+        e.recheck(now_ms);
         e
     }
 

@@ -570,6 +570,8 @@ impl Peer {
         self.actions.push(Action::RoleChanged(self.role()));
         // Tell everyone (LOOKING peers may be waiting for the leader's confirmation).
         self.broadcast_vote();
+        // A lone voter is its own quorum: no learner will register to trigger this.
+        self.try_choose_epoch();
     }
 
     fn leader_receive(&mut self, from: Sid, message: Message) {
