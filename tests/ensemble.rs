@@ -376,3 +376,133 @@ async fn a_session_reattached_at_another_member_is_fenced_off_its_old_connection
     assert_eq!(second.exists("/moved/by-a").await.expect("exists"), None);
     second.close().await.expect("close");
 }
+
+// ----- RELIABILITY.md's bug table, as cluster scenarios -----
+
+async fn exists_after_sync(client: &Client, path: &str) -> bool {
+    client.sync(path).await.expect("sync");
+    client.exists(path).await.expect("exists").is_some()
+}
+
+/// ZOOKEEPER-2355 (and ZOOKEEPER-1367's DIFF half): a member down while a session is closed
+/// gets the closeSession in its sync and drops the session's ephemeral.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_2355_a_member_down_during_a_session_close_drops_the_ephemeral_on_rejoin() {
+    let (mut cluster, leader) = cluster(3).await;
+    let down = (leader + 1) % 3;
+    let owner = connected_client(&cluster.member_connect_string(leader)).await;
+    owner.create("/z").await.expect("create");
+    owner
+        .create("/z/eph")
+        .mode(CreateMode::Ephemeral)
+        .await
+        .expect("ephemeral");
+    let on_down = connected_client(&cluster.member_connect_string(down)).await;
+    assert!(exists_after_sync(&on_down, "/z/eph").await);
+    on_down.close().await.expect("close");
+
+    cluster.kill(down).await;
+    assert!(cluster.expire_session(owner.session_id()).await);
+    let checker = connected_client(&cluster.member_connect_string(leader)).await;
+    assert!(!exists_after_sync(&checker, "/z/eph").await);
+    cluster.restart(down).await.expect("restart");
+    cluster.wait_for_leader(PATIENCE).await.expect("rejoined");
+    let reader = connected_client(&cluster.member_connect_string(down)).await;
+    assert!(
+        !exists_after_sync(&reader, "/z/eph").await,
+        "the rejoined member kept an ephemeral of a closed session"
+    );
+    reader.close().await.expect("close");
+    checker.close().await.expect("close");
+}
+
+/// ZOOKEEPER-1367: after the whole ensemble restarts, a closed session's ephemerals are gone
+/// everywhere and a live session keeps its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_1367_after_a_full_restart_only_live_sessions_keep_their_ephemerals() {
+    let (mut cluster, _) = cluster(3).await;
+    let live = connected_client(&cluster.connect_string()).await;
+    let closed = connected_client(&cluster.connect_string()).await;
+    live.create("/r").await.expect("create");
+    live.create("/r/live")
+        .mode(CreateMode::Ephemeral)
+        .await
+        .expect("ephemeral");
+    closed
+        .create("/r/closed")
+        .mode(CreateMode::Ephemeral)
+        .await
+        .expect("ephemeral");
+    closed.close().await.expect("close session");
+    for i in 0..3 {
+        cluster.kill(i).await;
+    }
+    for i in 0..3 {
+        cluster.restart(i).await.expect("restart");
+    }
+    cluster.wait_for_leader(PATIENCE).await.expect("recovered");
+    for i in 0..3 {
+        let reader = connected_client(&cluster.member_connect_string(i)).await;
+        assert!(!exists_after_sync(&reader, "/r/closed").await, "member {i}");
+        let (_, stat) = reader.get_data("/r/live").await.expect("live ephemeral");
+        assert_eq!(stat.ephemeral_owner, live.session_id(), "member {i}");
+        reader.close().await.expect("close");
+    }
+    let _ = live.close().await;
+}
+
+/// A leader cut off from its followers steps down (within a tick of losing them) and
+/// acknowledges no write; the majority elects and writes on; the old leader, restarted, has
+/// exactly the majority's history. (The TRUNC of a txn logged by a leader alone,
+/// ZOOKEEPER-1154, is `zookeeper_1154_…` in `zab::history`; here the leader is gone before
+/// a write can reach its log, as a client sees it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_leader_acknowledges_no_write_and_rejoins_with_the_majoritys_history() {
+    use zk::client::{Acl, Session, SessionConfig};
+    let (mut cluster, leader) = cluster(3).await;
+    let config = SessionConfig::new(&cluster.member_connect_string(leader))
+        .expect("connect string")
+        .session_timeout(support::SESSION_TIMEOUT);
+    let lonely = Session::connect(config, PATIENCE).await.expect("session");
+    let open = Acl::open_unsafe();
+    lonely
+        .create("/t", b"", &open, CreateMode::Persistent, None)
+        .await
+        .expect("create");
+    cluster.isolate(leader);
+    // Let the quorum connections close, so the next proposal reaches nobody.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let doomed = tokio::spawn(async move {
+        let result = lonely
+            .create("/t/uncommitted", b"", &open, CreateMode::Persistent, None)
+            .await;
+        (lonely, result)
+    });
+    let new_leader = cluster
+        .wait_for_leader(PATIENCE)
+        .await
+        .expect("the majority elects");
+    assert_ne!(new_leader, leader);
+    cluster.kill(leader).await;
+    let (lonely, result) = doomed.await.expect("task");
+    assert!(result.is_err(), "an isolated leader acknowledged a write");
+    drop(lonely);
+    cluster.heal();
+    let writer = connected_client(&cluster.member_connect_string(new_leader)).await;
+    writer
+        .create("/t/after")
+        .await
+        .expect("the majority writes on");
+    cluster.restart(leader).await.expect("restart");
+    cluster.wait_for_leader(PATIENCE).await.expect("rejoined");
+    for i in 0..3 {
+        let reader = connected_client(&cluster.member_connect_string(i)).await;
+        assert_eq!(
+            children_after_sync(&reader, "/t").await,
+            vec!["after".to_owned()],
+            "member {i}"
+        );
+        reader.close().await.expect("close");
+    }
+    writer.close().await.expect("close");
+}

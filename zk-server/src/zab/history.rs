@@ -324,7 +324,7 @@ mod tests {
     }
 
     #[test]
-    fn uncommitted_txns_of_a_failed_epoch_are_truncated() {
+    fn zookeeper_1154_uncommitted_txns_of_a_failed_epoch_are_truncated() {
         // ZOOKEEPER-1154: the learner logged 2:1..2:2 alone as a leader and died; the others
         // went on in epoch 3.
         let leader = history(0, &[(1, 1), (1, 2), (3, 1)]);

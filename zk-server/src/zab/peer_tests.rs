@@ -50,6 +50,25 @@ fn settled(leader: Sid, state: ServerState) -> Message {
 /// Peer 1 following leader 2 in epoch 1, NEWLEADER not yet received; returns the peer after
 /// the DIFF of 1:1 and 1:2.
 fn synced_follower() -> Peer {
+    let mut p = syncing_follower();
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::Diff {
+            common: 0,
+            entries: vec![entry(1, 1), entry(1, 2)],
+            committed: 0,
+        },
+    });
+    let a = p.take_actions();
+    assert_eq!(
+        a.iter().filter(|a| matches!(a, Action::Append(_))).count(),
+        2
+    );
+    p
+}
+
+/// Peer 1 following leader 2 in epoch 1, its ACKEPOCH sent: the sync comes next.
+fn syncing_follower() -> Peer {
     let mut p = Peer::new(config(1), PersistentState::default(), 0);
     p.take_actions();
     p.handle(Input::Receive {
@@ -83,24 +102,51 @@ fn synced_follower() -> Peer {
     assert!(sent(&p.take_actions())
         .iter()
         .any(|(_, m)| matches!(m, Message::AckEpoch { .. })));
-    p.handle(Input::Receive {
-        from: 2,
-        message: Message::Diff {
-            common: 0,
-            entries: vec![entry(1, 1), entry(1, 2)],
-            committed: 0,
-        },
-    });
-    let a = p.take_actions();
-    assert_eq!(
-        a.iter().filter(|a| matches!(a, Action::Append(_))).count(),
-        2
-    );
     p
 }
 
 #[test]
-fn newleader_is_acked_only_after_the_synced_txns_and_then_the_epoch_are_durable() {
+fn zookeeper_3104_3642_newleader_after_a_snap_is_acked_only_once_the_snapshot_and_epoch_are_durable(
+) {
+    let mut p = syncing_follower();
+    let zxid = make_zxid(0, 7);
+    let state = Bytes::from_static(b"the leader's state");
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::Snap {
+            zxid,
+            state: state.clone(),
+        },
+    });
+    // The snapshot is installed — durably, before the driver runs the next action — and
+    // nothing is said to the leader yet.
+    assert_eq!(
+        p.take_actions(),
+        vec![Action::InstallSnapshot { zxid, state }]
+    );
+    assert_eq!(p.history().base(), zxid);
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::NewLeader { epoch: 1 },
+    });
+    assert_eq!(
+        p.take_actions(),
+        vec![Action::PersistEpochs {
+            accepted: 1,
+            current: 1
+        }],
+        "the epoch is persisted after the snapshot and before any ack"
+    );
+    p.handle(Input::EpochsPersisted);
+    assert_eq!(
+        sent(&p.take_actions()),
+        vec![(2, Message::AckNewLeader { epoch: 1 })]
+    );
+}
+
+#[test]
+fn zookeeper_3911_4785_newleader_is_acked_only_after_the_synced_txns_and_then_the_epoch_are_durable(
+) {
     let mut p = synced_follower();
     p.handle(Input::Receive {
         from: 2,
@@ -183,7 +229,7 @@ fn proposals_are_acked_once_durable_and_applied_once_committed() {
 }
 
 #[test]
-fn a_proposal_leaving_a_hole_sends_the_follower_back_to_election() {
+fn zookeeper_4925_a_proposal_leaving_a_hole_sends_the_follower_back_to_election() {
     let mut p = synced_follower();
     p.handle(Input::Receive {
         from: 2,
@@ -354,4 +400,43 @@ fn a_learner_repeats_its_info_until_the_leader_answers() {
     p.take_actions();
     p.handle(Input::Tick { now_ms: 200 });
     assert_eq!(infos(&p.take_actions()), 0, "not once the leader answered");
+}
+
+#[test]
+fn a_lone_voter_elects_itself_establishes_and_commits_alone() {
+    // An ensemble of one (`standaloneEnabled=false` with one participant).
+    let mut c = config(1);
+    c.voters = BTreeSet::from([1]);
+    let mut p = Peer::new(c, PersistentState::default(), 0);
+    for t in 1..20u64 {
+        p.handle(Input::Tick { now_ms: t * 100 });
+        for a in p.take_actions() {
+            if let Action::PersistEpochs { .. } = a {
+                p.handle(Input::EpochsPersisted);
+            }
+        }
+    }
+    assert_eq!(
+        p.role(),
+        Role::Leading {
+            epoch: 1,
+            established: true
+        }
+    );
+    let zxid = p.propose(Bytes::from_static(b"alone")).expect("propose");
+    assert_eq!(
+        p.take_actions(),
+        vec![Action::Append(Entry {
+            zxid,
+            txn: Bytes::from_static(b"alone")
+        })]
+    );
+    p.handle(Input::Persisted { zxid });
+    assert_eq!(
+        p.take_actions(),
+        vec![Action::Commit(Entry {
+            zxid,
+            txn: Bytes::from_static(b"alone")
+        })]
+    );
 }

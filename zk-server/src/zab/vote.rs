@@ -53,7 +53,7 @@ mod tests {
     }
 
     #[test]
-    fn the_order_is_total_and_transitive() {
+    fn zookeeper_1419_the_order_is_total_and_transitive() {
         let mut votes = Vec::new();
         for leader in 1..=3 {
             for zxid in 0..3 {
