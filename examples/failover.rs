@@ -11,6 +11,9 @@
 //! Prints one line per round and a `RESULT failover …` summary (median, p95, max of the
 //! write gap). Exits 1 if any acknowledged write is missing on any member, or if a round
 //! cannot elect a leader; the 2 s target is reported, not enforced (figures, not a test).
+//!
+//! `--apache` runs the same rounds against Apache ZooKeeper members (`QuorumPeerMain` from the
+//! Debian package that `scripts/interop.sh install` sets up), for comparison.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -36,6 +39,41 @@ struct Args {
     /// Seconds of writing before the kill, and after the writes resumed.
     #[arg(long, default_value_t = 1.0)]
     write_seconds: f64,
+    /// Run Apache ZooKeeper members instead (java and /usr/share/java/zookeeper.jar).
+    #[arg(long)]
+    apache: bool,
+}
+
+/// Apache ZooKeeper's classpath as the Debian package installs it.
+const APACHE_CLASSPATH: &str =
+    "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar";
+
+/// What runs a member.
+#[derive(Debug, Clone)]
+enum Launcher {
+    ZkServer(PathBuf),
+    Apache,
+}
+
+impl Launcher {
+    fn command(&self, config: &Path) -> Command {
+        match self {
+            Launcher::ZkServer(bin) => {
+                let mut c = Command::new(bin);
+                c.arg("--config").arg(config);
+                c
+            }
+            Launcher::Apache => {
+                let mut c = Command::new("java");
+                c.arg("-Dzookeeper.root.logger=WARN,CONSOLE")
+                    .arg("-cp")
+                    .arg(APACHE_CLASSPATH)
+                    .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+                    .arg(config);
+                c
+            }
+        }
+    }
 }
 
 struct Member {
@@ -46,12 +84,11 @@ struct Member {
 }
 
 impl Member {
-    fn start(&mut self, bin: &Path) -> std::io::Result<()> {
+    fn start(&mut self, launcher: &Launcher) -> std::io::Result<()> {
         let log = std::fs::File::create(self.config.with_extension("log"))?;
         self.child = Some(
-            Command::new(bin)
-                .arg("--config")
-                .arg(&self.config)
+            launcher
+                .command(&self.config)
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()?,
@@ -104,6 +141,7 @@ fn ensemble(dir: &Path, tick_time: u32) -> std::io::Result<Vec<Member>> {
             format!(
                 "tickTime={tick_time}\ninitLimit=10\nsyncLimit=5\ndataDir={}\n\
                  clientPort={client}\nclientPortAddress=127.0.0.1\n4lw.commands.whitelist=*\n\
+                 admin.enableServer=false\n\
                  quorum.auth.secret=failover-example-secret\n{servers}",
                 data.display()
             ),
@@ -192,12 +230,12 @@ struct Round {
     acknowledged: usize,
 }
 
-async fn round(args: &Args, bin: &Path) -> Result<Round, String> {
+async fn round(args: &Args, launcher: &Launcher) -> Result<Round, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut members = ensemble(dir.path(), args.tick_time).map_err(|e| e.to_string())?;
     for m in &mut members {
-        m.start(bin)
-            .map_err(|e| format!("starting {}: {e}", bin.display()))?;
+        m.start(launcher)
+            .map_err(|e| format!("starting a member: {e}"))?;
     }
     let leader = wait_for_leader(&members, Duration::from_secs(20))
         .await
@@ -244,7 +282,7 @@ async fn round(args: &Args, bin: &Path) -> Result<Round, String> {
     let _ = client.close().await;
 
     members[leader]
-        .start(bin)
+        .start(launcher)
         .map_err(|e| format!("restarting: {e}"))?;
     wait_for_leader(&members, Duration::from_secs(20))
         .await
@@ -297,17 +335,22 @@ fn default_server_bin() -> PathBuf {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let bin = args.server_bin.clone().unwrap_or_else(default_server_bin);
-    if !bin.exists() {
-        eprintln!(
-            "no zk-server binary at {} (build it: cargo build --release -p zk-server --bin zk-server)",
-            bin.display()
-        );
-        return ExitCode::from(2);
-    }
+    let launcher = if args.apache {
+        Launcher::Apache
+    } else {
+        let bin = args.server_bin.clone().unwrap_or_else(default_server_bin);
+        if !bin.exists() {
+            eprintln!(
+                "no zk-server binary at {} (build it: cargo build --release -p zk-server --bin zk-server)",
+                bin.display()
+            );
+            return ExitCode::from(2);
+        }
+        Launcher::ZkServer(bin)
+    };
     let mut gaps = Vec::new();
     for n in 1..=args.rounds {
-        match round(&args, &bin).await {
+        match round(&args, &launcher).await {
             Ok(r) => {
                 println!(
                     "round {n}: writes resumed {} ms after the leader's SIGKILL; {} acknowledged writes on all 3 members",
@@ -325,7 +368,8 @@ async fn main() -> ExitCode {
     gaps.sort();
     let at = |q: f64| gaps[((gaps.len() - 1) as f64 * q).round() as usize].as_millis();
     println!(
-        "RESULT failover rounds={} tick_ms={} gap_ms median={} p95={} max={} within_2s={}/{}",
+        "RESULT failover server={} rounds={} tick_ms={} gap_ms median={} p95={} max={} within_2s={}/{}",
+        if args.apache { "apache" } else { "zk-server" },
         gaps.len(),
         args.tick_time,
         at(0.5),

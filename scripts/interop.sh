@@ -10,6 +10,9 @@
 #        data, and a kazoo Lock is held through a SIGKILL of the leader.
 #   scripts/interop.sh install    only install the Debian packages and the kazoo venv
 #   scripts/interop.sh ensemble   only step 3
+#   scripts/interop.sh bench-ensemble
+#                                 figures, not a test: create/set throughput and failover of a
+#                                 3-member zk-server ensemble next to an Apache one
 #   scripts/interop.sh serve      start Apache ZooKeeper and print its ZK_TEST_CONNECT; runs until killed
 #
 # Each step is a function, so later steps (kazoo, zkCli against our server) can be added the same
@@ -123,6 +126,12 @@ stop_our_server() {
 
 start_our_ensemble() {
   cargo build --quiet -p zk-server --bin zk-server
+  start_ensemble ours
+}
+
+# start_ensemble ours|apache [zk-server binary]: three members on loopback, tickTime 200 ms.
+start_ensemble() {
+  local kind=$1 bin=${2:-target/debug/zk-server}
   ENSEMBLE_DIR=$(mktemp -d /tmp/zk-ensemble.XXXXXX)
   local servers="" clients=() i
   local secret="interop-ensemble-secret-$RANDOM$RANDOM"
@@ -142,18 +151,26 @@ clientPort=${clients[$((i - 1))]}
 clientPortAddress=127.0.0.1
 maxClientCnxns=0
 4lw.commands.whitelist=*
+admin.enableServer=false
 quorum.auth.secret=$secret
 $servers
 EOF
     ENSEMBLE_MEMBERS+="${ENSEMBLE_MEMBERS:+,}127.0.0.1:${clients[$((i - 1))]}"
   done
-  log "starting a 3-member zk-server ensemble: $ENSEMBLE_MEMBERS"
+  log "starting a 3-member $kind ensemble: $ENSEMBLE_MEMBERS"
+  local cp="$ZK_JAR:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar"
   for i in 1 2 3; do
-    target/debug/zk-server --config "$ENSEMBLE_DIR/$i/zoo.cfg" >"$ENSEMBLE_DIR/$i/zk-server.log" 2>&1 &
+    if [[ $kind == apache ]]; then
+      java -Dzookeeper.root.logger=WARN,CONSOLE -cp "$cp" \
+        org.apache.zookeeper.server.quorum.QuorumPeerMain "$ENSEMBLE_DIR/$i/zoo.cfg" \
+        >"$ENSEMBLE_DIR/$i/server.log" 2>&1 &
+    else
+      "$bin" --config "$ENSEMBLE_DIR/$i/zoo.cfg" >"$ENSEMBLE_DIR/$i/server.log" 2>&1 &
+    fi
     ENSEMBLE_PIDS+=($!)
   done
   local serving port
-  for _ in $(seq 1 200); do
+  for _ in $(seq 1 600); do
     serving=0
     for port in "${clients[@]}"; do
       if four_letter_word "$port" srvr | grep -q -E "Mode: (leader|follower)"; then
@@ -166,8 +183,8 @@ EOF
     fi
     sleep 0.05
   done
-  tail -n 20 "$ENSEMBLE_DIR"/*/zk-server.log >&2 || true
-  echo "the ensemble did not elect a leader within 10 s" >&2
+  tail -n 20 "$ENSEMBLE_DIR"/*/server.log >&2 || true
+  echo "the ensemble did not elect a leader within 30 s" >&2
   return 1
 }
 
@@ -188,6 +205,28 @@ stop_our_ensemble() {
   fi
   ENSEMBLE_DIR=""
   ENSEMBLE_MEMBERS=""
+}
+
+# bench_ensembles: create and set throughput, then failover, of a 3-member zk-server ensemble
+# and a 3-member Apache ZooKeeper ensemble on this machine (same load generator, tickTime).
+bench_ensembles() {
+  cargo build --quiet --release -p zk-server --bin zk-server
+  cargo build --quiet --release --example bench --example failover
+  local kind op
+  for kind in ours apache; do
+    start_ensemble "$kind" target/release/zk-server
+    for op in create set; do
+      log "bench $op against the $kind ensemble"
+      target/release/examples/bench --connect "$ENSEMBLE_MEMBERS" --op "$op" \
+        --clients 8 --depth 64 --size 100 --ops 200000 --duration 20 | tail -n 1 |
+        sed "s/^RESULT/RESULT ensemble=$kind/"
+    done
+    stop_our_ensemble
+  done
+  log "failover, zk-server ensemble"
+  target/release/examples/failover --rounds 10 | tail -n 1
+  log "failover, Apache ZooKeeper ensemble"
+  target/release/examples/failover --rounds 10 --apache | tail -n 1
 }
 
 stop_zookeeper() {
@@ -298,6 +337,11 @@ main() {
       stop_our_ensemble
       log "interop: all steps passed"
       ;;
+    bench-ensemble)
+      trap cleanup EXIT INT TERM
+      install_zookeeper
+      bench_ensembles
+      ;;
     ensemble)
       trap cleanup EXIT INT TERM
       install_zookeeper
@@ -307,7 +351,7 @@ main() {
       stop_our_ensemble
       ;;
     *)
-      echo "usage: $0 [all|install|serve|ensemble]" >&2
+      echo "usage: $0 [all|install|serve|ensemble|bench-ensemble]" >&2
       exit 2
       ;;
   esac

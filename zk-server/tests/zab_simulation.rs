@@ -3,8 +3,11 @@
 //! slow links, duplicated election messages, clock skew — with ZAB's invariants checked after
 //! every step, then healing and a liveness check.
 //!
-//! `ZAB_SIM_SEEDS=n` runs n seeds (default 12; for deep runs use `--release` and 1000);
-//! `ZAB_SIM_SEED=s` replays one seed exactly; `ZAB_SIM_TRACE=1` prints every action.
+//! `ZAB_SIM_SEEDS=n` runs n seeds (default 12; CI runs 500 with `--release`);
+//! `ZAB_SIM_SEED=s` replays one seed exactly; `ZAB_SIM_TRACE=1` prints every action;
+//! `ZAB_SIM_SECONDS=n` is the long mode: fresh seeds for n seconds (both ensembles in turn),
+//! printing seeds per second as it goes (`cargo test --release -p zk-server --test
+//! zab_simulation long_mode -- --nocapture`).
 //! Invariants:
 //! * every node's applied txns are a prefix of the one committed sequence (agreement, no
 //!   gaps, nothing committed ever lost or changed);
@@ -850,4 +853,34 @@ fn five_voters_and_an_observer_under_faults() {
     for seed in seeds() {
         run_seed(seed ^ 0x5555, 5, 1);
     }
+}
+
+#[test]
+fn long_mode() {
+    let Some(seconds) = std::env::var("ZAB_SIM_SECONDS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let mut seed = 1_000_000u64;
+    let mut runs = 0u64;
+    while started.elapsed().as_secs() < seconds {
+        seed += 1;
+        run_seed(seed, 3, 0);
+        run_seed(seed ^ 0x5555, 5, 1);
+        runs += 2;
+        if runs % 200 == 0 {
+            println!(
+                "{runs} runs (last seed {seed}), {:.1} seeds/s",
+                runs as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    println!(
+        "long mode: {runs} runs in {:.0} s, {:.1} seeds/s, no invariant broken",
+        started.elapsed().as_secs_f64(),
+        runs as f64 / started.elapsed().as_secs_f64()
+    );
 }
