@@ -8,6 +8,10 @@
 //! `ZAB_SIM_SECONDS=n` is the long mode: fresh seeds for n seconds (both ensembles in turn),
 //! printing seeds per second as it goes (`cargo test --release -p zk-server --test
 //! zab_simulation long_mode -- --nocapture`).
+//! Simulated clients write eight versioned registers (blind writes and compare-and-sets on the
+//! version their member shows), each answered when the member it was sent to applies it;
+//! after every run each register's history is checked for linearizability by a Wing–Gong–Lowe
+//! checker (`support/linearizability.rs`, itself tested on known-bad histories).
 //! Invariants:
 //! * every node's applied txns are a prefix of the one committed sequence (agreement, no
 //!   gaps, nothing committed ever lost or changed);
@@ -20,10 +24,64 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 use bytes::Bytes;
+use linearizability::{Op, RegisterOp, VersionedRegister};
 use zk_server::zab::{
     Action, ElectionTimers, Entry, History, Input, Message, Peer, PeerConfig, PersistentState,
     Role, Sid, Zxid,
 };
+
+#[path = "support/linearizability.rs"]
+mod linearizability;
+
+/// Registers the simulated clients write (each one checked for linearizability on its own:
+/// linearizability is compositional per object).
+const KEYS: u64 = 8;
+
+/// A client operation as a txn: `op <n> <key> w <value>` or `op <n> <key> c <expected> <value>`.
+fn encode_op(n: u64, key: u64, op: RegisterOp) -> Bytes {
+    Bytes::from(match op {
+        RegisterOp::Write(v) => format!("op {n} {key} w {v}"),
+        RegisterOp::Cas { expected, value } => format!("op {n} {key} c {expected} {value}"),
+    })
+}
+
+fn decode_op(txn: &[u8]) -> Option<(u64, u64, RegisterOp)> {
+    let text = std::str::from_utf8(txn).ok()?;
+    let parts: Vec<&str> = text.split(' ').collect();
+    let num = |i: usize| parts.get(i)?.parse::<u64>().ok();
+    let op = match *parts.get(3)? {
+        "w" => RegisterOp::Write(num(4)?),
+        "c" => RegisterOp::Cas {
+            expected: num(4)?,
+            value: num(5)?,
+        },
+        _ => return None,
+    };
+    Some((num(1)?, num(2)?, op))
+}
+
+/// The registers after `applied`, as (value, version) per key.
+fn registers(applied: &[Entry]) -> Vec<(u64, u64)> {
+    let mut state = vec![<VersionedRegister as linearizability::Model>::init(); KEYS as usize];
+    for e in applied {
+        if let Some((_, key, op)) = decode_op(&e.txn) {
+            if let Some(s) = state.get_mut(key as usize) {
+                *s = <VersionedRegister as linearizability::Model>::step(s, &op).0;
+            }
+        }
+    }
+    state
+}
+
+/// One client operation: its key and its place in the history.
+struct ClientOp {
+    key: u64,
+    op: Op<RegisterOp, Option<u64>>,
+    /// The member it was sent to, and that member's incarnation: the reply comes when that
+    /// member applies it (as a server answers its own clients).
+    node: Sid,
+    incarnation: u64,
+}
 
 /// xorshift64*: small, seeded, reproducible.
 struct Rng(u64);
@@ -123,6 +181,8 @@ struct Sim {
     /// Writes submitted, and those some server applied (acknowledged to a client).
     submitted: u64,
     acknowledged: BTreeSet<Bytes>,
+    /// Client operations by txn.
+    client_ops: HashMap<Bytes, ClientOp>,
     chaos: bool,
     trace: bool,
 }
@@ -147,6 +207,7 @@ impl Sim {
             leaders: BTreeMap::new(),
             submitted: 0,
             acknowledged: BTreeSet::new(),
+            client_ops: HashMap::new(),
             chaos: true,
             trace: std::env::var("ZAB_SIM_TRACE").is_ok(),
         };
@@ -429,7 +490,20 @@ impl Sim {
             }
             Action::Commit(entry) => {
                 self.check_committed(id, &entry);
+                let now = self.now;
                 let node = self.nodes.get_mut(&id).expect("node");
+                if let Some(client) = self.client_ops.get_mut(&entry.txn) {
+                    if client.node == id && client.incarnation == node.incarnation {
+                        // The reply: the op's result where it applies on this member.
+                        let before = registers(&node.applied)[client.key as usize];
+                        let (_, output) = <VersionedRegister as linearizability::Model>::step(
+                            &before,
+                            &client.op.input,
+                        );
+                        client.op.ret = Some(now);
+                        client.op.output = Some(output);
+                    }
+                }
                 node.applied.push(entry.clone());
                 self.acknowledged.insert(entry.txn.clone());
                 self.check_prefix(id);
@@ -561,22 +635,52 @@ impl Sim {
         }
         let id = ids[self.rng.below(ids.len() as u64) as usize];
         self.submitted += 1;
-        let txn = Bytes::from(format!("w{}", self.submitted));
+        let n = self.submitted;
+        let key = self.rng.below(KEYS);
+        let node = self.nodes.get(&id).expect("alive");
+        let incarnation = node.incarnation;
+        // Half the ops are compare-and-sets on the version this member shows (as a client
+        // reads, then writes with the version), half blind writes.
+        let op = if self.rng.below(2) == 0 {
+            RegisterOp::Write(n)
+        } else {
+            let (_, version) = registers(&node.applied)[key as usize];
+            RegisterOp::Cas {
+                expected: version,
+                value: n,
+            }
+        };
+        let txn = encode_op(n, key, op);
         let peer = self
             .nodes
             .get_mut(&id)
             .and_then(|n| n.peer.as_mut())
             .expect("alive");
-        match peer.role() {
+        let sent = match peer.role() {
             Role::Leading {
                 established: true, ..
-            } => {
-                let _ = peer.propose(txn);
-            }
+            } => peer.propose(txn.clone()).is_ok(),
             Role::Following { serving: true, .. } | Role::Observing { serving: true, .. } => {
-                peer.forward(txn);
+                peer.forward(txn.clone())
             }
-            _ => {}
+            // A member that does not serve refuses the client: nothing happens.
+            _ => false,
+        };
+        if sent {
+            self.client_ops.insert(
+                txn,
+                ClientOp {
+                    key,
+                    op: Op {
+                        invoke: self.now,
+                        ret: None,
+                        output: None,
+                        input: op,
+                    },
+                    node: id,
+                    incarnation,
+                },
+            );
         }
         self.run_actions(id);
     }
@@ -815,6 +919,24 @@ fn run_seed(seed: u64, voters: u64, observers: u64) {
     for txn in &sim.acknowledged {
         assert!(all.contains(txn), "seed {seed}: acknowledged {txn:?} lost");
     }
+    check_linearizable(seed, &sim);
+    if std::env::var("ZAB_SIM_STATS").is_ok() {
+        let replied = sim
+            .client_ops
+            .values()
+            .filter(|c| c.op.ret.is_some())
+            .count();
+        let cas_ok = sim
+            .client_ops
+            .values()
+            .filter(|c| matches!(c.op.input, RegisterOp::Cas { .. }))
+            .filter(|c| matches!(c.op.output, Some(Some(_))))
+            .count();
+        eprintln!(
+            "seed {seed}: {} client ops, {replied} answered, {cas_ok} successful CAS",
+            sim.client_ops.len()
+        );
+    }
     if std::env::var("ZAB_SIM_STATS").is_ok() {
         eprintln!(
             "seed {seed}: {} committed of {} submitted, {} epochs led, leader {leader}",
@@ -828,6 +950,37 @@ fn run_seed(seed: u64, voters: u64, observers: u64) {
         "seed {seed}: nothing was ever committed ({} writes submitted)",
         sim.submitted
     );
+}
+
+/// The clients' histories, one register at a time, against the versioned register. An op
+/// whose client never got a reply may or may not have happened; one whose txn is not in the
+/// final committed sequence certainly did not, and is left out.
+fn check_linearizable(seed: u64, sim: &Sim) {
+    let committed: BTreeSet<&Bytes> = sim.committed.values().collect();
+    let mut per_key: Vec<Vec<(Op<RegisterOp, Option<u64>>, &Bytes)>> =
+        (0..KEYS).map(|_| Vec::new()).collect();
+    for (txn, client) in &sim.client_ops {
+        if client.op.ret.is_none() && !committed.contains(txn) {
+            continue;
+        }
+        per_key[client.key as usize].push((client.op.clone(), txn));
+    }
+    for (key, ops) in per_key.iter_mut().enumerate() {
+        ops.sort_by_key(|(op, txn)| (op.invoke, (*txn).clone()));
+        let history: Vec<Op<RegisterOp, Option<u64>>> =
+            ops.iter().map(|(op, _)| op.clone()).collect();
+        match linearizability::check::<VersionedRegister>(&history, 2_000_000) {
+            Some(true) => {}
+            Some(false) => panic!(
+                "seed {seed}: register {key}'s history ({} ops) is not linearizable: {history:?}",
+                history.len()
+            ),
+            None => panic!(
+                "seed {seed}: register {key}'s history ({} ops) exhausted the checker's budget",
+                history.len()
+            ),
+        }
+    }
 }
 
 fn seeds() -> Vec<u64> {
