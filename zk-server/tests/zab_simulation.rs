@@ -957,18 +957,16 @@ fn run_seed(seed: u64, voters: u64, observers: u64) {
 /// final committed sequence certainly did not, and is left out.
 fn check_linearizable(seed: u64, sim: &Sim) {
     let committed: BTreeSet<&Bytes> = sim.committed.values().collect();
-    let mut per_key: Vec<Vec<(Op<RegisterOp, Option<u64>>, &Bytes)>> =
-        (0..KEYS).map(|_| Vec::new()).collect();
-    for (txn, client) in &sim.client_ops {
-        if client.op.ret.is_none() && !committed.contains(txn) {
-            continue;
-        }
-        per_key[client.key as usize].push((client.op.clone(), txn));
-    }
-    for (key, ops) in per_key.iter_mut().enumerate() {
-        ops.sort_by_key(|(op, txn)| (op.invoke, (*txn).clone()));
+    for key in 0..KEYS {
+        // By invocation (the txn breaks ties, so the order is deterministic).
+        let mut ops: Vec<(&Bytes, &ClientOp)> = sim
+            .client_ops
+            .iter()
+            .filter(|(txn, c)| c.key == key && (c.op.ret.is_some() || committed.contains(txn)))
+            .collect();
+        ops.sort_by_key(|(txn, c)| (c.op.invoke, *txn));
         let history: Vec<Op<RegisterOp, Option<u64>>> =
-            ops.iter().map(|(op, _)| op.clone()).collect();
+            ops.iter().map(|(_, c)| c.op.clone()).collect();
         match linearizability::check::<VersionedRegister>(&history, 2_000_000) {
             Some(true) => {}
             Some(false) => panic!(
