@@ -127,6 +127,8 @@ struct Node {
     peer: Option<Peer>,
     disk: Disk,
     applied: Vec<Entry>,
+    /// The registers after `applied` (kept in step with it).
+    registers: Vec<(u64, u64)>,
     /// Clock rate in per-mille of real time (skew).
     rate: u64,
 }
@@ -227,6 +229,7 @@ impl Sim {
                     peer: None,
                     disk: Disk::default(),
                     applied: Vec::new(),
+                    registers: registers(&[]),
                     rate,
                 },
             );
@@ -283,6 +286,7 @@ impl Sim {
             history,
         };
         node.applied = d.snapshot.clone();
+        node.registers = registers(&node.applied);
         node.peer = Some(Peer::new(config, disk, clock));
         let inc = node.incarnation;
         self.schedule(
@@ -473,6 +477,7 @@ impl Sim {
                 node.disk.log.clear();
                 node.disk.durable = 0;
                 node.disk.rewrites += 1;
+                node.registers = registers(&entries);
                 node.applied = entries;
             }
             Action::PersistEpochs { accepted, current } => {
@@ -495,13 +500,18 @@ impl Sim {
                 if let Some(client) = self.client_ops.get_mut(&entry.txn) {
                     if client.node == id && client.incarnation == node.incarnation {
                         // The reply: the op's result where it applies on this member.
-                        let before = registers(&node.applied)[client.key as usize];
+                        let before = node.registers[client.key as usize];
                         let (_, output) = <VersionedRegister as linearizability::Model>::step(
                             &before,
                             &client.op.input,
                         );
                         client.op.ret = Some(now);
                         client.op.output = Some(output);
+                    }
+                }
+                if let Some((_, key, op)) = decode_op(&entry.txn) {
+                    if let Some(r) = node.registers.get_mut(key as usize) {
+                        *r = <VersionedRegister as linearizability::Model>::step(r, &op).0;
                     }
                 }
                 node.applied.push(entry.clone());
@@ -644,7 +654,7 @@ impl Sim {
         let op = if self.rng.below(2) == 0 {
             RegisterOp::Write(n)
         } else {
-            let (_, version) = registers(&node.applied)[key as usize];
+            let (_, version) = node.registers[key as usize];
             RegisterOp::Cas {
                 expected: version,
                 value: n,

@@ -197,6 +197,21 @@ impl Election {
         }
     }
 
+    /// Our vote, if every voter outside `unreachable` has voted for it (and they are a
+    /// quorum): no better vote can still arrive, so the finalize wait would only add latency.
+    pub(crate) fn agreed_by_all(&self, unreachable: &BTreeSet<Sid>) -> Option<Vote> {
+        let leader = self.vote.leader;
+        if !self.voters.contains(&leader) || unreachable.contains(&leader) {
+            return None;
+        }
+        let all = self
+            .voters
+            .iter()
+            .filter(|v| !unreachable.contains(v))
+            .all(|v| self.votes.get(v) == Some(&self.vote));
+        (all && self.backing(&self.vote)).then_some(self.vote)
+    }
+
     /// Time passed: decide after the finalize wait, or re-send our vote when quiet.
     pub(crate) fn tick(&mut self, now_ms: u64) -> Step {
         if let Some(at) = self.finalize_at {

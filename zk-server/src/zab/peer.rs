@@ -267,6 +267,9 @@ pub struct Peer {
     election_round: u64,
     /// The vote we settled on last (reported to LOOKING peers).
     settled_vote: Option<(Vote, u64)>,
+    /// Members whose connection broke and that have not been heard from since: an election
+    /// does not wait for their votes.
+    unreachable: BTreeSet<Sid>,
     now_ms: u64,
     state: State,
     actions: Vec<Action>,
@@ -286,6 +289,7 @@ impl Peer {
             committed,
             election_round: 0,
             settled_vote: None,
+            unreachable: BTreeSet::new(),
             now_ms,
             state: State::Looking(Election::new(
                 config.me,
@@ -1256,6 +1260,7 @@ impl Peer {
         if !member || from == self.config.me {
             return;
         }
+        self.unreachable.remove(&from);
         if let Message::Notification {
             state,
             vote,
@@ -1267,6 +1272,7 @@ impl Peer {
                 State::Looking(e) => {
                     let step = e.receive(from, state, vote, election_epoch, now);
                     self.election_step(step);
+                    self.decide_if_all_agree();
                 }
                 _ => {
                     if state == ServerState::Looking {
@@ -1287,7 +1293,18 @@ impl Peer {
         }
     }
 
+    /// The finalize wait gives a better vote time to arrive; when every voter that can still
+    /// vote has voted for ours, none can, and waiting only delays the failover.
+    fn decide_if_all_agree(&mut self) {
+        if let State::Looking(e) = &self.state {
+            if let Some(vote) = e.agreed_by_all(&self.unreachable) {
+                self.election_step(Step::Decided(vote));
+            }
+        }
+    }
+
     fn disconnected(&mut self, peer: Sid) {
+        self.unreachable.insert(peer);
         match &mut self.state {
             State::Leading(l) => {
                 l.learners.remove(&peer);
@@ -1296,7 +1313,8 @@ impl Peer {
                 tracing::info!(leader = peer, "lost the leader");
                 self.look();
             }
-            _ => {}
+            State::Learning(_) => {}
+            State::Looking(_) => self.decide_if_all_agree(),
         }
     }
 

@@ -440,3 +440,63 @@ fn a_lone_voter_elects_itself_establishes_and_commits_alone() {
         })]
     );
 }
+
+fn looking_vote_for(leader: Sid) -> Message {
+    Message::Notification {
+        state: ServerState::Looking,
+        vote: Vote {
+            leader,
+            zxid: 0,
+            peer_epoch: 0,
+        },
+        election_epoch: 1,
+    }
+}
+
+#[test]
+fn an_election_decides_at_once_when_every_reachable_voter_agrees() {
+    // Voter 3 (the old leader, say) is gone; 2's vote is the best and now ours too.
+    let mut p = Peer::new(config(1), PersistentState::default(), 0);
+    p.take_actions();
+    p.handle(Input::Disconnected { peer: 3 });
+    p.handle(Input::Receive {
+        from: 2,
+        message: looking_vote_for(2),
+    });
+    assert!(
+        matches!(p.role(), Role::Following { leader: 2, .. }),
+        "no finalize wait when no better vote can come: {:?}",
+        p.role()
+    );
+}
+
+#[test]
+fn an_election_waits_the_finalize_window_while_a_reachable_voter_has_not_voted() {
+    let mut p = Peer::new(config(1), PersistentState::default(), 0);
+    p.take_actions();
+    p.handle(Input::Receive {
+        from: 2,
+        message: looking_vote_for(2),
+    });
+    assert_eq!(p.role(), Role::Looking, "3 may still bring a better vote");
+    p.handle(Input::Tick { now_ms: 100 });
+    assert_eq!(p.role(), Role::Looking);
+    p.handle(Input::Tick { now_ms: 250 });
+    assert!(matches!(p.role(), Role::Following { leader: 2, .. }));
+    // Hearing from a member makes it reachable again.
+    let mut q = Peer::new(config(1), PersistentState::default(), 0);
+    q.handle(Input::Disconnected { peer: 3 });
+    q.handle(Input::Receive {
+        from: 3,
+        message: looking_vote_for(1),
+    });
+    q.handle(Input::Receive {
+        from: 2,
+        message: looking_vote_for(1),
+    });
+    assert!(
+        matches!(q.role(), Role::Leading { .. }),
+        "all three voted for 1: {:?}",
+        q.role()
+    );
+}
