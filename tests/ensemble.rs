@@ -506,3 +506,49 @@ async fn an_isolated_leader_acknowledges_no_write_and_rejoins_with_the_majoritys
     }
     writer.close().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observer_serves_reads_forwards_writes_and_follows_a_new_leader() {
+    let mut cluster = TestingClusterBuilder::default()
+        .voters(3)
+        .observers(1)
+        .start()
+        .await
+        .expect("cluster");
+    let leader = cluster.wait_for_leader(PATIENCE).await.expect("a leader");
+    let observer = 3;
+    assert_eq!(cluster.mode(observer).await.as_deref(), Some("observer"));
+    let client = connected_client(&cluster.member_connect_string(observer)).await;
+    client
+        .create("/o")
+        .data(b"through the observer".to_vec())
+        .await
+        .expect("a write through the observer");
+    let voter = connected_client(&cluster.member_connect_string(leader)).await;
+    let (data, _) = voter.get_data("/o").await.expect("on the leader");
+    assert_eq!(data, b"through the observer");
+    voter
+        .set_data("/o", b"from a voter".to_vec())
+        .await
+        .expect("set");
+    client.sync("/o").await.expect("sync");
+    let (data, _) = client.get_data("/o").await.expect("read on the observer");
+    assert_eq!(data, b"from a voter");
+    voter.close().await.expect("close");
+
+    // Observers never vote: the voters elect, and the observer follows the new leader.
+    cluster.kill(leader).await;
+    let new_leader = cluster
+        .wait_for_leader(PATIENCE)
+        .await
+        .expect("a new leader");
+    assert_ne!(new_leader, observer);
+    assert_eq!(cluster.mode(observer).await.as_deref(), Some("observer"));
+    client
+        .set_data("/o", b"after the failover".to_vec())
+        .await
+        .expect("a write through the observer after the failover");
+    let (data, _) = client.get_data("/o").await.expect("read");
+    assert_eq!(data, b"after the failover");
+    client.close().await.expect("close");
+}

@@ -1156,12 +1156,22 @@ impl ServerCore {
     /// The replicated state, for a learner too far behind for a diff: the last applied zxid
     /// and the tree and sessions in the snapshot format.
     pub fn encode_state(&self) -> Bytes {
+        self.state_job()()
+    }
+
+    /// [`encode_state`](Self::encode_state) in two steps: a copy-on-write capture of the
+    /// state now, encoded when the returned function runs (on another thread).
+    pub fn state_job(&self) -> impl FnOnce() -> Bytes + Send + 'static {
         let zxid = self.tree.last_processed_zxid();
-        let body = crate::storage::snapshot::serialize(&self.tree.image(), &self.sessions.list());
-        let mut out = bytes::BytesMut::with_capacity(8 + body.len());
-        bytes::BufMut::put_i64(&mut out, zxid);
-        out.extend_from_slice(&body);
-        out.freeze()
+        let image = self.tree.image();
+        let sessions = self.sessions.list();
+        move || {
+            let body = crate::storage::snapshot::serialize(&image, &sessions);
+            let mut out = bytes::BytesMut::with_capacity(8 + body.len());
+            bytes::BufMut::put_i64(&mut out, zxid);
+            out.extend_from_slice(&body);
+            out.freeze()
+        }
     }
 
     /// Replaces the tree and sessions with [`encode_state`](Self::encode_state)'s.

@@ -86,6 +86,10 @@ impl StateMachine for EnsembleMachine {
         self.core.encode_state()
     }
 
+    fn snapshot_job(&self) -> Box<dyn FnOnce() -> Bytes + Send> {
+        Box::new(self.core.state_job())
+    }
+
     fn restore(&mut self, state: Bytes) -> Result<(), RestoreError> {
         self.core.restore_state(&state).map_err(RestoreError::from)
     }

@@ -246,6 +246,7 @@ impl Replica {
         let (role_tx, role) = watch::channel(peer.role());
         let (applied_tx, applied) = watch::channel(base);
         let (commands_tx, commands) = mpsc::channel(1024);
+        let (snapshots_tx, snapshots_rx) = mpsc::unbounded_channel();
         let id = peer.id();
         let driver = Driver {
             peer,
@@ -260,6 +261,9 @@ impl Replica {
             started,
             tick_interval: config.tick_interval,
             snapshot_every: config.snapshot_every,
+            snapshotting: false,
+            snapshots_tx,
+            snapshots_rx,
         };
         let task = tokio::spawn(driver.run());
         Ok(Replica {
@@ -343,6 +347,11 @@ struct Driver<S, M: StateMachine> {
     started: Instant,
     tick_interval: Duration,
     snapshot_every: u64,
+    /// A periodic snapshot being encoded off the task; its result comes back on
+    /// `snapshots_rx` as (zxid, state).
+    snapshotting: bool,
+    snapshots_tx: mpsc::UnboundedSender<(Zxid, Bytes)>,
+    snapshots_rx: mpsc::UnboundedReceiver<(Zxid, Bytes)>,
 }
 
 impl<S: ReplicaStorage, M: StateMachine> Driver<S, M> {
@@ -394,6 +403,7 @@ impl<S: ReplicaStorage, M: StateMachine> Driver<S, M> {
                     Some(event) => self.event(event),
                     None => events_open = false,
                 },
+                Some((zxid, state)) = self.snapshots_rx.recv() => self.compact(zxid, &state)?,
             }
             for _ in 0..MAX_BATCH {
                 if let Ok(input) = self.inputs.try_recv() {
@@ -411,10 +421,11 @@ impl<S: ReplicaStorage, M: StateMachine> Driver<S, M> {
         }
     }
 
-    /// Once `snapshot_every` committed txns are in the log, snapshots the state machine (it
-    /// has applied exactly the committed txns when the peer is quiet) and drops them.
+    /// Once `snapshot_every` committed txns are in the log, captures the state machine (it
+    /// has applied exactly the committed txns when the peer is quiet) and has it encoded on a
+    /// blocking thread; [`compact`](Self::compact) follows when it is done.
     fn compact_if_due(&mut self) -> Result<(), DriverError> {
-        if self.snapshot_every == 0 {
+        if self.snapshot_every == 0 || self.snapshotting {
             return Ok(());
         }
         let committed = self.peer.committed();
@@ -423,9 +434,25 @@ impl<S: ReplicaStorage, M: StateMachine> Driver<S, M> {
         if (logged_and_committed as u64) < self.snapshot_every {
             return Ok(());
         }
-        let state = self.state_machine.snapshot();
-        self.storage.compact(committed, &state)?;
-        let base = self.peer.compact(committed);
+        let job = self.state_machine.snapshot_job();
+        let done = self.snapshots_tx.clone();
+        self.snapshotting = true;
+        tokio::task::spawn_blocking(move || {
+            let _ = done.send((committed, job()));
+        });
+        Ok(())
+    }
+
+    /// Writes the snapshot of the state at `zxid` and drops the log it covers. The txns
+    /// committed since stay in the log; a leader's snapshot installed meanwhile makes this a
+    /// no-op (the storage and the history are already past `zxid`).
+    fn compact(&mut self, zxid: Zxid, state: &Bytes) -> Result<(), DriverError> {
+        self.snapshotting = false;
+        if zxid <= self.peer.history().base() {
+            return Ok(());
+        }
+        self.storage.compact(zxid, state)?;
+        let base = self.peer.compact(zxid);
         tracing::info!(
             me = self.peer.id(),
             base = format_args!("{base:#x}"),

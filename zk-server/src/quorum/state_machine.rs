@@ -70,6 +70,14 @@ pub trait StateMachine: Send + 'static {
     /// The state as of the last applied txn, encoded (sent to a learner as SNAP).
     fn snapshot(&self) -> Bytes;
 
+    /// The state as of the last applied txn, captured now and encoded later by the returned
+    /// function on another thread, so that a large state does not stall the replica (the
+    /// periodic snapshots that compact the log use this). By default it encodes here.
+    fn snapshot_job(&self) -> Box<dyn FnOnce() -> Bytes + Send> {
+        let state = self.snapshot();
+        Box::new(move || state)
+    }
+
     /// Replaces the whole state with one from [`snapshot`](Self::snapshot).
     ///
     /// # Errors
