@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 
@@ -88,11 +89,29 @@ def test_kazoo_and_zkcli_on_every_member_see_the_same_data():
         writer.close()
 
 
-def test_a_kazoo_lock_is_held_through_a_leader_failover():
+def test_a_kazoo_lock_is_held_through_a_leader_failover_and_no_acknowledged_write_is_lost():
     path = f"/ens-lock-{uuid.uuid4().hex}"
+    writes = f"/ens-writes-{uuid.uuid4().hex}"
     hosts = ",".join(MEMBERS)
     holder = client(hosts)
     rival = client(hosts)
+    writer = client(hosts)
+    writer.create(writes)
+    acknowledged = []
+    stop = threading.Event()
+
+    def write_under_load():
+        i = 0
+        while not stop.is_set():
+            node = f"{writes}/w-{i:06d}"
+            try:
+                writer.create(node)
+                acknowledged.append(node)
+            except Exception:  # connection loss during the failover: outcome unknown
+                pass
+            i += 1
+
+    load = threading.Thread(target=write_under_load)
     states = []
     holder.add_listener(states.append)
     try:
@@ -100,6 +119,8 @@ def test_a_kazoo_lock_is_held_through_a_leader_failover():
         assert lock.acquire(timeout=WAIT)
         session = holder.client_id[0]
 
+        load.start()
+        time.sleep(0.5)
         leader = leader_index()
         os.kill(PIDS[leader], signal.SIGKILL)
         survivors = [m for i, m in enumerate(MEMBERS) if i != leader]
@@ -125,7 +146,26 @@ def test_a_kazoo_lock_is_held_through_a_leader_failover():
         lock.release()
         assert rival_lock.acquire(timeout=WAIT)
         rival_lock.release()
+
+        # Writes went on through the failover; every acknowledged one is on both survivors.
+        time.sleep(0.5)
+        stop.set()
+        load.join(timeout=WAIT)
+        assert len(acknowledged) > 0
+        for member in survivors:
+            reader = client(member)
+            try:
+                reader.sync(writes)
+                present = set(reader.get_children(writes))
+                missing = [n for n in acknowledged if n.rsplit("/", 1)[1] not in present]
+                assert not missing, (member, missing[:5], len(missing))
+            finally:
+                reader.stop()
+                reader.close()
     finally:
-        for zk in (holder, rival):
+        stop.set()
+        if load.is_alive():
+            load.join(timeout=WAIT)
+        for zk in (holder, rival, writer):
             zk.stop()
             zk.close()
