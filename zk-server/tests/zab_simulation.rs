@@ -11,7 +11,10 @@
 //! Simulated clients write eight versioned registers (blind writes and compare-and-sets on the
 //! version their member shows), each answered when the member it was sent to applies it;
 //! after every run each register's history is checked for linearizability by a Wing–Gong–Lowe
-//! checker (`support/linearizability.rs`, itself tested on known-bad histories).
+//! checker (`support/linearizability.rs`, itself tested on known-bad histories). Reading
+//! clients move between members and must never see a register go back in time (members
+//! behind them refuse them); a read after a sync must see every write acknowledged before
+//! the sync was sent.
 //! Invariants:
 //! * every node's applied txns are a prefix of the one committed sequence (agreement, no
 //!   gaps, nothing committed ever lost or changed);
@@ -82,6 +85,27 @@ struct ClientOp {
     node: Sid,
     incarnation: u64,
 }
+
+/// A client that reads (ZooKeeper's reads are served by the member it is connected to).
+struct Reader {
+    node: Sid,
+    /// The newest zxid it has seen: a member behind it refuses it (as a server refuses a
+    /// client whose lastZxidSeen is ahead).
+    last_zxid: Zxid,
+    /// The newest version it has seen of each register.
+    seen: Vec<u64>,
+}
+
+/// A sync in flight: answered when its member applies it; the read after it must see every
+/// write acknowledged before the sync was sent (ZOOKEEPER-1675).
+struct PendingSync {
+    node: Sid,
+    incarnation: u64,
+    /// Per register, the newest version some client had been told before the sync.
+    required: Vec<u64>,
+}
+
+const READERS: usize = 4;
 
 /// xorshift64*: small, seeded, reproducible.
 struct Rng(u64);
@@ -160,6 +184,8 @@ enum Event {
     },
     Fault,
     Write,
+    /// A reading client's turn: a read, or a sync followed by a read.
+    Read,
 }
 
 struct Sim {
@@ -185,6 +211,11 @@ struct Sim {
     acknowledged: BTreeSet<Bytes>,
     /// Client operations by txn.
     client_ops: HashMap<Bytes, ClientOp>,
+    readers: Vec<Reader>,
+    syncs: HashMap<Bytes, PendingSync>,
+    /// Reads served and syncs answered (for the statistics).
+    reads: u64,
+    syncs_answered: u64,
     chaos: bool,
     trace: bool,
 }
@@ -210,6 +241,10 @@ impl Sim {
             submitted: 0,
             acknowledged: BTreeSet::new(),
             client_ops: HashMap::new(),
+            readers: Vec::new(),
+            syncs: HashMap::new(),
+            reads: 0,
+            syncs_answered: 0,
             chaos: true,
             trace: std::env::var("ZAB_SIM_TRACE").is_ok(),
         };
@@ -237,7 +272,100 @@ impl Sim {
         }
         sim.schedule(50, Event::Fault);
         sim.schedule(5, Event::Write);
+        sim.schedule(7, Event::Read);
+        let first = sim.voters.iter().next().copied().unwrap_or(1);
+        for _ in 0..READERS {
+            sim.readers.push(Reader {
+                node: first,
+                last_zxid: 0,
+                seen: vec![0; KEYS as usize],
+            });
+        }
         sim
+    }
+
+    fn serving(&self, id: Sid) -> bool {
+        self.nodes
+            .get(&id)
+            .and_then(|n| n.peer.as_ref().filter(|_| n.alive))
+            .is_some_and(|p| {
+                matches!(
+                    p.role(),
+                    Role::Leading {
+                        established: true,
+                        ..
+                    } | Role::Following { serving: true, .. }
+                        | Role::Observing { serving: true, .. }
+                )
+            })
+    }
+
+    /// A reader's turn: sometimes it moves to another member; a member that does not serve,
+    /// or is behind what the reader saw, refuses it. Otherwise it reads a register — never
+    /// older than what it saw before — or sends a sync, after which it reads.
+    fn read(&mut self) {
+        let r = self.rng.below(READERS as u64) as usize;
+        if self.rng.below(10) == 0 {
+            let ids: Vec<Sid> = self.nodes.keys().copied().collect();
+            self.readers[r].node = ids[self.rng.below(ids.len() as u64) as usize];
+        }
+        let id = self.readers[r].node;
+        if !self.serving(id) {
+            return;
+        }
+        let node = &self.nodes[&id];
+        let applied = node.applied.last().map_or(0, |e| e.zxid);
+        if applied < self.readers[r].last_zxid {
+            return;
+        }
+        if self.rng.below(4) == 0 {
+            self.sync(r, id);
+            return;
+        }
+        let key = self.rng.below(KEYS) as usize;
+        let version = node.registers[key].1;
+        let reader = &mut self.readers[r];
+        assert!(
+            version >= reader.seen[key],
+            "reader {r} went back in time on register {key}: version {version} at node {id} after {}",
+            reader.seen[key]
+        );
+        reader.seen[key] = version;
+        reader.last_zxid = applied;
+        self.reads += 1;
+    }
+
+    fn sync(&mut self, r: usize, id: Sid) {
+        let mut required = vec![0; KEYS as usize];
+        for c in self.client_ops.values() {
+            if let (Some(_), Some(Some(version))) = (c.op.ret, c.op.output) {
+                let slot = &mut required[c.key as usize];
+                *slot = (*slot).max(version);
+            }
+        }
+        self.submitted += 1;
+        let txn = Bytes::from(format!("sync {} {r}", self.submitted));
+        let incarnation = self.nodes[&id].incarnation;
+        let peer = self
+            .nodes
+            .get_mut(&id)
+            .and_then(|n| n.peer.as_mut())
+            .expect("serving");
+        let sent = match peer.role() {
+            Role::Leading { .. } => peer.propose(txn.clone()).is_ok(),
+            _ => peer.forward(txn.clone()),
+        };
+        if sent {
+            self.syncs.insert(
+                txn,
+                PendingSync {
+                    node: id,
+                    incarnation,
+                    required,
+                },
+            );
+        }
+        self.run_actions(id);
     }
 
     fn config(&self, me: Sid) -> PeerConfig {
@@ -514,6 +642,20 @@ impl Sim {
                         *r = <VersionedRegister as linearizability::Model>::step(r, &op).0;
                     }
                 }
+                if let Some(sync) = self.syncs.get(&entry.txn) {
+                    if sync.node == id && sync.incarnation == node.incarnation {
+                        // The read after the sync, at the member that answered it.
+                        for (key, required) in sync.required.iter().enumerate() {
+                            let version = node.registers[key].1;
+                            assert!(
+                                version >= *required,
+                                "a read after a sync at node {id} saw register {key} at version \
+                                 {version}, older than the acknowledged {required}"
+                            );
+                        }
+                        self.syncs_answered += 1;
+                    }
+                }
                 node.applied.push(entry.clone());
                 self.acknowledged.insert(entry.txn.clone());
                 self.check_prefix(id);
@@ -783,6 +925,11 @@ impl Sim {
                 let next = 2 + self.rng.below(10);
                 self.schedule(next, Event::Write);
             }
+            Event::Read => {
+                self.read();
+                let next = 3 + self.rng.below(10);
+                self.schedule(next, Event::Read);
+            }
         }
         true
     }
@@ -914,7 +1061,8 @@ fn run_seed(seed: u64, voters: u64, observers: u64) {
         );
     }
     // Let the last writes commit everywhere, without new ones.
-    sim.events.retain(|_, e| !matches!(e, Event::Write));
+    sim.events
+        .retain(|_, e| !matches!(e, Event::Write | Event::Read));
     sim.run_until(32_000);
     let leader = leaders[0];
     let expected: Vec<Zxid> = sim.committed.keys().copied().collect();
@@ -943,8 +1091,11 @@ fn run_seed(seed: u64, voters: u64, observers: u64) {
             .filter(|c| matches!(c.op.output, Some(Some(_))))
             .count();
         eprintln!(
-            "seed {seed}: {} client ops, {replied} answered, {cas_ok} successful CAS",
-            sim.client_ops.len()
+            "seed {seed}: {} client ops, {replied} answered, {cas_ok} successful CAS, {} reads, \
+             {} syncs answered",
+            sim.client_ops.len(),
+            sim.reads,
+            sim.syncs_answered
         );
     }
     if std::env::var("ZAB_SIM_STATS").is_ok() {
