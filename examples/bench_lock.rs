@@ -10,8 +10,11 @@
 //! * `write_rtt` — a setData round trip (the unit the lock is measured against);
 //! * `uncontended` — acquire + release by one session with nobody else waiting (a create,
 //!   a getChildren and a delete);
-//! * `handoff` — with `--waiters` sessions contending, the time from one holder's release
-//!   call to the next holder's acquire returning, and the hand-offs per second.
+//! * `handoff` — `--waiters` sessions queued behind a holder, each releasing as soon as it
+//!   holds: the time from one holder's release call to the next holder's acquire returning;
+//! * `contended` — `--waiters` sessions each looping acquire → release for `--seconds`: the
+//!   hand-offs per second, and the same release-to-acquire gap (here the releaser queues again
+//!   at once, so its create competes with the next holder's delete for the log's fsync).
 
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
@@ -36,6 +39,9 @@ struct Args {
     /// How long the contended phase runs, in seconds.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Queues of `--waiters` hand-offs measured for `handoff`.
+    #[arg(long, default_value_t = 200)]
+    queues: u32,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -50,6 +56,27 @@ fn result(name: &str, h: &Histogram<u64>, extra: &str) {
         h.value_at_quantile(0.99),
         h.max()
     );
+}
+
+/// Records the gap since the last release call, if one is pending.
+fn record_handoff(released: &StdMutex<Option<Instant>>, handoffs: &StdMutex<Histogram<u64>>) {
+    let now = Instant::now();
+    if let Some(t) = released.lock().ok().and_then(|mut r| r.take()) {
+        if let Ok(mut h) = handoffs.lock() {
+            let _ = h.record(now.duration_since(t).as_micros() as u64);
+        }
+    }
+}
+
+/// Notes that the holder is about to release.
+fn mark_release(released: &StdMutex<Option<Instant>>) {
+    if let Ok(mut r) = released.lock() {
+        *r = Some(Instant::now());
+    }
+}
+
+fn snapshot(h: &StdMutex<Histogram<u64>>) -> Histogram<u64> {
+    h.lock().map(|h| h.clone()).unwrap_or_else(|_| histogram())
 }
 
 async fn session(connect: &str) -> Result<Client, Box<dyn std::error::Error>> {
@@ -106,15 +133,59 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     );
 
+    let mut sessions = Vec::new();
+    for _ in 0..args.waiters {
+        sessions.push(session(&connect).await?);
+    }
+    let released: Arc<StdMutex<Option<Instant>>> = Arc::new(StdMutex::new(None));
+
+    // Queued hand-offs: every waiter queues behind a holder and releases as soon as it holds.
+    let path = format!("{root}/queued");
+    let handoffs = Arc::new(StdMutex::new(histogram()));
+    let holder = Mutex::new(client.clone(), &path)?;
+    for _ in 0..args.queues {
+        let guard = holder.acquire().await?;
+        let mut tasks = Vec::new();
+        let mut waiting = Vec::new();
+        for c in &sessions {
+            let mutex = Mutex::new(c.clone(), &path)?;
+            waiting.push(mutex.wait_stats());
+            let (released, handoffs) = (released.clone(), handoffs.clone());
+            tasks.push(tokio::spawn(async move {
+                let guard = mutex.acquire().await?;
+                record_handoff(&released, &handoffs);
+                mark_release(&released);
+                guard.release().await
+            }));
+        }
+        // Every waiter is queued and watching its predecessor.
+        for w in &mut waiting {
+            w.wait_for(|s| s.watches_set >= 1).await?;
+        }
+        mark_release(&released);
+        guard.release().await?;
+        for t in tasks {
+            t.await??;
+        }
+    }
+    let h = snapshot(&handoffs);
+    result(
+        "handoff",
+        &h,
+        &format!(
+            " waiters={} p50_vs_write_rtt={:.2}",
+            args.waiters,
+            h.value_at_quantile(0.5) as f64 / rtt.value_at_quantile(0.5).max(1) as f64
+        ),
+    );
+
     // Contended hand-offs: each waiter loops acquire → release; the gap between a release
     // call and the next acquire returning is one hand-off.
     let path = format!("{root}/contended");
-    let released: Arc<StdMutex<Option<Instant>>> = Arc::new(StdMutex::new(None));
     let handoffs = Arc::new(StdMutex::new(histogram()));
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let mut tasks = Vec::new();
-    for _ in 0..args.waiters {
-        let c = session(&connect).await?;
+    for c in sessions {
         let mutex = Mutex::new(c.clone(), &path)?;
         let released = released.clone();
         let handoffs = handoffs.clone();
@@ -122,16 +193,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut count = 0u64;
             while Instant::now() < deadline {
                 let guard = mutex.acquire().await?;
-                let now = Instant::now();
-                if let Some(t) = released.lock().ok().and_then(|mut r| r.take()) {
-                    if let Ok(mut h) = handoffs.lock() {
-                        let _ = h.record(now.duration_since(t).as_micros() as u64);
-                    }
-                }
+                record_handoff(&released, &handoffs);
                 count += 1;
-                if let Ok(mut r) = released.lock() {
-                    *r = Some(Instant::now());
-                }
+                mark_release(&released);
                 guard.release().await?;
             }
             c.close().await?;
@@ -144,12 +208,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         total += t.await?.map_err(|e| e.to_string())?;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let h = handoffs
-        .lock()
-        .map(|h| h.clone())
-        .unwrap_or_else(|_| histogram());
+    let h = snapshot(&handoffs);
     result(
-        "handoff",
+        "contended",
         &h,
         &format!(
             " waiters={} locks_per_s={:.0} p50_vs_write_rtt={:.2}",

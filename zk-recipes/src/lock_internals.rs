@@ -8,6 +8,7 @@
 //! `Mutex`, by the semaphores, the multi-lock and the leader selector.
 
 use std::fmt;
+use std::future::IntoFuture;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::task::{Context, Poll};
@@ -17,7 +18,8 @@ use tokio::sync::{mpsc, watch, Mutex as AsyncMutex};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use zk_client::{
-    Client, ConnectionState, ConnectionStates, CreateMode, Error as ZkError, EventType, WatchFuture,
+    Client, ConnectionState, ConnectionStates, CreateMode, Error as ZkError, EventType, Stat,
+    WatchFuture,
 };
 
 use crate::nodes::{join, node_name, sorted_children, sorted_children_by};
@@ -264,10 +266,15 @@ impl Internals {
         }
 
         let lock_prefix = join(&self.path, self.kind.node_name());
+        // Our node, verified to be ours, with a watch on it that has not fired. Notifications
+        // arrive before the replies that follow them, so while that watch is pending after a
+        // reply, our node was unchanged when the server sent the reply.
+        let mut claim: Option<OwnNode> = None;
         loop {
             let our_path = match own.path() {
                 Some(p) => p.to_owned(),
                 None => {
+                    claim = None;
                     let created = client
                         .create(&lock_prefix)
                         .mode(CreateMode::EphemeralSequential)
@@ -279,42 +286,24 @@ impl Internals {
                     created.path
                 }
             };
-            let children = match client.get_children(&self.path).await {
-                Ok(c) => c,
-                Err(ZkError::NoNode) => Vec::new(),
-                Err(e) => return Err(e.into()),
-            };
-            let sorted = self.kind.sort(children);
-            let our_name = node_name(&our_path);
-            let Some(index) = sorted.iter().position(|c| c == our_name) else {
-                // Our node is gone (its session expired): queue again with a new one.
-                tracing::debug!(path = %our_path, "lock node vanished; re-creating");
-                own.disarm();
-                continue;
-            };
-            let predecessor = match self.verdict(&sorted, index) {
-                Verdict::Acquired { pin } => {
-                    // Subscribe before verifying, so no later state change can be missed. The
-                    // verifying read also leaves a watch on our node, so the guard learns of
-                    // its deletion (getData sets no watch on a missing node: no leak).
-                    let states = client.connection_states();
-                    match client.get_data(&our_path).watched().await {
+            // The queue, and (in the same round trip) our node unless it is already verified.
+            // The verifying read leaves the watch on our node that the grant follows (getData
+            // sets no watch on a missing node: no leak).
+            let children = match &claim {
+                Some(_) => client.get_children(&self.path).await,
+                None => {
+                    let (children, ours) = futures::join!(
+                        client.get_children(&self.path).into_future(),
+                        client.get_data(&our_path).watched().into_future()
+                    );
+                    match ours {
                         Ok((data, stat, watch)) if stat.ephemeral_owner == client.session_id() => {
-                            own.disarm();
-                            // A revocation asked for while we waited counts too.
-                            let revoked = data == REVOKE_MESSAGE && self.data != REVOKE_MESSAGE;
-                            let grant = Grant::start(
-                                client,
-                                our_path,
-                                stat.czxid,
-                                stat.ephemeral_owner,
-                                states,
+                            claim = Some(OwnNode {
+                                path: our_path.clone(),
+                                data,
+                                stat,
                                 watch,
-                                revoked,
-                                pin,
-                            );
-                            *lock(&self.held) = Some(grant.clone());
-                            return Ok(MutexGuard::new(self.clone(), grant));
+                            });
                         }
                         Ok(_) => {
                             // Left by an expired session of ours: not a valid claim.
@@ -327,11 +316,36 @@ impl Internals {
                         }
                         Err(e) => return Err(e.into()),
                     }
+                    children
+                }
+            };
+            let children = match children {
+                Ok(c) => c,
+                Err(ZkError::NoNode) => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
+            let Some(verified) = still_unchanged(&mut claim).await else {
+                continue;
+            };
+            let sorted = self.kind.sort(children);
+            let Some(index) = sorted.iter().position(|c| c == node_name(&our_path)) else {
+                // Our node is gone (its session expired): queue again with a new one.
+                tracing::debug!(path = %our_path, "lock node vanished; re-creating");
+                own.disarm();
+                continue;
+            };
+            let predecessor = match self.verdict(&sorted, index) {
+                Verdict::Acquired { pin } => {
+                    // Subscribed after the reply that made us the holder: a state change
+                    // since then is either in the stream or in the current state.
+                    let states = client.connection_states();
+                    return Ok(self.grant(own, verified, states, pin));
                 }
                 Verdict::Watch(node) => node,
             };
+            claim = Some(verified);
             // Watch only that one node; getData sets no watch on a missing node (no leak).
-            match client
+            let deleted = match client
                 .get_data(&join(&self.path, &predecessor))
                 .watched()
                 .await
@@ -341,12 +355,63 @@ impl Internals {
                     let event = watch.await;
                     self.stats.send_modify(|s| s.wakeups += 1);
                     tracing::trace!(?event, "lock predecessor changed");
+                    event.event_type == EventType::NodeDeleted
                 }
-                Err(ZkError::NoNode) => {}
+                Err(ZkError::NoNode) => true,
                 Err(e) => return Err(e.into()),
+            };
+            // Next in line of an exclusive lock: no node is ever created ahead of ours
+            // (sequence numbers only grow), so with the predecessor gone and our node
+            // unchanged, the lock is ours without reading the queue again.
+            let exclusive = !matches!(self.kind, Kind::Read { .. });
+            if deleted && exclusive && index == 1 {
+                if let Some(verified) = still_unchanged(&mut claim).await {
+                    let states = client.connection_states();
+                    return Ok(self.grant(own, verified, states, None));
+                }
             }
         }
     }
+
+    /// Turns our verified node into this handle's grant.
+    fn grant(
+        self: &Arc<Self>,
+        own: &mut OwnedNode,
+        claim: OwnNode,
+        states: ConnectionStates,
+        pin: Option<MutexGuard>,
+    ) -> MutexGuard {
+        own.disarm();
+        // A revocation asked for while we waited counts too.
+        let revoked = claim.data == REVOKE_MESSAGE && self.data != REVOKE_MESSAGE;
+        let grant = Grant::start(
+            &self.client,
+            claim.path,
+            claim.stat.czxid,
+            claim.stat.ephemeral_owner,
+            states,
+            claim.watch,
+            revoked,
+            pin,
+        );
+        *lock(&self.held) = Some(grant.clone());
+        MutexGuard::new(self.clone(), grant)
+    }
+}
+
+/// Our lock node as read when verifying it: its data, its Stat, and the watch the read left.
+struct OwnNode {
+    path: String,
+    data: Vec<u8>,
+    stat: Stat,
+    watch: WatchFuture,
+}
+
+/// Takes the claim if its watch has not fired (our node unchanged up to the last reply);
+/// drops it otherwise, so that the node is read again.
+async fn still_unchanged(claim: &mut Option<OwnNode>) -> Option<OwnNode> {
+    let mut c = claim.take()?;
+    futures::poll!(&mut c.watch).is_pending().then_some(c)
 }
 
 /// One lock node and the guards sharing it.

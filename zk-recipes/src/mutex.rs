@@ -24,8 +24,11 @@ pub const LOCK_NAME: &str = "lock-";
 /// (parents are created as containers, so empty lock paths are reaped by the server). The
 /// lowest sequence number (sorted on the part after `lock-`, ignoring the protection prefix)
 /// holds the lock; every other waiter watches only its immediate predecessor, so a release
-/// wakes exactly one waiter (no herd effect). Before claiming the lock the node is re-read and
-/// its `ephemeralOwner` must be the current session.
+/// wakes exactly one waiter (no herd effect). A waiter reads its own node (its
+/// `ephemeralOwner` must be the current session) in the same round trip as the queue, leaving
+/// a watch on it; the next in line takes the lock as soon as its predecessor's deletion
+/// arrives, with no further read, when that watch shows its node unchanged (no node can be
+/// created ahead of it), so a hand-off costs about one write round trip.
 ///
 /// Mutual exclusion holds between handles *and* between tasks sharing one handle (e.g. through
 /// an `Arc`): while a [`MutexGuard`] of this handle is alive, [`Mutex::acquire`] on the same

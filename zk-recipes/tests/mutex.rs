@@ -264,10 +264,15 @@ async fn no_herd_one_release_wakes_exactly_one_of_50_waiters() {
             .await
             .unwrap();
     }
-    // One watch per waiter, plus the holder's own watch on its node (the guard's monitor,
-    // from a connection no waiter uses).
+    // Per waiter a watch on its predecessor and one on its own node (which tells it, when its
+    // predecessor goes, that its node is intact without another read; the server keeps one
+    // watch per path and session, so consecutive nodes of one session share one), plus the
+    // holder's own watch on its node (the guard's monitor, from a connection no waiter uses).
     let watches_before = total_watches(&server).await;
-    assert_eq!(watches_before, WAITERS as u64 + 1, "one watch per waiter");
+    assert!(
+        (WAITERS as u64 + 1..=2 * WAITERS as u64 + 1).contains(&watches_before),
+        "{watches_before} watches"
+    );
     assert_eq!(
         watches_by_path(&server).await.get(&holder_node),
         Some(&2),
@@ -277,16 +282,11 @@ async fn no_herd_one_release_wakes_exactly_one_of_50_waiters() {
     guard.release().await.unwrap();
     let (_, new_holder_node) = within("the next holder", done_rx.recv()).await.unwrap();
 
-    // Exactly one waiter's watch fired on the server: away from the new holder's node (where
-    // its successor and its own monitor watch, possibly on one connection) every other
-    // waiter's watch is still there...
+    // Exactly the two watches on the released node fired on the server (the holder's and
+    // the next waiter's): every other waiter's watches are still there...
+    assert_eq!(total_watches(&server).await, watches_before - 2);
     let by_path = watches_by_path(&server).await;
-    let elsewhere: u64 = by_path
-        .iter()
-        .filter(|(p, _)| **p != new_holder_node)
-        .map(|(_, n)| *n)
-        .sum();
-    assert_eq!(elsewhere, WAITERS as u64 - 2, "{by_path:?}");
+    assert!(!by_path.contains_key(&holder_node), "{by_path:?}");
     assert!(by_path.get(&new_holder_node).is_some_and(|n| *n >= 1));
     // ...and exactly one waiter woke up.
     let wakeups: u64 = stats.iter().map(|s| s.borrow().wakeups).sum();
@@ -397,6 +397,47 @@ async fn guard_reports_suspended_then_held_across_a_reconnect() {
     assert_eq!(guard.state(), LockState::Held);
     assert_eq!(guard.session_id(), a.session_id());
     guard.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_next_in_line_waiter_whose_node_was_deleted_queues_again() {
+    // The next in line takes the lock when its predecessor goes without reading the queue
+    // again, trusting the watch on its own node: here that node is gone by then.
+    let server = server().await;
+    let a = client(&server.connect_string()).await;
+    let b = client(&server.connect_string()).await;
+    let operator = client(&server.connect_string()).await;
+    let holder = Mutex::new(a.clone(), LOCK).unwrap();
+    let guard = holder.acquire().await.unwrap();
+
+    let waiter = Mutex::new(b.clone(), LOCK).unwrap();
+    let mut waiter_stats = waiter.wait_stats();
+    let next = tokio::spawn(async move {
+        let g = waiter.acquire().await.expect("waiter acquires");
+        (g, waiter)
+    });
+    within(
+        "the waiter's watch",
+        waiter_stats.wait_for(|s| s.watches_set == 1),
+    )
+    .await
+    .unwrap();
+    let queue = operator.get_children(LOCK).await.unwrap();
+    let holder_name = guard.node_path().rsplit('/').next().unwrap().to_owned();
+    let waiter_node = queue
+        .iter()
+        .find(|n| **n != holder_name)
+        .map(|n| format!("{LOCK}/{n}"))
+        .expect("the waiter's node");
+    operator.delete(&waiter_node).await.unwrap();
+
+    guard.release().await.unwrap();
+    let (next_guard, _waiter) = within("the waiter acquires", next).await.unwrap();
+    assert_ne!(next_guard.node_path(), waiter_node);
+    assert_eq!(next_guard.state(), LockState::Held);
+    let (_, stat) = operator.get_data(next_guard.node_path()).await.unwrap();
+    assert_eq!(stat.ephemeral_owner, b.session_id());
+    assert_eq!(operator.get_children(LOCK).await.unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
