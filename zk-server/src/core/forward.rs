@@ -33,6 +33,14 @@ pub enum Forwarded {
         /// The session.
         session_id: i64,
     },
+    /// A client re-attaches a session the learner does not know (its creation may not have
+    /// reached the learner yet): the leader answers with a no-op txn for the session —
+    /// error code 0 if the session is alive (it is the learner's now), SESSIONEXPIRED if
+    /// not — so that the learner, applying it, knows everything the leader knew.
+    Revalidate {
+        /// The session.
+        session_id: i64,
+    },
     /// Sessions connected to the learner and alive.
     Touch {
         /// Their ids.
@@ -44,6 +52,11 @@ const REQUEST: u8 = 1;
 const CREATE_SESSION: u8 = 2;
 const TOUCH: u8 = 3;
 const ATTACH: u8 = 4;
+const REVALIDATE: u8 = 5;
+
+/// The cxid of the txn answering a [`Forwarded::Revalidate`] (no client request has it:
+/// clients number their requests from 1).
+pub const REVALIDATE_CXID: i32 = i32::MIN;
 
 impl Forwarded {
     /// The encoded form.
@@ -73,6 +86,10 @@ impl Forwarded {
             }
             Forwarded::Attach { session_id } => {
                 buf.put_u8(ATTACH);
+                buf.put_i64(*session_id);
+            }
+            Forwarded::Revalidate { session_id } => {
+                buf.put_u8(REVALIDATE);
                 buf.put_i64(*session_id);
             }
             Forwarded::Touch { sessions } => {
@@ -112,6 +129,9 @@ impl Forwarded {
                 timeout_ms: r.read_i32("timeout")?,
             }),
             ATTACH => Ok(Forwarded::Attach {
+                session_id: r.read_i64("session id")?,
+            }),
+            REVALIDATE => Ok(Forwarded::Revalidate {
                 session_id: r.read_i64("session id")?,
             }),
             TOUCH => Ok(Forwarded::Touch {
@@ -167,6 +187,7 @@ mod tests {
             sessions: vec![1, 2, 3],
         });
         roundtrip(Forwarded::Attach { session_id: -7 });
+        roundtrip(Forwarded::Revalidate { session_id: 9 });
     }
 
     #[test]

@@ -28,7 +28,7 @@ mod reads;
 mod replies;
 mod stats;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use bytes::Bytes;
 use zk_proto::{
@@ -258,6 +258,13 @@ enum Origin {
         conn: ConnId,
         read_only: Option<bool>,
     },
+    /// Ensemble, as learner: the leader's answer to re-attaching a session unknown here;
+    /// attach it with the negotiated `timeout`, or refuse it.
+    Revalidate {
+        conn: ConnId,
+        timeout: i32,
+        read_only: Option<bool>,
+    },
     /// Session expiry or container cleanup.
     Internal,
 }
@@ -309,6 +316,9 @@ pub struct ServerCore {
     /// Ensemble, as leader: the member each session is attached to (ZooKeeper's session
     /// owner); a write from another member gets SESSIONMOVED.
     owners: HashMap<i64, u64>,
+    /// Ensemble, as learner: sessions whose clients sent something since the last tick, to
+    /// relay to the leader (an open connection alone keeps no session alive).
+    heard_from: BTreeSet<i64>,
     conns: HashMap<ConnId, Conn>,
     last_zxid: i64,
     txns_since_snapshot: u64,
@@ -341,6 +351,7 @@ impl ServerCore {
             awaiting: HashMap::new(),
             role,
             owners: HashMap::new(),
+            heard_from: BTreeSet::new(),
             conns: HashMap::new(),
             last_zxid,
             txns_since_snapshot: 0,
@@ -545,25 +556,34 @@ impl ServerCore {
             );
             return;
         }
-        self.conns.insert(conn, c);
-        let valid = request.passwd.as_slice() == session_password(request.session_id).as_slice()
-            && self
-                .sessions
-                .get(request.session_id)
-                .is_some_and(|s| !s.closing);
-        if !valid {
-            let response = ConnectResponse {
-                protocol_version: 0,
-                timeout: 0,
-                session_id: 0,
-                passwd: vec![0; PASSWORD_LEN],
+        let session_id = request.session_id;
+        let password_ok = request.passwd.as_slice() == session_password(session_id).as_slice();
+        if password_ok
+            && self.sessions.get(session_id).is_none()
+            && matches!(self.role, Some(ReplicaRole::Learner { .. }))
+        {
+            // Unknown here, perhaps only not yet: the leader decides (Apache's REVALIDATE).
+            c.handshaking = true;
+            c.session = Some(session_id);
+            self.conns.insert(conn, c);
+            let origin = Origin::Revalidate {
+                conn,
+                timeout,
                 read_only: request.read_only,
             };
-            self.send_connect_response(conn, &response);
-            self.close(conn);
+            self.forward(
+                (session_id, forward::REVALIDATE_CXID),
+                origin,
+                Forwarded::Revalidate { session_id },
+            );
             return;
         }
-        let session_id = request.session_id;
+        self.conns.insert(conn, c);
+        let valid = password_ok && self.sessions.get(session_id).is_some_and(|s| !s.closing);
+        if !valid {
+            self.refuse_session(conn, request.read_only);
+            return;
+        }
         let previous = self.sessions.get(session_id).and_then(|s| s.conn);
         if let Some(old) = previous.filter(|old| *old != conn) {
             self.close(old);
@@ -575,7 +595,7 @@ impl ServerCore {
             s.timeout_ms = timeout;
             s.conn = Some(conn);
         }
-        self.sessions.touch(session_id, self.now.mono_ms);
+        self.touch(session_id);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.session = Some(session_id);
         }
@@ -598,6 +618,19 @@ impl ServerCore {
             read_only: request.read_only,
         };
         self.send_connect_response(conn, &response);
+    }
+
+    /// Tells a re-attaching client its session expired, and closes the connection.
+    fn refuse_session(&mut self, conn: ConnId, read_only: Option<bool>) {
+        let response = ConnectResponse {
+            protocol_version: 0,
+            timeout: 0,
+            session_id: 0,
+            passwd: vec![0; PASSWORD_LEN],
+            read_only,
+        };
+        self.send_connect_response(conn, &response);
+        self.close(conn);
     }
 
     fn send_connect_response(&mut self, conn: ConnId, response: &ConnectResponse) {
@@ -630,7 +663,7 @@ impl ServerCore {
             // The session was taken over by another connection.
             return;
         };
-        if !self.sessions.touch(session_id, self.now.mono_ms) {
+        if !self.touch(session_id) {
             self.push_ready(
                 conn,
                 replies::bare(
@@ -1065,6 +1098,18 @@ impl ServerCore {
                 self.owners.insert(session_id, from);
                 self.sessions.touch(session_id, self.now.mono_ms);
             }
+            Forwarded::Revalidate { session_id } => {
+                let alive = self.sessions.get(session_id).is_some_and(|s| !s.closing);
+                let err = if alive {
+                    self.owners.insert(session_id, from);
+                    self.sessions.touch(session_id, self.now.mono_ms);
+                    0
+                } else {
+                    ErrorCode::SessionExpired.as_i32()
+                };
+                let body = TxnBody::Error(zk_proto::ErrorTxn { err });
+                self.propose(session_id, forward::REVALIDATE_CXID, body, Origin::Internal);
+            }
             Forwarded::CreateSession {
                 session_id,
                 timeout_ms,
@@ -1110,11 +1155,13 @@ impl ServerCore {
             }
         };
         let key = (txn.header.client_id, txn.header.cxid);
-        let expects_connect = matches!(txn.body, TxnBody::CreateSession(_));
+        let answers = |origin: &Origin| match origin {
+            Origin::Connect { .. } => matches!(txn.body, TxnBody::CreateSession(_)),
+            Origin::Revalidate { .. } => matches!(txn.body, TxnBody::Error(_)),
+            _ => !matches!(txn.body, TxnBody::CreateSession(_)),
+        };
         let (origin, proposed_at_ms) = match self.awaiting.remove(&key) {
-            Some((origin, at)) if matches!(origin, Origin::Connect { .. }) == expects_connect => {
-                (origin, at)
-            }
+            Some((origin, at)) if answers(&origin) => (origin, at),
             Some(other) => {
                 self.awaiting.insert(key, other);
                 (Origin::Internal, self.now.mono_ms)
@@ -1149,6 +1196,7 @@ impl ServerCore {
         }
         self.awaiting.clear();
         self.owners.clear();
+        self.heard_from.clear();
         self.pending = PendingChanges::default();
         self.sessions.restart_timeouts(self.now.mono_ms);
     }
@@ -1267,6 +1315,32 @@ impl ServerCore {
             Origin::Connect { conn, read_only } => {
                 self.finish_handshake(conn, session_id, read_only)
             }
+            Origin::Revalidate {
+                conn,
+                timeout,
+                read_only,
+            } => {
+                let valid = matches!(&txn.body, TxnBody::Error(e) if e.err == 0);
+                match self
+                    .sessions
+                    .get_mut(session_id)
+                    .filter(|s| valid && !s.closing)
+                {
+                    Some(s) => {
+                        s.timeout_ms = timeout;
+                        self.sessions.touch(session_id, self.now.mono_ms);
+                        self.finish_handshake(conn, session_id, read_only);
+                    }
+                    None => {
+                        if let Some(c) = self.conns.get_mut(&conn) {
+                            c.handshaking = false;
+                            c.session = None;
+                            c.early.clear();
+                        }
+                        self.refuse_session(conn, read_only);
+                    }
+                }
+            }
             Origin::Internal => {}
         }
     }
@@ -1356,13 +1430,8 @@ impl ServerCore {
                 }
             }
             Some(ReplicaRole::Learner { .. }) => {
-                // Relay the liveness of the sessions connected here; the leader expires.
-                let sessions: Vec<i64> = self
-                    .conns
-                    .values()
-                    .filter(|c| !c.closing && !c.handshaking)
-                    .filter_map(|c| c.session)
-                    .collect();
+                // Relay the liveness of the sessions heard from here; the leader expires.
+                let sessions: Vec<i64> = std::mem::take(&mut self.heard_from).into_iter().collect();
                 if !sessions.is_empty() {
                     self.actions.push(Action::Forward {
                         data: Forwarded::Touch { sessions }.encode(),
@@ -1371,6 +1440,16 @@ impl ServerCore {
             }
             Some(ReplicaRole::NotServing) => {}
         }
+    }
+
+    /// A client of `session_id` sent something: its session lives on (false if it is gone
+    /// or closing). A learner relays it to the leader on its next tick.
+    fn touch(&mut self, session_id: i64) -> bool {
+        let live = self.sessions.touch(session_id, self.now.mono_ms);
+        if live && matches!(self.role, Some(ReplicaRole::Learner { .. })) {
+            self.heard_from.insert(session_id);
+        }
+        live
     }
 
     /// Expires a session now (as its timeout would): logs a closeSession that deletes its

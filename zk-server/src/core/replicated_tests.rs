@@ -222,7 +222,7 @@ fn a_sync_is_answered_after_the_writes_before_it() {
 }
 
 #[test]
-fn the_leader_expires_only_sessions_whose_learner_stopped_relaying_them() {
+fn the_leader_expires_only_sessions_whose_clients_went_silent() {
     let mut pair = Pair::new();
     let session = pair.connect_to_learner();
     pair.request(
@@ -234,9 +234,16 @@ fn the_leader_expires_only_sessions_whose_learner_stopped_relaying_them() {
             flags: 1,
         }),
     );
-    // Ticks for twice the timeout: the learner relays the session, the leader keeps it.
+    // Ticks for twice the timeout, the client pinging: the learner relays the session, the
+    // leader keeps it.
     for t in (100..8_000).step_by(100) {
         pair.clock = t;
+        let ping = Input::Request {
+            conn: LEARNER_CONN,
+            xid: -2,
+            request: Request::Ping,
+        };
+        pair.learner.step(ping, now(t));
         let relayed = pair.learner.step(Input::Tick, now(t));
         let [Action::Forward { data }] = relayed.as_slice() else {
             panic!("the learner relays its sessions: {relayed:?}")
@@ -256,12 +263,12 @@ fn the_leader_expires_only_sessions_whose_learner_stopped_relaying_them() {
         );
         assert!(pair.leader.step(Input::Tick, now(t)).is_empty());
     }
-    // The client goes away: no more relays, and the leader expires the session.
-    pair.learner
-        .step(Input::Disconnected { conn: LEARNER_CONN }, now(8_000));
+    // The client goes silent, its connection open (a frozen process): no more relays, and
+    // the leader expires the session (an open connection alone keeps nothing alive).
     let mut expired = Vec::new();
     for t in (8_100..14_000).step_by(100) {
-        assert!(pair.learner.step(Input::Tick, now(t)).is_empty());
+        let relayed = pair.learner.step(Input::Tick, now(t));
+        assert!(relayed.is_empty(), "{relayed:?}");
         expired.extend(pair.leader.step(Input::Tick, now(t)));
     }
     let [Action::Propose { txn, .. }] = expired.as_slice() else {
@@ -324,4 +331,114 @@ fn a_write_through_the_member_a_session_moved_away_from_closes_that_connection()
     );
     assert!(pair.leader.tree().get("/moved").is_none());
     assert!(pair.learner.tree().get("/moved").is_none());
+}
+
+/// The leader's own client's session, committed on the leader only (the learner has not
+/// applied its creation yet); returns its id and the held-back commit.
+fn session_on_the_leader_only(pair: &mut Pair) -> (i64, Input) {
+    let conn = ConnId(1);
+    let remote = "127.0.0.1:5001".parse().unwrap();
+    let actions = pair.leader.step(
+        Input::Connect {
+            conn,
+            request: new_session(),
+            remote,
+        },
+        now(pair.clock),
+    );
+    let [Action::Propose { zxid, txn }] = actions.as_slice() else {
+        panic!("{actions:?}")
+    };
+    pair.next_zxid += 1;
+    let commit = || Input::Committed {
+        zxid: *zxid,
+        txn: txn.clone(),
+    };
+    let sent = pair.leader.step(commit(), now(pair.clock));
+    let [Action::Send { frame, .. }] = sent.as_slice() else {
+        panic!("{sent:?}")
+    };
+    let response = ConnectResponse::from_bytes(&frame[4..]).unwrap();
+    (response.session_id, commit())
+}
+
+fn reattach_at_learner(pair: &mut Pair, session_id: i64, passwd: Vec<u8>) -> Vec<Action> {
+    let request = ConnectRequest {
+        session_id,
+        passwd,
+        ..new_session()
+    };
+    pair.learner.step(
+        Input::Connect {
+            conn: LEARNER_CONN,
+            request,
+            remote: "127.0.0.1:5002".parse().unwrap(),
+        },
+        now(pair.clock),
+    )
+}
+
+/// The learner's answers, as (timeout, session id) of each ConnectResponse, and whether it
+/// closed the connection.
+fn connect_responses(actions: &[Action]) -> (Vec<(i32, i64)>, bool) {
+    let mut responses = Vec::new();
+    let mut closed = false;
+    for a in actions {
+        match a {
+            Action::Send { frame, .. } => {
+                let r = ConnectResponse::from_bytes(&frame[4..]).unwrap();
+                responses.push((r.timeout, r.session_id));
+            }
+            Action::Close { .. } => closed = true,
+            other => panic!("{other:?}"),
+        }
+    }
+    (responses, closed)
+}
+
+#[test]
+fn a_learner_revalidates_with_the_leader_a_session_it_has_not_seen_created() {
+    let mut pair = Pair::new();
+    let (session, held_back) = session_on_the_leader_only(&mut pair);
+    let passwd = session_password(session).to_vec();
+    // The client moves to the learner before the learner applied the session's creation:
+    // the learner asks the leader rather than calling the session expired.
+    let actions = reattach_at_learner(&mut pair, session, passwd);
+    let [Action::Forward { data }] = actions.as_slice() else {
+        panic!("the learner answered at once: {actions:?}")
+    };
+    let answer = pair.leader.step(
+        Input::Forwarded {
+            from: 2,
+            data: data.clone(),
+        },
+        now(pair.clock),
+    );
+    let [Action::Propose { zxid, txn }] = answer.as_slice() else {
+        panic!("{answer:?}")
+    };
+    pair.next_zxid += 1;
+    // The commits reach the learner in order: the session's creation, then the answer.
+    assert!(pair.learner.step(held_back, now(pair.clock)).is_empty());
+    let commit = Input::Committed {
+        zxid: *zxid,
+        txn: txn.clone(),
+    };
+    let sent = pair.learner.step(commit, now(pair.clock));
+    assert_eq!(connect_responses(&sent), (vec![(4_000, session)], false));
+    // Attached here: a write through the learner is the session's.
+    let sent = pair.request(1, create("/moved-here"));
+    assert_eq!(headers(&sent), vec![(1, 0)]);
+}
+
+#[test]
+fn a_learner_refuses_a_session_the_leader_does_not_know() {
+    let mut pair = Pair::new();
+    let unknown = (2_i64 << 56) | 77;
+    let actions = reattach_at_learner(&mut pair, unknown, session_password(unknown).to_vec());
+    let [Action::Forward { data }] = actions.as_slice() else {
+        panic!("{actions:?}")
+    };
+    let sent = pair.replicate(vec![Action::Forward { data: data.clone() }]);
+    assert_eq!(connect_responses(&sent), (vec![(0, 0)], true));
 }
