@@ -1,111 +1,223 @@
-//! Deterministic simulation of a ZAB ensemble: seeded faults — crashes losing writes not yet
-//! fsynced (torn log tails), restarts, partitions (both ways and one way), broken connections,
-//! slow links, duplicated election messages, clock skew — with ZAB's invariants checked after
-//! every step, then healing and a liveness check.
+//! Deterministic simulation of an ensemble: every member runs the ZAB peer and the server core
+//! (`ServerCore`, the code that serves clients in production), with simulated clients talking
+//! ZooKeeper's wire protocol to them — sessions, setData with and without a version, ephemeral
+//! creates, reads, syncs, closeSession, reconnects to other members — under seeded faults:
+//! crashes losing writes not yet fsynced (torn log tails), restarts, partitions (both ways and
+//! one way), broken connections, slow links, duplicated election messages, clock skew. ZAB's
+//! invariants are checked after every step; then the faults heal and the end state is checked.
 //!
 //! `ZAB_SIM_SEEDS=n` runs n seeds (default 12; CI runs 500 with `--release`);
-//! `ZAB_SIM_SEED=s` replays one seed exactly; `ZAB_SIM_TRACE=1` prints every action;
-//! `ZAB_SIM_SECONDS=n` is the long mode: fresh seeds for n seconds (both ensembles in turn),
-//! printing seeds per second as it goes (`cargo test --release -p zk-server --test
-//! zab_simulation long_mode -- --nocapture`).
-//! Simulated clients write eight versioned registers (blind writes and compare-and-sets on the
-//! version their member shows), each answered when the member it was sent to applies it;
-//! after every run each register's history is checked for linearizability by a Wing–Gong–Lowe
-//! checker (`support/linearizability.rs`, itself tested on known-bad histories). Reading
-//! clients move between members and must never see a register go back in time (members
-//! behind them refuse them); a read after a sync must see every write acknowledged before
-//! the sync was sent.
+//! `ZAB_SIM_SEED=s` (or `SIM_SEED=s`) replays one seed exactly; `ZAB_SIM_TRACE=1` prints every
+//! replica action; `ZAB_SIM_STATS=1` prints figures per seed; `ZAB_SIM_SECONDS=n` is the long
+//! mode: fresh seeds for n seconds (both ensembles in turn), printing seeds per second
+//! (`cargo test --release -p zk-server --test zab_simulation long_mode -- --nocapture`).
+//!
+//! Clients:
+//! * writers set eight register nodes `/r0`…`/r7` (blind, or with the version their member
+//!   shows: a compare-and-set), create ephemeral nodes, close their sessions or abandon them,
+//!   and move between members with their session (re-attach). Each register's history is
+//!   checked for linearizability by a Wing–Gong–Lowe checker (`support/linearizability.rs`,
+//!   itself tested on known-bad histories): an answered setData is the reply the member sent;
+//!   an unanswered one is in the history exactly when its txn committed;
+//! * readers read registers at one member and move to others with their session and
+//!   lastZxidSeen (members behind them refuse them): within a session a register never goes
+//!   back in time. A reader's sync is pipelined with reads of every register, which must see
+//!   every write acknowledged before the sync was sent (ZOOKEEPER-1675). Every reply comes in
+//!   request order on its connection.
+//!
 //! Invariants:
 //! * every node's applied txns are a prefix of the one committed sequence (agreement, no
 //!   gaps, nothing committed ever lost or changed);
 //! * a leader that starts serving holds every txn committed anywhere (leader completeness);
-//! * at most one leader serves per epoch;
+//! * at most one leader serves per epoch; the zxid the leader's core prepares a txn for is
+//!   the one the replica assigns;
 //! * after healing: one leader, every node serving and applied up to the same point, holding
-//!   every acknowledged write, and new writes commit.
+//!   every acknowledged write; every member's tree and session table identical; every
+//!   ephemeral owned by a live session; no session whose close was acknowledged, and none of
+//!   its ephemerals; every acknowledged ephemeral of a live session present; once the clients
+//!   go idle, every session expires on every member and takes its ephemerals with it.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 
 use bytes::Bytes;
 use linearizability::{Op, RegisterOp, VersionedRegister};
+use zk_proto::{
+    Acl, ConnectRequest, ConnectResponse, CreateRequest, CreateTxn, Decode, ErrorCode,
+    GetDataRequest, GetDataResponse, OpCode, Reader, ReplyHeader, Request, SetDataRequest,
+    SetDataResponse, SyncRequest, Txn, TxnBody, TxnHeader,
+};
+use zk_server::core::{
+    Action as CoreAction, CoreConfig, Input as CoreInput, Now, ReplicaRole, ServerCore,
+};
+use zk_server::tree::DataTree;
 use zk_server::zab::{
     Action, ElectionTimers, Entry, History, Input, Message, Peer, PeerConfig, PersistentState,
     Role, Sid, Zxid,
 };
+use zk_server::ConnId;
 
 #[path = "support/linearizability.rs"]
 mod linearizability;
 
-/// Registers the simulated clients write (each one checked for linearizability on its own:
+/// Registers `/r0`… the writers set (each checked for linearizability on its own:
 /// linearizability is compositional per object).
-const KEYS: u64 = 8;
-
-/// A client operation as a txn: `op <n> <key> w <value>` or `op <n> <key> c <expected> <value>`.
-fn encode_op(n: u64, key: u64, op: RegisterOp) -> Bytes {
-    Bytes::from(match op {
-        RegisterOp::Write(v) => format!("op {n} {key} w {v}"),
-        RegisterOp::Cas { expected, value } => format!("op {n} {key} c {expected} {value}"),
-    })
-}
-
-fn decode_op(txn: &[u8]) -> Option<(u64, u64, RegisterOp)> {
-    let text = std::str::from_utf8(txn).ok()?;
-    let parts: Vec<&str> = text.split(' ').collect();
-    let num = |i: usize| parts.get(i)?.parse::<u64>().ok();
-    let op = match *parts.get(3)? {
-        "w" => RegisterOp::Write(num(4)?),
-        "c" => RegisterOp::Cas {
-            expected: num(4)?,
-            value: num(5)?,
-        },
-        _ => return None,
-    };
-    Some((num(1)?, num(2)?, op))
-}
-
-/// The registers after `applied`, as (value, version) per key.
-fn registers(applied: &[Entry]) -> Vec<(u64, u64)> {
-    let mut state = vec![<VersionedRegister as linearizability::Model>::init(); KEYS as usize];
-    for e in applied {
-        if let Some((_, key, op)) = decode_op(&e.txn) {
-            if let Some(s) = state.get_mut(key as usize) {
-                *s = <VersionedRegister as linearizability::Model>::step(s, &op).0;
-            }
-        }
-    }
-    state
-}
-
-/// One client operation: its key and its place in the history.
-struct ClientOp {
-    key: u64,
-    op: Op<RegisterOp, Option<u64>>,
-    /// The member it was sent to, and that member's incarnation: the reply comes when that
-    /// member applies it (as a server answers its own clients).
-    node: Sid,
-    incarnation: u64,
-}
-
-/// A client that reads (ZooKeeper's reads are served by the member it is connected to).
-struct Reader {
-    node: Sid,
-    /// The newest zxid it has seen: a member behind it refuses it (as a server refuses a
-    /// client whose lastZxidSeen is ahead).
-    last_zxid: Zxid,
-    /// The newest version it has seen of each register.
-    seen: Vec<u64>,
-}
-
-/// A sync in flight: answered when its member applies it; the read after it must see every
-/// write acknowledged before the sync was sent (ZOOKEEPER-1675).
-struct PendingSync {
-    node: Sid,
-    incarnation: u64,
-    /// Per register, the newest version some client had been told before the sync.
-    required: Vec<u64>,
-}
-
+const KEYS: usize = 8;
+const WRITERS: usize = 4;
 const READERS: usize = 4;
+/// Requests a client keeps in flight on its connection.
+const MAX_IN_FLIGHT: usize = 3;
+/// The session timeout clients ask for, ms.
+const SESSION_TIMEOUT_MS: i32 = 1_000;
+/// How often the members' cores tick (session expiry, learners' liveness relays), ms.
+const CORE_TICK_MS: u64 = 50;
+
+fn register(key: usize) -> String {
+    format!("/r{key}")
+}
+
+/// The cores' settings (`server_id` per member).
+fn core_config(server_id: u8) -> CoreConfig {
+    CoreConfig {
+        server_id,
+        min_session_timeout_ms: 400,
+        max_session_timeout_ms: 4_000,
+        extended_types: false,
+        super_digest: None,
+        snap_count: u64::MAX,
+        container_max_never_used_ms: 0,
+        container_max_per_tick: 100,
+        emulate_3_5: false,
+        replicated: true,
+    }
+}
+
+/// The state every member starts from (as if from one preloaded data dir): the registers at
+/// version 0 and `/e`, the ephemerals' parent.
+fn genesis() -> Bytes {
+    let mut tree = DataTree::new();
+    let paths = (0..KEYS).map(register).chain(["/e".to_owned()]);
+    for (i, path) in paths.enumerate() {
+        let txn = Txn::new(
+            0,
+            0,
+            0,
+            0,
+            TxnBody::Create(CreateTxn {
+                path,
+                data: Some(b"0".to_vec()),
+                acl: Acl::open_unsafe(),
+                ephemeral: false,
+                parent_cversion: i as i32 + 1,
+            }),
+        );
+        tree.apply(&txn, &mut Vec::new());
+    }
+    let core = ServerCore::new(
+        core_config(0),
+        tree,
+        &[],
+        Now {
+            wall_ms: 0,
+            mono_ms: 0,
+        },
+    );
+    pack(&[], &core.encode_state())
+}
+
+/// A snapshot as the simulation stores and ships it: the applied txns (kept for the
+/// invariant checks) and the core's encoded state.
+fn pack(entries: &[Entry], state: &[u8]) -> Bytes {
+    let mut out = Vec::new();
+    let mut log = Vec::new();
+    for e in entries {
+        log.extend_from_slice(&e.zxid.to_be_bytes());
+        log.extend_from_slice(&(e.txn.len() as u32).to_be_bytes());
+        log.extend_from_slice(&e.txn);
+    }
+    out.extend_from_slice(&(log.len() as u64).to_be_bytes());
+    out.extend_from_slice(&log);
+    out.extend_from_slice(state);
+    Bytes::from(out)
+}
+
+fn unpack(b: &[u8]) -> (Vec<Entry>, &[u8]) {
+    let len = u64::from_be_bytes(b[..8].try_into().expect("8 bytes")) as usize;
+    let (mut log, state) = b[8..].split_at(len);
+    let mut entries = Vec::new();
+    while log.len() >= 12 {
+        let zxid = i64::from_be_bytes(log[..8].try_into().expect("8 bytes"));
+        let n = u32::from_be_bytes(log[8..12].try_into().expect("4 bytes")) as usize;
+        entries.push(Entry {
+            zxid,
+            txn: Bytes::copy_from_slice(&log[12..12 + n]),
+        });
+        log = &log[12 + n..];
+    }
+    (entries, state)
+}
+
+/// A setData on a register, as the linearizability checker sees it.
+struct ClientOp {
+    key: usize,
+    op: Op<RegisterOp, Option<u64>>,
+    /// The session and xid it was sent with (its txn's client id and cxid).
+    session: i64,
+    xid: i32,
+}
+
+/// A request awaiting its reply on a connection.
+#[derive(Debug)]
+enum Pending {
+    SetData {
+        op: usize,
+    },
+    /// A read; after a sync, it must see at least `required`.
+    GetData {
+        key: usize,
+        required: u64,
+    },
+    Sync,
+    Create {
+        path: String,
+    },
+    Close {
+        session: i64,
+    },
+}
+
+struct Conn {
+    id: ConnId,
+    member: Sid,
+    incarnation: u64,
+    /// The ConnectResponse arrived.
+    established: bool,
+    pending: VecDeque<(i32, Pending)>,
+}
+
+struct Client {
+    reader: bool,
+    member: Sid,
+    conn: Option<Conn>,
+    session: Option<(i64, Vec<u8>)>,
+    last_zxid: i64,
+    next_xid: i32,
+    /// Within the current session, the newest version seen of each register.
+    seen: Vec<u64>,
+    next_node: u64,
+}
+
+/// What became of a session, as its client knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Open,
+    /// Its closeSession was answered.
+    Closed,
+    /// A member said it expired.
+    Expired,
+    /// Its client walked away from it.
+    Abandoned,
+}
 
 /// xorshift64*: small, seeded, reproducible.
 struct Rng(u64);
@@ -129,12 +241,12 @@ impl Rng {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Disk {
     accepted: u32,
     current: u32,
-    /// Snapshot: the applied txns up to `base`.
-    snapshot: Vec<Entry>,
+    /// Snapshot ([`pack`]ed) of the state at `base`.
+    snapshot: Bytes,
     base: Zxid,
     /// The log as written (a durable prefix, then what the OS still holds).
     log: Vec<Entry>,
@@ -149,12 +261,12 @@ struct Node {
     alive: bool,
     incarnation: u64,
     peer: Option<Peer>,
+    core: Option<ServerCore>,
     disk: Disk,
     applied: Vec<Entry>,
-    /// The registers after `applied` (kept in step with it).
-    registers: Vec<(u64, u64)>,
     /// Clock rate in per-mille of real time (skew).
     rate: u64,
+    last_core_tick: u64,
 }
 
 #[derive(Debug)]
@@ -183,8 +295,9 @@ enum Event {
         node: Sid,
     },
     Fault,
+    /// A writer's turn.
     Write,
-    /// A reading client's turn: a read, or a sync followed by a read.
+    /// A reader's turn.
     Read,
 }
 
@@ -206,16 +319,22 @@ struct Sim {
     committed: BTreeMap<Zxid, Bytes>,
     /// The serving leader of each epoch.
     leaders: BTreeMap<u32, Sid>,
-    /// Writes submitted, and those some server applied (acknowledged to a client).
-    submitted: u64,
+    /// Txns some member applied.
     acknowledged: BTreeSet<Bytes>,
-    /// Client operations by txn.
-    client_ops: HashMap<Bytes, ClientOp>,
-    readers: Vec<Reader>,
-    syncs: HashMap<Bytes, PendingSync>,
-    /// Reads served and syncs answered (for the statistics).
+    clients: Vec<Client>,
+    /// Which client a connection belongs to.
+    conn_owner: HashMap<ConnId, usize>,
+    next_conn: u64,
+    client_ops: Vec<ClientOp>,
+    sessions: BTreeMap<i64, Fate>,
+    /// Ephemeral creates that were answered OK, with their session.
+    ephemerals: BTreeMap<String, i64>,
+    /// Statistics.
     reads: u64,
     syncs_answered: u64,
+    refused_connects: u64,
+    /// The clients only ping (keeping their sessions alive) while the ensemble settles.
+    quiet: bool,
     chaos: bool,
     trace: bool,
 }
@@ -225,7 +344,10 @@ const TICK_EVERY_MS: u64 = 10;
 impl Sim {
     fn new(seed: u64, voters: u64, observers: u64) -> Sim {
         let mut sim = Sim {
-            rng: Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
+            // The ensemble's shape is mixed in: each shape explores its own runs of a seed.
+            rng: Rng(
+                (seed ^ voters << 40 ^ observers << 48).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            ),
             now: 0,
             seq: 0,
             queue: BinaryHeap::new(),
@@ -238,13 +360,17 @@ impl Sim {
             cut: BTreeSet::new(),
             committed: BTreeMap::new(),
             leaders: BTreeMap::new(),
-            submitted: 0,
             acknowledged: BTreeSet::new(),
-            client_ops: HashMap::new(),
-            readers: Vec::new(),
-            syncs: HashMap::new(),
+            clients: Vec::new(),
+            conn_owner: HashMap::new(),
+            next_conn: 0,
+            client_ops: Vec::new(),
+            sessions: BTreeMap::new(),
+            ephemerals: BTreeMap::new(),
             reads: 0,
             syncs_answered: 0,
+            refused_connects: 0,
+            quiet: false,
             chaos: true,
             trace: std::env::var("ZAB_SIM_TRACE").is_ok(),
         };
@@ -254,7 +380,8 @@ impl Sim {
             .chain(sim.observers.iter())
             .copied()
             .collect();
-        for id in ids {
+        let genesis = genesis();
+        for &id in &ids {
             let rate = 900 + sim.rng.below(201);
             sim.nodes.insert(
                 id,
@@ -262,10 +389,20 @@ impl Sim {
                     alive: false,
                     incarnation: 0,
                     peer: None,
-                    disk: Disk::default(),
+                    core: None,
+                    disk: Disk {
+                        accepted: 0,
+                        current: 0,
+                        snapshot: genesis.clone(),
+                        base: 0,
+                        log: Vec::new(),
+                        durable: 0,
+                        rewrites: 0,
+                        pending_epochs: None,
+                    },
                     applied: Vec::new(),
-                    registers: registers(&[]),
                     rate,
+                    last_core_tick: 0,
                 },
             );
             sim.start(id);
@@ -273,99 +410,20 @@ impl Sim {
         sim.schedule(50, Event::Fault);
         sim.schedule(5, Event::Write);
         sim.schedule(7, Event::Read);
-        let first = sim.voters.iter().next().copied().unwrap_or(1);
-        for _ in 0..READERS {
-            sim.readers.push(Reader {
-                node: first,
+        for i in 0..WRITERS + READERS {
+            let member = ids[sim.rng.below(ids.len() as u64) as usize];
+            sim.clients.push(Client {
+                reader: i >= WRITERS,
+                member,
+                conn: None,
+                session: None,
                 last_zxid: 0,
-                seen: vec![0; KEYS as usize],
+                next_xid: 1,
+                seen: vec![0; KEYS],
+                next_node: 0,
             });
         }
         sim
-    }
-
-    fn serving(&self, id: Sid) -> bool {
-        self.nodes
-            .get(&id)
-            .and_then(|n| n.peer.as_ref().filter(|_| n.alive))
-            .is_some_and(|p| {
-                matches!(
-                    p.role(),
-                    Role::Leading {
-                        established: true,
-                        ..
-                    } | Role::Following { serving: true, .. }
-                        | Role::Observing { serving: true, .. }
-                )
-            })
-    }
-
-    /// A reader's turn: sometimes it moves to another member; a member that does not serve,
-    /// or is behind what the reader saw, refuses it. Otherwise it reads a register — never
-    /// older than what it saw before — or sends a sync, after which it reads.
-    fn read(&mut self) {
-        let r = self.rng.below(READERS as u64) as usize;
-        if self.rng.below(10) == 0 {
-            let ids: Vec<Sid> = self.nodes.keys().copied().collect();
-            self.readers[r].node = ids[self.rng.below(ids.len() as u64) as usize];
-        }
-        let id = self.readers[r].node;
-        if !self.serving(id) {
-            return;
-        }
-        let node = &self.nodes[&id];
-        let applied = node.applied.last().map_or(0, |e| e.zxid);
-        if applied < self.readers[r].last_zxid {
-            return;
-        }
-        if self.rng.below(4) == 0 {
-            self.sync(r, id);
-            return;
-        }
-        let key = self.rng.below(KEYS) as usize;
-        let version = node.registers[key].1;
-        let reader = &mut self.readers[r];
-        assert!(
-            version >= reader.seen[key],
-            "reader {r} went back in time on register {key}: version {version} at node {id} after {}",
-            reader.seen[key]
-        );
-        reader.seen[key] = version;
-        reader.last_zxid = applied;
-        self.reads += 1;
-    }
-
-    fn sync(&mut self, r: usize, id: Sid) {
-        let mut required = vec![0; KEYS as usize];
-        for c in self.client_ops.values() {
-            if let (Some(_), Some(Some(version))) = (c.op.ret, c.op.output) {
-                let slot = &mut required[c.key as usize];
-                *slot = (*slot).max(version);
-            }
-        }
-        self.submitted += 1;
-        let txn = Bytes::from(format!("sync {} {r}", self.submitted));
-        let incarnation = self.nodes[&id].incarnation;
-        let peer = self
-            .nodes
-            .get_mut(&id)
-            .and_then(|n| n.peer.as_mut())
-            .expect("serving");
-        let sent = match peer.role() {
-            Role::Leading { .. } => peer.propose(txn.clone()).is_ok(),
-            _ => peer.forward(txn.clone()),
-        };
-        if sent {
-            self.syncs.insert(
-                txn,
-                PendingSync {
-                    node: id,
-                    incarnation,
-                    required,
-                },
-            );
-        }
-        self.run_actions(id);
     }
 
     fn config(&self, me: Sid) -> PeerConfig {
@@ -397,9 +455,18 @@ impl Sim {
         self.now * rate / 1000
     }
 
+    fn core_now(&self, id: Sid) -> Now {
+        let mono_ms = self.node_clock(id);
+        Now {
+            wall_ms: 1_700_000_000_000 + mono_ms as i64,
+            mono_ms,
+        }
+    }
+
     fn start(&mut self, id: Sid) {
         let config = self.config(id);
         let clock = self.node_clock(id);
+        let now = self.core_now(id);
         let Some(node) = self.nodes.get_mut(&id) else {
             return;
         };
@@ -413,8 +480,12 @@ impl Sim {
             current_epoch: d.current,
             history,
         };
-        node.applied = d.snapshot.clone();
-        node.registers = registers(&node.applied);
+        let (entries, state) = unpack(&d.snapshot);
+        let mut core = ServerCore::new(core_config(id as u8), DataTree::new(), &[], now);
+        core.restore_state(state).expect("the snapshot restores");
+        node.applied = entries;
+        node.core = Some(core);
+        node.last_core_tick = clock;
         node.peer = Some(Peer::new(config, disk, clock));
         let inc = node.incarnation;
         self.schedule(
@@ -438,6 +509,7 @@ impl Sim {
         }
         node.alive = false;
         node.peer = None;
+        node.core = None;
         // Writes not yet fsynced: a random prefix reached the disk (a torn tail).
         let d = &mut node.disk;
         let keep = (d.durable + keep_extra).min(d.log.len());
@@ -449,11 +521,19 @@ impl Sim {
                 d.current = c;
             }
         }
-        // Its connections break.
+        // Its connections break: with its peers, and with its clients.
         for (&(a, b), link) in self.links.iter_mut() {
             if a == id || b == id {
                 link.0 += 1;
             }
+        }
+        let conns: Vec<ConnId> = self
+            .clients
+            .iter()
+            .filter_map(|c| c.conn.as_ref().filter(|c| c.member == id).map(|c| c.id))
+            .collect();
+        for conn in conns {
+            self.client_closed(conn);
         }
         let others: Vec<Sid> = self.nodes.keys().copied().filter(|&o| o != id).collect();
         for o in others {
@@ -563,7 +643,9 @@ impl Sim {
                     last, zxid,
                     "node {id}: a snapshot must be of exactly the applied state"
                 );
-                let state = encode(&node.applied);
+                let core = node.core.as_ref().expect("alive");
+                assert_eq!(core.tree().last_processed_zxid(), zxid.max(0));
+                let state = pack(&node.applied, &core.encode_state());
                 self.send(id, to, Message::Snap { zxid, state });
             }
             Action::Append(entry) => {
@@ -594,18 +676,22 @@ impl Sim {
                 d.rewrites += 1;
             }
             Action::InstallSnapshot { zxid, state } => {
-                let entries = decode(&state);
+                let (entries, core_state) = unpack(&state);
                 assert_eq!(entries.last().map(|e| e.zxid).unwrap_or(0), zxid);
                 for e in &entries {
                     self.check_committed(id, e);
                 }
                 let node = self.nodes.get_mut(&id).expect("node");
-                node.disk.snapshot = entries.clone();
+                node.core
+                    .as_mut()
+                    .expect("alive")
+                    .restore_state(core_state)
+                    .expect("a snapshot restores");
+                node.disk.snapshot = state.clone();
                 node.disk.base = zxid;
                 node.disk.log.clear();
                 node.disk.durable = 0;
                 node.disk.rewrites += 1;
-                node.registers = registers(&entries);
                 node.applied = entries;
             }
             Action::PersistEpochs { accepted, current } => {
@@ -623,42 +709,17 @@ impl Sim {
             }
             Action::Commit(entry) => {
                 self.check_committed(id, &entry);
-                let now = self.now;
                 let node = self.nodes.get_mut(&id).expect("node");
-                if let Some(client) = self.client_ops.get_mut(&entry.txn) {
-                    if client.node == id && client.incarnation == node.incarnation {
-                        // The reply: the op's result where it applies on this member.
-                        let before = node.registers[client.key as usize];
-                        let (_, output) = <VersionedRegister as linearizability::Model>::step(
-                            &before,
-                            &client.op.input,
-                        );
-                        client.op.ret = Some(now);
-                        client.op.output = Some(output);
-                    }
-                }
-                if let Some((_, key, op)) = decode_op(&entry.txn) {
-                    if let Some(r) = node.registers.get_mut(key as usize) {
-                        *r = <VersionedRegister as linearizability::Model>::step(r, &op).0;
-                    }
-                }
-                if let Some(sync) = self.syncs.get(&entry.txn) {
-                    if sync.node == id && sync.incarnation == node.incarnation {
-                        // The read after the sync, at the member that answered it.
-                        for (key, required) in sync.required.iter().enumerate() {
-                            let version = node.registers[key].1;
-                            assert!(
-                                version >= *required,
-                                "a read after a sync at node {id} saw register {key} at version \
-                                 {version}, older than the acknowledged {required}"
-                            );
-                        }
-                        self.syncs_answered += 1;
-                    }
-                }
                 node.applied.push(entry.clone());
                 self.acknowledged.insert(entry.txn.clone());
                 self.check_prefix(id);
+                self.core_step(
+                    id,
+                    CoreInput::Committed {
+                        zxid: entry.zxid,
+                        txn: entry.txn,
+                    },
+                );
             }
             Action::RoleChanged(role) => {
                 if let Role::Leading {
@@ -678,15 +739,68 @@ impl Sim {
                         );
                     }
                 }
+                // What the replica tells the core (as the production driver does).
+                let peer = self.nodes[&id].peer.as_ref().expect("peer");
+                let role = match role {
+                    Role::Leading {
+                        established: true, ..
+                    } => match peer.next_zxid() {
+                        Some(next_zxid) => ReplicaRole::Leader { next_zxid },
+                        None => ReplicaRole::NotServing,
+                    },
+                    Role::Following {
+                        leader,
+                        serving: true,
+                    }
+                    | Role::Observing {
+                        leader,
+                        serving: true,
+                    } => ReplicaRole::Learner { leader },
+                    _ => ReplicaRole::NotServing,
+                };
+                self.core_step(id, CoreInput::Role(role));
             }
             Action::Disconnect { peer } => self.break_link(id, peer),
-            Action::Forwarded { from: _, data } => {
-                let peer = self
-                    .nodes
-                    .get_mut(&id)
-                    .and_then(|n| n.peer.as_mut())
-                    .expect("peer");
-                let _ = peer.propose(data);
+            Action::Forwarded { from, data } => {
+                self.core_step(id, CoreInput::Forwarded { from, data });
+            }
+        }
+    }
+
+    /// Feeds the member's core and carries out what it asks: proposals and forwards go to the
+    /// peer (whose actions the caller runs), frames and closes to the clients.
+    fn core_step(&mut self, id: Sid, input: CoreInput) {
+        let now = self.core_now(id);
+        let Some(core) = self.nodes.get_mut(&id).and_then(|n| n.core.as_mut()) else {
+            return;
+        };
+        let actions = core.step(input, now);
+        for action in actions {
+            match action {
+                CoreAction::Propose { zxid, txn } => {
+                    let peer = self
+                        .nodes
+                        .get_mut(&id)
+                        .and_then(|n| n.peer.as_mut())
+                        .expect("alive");
+                    if let Ok(assigned) = peer.propose(txn) {
+                        assert_eq!(
+                            assigned, zxid,
+                            "node {id}: a txn prepared for {zxid:#x} was assigned {assigned:#x}"
+                        );
+                    }
+                }
+                CoreAction::Forward { data } => {
+                    let peer = self
+                        .nodes
+                        .get_mut(&id)
+                        .and_then(|n| n.peer.as_mut())
+                        .expect("alive");
+                    peer.forward(data);
+                }
+                CoreAction::Send { conn, frame, .. } => self.client_frame(conn, &frame),
+                CoreAction::Close { conn } => self.client_closed(conn),
+                other => panic!("node {id}: an ensemble core asked for {other:?}"),
             }
         }
     }
@@ -699,23 +813,421 @@ impl Sim {
                 entry.zxid
             ),
             None => {
+                // The committed sequence only grows at its end: a txn committed below one
+                // already committed would be a gap some member applied across.
+                if let Some((&last, _)) = self.committed.last_key_value() {
+                    assert!(
+                        entry.zxid > last,
+                        "node {id} committed {:#x} after {last:#x} was committed",
+                        entry.zxid
+                    );
+                }
                 self.committed.insert(entry.zxid, entry.txn.clone());
             }
         }
     }
 
-    /// A node's applied txns are exactly the first ones of the committed sequence.
+    /// A node's applied txns are exactly the first ones of the committed sequence: each one
+    /// applied is committed (`check_committed`) and follows the previous one applied there
+    /// with no committed txn between (checked as each is applied).
     fn check_prefix(&self, id: Sid) {
         let applied = &self.nodes[&id].applied;
-        for (a, (zxid, txn)) in applied.iter().zip(self.committed.iter()) {
-            assert_eq!(
-                (a.zxid, &a.txn),
-                (*zxid, txn),
-                "node {id} applied {:#x} where the committed sequence has {zxid:#x}",
-                a.zxid
-            );
+        let Some(last) = applied.last() else {
+            return;
+        };
+        let before = applied.len().checked_sub(2).map(|i| applied[i].zxid);
+        let committed_before = self
+            .committed
+            .range(..last.zxid)
+            .next_back()
+            .map(|(z, _)| *z);
+        assert_eq!(
+            committed_before, before,
+            "node {id} applied {:#x} after {before:x?}, but the committed sequence has \
+             {committed_before:x?} before it",
+            last.zxid
+        );
+    }
+
+    // ----- clients -----
+
+    /// A client's turn: (re)connect, or send a request.
+    fn client_turn(&mut self, c: usize) {
+        let Some(conn) = &self.clients[c].conn else {
+            if !self.quiet || self.clients[c].session.is_some() {
+                self.connect(c);
+            }
+            return;
+        };
+        if !conn.established || conn.pending.len() >= MAX_IN_FLIGHT {
+            return;
+        }
+        if self.quiet {
+            let (member, id) = (conn.member, conn.id);
+            let ping = CoreInput::Request {
+                conn: id,
+                xid: -2,
+                request: Request::Ping,
+            };
+            self.core_step(member, ping);
+            self.run_actions(member);
+            return;
+        }
+        let roll = self.rng.below(100);
+        if self.clients[c].reader {
+            match roll {
+                // Move to another member with the session (and lastZxidSeen).
+                0..=7 => self.disconnect(c, true),
+                8..=29 => {
+                    if self.clients[c]
+                        .conn
+                        .as_ref()
+                        .is_some_and(|c| c.pending.is_empty())
+                    {
+                        self.sync_and_read(c);
+                    }
+                }
+                _ => {
+                    let key = self.rng.below(KEYS as u64) as usize;
+                    self.get_data(c, key, 0);
+                }
+            }
+        } else {
+            match roll {
+                0..=3 => self.disconnect(c, true),
+                4 => {
+                    // Walk away from the session: it must expire.
+                    if let Some((session, _)) = self.clients[c].session {
+                        self.sessions.insert(session, Fate::Abandoned);
+                    }
+                    self.disconnect(c, false);
+                }
+                5..=7 => self.close_session(c),
+                8..=24 => self.create_ephemeral(c),
+                _ => self.set_data(c),
+            }
         }
     }
+
+    /// Opens a connection to the client's member (sometimes another one first), with its
+    /// session and lastZxidSeen if it has one.
+    fn connect(&mut self, c: usize) {
+        if self.rng.chance(30) {
+            let ids: Vec<Sid> = self.nodes.keys().copied().collect();
+            self.clients[c].member = ids[self.rng.below(ids.len() as u64) as usize];
+        }
+        let member = self.clients[c].member;
+        let Some(node) = self.nodes.get(&member).filter(|n| n.alive) else {
+            return;
+        };
+        let incarnation = node.incarnation;
+        self.next_conn += 1;
+        let id = ConnId(self.next_conn);
+        let client = &mut self.clients[c];
+        let (session_id, passwd) = client.session.clone().unwrap_or((0, vec![0; 16]));
+        let request = ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: client.last_zxid,
+            timeout: SESSION_TIMEOUT_MS,
+            session_id,
+            passwd,
+            read_only: None,
+        };
+        client.conn = Some(Conn {
+            id,
+            member,
+            incarnation,
+            established: false,
+            pending: VecDeque::new(),
+        });
+        self.conn_owner.insert(id, c);
+        let input = CoreInput::Connect {
+            conn: id,
+            request,
+            remote: "127.0.0.1:4000".parse().expect("an address"),
+        };
+        self.core_step(member, input);
+        self.run_actions(member);
+    }
+
+    /// Drops the client's connection; `keep_session`: it reconnects with its session later.
+    fn disconnect(&mut self, c: usize, keep_session: bool) {
+        let Some(conn) = self.clients[c].conn.take() else {
+            return;
+        };
+        self.conn_owner.remove(&conn.id);
+        if !keep_session {
+            self.new_session(c);
+        }
+        if self.rng.chance(50) {
+            let ids: Vec<Sid> = self.nodes.keys().copied().collect();
+            self.clients[c].member = ids[self.rng.below(ids.len() as u64) as usize];
+        }
+        if self
+            .nodes
+            .get(&conn.member)
+            .is_some_and(|n| n.alive && n.incarnation == conn.incarnation)
+        {
+            self.core_step(conn.member, CoreInput::Disconnected { conn: conn.id });
+            self.run_actions(conn.member);
+        }
+    }
+
+    /// The client starts over without a session (as a new ZooKeeper handle does).
+    fn new_session(&mut self, c: usize) {
+        let client = &mut self.clients[c];
+        client.session = None;
+        client.last_zxid = 0;
+        client.seen = vec![0; KEYS];
+    }
+
+    /// Sends a request on the client's established connection.
+    fn request(&mut self, c: usize, request: Request, pending: Pending) -> Option<i32> {
+        let client = &mut self.clients[c];
+        let conn = client.conn.as_mut().filter(|c| c.established)?;
+        let xid = client.next_xid;
+        client.next_xid += 1;
+        conn.pending.push_back((xid, pending));
+        let (member, id) = (conn.member, conn.id);
+        self.core_step(
+            member,
+            CoreInput::Request {
+                conn: id,
+                xid,
+                request,
+            },
+        );
+        self.run_actions(member);
+        Some(xid)
+    }
+
+    fn set_data(&mut self, c: usize) {
+        let key = self.rng.below(KEYS as u64) as usize;
+        let Some((session, _)) = self.clients[c].session.clone() else {
+            return;
+        };
+        let member = self.clients[c]
+            .conn
+            .as_ref()
+            .map(|c| c.member)
+            .expect("connected");
+        let value = self.client_ops.len() as u64 + 1;
+        // Half blind writes, half compare-and-sets on the version this member shows (as a
+        // client reads, then writes with the version).
+        let op = if self.rng.chance(50) {
+            RegisterOp::Write(value)
+        } else {
+            let version = self.nodes[&member]
+                .core
+                .as_ref()
+                .and_then(|core| core.tree().get(&register(key)))
+                .map_or(0, |n| n.stat.version);
+            RegisterOp::Cas {
+                expected: version as u64,
+                value,
+            }
+        };
+        let version = match op {
+            RegisterOp::Cas { expected, .. } => expected as i32,
+            RegisterOp::Write(_) => -1,
+        };
+        let index = self.client_ops.len();
+        self.client_ops.push(ClientOp {
+            key,
+            op: Op {
+                invoke: self.now,
+                ret: None,
+                output: None,
+                input: op,
+            },
+            session,
+            xid: 0,
+        });
+        let request = Request::SetData(SetDataRequest {
+            path: register(key),
+            data: Some(value.to_string().into_bytes()),
+            version,
+        });
+        match self.request(c, request, Pending::SetData { op: index }) {
+            Some(xid) => self.client_ops[index].xid = xid,
+            None => {
+                self.client_ops.pop();
+            }
+        }
+    }
+
+    fn get_data(&mut self, c: usize, key: usize, required: u64) {
+        let request = Request::GetData(GetDataRequest {
+            path: register(key),
+            watch: false,
+        });
+        self.request(c, request, Pending::GetData { key, required });
+    }
+
+    /// A sync pipelined with a read of every register: the reads come after the sync on the
+    /// connection, so they see every write acknowledged before the sync was sent.
+    fn sync_and_read(&mut self, c: usize) {
+        let mut required = vec![0; KEYS];
+        for op in &self.client_ops {
+            if let (Some(_), Some(Some(version))) = (op.op.ret, op.op.output) {
+                required[op.key] = required[op.key].max(version);
+            }
+        }
+        let request = Request::Sync(SyncRequest { path: "/".into() });
+        if self.request(c, request, Pending::Sync).is_none() {
+            return;
+        }
+        for (key, required) in required.into_iter().enumerate() {
+            self.get_data(c, key, required);
+        }
+    }
+
+    fn create_ephemeral(&mut self, c: usize) {
+        let Some((session, _)) = self.clients[c].session.clone() else {
+            return;
+        };
+        let client = &mut self.clients[c];
+        client.next_node += 1;
+        let path = format!("/e/{session:x}-{}", client.next_node);
+        let request = Request::Create(CreateRequest {
+            path: path.clone(),
+            data: None,
+            acl: Acl::open_unsafe(),
+            flags: 1, // ephemeral
+        });
+        self.request(c, request, Pending::Create { path });
+    }
+
+    fn close_session(&mut self, c: usize) {
+        let Some((session, _)) = self.clients[c].session.clone() else {
+            return;
+        };
+        self.request(c, Request::CloseSession, Pending::Close { session });
+    }
+
+    /// A frame a member sent a client.
+    fn client_frame(&mut self, conn: ConnId, frame: &[u8]) {
+        let Some(&c) = self.conn_owner.get(&conn) else {
+            return;
+        };
+        let now = self.now;
+        let body = &frame[4..];
+        let client = &mut self.clients[c];
+        let Some(open) = client.conn.as_mut().filter(|x| x.id == conn) else {
+            return;
+        };
+        if !open.established {
+            let response = ConnectResponse::from_bytes(body).expect("a ConnectResponse");
+            if response.timeout <= 0 {
+                // The session is gone; the member closes the connection next.
+                if let Some((session, _)) = client.session.take() {
+                    self.sessions.insert(session, Fate::Expired);
+                }
+                let client = &mut self.clients[c];
+                client.last_zxid = 0;
+                client.seen = vec![0; KEYS];
+                return;
+            }
+            open.established = true;
+            match &client.session {
+                Some((id, _)) => assert_eq!(*id, response.session_id, "re-attached elsewhere"),
+                None => {
+                    client.session = Some((response.session_id, response.passwd.clone()));
+                    let fresh = self.sessions.insert(response.session_id, Fate::Open);
+                    assert!(
+                        fresh.is_none(),
+                        "session id {:#x} reused",
+                        response.session_id
+                    );
+                }
+            }
+            return;
+        }
+        let mut r = Reader::new(body);
+        let header = ReplyHeader::decode(&mut r).expect("a reply header");
+        if header.xid < 0 {
+            return; // a notification or a ping
+        }
+        let (xid, pending) = open.pending.pop_front().expect("a reply to a request sent");
+        assert_eq!(
+            header.xid, xid,
+            "replies on a connection come in request order ({pending:?})"
+        );
+        client.last_zxid = client.last_zxid.max(header.zxid);
+        let ok = header.err == 0;
+        match pending {
+            Pending::SetData { op } => {
+                let output = if ok {
+                    let response = SetDataResponse::decode(&mut r).expect("a setData reply");
+                    Some(Some(response.stat.version as u64))
+                } else if header.err == ErrorCode::BadVersion as i32 {
+                    Some(None)
+                } else {
+                    None // the outcome is unknown to the client
+                };
+                if let Some(output) = output {
+                    let op = &mut self.client_ops[op].op;
+                    op.ret = Some(now);
+                    op.output = Some(output);
+                }
+            }
+            Pending::GetData { key, required } => {
+                if !ok {
+                    return; // e.g. the session expired
+                }
+                let response = GetDataResponse::decode(&mut r).expect("a getData reply");
+                let version = response.stat.version as u64;
+                assert!(
+                    version >= client.seen[key],
+                    "a client went back in time on {}: version {version} after {}",
+                    register(key),
+                    client.seen[key]
+                );
+                assert!(
+                    version >= required,
+                    "a read after a sync saw {} at version {version}, older than the \
+                     acknowledged {required}",
+                    register(key)
+                );
+                client.seen[key] = version;
+                self.reads += 1;
+            }
+            Pending::Sync => {
+                if ok {
+                    self.syncs_answered += 1;
+                }
+            }
+            Pending::Create { path } => {
+                if ok {
+                    let (session, _) = client.session.clone().expect("a session");
+                    self.ephemerals.insert(path, session);
+                }
+            }
+            Pending::Close { session } => {
+                if ok {
+                    self.sessions.insert(session, Fate::Closed);
+                    self.new_session(c);
+                }
+            }
+        }
+    }
+
+    /// A member closed a client's connection (or went down): the client reconnects on a
+    /// later turn; replies it was waiting for never come.
+    fn client_closed(&mut self, conn: ConnId) {
+        let Some(c) = self.conn_owner.remove(&conn) else {
+            return;
+        };
+        let client = &mut self.clients[c];
+        if client.conn.as_ref().is_some_and(|x| x.id == conn) {
+            if !client.conn.as_ref().is_some_and(|x| x.established) {
+                self.refused_connects += 1;
+            }
+            client.conn = None;
+        }
+    }
+
+    // ----- faults and time -----
 
     fn fault(&mut self) {
         let ids: Vec<Sid> = self.nodes.keys().copied().collect();
@@ -773,68 +1285,6 @@ impl Sim {
                 }
             }
         }
-    }
-
-    fn write(&mut self) {
-        let ids: Vec<Sid> = self
-            .nodes
-            .iter()
-            .filter(|(_, n)| n.alive)
-            .map(|(s, _)| *s)
-            .collect();
-        if ids.is_empty() {
-            return;
-        }
-        let id = ids[self.rng.below(ids.len() as u64) as usize];
-        self.submitted += 1;
-        let n = self.submitted;
-        let key = self.rng.below(KEYS);
-        let node = self.nodes.get(&id).expect("alive");
-        let incarnation = node.incarnation;
-        // Half the ops are compare-and-sets on the version this member shows (as a client
-        // reads, then writes with the version), half blind writes.
-        let op = if self.rng.below(2) == 0 {
-            RegisterOp::Write(n)
-        } else {
-            let (_, version) = node.registers[key as usize];
-            RegisterOp::Cas {
-                expected: version,
-                value: n,
-            }
-        };
-        let txn = encode_op(n, key, op);
-        let peer = self
-            .nodes
-            .get_mut(&id)
-            .and_then(|n| n.peer.as_mut())
-            .expect("alive");
-        let sent = match peer.role() {
-            Role::Leading {
-                established: true, ..
-            } => peer.propose(txn.clone()).is_ok(),
-            Role::Following { serving: true, .. } | Role::Observing { serving: true, .. } => {
-                peer.forward(txn.clone())
-            }
-            // A member that does not serve refuses the client: nothing happens.
-            _ => false,
-        };
-        if sent {
-            self.client_ops.insert(
-                txn,
-                ClientOp {
-                    key,
-                    op: Op {
-                        invoke: self.now,
-                        ret: None,
-                        output: None,
-                        input: op,
-                    },
-                    node: id,
-                    incarnation,
-                },
-            );
-        }
-        self.run_actions(id);
     }
 
     fn step(&mut self) -> bool {
@@ -905,6 +1355,12 @@ impl Sim {
                 if alive {
                     let now_ms = self.node_clock(node);
                     self.deliver_input(node, Input::Tick { now_ms });
+                    let n = self.nodes.get_mut(&node).expect("alive");
+                    if now_ms >= n.last_core_tick + CORE_TICK_MS {
+                        n.last_core_tick = now_ms;
+                        self.core_step(node, CoreInput::Tick);
+                        self.run_actions(node);
+                    }
                     self.schedule(TICK_EVERY_MS, Event::Tick { node, incarnation });
                 }
             }
@@ -921,13 +1377,15 @@ impl Sim {
                 }
             }
             Event::Write => {
-                self.write();
-                let next = 2 + self.rng.below(10);
+                let c = self.rng.below(WRITERS as u64) as usize;
+                self.client_turn(c);
+                let next = 1 + self.rng.below(6);
                 self.schedule(next, Event::Write);
             }
             Event::Read => {
-                self.read();
-                let next = 3 + self.rng.below(10);
+                let c = WRITERS + self.rng.below(READERS as u64) as usize;
+                self.client_turn(c);
+                let next = 1 + self.rng.below(6);
                 self.schedule(next, Event::Read);
             }
         }
@@ -951,7 +1409,7 @@ impl Sim {
         let Some(node) = self.nodes.get_mut(&id) else {
             return;
         };
-        let Some(peer) = node.peer.as_mut() else {
+        let (Some(peer), Some(core)) = (node.peer.as_mut(), node.core.as_ref()) else {
             return;
         };
         let last_applied = node
@@ -964,12 +1422,11 @@ impl Sim {
         if base <= d.base {
             return;
         }
-        d.snapshot = node
-            .applied
-            .iter()
-            .take_while(|e| e.zxid <= base)
-            .cloned()
-            .collect();
+        assert_eq!(
+            base, last_applied,
+            "node {id}: compacted past what it applied"
+        );
+        d.snapshot = pack(&node.applied, &core.encode_state());
         d.base = base;
         let dropped = d.log.partition_point(|e| e.zxid <= base);
         d.log.drain(..dropped);
@@ -991,30 +1448,32 @@ impl Sim {
             self.start(id);
         }
     }
+
+    fn core(&self, id: Sid) -> &ServerCore {
+        self.nodes[&id].core.as_ref().expect("alive")
+    }
 }
 
-fn encode(entries: &[Entry]) -> Bytes {
-    let mut out = Vec::new();
-    for e in entries {
-        out.extend_from_slice(&e.zxid.to_be_bytes());
-        out.extend_from_slice(&(e.txn.len() as u32).to_be_bytes());
-        out.extend_from_slice(&e.txn);
-    }
-    Bytes::from(out)
-}
+/// A member's tree and sessions in a comparable form: every node's path, data and stat, and
+/// every session with its timeout.
+type Digest = (Vec<(String, Option<Vec<u8>>, String)>, Vec<(i64, i32)>);
 
-fn decode(mut b: &[u8]) -> Vec<Entry> {
-    let mut out = Vec::new();
-    while b.len() >= 12 {
-        let zxid = i64::from_be_bytes(b[..8].try_into().expect("8 bytes"));
-        let len = u32::from_be_bytes(b[8..12].try_into().expect("4 bytes")) as usize;
-        out.push(Entry {
-            zxid,
-            txn: Bytes::copy_from_slice(&b[12..12 + len]),
-        });
-        b = &b[12 + len..];
-    }
-    out
+fn digest(core: &ServerCore) -> Digest {
+    let mut nodes: Vec<(String, Option<Vec<u8>>, String)> = core
+        .tree()
+        .iter()
+        .map(|(path, node)| {
+            (
+                path.to_owned(),
+                node.data.clone(),
+                format!("{:?}", node.stat),
+            )
+        })
+        .collect();
+    nodes.sort();
+    let mut sessions = core.sessions();
+    sessions.sort();
+    (nodes, sessions)
 }
 
 fn run_seed(seed: u64, voters: u64, observers: u64) {
@@ -1060,17 +1519,32 @@ fn run_seed(seed: u64, voters: u64, observers: u64) {
             "seed {seed}: node {id} is {role:?} after healing ({roles:?})"
         );
     }
-    // Let the last writes commit everywhere, without new ones.
-    sim.events
-        .retain(|_, e| !matches!(e, Event::Write | Event::Read));
-    sim.run_until(32_000);
+    // The clients only ping; the last writes commit everywhere (sessions whose clients lost
+    // their connection may still expire meanwhile: the check waits for a moment when every
+    // member applied everything committed).
+    sim.quiet = true;
+    sim.run_until(30_500);
+    while sim
+        .nodes
+        .values()
+        .any(|n| n.applied.len() != sim.committed.len())
+        && sim.now < 34_000
+    {
+        let next = sim.now + 20;
+        sim.run_until(next);
+    }
     let leader = leaders[0];
     let expected: Vec<Zxid> = sim.committed.keys().copied().collect();
     for (id, node) in &sim.nodes {
         let applied: Vec<Zxid> = node.applied.iter().map(|e| e.zxid).collect();
-        assert_eq!(
-            applied, expected,
-            "seed {seed}: node {id} has not applied the committed sequence (leader {leader})"
+        assert!(
+            applied == expected,
+            "seed {seed}: node {id} applied {} txns up to {:#x}, not the {} committed up to \
+             {:#x} (leader {leader})",
+            applied.len(),
+            applied.last().copied().unwrap_or(0),
+            expected.len(),
+            expected.last().copied().unwrap_or(0),
         );
     }
     let all: BTreeSet<&Bytes> = sim.committed.values().collect();
@@ -1078,56 +1552,124 @@ fn run_seed(seed: u64, voters: u64, observers: u64) {
         assert!(all.contains(txn), "seed {seed}: acknowledged {txn:?} lost");
     }
     check_linearizable(seed, &sim);
+    check_sessions(seed, &sim, leader);
+
+    // Silent, every session expires (the leader's expiry, a replicated closeSession each),
+    // and its ephemerals go with it, on every member.
+    sim.events
+        .retain(|_, e| !matches!(e, Event::Write | Event::Read));
+    sim.run_until(38_000);
+    let reference = digest(sim.core(leader));
+    for id in sim.nodes.keys() {
+        let core = sim.core(*id);
+        assert_eq!(
+            core.sessions(),
+            Vec::new(),
+            "seed {seed}: node {id} keeps sessions after every client went idle"
+        );
+        assert_eq!(
+            core.tree().ephemeral_count(),
+            0,
+            "seed {seed}: node {id} keeps ephemerals of expired sessions"
+        );
+        assert!(
+            digest(core) == reference,
+            "seed {seed}: node {id}'s tree differs from the leader's after expiry"
+        );
+    }
+
     if std::env::var("ZAB_SIM_STATS").is_ok() {
-        let replied = sim
-            .client_ops
-            .values()
-            .filter(|c| c.op.ret.is_some())
-            .count();
+        let replied = sim.client_ops.iter().filter(|c| c.op.ret.is_some()).count();
         let cas_ok = sim
             .client_ops
-            .values()
+            .iter()
             .filter(|c| matches!(c.op.input, RegisterOp::Cas { .. }))
             .filter(|c| matches!(c.op.output, Some(Some(_))))
             .count();
+        let fates = sim.sessions.values().fold(BTreeMap::new(), |mut m, f| {
+            *m.entry(format!("{f:?}")).or_insert(0) += 1;
+            m
+        });
         eprintln!(
-            "seed {seed}: {} client ops, {replied} answered, {cas_ok} successful CAS, {} reads, \
-             {} syncs answered",
+            "seed {seed}: {} committed, {} epochs led, leader {leader}; {} setData \
+             ({replied} answered, {cas_ok} successful CAS), {} reads, {} syncs answered, \
+             {} ephemerals acknowledged, sessions {fates:?}, {} connections refused",
+            sim.committed.len(),
+            sim.leaders.len(),
             sim.client_ops.len(),
             sim.reads,
-            sim.syncs_answered
-        );
-    }
-    if std::env::var("ZAB_SIM_STATS").is_ok() {
-        eprintln!(
-            "seed {seed}: {} committed of {} submitted, {} epochs led, leader {leader}",
-            sim.committed.len(),
-            sim.submitted,
-            sim.leaders.len()
+            sim.syncs_answered,
+            sim.ephemerals.len(),
+            sim.refused_connects,
         );
     }
     assert!(
-        sim.committed.len() as u64 > 0,
-        "seed {seed}: nothing was ever committed ({} writes submitted)",
-        sim.submitted
+        !sim.committed.is_empty(),
+        "seed {seed}: nothing was ever committed"
     );
 }
 
-/// The clients' histories, one register at a time, against the versioned register. An op
-/// whose client never got a reply may or may not have happened; one whose txn is not in the
-/// final committed sequence certainly did not, and is left out.
+/// With every member applied to the same point: one tree and one session table everywhere;
+/// ephemerals only of live sessions; closed sessions gone with their ephemerals; every
+/// acknowledged ephemeral of a live session present.
+fn check_sessions(seed: u64, sim: &Sim, leader: Sid) {
+    let reference = digest(sim.core(leader));
+    for id in sim.nodes.keys() {
+        assert!(
+            digest(sim.core(*id)) == reference,
+            "seed {seed}: node {id}'s tree or sessions differ from the leader's"
+        );
+    }
+    let core = sim.core(leader);
+    let live: HashSet<i64> = core.sessions().iter().map(|(id, _)| *id).collect();
+    for (path, node) in core.tree().iter() {
+        let owner = node.stat.ephemeral_owner;
+        if owner != 0 && path.starts_with("/e/") {
+            assert!(
+                live.contains(&owner),
+                "seed {seed}: {path} belongs to the dead session {owner:#x}"
+            );
+        }
+    }
+    for (session, fate) in &sim.sessions {
+        if *fate == Fate::Closed || *fate == Fate::Expired {
+            assert!(
+                !live.contains(session),
+                "seed {seed}: session {session:#x} is {fate:?} but lives"
+            );
+            assert!(core.tree().ephemerals_of(*session).is_empty());
+        }
+    }
+    for (path, session) in &sim.ephemerals {
+        if live.contains(session) {
+            let node = core.tree().get(path);
+            assert!(
+                node.is_some_and(|n| n.stat.ephemeral_owner == *session),
+                "seed {seed}: acknowledged ephemeral {path} of live session {session:#x} is missing"
+            );
+        }
+    }
+}
+
+/// The clients' setData histories, one register at a time, against the versioned register.
+/// An op whose client never got a reply took effect exactly when its txn committed.
 fn check_linearizable(seed: u64, sim: &Sim) {
-    let committed: BTreeSet<&Bytes> = sim.committed.values().collect();
+    let mut applied_writes = HashSet::new();
+    for txn in sim.committed.values() {
+        let header = TxnHeader::from_bytes(txn).expect("a txn header");
+        if header.txn_type == OpCode::SetData as i32 {
+            applied_writes.insert((header.client_id, header.cxid));
+        }
+    }
     for key in 0..KEYS {
-        // By invocation (the txn breaks ties, so the order is deterministic).
-        let mut ops: Vec<(&Bytes, &ClientOp)> = sim
+        // By invocation (the order of sending breaks ties: deterministic).
+        let history: Vec<Op<RegisterOp, Option<u64>>> = sim
             .client_ops
             .iter()
-            .filter(|(txn, c)| c.key == key && (c.op.ret.is_some() || committed.contains(txn)))
+            .filter(|c| c.key == key)
+            .filter(|c| c.op.ret.is_some() || applied_writes.contains(&(c.session, c.xid)))
+            .map(|c| c.op.clone())
             .collect();
-        ops.sort_by_key(|(txn, c)| (c.op.invoke, *txn));
-        let history: Vec<Op<RegisterOp, Option<u64>>> =
-            ops.iter().map(|(_, c)| c.op.clone()).collect();
         match linearizability::check::<VersionedRegister>(&history, 2_000_000) {
             Some(true) => {}
             Some(false) => panic!(
@@ -1143,7 +1685,8 @@ fn check_linearizable(seed: u64, sim: &Sim) {
 }
 
 fn seeds() -> Vec<u64> {
-    if let Ok(s) = std::env::var("ZAB_SIM_SEED") {
+    let one = std::env::var("ZAB_SIM_SEED").or_else(|_| std::env::var("SIM_SEED"));
+    if let Ok(s) = one {
         return vec![s.parse().expect("ZAB_SIM_SEED is a number")];
     }
     let n: u64 = std::env::var("ZAB_SIM_SEEDS")
@@ -1163,7 +1706,7 @@ fn three_voters_under_faults() {
 #[test]
 fn five_voters_and_an_observer_under_faults() {
     for seed in seeds() {
-        run_seed(seed ^ 0x5555, 5, 1);
+        run_seed(seed, 5, 1);
     }
 }
 
@@ -1181,7 +1724,7 @@ fn long_mode() {
     while started.elapsed().as_secs() < seconds {
         seed += 1;
         run_seed(seed, 3, 0);
-        run_seed(seed ^ 0x5555, 5, 1);
+        run_seed(seed, 5, 1);
         runs += 2;
         if runs % 200 == 0 {
             println!(
