@@ -224,8 +224,8 @@ enum LearnerPhase {
     Syncing,
     /// NEWLEADER received: waiting for the synced txns and then the epoch to be durable.
     PersistingNewLeader { epoch: u32, upto: Zxid },
-    /// NEWLEADER acked; waiting for UPTODATE.
-    Synced,
+    /// NEWLEADER acked at `since_ms`; waiting for UPTODATE.
+    Synced { since_ms: u64 },
     /// Serving.
     Broadcast,
 }
@@ -1064,7 +1064,7 @@ impl Peer {
                 self.after_persist();
             }
             Message::UpToDate { committed } => {
-                if l.phase != LearnerPhase::Synced {
+                if !matches!(l.phase, LearnerPhase::Synced { .. }) {
                     return;
                 }
                 l.phase = LearnerPhase::Broadcast;
@@ -1079,7 +1079,7 @@ impl Peer {
                 if !matches!(
                     l.phase,
                     LearnerPhase::PersistingNewLeader { .. }
-                        | LearnerPhase::Synced
+                        | LearnerPhase::Synced { .. }
                         | LearnerPhase::Broadcast
                 ) {
                     return;
@@ -1179,7 +1179,10 @@ impl Peer {
                     }
                 }
                 if !self.config.observes()
-                    && matches!(l.phase, LearnerPhase::Synced | LearnerPhase::Broadcast)
+                    && matches!(
+                        l.phase,
+                        LearnerPhase::Synced { .. } | LearnerPhase::Broadcast
+                    )
                     && persisted > l.acked
                 {
                     l.acked = persisted;
@@ -1219,7 +1222,9 @@ impl Peer {
                     LearnerPhase::PersistingNewLeader { epoch, .. } => {
                         self.current_epoch = epoch;
                         self.accepted_epoch = self.accepted_epoch.max(epoch);
-                        l.phase = LearnerPhase::Synced;
+                        l.phase = LearnerPhase::Synced {
+                            since_ms: self.now_ms,
+                        };
                         l.acked = self.persisted;
                         self.actions.push(Action::Send {
                             to: l.leader,
@@ -1391,6 +1396,18 @@ impl Peer {
                 if now.saturating_sub(since) > limit {
                     tracing::info!(leader = l.leader, "the leader is silent; electing again");
                     self.look();
+                    return;
+                }
+                // The leader has everything once NEWLEADER is acked: UPTODATE follows as soon
+                // as a quorum acked, within initLimit, whatever else the leader sends.
+                if let LearnerPhase::Synced { since_ms } = l.phase {
+                    if now.saturating_sub(since_ms) > init {
+                        tracing::info!(
+                            leader = l.leader,
+                            "no UPTODATE within initLimit; electing again"
+                        );
+                        self.look();
+                    }
                 }
             }
         }

@@ -500,3 +500,41 @@ fn an_election_waits_the_finalize_window_while_a_reachable_voter_has_not_voted()
         q.role()
     );
 }
+
+#[test]
+fn a_learner_that_acked_newleader_but_never_hears_uptodate_elects_again() {
+    // Its ack was lost (seen in the simulator: a partition that dropped only that message),
+    // while the leader's pings keep arriving: without a bound it would wait forever.
+    let mut p = synced_follower();
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::NewLeader { epoch: 1 },
+    });
+    p.handle(Input::Persisted {
+        zxid: make_zxid(1, 2),
+    });
+    p.handle(Input::EpochsPersisted);
+    assert_eq!(
+        sent(&p.take_actions()),
+        vec![(2, Message::AckNewLeader { epoch: 1 })]
+    );
+    // initLimit is 10 ticks of 100 ms.
+    for t in 1..=10 {
+        p.handle(Input::Receive {
+            from: 2,
+            message: Message::Ping { committed: 0 },
+        });
+        p.handle(Input::Tick { now_ms: t * 100 });
+        assert!(
+            matches!(p.role(), Role::Following { serving: false, .. }),
+            "still waiting at {t}00 ms: {:?}",
+            p.role()
+        );
+    }
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::Ping { committed: 0 },
+    });
+    p.handle(Input::Tick { now_ms: 1_100 });
+    assert_eq!(p.role(), Role::Looking);
+}
