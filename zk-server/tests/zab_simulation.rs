@@ -21,9 +21,12 @@
 //!   an unanswered one is in the history exactly when its txn committed;
 //! * readers read registers at one member and move to others with their session and
 //!   lastZxidSeen (members behind them refuse them): within a session a register never goes
-//!   back in time. A reader's sync is pipelined with reads of every register, which must see
-//!   every write acknowledged before the sync was sent (ZOOKEEPER-1675). Every reply comes in
-//!   request order on its connection.
+//!   back in time. Half their reads leave a data watch: its event must arrive before any read
+//!   shows a newer version, also across a move to another member (the watches re-registered
+//!   with SetWatches relative to the client's lastZxidSeen), and no event comes unasked. A
+//!   reader's sync is pipelined with reads of every register, which must see every write
+//!   acknowledged before the sync was sent (ZOOKEEPER-1675). Every reply comes in request
+//!   order on its connection.
 //!
 //! Invariants:
 //! * every node's applied txns are a prefix of the one committed sequence (agreement, no
@@ -43,9 +46,9 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, VecDequ
 use bytes::Bytes;
 use linearizability::{Op, RegisterOp, VersionedRegister};
 use zk_proto::{
-    Acl, ConnectRequest, ConnectResponse, CreateRequest, CreateTxn, Decode, ErrorCode,
+    Acl, ConnectRequest, ConnectResponse, CreateRequest, CreateTxn, Decode, ErrorCode, EventType,
     GetDataRequest, GetDataResponse, OpCode, Reader, ReplyHeader, Request, SetDataRequest,
-    SetDataResponse, SyncRequest, Txn, TxnBody, TxnHeader,
+    SetDataResponse, SetWatches, SyncRequest, Txn, TxnBody, TxnHeader, WatcherEvent,
 };
 use zk_server::core::{
     Action as CoreAction, CoreConfig, Input as CoreInput, Now, ReplicaRole, ServerCore,
@@ -172,10 +175,12 @@ enum Pending {
     SetData {
         op: usize,
     },
-    /// A read; after a sync, it must see at least `required`.
+    /// A read (leaving a data watch if `watch`); after a sync, it must see at least
+    /// `required`.
     GetData {
         key: usize,
         required: u64,
+        watch: bool,
     },
     Sync,
     Create {
@@ -192,6 +197,8 @@ struct Conn {
     incarnation: u64,
     /// The ConnectResponse arrived.
     established: bool,
+    /// The session's watches are to be re-registered (SetWatches) before anything else.
+    set_watches: bool,
     pending: VecDeque<(i32, Pending)>,
 }
 
@@ -204,6 +211,9 @@ struct Client {
     next_xid: i32,
     /// Within the current session, the newest version seen of each register.
     seen: Vec<u64>,
+    /// Data watches left on registers, with the version the read that left each one saw:
+    /// the client must get the watch's event before any read shows a newer version.
+    watches: BTreeMap<usize, u64>,
     next_node: u64,
 }
 
@@ -332,6 +342,8 @@ struct Sim {
     /// Statistics.
     reads: u64,
     syncs_answered: u64,
+    watch_events: u64,
+    watches_reset: u64,
     refused_connects: u64,
     /// The clients only ping (keeping their sessions alive) while the ensemble settles.
     quiet: bool,
@@ -369,6 +381,8 @@ impl Sim {
             ephemerals: BTreeMap::new(),
             reads: 0,
             syncs_answered: 0,
+            watch_events: 0,
+            watches_reset: 0,
             refused_connects: 0,
             quiet: false,
             chaos: true,
@@ -420,6 +434,7 @@ impl Sim {
                 last_zxid: 0,
                 next_xid: 1,
                 seen: vec![0; KEYS],
+                watches: BTreeMap::new(),
                 next_node: 0,
             });
         }
@@ -862,6 +877,10 @@ impl Sim {
         if !conn.established || conn.pending.len() >= MAX_IN_FLIGHT {
             return;
         }
+        if conn.set_watches {
+            self.set_watches(c);
+            return;
+        }
         if self.quiet {
             let (member, id) = (conn.member, conn.id);
             let ping = CoreInput::Request {
@@ -889,7 +908,8 @@ impl Sim {
                 }
                 _ => {
                     let key = self.rng.below(KEYS as u64) as usize;
-                    self.get_data(c, key, 0);
+                    let watch = self.rng.chance(50);
+                    self.get_data(c, key, 0, watch);
                 }
             }
         } else {
@@ -938,6 +958,7 @@ impl Sim {
             member,
             incarnation,
             established: false,
+            set_watches: false,
             pending: VecDeque::new(),
         });
         self.conn_owner.insert(id, c);
@@ -979,6 +1000,7 @@ impl Sim {
         client.session = None;
         client.last_zxid = 0;
         client.seen = vec![0; KEYS];
+        client.watches.clear();
     }
 
     /// Sends a request on the client's established connection.
@@ -1056,12 +1078,42 @@ impl Sim {
         }
     }
 
-    fn get_data(&mut self, c: usize, key: usize, required: u64) {
+    fn get_data(&mut self, c: usize, key: usize, required: u64, watch: bool) {
         let request = Request::GetData(GetDataRequest {
             path: register(key),
-            watch: false,
+            watch,
         });
-        self.request(c, request, Pending::GetData { key, required });
+        let pending = Pending::GetData {
+            key,
+            required,
+            watch,
+        };
+        self.request(c, request, pending);
+    }
+
+    /// After re-attaching its session, the client re-registers its watches, relative to the
+    /// newest zxid it has seen: the member fires at once those whose node changed since.
+    fn set_watches(&mut self, c: usize) {
+        let client = &mut self.clients[c];
+        let Some(conn) = client.conn.as_mut() else {
+            return;
+        };
+        conn.set_watches = false;
+        self.watches_reset += 1;
+        let (member, id) = (conn.member, conn.id);
+        let request = Request::SetWatches(SetWatches {
+            relative_zxid: client.last_zxid,
+            data_watches: client.watches.keys().map(|k| register(*k)).collect(),
+            exist_watches: Vec::new(),
+            child_watches: Vec::new(),
+        });
+        let input = CoreInput::Request {
+            conn: id,
+            xid: -8,
+            request,
+        };
+        self.core_step(member, input);
+        self.run_actions(member);
     }
 
     /// A sync pipelined with a read of every register: the reads come after the sync on the
@@ -1078,7 +1130,7 @@ impl Sim {
             return;
         }
         for (key, required) in required.into_iter().enumerate() {
-            self.get_data(c, key, required);
+            self.get_data(c, key, required, false);
         }
     }
 
@@ -1126,11 +1178,15 @@ impl Sim {
                 let client = &mut self.clients[c];
                 client.last_zxid = 0;
                 client.seen = vec![0; KEYS];
+                client.watches.clear();
                 return;
             }
             open.established = true;
             match &client.session {
-                Some((id, _)) => assert_eq!(*id, response.session_id, "re-attached elsewhere"),
+                Some((id, _)) => {
+                    assert_eq!(*id, response.session_id, "re-attached elsewhere");
+                    open.set_watches = !client.watches.is_empty();
+                }
                 None => {
                     client.session = Some((response.session_id, response.passwd.clone()));
                     let fresh = self.sessions.insert(response.session_id, Fate::Open);
@@ -1145,8 +1201,21 @@ impl Sim {
         }
         let mut r = Reader::new(body);
         let header = ReplyHeader::decode(&mut r).expect("a reply header");
+        if header.xid == -1 {
+            let event = WatcherEvent::decode(&mut r).expect("a notification");
+            if let Some(key) = (0..KEYS).find(|k| register(*k) == event.path) {
+                assert_eq!(event.event_type, EventType::NodeDataChanged);
+                assert!(
+                    client.watches.remove(&key).is_some(),
+                    "a notification for {} that no watch asked for",
+                    event.path
+                );
+                self.watch_events += 1;
+            }
+            return;
+        }
         if header.xid < 0 {
-            return; // a notification or a ping
+            return; // a ping or SetWatches
         }
         let (xid, pending) = open.pending.pop_front().expect("a reply to a request sent");
         assert_eq!(
@@ -1171,7 +1240,11 @@ impl Sim {
                     op.output = Some(output);
                 }
             }
-            Pending::GetData { key, required } => {
+            Pending::GetData {
+                key,
+                required,
+                watch,
+            } => {
                 if !ok {
                     return; // e.g. the session expired
                 }
@@ -1190,6 +1263,17 @@ impl Sim {
                     register(key)
                 );
                 client.seen[key] = version;
+                if let Some(armed) = client.watches.get(&key) {
+                    assert!(
+                        version <= *armed,
+                        "a client read {} at version {version} before the event of the watch \
+                         it left at version {armed}",
+                        register(key)
+                    );
+                }
+                if watch {
+                    client.watches.insert(key, version);
+                }
                 self.reads += 1;
             }
             Pending::Sync => {
@@ -1593,12 +1677,15 @@ fn run_seed(seed: u64, voters: u64, observers: u64) {
         eprintln!(
             "seed {seed}: {} committed, {} epochs led, leader {leader}; {} setData \
              ({replied} answered, {cas_ok} successful CAS), {} reads, {} syncs answered, \
-             {} ephemerals acknowledged, sessions {fates:?}, {} connections refused",
+             {} watch events ({} re-registrations), {} ephemerals acknowledged, sessions \
+             {fates:?}, {} connections refused",
             sim.committed.len(),
             sim.leaders.len(),
             sim.client_ops.len(),
             sim.reads,
             sim.syncs_answered,
+            sim.watch_events,
+            sim.watches_reset,
             sim.ephemerals.len(),
             sim.refused_connects,
         );
