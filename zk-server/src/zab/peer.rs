@@ -220,12 +220,12 @@ enum LearnerPhase {
     Registering,
     /// Waiting for our accepted epoch to be durable before ACKEPOCH.
     AcceptingEpoch(u32),
-    /// ACKEPOCH sent; receiving the sync.
-    Syncing,
+    /// ACKEPOCH sent; receiving the sync (`received`: the DIFF or SNAP arrived).
+    Syncing { received: bool },
     /// NEWLEADER received: waiting for the synced txns and then the epoch to be durable.
     PersistingNewLeader { epoch: u32, upto: Zxid },
-    /// NEWLEADER acked at `since_ms`; waiting for UPTODATE.
-    Synced { since_ms: u64 },
+    /// NEWLEADER acked; waiting for UPTODATE.
+    Synced,
     /// Serving.
     Broadcast,
 }
@@ -235,6 +235,10 @@ struct Learning {
     leader: Sid,
     phase: LearnerPhase,
     since_ms: u64,
+    /// The phase as the last tick saw it, and since when: every step of the sync must come
+    /// within initLimit (messages from the leader that do not advance it do not count).
+    phase_seen: LearnerPhase,
+    phase_since_ms: u64,
     last_heard_ms: u64,
     leader_committed: Zxid,
     /// Highest zxid acknowledged to the leader.
@@ -938,6 +942,8 @@ impl Peer {
             leader,
             phase: LearnerPhase::Registering,
             since_ms: self.now_ms,
+            phase_seen: LearnerPhase::Registering,
+            phase_since_ms: self.now_ms,
             last_heard_ms: self.now_ms,
             leader_committed: 0,
             acked: 0,
@@ -993,7 +999,7 @@ impl Peer {
                         current: self.current_epoch,
                     });
                 } else {
-                    l.phase = LearnerPhase::Syncing;
+                    l.phase = LearnerPhase::Syncing { received: false };
                     let message = Message::AckEpoch {
                         current_epoch: self.current_epoch,
                         last_zxid: self.history.last_zxid(),
@@ -1002,9 +1008,10 @@ impl Peer {
                 }
             }
             Message::Snap { zxid, state } => {
-                if l.phase != LearnerPhase::Syncing {
+                if !matches!(l.phase, LearnerPhase::Syncing { .. }) {
                     return;
                 }
+                l.phase = LearnerPhase::Syncing { received: true };
                 if zxid < self.committed {
                     tracing::error!(
                         zxid,
@@ -1024,9 +1031,10 @@ impl Peer {
                 entries,
                 committed,
             } => {
-                if l.phase != LearnerPhase::Syncing {
+                if !matches!(l.phase, LearnerPhase::Syncing { .. }) {
                     return;
                 }
+                l.phase = LearnerPhase::Syncing { received: true };
                 if common < self.committed {
                     // Safety: a leader never drops committed txns.
                     tracing::error!(
@@ -1054,8 +1062,16 @@ impl Peer {
                 self.apply_learner_commits();
             }
             Message::NewLeader { epoch } => {
-                if l.phase != LearnerPhase::Syncing {
-                    return;
+                match l.phase {
+                    LearnerPhase::Syncing { received: true } => {}
+                    // NEWLEADER without the sync before it: our log may hold txns the leader
+                    // does not have. Never ack it; start over.
+                    LearnerPhase::Syncing { received: false } => {
+                        tracing::warn!(leader = from, "NEWLEADER before the sync; electing again");
+                        self.look();
+                        return;
+                    }
+                    _ => return,
                 }
                 l.phase = LearnerPhase::PersistingNewLeader {
                     epoch,
@@ -1064,7 +1080,7 @@ impl Peer {
                 self.after_persist();
             }
             Message::UpToDate { committed } => {
-                if !matches!(l.phase, LearnerPhase::Synced { .. }) {
+                if !matches!(l.phase, LearnerPhase::Synced) {
                     return;
                 }
                 l.phase = LearnerPhase::Broadcast;
@@ -1079,7 +1095,7 @@ impl Peer {
                 if !matches!(
                     l.phase,
                     LearnerPhase::PersistingNewLeader { .. }
-                        | LearnerPhase::Synced { .. }
+                        | LearnerPhase::Synced
                         | LearnerPhase::Broadcast
                 ) {
                     return;
@@ -1133,10 +1149,12 @@ impl Peer {
         let State::Learning(l) = &self.state else {
             return;
         };
-        // Commits apply only to txns synced under this leader (after the DIFF).
+        // Commits apply only to txns synced under this leader (after the DIFF or SNAP).
         if matches!(
             l.phase,
-            LearnerPhase::Registering | LearnerPhase::AcceptingEpoch(_)
+            LearnerPhase::Registering
+                | LearnerPhase::AcceptingEpoch(_)
+                | LearnerPhase::Syncing { received: false }
         ) {
             return;
         }
@@ -1179,10 +1197,7 @@ impl Peer {
                     }
                 }
                 if !self.config.observes()
-                    && matches!(
-                        l.phase,
-                        LearnerPhase::Synced { .. } | LearnerPhase::Broadcast
-                    )
+                    && matches!(l.phase, LearnerPhase::Synced | LearnerPhase::Broadcast)
                     && persisted > l.acked
                 {
                     l.acked = persisted;
@@ -1209,7 +1224,7 @@ impl Peer {
                 l.epochs_requested = false;
                 match l.phase {
                     LearnerPhase::AcceptingEpoch(_) => {
-                        l.phase = LearnerPhase::Syncing;
+                        l.phase = LearnerPhase::Syncing { received: false };
                         let message = Message::AckEpoch {
                             current_epoch: self.current_epoch,
                             last_zxid: self.history.last_zxid(),
@@ -1222,9 +1237,7 @@ impl Peer {
                     LearnerPhase::PersistingNewLeader { epoch, .. } => {
                         self.current_epoch = epoch;
                         self.accepted_epoch = self.accepted_epoch.max(epoch);
-                        l.phase = LearnerPhase::Synced {
-                            since_ms: self.now_ms,
-                        };
+                        l.phase = LearnerPhase::Synced;
                         l.acked = self.persisted;
                         self.actions.push(Action::Send {
                             to: l.leader,
@@ -1383,31 +1396,25 @@ impl Peer {
                     }
                     return;
                 }
-                let limit = if l.phase == LearnerPhase::Broadcast {
-                    sync
-                } else {
-                    init
-                };
-                let since = if l.phase == LearnerPhase::Broadcast {
-                    l.last_heard_ms
-                } else {
-                    l.since_ms.max(l.last_heard_ms)
-                };
-                if now.saturating_sub(since) > limit {
-                    tracing::info!(leader = l.leader, "the leader is silent; electing again");
-                    self.look();
-                    return;
-                }
-                // The leader has everything once NEWLEADER is acked: UPTODATE follows as soon
-                // as a quorum acked, within initLimit, whatever else the leader sends.
-                if let LearnerPhase::Synced { since_ms } = l.phase {
-                    if now.saturating_sub(since_ms) > init {
-                        tracing::info!(
-                            leader = l.leader,
-                            "no UPTODATE within initLimit; electing again"
-                        );
+                if l.phase == LearnerPhase::Broadcast {
+                    if now.saturating_sub(l.last_heard_ms) > sync {
+                        tracing::info!(leader = l.leader, "the leader is silent; electing again");
                         self.look();
                     }
+                    return;
+                }
+                // Syncing: each step must come within initLimit, whatever else the leader
+                // sends meanwhile (a step that never comes must not leave us waiting forever).
+                if l.phase != l.phase_seen {
+                    l.phase_seen = l.phase;
+                    l.phase_since_ms = now;
+                } else if now.saturating_sub(l.phase_since_ms) > init {
+                    tracing::info!(
+                        leader = l.leader,
+                        phase = ?l.phase,
+                        "the sync did not advance within initLimit; electing again"
+                    );
+                    self.look();
                 }
             }
         }

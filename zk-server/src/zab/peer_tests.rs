@@ -518,8 +518,8 @@ fn a_learner_that_acked_newleader_but_never_hears_uptodate_elects_again() {
         sent(&p.take_actions()),
         vec![(2, Message::AckNewLeader { epoch: 1 })]
     );
-    // initLimit is 10 ticks of 100 ms.
-    for t in 1..=10 {
+    // initLimit is 10 ticks of 100 ms, counted from the first tick that sees the phase.
+    for t in 1..=11 {
         p.handle(Input::Receive {
             from: 2,
             message: Message::Ping { committed: 0 },
@@ -535,6 +535,28 @@ fn a_learner_that_acked_newleader_but_never_hears_uptodate_elects_again() {
         from: 2,
         message: Message::Ping { committed: 0 },
     });
-    p.handle(Input::Tick { now_ms: 1_100 });
+    p.handle(Input::Tick { now_ms: 1_200 });
+    assert_eq!(p.role(), Role::Looking);
+}
+
+#[test]
+fn newleader_without_the_sync_before_it_is_never_acked() {
+    // Over TCP the DIFF cannot go missing before NEWLEADER; should it (the simulator's lossy
+    // links did it), acking would count a learner with a stale log as synced.
+    let mut p = syncing_follower();
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::NewLeader { epoch: 1 },
+    });
+    let actions = p.take_actions();
+    assert!(
+        !sent(&actions)
+            .iter()
+            .any(|(_, m)| matches!(m, Message::AckNewLeader { .. })),
+        "{actions:?}"
+    );
+    assert!(!actions
+        .iter()
+        .any(|a| matches!(a, Action::PersistEpochs { .. })));
     assert_eq!(p.role(), Role::Looking);
 }
