@@ -1178,17 +1178,29 @@ fn seeds() -> Vec<u64> {
     (1..=n).collect()
 }
 
+/// Runs one seed; if it fails, says how to replay it before passing the failure on.
+fn run_named(seed: u64, voters: u64, observers: u64) {
+    let run = std::panic::catch_unwind(|| run_seed(seed, voters, observers));
+    if let Err(panic) = run {
+        eprintln!(
+            "seed {seed} failed with {voters} voters and {observers} observers; replay: \
+             ZAB_SIM_SEED={seed} cargo test --release -p zk-server --test zab_simulation"
+        );
+        std::panic::resume_unwind(panic);
+    }
+}
+
 #[test]
 fn three_voters_under_faults() {
     for seed in seeds() {
-        run_seed(seed, 3, 0);
+        run_named(seed, 3, 0);
     }
 }
 
 #[test]
 fn five_voters_and_an_observer_under_faults() {
     for seed in seeds() {
-        run_seed(seed, 5, 1);
+        run_named(seed, 5, 1);
     }
 }
 
@@ -1205,8 +1217,8 @@ fn long_mode() {
     let mut runs = 0u64;
     while started.elapsed().as_secs() < seconds {
         seed += 1;
-        run_seed(seed, 3, 0);
-        run_seed(seed, 5, 1);
+        run_named(seed, 3, 0);
+        run_named(seed, 5, 1);
         runs += 2;
         if runs % 200 == 0 {
             println!(
