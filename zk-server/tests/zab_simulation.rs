@@ -694,24 +694,8 @@ impl Sim {
                     }
                 }
                 // What the replica tells the core (as the production driver does).
-                let peer = self.nodes[&id].peer.as_ref().expect("peer");
-                let role = match role {
-                    Role::Leading {
-                        established: true, ..
-                    } => match peer.next_zxid() {
-                        Some(next_zxid) => ReplicaRole::Leader { next_zxid },
-                        None => ReplicaRole::NotServing,
-                    },
-                    Role::Following {
-                        leader,
-                        serving: true,
-                    }
-                    | Role::Observing {
-                        leader,
-                        serving: true,
-                    } => ReplicaRole::Learner { leader },
-                    _ => ReplicaRole::NotServing,
-                };
+                let next_zxid = self.nodes[&id].peer.as_ref().and_then(Peer::next_zxid);
+                let role = ReplicaRole::of(role, next_zxid);
                 self.core_step(id, CoreInput::Role(role));
             }
             Action::Disconnect { peer } => self.break_link(id, peer),

@@ -90,6 +90,34 @@ pub enum ReplicaRole {
     },
 }
 
+impl ReplicaRole {
+    /// The role the core needs, from the replica's: serving as the established leader
+    /// (`next_zxid`: what the replica assigns to the next proposal) or as a synced learner.
+    pub fn of(role: crate::zab::Role, next_zxid: Option<i64>) -> ReplicaRole {
+        use crate::zab::Role;
+        match (role, next_zxid) {
+            (
+                Role::Leading {
+                    established: true, ..
+                },
+                Some(next_zxid),
+            ) => ReplicaRole::Leader { next_zxid },
+            (
+                Role::Following {
+                    leader,
+                    serving: true,
+                }
+                | Role::Observing {
+                    leader,
+                    serving: true,
+                },
+                _,
+            ) => ReplicaRole::Learner { leader },
+            _ => ReplicaRole::NotServing,
+        }
+    }
+}
+
 /// Whether a 3.5 server does not know `op`: the opcodes added in 3.6 (multiRead,
 /// getEphemerals, getAllChildrenNumber, setWatches2, addWatch) and 3.7 (whoAmI).
 pub fn added_after_3_5(op: OpCode) -> bool {

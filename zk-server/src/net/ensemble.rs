@@ -103,23 +103,7 @@ impl StateMachine for EnsembleMachine {
     }
 
     fn role_changed(&mut self, role: Role, replica: &mut ReplicaContext<'_>) {
-        let role = match role {
-            Role::Leading {
-                established: true, ..
-            } => match replica.next_zxid() {
-                Some(next_zxid) => ReplicaRole::Leader { next_zxid },
-                None => ReplicaRole::NotServing,
-            },
-            Role::Following {
-                leader,
-                serving: true,
-            }
-            | Role::Observing {
-                leader,
-                serving: true,
-            } => ReplicaRole::Learner { leader },
-            _ => ReplicaRole::NotServing,
-        };
+        let role = ReplicaRole::of(role, replica.next_zxid());
         self.step(Input::Role(role), replica);
     }
 
