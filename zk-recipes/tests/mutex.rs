@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use support::*;
-use zk_recipes::{LockState, Mutex};
+use zk_recipes::{LockState, Mutex, MutexGuard};
 
 const LOCK: &str = "/recipes/lock";
 
@@ -334,18 +334,7 @@ async fn holder_session_expiry_gives_the_lock_to_the_next_waiter_and_reports_los
     assert_eq!(guard.state(), LockState::Held);
     let old_token = guard.fencing_token();
 
-    let waiter = Mutex::new(b.clone(), LOCK).unwrap();
-    let mut waiter_stats = waiter.wait_stats();
-    let next = tokio::spawn(async move {
-        let g = waiter.acquire().await.expect("waiter acquires");
-        (g, waiter)
-    });
-    within(
-        "the waiter's watch",
-        waiter_stats.wait_for(|s| s.watches_set == 1),
-    )
-    .await
-    .unwrap();
+    let next = queued_waiter(&b).await;
 
     let expired_at = tokio::time::Instant::now();
     assert!(server.expire_session(a.session_id()).await);
@@ -410,18 +399,7 @@ async fn a_next_in_line_waiter_whose_node_was_deleted_queues_again() {
     let holder = Mutex::new(a.clone(), LOCK).unwrap();
     let guard = holder.acquire().await.unwrap();
 
-    let waiter = Mutex::new(b.clone(), LOCK).unwrap();
-    let mut waiter_stats = waiter.wait_stats();
-    let next = tokio::spawn(async move {
-        let g = waiter.acquire().await.expect("waiter acquires");
-        (g, waiter)
-    });
-    within(
-        "the waiter's watch",
-        waiter_stats.wait_for(|s| s.watches_set == 1),
-    )
-    .await
-    .unwrap();
+    let next = queued_waiter(&b).await;
     let queue = operator.get_children(LOCK).await.unwrap();
     let holder_name = guard.node_path().rsplit('/').next().unwrap().to_owned();
     let waiter_node = queue
@@ -451,18 +429,7 @@ async fn a_deleted_lock_node_is_reported_lost_and_the_next_waiter_acquires() {
     let mut changes = guard.state_changes();
     let old_token = guard.fencing_token();
 
-    let waiter = Mutex::new(b.clone(), LOCK).unwrap();
-    let mut waiter_stats = waiter.wait_stats();
-    let next = tokio::spawn(async move {
-        let g = waiter.acquire().await.expect("waiter acquires");
-        (g, waiter)
-    });
-    within(
-        "the waiter's watch",
-        waiter_stats.wait_for(|s| s.watches_set == 1),
-    )
-    .await
-    .unwrap();
+    let next = queued_waiter(&b).await;
 
     // Someone else deletes the holder's node while the holder stays connected.
     operator.delete(guard.node_path()).await.unwrap();
@@ -562,4 +529,19 @@ async fn a_lost_create_reply_is_adopted_and_leaves_no_orphan() {
         victim_session,
         "no session expiry involved"
     );
+}
+
+/// A waiter on `client`'s session queued behind the current holder and watching its
+/// predecessor; the task returns its guard (and its handle) once it holds the lock.
+async fn queued_waiter(client: &zk_client::Client) -> tokio::task::JoinHandle<(MutexGuard, Mutex)> {
+    let waiter = Mutex::new(client.clone(), LOCK).unwrap();
+    let mut stats = waiter.wait_stats();
+    let next = tokio::spawn(async move {
+        let g = waiter.acquire().await.expect("waiter acquires");
+        (g, waiter)
+    });
+    within("the waiter's watch", stats.wait_for(|s| s.watches_set == 1))
+        .await
+        .unwrap();
+    next
 }

@@ -47,6 +47,25 @@ fn settled(leader: Sid, state: ServerState) -> Message {
     }
 }
 
+/// Peer 1 synced with leader 2 in epoch 1 (1:1 and 1:2), its NEWLEADER acked; UPTODATE not
+/// yet received.
+fn acked_follower() -> Peer {
+    let mut p = synced_follower();
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::NewLeader { epoch: 1 },
+    });
+    p.handle(Input::Persisted {
+        zxid: make_zxid(1, 2),
+    });
+    p.handle(Input::EpochsPersisted);
+    assert_eq!(
+        sent(&p.take_actions()),
+        vec![(2, Message::AckNewLeader { epoch: 1 })]
+    );
+    p
+}
+
 /// Peer 1 following leader 2 in epoch 1, NEWLEADER not yet received; returns the peer after
 /// the DIFF of 1:1 and 1:2.
 fn synced_follower() -> Peer {
@@ -181,15 +200,7 @@ fn zookeeper_3911_4785_newleader_is_acked_only_after_the_synced_txns_and_then_th
 
 #[test]
 fn proposals_are_acked_once_durable_and_applied_once_committed() {
-    let mut p = synced_follower();
-    p.handle(Input::Receive {
-        from: 2,
-        message: Message::NewLeader { epoch: 1 },
-    });
-    p.handle(Input::Persisted {
-        zxid: make_zxid(1, 2),
-    });
-    p.handle(Input::EpochsPersisted);
+    let mut p = acked_follower();
     p.handle(Input::Receive {
         from: 2,
         message: Message::UpToDate {
@@ -505,19 +516,7 @@ fn an_election_waits_the_finalize_window_while_a_reachable_voter_has_not_voted()
 fn a_learner_that_acked_newleader_but_never_hears_uptodate_elects_again() {
     // Its ack was lost (seen in the simulator: a partition that dropped only that message),
     // while the leader's pings keep arriving: without a bound it would wait forever.
-    let mut p = synced_follower();
-    p.handle(Input::Receive {
-        from: 2,
-        message: Message::NewLeader { epoch: 1 },
-    });
-    p.handle(Input::Persisted {
-        zxid: make_zxid(1, 2),
-    });
-    p.handle(Input::EpochsPersisted);
-    assert_eq!(
-        sent(&p.take_actions()),
-        vec![(2, Message::AckNewLeader { epoch: 1 })]
-    );
+    let mut p = acked_follower();
     // initLimit is 10 ticks of 100 ms, counted from the first tick that sees the phase.
     for t in 1..=11 {
         p.handle(Input::Receive {
