@@ -605,6 +605,18 @@ impl Peer {
                 if !member {
                     return;
                 }
+                // A learner that accepted a newer epoch than ours (an election that failed
+                // elsewhere) refuses ours and would come back forever: elect again, so that the
+                // next epoch is above every accepted one.
+                if l.new_epoch.is_some_and(|epoch| accepted_epoch > epoch) {
+                    tracing::info!(
+                        learner = from,
+                        accepted_epoch,
+                        "a learner accepted a newer epoch than ours; electing again"
+                    );
+                    self.look();
+                    return;
+                }
                 l.learners.insert(
                     from,
                     LearnerHandle {

@@ -559,3 +559,43 @@ fn newleader_without_the_sync_before_it_is_never_acked() {
         .any(|a| matches!(a, Action::PersistEpochs { .. })));
     assert_eq!(p.role(), Role::Looking);
 }
+
+#[test]
+fn a_learner_that_accepted_a_newer_epoch_makes_the_leader_elect_again() {
+    // Seen in the simulator: an election that failed elsewhere left two voters with accepted
+    // epoch 2 while this leader established epoch 1 without them; they refuse epoch 1, so
+    // without a new election they would never rejoin.
+    let mut p = leader();
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::AckNewLeader { epoch: 1 },
+    });
+    assert!(matches!(
+        p.role(),
+        Role::Leading {
+            epoch: 1,
+            established: true
+        }
+    ));
+    // A learner at our epoch re-registering is fine.
+    p.handle(Input::Receive {
+        from: 3,
+        message: Message::LearnerInfo {
+            observer: false,
+            accepted_epoch: 1,
+            current_epoch: 0,
+            summary: EpochSummary::default(),
+        },
+    });
+    assert!(matches!(p.role(), Role::Leading { .. }));
+    p.handle(Input::Receive {
+        from: 3,
+        message: Message::LearnerInfo {
+            observer: false,
+            accepted_epoch: 2,
+            current_epoch: 0,
+            summary: EpochSummary::default(),
+        },
+    });
+    assert_eq!(p.role(), Role::Looking);
+}
