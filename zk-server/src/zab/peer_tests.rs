@@ -283,6 +283,16 @@ fn a_sync_that_would_drop_committed_txns_is_refused() {
     assert!(!a.iter().any(|a| matches!(a, Action::Truncate { .. })));
 }
 
+/// A voter's registration, with the epoch it accepted last (nothing logged yet).
+fn voter_info(accepted_epoch: u32) -> Message {
+    Message::LearnerInfo {
+        observer: false,
+        accepted_epoch,
+        current_epoch: 0,
+        summary: EpochSummary::default(),
+    }
+}
+
 /// Peer 1 elected leader of {1,2,3} with learners 2 and 3 registered.
 fn leader() -> Peer {
     let mut p = Peer::new(config(1), PersistentState::default(), 0);
@@ -580,22 +590,12 @@ fn a_learner_that_accepted_a_newer_epoch_makes_the_leader_elect_again() {
     // A learner at our epoch re-registering is fine.
     p.handle(Input::Receive {
         from: 3,
-        message: Message::LearnerInfo {
-            observer: false,
-            accepted_epoch: 1,
-            current_epoch: 0,
-            summary: EpochSummary::default(),
-        },
+        message: voter_info(1),
     });
     assert!(matches!(p.role(), Role::Leading { .. }));
     p.handle(Input::Receive {
         from: 3,
-        message: Message::LearnerInfo {
-            observer: false,
-            accepted_epoch: 2,
-            current_epoch: 0,
-            summary: EpochSummary::default(),
-        },
+        message: voter_info(2),
     });
     assert_eq!(p.role(), Role::Looking);
 }
