@@ -15,7 +15,6 @@
 //! `--apache` runs the same rounds against Apache ZooKeeper members (`QuorumPeerMain` from the
 //! Debian package that `scripts/interop.sh install` sets up), for comparison.
 
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
@@ -24,6 +23,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zk::client::{Client, RetryNTimes};
+use zk::server::reserve_port;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -114,15 +114,9 @@ impl Drop for Member {
     }
 }
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
-}
-
 fn ensemble(dir: &Path, tick_time: u32) -> std::io::Result<Vec<Member>> {
     let ports: Vec<(u16, u16, u16)> = (0..3)
-        .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
+        .map(|_| Ok((reserve_port()?, reserve_port()?, reserve_port()?)))
         .collect::<std::io::Result<_>>()?;
     let servers: String = ports
         .iter()

@@ -44,7 +44,7 @@ pub mod zab;
 pub use config::{FourLetterWhitelist, ServerConfig};
 pub use net::{Server, ServerError};
 pub use testing::{
-    FaultMode, FaultProxy, TestingCluster, TestingClusterBuilder, TestingServer,
+    reserve_port, FaultMode, FaultProxy, TestingCluster, TestingClusterBuilder, TestingServer,
     TestingServerBuilder,
 };
 

@@ -2,12 +2,12 @@
 
 use std::collections::BTreeSet;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::to_io;
+use super::{reserve_port, to_io};
 use crate::config::{FourLetterWhitelist, QuorumConfig, QuorumSecret, QuorumServer, ServerConfig};
 use crate::net::Server;
 
@@ -80,7 +80,7 @@ impl TestingClusterBuilder {
         let mut members = Vec::with_capacity(size);
         for i in 0..size {
             let (client_port, quorum_port, election_port) =
-                (free_port()?, free_port()?, free_port()?);
+                (reserve_port()?, reserve_port()?, reserve_port()?);
             let role = if i < self.voters {
                 "participant"
             } else {
@@ -114,13 +114,6 @@ impl TestingClusterBuilder {
         }
         Ok(cluster)
     }
-}
-
-/// Reserves a loopback port by binding and releasing it.
-fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
 }
 
 struct Member {

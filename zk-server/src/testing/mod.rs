@@ -4,9 +4,11 @@
 
 mod cluster;
 mod fault_proxy;
+mod ports;
 
 pub use cluster::{TestingCluster, TestingClusterBuilder};
 pub use fault_proxy::{FaultMode, FaultProxy};
+pub use ports::reserve_port;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
@@ -96,8 +98,18 @@ impl TestingServerBuilder {
             dir,
             options: self,
         };
-        server.start_on(0).await?;
-        Ok(server)
+        // Another process may take the port between its reservation and the bind.
+        let mut attempt = 0;
+        loop {
+            match server.start_on(reserve_port()?).await {
+                Ok(()) => return Ok(server),
+                Err(e) if attempt < 5 => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, "start: trying another port");
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 
