@@ -79,6 +79,27 @@ fn forbidden_char_in(segment: &str) -> Option<(usize, char)> {
 
 /// Checks that `path` is a valid znode path.
 pub fn validate_path(path: &str) -> Result<(), PathError> {
+    if is_valid_printable_ascii(path.as_bytes()) {
+        return Ok(());
+    }
+    explain_invalid_path(path)
+}
+
+/// One pass over the common case: a path of printable ASCII that is valid. `false` sends the
+/// path through the full check (which accepts non-ASCII paths or says what is wrong).
+fn is_valid_printable_ascii(path: &[u8]) -> bool {
+    let Some((b'/', rest)) = path.split_first() else {
+        return false;
+    };
+    if rest.is_empty() {
+        return true;
+    }
+    rest.split(|&b| b == b'/').all(|segment| {
+        !matches!(segment, b"" | b"." | b"..") && segment.iter().all(|&b| (0x20..0x7f).contains(&b))
+    })
+}
+
+fn explain_invalid_path(path: &str) -> Result<(), PathError> {
     let owned = || path.to_owned();
     let Some(rest) = path.strip_prefix('/') else {
         return Err(if path.is_empty() {
@@ -224,6 +245,19 @@ mod tests {
             "/a b",
         ] {
             assert_eq!(validate_path(p), Ok(()), "{p}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The one-pass check agrees with the full one on paths built from the characters
+        /// that matter (separators, dots, a control character, non-ASCII).
+        #[test]
+        fn the_fast_check_accepts_only_valid_paths(path in "[/.a\u{1}\u{7f}é]{0,12}") {
+            let fast = is_valid_printable_ascii(path.as_bytes());
+            let full = explain_invalid_path(&path);
+            proptest::prop_assert!(!fast || full.is_ok(), "{path:?}: {full:?}");
+            let printable_ascii = path.bytes().all(|b| (0x20..0x7f).contains(&b));
+            proptest::prop_assert_eq!(fast, printable_ascii && full.is_ok(), "{:?}", path);
         }
     }
 

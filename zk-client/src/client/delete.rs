@@ -177,7 +177,7 @@ impl DeleteBuilder {
                         tracing::info!(path = %full, %e, "guaranteed delete continues in the background");
                         spawn_guaranteed(
                             Arc::downgrade(&client.inner),
-                            full,
+                            full.into_owned(),
                             self.version,
                             self.children,
                         );

@@ -130,8 +130,8 @@ impl MultiReadBuilder {
             .ops
             .iter()
             .map(|op| match op {
-                ReadOp::GetData(p) => ReadOp::GetData(client.full_path(p)),
-                ReadOp::GetChildren(p) => ReadOp::GetChildren(client.full_path(p)),
+                ReadOp::GetData(p) => ReadOp::GetData(client.full_path(p).into_owned()),
+                ReadOp::GetChildren(p) => ReadOp::GetChildren(client.full_path(p).into_owned()),
             })
             .collect();
         let session = &client.inner.session;

@@ -10,6 +10,7 @@ pub(crate) mod state;
 mod txn;
 mod watches;
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 use std::future::Future;
@@ -82,13 +83,17 @@ impl AclProvider for FixedAclProvider {
 pub struct ZkFuture<T>(Pin<Box<dyn Future<Output = Result<T>> + Send + 'static>>);
 
 impl<T> ZkFuture<T> {
+    /// Runs `fut` in `span` (a `zk` span naming the operation and path).
     pub(crate) fn new(
-        name: &'static str,
-        path: &str,
+        span: tracing::Span,
         fut: impl Future<Output = Result<T>> + Send + 'static,
     ) -> ZkFuture<T> {
-        let span = tracing::debug_span!("zk", op = name, path = %path);
-        ZkFuture(Box::pin(fut.instrument(span)))
+        // A disabled span would only cost an enter and exit on every poll.
+        if span.is_disabled() {
+            ZkFuture(Box::pin(fut))
+        } else {
+            ZkFuture(Box::pin(fut.instrument(span)))
+        }
     }
 }
 
@@ -112,8 +117,8 @@ macro_rules! awaitable {
             type Output = $crate::error::Result<$out>;
             type IntoFuture = $crate::client::ZkFuture<$out>;
             fn into_future(self) -> Self::IntoFuture {
-                let path = self.span_path().to_owned();
-                $crate::client::ZkFuture::new($name, &path, self.$run())
+                let span = ::tracing::debug_span!("zk", op = $name, path = %self.span_path());
+                $crate::client::ZkFuture::new(span, self.$run())
             }
         }
     };
@@ -367,8 +372,11 @@ impl Client {
     }
 
     /// The server path of a client path (namespace prepended).
-    pub(crate) fn full_path(&self, path: &str) -> String {
-        prepend_chroot(self.namespace.as_deref(), path)
+    pub(crate) fn full_path<'a>(&self, path: &'a str) -> Cow<'a, str> {
+        match self.namespace.as_deref() {
+            None => Cow::Borrowed(path),
+            namespace => Cow::Owned(prepend_chroot(namespace, path)),
+        }
     }
 
     /// The client path of a server path (namespace removed).
@@ -590,5 +598,69 @@ impl Client {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    use super::Client;
+    use crate::Error;
+
+    /// Records the name and fields of every span created.
+    #[derive(Default, Clone)]
+    struct SpanRecorder(Arc<Mutex<Vec<String>>>);
+
+    struct Fields(String);
+
+    impl Visit for Fields {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            self.0 += &format!(" {}={value:?}", field.name());
+        }
+    }
+
+    impl Subscriber for SpanRecorder {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, span: &Attributes<'_>) -> Id {
+            let mut fields = Fields(span.metadata().name().to_owned());
+            span.record(&mut fields);
+            let mut spans = self.0.lock().unwrap();
+            spans.push(fields.0);
+            Id::from_u64(spans.len() as u64)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, _: &Event<'_>) {}
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    #[tokio::test]
+    async fn every_operation_runs_in_a_span_naming_it_and_its_path() {
+        let recorder = SpanRecorder::default();
+        let _guard = tracing::subscriber::set_default(recorder.clone());
+        // No server: argument errors surface through the future, inside the span.
+        let client = Client::connect("127.0.0.1:1").unwrap();
+        let err = client.get_data("relative").await.unwrap_err();
+        assert!(matches!(err, Error::InvalidPath(_)), "{err:?}");
+        let err = client.set_data("/a//b", b"x").await.unwrap_err();
+        assert!(matches!(err, Error::InvalidPath(_)), "{err:?}");
+        let spans = recorder.0.lock().unwrap().clone();
+        for expected in [
+            r#"zk op="get_data" path=relative"#,
+            r#"zk op="set_data" path=/a//b"#,
+        ] {
+            assert!(
+                spans.iter().any(|s| s == expected),
+                "{expected} in {spans:?}"
+            );
+        }
     }
 }

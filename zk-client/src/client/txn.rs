@@ -111,7 +111,7 @@ impl TransactionBuilder {
             .ops
             .into_iter()
             .map(|mut op| {
-                let full = client.full_path(op.path());
+                let full = client.full_path(op.path()).into_owned();
                 *op.path_mut() = full;
                 op
             })

@@ -374,12 +374,11 @@ impl Session {
         watch: bool,
     ) -> Result<(Vec<u8>, Stat, Option<WatchFuture>)> {
         validate_path(path)?;
-        let server_path = self.server_path(path);
         let req = GetDataRequest {
-            path: server_path.clone(),
+            path: self.server_path(path),
             watch,
         };
-        let (action, fut) = self.one_shot(OneShotKind::Data, watch, server_path, path);
+        let (action, fut) = self.one_shot(OneShotKind::Data, watch, &req.path, path);
         let reply = self.submit(OpCode::GetData, body(&req)?, action).await?;
         let resp: GetDataResponse = decode(&reply)?;
         Ok((resp.data.unwrap_or_default(), resp.stat, fut))
@@ -389,7 +388,7 @@ impl Session {
         &self,
         kind: OneShotKind,
         watch: bool,
-        server_path: String,
+        server_path: &str,
         path: &str,
     ) -> (Action, Option<WatchFuture>) {
         if !watch {
@@ -399,7 +398,7 @@ impl Session {
         (
             Action::OneShot {
                 kind,
-                path: server_path,
+                path: server_path.to_owned(),
                 tx,
             },
             Some(WatchFuture::new(rx, path.to_owned())),
@@ -428,12 +427,11 @@ impl Session {
         watch: bool,
     ) -> Result<(Vec<String>, Option<WatchFuture>)> {
         validate_path(path)?;
-        let server_path = self.server_path(path);
         let req = GetChildrenRequest {
-            path: server_path.clone(),
+            path: self.server_path(path),
             watch,
         };
-        let (action, fut) = self.one_shot(OneShotKind::Child, watch, server_path, path);
+        let (action, fut) = self.one_shot(OneShotKind::Child, watch, &req.path, path);
         let reply = self
             .submit(OpCode::GetChildren, body(&req)?, action)
             .await?;
@@ -447,12 +445,11 @@ impl Session {
         watch: bool,
     ) -> Result<(Vec<String>, Stat, Option<WatchFuture>)> {
         validate_path(path)?;
-        let server_path = self.server_path(path);
         let req = GetChildren2Request {
-            path: server_path.clone(),
+            path: self.server_path(path),
             watch,
         };
-        let (action, fut) = self.one_shot(OneShotKind::Child, watch, server_path, path);
+        let (action, fut) = self.one_shot(OneShotKind::Child, watch, &req.path, path);
         let reply = self
             .submit(OpCode::GetChildren2, body(&req)?, action)
             .await?;
