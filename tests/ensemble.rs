@@ -233,12 +233,27 @@ async fn an_isolated_member_stops_serving_and_catches_up_after_healing() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // As Apache's: srvr says so, and isro answers `null` (not `rw`: clients that look for a
+    // read-write server pass it by).
+    let says = |word| cluster.four_letter_word(lonely, word);
+    assert_eq!(
+        says("srvr").await.as_deref(),
+        Some("This ZooKeeper instance is not currently serving requests\n")
+    );
+    assert_eq!(says("isro").await.as_deref(), Some("null"));
     // The majority keeps a leader and keeps writing.
     let majority_leader = cluster
         .wait_for_leader(PATIENCE)
         .await
         .expect("the majority has a leader");
     assert_ne!(majority_leader, lonely);
+    assert_eq!(
+        cluster
+            .four_letter_word(majority_leader, "isro")
+            .await
+            .as_deref(),
+        Some("rw")
+    );
     let writer = connected_client(&cluster.member_connect_string(majority_leader)).await;
     for i in 0..10 {
         writer

@@ -120,6 +120,19 @@ def test_ephemerals_go_with_the_session(zk, root):
     assert zk.get_children(root) == []
 
 
+def test_a_client_that_accepts_read_only_servers_is_told_the_server_is_read_write(root):
+    from kazoo.protocol.states import KeeperState
+
+    zk = client(read_only=True)
+    try:
+        assert zk.client_state == KeeperState.CONNECTED
+        zk.create(root + "/written", b"x")
+        assert zk.get(root + "/written")[0] == b"x"
+    finally:
+        zk.stop()
+        zk.close()
+
+
 def test_lock(zk, root):
     counter = {"value": 0, "inside": 0, "max_inside": 0}
     clients = [client() for _ in range(3)]

@@ -47,6 +47,8 @@ pub const NOT_SERVING: &str = "This ZooKeeper instance is not currently serving 
 pub fn respond(word: &str, core: &mut ServerCore, ctx: &AdminContext<'_>) -> String {
     match word {
         "ruok" => "imok".into(),
+        // Apache: `null` while not serving (electing, syncing); this server is never `ro`.
+        "isro" if ctx.mode.is_none() => "null".into(),
         "isro" => "rw".into(),
         "srvr" | "stat" | "mntr" if ctx.mode.is_none() => NOT_SERVING.into(),
         "srvr" => server_summary(core, ctx, false),

@@ -643,7 +643,7 @@ impl ServerCore {
             timeout,
             session_id,
             passwd: session_password(session_id).to_vec(),
-            read_only: request.read_only,
+            read_only: read_only_answer(request.read_only),
         };
         self.send_connect_response(conn, &response);
     }
@@ -655,7 +655,7 @@ impl ServerCore {
             timeout: 0,
             session_id: 0,
             passwd: vec![0; PASSWORD_LEN],
-            read_only,
+            read_only: read_only_answer(read_only),
         };
         self.send_connect_response(conn, &response);
         self.close(conn);
@@ -1402,7 +1402,7 @@ impl ServerCore {
             timeout,
             session_id,
             passwd: session_password(session_id).to_vec(),
-            read_only,
+            read_only: read_only_answer(read_only),
         };
         self.send_connect_response(conn, &response);
         for (xid, request) in early {
@@ -1593,6 +1593,14 @@ fn multi_result(op: OpCode, outcome: &TxnOutcome) -> MultiResult {
         TxnOutcome::Error(code) => MultiResult::Error(code.as_i32()),
         _ => MultiResult::Error(ErrorCode::RuntimeInconsistency.as_i32()),
     }
+}
+
+/// The ConnectResponse's readOnly flag for a client that sent `client_flag` (its
+/// canBeReadOnly): as Apache, present only for clients that sent one, and `false`, since
+/// this server never serves in read-only mode. (Echoing the client's flag would tell it that
+/// it is connected to a read-only server.)
+fn read_only_answer(client_flag: Option<bool>) -> Option<bool> {
+    client_flag.map(|_| false)
 }
 
 #[cfg(test)]

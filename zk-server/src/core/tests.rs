@@ -60,6 +60,44 @@ fn connect(core: &mut ServerCore, conn: ConnId) {
     );
 }
 
+#[test]
+fn the_handshake_says_read_write_to_clients_that_accept_read_only_servers() {
+    for (flag, answer) in [
+        (None, None),
+        (Some(false), Some(false)),
+        (Some(true), Some(false)),
+    ] {
+        let mut core = core();
+        let request = ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            timeout: 10_000,
+            session_id: 0,
+            passwd: vec![0; 16],
+            read_only: flag,
+        };
+        let remote = "127.0.0.1:5000".parse().unwrap();
+        let actions = core.step(
+            Input::Connect {
+                conn: C1,
+                request,
+                remote,
+            },
+            NOW,
+        );
+        let [Action::Persist { zxid, .. }] = actions.as_slice() else {
+            panic!("{actions:?}")
+        };
+        let actions = core.step(Input::Persisted(*zxid), NOW);
+        let [Action::Send { frame, .. }] = actions.as_slice() else {
+            panic!("{actions:?}")
+        };
+        let response = ConnectResponse::from_bytes(&frame[4..]).unwrap();
+        assert!(response.session_id != 0);
+        assert_eq!(response.read_only, answer, "client flag {flag:?}");
+    }
+}
+
 fn request(core: &mut ServerCore, conn: ConnId, xid: i32, request: Request) -> Vec<Action> {
     core.step(Input::Request { conn, xid, request }, NOW)
 }
