@@ -202,7 +202,10 @@ impl ClientBuilder {
         self
     }
 
-    /// Whether read-only servers are acceptable (default false).
+    /// Whether read-only servers are acceptable (default false); see
+    /// [`SessionConfig::can_be_read_only`]. States: READ_ONLY while on one; when a
+    /// read-write server is found, SUSPENDED, then LOST if the session was created read-only,
+    /// then CONNECTED or RECONNECTED.
     pub fn can_be_read_only(mut self, yes: bool) -> Self {
         self.can_be_read_only = yes;
         self

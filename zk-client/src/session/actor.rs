@@ -33,7 +33,7 @@ use zk_proto::{
 };
 
 use super::watch::{OneShotKind, Registry, SetWatchesBatch, WatchedEvent, SET_WATCHES_BATCH_BYTES};
-use super::{SessionConfig, SessionEvent, SessionState, Shared};
+use super::{rw_search, SessionConfig, SessionEvent, SessionState, Shared};
 use crate::connect_string::HostPort;
 use crate::error::{Error, Result};
 
@@ -480,10 +480,8 @@ impl Actor {
                 self.close_attempted = true;
             }
             self.set_state(SessionState::Connecting);
-            let host = self
-                .hosts
-                .get(self.next_host % self.hosts.len().max(1))
-                .cloned();
+            let host_index = self.next_host % self.hosts.len().max(1);
+            let host = self.hosts.get(host_index).cloned();
             self.next_host = self.next_host.wrapping_add(1);
             let Some(host) = host else {
                 return Error::InvalidConnectString("no host".to_owned());
@@ -516,7 +514,10 @@ impl Actor {
                         continue;
                     }
                     let started = Instant::now();
-                    match self.run_connection(stream, response, &host).await {
+                    match self
+                        .run_connection(stream, response, &host, host_index)
+                        .await
+                    {
                         ConnEnd::Finished => {
                             return self
                                 .shared
@@ -639,6 +640,7 @@ impl Actor {
         stream: TcpStream,
         response: ConnectResponse,
         host: &HostPort,
+        host_index: usize,
     ) -> ConnEnd {
         let new_session = response.session_id != self.session_id;
         if new_session && self.session_id != 0 {
@@ -756,6 +758,12 @@ impl Actor {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_recv = Instant::now();
         let mut last_send = Instant::now();
+        let mut rw_search = read_only.then(|| {
+            Box::pin(rw_search::find_read_write_server(
+                self.hosts.clone(),
+                host_index,
+            ))
+        });
 
         // No `biased;`: every branch gets its turn, so a flood of replies cannot starve writes
         // (or the other way round).
@@ -809,6 +817,17 @@ impl Actor {
                         self.handle_command(cmd, &mut out, &mut pending, &mut auth_pending);
                         n += 1;
                     }
+                }
+                found = async {
+                    match rw_search.as_mut() {
+                        Some(search) => search.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    self.next_host = found;
+                    let to = self.hosts.get(found).map(ToString::to_string).unwrap_or_default();
+                    tracing::info!(%host, %to, "read-write server found: leaving the read-only one");
+                    break ConnEnd::Lost(format!("moving to read-write server {to}"));
                 }
                 _ = tick.tick() => {
                     let now = Instant::now();
