@@ -195,6 +195,61 @@ async fn persistent_and_recursive_watches_are_streams_removed_on_drop() {
 }
 
 #[tokio::test]
+async fn one_connection_holds_every_watch_mode_on_one_path() {
+    let env = env_or_skip!();
+    if env.is_external() {
+        // Apache 3.8 keeps one mode per (connection, path): a later addWatch replaces the
+        // earlier one (ZOOKEEPER-4466, fixed in 3.9). Our server behaves as 3.9.
+        return;
+    }
+    let client = support::connected_client(env.connect_string()).await;
+    let other = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    other.create(&root).data(b"0").await.unwrap();
+    let mut exact = client.add_watch(&root).await.unwrap();
+    let mut tree = client.add_watch(&root).recursive().await.unwrap();
+    let (_, _, once) = client.get_data(&root).watched().await.unwrap();
+
+    other.set_data(&root, b"1".to_vec()).await.unwrap();
+    other.create(&format!("{root}/c")).await.unwrap();
+    let fired = within(once).await;
+    assert_eq!(fired.event_type, EventType::NodeDataChanged);
+    assert_eq!(
+        within(exact.next()).await.unwrap().event_type,
+        EventType::NodeDataChanged
+    );
+    let e = within(exact.next()).await.unwrap();
+    assert_eq!(
+        (e.event_type, e.path),
+        (EventType::NodeChildrenChanged, root.clone())
+    );
+    assert_eq!(
+        within(tree.next()).await.unwrap().event_type,
+        EventType::NodeDataChanged
+    );
+    let e = within(tree.next()).await.unwrap();
+    assert_eq!(
+        (e.event_type, e.path),
+        (EventType::NodeCreated, format!("{root}/c"))
+    );
+
+    // The one-shot watch is spent; both persistent ones go on.
+    other.set_data(&root, b"2".to_vec()).await.unwrap();
+    assert_eq!(
+        within(exact.next()).await.unwrap().event_type,
+        EventType::NodeDataChanged
+    );
+    assert_eq!(
+        within(tree.next()).await.unwrap().event_type,
+        EventType::NodeDataChanged
+    );
+    drop((exact, tree));
+    support::remove_tree(&other, &root).await;
+    client.close().await.unwrap();
+    other.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn remove_watches_tells_the_watchers() {
     let env = env_or_skip!();
     let client = support::connected_client(env.connect_string()).await;
