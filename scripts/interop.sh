@@ -10,6 +10,9 @@
 #        data, and a kazoo Lock is held through a SIGKILL of the leader.
 #   scripts/interop.sh install    only install the Debian packages and the kazoo venv
 #   scripts/interop.sh ensemble   only step 3
+#   scripts/interop.sh bench [ROUNDS]
+#                                 figures, not a test: create/set/get of one zk-server next to
+#                                 one Apache ZooKeeper, alternating for ROUNDS (default 3), medians
 #   scripts/interop.sh bench-ensemble
 #                                 figures, not a test: create/set throughput and failover of a
 #                                 3-member zk-server ensemble next to an Apache one
@@ -86,9 +89,13 @@ install_kazoo() {
   "$VENV/bin/pip" install --quiet -r interop/kazoo/requirements.txt
 }
 
-start_our_server() {
-  log "building zk-server"
-  cargo build --quiet -p zk-server --bin zk-server
+start_our_server() { # start_our_server [BINARY]: the debug build unless a binary is given
+  local bin=${1:-}
+  if [[ -z "$bin" ]]; then
+    log "building zk-server"
+    cargo build --quiet -p zk-server --bin zk-server
+    bin=target/debug/zk-server
+  fi
   OURS_DIR=$(mktemp -d /tmp/zk-ours.XXXXXX)
   OURS_PORT=$(free_port)
   cat >"$OURS_DIR/zoo.cfg" <<EOF
@@ -101,7 +108,7 @@ maxClientCnxns=0
 extendedTypesEnabled=true
 EOF
   log "starting zk-server on 127.0.0.1:$OURS_PORT"
-  target/debug/zk-server --config "$OURS_DIR/zoo.cfg" >"$OURS_DIR/zk-server.log" 2>&1 &
+  "$bin" --config "$OURS_DIR/zoo.cfg" >"$OURS_DIR/zk-server.log" 2>&1 &
   OURS_PID=$!
   for _ in $(seq 1 100); do
     if [[ "$(four_letter_word "$OURS_PORT" ruok)" == "imok" ]]; then
@@ -234,6 +241,59 @@ stop_zookeeper() {
   ZK_PID=""
 }
 
+# bench_standalone [ROUNDS]: create/set/get (4 clients x 64 in flight, 100 B, fsync on) against
+# one zk-server and one Apache ZooKeeper on this machine, each started afresh every round and
+# warmed up with a mixed run, alternating; then the median figures per server and our ratios.
+bench_standalone() {
+  local rounds=${1:-3} round kind op port
+  cargo build --quiet --release -p zk-server --bin zk-server
+  cargo build --quiet --release --example bench
+  local results
+  results=$(mktemp /tmp/zk-bench.XXXXXX)
+  for round in $(seq 1 "$rounds"); do
+    for kind in apache ours; do
+      if [[ $kind == apache ]]; then
+        start_zookeeper
+        port=$ZK_PORT
+      else
+        start_our_server target/release/zk-server
+        port=$OURS_PORT
+      fi
+      # Warm up (the JVM's JIT above all), then measure.
+      target/release/examples/bench --connect "127.0.0.1:$port" --op mixed --clients 4 \
+        --depth 64 --size 100 --ops 200000 >/dev/null 2>&1
+      for op in create set get; do
+        target/release/examples/bench --connect "127.0.0.1:$port" --op "$op" --clients 4 \
+          --depth 64 --size 100 --ops 200000 2>/dev/null | tail -n 1 |
+          sed "s/^RESULT/RESULT server=$kind round=$round/" | tee -a "$results"
+      done
+      if [[ $kind == apache ]]; then
+        stop_zookeeper
+        rm -rf "$WORK_DIR"
+        WORK_DIR=""
+      else
+        stop_our_server
+      fi
+    done
+  done
+  python3 - "$results" <<'PY'
+import statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    f = dict(kv.split("=", 1) for kv in line.split()[1:])
+    runs.setdefault((f["server"], f["op"]), []).append((float(f["ops_per_s"]), float(f["p99_us"])))
+print(f"{'op':7} {'apache ops/s':>12} {'ours ops/s':>11} {'ratio':>6} {'apache p99':>11} {'ours p99':>9} {'ratio':>6}")
+for op in ("create", "set", "get"):
+    a, o = runs.get(("apache", op)), runs.get(("ours", op))
+    if not a or not o:
+        continue
+    at, ot = statistics.median(x[0] for x in a), statistics.median(x[0] for x in o)
+    ap, op99 = statistics.median(x[1] for x in a), statistics.median(x[1] for x in o)
+    print(f"{op:7} {at:12.0f} {ot:11.0f} {ot / at:5.2f}x {ap:9.0f}us {op99:7.0f}us {op99 / ap:5.2f}x")
+PY
+  rm -f "$results"
+}
+
 build_discovery_example() {
   log "building examples/discovery.rs (the provider the kazoo discovery test reads)"
   cargo build --quiet --example discovery
@@ -337,6 +397,11 @@ main() {
       stop_our_ensemble
       log "interop: all steps passed"
       ;;
+    bench)
+      trap cleanup EXIT INT TERM
+      install_zookeeper
+      bench_standalone "${2:-3}"
+      ;;
     bench-ensemble)
       trap cleanup EXIT INT TERM
       install_zookeeper
@@ -351,7 +416,7 @@ main() {
       stop_our_ensemble
       ;;
     *)
-      echo "usage: $0 [all|install|serve|ensemble|bench-ensemble]" >&2
+      echo "usage: $0 [all|install|serve|ensemble|bench [ROUNDS]|bench-ensemble]" >&2
       exit 2
       ;;
   esac
