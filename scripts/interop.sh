@@ -13,6 +13,9 @@
 #   scripts/interop.sh bench [ROUNDS]
 #                                 figures, not a test: create/set/get of one zk-server next to
 #                                 one Apache ZooKeeper, alternating for ROUNDS (default 3), medians
+#   scripts/interop.sh bench-clients [ROUNDS]
+#                                 figures, not a test: our client next to the zookeeper-client
+#                                 crate (bench-compare/) against one zk-server, medians
 #   scripts/interop.sh bench-ensemble
 #                                 figures, not a test: create/set throughput and failover of a
 #                                 3-member zk-server ensemble next to an Apache one
@@ -241,6 +244,61 @@ stop_zookeeper() {
   ZK_PID=""
 }
 
+# bench_clients [ROUNDS]: create/set/get (4 clients x 64 in flight, 100 B) with our client
+# (examples/bench.rs) and with the same driver on the zookeeper-client crate
+# (bench-compare/), alternating against one release zk-server; then medians and our ratios.
+bench_clients() {
+  local rounds=${1:-3} round driver op
+  cargo build --quiet --release -p zk-server --bin zk-server
+  cargo build --quiet --release --example bench
+  log "building bench-compare (the zookeeper-client driver)"
+  (cd bench-compare && CARGO_TARGET_DIR=../target/bench-compare cargo build --quiet --release)
+  local -A bin=([ours]=target/release/examples/bench
+    [kezhuw]=target/bench-compare/release/bench-kezhuw)
+  start_our_server target/release/zk-server
+  local results
+  results=$(mktemp /tmp/zk-bench.XXXXXX)
+  for round in $(seq 1 "$rounds"); do
+    for driver in kezhuw ours; do
+      for op in create set get; do
+        "${bin[$driver]}" --connect "127.0.0.1:$OURS_PORT" --op "$op" --clients 4 --depth 64 \
+          --size 100 --ops 300000 2>/dev/null | tail -n 1 |
+          sed "s/^RESULT/RESULT client=$driver round=$round/" | tee -a "$results"
+      done
+    done
+  done
+  for driver in kezhuw ours; do
+    "${bin[$driver]}" --connect "127.0.0.1:$OURS_PORT" --op get --clients 1 --depth 1 \
+      --size 100 --ops 20000 2>/dev/null | tail -n 1 |
+      sed "s/^RESULT/RESULT client=$driver sequential=1/" | tee -a "$results"
+  done
+  stop_our_server
+  summarize_bench "$results" client kezhuw ours
+  rm -f "$results"
+}
+
+# summarize_bench FILE KEY BASELINE OURS: median throughput and p99 per op of the RESULT lines
+# tagged KEY=BASELINE and KEY=OURS (sequential runs left out), and our ratios.
+summarize_bench() {
+  python3 - "$@" <<'PY'
+import statistics, sys
+path, key, base, ours = sys.argv[1:5]
+runs = {}
+for line in open(path):
+    f = dict(kv.split("=", 1) for kv in line.split()[1:])
+    if "sequential" not in f:
+        runs.setdefault((f[key], f["op"]), []).append((float(f["ops_per_s"]), float(f["p99_us"])))
+print(f"{'op':7} {base + ' ops/s':>14} {'ours ops/s':>11} {'ratio':>6} {base + ' p99':>12} {'ours p99':>9} {'ratio':>6}")
+for op in ("create", "set", "get"):
+    a, o = runs.get((base, op)), runs.get((ours, op))
+    if not a or not o:
+        continue
+    at, ot = statistics.median(x[0] for x in a), statistics.median(x[0] for x in o)
+    ap, op99 = statistics.median(x[1] for x in a), statistics.median(x[1] for x in o)
+    print(f"{op:7} {at:14.0f} {ot:11.0f} {ot / at:5.2f}x {ap:10.0f}us {op99:7.0f}us {op99 / ap:5.2f}x")
+PY
+}
+
 # bench_standalone [ROUNDS]: create/set/get (4 clients x 64 in flight, 100 B, fsync on) against
 # one zk-server and one Apache ZooKeeper on this machine, each started afresh every round and
 # warmed up with a mixed run, alternating; then the median figures per server and our ratios.
@@ -276,21 +334,7 @@ bench_standalone() {
       fi
     done
   done
-  python3 - "$results" <<'PY'
-import statistics, sys
-runs = {}
-for line in open(sys.argv[1]):
-    f = dict(kv.split("=", 1) for kv in line.split()[1:])
-    runs.setdefault((f["server"], f["op"]), []).append((float(f["ops_per_s"]), float(f["p99_us"])))
-print(f"{'op':7} {'apache ops/s':>12} {'ours ops/s':>11} {'ratio':>6} {'apache p99':>11} {'ours p99':>9} {'ratio':>6}")
-for op in ("create", "set", "get"):
-    a, o = runs.get(("apache", op)), runs.get(("ours", op))
-    if not a or not o:
-        continue
-    at, ot = statistics.median(x[0] for x in a), statistics.median(x[0] for x in o)
-    ap, op99 = statistics.median(x[1] for x in a), statistics.median(x[1] for x in o)
-    print(f"{op:7} {at:12.0f} {ot:11.0f} {ot / at:5.2f}x {ap:9.0f}us {op99:7.0f}us {op99 / ap:5.2f}x")
-PY
+  summarize_bench "$results" server apache ours
   rm -f "$results"
 }
 
@@ -402,6 +446,10 @@ main() {
       install_zookeeper
       bench_standalone "${2:-3}"
       ;;
+    bench-clients)
+      trap cleanup EXIT INT TERM
+      bench_clients "${2:-3}"
+      ;;
     bench-ensemble)
       trap cleanup EXIT INT TERM
       install_zookeeper
@@ -416,7 +464,7 @@ main() {
       stop_our_ensemble
       ;;
     *)
-      echo "usage: $0 [all|install|serve|ensemble|bench [ROUNDS]|bench-ensemble]" >&2
+      echo "usage: $0 [all|install|serve|ensemble|bench [ROUNDS]|bench-clients [ROUNDS]|bench-ensemble]" >&2
       exit 2
       ;;
   esac
