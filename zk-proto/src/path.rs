@@ -189,11 +189,12 @@ pub fn split_parent(path: &str) -> Option<(&str, &str)> {
 
 /// Joins a parent path and a child name.
 pub fn join(parent: &str, name: &str) -> String {
-    if parent == "/" {
-        format!("/{name}")
-    } else {
-        format!("{parent}/{name}")
-    }
+    let parent = if parent == "/" { "" } else { parent };
+    let mut path = String::with_capacity(parent.len() + 1 + name.len());
+    path.push_str(parent);
+    path.push('/');
+    path.push_str(name);
+    path
 }
 
 /// Validates the chroot suffix of a connect string: `None` for no chroot (absent or `/`).

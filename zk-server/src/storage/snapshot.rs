@@ -47,14 +47,12 @@ pub fn serialize(tree: &TreeImage, sessions: &[(i64, i32)]) -> Vec<u8> {
     }
     // ACL cache: one index per distinct list.
     let mut indices: HashMap<*const Vec<Acl>, (i64, &Arc<Vec<Acl>>)> = HashMap::new();
-    let paths = tree.walk("/");
-    for path in &paths {
-        if let Some(node) = tree.get(path) {
-            let next = indices.len() as i64 + 1;
-            indices
-                .entry(Arc::as_ptr(&node.acl))
-                .or_insert((next, &node.acl));
-        }
+    let nodes = tree.nodes_below("/");
+    for (_, node) in &nodes {
+        let next = indices.len() as i64 + 1;
+        indices
+            .entry(Arc::as_ptr(&node.acl))
+            .or_insert((next, &node.acl));
     }
     let mut acls: Vec<&(i64, &Arc<Vec<Acl>>)> = indices.values().collect();
     acls.sort_by_key(|(index, _)| *index);
@@ -63,8 +61,7 @@ pub fn serialize(tree: &TreeImage, sessions: &[(i64, i32)]) -> Vec<u8> {
         buf.put_i64(*index);
         acl.to_vec().encode(&mut buf);
     }
-    for path in &paths {
-        let Some(node) = tree.get(path) else { continue };
+    for (path, node) in &nodes {
         put_ustring(&mut buf, if path == "/" { "" } else { path });
         put_buffer(&mut buf, node.data.as_deref());
         let index = indices.get(&Arc::as_ptr(&node.acl)).map_or(-1, |(i, _)| *i);

@@ -613,16 +613,17 @@ impl TreeImage {
         self.nodes.is_empty()
     }
 
-    /// Paths of `path` and every node below it, parents before children, siblings in no
-    /// particular order (iterative, so deep trees cannot overflow the stack).
-    pub fn walk(&self, path: &str) -> Vec<String> {
+    /// The node at `path` and every node below it with their paths, parents before
+    /// children, siblings in no particular order (iterative, so deep trees cannot overflow
+    /// the stack). Empty if there is no node at `path`.
+    pub fn nodes_below(&self, path: &str) -> Vec<(String, &DataNode)> {
         let mut out = Vec::with_capacity(self.nodes.len());
         let mut stack = vec![path.to_owned()];
         while let Some(current) = stack.pop() {
             if let Some(node) = self.nodes.get(current.as_str()) {
                 stack.extend(node.children.iter().map(|c| join(&current, c)));
+                out.push((current, &**node));
             }
-            out.push(current);
         }
         out
     }

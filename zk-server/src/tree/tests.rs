@@ -163,13 +163,19 @@ fn replay_errors_do_not_panic() {
 }
 
 #[test]
-fn walk_lists_parents_first_and_counts_descendants() {
+fn nodes_below_lists_parents_first_and_counts_descendants() {
     let mut tree = DataTree::new();
     apply(&mut tree, &create(1, 0, "/a", false, 1));
     apply(&mut tree, &create(2, 0, "/a/b", false, 1));
     apply(&mut tree, &create(3, 0, "/a/b/c", false, 1));
-    let walked = tree.image().walk("/");
-    let pos = |p: &str| walked.iter().position(|w| w == p).unwrap();
+    let image = tree.image();
+    let walked = image.nodes_below("/");
+    let pos = |p: &str| walked.iter().position(|(w, _)| w == p).unwrap();
+    for (path, node) in &walked {
+        let own = image.get(path).expect("listed paths exist");
+        assert!(std::ptr::eq(*node, own), "{path} comes with its own node");
+    }
+    assert!(image.nodes_below("/missing").is_empty());
     assert!(pos("/") < pos("/a") && pos("/a") < pos("/a/b") && pos("/a/b") < pos("/a/b/c"));
     assert_eq!(walked.len(), tree.node_count());
     assert_eq!(tree.count_descendants("/a"), 2);
