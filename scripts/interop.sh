@@ -12,7 +12,10 @@
 #   scripts/interop.sh ensemble   only step 3
 #   scripts/interop.sh bench [ROUNDS]
 #                                 figures, not a test: create/set/get of one zk-server next to
-#                                 one Apache ZooKeeper, alternating for ROUNDS (default 3), medians
+#                                 one Apache ZooKeeper, alternating for ROUNDS (default 3), medians;
+#                                 then the footprint below
+#   scripts/interop.sh footprint  figures: our server's start-to-serving time and its RSS with
+#                                 100k znodes of 100 bytes
 #   scripts/interop.sh bench-clients [ROUNDS]
 #                                 figures, not a test: our client next to the zookeeper-client
 #                                 crate (bench-compare/) against one zk-server, medians
@@ -336,6 +339,47 @@ bench_standalone() {
   done
   summarize_bench "$results" server apache ours
   rm -f "$results"
+  bench_footprint
+}
+
+# bench_footprint: our release server's start-to-serving time (exec to the first answer to
+# `srvr`, on an empty data dir) and its resident memory (MB, 10^6 bytes) holding 100k znodes of
+# 100 bytes, right after creating them and 10 s later.
+bench_footprint() {
+  local dir
+  dir=$(mktemp -d /tmp/zk-footprint.XXXXXX)
+  OURS_PORT=$(free_port)
+  python3 - target/release/zk-server "$dir" "$OURS_PORT" <<'PY' &
+import socket, subprocess, sys, time
+binary, data_dir, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+start = time.monotonic()
+server = subprocess.Popen([binary, "--port", str(port), "--address", "127.0.0.1", "--data-dir", data_dir],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+while server.poll() is None:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"srvr")  # whitelisted by default, unlike ruok
+            if s.recv(64).startswith(b"Zookeeper version"):
+                break
+    except OSError:
+        time.sleep(0.0005)
+print(f"FOOTPRINT start_to_serving_ms={(time.monotonic() - start) * 1000:.1f}", flush=True)
+server.wait()
+PY
+  local launcher=$!
+  sleep 1
+  OURS_PID=$(pgrep -f -- "--data-dir $dir" | head -n 1)
+  target/release/examples/bench --connect "127.0.0.1:$OURS_PORT" --op create --clients 4 \
+    --depth 64 --size 100 --ops 100000 --keep >/dev/null 2>&1
+  local rss_loaded rss_settled
+  rss_loaded=$(awk '/VmRSS/ {printf "%.1f", $2 * 1.024 / 1000}' "/proc/$OURS_PID/status")
+  sleep 10 # the allocator returns freed pages (snapshot copies, buffers) within ~10 s
+  rss_settled=$(awk '/VmRSS/ {printf "%.1f", $2 * 1.024 / 1000}' "/proc/$OURS_PID/status")
+  echo "FOOTPRINT znodes=100000 size=100 rss_mb_right_after_load=$rss_loaded rss_mb_settled=$rss_settled"
+  stop_pid "$OURS_PID" zk-server
+  wait "$launcher" 2>/dev/null || true
+  OURS_PID=""
+  rm -rf "$dir"
 }
 
 build_discovery_example() {
@@ -446,6 +490,12 @@ main() {
       install_zookeeper
       bench_standalone "${2:-3}"
       ;;
+    footprint)
+      trap cleanup EXIT INT TERM
+      cargo build --quiet --release -p zk-server --bin zk-server
+      cargo build --quiet --release --example bench
+      bench_footprint
+      ;;
     bench-clients)
       trap cleanup EXIT INT TERM
       bench_clients "${2:-3}"
@@ -464,7 +514,7 @@ main() {
       stop_our_ensemble
       ;;
     *)
-      echo "usage: $0 [all|install|serve|ensemble|bench [ROUNDS]|bench-clients [ROUNDS]|bench-ensemble]" >&2
+      echo "usage: $0 [all|install|serve|ensemble|bench [ROUNDS]|bench-clients [ROUNDS]|footprint|bench-ensemble]" >&2
       exit 2
       ;;
   esac
