@@ -34,15 +34,20 @@ pub(super) fn config(emulate_3_5: bool, replicated: bool) -> CoreConfig {
     }
 }
 
-fn connect(core: &mut ServerCore, conn: ConnId) {
-    let request = ConnectRequest {
+/// A new session's handshake, with the client's canBeReadOnly flag.
+fn new_session_request(read_only: Option<bool>) -> ConnectRequest {
+    ConnectRequest {
         protocol_version: 0,
         last_zxid_seen: 0,
         timeout: 10_000,
         session_id: 0,
         passwd: vec![0; 16],
-        read_only: None,
-    };
+        read_only,
+    }
+}
+
+fn connect(core: &mut ServerCore, conn: ConnId) {
+    let request = new_session_request(None);
     let actions = core.step(
         Input::Connect {
             conn,
@@ -68,14 +73,7 @@ fn the_handshake_says_read_write_to_clients_that_accept_read_only_servers() {
         (Some(true), Some(false)),
     ] {
         let mut core = core();
-        let request = ConnectRequest {
-            protocol_version: 0,
-            last_zxid_seen: 0,
-            timeout: 10_000,
-            session_id: 0,
-            passwd: vec![0; 16],
-            read_only: flag,
-        };
+        let request = new_session_request(flag);
         let remote = "127.0.0.1:5000".parse().unwrap();
         let actions = core.step(
             Input::Connect {
