@@ -15,7 +15,8 @@ use clap::Parser;
 use zk_server::{FourLetterWhitelist, Server, ServerConfig};
 
 // The server allocates many small, short-lived buffers across threads; jemalloc handles that
-// markedly better than glibc's allocator (see the commit that added it for figures).
+// markedly better than glibc's allocator (see the commit that added it for figures). Its
+// options are set when it is built, in .cargo/config.toml.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
