@@ -185,7 +185,7 @@ impl CreateBuilder {
         let protected_id = self.protected.then(protected::new_id);
         let target = match &protected_id {
             Some(id) => protected::protected_path(&full, id),
-            None => full.to_string(),
+            None => full.into_owned(),
         };
         let session = &client.inner.session;
         // From the first send on, a node may exist that nobody will return: if this future is

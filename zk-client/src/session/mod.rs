@@ -83,10 +83,10 @@ impl SessionConfig {
 
     /// Whether read-only servers (partitioned from their quorum, in Apache's
     /// `readonlymode.enabled`) are acceptable. Connected to one, the session serves reads
-    /// (writes fail with [`Error::NotReadOnly`]) and keeps asking
-    /// the other hosts `isro`, from 100 ms apart up to a minute apart, and moves to the first
-    /// that answers `rw`. A session first created on a read-only server is not valid on a
-    /// read-write one: moving there starts a new session (its watches end as on expiry).
+    /// (writes fail with [`Error::NotReadOnly`]) and keeps asking the other hosts `isro`,
+    /// from 100 ms apart up to a minute apart, and moves to the first that answers `rw`. A
+    /// session first created on a read-only server is not valid on a read-write one: moving
+    /// there starts a new session (its watches end as on expiry).
     #[must_use]
     pub fn can_be_read_only(mut self, yes: bool) -> Self {
         self.can_be_read_only = yes;
