@@ -9,7 +9,8 @@
 //! `ZAB_SIM_SEEDS=n` runs n seeds (default 12; CI runs 500 with `--release`);
 //! `ZAB_SIM_SEED=s` (or `SIM_SEED=s`) replays one seed exactly; `ZAB_SIM_TRACE=1` prints every
 //! replica action; `ZAB_SIM_STATS=1` prints figures per seed; `ZAB_SIM_SECONDS=n` is the long
-//! mode: fresh seeds for n seconds (both ensembles in turn), printing seeds per second
+//! mode: fresh seeds for n seconds (both ensembles in turn), printing seeds per second, from
+//! seed 1,000,001 or from `ZAB_SIM_FROM=s` + 1
 //! (`cargo test --release -p zk-server --test zab_simulation long_mode -- --nocapture`).
 //!
 //! Clients:
@@ -1197,7 +1198,11 @@ fn long_mode() {
         return;
     };
     let started = std::time::Instant::now();
-    let mut seed = 1_000_000u64;
+    // ZAB_SIM_FROM picks up where an earlier long run stopped (it prints its last seed).
+    let mut seed = std::env::var("ZAB_SIM_FROM")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(1_000_000);
     let mut runs = 0u64;
     while started.elapsed().as_secs() < seconds {
         seed += 1;
