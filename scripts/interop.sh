@@ -261,15 +261,22 @@ bench_clients() {
   start_our_server target/release/zk-server
   local results
   results=$(mktemp /tmp/zk-bench.XXXXXX)
+  local out cpu ops=300000
+  out=$(mktemp /tmp/zk-bench-out.XXXXXX)
   for round in $(seq 1 "$rounds"); do
     for driver in kezhuw ours; do
       for op in create set get; do
-        "${bin[$driver]}" --connect "127.0.0.1:$OURS_PORT" --op "$op" --clients 4 --depth 64 \
-          --size 100 --ops 300000 2>/dev/null | tail -n 1 |
-          sed "s/^RESULT/RESULT client=$driver round=$round/" | tee -a "$results"
+        # The driver's own CPU time (user + system), from bash's `time`: what the client
+        # library costs per operation, whatever the server's speed.
+        cpu=$( { TIMEFORMAT='%U %S'; time "${bin[$driver]}" --connect "127.0.0.1:$OURS_PORT" \
+          --op "$op" --clients 4 --depth 64 --size 100 --ops "$ops" >"$out" 2>/dev/null; } 2>&1)
+        cpu=$(awk -v ops="$ops" '{printf "%.2f", ($1 + $2) * 1e6 / ops}' <<<"$cpu")
+        tail -n 1 "$out" | sed "s/^RESULT/RESULT client=$driver round=$round/;
+          s/\$/ cpu_us_per_op=$cpu/" | tee -a "$results"
       done
     done
   done
+  rm -f "$out"
   for driver in kezhuw ours; do
     "${bin[$driver]}" --connect "127.0.0.1:$OURS_PORT" --op get --clients 1 --depth 1 \
       --size 100 --ops 20000 2>/dev/null | tail -n 1 |
@@ -290,15 +297,23 @@ runs = {}
 for line in open(path):
     f = dict(kv.split("=", 1) for kv in line.split()[1:])
     if "sequential" not in f:
-        runs.setdefault((f[key], f["op"]), []).append((float(f["ops_per_s"]), float(f["p99_us"])))
-print(f"{'op':7} {base + ' ops/s':>14} {'ours ops/s':>11} {'ratio':>6} {base + ' p99':>12} {'ours p99':>9} {'ratio':>6}")
+        runs.setdefault((f[key], f["op"]), []).append(f)
+def median(fs, field):
+    return statistics.median(float(f[field]) for f in fs)
+cpu = all("cpu_us_per_op" in f for fs in runs.values() for f in fs)
+print(f"{'op':7} {base + ' ops/s':>14} {'ours ops/s':>11} {'ratio':>6} {base + ' p99':>12} {'ours p99':>9} {'ratio':>6}"
+      + (f" {base + ' cpu/op':>13} {'ours cpu/op':>11}" if cpu else ""))
 for op in ("create", "set", "get"):
     a, o = runs.get((base, op)), runs.get((ours, op))
     if not a or not o:
         continue
-    at, ot = statistics.median(x[0] for x in a), statistics.median(x[0] for x in o)
-    ap, op99 = statistics.median(x[1] for x in a), statistics.median(x[1] for x in o)
-    print(f"{op:7} {at:14.0f} {ot:11.0f} {ot / at:5.2f}x {ap:10.0f}us {op99:7.0f}us {op99 / ap:5.2f}x")
+    at, ot = median(a, "ops_per_s"), median(o, "ops_per_s")
+    ap, op99 = median(a, "p99_us"), median(o, "p99_us")
+    line = f"{op:7} {at:14.0f} {ot:11.0f} {ot / at:5.2f}x {ap:10.0f}us {op99:7.0f}us {op99 / ap:5.2f}x"
+    if cpu:
+        # The driver's CPU time over the whole run (setup and cleanup too) per timed op.
+        line += f" {median(a, 'cpu_us_per_op'):11.2f}us {median(o, 'cpu_us_per_op'):9.2f}us"
+    print(line)
 PY
 }
 
