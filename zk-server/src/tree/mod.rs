@@ -5,6 +5,7 @@
 //! reports an error for txns that cannot apply (replayed over a fuzzy snapshot).
 
 mod node;
+mod node_map;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use zk_proto::path::{join, split_parent};
 use zk_proto::{Acl, ErrorCode, EventType, Stat, StatPersisted, Txn, TxnBody, TxnHeader};
 
 pub use node::{Children, DataNode, Owner, CONTAINER_OWNER, MAX_TTL_MS};
+use node_map::NodeMap;
 
 /// Paths the server maintains itself; they cannot be deleted.
 pub const ZOOKEEPER_PATH: &str = "/zookeeper";
@@ -172,7 +174,7 @@ impl DataTree {
     }
 
     /// A copy-on-write image of the nodes as they are now, for a snapshot written while the
-    /// tree keeps changing. Taking it copies only the map's pointers.
+    /// tree keeps changing. Taking it copies only the pointers to the map's shards.
     pub fn image(&self) -> TreeImage {
         TreeImage {
             nodes: self.nodes.clone(),
@@ -587,9 +589,6 @@ impl DataTree {
         TxnOutcome::SessionClosed(deleted)
     }
 }
-
-/// The node map: paths to shared nodes, copied on write while a snapshot holds them.
-type NodeMap = HashMap<Arc<str>, Arc<DataNode>, foldhash::fast::RandomState>;
 
 /// The nodes of a [`DataTree`] frozen at one moment (see [`DataTree::image`]).
 #[derive(Debug, Clone)]
