@@ -131,6 +131,17 @@ fn run(
                     if let Some(z) = durable.take() {
                         report(StorageEvent::Persisted(z));
                     }
+                    if snapshot_writer.as_ref().is_some_and(|w| !w.is_finished()) {
+                        // Waiting here would hold up every fsync, so every acknowledgement,
+                        // until the previous snapshot is written (seconds with a million
+                        // nodes). The log holds every txn; the next snapshot is in
+                        // snapCount txns. Apache ZooKeeper skips the same way.
+                        tracing::warn!(
+                            zxid = format_args!("0x{zxid:x}"),
+                            "too busy to snapshot: the previous snapshot is still being written; skipping this one"
+                        );
+                        continue;
+                    }
                     if let Some(previous) = snapshot_writer.take() {
                         let _ = previous.join();
                     }
@@ -166,6 +177,8 @@ fn write_snapshot(
     sessions: &[(i64, i32)],
     retain: Option<usize>,
 ) {
+    #[cfg(test)]
+    let _gate = tests::SNAPSHOT_GATE.lock();
     let started = std::time::Instant::now();
     let data = snapshot::serialize(image, sessions);
     match snapshot::write(&dirs.snap_dir, zxid, &data) {
@@ -222,4 +235,61 @@ pub fn purge(dirs: &DataDirs, retain: usize) -> Result<(), String> {
 
 fn remove(path: &Path) -> Result<(), String> {
     std::fs::remove_file(path).map_err(|e| format!("removing {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::tree::DataTree;
+
+    /// Held by a test to keep the snapshot thread from writing.
+    pub(super) static SNAPSHOT_GATE: Mutex<()> = Mutex::new(());
+
+    #[test]
+    fn appends_are_fsynced_while_a_snapshot_is_still_being_written() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let dirs = DataDirs::create(dir.path(), dir.path()).expect("dirs");
+        let (events_tx, events) = mpsc::channel();
+        let storage = spawn_storage_thread(dirs.clone(), None, move |e| {
+            let _ = events_tx.send(e);
+        })
+        .expect("storage thread");
+        let image = DataTree::new().image();
+        let gate = SNAPSHOT_GATE.lock().expect("gate");
+        for (zxid, snapshot) in [(1, false), (2, true), (3, false), (4, true), (5, false)] {
+            let op = if snapshot {
+                StorageOp::Snapshot {
+                    zxid,
+                    image: image.clone(),
+                    sessions: Vec::new(),
+                }
+            } else {
+                StorageOp::Append {
+                    zxid,
+                    txn: Bytes::from_static(b"txn"),
+                }
+            };
+            assert!(storage.submit(op));
+        }
+        // The first snapshot cannot be written while the gate is held: the txns after it
+        // are made durable all the same, and the second snapshot is skipped.
+        loop {
+            match events.recv_timeout(Duration::from_secs(10)) {
+                Ok(StorageEvent::Persisted(5)) => break,
+                Ok(StorageEvent::Persisted(_)) => {}
+                other => panic!("expected txn 5 to be persisted, got {other:?}"),
+            }
+        }
+        drop(gate);
+        storage.shutdown();
+        let snapshots: Vec<i64> = list_files(&dirs.snap_dir, "snapshot")
+            .expect("list")
+            .into_iter()
+            .map(|(zxid, _)| zxid)
+            .collect();
+        assert_eq!(snapshots, vec![2]);
+    }
 }
