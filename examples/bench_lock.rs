@@ -7,7 +7,9 @@
 //! ```
 //!
 //! Prints one `RESULT …` line per measurement:
-//! * `write_rtt` — a setData round trip (the unit the lock is measured against);
+//! * `write_rtt` — a setData round trip (the unit the lock is measured against), sampled
+//!   before and between the lock measurements so that both see the same machine (on a busy
+//!   machine, minutes apart, they could differ by a third);
 //! * `uncontended` — acquire + release by one session with nobody else waiting (a create,
 //!   a getChildren and a delete);
 //! * `handoff` — `--waiters` sessions queued behind a holder, each releasing as soon as it
@@ -68,6 +70,21 @@ fn record_handoff(released: &StdMutex<Option<Instant>>, handoffs: &StdMutex<Hist
     }
 }
 
+/// Adds `n` setData round trips on `path` to `rtt`.
+async fn sample_write_rtt(
+    client: &Client,
+    path: &str,
+    rtt: &mut Histogram<u64>,
+    n: u32,
+) -> Result<(), Box<dyn std::error::Error>> {
+    for i in 0..n {
+        let start = Instant::now();
+        client.set_data(path, i.to_be_bytes().to_vec()).await?;
+        rtt.record(start.elapsed().as_micros() as u64)?;
+    }
+    Ok(())
+}
+
 /// Notes that the holder is about to release.
 fn mark_release(released: &StdMutex<Option<Instant>>) {
     if let Ok(mut r) = released.lock() {
@@ -105,15 +122,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = session(&connect).await?;
     let root = format!("/bench-lock-{}", std::process::id());
 
-    // One write round trip, for scale.
+    // One write round trip, for scale: warmed up here, sampled again alongside each
+    // measurement below.
     client.create(&root).await?;
     let mut rtt = histogram();
-    for i in 0..args.iterations {
-        let start = Instant::now();
-        client.set_data(&root, i.to_be_bytes().to_vec()).await?;
-        rtt.record(start.elapsed().as_micros() as u64)?;
-    }
-    result("write_rtt", &rtt, "");
+    sample_write_rtt(&client, &root, &mut rtt, args.iterations).await?;
 
     // Uncontended acquire + release.
     let mutex = Mutex::new(client.clone(), &format!("{root}/uncontended"))?;
@@ -123,15 +136,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let guard = mutex.acquire().await?;
         guard.release().await?;
         unc.record(start.elapsed().as_micros() as u64)?;
+        sample_write_rtt(&client, &root, &mut rtt, 1).await?;
     }
-    result(
-        "uncontended",
-        &unc,
-        &format!(
-            " p50_vs_write_rtt={:.2}",
-            unc.value_at_quantile(0.5) as f64 / rtt.value_at_quantile(0.5).max(1) as f64
-        ),
-    );
 
     let mut sessions = Vec::new();
     for _ in 0..args.waiters {
@@ -167,7 +173,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         for t in tasks {
             t.await??;
         }
+        sample_write_rtt(&client, &root, &mut rtt, args.waiters as u32).await?;
     }
+    result("write_rtt", &rtt, "");
+    result(
+        "uncontended",
+        &unc,
+        &format!(
+            " p50_vs_write_rtt={:.2}",
+            unc.value_at_quantile(0.5) as f64 / rtt.value_at_quantile(0.5).max(1) as f64
+        ),
+    );
     let h = snapshot(&handoffs);
     result(
         "handoff",
