@@ -1242,11 +1242,10 @@ impl ServerCore {
         let image = self.tree.image();
         let sessions = self.sessions.list();
         move || {
-            let body = crate::storage::snapshot::serialize(&image, &sessions);
-            let mut out = bytes::BytesMut::with_capacity(8 + body.len());
-            bytes::BufMut::put_i64(&mut out, zxid);
-            out.extend_from_slice(&body);
-            out.freeze()
+            let mut out = zxid.to_be_bytes().to_vec();
+            // Writing into a Vec cannot fail.
+            let _ = crate::storage::snapshot::serialize_into(&image, &sessions, &mut out);
+            Bytes::from(out)
         }
     }
 

@@ -74,7 +74,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 use super::storage::{Recovered, ReplicaStorage, StorageError};
-use crate::storage::adler32::adler32;
+use crate::storage::adler32::{adler32, Adler32};
 use crate::storage::txn_log::{encode_entry, log_header, scan_log_file, HEADER_LEN};
 use crate::storage::{
     file_name, list_files, snapshot, sync_dir, DataDirs, EpochError, EpochFile, EpochStore, Epochs,
@@ -172,18 +172,28 @@ fn corrupt(file: &Path, offset: u64, reason: impl Into<String>) -> StorageError 
     }
 }
 
-/// Encodes a snapshot file.
-fn encode_snapshot(zxid: Zxid, generation: i64, state: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(SNAPSHOT_HEADER_LEN + state.len() + SNAPSHOT_TRAILER_LEN);
-    out.extend_from_slice(SNAPSHOT_MAGIC);
-    out.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
-    out.extend_from_slice(&zxid.to_be_bytes());
-    out.extend_from_slice(&generation.to_be_bytes());
-    out.extend_from_slice(&(state.len() as u64).to_be_bytes());
-    out.extend_from_slice(state);
-    let checksum = i64::from(adler32(&out));
-    out.extend_from_slice(&checksum.to_be_bytes());
-    out
+/// Writes a replica snapshot file for `zxid` durably, streaming `state` (which can be
+/// hundreds of megabytes) instead of copying it next to its header.
+fn write_snapshot(
+    snap_dir: &Path,
+    zxid: Zxid,
+    generation: i64,
+    state: &[u8],
+) -> std::io::Result<PathBuf> {
+    let mut header = Vec::with_capacity(SNAPSHOT_HEADER_LEN);
+    header.extend_from_slice(SNAPSHOT_MAGIC);
+    header.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
+    header.extend_from_slice(&zxid.to_be_bytes());
+    header.extend_from_slice(&generation.to_be_bytes());
+    header.extend_from_slice(&(state.len() as u64).to_be_bytes());
+    let mut sum = Adler32::default();
+    sum.update(&header);
+    sum.update(state);
+    snapshot::write_with(snap_dir, zxid, |file| {
+        file.write_all(&header)?;
+        file.write_all(state)?;
+        file.write_all(&i64::from(sum.value()).to_be_bytes())
+    })
 }
 
 fn be_i64(bytes: &[u8], at: usize) -> Option<i64> {
@@ -681,8 +691,7 @@ impl DiskStorage {
         self.buffer.clear();
         let generation = self.generation + 1;
         let snap_dir = self.dirs.snap_dir.clone();
-        let bytes = encode_snapshot(zxid, generation, state);
-        let path = snapshot::write(&snap_dir, zxid, &bytes).map_err(|e| {
+        let path = write_snapshot(&snap_dir, zxid, generation, state).map_err(|e| {
             io_err(
                 format_args!("writing a snapshot in {}", snap_dir.display()),
                 e,
@@ -720,8 +729,7 @@ impl DiskStorage {
         // The log up to `zxid` is durable before the snapshot replaces it.
         self.flush()?;
         let snap_dir = self.dirs.snap_dir.clone();
-        let bytes = encode_snapshot(zxid, self.generation, state);
-        let path = snapshot::write(&snap_dir, zxid, &bytes).map_err(|e| {
+        let path = write_snapshot(&snap_dir, zxid, self.generation, state).map_err(|e| {
             io_err(
                 format_args!("writing a snapshot in {}", snap_dir.display()),
                 e,

@@ -180,8 +180,9 @@ fn write_snapshot(
     #[cfg(test)]
     let _gate = tests::SNAPSHOT_GATE.lock();
     let started = std::time::Instant::now();
-    let data = snapshot::serialize(image, sessions);
-    match snapshot::write(&dirs.snap_dir, zxid, &data) {
+    match snapshot::write_with(&dirs.snap_dir, zxid, |file| {
+        snapshot::serialize_into(image, sessions, file)
+    }) {
         Ok(path) => {
             tracing::info!(
                 file = %path.display(),

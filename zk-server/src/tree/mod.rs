@@ -612,19 +612,37 @@ impl TreeImage {
         self.nodes.is_empty()
     }
 
-    /// The node at `path` and every node below it with their paths, parents before
-    /// children, siblings in no particular order (iterative, so deep trees cannot overflow
-    /// the stack). Empty if there is no node at `path`.
-    pub fn nodes_below(&self, path: &str) -> Vec<(String, &DataNode)> {
-        let mut out = Vec::with_capacity(self.nodes.len());
-        let mut stack = vec![path.to_owned()];
-        while let Some(current) = stack.pop() {
-            if let Some(node) = self.nodes.get(current.as_str()) {
-                stack.extend(node.children.iter().map(|c| join(&current, c)));
-                out.push((current, &**node));
+    /// Every node with its path, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &DataNode)> {
+        self.nodes.iter().map(|(path, node)| (&**path, &**node))
+    }
+
+    /// Calls `visit` with the node at `path` and every node below it, parents before
+    /// children (siblings in no particular order), until `visit` fails. Iterative, so deep
+    /// trees cannot overflow the stack; memory grows with the depth, not the node count.
+    /// Nothing is visited if there is no node at `path`.
+    pub fn try_walk<E>(
+        &self,
+        path: &str,
+        mut visit: impl FnMut(&str, &DataNode) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let Some(top) = self.get(path) else {
+            return Ok(());
+        };
+        visit(path, top)?;
+        let mut stack = vec![(path.to_owned(), top.children.iter())];
+        while let Some((parent, children)) = stack.last_mut() {
+            let Some(name) = children.next() else {
+                stack.pop();
+                continue;
+            };
+            let child_path = join(parent, name);
+            if let Some(child) = self.get(&child_path) {
+                visit(&child_path, child)?;
+                stack.push((child_path, child.children.iter()));
             }
         }
-        out
+        Ok(())
     }
 }
 

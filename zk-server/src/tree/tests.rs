@@ -163,23 +163,49 @@ fn replay_errors_do_not_panic() {
 }
 
 #[test]
-fn nodes_below_lists_parents_first_and_counts_descendants() {
+fn walks_parents_first_and_counts_descendants() {
     let mut tree = DataTree::new();
     apply(&mut tree, &create(1, 0, "/a", false, 1));
     apply(&mut tree, &create(2, 0, "/a/b", false, 1));
     apply(&mut tree, &create(3, 0, "/a/b/c", false, 1));
+    apply(&mut tree, &create(4, 0, "/a/d", false, 2));
     let image = tree.image();
-    let walked = image.nodes_below("/");
-    let pos = |p: &str| walked.iter().position(|(w, _)| w == p).unwrap();
-    for (path, node) in &walked {
-        let own = image.get(path).expect("listed paths exist");
-        assert!(std::ptr::eq(*node, own), "{path} comes with its own node");
-    }
-    assert!(image.nodes_below("/missing").is_empty());
+    let walk = |top: &str| {
+        let mut walked = Vec::new();
+        image
+            .try_walk(top, |path, node| {
+                let own = image.get(path).expect("walked paths exist");
+                assert!(std::ptr::eq(node, own), "{path} comes with its own node");
+                walked.push(path.to_owned());
+                Ok::<_, ()>(())
+            })
+            .unwrap();
+        walked
+    };
+    let walked = walk("/");
+    let pos = |p: &str| walked.iter().position(|w| w == p).unwrap();
+    assert!(walk("/missing").is_empty());
     assert!(pos("/") < pos("/a") && pos("/a") < pos("/a/b") && pos("/a/b") < pos("/a/b/c"));
+    assert!(pos("/a") < pos("/a/d"));
     assert_eq!(walked.len(), tree.node_count());
-    assert_eq!(tree.count_descendants("/a"), 2);
-    assert_eq!(tree.count_descendants("/"), 6);
+    let mut below_a = walk("/a");
+    below_a.sort();
+    assert_eq!(below_a, ["/a", "/a/b", "/a/b/c", "/a/d"]);
+    // The first error stops the walk: nothing after /a (its children come after it).
+    let mut visited = Vec::new();
+    let stopped = image.try_walk("/", |path, _| {
+        visited.push(path.to_owned());
+        if path == "/a" {
+            Err(path.to_owned())
+        } else {
+            Ok(())
+        }
+    });
+    assert_eq!(stopped, Err("/a".to_owned()));
+    assert_eq!(visited.last().map(String::as_str), Some("/a"));
+    assert!(visited.len() < walked.len());
+    assert_eq!(tree.count_descendants("/a"), 3);
+    assert_eq!(tree.count_descendants("/"), 7);
 }
 
 #[test]
