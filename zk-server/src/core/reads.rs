@@ -84,7 +84,7 @@ impl ServerCore {
             Request::GetChildren(r) => {
                 let node = self.node_for_read(conn, &r.path)?;
                 let response = GetChildrenResponse {
-                    children: node.children.iter().cloned().collect(),
+                    children: node.children.iter().map(str::to_owned).collect(),
                 };
                 if r.watch {
                     self.watches.add(WatchKind::Child, &r.path, conn);
@@ -94,7 +94,7 @@ impl ServerCore {
             Request::GetChildren2(r) => {
                 let node = self.node_for_read(conn, &r.path)?;
                 let response = GetChildren2Response {
-                    children: node.children.iter().cloned().collect(),
+                    children: node.children.iter().map(str::to_owned).collect(),
                     stat: node.client_stat(),
                 };
                 if r.watch {
@@ -248,7 +248,7 @@ impl ServerCore {
         let result = match op {
             MultiOp::GetChildren(r) => self.node_for_read(conn, &r.path).map(|node| {
                 MultiResult::GetChildren(GetChildrenResponse {
-                    children: node.children.iter().cloned().collect(),
+                    children: node.children.iter().map(str::to_owned).collect(),
                 })
             }),
             MultiOp::GetData(r) => self.node_for_read(conn, &r.path).map(|node| {

@@ -4,8 +4,9 @@
 //! the same tree on every replica. Validation happened when the txn was prepared; `apply` only
 //! reports an error for txns that cannot apply (replayed over a fuzzy snapshot).
 
+mod children;
 mod node;
-mod node_map;
+mod sharded_map;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -13,8 +14,9 @@ use std::sync::Arc;
 use zk_proto::path::{join, split_parent};
 use zk_proto::{Acl, ErrorCode, EventType, Stat, StatPersisted, Txn, TxnBody, TxnHeader};
 
-pub use node::{Children, DataNode, Owner, CONTAINER_OWNER, MAX_TTL_MS};
-use node_map::NodeMap;
+pub use children::Children;
+pub use node::{DataNode, Owner, CONTAINER_OWNER, MAX_TTL_MS};
+use sharded_map::NodeMap;
 
 /// Paths the server maintains itself; they cannot be deleted.
 pub const ZOOKEEPER_PATH: &str = "/zookeeper";
@@ -146,7 +148,7 @@ impl DataTree {
             (ZOOKEEPER_PATH, "config"),
         ] {
             if let Some(node) = tree.get_mut(parent) {
-                node.children.insert(child.to_owned());
+                node.children.insert(child);
             }
         }
         tree
@@ -296,7 +298,7 @@ impl DataTree {
             let name = name.to_owned();
             match self.get_mut(parent) {
                 Some(node) => {
-                    node.children.insert(name);
+                    node.children.insert(&name);
                 }
                 None => orphans.push(path.to_string()),
             }
@@ -456,7 +458,7 @@ impl DataTree {
             return Err(ErrorCode::NodeExists);
         }
         let parent = self.get_mut(parent_path).ok_or(ErrorCode::NoNode)?;
-        parent.children.insert(name.to_owned());
+        parent.children.insert(name);
         parent.stat.cversion = parent_cversion;
         parent.stat.pzxid = header.zxid;
         let parent_acl = Arc::clone(&parent.acl);

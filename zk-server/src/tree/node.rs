@@ -1,9 +1,10 @@
 //! One znode.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use zk_proto::{Acl, Stat, StatPersisted};
+
+use super::Children;
 
 /// `ephemeralOwner` marker of container nodes (`Long.MIN_VALUE`).
 pub const CONTAINER_OWNER: i64 = i64::MIN;
@@ -48,47 +49,6 @@ impl Owner {
             Owner::Container => CONTAINER_OWNER,
             Owner::Ttl(ttl) => TTL_OWNER_MARKER | (ttl & TTL_MASK),
         }
-    }
-}
-
-/// The names of a node's children. Most nodes are leaves, so the set is allocated only for
-/// the first child (an empty `HashSet` alone would cost every leaf 40 bytes).
-#[derive(Debug, Clone, Default)]
-// Boxed on purpose: `Option<Box<_>>` is 8 bytes in every node, the set itself 40.
-#[allow(clippy::box_collection)]
-pub struct Children(Option<Box<HashSet<String, foldhash::fast::RandomState>>>);
-
-impl Children {
-    /// Number of children.
-    pub fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |set| set.len())
-    }
-
-    /// Whether there is no child.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The child names, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = &String> {
-        self.0.iter().flat_map(|set| set.iter())
-    }
-
-    /// Adds a child name; false if it was there.
-    pub fn insert(&mut self, name: String) -> bool {
-        self.0.get_or_insert_with(Box::default).insert(name)
-    }
-
-    /// Removes a child name; false if it was not there. The set is freed with its last child.
-    pub fn remove(&mut self, name: &str) -> bool {
-        let Some(set) = self.0.as_mut() else {
-            return false;
-        };
-        let removed = set.remove(name);
-        if set.is_empty() {
-            self.0 = None;
-        }
-        removed
     }
 }
 
