@@ -355,6 +355,12 @@ impl DiskStorage {
         let snap_dir = self.dirs.snap_dir.clone();
         let log_dir = self.dirs.log_dir.clone();
 
+        snapshot::remove_unfinished(&snap_dir).map_err(|e| {
+            io_err(
+                format_args!("removing unfinished snapshots in {}", snap_dir.display()),
+                e,
+            )
+        })?;
         // The newest snapshot of the highest generation; every snapshot file must be intact.
         let mut chosen: Option<(i64, Zxid, PathBuf, Bytes)> = None;
         let snapshots = snapshot::list(&snap_dir)?;

@@ -30,6 +30,15 @@ pub struct Recovered {
 /// Loads the newest valid snapshot and replays the log after it. A fresh directory yields the
 /// initial tree.
 pub fn recover(dirs: &DataDirs) -> Result<Recovered, StorageError> {
+    snapshot::remove_unfinished(&dirs.snap_dir).map_err(|e| {
+        StorageError::io(
+            format!(
+                "removing unfinished snapshots in {}",
+                dirs.snap_dir.display()
+            ),
+            e,
+        )
+    })?;
     let snapshots = snapshot::list(&dirs.snap_dir)?;
     let logs = list_files(&dirs.log_dir, "log")?;
     if snapshots.is_empty() && logs.is_empty() {
@@ -44,9 +53,9 @@ pub fn recover(dirs: &DataDirs) -> Result<Recovered, StorageError> {
     }
     let mut loaded = None;
     for (zxid, path) in snapshots.iter().rev() {
-        let bytes = std::fs::read(path)
-            .map_err(|e| StorageError::io(format!("reading {}", path.display()), e))?;
-        match snapshot::parse(&bytes, *zxid) {
+        let file = std::fs::File::open(path)
+            .map_err(|e| StorageError::io(format!("opening {}", path.display()), e))?;
+        match snapshot::parse_from(std::io::BufReader::with_capacity(1 << 20, file), *zxid) {
             Ok(snap) => {
                 loaded = Some((*zxid, snap));
                 break;

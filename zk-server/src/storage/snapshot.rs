@@ -10,15 +10,15 @@
 //! ```
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
 use zk_proto::jute::{put_buffer, put_ustring};
-use zk_proto::{Acl, Decode, Encode, FileHeader, Reader, StatPersisted};
+use zk_proto::{Acl, Decode, Encode, FileHeader, Id, Perms, StatPersisted};
 
-use super::adler32::{adler32, Adler32};
+use super::adler32::Adler32;
 use super::{file_name, list_files, sync_dir, StorageError};
 use crate::tree::{DataTree, TreeImage};
 
@@ -116,53 +116,58 @@ impl<W: Write> Checksummed<W> {
     }
 }
 
-/// Parses a snapshot; any damage is an error (the caller falls back to an older snapshot).
+/// Parses a snapshot held in memory; any damage is an error (the caller falls back to an
+/// older snapshot).
 pub fn parse(bytes: &[u8], last_zxid: i64) -> Result<Snapshot, String> {
-    let mut r = Reader::new(bytes);
-    let header = FileHeader::decode(&mut r).map_err(|e| e.to_string())?;
+    parse_from(bytes, last_zxid)
+}
+
+/// Parses a snapshot as it is read from `input` (buffer it), so that a snapshot file is never
+/// held in memory whole next to the tree it becomes. Lengths and counts in the input are not
+/// trusted for allocation: damage is an error, not a huge allocation.
+pub fn parse_from(input: impl Read, last_zxid: i64) -> Result<Snapshot, String> {
+    let mut r = SnapshotReader {
+        inner: input,
+        sum: Adler32::default(),
+    };
+    let header =
+        FileHeader::from_bytes(&r.array::<16>("file header")?).map_err(|e| e.to_string())?;
     if header.magic != FileHeader::SNAPSHOT_MAGIC || header.version != FileHeader::VERSION {
         return Err("bad magic or version".into());
     }
-    let session_count = r
-        .read_len("sessions", 12)
-        .map_err(|e| e.to_string())?
-        .unwrap_or(0);
-    let mut sessions = Vec::with_capacity(session_count);
-    for _ in 0..session_count {
-        let id = r.read_i64("session id").map_err(|e| e.to_string())?;
-        let timeout = r.read_i32("session timeout").map_err(|e| e.to_string())?;
+    let mut sessions = Vec::new();
+    for _ in 0..r.count("sessions")? {
+        let id = r.i64("session id")?;
+        let timeout = r.i32("session timeout")?;
         sessions.push((id, timeout));
     }
-    let acl_count = r
-        .read_len("acl cache", 12)
-        .map_err(|e| e.to_string())?
-        .unwrap_or(0);
-    let mut acls: HashMap<i64, Vec<Acl>> = HashMap::with_capacity(acl_count);
-    for _ in 0..acl_count {
-        let index = r.read_i64("acl index").map_err(|e| e.to_string())?;
-        let acl = Vec::<Acl>::decode(&mut r).map_err(|e| e.to_string())?;
+    let mut acls: HashMap<i64, Vec<Acl>> = HashMap::new();
+    for _ in 0..r.count("acl cache")? {
+        let index = r.i64("acl index")?;
+        let mut acl = Vec::new();
+        for _ in 0..r.count("acl")? {
+            let perms = Perms::from_bits(r.i32("acl perms")?);
+            let scheme = r.string("acl scheme")?.unwrap_or_default();
+            let id = r.string("acl id")?.unwrap_or_default();
+            acl.push(Acl::new(perms, Id::new(scheme, id)));
+        }
         acls.insert(index, acl);
     }
     let mut tree = DataTree::empty();
     loop {
-        let path = r
-            .read_ustring("path")
-            .map_err(|e| e.to_string())?
-            .unwrap_or_default();
+        let path = r.string("path")?.unwrap_or_default();
         if path == "/" {
             break;
         }
         let path = if path.is_empty() {
             "/".to_owned()
         } else {
-            path.to_owned()
+            path
         };
-        let data = r
-            .read_buffer("data")
-            .map_err(|e| e.to_string())?
-            .map(<[u8]>::to_vec);
-        let index = r.read_i64("acl index").map_err(|e| e.to_string())?;
-        let stat = StatPersisted::decode(&mut r).map_err(|e| e.to_string())?;
+        let data = r.buffer("data")?;
+        let index = r.i64("acl index")?;
+        let stat = StatPersisted::from_bytes(&r.array::<STAT_PERSISTED_LEN>("stat")?)
+            .map_err(|e| e.to_string())?;
         let acl = match index {
             -1 => Acl::open_unsafe(),
             i => acls
@@ -172,11 +177,13 @@ pub fn parse(bytes: &[u8], last_zxid: i64) -> Result<Snapshot, String> {
         };
         tree.insert_loaded(path, data, &acl, stat);
     }
-    let sealed_len = bytes.len() - r.remaining();
-    let checksum = r.read_i64("checksum").map_err(|e| e.to_string())?;
-    let sealed = bytes.get(..sealed_len).ok_or("short snapshot")?;
-    if i64::from(adler32(sealed)) != checksum {
+    let sealed = r.sum.value();
+    let checksum = r.i64("checksum")?;
+    if i64::from(sealed) != checksum {
         return Err("checksum mismatch".into());
+    }
+    if r.string("end signature")?.as_deref() != Some("/") {
+        return Err("no end signature".into());
     }
     let orphans = tree.link_loaded();
     if let Some(orphan) = orphans.first() {
@@ -187,6 +194,86 @@ pub fn parse(bytes: &[u8], last_zxid: i64) -> Result<Snapshot, String> {
     }
     tree.set_last_processed_zxid(last_zxid);
     Ok(Snapshot { tree, sessions })
+}
+
+/// Encoded length of a `StatPersisted`: six longs and three ints.
+const STAT_PERSISTED_LEN: usize = 6 * 8 + 3 * 4;
+
+/// Buffers up to this long are allocated before they are read; longer ones as they arrive.
+const TRUSTED_LEN: usize = 64 << 10;
+
+/// Reads jute values from a stream, keeping the Adler-32 of every byte it consumed.
+struct SnapshotReader<R> {
+    inner: R,
+    sum: Adler32,
+}
+
+impl<R: Read> SnapshotReader<R> {
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], String> {
+        let mut out = [0u8; N];
+        self.inner
+            .read_exact(&mut out)
+            .map_err(|e| format!("reading the {what}: {e}"))?;
+        self.sum.update(&out);
+        Ok(out)
+    }
+
+    fn i32(&mut self, what: &str) -> Result<i32, String> {
+        self.array(what).map(i32::from_be_bytes)
+    }
+
+    fn i64(&mut self, what: &str) -> Result<i64, String> {
+        self.array(what).map(i64::from_be_bytes)
+    }
+
+    /// A length prefix: `None` for jute's null (-1).
+    fn len(&mut self, what: &str) -> Result<Option<usize>, String> {
+        match self.i32(what)? {
+            -1 => Ok(None),
+            n => usize::try_from(n)
+                .map(Some)
+                .map_err(|_| format!("negative length {n} of the {what}")),
+        }
+    }
+
+    /// An element count (null counts as none). Callers add elements as they are read, so a
+    /// damaged count fails at the end of the input instead of allocating.
+    fn count(&mut self, what: &str) -> Result<usize, String> {
+        Ok(self.len(what)?.unwrap_or(0))
+    }
+
+    fn buffer(&mut self, what: &str) -> Result<Option<Vec<u8>>, String> {
+        let Some(len) = self.len(what)? else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        if len <= TRUSTED_LEN {
+            out.resize(len, 0);
+            self.inner
+                .read_exact(&mut out)
+                .map_err(|e| format!("reading the {what} ({len} bytes): {e}"))?;
+        } else {
+            // Grows with what is actually there, whatever the length claims.
+            (&mut self.inner)
+                .take(len as u64)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("reading the {what}: {e}"))?;
+            if out.len() != len {
+                return Err(format!(
+                    "the {what} ends after {} of its {len} bytes",
+                    out.len()
+                ));
+            }
+        }
+        self.sum.update(&out);
+        Ok(Some(out))
+    }
+
+    fn string(&mut self, what: &str) -> Result<Option<String>, String> {
+        self.buffer(what)?
+            .map(|bytes| String::from_utf8(bytes).map_err(|_| format!("the {what} is not UTF-8")))
+            .transpose()
+    }
 }
 
 /// Writes a snapshot durably: temp file, fsync, rename, fsync of the directory.
@@ -215,6 +302,22 @@ pub fn write_with(
     std::fs::rename(&tmp, &path)?;
     sync_dir(dir)?;
     Ok(path)
+}
+
+/// Deletes what snapshots interrupted by a crash left (`snapshot.<zxid>.tmp`): never valid,
+/// and each as big as a snapshot.
+pub fn remove_unfinished(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name
+            .to_str()
+            .is_some_and(|n| n.starts_with("snapshot.") && n.ends_with(".tmp"))
+        {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// Snapshot files in `dir`, oldest first.
@@ -283,6 +386,54 @@ mod tests {
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0x01;
         assert!(parse(&bytes, 1).is_err());
+    }
+
+    #[test]
+    fn a_cut_anywhere_is_an_error_not_a_panic() {
+        let bytes = serialize(&sample_tree().image(), &[(7, 30_000)]);
+        assert!(parse(&bytes, 1).is_ok());
+        for cut in 0..bytes.len() {
+            assert!(parse(&bytes[..cut], 1).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_length_beyond_the_input_fails_without_allocating_it() {
+        let tree = sample_tree();
+        let mut bytes = serialize(&tree.image(), &[]);
+        // The first node record (the root, as "") starts with its path's length 0; the next
+        // four bytes are the length of its null data (-1). Claim 2 GiB of data instead.
+        let header_sessions_acls = bytes.len()
+            - tree.iter().map(|(p, n)| record_len(p, n)).sum::<usize>()
+            - 4 - 1 // the "/" terminator
+            - 8 - 5; // checksum and seal
+        let data_len_at = header_sessions_acls + 4;
+        assert_eq!(bytes[header_sessions_acls..data_len_at], [0, 0, 0, 0]);
+        assert_eq!(bytes[data_len_at..data_len_at + 4], (-1i32).to_be_bytes());
+        bytes[data_len_at..data_len_at + 4].copy_from_slice(&i32::MAX.to_be_bytes());
+        let error = parse(&bytes, 1).unwrap_err();
+        assert!(error.contains("2147483647"), "{error}");
+    }
+
+    /// Encoded length of one node record.
+    fn record_len(path: &str, node: &crate::tree::DataNode) -> usize {
+        let path_len = if path == "/" { 0 } else { path.len() };
+        4 + path_len + 4 + node.data.as_ref().map_or(0, Vec::len) + 8 + STAT_PERSISTED_LEN
+    }
+
+    #[test]
+    fn unfinished_snapshots_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["snapshot.5.tmp", "snapshot.5", "log.5", "other.tmp"] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        remove_unfinished(dir.path()).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["log.5", "other.tmp", "snapshot.5"]);
     }
 
     #[test]
