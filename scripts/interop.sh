@@ -6,10 +6,13 @@
 #        suite, then the kazoo suite and the zkCli / cli_mt checks (which proves those checks
 #        describe Apache's behaviour);
 #     2. our zk-server binary on a free loopback port: the same kazoo suite and CLI checks;
-#     3. three zk-server processes as an ensemble: kazoo and zkCli on every member see the same
+#     3. one data directory written in turn by Apache ZooKeeper, zk-server and Apache again,
+#        each serving exactly what the others wrote (snapshots and txn logs in both directions);
+#     4. three zk-server processes as an ensemble: kazoo and zkCli on every member see the same
 #        data, and a kazoo Lock is held through a SIGKILL of the leader.
 #   scripts/interop.sh install    only install the Debian packages and the kazoo venv
-#   scripts/interop.sh ensemble   only step 3
+#   scripts/interop.sh data-dir   only step 3
+#   scripts/interop.sh ensemble   only step 4
 #   scripts/interop.sh bench [ROUNDS]
 #                                 figures, not a test: create/set/get of one zk-server next to
 #                                 one Apache ZooKeeper, alternating for ROUNDS (default 3), medians;
@@ -39,6 +42,7 @@ OURS_PORT=""
 ENSEMBLE_DIR=""
 ENSEMBLE_MEMBERS=""
 ENSEMBLE_PIDS=()
+EXCHANGE_DIR=""
 VENV=${KAZOO_VENV:-target/interop-venv}
 
 log() { echo "== $*" >&2; }
@@ -79,11 +83,11 @@ stop_pid() { # stop_pid PID NAME: SIGTERM, up to 5 s, then SIGKILL
 
 cleanup() {
   stop_zookeeper
-  if [[ -n "$WORK_DIR" && -d "$WORK_DIR" ]]; then
-    rm -rf "$WORK_DIR"
-  fi
   stop_our_server
   stop_our_ensemble
+  if [[ -n "$EXCHANGE_DIR" && -d "$EXCHANGE_DIR" ]]; then
+    rm -rf "$EXCHANGE_DIR"
+  fi
 }
 
 install_kazoo() {
@@ -95,8 +99,10 @@ install_kazoo() {
   "$VENV/bin/pip" install --quiet -r interop/kazoo/requirements.txt
 }
 
-start_our_server() { # start_our_server [BINARY]: the debug build unless a binary is given
-  local bin=${1:-}
+# start_our_server [BINARY [DATA_DIR [CFG_LINE]]]: the debug build unless a binary is given; a
+# data directory of its own unless one is given; CFG_LINE is added to its zoo.cfg.
+start_our_server() {
+  local bin=${1:-} data_dir=${2:-} extra=${3:-}
   if [[ -z "$bin" ]]; then
     log "building zk-server"
     cargo build --quiet -p zk-server --bin zk-server
@@ -106,12 +112,13 @@ start_our_server() { # start_our_server [BINARY]: the debug build unless a binar
   OURS_PORT=$(free_port)
   cat >"$OURS_DIR/zoo.cfg" <<EOF
 tickTime=2000
-dataDir=$OURS_DIR/data
+dataDir=${data_dir:-$OURS_DIR/data}
 clientPort=$OURS_PORT
 clientPortAddress=127.0.0.1
 maxClientCnxns=0
 4lw.commands.whitelist=*
 extendedTypesEnabled=true
+$extra
 EOF
   log "starting zk-server on 127.0.0.1:$OURS_PORT"
   "$bin" --config "$OURS_DIR/zoo.cfg" >"$OURS_DIR/zk-server.log" 2>&1 &
@@ -245,6 +252,32 @@ bench_ensembles() {
 stop_zookeeper() {
   stop_pid "$ZK_PID" "Apache ZooKeeper"
   ZK_PID=""
+  if [[ -n "$WORK_DIR" && -d "$WORK_DIR" ]]; then
+    rm -rf "$WORK_DIR"
+  fi
+  WORK_DIR=""
+}
+
+# run_data_dir_exchange: Apache ZooKeeper and zk-server take turns on one data directory
+# (Apache -> zk-server -> Apache), each checking what the others wrote and adding its own
+# nodes; snapCount=50 so that snapshots and log files of both kinds are read.
+run_data_dir_exchange() {
+  log "data-directory exchange between Apache ZooKeeper and zk-server"
+  EXCHANGE_DIR=$(mktemp -d /tmp/zk-exchange.XXXXXX)
+  local py=("$VENV/bin/python" interop/data_dir/exchange.py) data="$EXCHANGE_DIR/data"
+  start_zookeeper "$data" snapCount=50
+  "${py[@]}" "127.0.0.1:$ZK_PORT" write apache 400
+  stop_zookeeper
+  start_our_server "" "$data" snapCount=50
+  "${py[@]}" "127.0.0.1:$OURS_PORT" check apache 400
+  "${py[@]}" "127.0.0.1:$OURS_PORT" write ours 400
+  stop_our_server
+  start_zookeeper "$data" snapCount=50
+  "${py[@]}" "127.0.0.1:$ZK_PORT" check apache 400
+  "${py[@]}" "127.0.0.1:$ZK_PORT" check ours 400
+  stop_zookeeper
+  rm -rf "$EXCHANGE_DIR"
+  EXCHANGE_DIR=""
 }
 
 # bench_clients [ROUNDS]: create/set/get (4 clients x 64 in flight, 100 B) with our client
@@ -413,18 +446,23 @@ run_cli_checks() { # run_cli_checks PORT NAME
   bash interop/cli_checks.sh "$1"
 }
 
+# start_zookeeper [DATA_DIR [CFG_LINE]]: a data directory of its own unless one is given;
+# CFG_LINE is added to its zoo.cfg.
 start_zookeeper() {
+  local data_dir=${1:-} extra=${2:-}
   WORK_DIR=$(mktemp -d /tmp/zk-interop.XXXXXX)
   ZK_PORT=$(free_port)
-  mkdir -p "$WORK_DIR/data"
+  data_dir=${data_dir:-$WORK_DIR/data}
+  mkdir -p "$data_dir"
   cat >"$WORK_DIR/zoo.cfg" <<EOF
 tickTime=2000
-dataDir=$WORK_DIR/data
+dataDir=$data_dir
 clientPort=$ZK_PORT
 clientPortAddress=127.0.0.1
 maxClientCnxns=0
 admin.enableServer=false
 4lw.commands.whitelist=*
+$extra
 EOF
   cat >"$WORK_DIR/log4j.properties" <<'EOF'
 log4j.rootLogger=INFO, CONSOLE
@@ -495,6 +533,7 @@ main() {
       run_kazoo_suite "$OURS_PORT" "zk-server"
       run_cli_checks "$OURS_PORT" "zk-server"
       stop_our_server
+      run_data_dir_exchange
       start_our_ensemble
       run_ensemble_kazoo_tests
       stop_our_ensemble
@@ -520,6 +559,12 @@ main() {
       install_zookeeper
       bench_ensembles
       ;;
+    data-dir)
+      trap cleanup EXIT INT TERM
+      install_zookeeper
+      install_kazoo
+      run_data_dir_exchange
+      ;;
     ensemble)
       trap cleanup EXIT INT TERM
       install_zookeeper
@@ -529,7 +574,7 @@ main() {
       stop_our_ensemble
       ;;
     *)
-      echo "usage: $0 [all|install|serve|ensemble|bench [ROUNDS]|bench-clients [ROUNDS]|footprint|bench-ensemble]" >&2
+      echo "usage: $0 [all|install|serve|data-dir|ensemble|bench [ROUNDS]|bench-clients [ROUNDS]|footprint|bench-ensemble]" >&2
       exit 2
       ;;
   esac
