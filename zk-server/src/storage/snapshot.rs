@@ -281,7 +281,7 @@ pub fn write(dir: &Path, zxid: i64, data: &[u8]) -> std::io::Result<PathBuf> {
     write_with(dir, zxid, |file| file.write_all(data))
 }
 
-/// [`write`] with the content streamed by `fill` (through a buffer) instead of given whole.
+/// [`write()`] with the content streamed by `fill` (through a buffer) instead of given whole.
 pub fn write_with(
     dir: &Path,
     zxid: i64,
