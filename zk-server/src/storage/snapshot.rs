@@ -421,6 +421,32 @@ mod tests {
         4 + path_len + 4 + node.data.as_ref().map_or(0, Vec::len) + 8 + STAT_PERSISTED_LEN
     }
 
+    proptest::proptest! {
+        /// Damaged snapshots (bytes overwritten, inserted or cut off) are errors or, when the
+        /// damage happens to keep the checksum, trees; never a panic.
+        #[test]
+        fn damage_never_panics(
+            edits in proptest::collection::vec((0usize..4096, proptest::prelude::any::<u8>(), 0u8..3), 1..8),
+            cut in proptest::option::of(0usize..4096),
+        ) {
+            let mut bytes = serialize(&sample_tree().image(), &[(7, 30_000)]);
+            for (at, byte, kind) in edits {
+                let at = at % bytes.len();
+                match kind {
+                    0 => bytes[at] = byte,
+                    1 => bytes.insert(at, byte),
+                    _ => {
+                        bytes.remove(at);
+                    }
+                }
+            }
+            if let Some(cut) = cut {
+                bytes.truncate(cut % (bytes.len() + 1));
+            }
+            let _ = parse(&bytes, 1);
+        }
+    }
+
     #[test]
     fn unfinished_snapshots_are_removed_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
