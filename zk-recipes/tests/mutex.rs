@@ -531,6 +531,47 @@ async fn a_lost_create_reply_is_adopted_and_leaves_no_orphan() {
     );
 }
 
+/// CURATOR-678: a release while the connection is down keeps deleting the lock node until
+/// the delete has gone through after the reconnect; until then nobody else gets the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_during_a_disconnect_completes_after_the_reconnect() {
+    let server = server().await;
+    let proxy = Proxy::start(&server.connect_string())
+        .await
+        .expect("proxy starts");
+    let observer = client(&server.connect_string()).await;
+    let holder = client(&proxy.connect_string()).await;
+    let holder_session = holder.session_id();
+    let mutex = Mutex::new(holder.clone(), LOCK).unwrap();
+    let guard = mutex.acquire().await.expect("acquire");
+
+    proxy.down();
+    let release = tokio::spawn(guard.release());
+    let contender = Mutex::new(observer.clone(), LOCK).unwrap();
+    let early = contender
+        .acquire_timeout(Duration::from_millis(1_000))
+        .await
+        .expect("acquire_timeout");
+    assert!(
+        early.is_none(),
+        "the lock changed hands while its release was pending"
+    );
+    assert!(!release.is_finished());
+    assert_eq!(observer.get_children(LOCK).await.unwrap().len(), 1);
+
+    proxy.up();
+    within("the release after the reconnect", release)
+        .await
+        .unwrap()
+        .expect("release");
+    assert!(!mutex.is_acquired());
+    assert_eq!(holder.session_id(), holder_session, "same session");
+    let next = within("the contender's acquire", contender.acquire())
+        .await
+        .expect("acquire after the release");
+    next.release().await.unwrap();
+}
+
 /// A waiter on `client`'s session queued behind the current holder and watching its
 /// predecessor; the task returns its guard (and its handle) once it holds the lock.
 async fn queued_waiter(client: &zk_client::Client) -> tokio::task::JoinHandle<(MutexGuard, Mutex)> {
