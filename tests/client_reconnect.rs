@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use support::proxy::Mode;
 use support::{next_state, Proxy, PATIENCE};
 use zk::client::{
@@ -98,6 +98,58 @@ async fn watches_set_before_a_disconnect_fire_for_changes_made_during_it() {
         within(child_watch).await.event_type,
         EventType::NodeChildrenChanged
     );
+    support::remove_tree(&client, &root).await;
+    client.close().await.unwrap();
+    other.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn persistent_watches_are_registered_again_after_a_reconnect() {
+    let env = env_or_skip!();
+    let proxy = Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
+    let client = support::connected_client(&proxy.connect_string()).await;
+    let other = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    other.create(&root).await.unwrap();
+    // Different paths: Apache 3.8 keeps one watch mode per (connection, path).
+    let (p, r) = (format!("{root}/p"), format!("{root}/r"));
+    other.create(&p).await.unwrap();
+    other.create(&r).await.unwrap();
+    let mut exact = client.add_watch(&p).await.unwrap();
+    let mut tree = client.add_watch(&r).recursive().await.unwrap();
+    let session = client.session_id();
+    let mut states = client.connection_states();
+
+    proxy.down();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+    // Persistent watches are re-registered without catch-up (PROTOCOL.md §10): what
+    // changes while the client is away is not delivered.
+    other.set_data(&p, b"missed".to_vec()).await.unwrap();
+    other.create(&format!("{r}/missed")).await.unwrap();
+    proxy.up();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Reconnected);
+    assert_eq!(client.session_id(), session);
+    // One round trip: the server has taken the watches back before the changes below.
+    client.exists(&root).await.unwrap();
+
+    other.create(&format!("{p}/c")).await.unwrap();
+    other.set_data(&r, b"after".to_vec()).await.unwrap();
+    let e = within(exact.next()).await.expect("the exact watch goes on");
+    assert_eq!(
+        (e.event_type, e.path),
+        (EventType::NodeChildrenChanged, p.clone())
+    );
+    let e = within(tree.next())
+        .await
+        .expect("the recursive watch goes on");
+    assert_eq!(
+        (e.event_type, e.path),
+        (EventType::NodeDataChanged, r.clone())
+    );
+
+    drop((exact, tree));
     support::remove_tree(&client, &root).await;
     client.close().await.unwrap();
     other.close().await.unwrap();
