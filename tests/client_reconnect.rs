@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::future::IntoFuture;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
@@ -627,6 +628,80 @@ async fn idempotent_create_needs_version_zero() {
     proxy.set_mode(Mode::Forward);
     let result = within(create).await.unwrap();
     assert!(matches!(result, Err(Error::NodeExists)), "{result:?}");
+    client.close().await.unwrap();
+    support::remove_tree(&observer, &root).await;
+    observer.close().await.unwrap();
+}
+
+/// Spawns `op` with its reply lost: once `client` is connected, the proxy drops replies
+/// until `applied` (a watch of another session) shows the server executed the op, then cuts
+/// the connection, so the op's retry runs on the next connection of the same session.
+async fn with_a_lost_reply<T: Send + 'static>(
+    client: &zk::client::Client,
+    proxy: &Proxy,
+    applied: impl std::future::Future<Output = zk::client::WatchedEvent>,
+    op: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    client
+        .exists("/")
+        .await
+        .expect("a round trip on a live connection");
+    proxy.set_mode(Mode::DropReplies);
+    let task = tokio::spawn(op);
+    within(applied).await;
+    // The other session may hear of the op before its reply reaches the proxy: let that
+    // reply arrive (and be dropped) before forwarding resumes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.cut();
+    proxy.set_mode(Mode::Forward);
+    within(task).await.unwrap()
+}
+
+#[tokio::test]
+async fn idempotent_set_data_and_delete_succeed_when_their_reply_is_lost() {
+    let env = env_or_skip!();
+    let proxy = Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
+    let client = support::client_builder(&proxy.connect_string())
+        .connection_timeout(PATIENCE)
+        .retry_policy(RetryNTimes::new(10, Duration::from_millis(100)))
+        .build()
+        .unwrap();
+    client.block_until_connected(PATIENCE).await.unwrap();
+    let observer = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    observer.create(&root).await.unwrap();
+    let node = format!("{root}/n");
+    observer.create(&node).data(b"v0".to_vec()).await.unwrap();
+
+    // The retry of a versioned setData gets BADVERSION; idempotent, it finds its own data
+    // at the next version and succeeds.
+    let (_, _, changed) = observer.get_data(&node).watched().await.unwrap();
+    let set = client
+        .set_data(&node, b"v1".to_vec())
+        .version(0)
+        .idempotent();
+    let stat = with_a_lost_reply(&client, &proxy, changed, set.into_future()).await;
+    assert_eq!(stat.expect("idempotent setData").version, 1);
+    // Not idempotent, the same loss surfaces as BADVERSION.
+    let (_, _, changed) = observer.get_data(&node).watched().await.unwrap();
+    let set = client.set_data(&node, b"v2".to_vec()).version(1);
+    let result = with_a_lost_reply(&client, &proxy, changed, set.into_future()).await;
+    assert!(matches!(result, Err(Error::BadVersion)), "{result:?}");
+    assert_eq!(observer.get_data(&node).await.unwrap().0, b"v2");
+
+    // The retry of a delete gets NONODE; idempotent, that is success.
+    let (_, gone) = observer.exists(&node).watched().await.unwrap();
+    let delete = client.delete(&node).idempotent();
+    let result = with_a_lost_reply(&client, &proxy, gone, delete.into_future()).await;
+    assert!(result.is_ok(), "{result:?}");
+    observer.create(&node).await.unwrap();
+    let (_, gone) = observer.exists(&node).watched().await.unwrap();
+    let delete = client.delete(&node);
+    let result = with_a_lost_reply(&client, &proxy, gone, delete.into_future()).await;
+    assert!(matches!(result, Err(Error::NoNode)), "{result:?}");
+
     client.close().await.unwrap();
     support::remove_tree(&observer, &root).await;
     observer.close().await.unwrap();
