@@ -457,7 +457,7 @@ impl Grant {
             state.clone(),
             revoke.clone(),
             states,
-            node_watch,
+            Some(node_watch),
         ));
         Arc::new(Grant {
             node_path,
@@ -469,6 +469,67 @@ impl Grant {
             monitor: StdMutex::new(Some(monitor)),
             pin: StdMutex::new(pin),
         })
+    }
+}
+
+/// The [`LockState`] of a node a recipe holds outside a lock (a semaphore lease), followed as
+/// a lock's: connection states, a watch on the node, its owner checked on every reconnect.
+pub(crate) struct HeldNode {
+    state: Arc<StateCell>,
+    monitor: JoinHandle<()>,
+}
+
+impl HeldNode {
+    /// Starts following `node_path`, which `session_id` must own (checked when the watch on
+    /// it is first set). Must be called inside a tokio runtime.
+    pub(crate) fn start(client: &Client, node_path: &str, session_id: i64) -> HeldNode {
+        let initial = match client.connection_state() {
+            Some(s) if !serves_writes(s) => LockState::Suspended,
+            _ => LockState::Held,
+        };
+        let state = Arc::new(StateCell::new(initial));
+        let monitor = tokio::spawn(monitor(
+            client.clone(),
+            node_path.to_owned(),
+            session_id,
+            state.clone(),
+            watch::channel(false).0,
+            client.connection_states(),
+            None,
+        ));
+        HeldNode { state, monitor }
+    }
+
+    pub(crate) fn get(&self) -> LockState {
+        self.state.get()
+    }
+
+    pub(crate) fn states(&self) -> watch::Receiver<LockState> {
+        self.state.tx.subscribe()
+    }
+
+    pub(crate) fn state_changes(&self) -> LockStates {
+        self.state.subscribe_changes()
+    }
+
+    pub(crate) async fn at_risk(&self) -> LockState {
+        self.state.at_risk().await
+    }
+
+    pub(crate) async fn lost(&self) {
+        self.state.lost().await
+    }
+
+    /// The node is deleted: stop following it.
+    pub(crate) fn released(&self) {
+        self.monitor.abort();
+        self.state.released();
+    }
+}
+
+impl Drop for HeldNode {
+    fn drop(&mut self) {
+        self.monitor.abort();
     }
 }
 
@@ -519,6 +580,22 @@ impl StateCell {
         listeners.clear();
     }
 
+    /// Resolves when the state leaves [`LockState::Held`]; returns the new state.
+    async fn at_risk(&self) -> LockState {
+        let mut rx = self.tx.subscribe();
+        let state = match rx.wait_for(|s| *s != LockState::Held).await {
+            Ok(s) => *s,
+            Err(_) => LockState::Lost,
+        };
+        state
+    }
+
+    /// Resolves when the state is final.
+    async fn lost(&self) {
+        let mut rx = self.tx.subscribe();
+        let _ = rx.wait_for(|s| s.is_final()).await;
+    }
+
     fn subscribe_changes(&self) -> LockStates {
         let mut listeners = lock(&self.listeners);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -559,9 +636,9 @@ async fn monitor(
     state: Arc<StateCell>,
     revoke: watch::Sender<bool>,
     mut states: ConnectionStates,
-    node_watch: WatchFuture,
+    node_watch: Option<WatchFuture>,
 ) {
-    let mut node_watch = Some(node_watch);
+    let mut node_watch = node_watch;
     loop {
         match node_watch.as_mut() {
             Some(watch) => {
@@ -766,18 +843,12 @@ impl MutexGuard {
     /// Resolves when the lock may be lost: the state leaves [`LockState::Held`]
     /// ([`LockState::Suspended`] or [`LockState::Lost`]); returns that state.
     pub async fn at_risk(&self) -> LockState {
-        let mut rx = self.grant.state.tx.subscribe();
-        let state = match rx.wait_for(|s| *s != LockState::Held).await {
-            Ok(s) => *s,
-            Err(_) => LockState::Lost,
-        };
-        state
+        self.grant.state.at_risk().await
     }
 
     /// Resolves when the lock is lost for good ([`LockState::Lost`]).
     pub async fn lost(&self) {
-        let mut rx = self.grant.state.tx.subscribe();
-        let _ = rx.wait_for(|s| s.is_final()).await;
+        self.grant.state.lost().await
     }
 
     /// Whether someone asked the holder to release this lock (Curator's revocation: the lock

@@ -10,7 +10,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use zk_client::{Client, CreateMode, Error as ZkError};
 
-use crate::mutex::Mutex;
+use crate::lock_internals::HeldNode;
+use crate::mutex::{LockState, LockStates, Mutex};
 use crate::nodes::{check_base_path, join, node_name};
 use crate::shared_count::{SharedCount, VersionedValue};
 use crate::util::{delete_until_gone, OwnedNode};
@@ -334,6 +335,7 @@ pub struct Lease {
     /// `None` once released.
     path: Option<String>,
     czxid: i64,
+    held: HeldNode,
 }
 
 impl fmt::Debug for Lease {
@@ -341,17 +343,48 @@ impl fmt::Debug for Lease {
         f.debug_struct("Lease")
             .field("node", &self.path)
             .field("czxid", &self.czxid)
+            .field("state", &self.held.get())
             .finish()
     }
 }
 
 impl Lease {
     fn new(client: &Client, path: String, czxid: i64) -> Lease {
+        // The node was created by this session (checked again when its watch is set).
+        let held = HeldNode::start(client, &path, client.session_id());
         Lease {
             client: client.clone(),
             path: Some(path),
             czxid,
+            held,
         }
+    }
+
+    /// The lease's state now, as a lock's ([`LockState`]): `Held`, `Suspended` while the
+    /// connection is down (the lease may be gone without the client knowing yet), `Lost`
+    /// once the session or the lease node is gone, `Released`.
+    pub fn state(&self) -> LockState {
+        self.held.get()
+    }
+
+    /// The lease's state as a watch channel (quick successive changes are coalesced).
+    pub fn states(&self) -> watch::Receiver<LockState> {
+        self.held.states()
+    }
+
+    /// Every change of the lease's state from now on, in order and none coalesced.
+    pub fn state_changes(&self) -> LockStates {
+        self.held.state_changes()
+    }
+
+    /// Resolves when the lease may be lost: the state leaves `Held`; returns that state.
+    pub async fn at_risk(&self) -> LockState {
+        self.held.at_risk().await
+    }
+
+    /// Resolves when the lease is lost for good (or released).
+    pub async fn lost(&self) {
+        self.held.lost().await
     }
 
     /// The lease node's path (client-relative).
@@ -383,10 +416,13 @@ impl Lease {
             return Ok(());
         };
         let client = self.client.clone();
-        match tokio::spawn(async move { delete_until_gone(&client, &path).await }).await {
-            Ok(r) => r.map_err(Error::from),
-            Err(_) => Err(Error::Closed),
-        }
+        let result =
+            match tokio::spawn(async move { delete_until_gone(&client, &path).await }).await {
+                Ok(r) => r.map_err(Error::from),
+                Err(_) => Err(Error::Closed),
+            };
+        self.held.released();
+        result
     }
 }
 
@@ -507,6 +543,36 @@ impl SemaphoreMutexGuard {
     /// The lease node's `czxid`: strictly increasing across grants of this mutex.
     pub fn fencing_token(&self) -> i64 {
         self.lease.as_ref().map_or(0, Lease::fencing_token)
+    }
+
+    /// The mutex's state now: see [`Lease::state`].
+    pub fn state(&self) -> LockState {
+        self.lease
+            .as_ref()
+            .map_or(LockState::Released, Lease::state)
+    }
+
+    /// The mutex's state as a watch channel: see [`Lease::states`].
+    pub fn states(&self) -> watch::Receiver<LockState> {
+        match &self.lease {
+            Some(lease) => lease.states(),
+            None => watch::channel(LockState::Released).1,
+        }
+    }
+
+    /// Resolves when the mutex may be lost: see [`Lease::at_risk`].
+    pub async fn at_risk(&self) -> LockState {
+        match &self.lease {
+            Some(lease) => lease.at_risk().await,
+            None => LockState::Released,
+        }
+    }
+
+    /// Resolves when the mutex is lost for good (or released): see [`Lease::lost`].
+    pub async fn lost(&self) {
+        if let Some(lease) = &self.lease {
+            lease.lost().await;
+        }
     }
 
     /// Releases the mutex: deletes the lease node until it is gone; the handle stops

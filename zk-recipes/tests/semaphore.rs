@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use support::*;
-use zk_recipes::{Semaphore, SemaphoreMutex, SharedCount};
+use zk_recipes::{LockState, Semaphore, SemaphoreMutex, SharedCount};
 
 const SEM: &str = "/recipes/semaphore";
 const SHORT: Duration = Duration::from_millis(300);
@@ -165,4 +166,74 @@ async fn semaphore_mutex_excludes_and_is_not_reentrant() {
         .await
         .unwrap();
     g.release().await.unwrap();
+}
+
+/// Leases are honest about time as lock guards are: SUSPENDED while the connection is down,
+/// HELD again after a same-session reconnect, LOST when the session expires, RELEASED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_states_follow_the_connection_and_the_session() {
+    let server = server().await;
+    let proxy = Proxy::start(&server.connect_string())
+        .await
+        .expect("proxy starts");
+    let holder = client(&proxy.connect_string()).await;
+    let semaphore = Semaphore::new(holder.clone(), SEM, 2).unwrap();
+    let mut leases = semaphore.acquire(2).await.unwrap();
+    let (kept, released) = (leases.remove(0), leases.remove(0));
+    assert_eq!(kept.state(), LockState::Held);
+    let mut changes = kept.state_changes();
+
+    proxy.down();
+    assert_eq!(
+        within("SUSPENDED", kept.at_risk()).await,
+        LockState::Suspended
+    );
+    proxy.up();
+    let mut states = kept.states();
+    within("HELD again", states.wait_for(|s| *s == LockState::Held))
+        .await
+        .unwrap();
+
+    released.release().await.unwrap();
+    assert_eq!(kept.state(), LockState::Held, "another lease's release");
+
+    assert!(server.expire_session(holder.session_id()).await);
+    within("LOST", kept.lost()).await;
+    assert_eq!(kept.state(), LockState::Lost);
+    let seen: Vec<LockState> = within("the changes", async {
+        let mut seen = Vec::new();
+        while let Some(s) = changes.next().await {
+            seen.push(s);
+            if s == LockState::Lost {
+                return seen;
+            }
+        }
+        seen
+    })
+    .await;
+    // The expiry may first show as a dropped connection (SUSPENDED), then LOST.
+    assert!(
+        seen.starts_with(&[LockState::Suspended, LockState::Held]),
+        "{seen:?}"
+    );
+    assert_eq!(seen.last(), Some(&LockState::Lost), "{seen:?}");
+    kept.release().await.unwrap();
+}
+
+/// The guard of a `SemaphoreMutex` reports the state of its lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semaphore_mutex_guard_reports_lost_on_session_expiry() {
+    let server = server().await;
+    let holder = client(&server.connect_string()).await;
+    let mutex = SemaphoreMutex::new(holder.clone(), SEM).unwrap();
+    let guard = mutex.acquire().await.unwrap();
+    assert_eq!(guard.state(), LockState::Held);
+    assert!(server.expire_session(holder.session_id()).await);
+    let at_risk = within("at risk", guard.at_risk()).await;
+    assert!(
+        matches!(at_risk, LockState::Suspended | LockState::Lost),
+        "{at_risk:?}"
+    );
+    within("LOST", guard.lost()).await;
+    assert_eq!(guard.state(), LockState::Lost);
 }
