@@ -591,18 +591,22 @@ async fn a_failed_protected_create_does_not_keep_the_session_alive() {
         .expect("the session task ended");
 }
 
-#[tokio::test]
-async fn idempotent_create_needs_version_zero() {
-    let env = env_or_skip!();
-    let proxy = Proxy::start(env.connect_string())
-        .await
-        .expect("proxy starts");
+/// A proxy in front of `connect` and a connected client through it that retries 10 times.
+async fn retrying_client_behind_a_proxy(connect: &str) -> (Proxy, zk::client::Client) {
+    let proxy = Proxy::start(connect).await.expect("proxy starts");
     let client = support::client_builder(&proxy.connect_string())
         .connection_timeout(PATIENCE)
         .retry_policy(RetryNTimes::new(10, Duration::from_millis(100)))
         .build()
         .unwrap();
     client.block_until_connected(PATIENCE).await.unwrap();
+    (proxy, client)
+}
+
+#[tokio::test]
+async fn idempotent_create_needs_version_zero() {
+    let env = env_or_skip!();
+    let (proxy, client) = retrying_client_behind_a_proxy(env.connect_string()).await;
     let observer = support::connected_client(env.connect_string()).await;
     let root = support::unique_root();
     observer.create(&root).await.unwrap();
@@ -660,15 +664,7 @@ async fn with_a_lost_reply<T: Send + 'static>(
 #[tokio::test]
 async fn idempotent_set_data_and_delete_succeed_when_their_reply_is_lost() {
     let env = env_or_skip!();
-    let proxy = Proxy::start(env.connect_string())
-        .await
-        .expect("proxy starts");
-    let client = support::client_builder(&proxy.connect_string())
-        .connection_timeout(PATIENCE)
-        .retry_policy(RetryNTimes::new(10, Duration::from_millis(100)))
-        .build()
-        .unwrap();
-    client.block_until_connected(PATIENCE).await.unwrap();
+    let (proxy, client) = retrying_client_behind_a_proxy(env.connect_string()).await;
     let observer = support::connected_client(env.connect_string()).await;
     let root = support::unique_root();
     observer.create(&root).await.unwrap();
