@@ -444,6 +444,65 @@ async fn acls_digest_auth_and_who_am_i() {
 }
 
 #[tokio::test]
+async fn acl_with_parents_gives_created_parents_the_nodes_acl() {
+    let env = env_or_skip!();
+    let root = support::unique_root();
+    let alice = support::client_builder(env.connect_string())
+        .digest_auth("alice", "secret")
+        .build()
+        .unwrap();
+    alice
+        .block_until_connected(support::PATIENCE)
+        .await
+        .unwrap();
+    let anonymous = support::connected_client(env.connect_string()).await;
+    let guarded = vec![
+        Acl::new(Perms::ALL, Id::digest("alice", "secret")),
+        Acl::new(Perms::READ, Id::anyone()),
+    ];
+    alice.create(&root).await.unwrap();
+
+    let (with, plain) = (format!("{root}/with"), format!("{root}/plain"));
+    alice
+        .create(&format!("{with}/a/leaf"))
+        .acl_with_parents(guarded.clone())
+        .creating_parents_if_needed()
+        .await
+        .unwrap();
+    alice
+        .create(&format!("{plain}/a/leaf"))
+        .acl(guarded.clone())
+        .creating_parents_if_needed()
+        .await
+        .unwrap();
+    for node in [&with, &format!("{with}/a"), &format!("{with}/a/leaf")] {
+        let (acl, _) = alice.get_acl(node).await.unwrap();
+        assert_eq!(acl.len(), 2, "{node}: {acl:?}");
+        assert_eq!(
+            anonymous.create(&format!("{node}/x")).await,
+            Err(Error::NoAuth),
+            "{node}"
+        );
+    }
+    // Without it, only the node gets the ACL; its parents get the default (open).
+    assert_eq!(alice.get_acl(&plain).await.unwrap().0, Acl::open_unsafe());
+    anonymous.create(&format!("{plain}/x")).await.unwrap();
+    assert_eq!(
+        alice
+            .get_acl(&format!("{plain}/a/leaf"))
+            .await
+            .unwrap()
+            .0
+            .len(),
+        2
+    );
+
+    support::remove_tree(&alice, &root).await;
+    alice.close().await.unwrap();
+    anonymous.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn requests_are_pipelined_in_await_order() {
     let env = env_or_skip!();
     let client = support::connected_client(env.connect_string()).await;
