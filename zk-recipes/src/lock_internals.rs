@@ -444,11 +444,7 @@ impl Grant {
         revoked: bool,
         pin: Option<MutexGuard>,
     ) -> Arc<Grant> {
-        let initial = match client.connection_state() {
-            Some(s) if !serves_writes(s) => LockState::Suspended,
-            _ => LockState::Held,
-        };
-        let state = Arc::new(StateCell::new(initial));
+        let state = Arc::new(StateCell::new(initial_state(client)));
         let revoke = watch::channel(revoked).0;
         let monitor = tokio::spawn(monitor(
             client.clone(),
@@ -483,11 +479,7 @@ impl HeldNode {
     /// Starts following `node_path`, which `session_id` must own (checked when the watch on
     /// it is first set). Must be called inside a tokio runtime.
     pub(crate) fn start(client: &Client, node_path: &str, session_id: i64) -> HeldNode {
-        let initial = match client.connection_state() {
-            Some(s) if !serves_writes(s) => LockState::Suspended,
-            _ => LockState::Held,
-        };
-        let state = Arc::new(StateCell::new(initial));
+        let state = Arc::new(StateCell::new(initial_state(client)));
         let monitor = tokio::spawn(monitor(
             client.clone(),
             node_path.to_owned(),
@@ -530,6 +522,14 @@ impl HeldNode {
 impl Drop for HeldNode {
     fn drop(&mut self) {
         self.monitor.abort();
+    }
+}
+
+/// The state of a node just verified as ours: `Suspended` unless the client can write now.
+fn initial_state(client: &Client) -> LockState {
+    match client.connection_state() {
+        Some(s) if !serves_writes(s) => LockState::Suspended,
+        _ => LockState::Held,
     }
 }
 

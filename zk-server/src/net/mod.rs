@@ -104,9 +104,11 @@ impl Server {
                 .map_err(|e| ServerError::Fatal(format!("recovery task failed: {e}")))??
         };
         if recovered.fresh {
-            let data = storage::snapshot::serialize(&recovered.tree.image(), &[]);
-            storage::snapshot::write(&dirs.snap_dir, 0, &data)
-                .map_err(|e| StorageError::io("writing the initial snapshot", e))?;
+            let image = recovered.tree.image();
+            storage::snapshot::write_with(&dirs.snap_dir, 0, |file| {
+                storage::snapshot::serialize_into(&image, &[], file)
+            })
+            .map_err(|e| StorageError::io("writing the initial snapshot", e))?;
         }
         tracing::info!(
             snapshot_zxid = format_args!("0x{:x}", recovered.snapshot_zxid),

@@ -31,7 +31,7 @@ pub struct Snapshot {
     pub sessions: Vec<(i64, i32)>,
 }
 
-/// Serializes a tree image and the sessions into memory (a learner's state transfer).
+/// Serializes a tree image and the sessions into memory.
 pub fn serialize(tree: &TreeImage, sessions: &[(i64, i32)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + tree.len() * 160);
     // Writing into a Vec cannot fail.
@@ -276,12 +276,8 @@ impl<R: Read> SnapshotReader<R> {
     }
 }
 
-/// Writes a snapshot durably: temp file, fsync, rename, fsync of the directory.
-pub fn write(dir: &Path, zxid: i64, data: &[u8]) -> std::io::Result<PathBuf> {
-    write_with(dir, zxid, |file| file.write_all(data))
-}
-
-/// [`write()`] with the content streamed by `fill` (through a buffer) instead of given whole.
+/// Writes a snapshot durably, its content streamed by `fill` (through a buffer): temp file,
+/// fsync, rename, fsync of the directory.
 pub fn write_with(
     dir: &Path,
     zxid: i64,
