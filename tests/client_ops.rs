@@ -390,11 +390,9 @@ async fn or_set_data_idempotent_protected_and_ttl_creates() {
     client.close().await.unwrap();
 }
 
-#[tokio::test]
-async fn acls_digest_auth_and_who_am_i() {
-    let env = env_or_skip!();
-    let root = support::unique_root();
-    let alice = support::client_builder(env.connect_string())
+/// A connected client authenticated as digest user `alice` (password `secret`).
+async fn alice(connect: &str) -> zk::client::Client {
+    let alice = support::client_builder(connect)
         .digest_auth("alice", "secret")
         .build()
         .unwrap();
@@ -402,6 +400,14 @@ async fn acls_digest_auth_and_who_am_i() {
         .block_until_connected(support::PATIENCE)
         .await
         .unwrap();
+    alice
+}
+
+#[tokio::test]
+async fn acls_digest_auth_and_who_am_i() {
+    let env = env_or_skip!();
+    let root = support::unique_root();
+    let alice = alice(env.connect_string()).await;
     let anonymous = support::connected_client(env.connect_string()).await;
 
     let me = alice.who_am_i().await.unwrap();
@@ -447,14 +453,7 @@ async fn acls_digest_auth_and_who_am_i() {
 async fn acl_with_parents_gives_created_parents_the_nodes_acl() {
     let env = env_or_skip!();
     let root = support::unique_root();
-    let alice = support::client_builder(env.connect_string())
-        .digest_auth("alice", "secret")
-        .build()
-        .unwrap();
-    alice
-        .block_until_connected(support::PATIENCE)
-        .await
-        .unwrap();
+    let alice = alice(env.connect_string()).await;
     let anonymous = support::connected_client(env.connect_string()).await;
     let guarded = vec![
         Acl::new(Perms::ALL, Id::digest("alice", "secret")),
