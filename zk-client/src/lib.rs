@@ -84,8 +84,8 @@ pub mod retry;
 pub mod session;
 
 pub use client::{
-    AclProvider, Client, ClientBuilder, ConnectionState, ConnectionStates, Created,
-    FixedAclProvider, OpenAclProvider, ZkFuture,
+    AclProvider, Client, ClientBuilder, ConnectionState, ConnectionStateErrorPolicy,
+    ConnectionStates, Created, FixedAclProvider, OpenAclProvider, ZkFuture,
 };
 pub use connect_string::{ConnectString, HostPort};
 pub use error::{Error, Result, MAX_DATA_LEN};

@@ -34,11 +34,13 @@ pub struct Participant {
 /// participant watches only its predecessor. A participant claims leadership only after
 /// re-reading its node and checking that the node's `ephemeralOwner` is its current session.
 ///
-/// Connection states follow Curator's *Standard* error policy, with the fixes of
-/// CURATOR-644/653: on SUSPENDED (or READ_ONLY) the participant stops being leader at once; on
-/// RECONNECTED it *re-checks* its node (same session: it keeps its place in the queue and
-/// leads again only if still first); on LOST it stops being leader, and creates a new node
-/// with the new session.
+/// Connection states follow the client's
+/// [`ConnectionStateErrorPolicy`](zk_client::ConnectionStateErrorPolicy), with the fixes of
+/// CURATOR-644/653. Under the default *Standard* policy, on SUSPENDED (or READ_ONLY) the
+/// participant stops being leader at once; under the *Session* policy it leads on while
+/// suspended. On RECONNECTED it *re-checks* its node (same session: it keeps its place in the
+/// queue and leads again only if still first); on LOST it stops being leader, and creates a
+/// new node with the new session.
 ///
 /// ```no_run
 /// # async fn f(client: zk_client::Client) -> zk_recipes::Result<()> {
@@ -325,7 +327,8 @@ async fn drive(inner: Arc<Inner>, mut states: ConnectionStates) {
             break;
         }
         if suspended {
-            set_leader(&inner, false);
+            // No checks until the connection is back; leadership was ended (or, under the
+            // Session error policy, kept) by `handle_state`.
             tokio::select! {
                 biased;
                 _ = became_true(&mut closed) => break,
@@ -420,7 +423,10 @@ fn handle_state(inner: &Inner, node: &mut Option<Node>, suspended: &mut bool, s:
     match s {
         ConnectionState::Suspended | ConnectionState::ReadOnly => {
             // Standard error policy: the leader may have lost its session; stop leading.
-            set_leader(inner, false);
+            // Session policy: lead on until LOST.
+            if inner.client.is_error_state(s) {
+                set_leader(inner, false);
+            }
             *suspended = true;
         }
         ConnectionState::Lost => {

@@ -11,32 +11,19 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use zk_client::Client;
+use zk_client::{Client, ConnectionState, ConnectionStateErrorPolicy};
 
 use crate::leader_latch::{read_participants, Participant};
 use crate::mutex::{LockState, Mutex, MutexGuard};
 use crate::util::{became_true, lock};
 use crate::{Error, Result};
 
-/// Which connection states end leadership (Curator's `ConnectionStateErrorPolicy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum ErrorPolicy {
-    /// SUSPENDED (and READ_ONLY) and LOST end leadership: the session may be gone as soon as
-    /// the connection drops. Curator's default (`StandardConnectionStateErrorPolicy`).
-    #[default]
-    Standard,
-    /// Only LOST ends leadership (Curator's `SessionConnectionStateErrorPolicy`): the leader
-    /// keeps leading through a short disconnection, at the risk of overlapping with a new
-    /// leader if its session expired meanwhile.
-    Session,
-}
-
 /// Why leadership is being taken away (see [`LeadershipContext::cancelled`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum CancelReason {
-    /// The connection dropped (Curator's SUSPENDED; [`ErrorPolicy::Standard`] only).
+    /// The connection dropped (Curator's SUSPENDED, or READ_ONLY), under
+    /// [`ConnectionStateErrorPolicy::Standard`] only.
     Suspended,
     /// The session is lost, or the lock node is gone.
     Lost,
@@ -122,7 +109,7 @@ pub struct LeaderSelectorBuilder {
     id: String,
     take_leadership: Arc<TakeLeadership>,
     auto_requeue: bool,
-    policy: ErrorPolicy,
+    policy: Option<ConnectionStateErrorPolicy>,
     grace: Duration,
 }
 
@@ -153,9 +140,10 @@ impl LeaderSelectorBuilder {
         self
     }
 
-    /// Which connection states cancel leadership (default [`ErrorPolicy::Standard`]).
-    pub fn error_policy(mut self, policy: ErrorPolicy) -> Self {
-        self.policy = policy;
+    /// Which connection states cancel leadership (default: the client's
+    /// [`connection_state_error_policy`](Client::connection_state_error_policy)).
+    pub fn error_policy(mut self, policy: ConnectionStateErrorPolicy) -> Self {
+        self.policy = Some(policy);
         self
     }
 
@@ -173,6 +161,9 @@ impl LeaderSelectorBuilder {
     /// [`Error::InvalidArgument`] for an invalid path or the root.
     pub fn build(self) -> Result<LeaderSelector> {
         let mutex = Mutex::with_node_data(self.client.clone(), &self.path, self.id.as_bytes())?;
+        let policy = self
+            .policy
+            .unwrap_or_else(|| self.client.connection_state_error_policy());
         Ok(LeaderSelector {
             inner: Arc::new(Inner {
                 client: self.client,
@@ -181,7 +172,7 @@ impl LeaderSelectorBuilder {
                 mutex,
                 take_leadership: self.take_leadership,
                 auto_requeue: AtomicBool::new(self.auto_requeue),
-                policy: self.policy,
+                policy,
                 grace: self.grace,
                 leader: watch::channel(false).0,
                 queued: watch::channel(false).0,
@@ -202,7 +193,7 @@ impl LeaderSelectorBuilder {
 /// back, so others get their turn).
 ///
 /// Leadership is cancelled — [`LeadershipContext::cancelled`] resolves — when the
-/// connection makes it doubtful (per [`ErrorPolicy`]; by default on SUSPENDED and LOST, as
+/// connection makes it doubtful (per the [`ConnectionStateErrorPolicy`]; by default on SUSPENDED and LOST, as
 /// Curator's `LeaderSelectorListenerAdapter`), when the lock node is deleted, on
 /// [`LeaderSelector::interrupt_leadership`] and on [`LeaderSelector::close`]. The closure
 /// should then stop and return; after the grace period
@@ -250,7 +241,7 @@ struct Inner {
     mutex: Mutex,
     take_leadership: Arc<TakeLeadership>,
     auto_requeue: AtomicBool,
-    policy: ErrorPolicy,
+    policy: ConnectionStateErrorPolicy,
     grace: Duration,
     leader: watch::Sender<bool>,
     /// Queued for (or holding) leadership.
@@ -279,7 +270,7 @@ impl fmt::Debug for LeaderSelector {
 
 impl LeaderSelector {
     /// A selector on `path` for participant `id`, running `take_leadership` whenever it
-    /// leads; with the defaults (no auto-requeue, [`ErrorPolicy::Standard`], 1 s grace).
+    /// leads; with the defaults (no auto-requeue, the client's error policy, 1 s grace).
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for an invalid path or the root.
@@ -310,7 +301,7 @@ impl LeaderSelector {
             id: String::new(),
             take_leadership: Arc::new(move |ctx| take_leadership(ctx).boxed()),
             auto_requeue: false,
-            policy: ErrorPolicy::Standard,
+            policy: None,
             grace: Duration::from_secs(1),
         }
     }
@@ -560,21 +551,20 @@ async fn lead(
 
 /// Resolves when leadership must end.
 async fn cancel_trigger(
-    policy: ErrorPolicy,
+    policy: ConnectionStateErrorPolicy,
     guard: &MutexGuard,
     interrupts: &mut watch::Receiver<u64>,
     closed: &mut watch::Receiver<bool>,
 ) -> CancelReason {
     let connection = async {
-        match policy {
-            ErrorPolicy::Standard => match guard.at_risk().await {
+        if policy.is_error_state(ConnectionState::Suspended) {
+            match guard.at_risk().await {
                 LockState::Suspended => CancelReason::Suspended,
                 _ => CancelReason::Lost,
-            },
-            ErrorPolicy::Session => {
-                guard.lost().await;
-                CancelReason::Lost
             }
+        } else {
+            guard.lost().await;
+            CancelReason::Lost
         }
     };
     tokio::select! {

@@ -17,9 +17,9 @@
 //! * [`Revoker`] — Curator's lock revocation: ask a holder to release
 //!   ([`MutexGuard::revocation_requested`] tells the holder).
 //! * [`LeaderSelector`] — Curator's `LeaderSelector`: an async closure runs while leading,
-//!   is cancelled (a future in its [`LeadershipContext`]) on SUSPENDED/LOST per
-//!   [`ErrorPolicy`], interruption or close, and dropped if it does not return in time;
-//!   auto-requeue.
+//!   is cancelled (a future in its [`LeadershipContext`]) on SUSPENDED/LOST per the
+//!   client's [`ConnectionStateErrorPolicy`](zk_client::ConnectionStateErrorPolicy),
+//!   interruption or close, and dropped if it does not return in time; auto-requeue.
 //! * [`LeaderLatch`] — Curator's `LeaderLatch`: await leadership, a leadership watch channel,
 //!   participants and the current leader; never claims leadership without checking that its
 //!   node belongs to its current session; re-checks on RECONNECTED instead of resetting.
@@ -141,9 +141,7 @@ pub use double_barrier::DoubleBarrier;
 pub use error::{Error, Result};
 pub use group_member::GroupMember;
 pub use leader_latch::{LeaderLatch, Participant};
-pub use leader_selector::{
-    CancelReason, ErrorPolicy, LeaderSelector, LeaderSelectorBuilder, LeadershipContext,
-};
+pub use leader_selector::{CancelReason, LeaderSelector, LeaderSelectorBuilder, LeadershipContext};
 pub use multilock::{MultiLock, MultiLockGuard};
 pub use mutex::{LockState, LockStates, Mutex, MutexGuard};
 pub use persistent_node::{PersistentNode, PersistentNodeBuilder};

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use support::*;
 use tokio::sync::mpsc;
+use zk_client::{ConnectionState, ConnectionStateErrorPolicy};
 use zk_recipes::{CancelReason, LeaderSelector};
 
 const PATH: &str = "/recipes/selector";
@@ -256,4 +257,57 @@ impl Drop for SetOnDrop {
     fn drop(&mut self) {
         self.0.store(true, Ordering::SeqCst);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_error_policy_decides_whether_suspended_cancels_leadership() {
+    let mut server = server().await;
+    let client = client_builder(&server.connect_string())
+        .connection_state_error_policy(ConnectionStateErrorPolicy::Session)
+        .build()
+        .unwrap();
+    client.block_until_connected(PATIENCE).await.unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(&'static str, Option<CancelReason>)>();
+    let make = |builder: zk_recipes::LeaderSelectorBuilder| builder.build().unwrap();
+    let selector = |name: &'static str| {
+        let tx = tx.clone();
+        LeaderSelector::builder(client.clone(), PATH, move |ctx| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send((name, None));
+                let reason = ctx.cancelled().await;
+                let _ = tx.send((name, Some(reason)));
+            }
+        })
+        .id(name)
+    };
+
+    // The client's Session policy: a restart of the server (SUSPENDED, then RECONNECTED
+    // with the same session) does not cancel leadership.
+    let session = make(selector("session"));
+    session.start().unwrap();
+    assert_eq!(within("leads", rx.recv()).await, Some(("session", None)));
+    let mut states = client.connection_states();
+    server.restart().await.unwrap();
+    wait_state(&mut states, ConnectionState::Suspended).await;
+    wait_state(&mut states, ConnectionState::Reconnected).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(rx.try_recv().is_err(), "cancelled under the Session policy");
+    assert!(session.has_leadership());
+    session.close().await.unwrap();
+    assert_eq!(
+        within("cancelled by close", rx.recv()).await,
+        Some(("session", Some(CancelReason::Closed)))
+    );
+
+    // The selector's own Standard policy overrides the client's: SUSPENDED cancels.
+    let standard = make(selector("standard").error_policy(ConnectionStateErrorPolicy::Standard));
+    standard.start().unwrap();
+    assert_eq!(within("leads", rx.recv()).await, Some(("standard", None)));
+    server.restart().await.unwrap();
+    assert_eq!(
+        within("cancelled on SUSPENDED", rx.recv()).await,
+        Some(("standard", Some(CancelReason::Suspended)))
+    );
+    standard.close().await.unwrap();
 }

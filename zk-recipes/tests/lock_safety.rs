@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use support::*;
 use tokio::sync::watch;
-use zk_client::{Client, ConnectionState};
+use zk_client::{Client, ConnectionState, ConnectionStateErrorPolicy};
 use zk_recipes::{LeaderLatch, LockState, Mutex};
 
 /// The partitioned side's session timeout: long enough that a blackhole is noticed (after
@@ -328,4 +328,58 @@ async fn mutex_partitioned_holder_is_at_risk_before_the_next_holder_acquires() {
     assert!(violations.is_empty(), "{violations:#?}");
     assert!(samples > 100, "only {samples} samples");
     again.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_latch_under_the_session_policy_leads_through_suspension_until_lost() {
+    let server = server().await;
+    let proxy = Proxy::start(&server.connect_string()).await.expect("proxy");
+    let a_client = client_builder(&proxy.connect_string())
+        .session_timeout(PARTITIONED_SESSION)
+        .connection_state_error_policy(ConnectionStateErrorPolicy::Session)
+        .build()
+        .expect("build a client");
+    a_client
+        .block_until_connected(PATIENCE)
+        .await
+        .expect("connect");
+    let b_client = client(&server.connect_string()).await;
+    let observer = client(&server.connect_string()).await;
+    let a = LeaderLatch::new(a_client.clone(), "/safety/session-policy", "a").unwrap();
+    let b = LeaderLatch::new(b_client, "/safety/session-policy", "b").unwrap();
+    a.start().unwrap();
+    within("a leads", a.await_leadership()).await.unwrap();
+    b.start().unwrap();
+    wait_children(&observer, "/safety/session-policy", |c| c.len() == 2).await;
+    let a_history = record(a.leadership());
+
+    // 1. A short partition: SUSPENDED is not an error under this policy, so A leads on,
+    //    and after RECONNECTED (same session) it still leads; its leadership never flipped.
+    let a_session = a_client.session_id();
+    let mut a_states = a_client.connection_states();
+    proxy.set_mode(Mode::Blackhole);
+    wait_state(&mut a_states, ConnectionState::Suspended).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(a.has_leadership(), "a stepped down on SUSPENDED");
+    heal(&proxy);
+    wait_state(&mut a_states, ConnectionState::Reconnected).await;
+    assert_eq!(a_client.session_id(), a_session, "the session survived");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(a.has_leadership());
+    assert!(!b.has_leadership());
+    assert_eq!(*a_history.lock().unwrap(), [true], "a's leadership flipped");
+
+    // 2. A long partition: A leads until its client declares LOST, then steps down; B
+    //    takes over (the server expired A's session first: the policy's documented risk).
+    proxy.set_mode(Mode::Blackhole);
+    wait_state(&mut a_states, ConnectionState::Suspended).await;
+    assert!(a.has_leadership(), "a stepped down on SUSPENDED");
+    wait_state(&mut a_states, ConnectionState::Lost).await;
+    wait_leadership(&a, false).await;
+    wait_leadership(&b, true).await;
+    assert_eq!(*a_history.lock().unwrap(), [true, false]);
+    heal(&proxy);
+    b.close().await.unwrap();
+    wait_leadership(&a, true).await;
+    a.close().await.unwrap();
 }

@@ -36,7 +36,7 @@ pub use delete::DeleteBuilder;
 pub use misc::{
     GetAllChildrenNumberBuilder, GetEphemeralsBuilder, MultiReadBuilder, SyncBuilder, WhoAmIBuilder,
 };
-pub use state::{ConnectionState, ConnectionStates};
+pub use state::{ConnectionState, ConnectionStateErrorPolicy, ConnectionStates};
 pub use txn::TransactionBuilder;
 pub use watches::{AddWatchBuilder, RemoveWatchesBuilder};
 
@@ -137,6 +137,7 @@ pub struct ClientBuilder {
     auth: Vec<(String, Vec<u8>)>,
     acl_provider: Arc<dyn AclProvider>,
     can_be_read_only: bool,
+    error_policy: ConnectionStateErrorPolicy,
 }
 
 impl Default for ClientBuilder {
@@ -150,6 +151,7 @@ impl Default for ClientBuilder {
             auth: Vec::new(),
             acl_provider: Arc::new(OpenAclProvider),
             can_be_read_only: false,
+            error_policy: ConnectionStateErrorPolicy::Standard,
         }
     }
 }
@@ -211,6 +213,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Which connection states the recipes treat as errors (default
+    /// [`ConnectionStateErrorPolicy::Standard`]: a leader steps down on SUSPENDED).
+    pub fn connection_state_error_policy(mut self, policy: ConnectionStateErrorPolicy) -> Self {
+        self.error_policy = policy;
+        self
+    }
+
     /// Starts the client: the session connects in the background. Must be called inside a
     /// tokio runtime.
     ///
@@ -247,6 +256,7 @@ impl ClientBuilder {
                 retry: self.retry,
                 connection_timeout: self.connection_timeout,
                 acl_provider: self.acl_provider,
+                error_policy: self.error_policy,
                 ensured: Mutex::new(HashSet::new()),
             }),
             namespace: namespace.map(Arc::from),
@@ -271,6 +281,7 @@ pub(crate) struct Inner {
     pub(crate) retry: Arc<dyn RetryPolicy>,
     connection_timeout: Duration,
     pub(crate) acl_provider: Arc<dyn AclProvider>,
+    error_policy: ConnectionStateErrorPolicy,
     ensured: Mutex<HashSet<String>>,
 }
 
@@ -336,6 +347,17 @@ impl Client {
     /// A stream of connection-state changes from now on.
     pub fn connection_states(&self) -> ConnectionStates {
         self.inner.hub.subscribe()
+    }
+
+    /// The connection-state error policy the recipes consult (see
+    /// [`ClientBuilder::connection_state_error_policy`]).
+    pub fn connection_state_error_policy(&self) -> ConnectionStateErrorPolicy {
+        self.inner.error_policy
+    }
+
+    /// Whether `state` is an error state under this client's policy.
+    pub fn is_error_state(&self, state: ConnectionState) -> bool {
+        self.inner.error_policy.is_error_state(state)
     }
 
     /// Whether the client is connected now.

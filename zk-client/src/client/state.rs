@@ -39,6 +39,40 @@ impl ConnectionState {
     }
 }
 
+/// Which connection states make a recipe give up what it holds (Curator's
+/// `ConnectionStateErrorPolicy`), set for a client with
+/// [`ClientBuilder::connection_state_error_policy`](crate::ClientBuilder::connection_state_error_policy)
+/// and consulted by the leader recipes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum ConnectionStateErrorPolicy {
+    /// SUSPENDED, READ_ONLY and LOST are errors: the session may be gone as soon as the
+    /// connection drops, so a leader stops leading at once. Curator's default
+    /// (`StandardConnectionStateErrorPolicy`). READ_ONLY counts too (Curator counts it as
+    /// connected): a read-only server cannot vouch for the session, which may have expired
+    /// on the quorum side.
+    #[default]
+    Standard,
+    /// Only LOST is an error (Curator's `SessionConnectionStateErrorPolicy`): a leader keeps
+    /// leading through a disconnection shorter than the session timeout. The price: if the
+    /// session expired on the server before this client declares LOST (clock drift, a long
+    /// pause of the process), another participant may already lead.
+    Session,
+}
+
+impl ConnectionStateErrorPolicy {
+    /// Whether `state` is an error state under this policy.
+    pub fn is_error_state(self, state: ConnectionState) -> bool {
+        match self {
+            ConnectionStateErrorPolicy::Standard => matches!(
+                state,
+                ConnectionState::Suspended | ConnectionState::ReadOnly | ConnectionState::Lost
+            ),
+            ConnectionStateErrorPolicy::Session => state == ConnectionState::Lost,
+        }
+    }
+}
+
 /// The listeners and the current state.
 #[derive(Debug)]
 pub(crate) struct StateHub {
@@ -217,6 +251,24 @@ mod tests {
         assert_eq!(states.next().await, Some(ConnectionState::Reconnected));
         ev_tx.send(SessionEvent::Closed).unwrap();
         assert_eq!(states.next().await, None);
+    }
+
+    #[test]
+    fn error_states_per_policy() {
+        use ConnectionState::*;
+        let all = [Connected, Suspended, Reconnected, Lost, ReadOnly];
+        let errors = |p: ConnectionStateErrorPolicy| -> Vec<ConnectionState> {
+            all.into_iter().filter(|s| p.is_error_state(*s)).collect()
+        };
+        assert_eq!(
+            errors(ConnectionStateErrorPolicy::Standard),
+            [Suspended, Lost, ReadOnly]
+        );
+        assert_eq!(errors(ConnectionStateErrorPolicy::Session), [Lost]);
+        assert_eq!(
+            ConnectionStateErrorPolicy::default(),
+            ConnectionStateErrorPolicy::Standard
+        );
     }
 
     #[tokio::test(start_paused = true)]
