@@ -11,7 +11,7 @@ use support::proxy::Mode;
 use support::{next_state, Proxy, PATIENCE};
 use zk::client::{
     ConnectionState, CreateMode, Error, EventType, RetryNTimes, RetryOneTime,
-    SessionFailedRetryPolicy, SessionState,
+    SessionFailedRetryPolicy, SessionState, WatcherType,
 };
 
 macro_rules! env_or_skip {
@@ -308,6 +308,59 @@ async fn guaranteed_delete_completes_after_the_connection_returns() {
     assert_eq!(within(deleted).await.event_type, EventType::NodeDeleted);
     client.close().await.unwrap();
     observer.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn guaranteed_watch_removal_completes_after_the_connection_returns() {
+    let env = env_or_skip!();
+    let proxy = Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
+    let client = support::client_builder(&proxy.connect_string())
+        .connection_timeout(Duration::from_millis(500))
+        .retry_policy(RetryNTimes::new(1, Duration::from_millis(50)))
+        .build()
+        .unwrap();
+    client.block_until_connected(PATIENCE).await.unwrap();
+    let root = support::unique_root();
+    let kept = format!("{root}/kept");
+    client
+        .create(&kept)
+        .creating_parents_if_needed()
+        .await
+        .unwrap();
+    let (_, removed) = client.exists(&root).watched().await.unwrap();
+    let (_, not_removed) = client.exists(&kept).watched().await.unwrap();
+    let mut states = client.connection_states();
+
+    // Both removals fail on the connection; only the guaranteed one goes on.
+    proxy.down();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+    let err = client.remove_watches(&root).guaranteed().await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    let err = client.remove_watches(&kept).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    proxy.up();
+    assert_eq!(
+        within(removed).await.event_type,
+        EventType::DataWatchRemoved
+    );
+    let check = |path: &str| {
+        let (client, path) = (client.clone(), path.to_owned());
+        async move {
+            client
+                .session()
+                .check_watches(&path, WatcherType::Any)
+                .await
+        }
+    };
+    assert_eq!(check(&root).await, Err(Error::NoWatcher));
+    // The other watch was registered again after the reconnect and still fires.
+    assert_eq!(check(&kept).await, Ok(()));
+    client.delete(&kept).await.unwrap();
+    assert_eq!(within(not_removed).await.event_type, EventType::NodeDeleted);
+    client.delete(&root).await.unwrap();
+    client.close().await.unwrap();
 }
 
 #[tokio::test]

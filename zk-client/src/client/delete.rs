@@ -3,8 +3,8 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
+use super::background::{guaranteed, spawn_until_done, Attempt};
 use super::{awaitable, Client, Inner};
 use crate::error::{Error, Result};
 use crate::session::Session;
@@ -43,54 +43,24 @@ impl Client {
 
     /// Deletes `full_path` (namespace included) in the background until it is gone.
     pub(crate) fn delete_in_background(&self, full_path: String, version: i32) {
-        spawn_guaranteed(Arc::downgrade(&self.inner), full_path, version, false);
+        let path = full_path.clone();
+        spawn_until_done(
+            Arc::downgrade(&self.inner),
+            "delete",
+            full_path,
+            move |inner| delete_until_gone(inner, path.clone(), version, false),
+        );
     }
 }
 
-fn spawn_guaranteed(
-    inner: std::sync::Weak<Inner>,
-    full_path: String,
-    version: i32,
-    children: bool,
-) {
-    tokio::spawn(async move {
-        let mut delay = Duration::from_millis(50);
-        loop {
-            // Wait for a connection without keeping the client alive.
-            let Some(mut rx) = inner.upgrade().map(|i| i.session.state_receiver()) else {
-                return;
-            };
-            let connected = rx
-                .wait_for(|s| s.is_connected() || s.is_terminal())
-                .await
-                .map(|s| s.is_connected())
-                .unwrap_or(false);
-            if !connected {
-                return;
-            }
-            let Some(inner) = inner.upgrade() else { return };
-            let result = delete_once(&inner.session, &full_path, version, children).await;
-            let retry = result
-                .as_ref()
-                .err()
-                .is_some_and(|e| inner.retry.allow_retry_on(e));
-            drop(inner);
-            match result {
-                Ok(()) | Err(Error::NoNode) => {
-                    tracing::debug!(path = %full_path, "guaranteed delete done");
-                    return;
-                }
-                Err(_) if retry => {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
-                Err(e) => {
-                    tracing::warn!(path = %full_path, %e, "guaranteed delete gave up");
-                    return;
-                }
-            }
+/// One background attempt of a guaranteed delete: done when the node is gone.
+fn delete_until_gone(inner: Arc<Inner>, path: String, version: i32, children: bool) -> Attempt {
+    Box::pin(async move {
+        match delete_once(&inner.session, &path, version, children).await {
+            Err(Error::NoNode) => Ok(()),
+            other => other,
         }
-    });
+    })
 }
 
 /// One delete, deleting children first when asked.
@@ -164,30 +134,20 @@ impl DeleteBuilder {
         if self.path == "/" {
             return Err(Error::InvalidArgument("cannot delete the root".to_owned()));
         }
-        if self.guaranteed {
-            // The whole call runs in its own task, so dropping this future (e.g. on a
-            // timeout during a disconnect) does not stop the delete.
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            tokio::spawn(async move {
-                let result = self.delete_with_retries().await;
-                let client = &self.client;
-                if let Err(e) = &result {
-                    if client.inner.retry.allow_retry_on(e) || matches!(e, Error::Connect(_)) {
-                        let full = client.full_path(&self.path);
-                        tracing::info!(path = %full, %e, "guaranteed delete continues in the background");
-                        spawn_guaranteed(
-                            Arc::downgrade(&client.inner),
-                            full.into_owned(),
-                            self.version,
-                            self.children,
-                        );
-                    }
-                }
-                let _ = tx.send(result);
-            });
-            return rx.await.unwrap_or(Err(Error::Closed));
+        if !self.guaranteed {
+            return self.delete_with_retries().await;
         }
-        self.delete_with_retries().await
+        let client = self.client.clone();
+        let full = client.full_path(&self.path).into_owned();
+        let (path, version, children) = (full.clone(), self.version, self.children);
+        guaranteed(
+            client,
+            "delete",
+            full,
+            async move { self.delete_with_retries().await },
+            move |inner| delete_until_gone(inner, path.clone(), version, children),
+        )
+        .await
     }
 
     async fn delete_with_retries(&self) -> Result<()> {

@@ -2,6 +2,7 @@
 
 use zk_proto::{AddWatchMode, WatcherType};
 
+use super::background::guaranteed;
 use super::{awaitable, Client};
 use crate::error::{Error, Result};
 use crate::session::PersistentWatch;
@@ -24,6 +25,7 @@ pub struct RemoveWatchesBuilder {
     watcher_type: WatcherType,
     locally: bool,
     quietly: bool,
+    guaranteed: bool,
 }
 
 impl Client {
@@ -53,6 +55,7 @@ impl Client {
             watcher_type: WatcherType::Any,
             locally: false,
             quietly: false,
+            guaranteed: false,
         }
     }
 }
@@ -105,6 +108,15 @@ impl RemoveWatchesBuilder {
         self
     }
 
+    /// If the call fails on an error the retry policy would retry (a connection problem),
+    /// keep removing in the background (across reconnects, where the watches are registered
+    /// again) until the server has none left. The removal goes on even if the call's future
+    /// is dropped. Ignored with [`locally`](Self::locally).
+    pub fn guaranteed(mut self) -> Self {
+        self.guaranteed = true;
+        self
+    }
+
     fn span_path(&self) -> &str {
         &self.path
     }
@@ -124,6 +136,34 @@ impl RemoveWatchesBuilder {
                 Err(Error::NoWatcher)
             };
         }
+        if !self.guaranteed {
+            return self.remove_with_retries().await;
+        }
+        let full = client.full_path(&self.path).into_owned();
+        let (path, watcher_type) = (full.clone(), self.watcher_type);
+        let client = client.clone();
+        guaranteed(
+            client,
+            "remove_watches",
+            full,
+            async move { self.remove_with_retries().await },
+            move |inner| {
+                let path = path.clone();
+                Box::pin(async move {
+                    match inner.session.remove_watches(&path, watcher_type).await {
+                        Err(Error::NoWatcher) => Ok(()),
+                        other => other,
+                    }
+                })
+            },
+        )
+        .await
+    }
+
+    async fn remove_with_retries(&self) -> Result<()> {
+        let client = &self.client;
+        let full = client.full_path(&self.path);
+        let session = &client.inner.session;
         match client
             .retry(|_| session.remove_watches(&full, self.watcher_type))
             .await

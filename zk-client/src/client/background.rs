@@ -1,0 +1,85 @@
+//! Operations that go on in the background until they succeed: Curator's guaranteed delete
+//! and guaranteed watch removal.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use super::{Client, Inner};
+use crate::error::{Error, Result};
+
+/// One attempt: `Ok` once the operation's goal holds (e.g. the node is gone).
+pub(crate) type Attempt = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
+
+/// A guaranteed operation: runs `first` (the call with its retries) in its own task, so that
+/// dropping the caller's future does not stop it; if it fails on an error the retry policy
+/// would retry, or on the connection timeout, `attempt` goes on in the background
+/// ([`spawn_until_done`]). The caller still sees the first outcome.
+pub(crate) async fn guaranteed(
+    client: Client,
+    what: &'static str,
+    full_path: String,
+    first: impl Future<Output = Result<()>> + Send + 'static,
+    attempt: impl FnMut(Arc<Inner>) -> Attempt + Send + 'static,
+) -> Result<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let result = first.await;
+        if let Err(e) = &result {
+            if client.inner.retry.allow_retry_on(e) || matches!(e, Error::Connect(_)) {
+                tracing::info!(path = %full_path, what, %e, "guaranteed operation continues in the background");
+                spawn_until_done(Arc::downgrade(&client.inner), what, full_path, attempt);
+            }
+        }
+        let _ = tx.send(result);
+    });
+    rx.await.unwrap_or(Err(Error::Closed))
+}
+
+/// Runs `attempt` whenever the client is connected, with a backoff of 50 ms doubling up to
+/// 2 s, until it succeeds, fails with an error the retry policy would not retry, or the
+/// client is closed or dropped (the task does not keep it alive).
+pub(crate) fn spawn_until_done(
+    inner: Weak<Inner>,
+    what: &'static str,
+    path: String,
+    mut attempt: impl FnMut(Arc<Inner>) -> Attempt + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let Some(mut rx) = inner.upgrade().map(|i| i.session.state_receiver()) else {
+                return;
+            };
+            let connected = rx
+                .wait_for(|s| s.is_connected() || s.is_terminal())
+                .await
+                .map(|s| s.is_connected())
+                .unwrap_or(false);
+            if !connected {
+                return;
+            }
+            let Some(strong) = inner.upgrade() else {
+                return;
+            };
+            let retry_policy = strong.retry.clone();
+            let result = attempt(strong).await;
+            match result {
+                Ok(()) => {
+                    tracing::debug!(%path, what, "guaranteed operation done");
+                    return;
+                }
+                Err(e) if retry_policy.allow_retry_on(&e) => {
+                    tracing::debug!(%path, what, %e, "guaranteed operation failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => {
+                    tracing::warn!(%path, what, %e, "guaranteed operation gave up");
+                    return;
+                }
+            }
+        }
+    });
+}
