@@ -251,6 +251,21 @@ impl Decode for String {
     }
 }
 
+/// A nullable `ustring`: `None` is written as length `-1` and read back as `None` (the
+/// reconfig request tells "not given" from "empty" this way).
+impl Encode for Option<String> {
+    fn encode(&self, buf: &mut BytesMut) {
+        put_buffer(buf, self.as_deref().map(str::as_bytes));
+    }
+}
+
+impl Decode for Option<String> {
+    const MIN_LEN: usize = 4;
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(r.read_ustring("string")?.map(str::to_owned))
+    }
+}
+
 /// A non-null `buffer`. The null buffer decodes as empty.
 impl Encode for Vec<u8> {
     fn encode(&self, buf: &mut BytesMut) {
@@ -393,6 +408,14 @@ mod tests {
         assert_eq!(Option::<Vec<u8>>::from_bytes(&buf), Ok(None));
         assert_eq!(String::from_bytes(&buf).as_deref(), Ok(""));
         assert_eq!(Vec::<String>::from_bytes(&buf), Ok(vec![]));
+        assert_eq!(Option::<String>::from_bytes(&buf), Ok(None));
+        let mut empty = BytesMut::new();
+        Some(String::new()).encode(&mut empty);
+        assert_eq!(&empty[..], &[0; 4]);
+        assert_eq!(
+            Option::<String>::from_bytes(&empty),
+            Ok(Some(String::new()))
+        );
     }
 
     #[test]

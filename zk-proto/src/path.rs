@@ -77,6 +77,10 @@ fn forbidden_char_in(segment: &str) -> Option<(usize, char)> {
     }
 }
 
+/// The node holding the ensemble's dynamic configuration (read by getConfig). It is outside
+/// any chroot: clients read it at this path whatever their chroot.
+pub const CONFIG_NODE: &str = "/zookeeper/config";
+
 /// Checks that `path` is a valid znode path.
 pub fn validate_path(path: &str) -> Result<(), PathError> {
     if is_valid_printable_ascii(path.as_bytes()) {

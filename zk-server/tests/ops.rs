@@ -532,9 +532,9 @@ async fn session_local_queries() {
         .call(
             OpCode::Reconfig,
             &ReconfigRequest {
-                joining_servers: String::new(),
-                leaving_servers: String::new(),
-                new_members: String::new(),
+                joining_servers: Some("server.4=127.0.0.1:2888:3888;2181".into()),
+                leaving_servers: None,
+                new_members: None,
                 cur_config_id: -1,
             },
         )

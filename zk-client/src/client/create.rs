@@ -43,6 +43,14 @@ pub struct CreateBuilder {
     or_set_data: Option<i32>,
 }
 
+/// Creates a path of containers. Await it (see [`Client::create_containers`]).
+#[must_use = "a builder does nothing unless awaited"]
+#[derive(Debug, Clone)]
+pub struct CreateContainersBuilder {
+    client: Client,
+    path: String,
+}
+
 impl Client {
     /// Creates a node at `path` (persistent, empty, with the provider's ACL unless told
     /// otherwise).
@@ -84,6 +92,36 @@ impl Client {
             idempotent: false,
             or_set_data: None,
         }
+    }
+}
+
+impl Client {
+    /// Creates `path` and every missing ancestor as CONTAINER nodes (Curator's
+    /// `createContainers`), with the ACL provider's ACLs; nodes that exist are left as they
+    /// are. The server deletes a container once its last child is gone.
+    pub fn create_containers(&self, path: &str) -> CreateContainersBuilder {
+        CreateContainersBuilder {
+            client: self.clone(),
+            path: path.to_owned(),
+        }
+    }
+}
+
+impl CreateContainersBuilder {
+    fn span_path(&self) -> &str {
+        &self.path
+    }
+
+    async fn run(self) -> Result<()> {
+        zk_proto::path::validate_path(&self.path)?;
+        let client = &self.client;
+        let full = client.full_path(&self.path);
+        if full == "/" {
+            return Ok(());
+        }
+        client
+            .retry(|_| client.mkdirs(&full, true, true, &[], false))
+            .await
     }
 }
 
@@ -326,3 +364,4 @@ impl Drop for LeftoverGuard {
 }
 
 awaitable!(CreateBuilder, Created, "create", run);
+awaitable!(CreateContainersBuilder, (), "create_containers", run);

@@ -1,7 +1,9 @@
 //! The framework layer: [`Client`], its builder, retries, namespaces and connection states.
 
 mod acl;
+mod background;
 mod children;
+mod config;
 mod create;
 mod data;
 mod delete;
@@ -30,7 +32,8 @@ pub use acl::{GetAclBuilder, SetAclBuilder};
 pub use children::{
     GetChildrenBuilder, GetChildrenStatBuilder, WatchedGetChildren, WatchedGetChildrenStat,
 };
-pub use create::{CreateBuilder, Created};
+pub use config::{GetConfigBuilder, ReconfigBuilder, WatchedGetConfig};
+pub use create::{CreateBuilder, CreateContainersBuilder, Created};
 pub use data::{ExistsBuilder, GetDataBuilder, SetDataBuilder, WatchedExists, WatchedGetData};
 pub use delete::DeleteBuilder;
 pub use misc::{

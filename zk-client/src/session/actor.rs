@@ -1054,9 +1054,9 @@ impl Actor {
                     Ok(e) => e,
                     Err(e) => return Some(ConnEnd::Lost(format!("bad notification: {e}"))),
                 };
-                let client_path =
-                    zk_proto::path::strip_chroot(self.config.connect.chroot(), &event.path)?
-                        .to_owned();
+                // A path outside the chroot (the config node, read by getConfig at its
+                // absolute path) is delivered as it is.
+                let client_path = self.strip(&event.path);
 
                 if event.event_type != EventType::None {
                     self.registry

@@ -3,7 +3,9 @@
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
-use zk_proto::path::{prepend_chroot, strip_chroot, validate_create_path, validate_path};
+use zk_proto::path::{
+    prepend_chroot, strip_chroot, validate_create_path, validate_path, CONFIG_NODE,
+};
 use zk_proto::{
     Acl, AddWatchMode, AddWatchRequest, CheckVersionRequest, CheckWatchesRequest, ClientInfo,
     Create2Response, CreateMode, CreateRequest, CreateTtlRequest, Decode, DeleteRequest, Encode,
@@ -721,6 +723,20 @@ impl Session {
             .submit(OpCode::WhoAmI, BytesMut::new(), Action::None)
             .await?;
         Ok(decode::<WhoAmIResponse>(&reply)?.client_info)
+    }
+
+    /// The ensemble's dynamic configuration (getConfig): the data and stat of
+    /// [`CONFIG_NODE`](zk_proto::path::CONFIG_NODE), which is read at that path whatever the
+    /// chroot, optionally leaving a data watch on it.
+    pub async fn get_config(&self, watch: bool) -> Result<(Vec<u8>, Stat, Option<WatchFuture>)> {
+        let req = GetDataRequest {
+            path: CONFIG_NODE.to_owned(),
+            watch,
+        };
+        let (action, fut) = self.one_shot(OneShotKind::Data, watch, CONFIG_NODE, CONFIG_NODE);
+        let reply = self.submit(OpCode::GetData, body(&req)?, action).await?;
+        let resp: GetDataResponse = decode(&reply)?;
+        Ok((resp.data.unwrap_or_default(), resp.stat, fut))
     }
 
     /// Changes the ensemble membership (reconfig); returns the new configuration text and the

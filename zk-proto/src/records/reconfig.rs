@@ -4,12 +4,12 @@ record! {
     /// Dynamic reconfiguration (opcode reconfig); answered with a `GetDataResponse` holding the
     /// new configuration.
     pub struct ReconfigRequest {
-        /// Comma-separated server specs to add (incremental mode).
-        pub joining_servers: String,
-        /// Comma-separated server ids to remove (incremental mode).
-        pub leaving_servers: String,
-        /// The complete new membership (non-incremental mode).
-        pub new_members: String,
+        /// Comma-separated server specs to add (incremental mode); `None` when not given.
+        pub joining_servers: Option<String>,
+        /// Comma-separated server ids to remove (incremental mode); `None` when not given.
+        pub leaving_servers: Option<String>,
+        /// The complete new membership (non-incremental mode); `None` when not given.
+        pub new_members: Option<String>,
         /// Expected current config version, or -1 for any.
         pub cur_config_id: i64,
     }
