@@ -104,6 +104,60 @@ async fn every_member_serves_one_tree_with_ordered_sequence_numbers_and_cross_me
     }
 }
 
+/// What `/zookeeper/config` shows on `member`, checked for Apache's form: one
+/// `server.N=host:port:port:participant;clientHost:clientPort` line per member, then
+/// `version=0`, written locally (mzxid = config version 0, data version -1).
+async fn shown_config(cluster: &TestingCluster, member: usize) -> String {
+    let client = connected_client(&cluster.member_connect_string(member)).await;
+    let (data, stat) = client.get_config().await.expect("get_config");
+    client.close().await.expect("close");
+    let text = String::from_utf8(data).expect("UTF-8");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), cluster.len() + 1, "{text}");
+    for (i, line) in lines[..cluster.len()].iter().enumerate() {
+        let client_port = cluster
+            .member_connect_string(i)
+            .rsplit(':')
+            .next()
+            .map(str::to_owned)
+            .expect("a port");
+        assert!(
+            line.starts_with(&format!("server.{}=127.0.0.1:", i + 1))
+                && line.ends_with(&format!(":participant;127.0.0.1:{client_port}")),
+            "{line}"
+        );
+    }
+    assert_eq!(lines[cluster.len()], "version=0");
+    assert_eq!((stat.mzxid, stat.version), (0, -1));
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_member_shows_the_ensemble_configuration_also_after_a_state_transfer() {
+    let mut cluster = TestingClusterBuilder::default()
+        .snap_count(20)
+        .start()
+        .await
+        .expect("cluster");
+    let leader = cluster.wait_for_leader(PATIENCE).await.expect("a leader");
+    let reference = shown_config(&cluster, leader).await;
+    for i in 0..cluster.len() {
+        assert_eq!(shown_config(&cluster, i).await, reference, "member {i}");
+    }
+    // A member that comes back behind the compacted log gets the leader's snapshot, and
+    // shows its own configuration again afterwards.
+    let behind = (leader + 1) % 3;
+    let writer = connected_client(&cluster.member_connect_string(leader)).await;
+    cluster.kill(behind).await;
+    for i in 0..60 {
+        writer.create(&format!("/c{i}")).await.expect("create");
+    }
+    cluster.restart(behind).await.expect("restart");
+    cluster.wait_for_leader(PATIENCE).await.expect("rejoined");
+    assert_eq!(shown_config(&cluster, behind).await, reference);
+    writer.close().await.expect("close");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_resume_after_the_leader_is_killed_and_nothing_acknowledged_is_lost() {
     let (mut cluster, leader) = cluster(3).await;

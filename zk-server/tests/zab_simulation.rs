@@ -101,6 +101,9 @@ fn core_config(server_id: u8) -> CoreConfig {
         container_max_per_tick: 100,
         emulate_3_5: false,
         replicated: true,
+        // A member's local copy of its configuration, outside what ZAB replicates (and with
+        // each member's own mtime): left out of the replicated state compared here.
+        ensemble_config: None,
     }
 }
 

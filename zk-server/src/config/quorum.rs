@@ -221,6 +221,17 @@ pub struct QuorumConfig {
 }
 
 impl QuorumConfig {
+    /// The membership in Apache's dynamic-config form (`QuorumMaj.toString`), as
+    /// `/zookeeper/config` shows it: a `server.N=…` line per member by id, then `version=0`
+    /// (the version of a static configuration, in hex).
+    pub fn dynamic_config(&self) -> String {
+        let mut text = String::new();
+        for (id, server) in &self.servers {
+            text += &format!("server.{id}={server}\n");
+        }
+        text + "version=0"
+    }
+
     /// The voting members, by id.
     pub fn voters(&self) -> impl Iterator<Item = &QuorumServer> + '_ {
         self.servers.values().filter(|s| s.is_voter())
@@ -383,6 +394,25 @@ mod tests {
             listen_on_all_ips: false,
             secret: None,
         }
+    }
+
+    #[test]
+    fn dynamic_config_text_as_apache_shows_it() {
+        let mut config = ensemble(&[
+            (1, LearnerType::Participant),
+            (2, LearnerType::Participant),
+            (3, LearnerType::Observer),
+        ]);
+        if let Some(s) = config.servers.get_mut(&2) {
+            s.client_addr = Some(HostPort::new("10.0.0.2", 2181));
+        }
+        assert_eq!(
+            config.dynamic_config(),
+            "server.1=zk1:2888:3888:participant\n\
+             server.2=zk2:2888:3888:participant;10.0.0.2:2181\n\
+             server.3=zk3:2888:3888:observer\n\
+             version=0"
+        );
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub struct CoreConfig {
     /// Serve as an ensemble member: writes go through the replica, and the core serves no
     /// client until [`Input::Role`] says the replica is leading or synced.
     pub replicated: bool,
+    /// An ensemble member's configuration in Apache's dynamic-config form (`server.N=…`
+    /// lines, then `version=0`), shown in `/zookeeper/config`; `None` standalone (whose
+    /// config node stays empty, as Apache's).
+    pub ensemble_config: Option<String>,
 }
 
 /// The replica's role, as the core of an ensemble member needs it.
@@ -369,7 +373,7 @@ impl ServerCore {
         }
         let last_zxid = tree.last_processed_zxid();
         let role = config.replicated.then_some(ReplicaRole::NotServing);
-        ServerCore {
+        let mut core = ServerCore {
             config,
             tree,
             sessions: tracker,
@@ -386,6 +390,16 @@ impl ServerCore {
             now,
             stats: ServerStats::default(),
             actions: Vec::new(),
+        };
+        core.install_ensemble_config();
+        core
+    }
+
+    /// Shows this member's configuration in `/zookeeper/config` (after startup and after
+    /// every state transfer, which brings the leader's copy: Apache ZOOKEEPER-2819).
+    fn install_ensemble_config(&mut self) {
+        if let Some(text) = &self.config.ensemble_config {
+            self.tree.set_config_node(text, 0, self.now.wall_ms);
         }
     }
 
@@ -1266,6 +1280,7 @@ impl ServerCore {
         }
         self.pending = PendingChanges::default();
         self.last_zxid = zxid;
+        self.install_ensemble_config();
         Ok(())
     }
 

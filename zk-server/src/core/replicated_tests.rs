@@ -442,3 +442,39 @@ fn a_learner_refuses_a_session_the_leader_does_not_know() {
     let sent = pair.replicate(vec![Action::Forward { data: data.clone() }]);
     assert_eq!(connect_responses(&sent), (vec![(0, 0)], true));
 }
+
+#[test]
+fn a_member_shows_its_own_configuration_also_after_restoring_anothers_state() {
+    let member = |text: &str| {
+        let mut c = config(false, true);
+        c.ensemble_config = Some(text.to_owned());
+        ServerCore::new(c, DataTree::new(), &[], now(0))
+    };
+    let shown = |core: &ServerCore| {
+        let node = core
+            .tree()
+            .get("/zookeeper/config")
+            .expect("the config node");
+        (node.data.clone(), node.stat.mzxid, node.stat.version)
+    };
+    let old = member("server.1=a:1:2:participant\nversion=0");
+    assert_eq!(
+        shown(&old),
+        (
+            Some(b"server.1=a:1:2:participant\nversion=0".to_vec()),
+            0,
+            -1
+        )
+    );
+    // A state transfer (or a data directory written under an older configuration) brings
+    // another configuration text: the member's own replaces it (Apache ZOOKEEPER-2819).
+    let mut new = member("server.1=b:1:2:participant\nversion=0");
+    new.restore_state(&old.encode_state()).expect("restore");
+    assert_eq!(
+        shown(&new).0.as_deref(),
+        Some(&b"server.1=b:1:2:participant\nversion=0"[..])
+    );
+    // Standalone: the node stays empty, as Apache's.
+    let standalone = ServerCore::new(config(false, false), DataTree::new(), &[], now(0));
+    assert_eq!(shown(&standalone), (None, 0, 0));
+}

@@ -31,6 +31,7 @@ pub(super) fn config(emulate_3_5: bool, replicated: bool) -> CoreConfig {
         container_max_per_tick: 100,
         emulate_3_5,
         replicated,
+        ensemble_config: None,
     }
 }
 

@@ -271,6 +271,11 @@ async fn bind_client_port(
 }
 
 fn core_config(config: &ServerConfig, server_id: u8, replicated: bool) -> CoreConfig {
+    let ensemble_config = config
+        .quorum
+        .as_ref()
+        .filter(|_| replicated)
+        .map(crate::config::QuorumConfig::dynamic_config);
     CoreConfig {
         server_id,
         min_session_timeout_ms: config.min_session_timeout(),
@@ -285,6 +290,7 @@ fn core_config(config: &ServerConfig, server_id: u8, replicated: bool) -> CoreCo
         .unwrap_or(usize::MAX),
         emulate_3_5: config.emulate_3_5,
         replicated,
+        ensemble_config,
     }
 }
 

@@ -154,6 +154,35 @@ impl DataTree {
         tree
     }
 
+    /// Writes an ensemble member's configuration into `/zookeeper/config`, as Apache's
+    /// `ZKDatabase.initConfigInZKDatabase`: a local write, not a txn (each member shows its
+    /// own configuration), with the config version (0 for a static configuration) as mzxid
+    /// and, as Apache's `DataTree.setData(path, data, -1, version, now)` leaves it, a data
+    /// version of -1. Recreates the node if a snapshot lacked it.
+    pub fn set_config_node(&mut self, text: &str, config_version: i64, now_ms: i64) {
+        if self.get(CONFIG_PATH).is_none() {
+            let read = self.acl_cache.intern(&Acl::read_unsafe());
+            self.nodes.insert(
+                Arc::from(CONFIG_PATH),
+                Arc::new(DataNode {
+                    data: None,
+                    acl: read,
+                    stat: StatPersisted::default(),
+                    children: Children::default(),
+                }),
+            );
+            if let Some(parent) = self.get_mut(ZOOKEEPER_PATH) {
+                parent.children.insert("config");
+            }
+        }
+        if let Some(node) = self.get_mut(CONFIG_PATH) {
+            node.data = Some(text.as_bytes().to_vec());
+            node.stat.mzxid = config_version;
+            node.stat.mtime = now_ms;
+            node.stat.version = -1;
+        }
+    }
+
     /// A tree without any node, to be filled from a snapshot.
     pub fn empty() -> DataTree {
         DataTree {
