@@ -651,3 +651,88 @@ async fn a_chroot_makes_every_path_relative_to_it() {
     support::remove_tree(&plain, &root).await;
     plain.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn compressed_writes_and_decompressed_reads() {
+    let env = env_or_skip!();
+    let client = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    client.create(&root).await.unwrap();
+    let text = b"a line of a config file that repeats\n".repeat(1_000);
+    let is_gzip = |stored: &[u8]| stored.starts_with(&[0x1f, 0x8b]) && stored.len() < 2_000;
+
+    // Per call: compressed() stores gzip, decompressed() reads it back.
+    let a = format!("{root}/a");
+    client
+        .create(&a)
+        .data(text.clone())
+        .compressed()
+        .await
+        .unwrap();
+    assert!(is_gzip(&client.get_data(&a).await.unwrap().0));
+    assert_eq!(client.get_data(&a).decompressed().await.unwrap().0, text);
+    client
+        .set_data(&a, b"short".to_vec())
+        .compressed()
+        .await
+        .unwrap();
+    let (data, _, _watch) = client.get_data(&a).decompressed().watched().await.unwrap();
+    assert_eq!(data, b"short");
+    // Data that is not compressed is an error, not garbage.
+    let plain = format!("{root}/plain");
+    client.create(&plain).data(b"plain").await.unwrap();
+    assert!(matches!(
+        client.get_data(&plain).decompressed().await,
+        Err(Error::Compression(_))
+    ));
+    // The size limit applies to what is stored: 2 MiB of zeros fit once compressed.
+    let big = format!("{root}/big");
+    client
+        .create(&big)
+        .data(vec![0u8; 2 << 20])
+        .compressed()
+        .await
+        .unwrap();
+    assert_eq!(
+        client.get_data(&big).decompressed().await.unwrap().0.len(),
+        2 << 20
+    );
+
+    // Client-wide: every write compressed, every read decompressed, transactions and
+    // multi-reads included; a plain client sees gzip.
+    let everything = support::client_builder(env.connect_string())
+        .enable_compression()
+        .build()
+        .unwrap();
+    let (b, c) = (format!("{root}/b"), format!("{root}/c"));
+    everything.create(&b).data(text.clone()).await.unwrap();
+    everything
+        .transaction()
+        .create(&c, &text)
+        .set_data(&b, b"updated", 0)
+        .await
+        .unwrap();
+    assert!(is_gzip(&client.get_data(&c).await.unwrap().0));
+    assert!(client
+        .get_data(&b)
+        .await
+        .unwrap()
+        .0
+        .starts_with(&[0x1f, 0x8b]));
+    assert_eq!(everything.get_data(&c).await.unwrap().0, text);
+    let reads = everything
+        .multi_read()
+        .get_data(&b)
+        .get_data(&plain)
+        .await
+        .unwrap();
+    assert!(matches!(&reads[0], ReadResult::Data { data, .. } if data == b"updated"));
+    assert!(matches!(
+        &reads[1],
+        ReadResult::Error(Error::Compression(_))
+    ));
+
+    everything.close().await.unwrap();
+    support::remove_tree(&client, &root).await;
+    client.close().await.unwrap();
+}

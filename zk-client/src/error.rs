@@ -180,6 +180,10 @@ pub enum Error {
         /// That op's error.
         error: Box<Error>,
     },
+    /// Node data could not be compressed, or what was read is not compressed data (see
+    /// [`CompressionProvider`](crate::CompressionProvider)).
+    #[error("compression: {0}")]
+    Compression(String),
     /// The server sent bytes this client cannot decode. The connection is closed when this
     /// happens in a header; a malformed reply body fails only its request.
     #[error("protocol error: {0}")]

@@ -77,6 +77,7 @@
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod client;
+pub mod compression;
 pub mod connect_string;
 pub mod error;
 pub mod protected;
@@ -87,6 +88,7 @@ pub use client::{
     AclProvider, Client, ClientBuilder, ConnectionState, ConnectionStateErrorPolicy,
     ConnectionStates, Created, FixedAclProvider, OpenAclProvider, ZkFuture,
 };
+pub use compression::{CompressionProvider, GzipCompressionProvider};
 pub use connect_string::{ConnectString, HostPort};
 pub use error::{Error, Result, MAX_DATA_LEN};
 pub use retry::{

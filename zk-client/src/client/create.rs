@@ -41,6 +41,7 @@ pub struct CreateBuilder {
     protected: bool,
     idempotent: bool,
     or_set_data: Option<i32>,
+    compressed: bool,
 }
 
 /// Creates a path of containers. Await it (see [`Client::create_containers`]).
@@ -91,6 +92,7 @@ impl Client {
             protected: false,
             idempotent: false,
             or_set_data: None,
+            compressed: false,
         }
     }
 }
@@ -201,11 +203,21 @@ impl CreateBuilder {
         self
     }
 
+    /// Store the data compressed by the client's
+    /// [`CompressionProvider`](crate::CompressionProvider) (gzip by default; read it with
+    /// `get_data(..).decompressed()`).
+    pub fn compressed(mut self) -> Self {
+        self.compressed = true;
+        self
+    }
+
     fn span_path(&self) -> &str {
         &self.path
     }
 
-    async fn run(self) -> Result<Created> {
+    async fn run(mut self) -> Result<Created> {
+        let data = std::mem::take(&mut self.data);
+        self.data = self.client.stored_data(self.compressed, &self.path, data)?;
         let client = &self.client;
         // Argument errors first, before anything is sent.
         let acl_probe = self.acl.clone().unwrap_or_else(Acl::open_unsafe);

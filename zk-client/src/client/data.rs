@@ -12,6 +12,7 @@ use crate::session::WatchFuture;
 pub struct GetDataBuilder {
     client: Client,
     path: String,
+    decompressed: bool,
 }
 
 /// Reads a node's data and stat and leaves a data watch. Await it.
@@ -30,6 +31,7 @@ pub struct SetDataBuilder {
     data: Vec<u8>,
     version: i32,
     idempotent: bool,
+    compressed: bool,
 }
 
 /// Stats a node. Await it (see [`Client::exists`]).
@@ -57,6 +59,7 @@ impl Client {
         GetDataBuilder {
             client: self.clone(),
             path: path.to_owned(),
+            decompressed: false,
         }
     }
 
@@ -71,6 +74,7 @@ impl Client {
             data: data.into(),
             version: -1,
             idempotent: false,
+            compressed: false,
         }
     }
 
@@ -90,6 +94,16 @@ impl GetDataBuilder {
         WatchedGetData { inner: self }
     }
 
+    /// Decompress the data with the client's
+    /// [`CompressionProvider`](crate::CompressionProvider) (it was written `compressed()`).
+    ///
+    /// # Notable errors
+    /// [`Error::Compression`] when the node's data is not compressed data.
+    pub fn decompressed(mut self) -> Self {
+        self.decompressed = true;
+        self
+    }
+
     fn span_path(&self) -> &str {
         &self.path
     }
@@ -100,6 +114,7 @@ impl GetDataBuilder {
         let full = client.full_path(&self.path);
         let session = &client.inner.session;
         let (data, stat, watch) = client.retry(|_| session.get_data(&full, watch)).await?;
+        let data = client.read_data(self.decompressed, &self.path, data)?;
         let prefix = client.namespace.clone();
         Ok((data, stat, watch.map(|w| w.with_prefix(prefix))))
     }
@@ -136,12 +151,21 @@ impl SetDataBuilder {
         self
     }
 
+    /// Store the data compressed by the client's
+    /// [`CompressionProvider`](crate::CompressionProvider) (gzip by default).
+    pub fn compressed(mut self) -> Self {
+        self.compressed = true;
+        self
+    }
+
     fn span_path(&self) -> &str {
         &self.path
     }
 
-    async fn run(self) -> Result<Stat> {
+    async fn run(mut self) -> Result<Stat> {
         zk_proto::path::validate_path(&self.path)?;
+        let data = std::mem::take(&mut self.data);
+        self.data = self.client.stored_data(self.compressed, &self.path, data)?;
         crate::session::ops::check_data(&self.data)?;
         let client = &self.client;
         let full = client.full_path(&self.path);

@@ -135,7 +135,23 @@ impl MultiReadBuilder {
             })
             .collect();
         let session = &client.inner.session;
-        client.retry(|_| session.multi_read(&ops)).await
+        let results = client.retry(|_| session.multi_read(&ops)).await?;
+        // With compression enabled client-wide, data comes back decompressed (a failure
+        // fails that read only).
+        Ok(results
+            .into_iter()
+            .zip(&self.ops)
+            .map(|(result, op)| match result {
+                ReadResult::Data { data, stat } => {
+                    let (ReadOp::GetData(path) | ReadOp::GetChildren(path)) = op;
+                    match client.read_data(false, path, data) {
+                        Ok(data) => ReadResult::Data { data, stat },
+                        Err(e) => ReadResult::Error(e),
+                    }
+                }
+                other => other,
+            })
+            .collect())
     }
 }
 

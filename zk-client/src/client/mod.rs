@@ -43,6 +43,7 @@ pub use state::{ConnectionState, ConnectionStateErrorPolicy, ConnectionStates};
 pub use txn::TransactionBuilder;
 pub use watches::{AddWatchBuilder, RemoveWatchesBuilder};
 
+use crate::compression::{CompressionProvider, GzipCompressionProvider};
 use crate::error::{Error, Result};
 use crate::retry::{ExponentialBackoffRetry, RetryPolicy};
 use crate::session::{Session, SessionConfig, SessionState, QUEUE_UNTIL};
@@ -141,6 +142,8 @@ pub struct ClientBuilder {
     acl_provider: Arc<dyn AclProvider>,
     can_be_read_only: bool,
     error_policy: ConnectionStateErrorPolicy,
+    compression: Arc<dyn CompressionProvider>,
+    compress_all: bool,
 }
 
 impl Default for ClientBuilder {
@@ -155,6 +158,8 @@ impl Default for ClientBuilder {
             acl_provider: Arc::new(OpenAclProvider),
             can_be_read_only: false,
             error_policy: ConnectionStateErrorPolicy::Standard,
+            compression: Arc::new(GzipCompressionProvider),
+            compress_all: false,
         }
     }
 }
@@ -223,6 +228,22 @@ impl ClientBuilder {
         self
     }
 
+    /// The codec of `compressed()` writes and `decompressed()` reads (default gzip, as
+    /// Curator's).
+    pub fn compression_provider(mut self, provider: impl CompressionProvider + 'static) -> Self {
+        self.compression = Arc::new(provider);
+        self
+    }
+
+    /// Compress the data of every create, set_data and transaction, and decompress every
+    /// get_data, as if each were marked `compressed()` / `decompressed()` (Curator's
+    /// `enableCompression()`). Caches and recipes read and write through the same client,
+    /// so their data is compressed too.
+    pub fn enable_compression(mut self) -> Self {
+        self.compress_all = true;
+        self
+    }
+
     /// Starts the client: the session connects in the background. Must be called inside a
     /// tokio runtime.
     ///
@@ -260,6 +281,8 @@ impl ClientBuilder {
                 connection_timeout: self.connection_timeout,
                 acl_provider: self.acl_provider,
                 error_policy: self.error_policy,
+                compression: self.compression,
+                compress_all: self.compress_all,
                 ensured: Mutex::new(HashSet::new()),
             }),
             namespace: namespace.map(Arc::from),
@@ -285,6 +308,8 @@ pub(crate) struct Inner {
     connection_timeout: Duration,
     pub(crate) acl_provider: Arc<dyn AclProvider>,
     error_policy: ConnectionStateErrorPolicy,
+    compression: Arc<dyn CompressionProvider>,
+    compress_all: bool,
     ensured: Mutex<HashSet<String>>,
 }
 
@@ -412,6 +437,30 @@ impl Client {
         strip_chroot(self.namespace.as_deref(), path)
             .unwrap_or(path)
             .to_owned()
+    }
+
+    /// `data` as stored for a write at `path`: compressed when the call asked for it or the
+    /// client compresses everything.
+    pub(crate) fn stored_data(&self, asked: bool, path: &str, data: Vec<u8>) -> Result<Vec<u8>> {
+        if !(asked || self.inner.compress_all) {
+            return Ok(data);
+        }
+        self.inner
+            .compression
+            .compress(path, &data)
+            .map_err(|e| Error::Compression(format!("compressing the data for {path}: {e}")))
+    }
+
+    /// Read data as the caller sees it: decompressed when the call asked for it or the
+    /// client compresses everything.
+    pub(crate) fn read_data(&self, asked: bool, path: &str, data: Vec<u8>) -> Result<Vec<u8>> {
+        if !(asked || self.inner.compress_all) {
+            return Ok(data);
+        }
+        self.inner
+            .compression
+            .decompress(path, &data)
+            .map_err(|e| Error::Compression(format!("decompressing the data of {path}: {e}")))
     }
 
     pub(crate) fn default_acl(&self, full_path: &str) -> Vec<Acl> {

@@ -12,6 +12,7 @@ use crate::session::{Op, OpResult};
 pub struct TransactionBuilder {
     client: Client,
     ops: Vec<Op>,
+    compressed: bool,
 }
 
 impl Client {
@@ -35,6 +36,7 @@ impl Client {
         TransactionBuilder {
             client: self.clone(),
             ops: Vec::new(),
+            compressed: false,
         }
     }
 }
@@ -98,15 +100,25 @@ impl TransactionBuilder {
         self
     }
 
+    /// Store the data of every create and set_data compressed by the client's
+    /// [`CompressionProvider`](crate::CompressionProvider).
+    pub fn compressed(mut self) -> Self {
+        self.compressed = true;
+        self
+    }
+
     fn span_path(&self) -> &str {
         self.ops.first().map(Op::path).unwrap_or("/")
     }
 
-    async fn run(self) -> Result<Vec<OpResult>> {
-        for op in &self.ops {
+    async fn run(mut self) -> Result<Vec<OpResult>> {
+        let client = &self.client;
+        for op in &mut self.ops {
+            if let Op::Create { path, data, .. } | Op::SetData { path, data, .. } = op {
+                *data = client.stored_data(self.compressed, path, std::mem::take(data))?;
+            }
             op.validate()?;
         }
-        let client = &self.client;
         let ops: Vec<Op> = self
             .ops
             .into_iter()
