@@ -28,6 +28,9 @@
 //!   re-read after every reconnect or new session and diffed by `czxid`/`mzxid`, so no change
 //!   is missed (not even a delete-and-recreate). On ZooKeeper 3.5 (no persistent watches)
 //!   they fall back to one-shot watches per node, as Curator's `TreeCache`.
+//! * [`PersistentWatcher`] — Curator's `PersistentWatcher`: a persistent (optionally
+//!   recursive) watch put back in every new session, with a `Reset` event whenever changes
+//!   may have gone unseen (start, reconnect, new session).
 //! * [`PersistentNode`] — a node kept present (re-created after a delete or a session loss)
 //!   until closed; ephemeral, sequential and protected variants.
 //! * [`PersistentTtlNode`] — Curator's `PersistentTtlNode`: a CONTAINER node kept present
@@ -127,6 +130,7 @@ pub mod mutex;
 pub mod nodes;
 mod persistent_node;
 pub mod persistent_ttl_node;
+pub mod persistent_watcher;
 pub mod queue;
 mod revocation;
 pub mod rwlock;
@@ -146,6 +150,7 @@ pub use multilock::{MultiLock, MultiLockGuard};
 pub use mutex::{LockState, LockStates, Mutex, MutexGuard};
 pub use persistent_node::{PersistentNode, PersistentNodeBuilder};
 pub use persistent_ttl_node::{PersistentTtlNode, PersistentTtlNodeBuilder};
+pub use persistent_watcher::{PersistentWatcher, WatcherEvent, WatcherEvents};
 pub use queue::{
     DistributedDelayQueue, DistributedIdQueue, DistributedPriorityQueue, DistributedQueue,
     ErrorMode, QueueBuilder, QueueSerializer, SimpleDistributedQueue,

@@ -145,6 +145,52 @@ pub(crate) async fn became_true(rx: &mut tokio::sync::watch::Receiver<bool>) {
     }
 }
 
+/// The subscribers of a recipe's event stream: each gets every event from its subscription
+/// on, unbounded (emitting never blocks the recipe); closing ends every stream.
+#[derive(Debug)]
+pub(crate) struct Listeners<T> {
+    /// `None` once closed (later subscribers get an ended stream).
+    senders: std::sync::Mutex<Option<Vec<tokio::sync::mpsc::UnboundedSender<T>>>>,
+}
+
+impl<T> Default for Listeners<T> {
+    fn default() -> Self {
+        Listeners {
+            senders: std::sync::Mutex::new(Some(Vec::new())),
+        }
+    }
+}
+
+impl<T: Clone> Listeners<T> {
+    /// A new subscriber; it sees every event from now on.
+    pub(crate) fn subscribe(&self) -> tokio::sync::mpsc::UnboundedReceiver<T> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        if let Ok(mut senders) = self.senders.lock() {
+            // Once closed, `tx` is dropped here and the stream ends at once.
+            if let Some(list) = senders.as_mut() {
+                list.push(tx);
+            }
+        }
+        rx
+    }
+
+    /// Sends `event` to every subscriber still listening.
+    pub(crate) fn emit(&self, event: T) {
+        if let Ok(mut senders) = self.senders.lock() {
+            if let Some(list) = senders.as_mut() {
+                list.retain(|tx| tx.send(event.clone()).is_ok());
+            }
+        }
+    }
+
+    /// Ends every subscriber's stream.
+    pub(crate) fn close(&self) {
+        if let Ok(mut senders) = self.senders.lock() {
+            *senders = None;
+        }
+    }
+}
+
 /// A recipe's background task: started at most once, told to stop through a flag it watches,
 /// and awaited when the recipe closes.
 #[derive(Debug)]

@@ -2,56 +2,34 @@
 //! each change into events. Pure (no I/O), so the diffing rules are unit-tested here.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::mpsc;
 use zk_proto::Stat;
 
 use super::{CacheEvent, ChildData};
+use crate::util::Listeners;
 
 /// The cached nodes (by client path) and the subscribers to their changes.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Store {
     nodes: RwLock<BTreeMap<String, Arc<ChildData>>>,
-    /// The subscribers; `None` once closed (later subscribers get an ended stream).
-    listeners: Mutex<Option<Vec<mpsc::UnboundedSender<CacheEvent>>>>,
-}
-
-impl Default for Store {
-    fn default() -> Store {
-        Store {
-            nodes: RwLock::default(),
-            listeners: Mutex::new(Some(Vec::new())),
-        }
-    }
+    listeners: Listeners<CacheEvent>,
 }
 
 impl Store {
     /// A new subscriber; it sees every event from now on.
     pub(crate) fn subscribe(&self) -> mpsc::UnboundedReceiver<CacheEvent> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        if let Ok(mut l) = self.listeners.lock() {
-            // Once closed, `tx` is dropped here and the stream ends at once.
-            if let Some(list) = l.as_mut() {
-                list.push(tx);
-            }
-        }
-        rx
+        self.listeners.subscribe()
     }
 
     /// Ends every subscriber's stream.
     pub(crate) fn close_listeners(&self) {
-        if let Ok(mut l) = self.listeners.lock() {
-            *l = None;
-        }
+        self.listeners.close();
     }
 
     pub(crate) fn emit(&self, event: CacheEvent) {
-        if let Ok(mut l) = self.listeners.lock() {
-            if let Some(list) = l.as_mut() {
-                list.retain(|tx| tx.send(event.clone()).is_ok());
-            }
-        }
+        self.listeners.emit(event);
     }
 
     pub(crate) fn get(&self, path: &str) -> Option<Arc<ChildData>> {
