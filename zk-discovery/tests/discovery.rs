@@ -476,3 +476,109 @@ async fn watched_instances_keep_an_operators_change_across_re_registration() {
     .await;
     provider.close().await.expect("close");
 }
+
+/// The children of `path` with their stats.
+async fn nodes(client: &Client, path: &str) -> Vec<(String, zk_client::Stat)> {
+    let mut out = Vec::new();
+    for child in client.get_children(path).await.expect("children") {
+        let (_, stat) = client
+            .get_data(&format!("{path}/{child}"))
+            .await
+            .expect("node");
+        out.push((child, stat));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_permanent_and_dynamic_sequential_registrations() {
+    let server = TestingServer::start().await.expect("server");
+    let provider_client = client(&server.connect_string()).await;
+    let observer = client(&server.connect_string()).await;
+    let provider = ServiceDiscovery::<String>::builder(provider_client.clone())
+        .build()
+        .expect("discovery");
+    let typed = |id: &str, service_type| {
+        let mut i = instance("jobs", id, 7000, id);
+        i.service_type = service_type;
+        i
+    };
+    provider
+        .register(typed("st", ServiceType::Static))
+        .await
+        .expect("register");
+    provider
+        .register(typed("pe", ServiceType::Permanent))
+        .await
+        .expect("register");
+    provider
+        .register(typed("ds", ServiceType::DynamicSequential))
+        .await
+        .expect("register");
+
+    // STATIC and PERMANENT: persistent nodes named by id; DYNAMIC_SEQUENTIAL: an
+    // ephemeral-sequential node, the id followed by a 10-digit sequence number.
+    let listed = nodes(&observer, "/services/jobs").await;
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    let (ds_name, ds_stat) = &listed[0];
+    assert!(
+        ds_name.len() == 12
+            && ds_name.starts_with("ds")
+            && ds_name[2..].bytes().all(|b| b.is_ascii_digit()),
+        "{ds_name}"
+    );
+    assert_eq!(ds_stat.ephemeral_owner, provider_client.session_id());
+    assert_eq!(
+        (listed[1].0.as_str(), listed[1].1.ephemeral_owner),
+        ("pe", 0)
+    );
+    assert_eq!(
+        (listed[2].0.as_str(), listed[2].1.ephemeral_owner),
+        ("st", 0)
+    );
+    let found = provider.query_for_instances("jobs").await.expect("query");
+    let mut found_ids = ids(&found);
+    found_ids.sort();
+    assert_eq!(found_ids, ["ds", "pe", "st"]);
+
+    // A new session: the sequential instance is registered again under a new number; the
+    // persistent ones stay as they are.
+    let old_session = provider_client.session_id();
+    let mut states = provider_client.connection_states();
+    assert!(server.expire_session(old_session).await);
+    wait_state(&mut states, ConnectionState::Lost).await;
+    within("the sequential instance back", PATIENCE, async {
+        loop {
+            let now = nodes(&observer, "/services/jobs").await;
+            if let Some((name, stat)) = now.iter().find(|(n, _)| n.starts_with("ds")) {
+                if stat.ephemeral_owner != old_session {
+                    assert_ne!(name, ds_name, "a new sequence number");
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(nodes(&observer, "/services/jobs").await.len(), 3);
+
+    // Unregistering the sequential instance deletes its current node.
+    provider.unregister("ds").await.expect("unregister");
+    let left: Vec<String> = nodes(&observer, "/services/jobs")
+        .await
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(left, ["pe", "st"]);
+
+    // The provider's session ends without unregistering (a crash): the persistent
+    // instances outlive it.
+    provider_client.close().await.expect("close");
+    let others = ServiceDiscovery::<String>::builder(observer.clone())
+        .build()
+        .expect("discovery");
+    let mut left = ids(&others.query_for_instances("jobs").await.expect("query"));
+    left.sort();
+    assert_eq!(left, ["pe", "st"]);
+}
