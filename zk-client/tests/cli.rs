@@ -820,3 +820,39 @@ async fn terminal_mode_shows_the_state_and_keeps_history() {
     assert!(saved.contains("ls /h\n"), "{saved}");
     assert!(saved.contains("quit"), "{saved}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_prints_the_ensembles_configuration() {
+    // Standalone: an empty configuration, as Apache's.
+    let server = TestingServer::start().await.unwrap();
+    assert_eq!(zk(&server, &["config"]).await.ok(), "\n");
+
+    let cluster = zk_server::TestingCluster::start(3).await.unwrap();
+    cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .await
+        .unwrap();
+    let connect = cluster.member_connect_string(0);
+    let out = zk_at(&connect, &["config"], None).await;
+    let lines: Vec<&str> = out.ok().lines().collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    for (i, line) in lines[..3].iter().enumerate() {
+        let member = cluster.member_connect_string(i);
+        assert!(
+            line.starts_with(&format!("server.{}=127.0.0.1:", i + 1)),
+            "{line}"
+        );
+        assert!(line.ends_with(&format!(":participant;{member}")), "{line}");
+    }
+    assert_eq!(lines[3], "version=0");
+    let members: Vec<String> = (0..3).map(|i| cluster.member_connect_string(i)).collect();
+    assert_eq!(
+        zk_at(&connect, &["config", "-c"], None).await.ok(),
+        format!("0 {}\n", members.join(","))
+    );
+    let with_stat = zk_at(&connect, &["config", "-s"], None).await;
+    assert!(
+        with_stat.ok().contains("\ndataVersion = -1\n"),
+        "{with_stat:?}"
+    );
+}

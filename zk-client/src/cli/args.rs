@@ -205,6 +205,18 @@ pub(crate) enum Command {
     /// Print the identities the server gives this session.
     #[command(name = "whoami", alias = "who-am-i")]
     WhoAmI,
+    /// Print the ensemble's configuration (`/zookeeper/config`; empty on a standalone server).
+    Config {
+        /// Only the version and the client addresses: `version host:port,host:port`.
+        #[arg(short = 'c')]
+        client: bool,
+        /// Leave a watch (a one-shot command waits for it to fire).
+        #[arg(short = 'w')]
+        watch: bool,
+        /// Also print the config node's stat.
+        #[arg(short = 's')]
+        stat: bool,
+    },
     /// List this session's ephemeral nodes (under a path prefix).
     #[command(name = "getEphemerals", alias = "get-ephemerals")]
     GetEphemerals {

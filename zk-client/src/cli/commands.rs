@@ -13,7 +13,7 @@ use zk_proto::{CreateMode, EventType};
 
 use super::acl::parse_acl;
 use super::args::{Command, COMMANDS};
-use super::output::{format_acl, format_event, format_list, format_stat};
+use super::output::{client_config, format_acl, format_event, format_list, format_stat};
 use crate::session::WatchFuture;
 use crate::{Client, ConnectString, ConnectionState, Error};
 
@@ -427,6 +427,28 @@ impl Ctx {
                 say("Auth scheme: User");
                 for info in infos {
                     say(&format!("{}: {}", info.auth_scheme, info.user));
+                }
+            }
+            Command::Config {
+                client: client_only,
+                watch,
+                stat,
+            } => {
+                let (data, st) = if watch {
+                    let (d, s, w) = client.get_config().watched().await.map_err(at(""))?;
+                    self.watches.push(w);
+                    (d, s)
+                } else {
+                    client.get_config().await.map_err(at(""))?
+                };
+                let text = String::from_utf8_lossy(&data);
+                if client_only {
+                    say(&client_config(&text));
+                } else {
+                    say(&text);
+                }
+                if stat {
+                    say_block(&format_stat(&st));
                 }
             }
             Command::GetEphemerals { path } => {

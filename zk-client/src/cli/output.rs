@@ -97,6 +97,36 @@ pub(crate) fn format_event(event: &WatchedEvent) -> String {
     )
 }
 
+/// zkCli's `config -c`: the configuration's version and its members' client addresses,
+/// `version host:port,host:port` (Apache's `ConfigUtils.getClientConfigStr`; a member without
+/// a client address leaves an empty slot, a bare port means every address, `0.0.0.0`).
+pub(crate) fn client_config(config: &str) -> String {
+    let mut version = "";
+    let mut addresses = Vec::new();
+    for line in config.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let (key, value) = (key.trim(), value.trim());
+        if key == "version" {
+            version = value;
+        } else if key.starts_with("server.") {
+            let address = match value.split(';').nth(1).map(str::trim) {
+                Some(client) if !client.is_empty() => match client.rsplit_once(':') {
+                    Some((host, port)) => {
+                        let host = host.trim_start_matches('[').trim_end_matches(']');
+                        format!("{host}:{port}")
+                    }
+                    None => format!("0.0.0.0:{client}"),
+                },
+                _ => String::new(),
+            };
+            addresses.push(address);
+        }
+    }
+    format!("{version} {}", addresses.join(","))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +194,19 @@ mod tests {
             format_event(&event),
             "WatchedEvent state:SyncConnected type:NodeDataChanged path:/a"
         );
+    }
+
+    #[test]
+    fn client_config_as_zkcli_prints_it() {
+        let config = "server.1=127.0.0.1:2888:3888:participant;127.0.0.1:2181\n\
+                      server.2=[fd00::2]:2888:3888:participant;[fd00::2]:2182\n\
+                      server.3=h3:2888:3888:observer;2183\n\
+                      server.4=h4:2888:3888:participant\n\
+                      version=100000000";
+        assert_eq!(
+            client_config(config),
+            "100000000 127.0.0.1:2181,fd00::2:2182,0.0.0.0:2183,"
+        );
+        assert_eq!(client_config(""), " ");
     }
 }
