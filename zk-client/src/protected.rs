@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use zk_proto::Stat;
 
+use crate::client::background::spawn_until_done;
 use crate::client::Client;
 use crate::error::{Error, Result};
 
@@ -120,42 +121,26 @@ pub(crate) async fn find_nodes(
 /// background, until done. Holds the client only weakly: when every handle is gone, the
 /// session closes and the task ends (the session's ephemerals go with it).
 pub(crate) fn delete_leftovers_in_background(client: &Client, target: &str, id: &str) {
-    let inner = Arc::downgrade(&client.inner);
-    let target = target.to_owned();
-    let id = id.to_owned();
-    tokio::spawn(async move {
-        loop {
-            let Some(mut rx) = inner.upgrade().map(|i| i.session.state_receiver()) else {
-                return;
-            };
-            let connected = rx
-                .wait_for(|s| s.is_connected() || s.is_terminal())
-                .await
-                .map(|s| s.is_connected())
-                .unwrap_or(false);
-            if !connected {
-                return;
-            }
-            let Some(inner) = inner.upgrade() else { return };
-            let client = Client {
-                inner,
-                namespace: None,
-            };
-            match find_nodes(&client, &target, &id).await {
-                Ok(found) => {
-                    for (path, _) in found {
-                        client.delete_in_background(path, -1);
-                    }
-                    return;
+    let (target, id) = (target.to_owned(), id.to_owned());
+    let what = target.clone();
+    spawn_until_done(
+        Arc::downgrade(&client.inner),
+        "delete protected leftovers",
+        what,
+        move |inner| {
+            let (target, id) = (target.clone(), id.clone());
+            Box::pin(async move {
+                let client = Client {
+                    inner,
+                    namespace: None,
+                };
+                for (path, _) in find_nodes(&client, &target, &id).await? {
+                    client.delete_in_background(path, -1);
                 }
-                Err(e) if client.inner.retry.allow_retry_on(&e) => {
-                    drop(client);
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-                Err(_) => return,
-            }
-        }
-    });
+                Ok(())
+            })
+        },
+    );
 }
 
 #[cfg(test)]

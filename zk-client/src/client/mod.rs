@@ -1,7 +1,7 @@
 //! The framework layer: [`Client`], its builder, retries, namespaces and connection states.
 
 mod acl;
-mod background;
+pub(crate) mod background;
 mod children;
 mod config;
 mod create;
