@@ -390,11 +390,19 @@ async fn a_three_host_connect_string_fails_over_when_one_host_dies() {
         .filter(|p| p.active_connections() > 0)
         .collect();
     assert_eq!(used.len(), 1, "one connection at a time");
+    // The client names the server it uses.
+    let server = client.connected_server().expect("connected");
+    assert_eq!(server.to_string(), used[0].connect_string());
     used[0].down();
     assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
     assert_eq!(next_state(&mut states).await, ConnectionState::Reconnected);
     assert_eq!(client.session_id(), session);
     assert_eq!(used[0].active_connections(), 0);
+    let now = client.connected_server().expect("connected");
+    assert_ne!(now, server);
+    assert!(proxies
+        .iter()
+        .any(|p| p.connect_string() == now.to_string()));
     let root = support::unique_root();
     client.create(&root).await.unwrap();
     client.delete(&root).await.unwrap();
@@ -432,6 +440,7 @@ async fn no_request_hangs_when_the_server_vanishes() {
     proxy.down();
     let later = within(client.get_data(&root)).await;
     assert_eq!(later, Err(Error::ConnectionLoss));
+    assert_eq!(client.connected_server(), None);
     let close = within(client.close()).await;
     assert!(close.is_ok());
 }

@@ -159,6 +159,33 @@ async fn every_member_shows_the_ensemble_configuration_also_after_a_state_transf
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_member_a_client_uses_moves_it_to_another_with_its_session() {
+    let (mut cluster, _) = cluster(3).await;
+    let client = connected_client(&cluster.connect_string()).await;
+    let session = client.session_id();
+    fn member_of(cluster: &TestingCluster, client: &Client) -> usize {
+        let server = client.connected_server().expect("connected");
+        assert_eq!(server.host, "127.0.0.1");
+        cluster
+            .member_with_client_port(server.port)
+            .expect("a member's client port")
+    }
+    let first = member_of(&cluster, &client);
+    let mut states = client.connection_states();
+    cluster.kill(first).await;
+    tokio::time::timeout(PATIENCE, async {
+        use futures::StreamExt;
+        while states.next().await != Some(zk::client::ConnectionState::Reconnected) {}
+    })
+    .await
+    .expect("reconnected");
+    let second = member_of(&cluster, &client);
+    assert_ne!(second, first);
+    assert_eq!(client.session_id(), session);
+    client.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_resume_after_the_leader_is_killed_and_nothing_acknowledged_is_lost() {
     let (mut cluster, leader) = cluster(3).await;
     let client = connected_client(&cluster.connect_string()).await;

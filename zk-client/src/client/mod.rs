@@ -388,6 +388,12 @@ impl Client {
         self.inner.error_policy.is_error_state(state)
     }
 
+    /// The server this client is connected to now (as its connect string names it), `None`
+    /// while disconnected.
+    pub fn connected_server(&self) -> Option<crate::HostPort> {
+        self.inner.session.connected_server()
+    }
+
     /// Whether the client is connected now.
     pub fn is_connected(&self) -> bool {
         self.inner.session.state().is_connected()

@@ -254,6 +254,11 @@ impl Actor {
     }
 
     fn set_state(&self, state: SessionState) {
+        if !state.is_connected() {
+            if let Ok(mut server) = self.shared.server.lock() {
+                *server = None;
+            }
+        }
         self.state.send_replace(state);
     }
 
@@ -721,6 +726,9 @@ impl Actor {
             new_session,
             "connected"
         );
+        if let Ok(mut server) = self.shared.server.lock() {
+            *server = Some(host.clone());
+        }
         self.set_state(SessionState::Connected { read_only });
         self.epoch += 1;
         self.emit(SessionEvent::Connected {

@@ -26,7 +26,7 @@ pub(crate) use actor::{Action, Command, Request};
 pub use ops::{Op, OpResult, ReadOp, ReadResult};
 pub use watch::{PersistentWatch, WatchFuture, WatchedEvent};
 
-use crate::connect_string::ConnectString;
+use crate::connect_string::{ConnectString, HostPort};
 use crate::error::{Error, Result};
 
 tokio::task_local! {
@@ -185,6 +185,8 @@ pub(crate) struct Shared {
     /// Whether the task builds a new session after expiry.
     pub(crate) renews: bool,
     pub(crate) chroot: Option<String>,
+    /// The server of the current connection, while connected.
+    pub(crate) server: Mutex<Option<HostPort>>,
 }
 
 /// A handle to one ZooKeeper session (see the [module docs](self)).
@@ -218,6 +220,7 @@ impl Session {
             generation: AtomicU64::new(0),
             renews: config.renew_on_expiry,
             chroot: config.connect.chroot().map(str::to_owned),
+            server: Mutex::new(None),
         });
         let actor = actor::Actor::new(config, shared.clone(), rx, state_tx, events);
         tokio::spawn(actor.run());
@@ -284,6 +287,12 @@ impl Session {
             .lock()
             .map(|p| p.clone())
             .unwrap_or_default()
+    }
+
+    /// The server of the current connection (as the connect string names it), `None` while
+    /// disconnected.
+    pub fn connected_server(&self) -> Option<HostPort> {
+        self.shared.server.lock().ok().and_then(|s| s.clone())
     }
 
     /// The negotiated session timeout (the requested one until the first connection).

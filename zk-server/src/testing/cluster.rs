@@ -235,6 +235,12 @@ impl TestingCluster {
         format!("127.0.0.1:{}", self.members[i].client_port)
     }
 
+    /// The member whose client port is `port` (Curator's `findConnectionInstance`): with
+    /// `client.connected_server()`, which member a client is connected to, e.g. to kill it.
+    pub fn member_with_client_port(&self, port: u16) -> Option<usize> {
+        self.members.iter().position(|m| m.client_port == port)
+    }
+
     /// Member `i`'s server id.
     pub fn server_id(&self, i: usize) -> u64 {
         self.members[i].spec.id
