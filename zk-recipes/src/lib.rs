@@ -47,7 +47,8 @@
 //! * [`SharedValue`] / [`SharedCount`] — Curator's shared values: a cached, watched value
 //!   (bytes, or a 4-byte big-endian count) with compare-and-set on the node version; kept
 //!   current across reconnects and new sessions.
-//! * [`DistributedAtomicLong`] — Curator's atomic counter (8-byte big-endian node): optimistic
+//! * [`DistributedAtomicLong`], [`DistributedAtomicInteger`], [`DistributedAtomicValue`] —
+//!   Curator's atomic counters (8- and 4-byte big-endian nodes) and atomic bytes: optimistic
 //!   compare-and-set retried under a retry policy, with optional promotion to a [`Mutex`]
 //!   ([`PromotedToLock`]).
 //! * [`SimpleDistributedQueue`], [`DistributedQueue`], [`DistributedPriorityQueue`],
@@ -116,7 +117,8 @@
 //! # }
 //! ```
 
-pub mod atomic_long;
+pub mod atomic_number;
+pub mod atomic_value;
 pub mod barrier;
 pub mod cache;
 pub mod double_barrier;
@@ -138,7 +140,10 @@ pub mod semaphore;
 pub mod shared_count;
 mod util;
 
-pub use atomic_long::{AtomicStats, AtomicValue, DistributedAtomicLong, PromotedToLock};
+pub use atomic_number::{
+    AtomicNumber, DistributedAtomicInteger, DistributedAtomicLong, DistributedAtomicNumber,
+};
+pub use atomic_value::{AtomicStats, AtomicValue, DistributedAtomicValue, PromotedToLock};
 pub use barrier::Barrier;
 pub use cache::{CacheEvent, CacheEvents, ChildData, NodeCache, PathChildrenCache, TreeCache};
 pub use double_barrier::DoubleBarrier;

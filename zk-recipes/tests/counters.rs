@@ -1,5 +1,6 @@
-//! `DistributedAtomicLong` against the embedded server: no lost increment under contention
-//! (optimistic, and promoted to a lock), compare-and-set semantics, Curator's encoding.
+//! The atomic counters and value against the embedded server: no lost increment under
+//! contention (optimistic, and promoted to a lock), compare-and-set semantics, Curator's
+//! encodings (8-byte longs, 4-byte integers, raw bytes).
 
 mod support;
 
@@ -8,7 +9,9 @@ use std::time::Duration;
 
 use support::*;
 use zk_client::{Client, RetryNTimes};
-use zk_recipes::{DistributedAtomicLong, Error, PromotedToLock};
+use zk_recipes::{
+    DistributedAtomicInteger, DistributedAtomicLong, DistributedAtomicValue, Error, PromotedToLock,
+};
 
 const COUNTER: &str = "/recipes/counters/long";
 
@@ -168,4 +171,102 @@ async fn atomic_long_operations_have_curators_semantics() {
     ));
     c.set_data(COUNTER, Vec::new()).await.unwrap();
     assert_eq!(counter.increment().await.unwrap().post_value, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn atomic_integer_is_four_bytes_and_loses_no_increment() {
+    let server = server().await;
+    let clients = clients(&server.connect_string(), 2).await;
+    let path = "/recipes/counters/int";
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let counter = DistributedAtomicInteger::new(
+            clients[t % 2].clone(),
+            path,
+            RetryNTimes::new(10_000, Duration::ZERO),
+        )
+        .unwrap();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..50 {
+                let r = counter.increment().await.expect("increment");
+                assert!(r.succeeded && r.post_value == r.pre_value + 1, "{r:?}");
+            }
+        }));
+    }
+    within("all increments", async {
+        for t in tasks {
+            t.await.expect("task");
+        }
+    })
+    .await;
+    let c = &clients[0];
+    // Curator's DistributedAtomicInteger layout: 4 bytes big-endian.
+    assert_eq!(c.get_data(path).await.unwrap().0, 200i32.to_be_bytes());
+    let counter =
+        DistributedAtomicInteger::new(c.clone(), path, RetryNTimes::new(0, Duration::ZERO))
+            .unwrap();
+    counter.force_set(i32::MAX).await.unwrap();
+    let r = counter.increment().await.unwrap();
+    assert_eq!((r.pre_value, r.post_value), (i32::MAX, i32::MIN));
+    assert!(
+        counter
+            .compare_and_set(i32::MIN, 7)
+            .await
+            .unwrap()
+            .succeeded
+    );
+    // A long's 8 bytes are not an integer.
+    c.set_data(path, 7i64.to_be_bytes().to_vec()).await.unwrap();
+    assert!(matches!(
+        counter.get().await,
+        Err(Error::CorruptValue { len: 8, .. })
+    ));
+    assert!(matches!(
+        counter.compare_and_set(7, 8).await,
+        Err(Error::CorruptValue { len: 8, .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn atomic_value_compares_and_sets_bytes() {
+    let server = server().await;
+    let c = client(&server.connect_string()).await;
+    let path = "/recipes/values/epoch";
+    let value =
+        DistributedAtomicValue::new(c.clone(), path, RetryNTimes::new(3, Duration::ZERO)).unwrap();
+
+    // Missing: empty, and compare-and-set never matches it (Curator's rule).
+    assert_eq!(value.get().await.unwrap().post_value, b"");
+    assert!(
+        !value
+            .compare_and_set(b"", b"a".to_vec())
+            .await
+            .unwrap()
+            .succeeded
+    );
+    assert!(value.initialize(b"one".to_vec()).await.unwrap());
+    assert!(!value.initialize(b"other".to_vec()).await.unwrap());
+
+    let cas = value
+        .compare_and_set(b"two", b"three".to_vec())
+        .await
+        .unwrap();
+    assert!(!cas.succeeded);
+    assert_eq!(
+        (cas.pre_value.as_slice(), cas.post_value.as_slice()),
+        (&b"one"[..], &b"one"[..])
+    );
+    let cas = value
+        .compare_and_set(b"one", b"two".to_vec())
+        .await
+        .unwrap();
+    assert!(cas.succeeded);
+    assert_eq!(cas.post_value, b"two");
+    let set = value.try_set(b"three".to_vec()).await.unwrap();
+    assert_eq!(
+        (set.succeeded, set.pre_value.as_slice()),
+        (true, &b"two"[..])
+    );
+    value.force_set(b"four".to_vec()).await.unwrap();
+    assert_eq!(c.get_data(path).await.unwrap().0, b"four");
 }

@@ -1,5 +1,7 @@
-//! [`DistributedAtomicLong`]: Curator's `DistributedAtomicLong`, optimistic with an optional
-//! promotion to a lock ([`PromotedToLock`]).
+//! [`DistributedAtomicValue`]: Curator's `DistributedAtomicValue`, a node updated
+//! optimistically, with an optional promotion to a lock ([`PromotedToLock`]); the numeric
+//! counters ([`DistributedAtomicLong`](crate::DistributedAtomicLong),
+//! [`DistributedAtomicInteger`](crate::DistributedAtomicInteger)) are built on it.
 
 use std::fmt;
 use std::sync::Arc;
@@ -10,16 +12,18 @@ use zk_client::{Client, Error as ZkError, RetryNTimes, RetryPolicy};
 
 use crate::mutex::Mutex;
 use crate::nodes::check_base_path;
-use crate::{Error, Result};
+use crate::Result;
 
-/// The outcome of an operation on a [`DistributedAtomicLong`] (Curator's `AtomicValue`).
+/// The outcome of an operation on a [`DistributedAtomicValue`] or a numeric counter
+/// (Curator's `AtomicValue`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AtomicValue<T> {
     /// Whether the operation took effect. An optimistic operation fails when every attempt
     /// allowed by its retry policies met a concurrent change.
     pub succeeded: bool,
-    /// The value the operation found (of its last attempt; `0` for a missing node).
+    /// The value the operation found (of its last attempt; empty bytes, or `0`, for a missing
+    /// node).
     pub pre_value: T,
     /// The value the operation wrote; when it did not succeed, the value it found (unlike
     /// Curator, which reports `0` then).
@@ -88,9 +92,9 @@ impl PromotedToLock {
     }
 }
 
-/// A distributed 64-bit counter: Curator's `DistributedAtomicLong`, layout-compatible with it
-/// (one node holding the value as 8 bytes big-endian; a missing node counts as `0`; parents
-/// are containers).
+/// A node whose bytes are updated atomically: Curator's `DistributedAtomicValue`,
+/// layout-compatible with it (one node holding the value; a missing node counts as empty;
+/// parents are containers).
 ///
 /// Every update is optimistic: read the node and its version, write the new value only at that
 /// version (or create the node if it is missing); when another writer got there first, try
@@ -101,37 +105,31 @@ impl PromotedToLock {
 /// # Connection loss
 /// A write whose reply is lost is re-sent by the client; if the first send was applied, the
 /// re-sent write meets a changed version and the update is attempted again: after connection
-/// loss, an increment may be applied twice (as in Curator). Use the returned values (or a
-/// lock and a read) where that matters.
+/// loss, an update may be applied twice (as in Curator). Use the returned values (or a lock
+/// and a read) where that matters.
 ///
 /// ```no_run
 /// # async fn f(client: zk_client::Client) -> zk_recipes::Result<()> {
 /// use std::time::Duration;
-/// use zk_client::ExponentialBackoffRetry;
-/// use zk_recipes::{DistributedAtomicLong, PromotedToLock};
+/// use zk_client::RetryNTimes;
+/// use zk_recipes::DistributedAtomicValue;
 ///
-/// let counter = DistributedAtomicLong::with_promotion(
-///     client,
-///     "/app/counters/orders",
-///     ExponentialBackoffRetry::new(Duration::from_millis(10), 5),
-///     PromotedToLock::new("/app/locks/orders-counter").max_lock_time(Duration::from_secs(5)),
-/// )?;
-/// let r = counter.increment().await?;
-/// if r.succeeded {
-///     println!("{} -> {}", r.pre_value, r.post_value);
-/// }
+/// let leader = DistributedAtomicValue::new(client, "/app/current-epoch", RetryNTimes::new(3, Duration::from_millis(10)))?;
+/// let now = leader.get().await?.post_value;
+/// let r = leader.compare_and_set(&now, b"epoch-2".to_vec()).await?;
+/// println!("switched: {}", r.succeeded);
 /// # Ok(()) }
 /// ```
-pub struct DistributedAtomicLong {
+pub struct DistributedAtomicValue {
     client: Client,
     path: String,
     retry_policy: Arc<dyn RetryPolicy>,
     promotion: Option<(PromotedToLock, Mutex)>,
 }
 
-impl fmt::Debug for DistributedAtomicLong {
+impl fmt::Debug for DistributedAtomicValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DistributedAtomicLong")
+        f.debug_struct("DistributedAtomicValue")
             .field("path", &self.path)
             .field("retry_policy", &self.retry_policy)
             .field("promotion", &self.promotion.as_ref().map(|(p, _)| p))
@@ -142,23 +140,23 @@ impl fmt::Debug for DistributedAtomicLong {
 /// The outcome of one attempt.
 enum Attempt {
     /// Written: the value found and the value written.
-    Done(i64, i64),
+    Done(Vec<u8>, Vec<u8>),
     /// Someone else changed the node first; the value found.
-    Conflict(i64),
+    Conflict(Vec<u8>),
 }
 
-impl DistributedAtomicLong {
-    /// A counter on the node `path`, retrying optimistic updates under `retry_policy`.
+impl DistributedAtomicValue {
+    /// A value on the node `path`, retrying optimistic updates under `retry_policy`.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for an invalid path or the root.
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for an invalid path or the root.
     pub fn new(
         client: Client,
         path: &str,
         retry_policy: impl RetryPolicy + 'static,
-    ) -> Result<DistributedAtomicLong> {
+    ) -> Result<DistributedAtomicValue> {
         check_base_path(path)?;
-        Ok(DistributedAtomicLong {
+        Ok(DistributedAtomicValue {
             client,
             path: path.to_owned(),
             retry_policy: Arc::new(retry_policy),
@@ -166,99 +164,79 @@ impl DistributedAtomicLong {
         })
     }
 
-    /// As [`DistributedAtomicLong::new`], promoting updates to a lock when the optimistic
+    /// As [`DistributedAtomicValue::new`], promoting updates to a lock when the optimistic
     /// attempts are exhausted.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for an invalid path (of the counter or the lock) or the
-    /// root.
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for an invalid path (of the value or the lock) or the root.
     pub fn with_promotion(
         client: Client,
         path: &str,
         retry_policy: impl RetryPolicy + 'static,
         promotion: PromotedToLock,
-    ) -> Result<DistributedAtomicLong> {
+    ) -> Result<DistributedAtomicValue> {
         let mutex = Mutex::new(client.clone(), &promotion.lock_path)?;
-        let mut counter = DistributedAtomicLong::new(client, path, retry_policy)?;
-        counter.promotion = Some((promotion, mutex));
-        Ok(counter)
+        let mut value = DistributedAtomicValue::new(client, path, retry_policy)?;
+        value.promotion = Some((promotion, mutex));
+        Ok(value)
     }
 
-    /// The counter node's path.
+    /// The node's path.
     pub fn path(&self) -> &str {
         &self.path
     }
 
-    /// The current value (`0` if the node is missing); always `succeeded`, with `pre_value ==
-    /// post_value`.
+    /// The current value (empty if the node is missing); always `succeeded`, with
+    /// `pre_value == post_value`.
     ///
     /// # Errors
-    /// [`Error::Zk`] when the read fails; [`Error::CorruptValue`] when the node holds neither
-    /// 0 nor 8 bytes.
-    pub async fn get(&self) -> Result<AtomicValue<i64>> {
+    /// [`Error::Zk`](crate::Error::Zk) when the read fails.
+    pub async fn get(&self) -> Result<AtomicValue<Vec<u8>>> {
         let (value, _) = self.read().await?;
         Ok(AtomicValue {
             succeeded: true,
-            pre_value: value,
+            pre_value: value.clone(),
             post_value: value,
             stats: AtomicStats::default(),
         })
     }
 
-    /// Adds 1 (wrapping on overflow, like Java's `long`).
+    /// Sets the value (optimistically, with retries and promotion).
     ///
     /// # Errors
-    /// [`Error::Zk`] when a call fails for another reason than a concurrent change;
-    /// [`Error::CorruptValue`] when the node holds neither 0 nor 8 bytes.
-    pub async fn increment(&self) -> Result<AtomicValue<i64>> {
-        self.update(|v| v.wrapping_add(1)).await
-    }
-
-    /// Subtracts 1 (wrapping on overflow).
-    ///
-    /// # Errors
-    /// As [`DistributedAtomicLong::increment`].
-    pub async fn decrement(&self) -> Result<AtomicValue<i64>> {
-        self.update(|v| v.wrapping_sub(1)).await
-    }
-
-    /// Adds `delta` (wrapping on overflow).
-    ///
-    /// # Errors
-    /// As [`DistributedAtomicLong::increment`].
-    pub async fn add(&self, delta: i64) -> Result<AtomicValue<i64>> {
-        self.update(move |v| v.wrapping_add(delta)).await
-    }
-
-    /// Subtracts `delta` (wrapping on overflow).
-    ///
-    /// # Errors
-    /// As [`DistributedAtomicLong::increment`].
-    pub async fn subtract(&self, delta: i64) -> Result<AtomicValue<i64>> {
-        self.update(move |v| v.wrapping_sub(delta)).await
-    }
-
-    /// Sets the value to `value` (optimistically, with retries and promotion like an
-    /// increment).
-    ///
-    /// # Errors
-    /// As [`DistributedAtomicLong::increment`].
-    pub async fn try_set(&self, value: i64) -> Result<AtomicValue<i64>> {
-        self.update(move |_| value).await
+    /// [`Error::Zk`](crate::Error::Zk) when a call fails for another reason than a concurrent change.
+    pub async fn try_set(&self, value: impl Into<Vec<u8>>) -> Result<AtomicValue<Vec<u8>>> {
+        let value = value.into();
+        self.update(move |_| Ok(value.clone())).await
     }
 
     /// Sets the value to `new` if it is `expected` now: one attempt, no retries, no promotion
     /// (Curator's `compareAndSet`). As in Curator, a missing node never matches (use
-    /// [`DistributedAtomicLong::initialize`] first), and a concurrent change between the read
-    /// and the versioned write makes it fail even if the value was `expected` again.
+    /// [`initialize`](Self::initialize) first), and a concurrent change between the read and
+    /// the versioned write makes it fail even if the value was `expected` again.
     ///
     /// # Errors
-    /// As [`DistributedAtomicLong::get`].
-    pub async fn compare_and_set(&self, expected: i64, new: i64) -> Result<AtomicValue<i64>> {
+    /// As [`get`](Self::get).
+    pub async fn compare_and_set(
+        &self,
+        expected: &[u8],
+        new: impl Into<Vec<u8>>,
+    ) -> Result<AtomicValue<Vec<u8>>> {
+        self.compare_and_set_if(|found| Ok(found == expected), new.into())
+            .await
+    }
+
+    /// [`compare_and_set`](Self::compare_and_set) with the comparison given: `matches` decides
+    /// on the value found (and may refuse it with an error).
+    pub(crate) async fn compare_and_set_if(
+        &self,
+        matches: impl Fn(&[u8]) -> Result<bool>,
+        new: Vec<u8>,
+    ) -> Result<AtomicValue<Vec<u8>>> {
         let (pre, version) = self.read().await?;
         let mut result = AtomicValue {
             succeeded: false,
-            pre_value: pre,
+            pre_value: pre.clone(),
             post_value: pre,
             stats: AtomicStats {
                 optimistic_tries: 1,
@@ -268,12 +246,12 @@ impl DistributedAtomicLong {
         let Some(version) = version else {
             return Ok(result);
         };
-        if pre != expected {
+        if !matches(&result.pre_value)? {
             return Ok(result);
         }
         match self
             .client
-            .set_data(&self.path, new.to_be_bytes())
+            .set_data(&self.path, new.clone())
             .version(version)
             .await
         {
@@ -287,14 +265,14 @@ impl DistributedAtomicLong {
         }
     }
 
-    /// Sets the value to `value` whatever it is (creating the node if missing).
+    /// Sets the value whatever it is (creating the node if missing).
     ///
     /// # Errors
-    /// [`Error::Zk`] when a call fails.
-    pub async fn force_set(&self, value: i64) -> Result<()> {
-        let bytes = value.to_be_bytes();
+    /// [`Error::Zk`](crate::Error::Zk) when a call fails.
+    pub async fn force_set(&self, value: impl Into<Vec<u8>>) -> Result<()> {
+        let bytes = value.into();
         loop {
-            match self.client.set_data(&self.path, bytes).await {
+            match self.client.set_data(&self.path, bytes.clone()).await {
                 Ok(_) => return Ok(()),
                 Err(ZkError::NoNode) => {}
                 Err(e) => return Err(e.into()),
@@ -303,7 +281,7 @@ impl DistributedAtomicLong {
                 .client
                 .create(&self.path)
                 .creating_parent_containers_if_needed()
-                .data(bytes)
+                .data(bytes.clone())
                 .await
             {
                 Ok(_) => return Ok(()),
@@ -318,13 +296,13 @@ impl DistributedAtomicLong {
     /// existed (its value is left alone).
     ///
     /// # Errors
-    /// [`Error::Zk`] when the create fails.
-    pub async fn initialize(&self, value: i64) -> Result<bool> {
+    /// [`Error::Zk`](crate::Error::Zk) when the create fails.
+    pub async fn initialize(&self, value: impl Into<Vec<u8>>) -> Result<bool> {
         match self
             .client
             .create(&self.path)
             .creating_parent_containers_if_needed()
-            .data(value.to_be_bytes())
+            .data(value)
             .await
         {
             Ok(_) => Ok(true),
@@ -333,39 +311,25 @@ impl DistributedAtomicLong {
         }
     }
 
-    /// The value and the node's version (`None`: no node, the value is `0`).
-    async fn read(&self) -> Result<(i64, Option<i32>)> {
+    /// The value and the node's version (`None`: no node, the value is empty).
+    async fn read(&self) -> Result<(Vec<u8>, Option<i32>)> {
         match self.client.get_data(&self.path).await {
-            Ok((data, stat)) => Ok((self.decode(&data)?, Some(stat.version))),
-            Err(ZkError::NoNode) => Ok((0, None)),
+            Ok((data, stat)) => Ok((data, Some(stat.version))),
+            Err(ZkError::NoNode) => Ok((Vec::new(), None)),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Curator's encoding: 8 bytes big-endian; empty data is `0`.
-    fn decode(&self, data: &[u8]) -> Result<i64> {
-        if data.is_empty() {
-            return Ok(0);
-        }
-        <[u8; 8]>::try_from(data)
-            .map(i64::from_be_bytes)
-            .map_err(|_| Error::CorruptValue {
-                path: self.path.clone(),
-                len: data.len(),
-            })
-    }
-
     /// One optimistic attempt: read, compute, write at the read version (or create).
-    async fn attempt(&self, make: &impl Fn(i64) -> i64) -> Result<Attempt> {
+    async fn attempt(&self, make: &impl Fn(&[u8]) -> Result<Vec<u8>>) -> Result<Attempt> {
         let (pre, version) = self.read().await?;
-        let new = make(pre);
-        let bytes = new.to_be_bytes();
+        let new = make(&pre)?;
         // Not idempotent: another writer may have written the very same bytes at the very
         // same version (two increments from the same value); that must be a conflict.
         let written = match version {
             Some(v) => self
                 .client
-                .set_data(&self.path, bytes)
+                .set_data(&self.path, new.clone())
                 .version(v)
                 .await
                 .map(drop),
@@ -373,7 +337,7 @@ impl DistributedAtomicLong {
                 .client
                 .create(&self.path)
                 .creating_parent_containers_if_needed()
-                .data(bytes)
+                .data(new.clone())
                 .await
                 .map(drop),
         };
@@ -390,9 +354,9 @@ impl DistributedAtomicLong {
     /// attempt with `count`.
     async fn attempts(
         &self,
-        make: &impl Fn(i64) -> i64,
+        make: &impl Fn(&[u8]) -> Result<Vec<u8>>,
         policy: &dyn RetryPolicy,
-        result: &mut AtomicValue<i64>,
+        result: &mut AtomicValue<Vec<u8>>,
         count: fn(&mut AtomicStats),
     ) -> Result<()> {
         let started = Instant::now();
@@ -407,7 +371,7 @@ impl DistributedAtomicLong {
                     return Ok(());
                 }
                 Attempt::Conflict(pre) => {
-                    result.pre_value = pre;
+                    result.pre_value = pre.clone();
                     result.post_value = pre;
                 }
             }
@@ -423,11 +387,16 @@ impl DistributedAtomicLong {
         }
     }
 
-    async fn update(&self, make: impl Fn(i64) -> i64) -> Result<AtomicValue<i64>> {
+    /// An optimistic update computing the new value from the value found (`make` may refuse
+    /// it with an error, which ends the update), promoted to the lock if one is given.
+    pub(crate) async fn update(
+        &self,
+        make: impl Fn(&[u8]) -> Result<Vec<u8>>,
+    ) -> Result<AtomicValue<Vec<u8>>> {
         let mut result = AtomicValue {
             succeeded: false,
-            pre_value: 0,
-            post_value: 0,
+            pre_value: Vec::new(),
+            post_value: Vec::new(),
             stats: AtomicStats::default(),
         };
         let started = Instant::now();
