@@ -720,6 +720,8 @@ async fn compressed_writes_and_decompressed_reads() {
         .0
         .starts_with(&[0x1f, 0x8b]));
     assert_eq!(everything.get_data(&c).await.unwrap().0, text);
+    // Nodes without data (here the root, as parents made by creates) read as empty.
+    assert_eq!(everything.get_data(&root).await.unwrap().0, b"");
     let reads = everything
         .multi_read()
         .get_data(&b)

@@ -24,15 +24,34 @@ pub trait CompressionProvider: Send + Sync + fmt::Debug {
     fn decompress(&self, path: &str, compressed: &[u8]) -> io::Result<Vec<u8>>;
 }
 
-/// The default provider: gzip (RFC 1952), as Curator's `GzipCompressionProvider`, so Java
-/// and Rust clients read each other's compressed nodes.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct GzipCompressionProvider;
+/// The default limit of decompressed data (64 MiB): deflate expands up to about 1000x, so a
+/// 1 MiB node could otherwise make a reader allocate a gigabyte.
+pub const MAX_DECOMPRESSED: u64 = 64 << 20;
 
-/// Decompressed data larger than this is refused: a node holds at most 1 MiB, and gzip
-/// cannot expand it by more than about 1000x; the bound keeps a hostile node from taking all
-/// memory.
-const MAX_DECOMPRESSED: u64 = 1 << 30;
+/// The default provider: gzip (RFC 1952), as Curator's `GzipCompressionProvider`, so Java
+/// and Rust clients read each other's compressed nodes. Decompressed output beyond a limit
+/// ([`MAX_DECOMPRESSED`] by default) is refused.
+#[derive(Debug, Clone, Copy)]
+pub struct GzipCompressionProvider {
+    max_decompressed: u64,
+}
+
+impl Default for GzipCompressionProvider {
+    fn default() -> Self {
+        GzipCompressionProvider {
+            max_decompressed: MAX_DECOMPRESSED,
+        }
+    }
+}
+
+impl GzipCompressionProvider {
+    /// A provider refusing decompressed data longer than `bytes`.
+    pub fn with_max_decompressed(bytes: u64) -> Self {
+        GzipCompressionProvider {
+            max_decompressed: bytes,
+        }
+    }
+}
 
 impl CompressionProvider for GzipCompressionProvider {
     fn compress(&self, _path: &str, data: &[u8]) -> io::Result<Vec<u8>> {
@@ -41,15 +60,25 @@ impl CompressionProvider for GzipCompressionProvider {
         encoder.finish()
     }
 
+    /// Empty data decompresses to empty data: nodes written without data (such as the
+    /// parents a create makes) read as empty under
+    /// [`enable_compression`](crate::ClientBuilder::enable_compression). Several gzip members
+    /// are read one after the other, as Java's `GZIPInputStream` does.
     fn decompress(&self, _path: &str, compressed: &[u8]) -> io::Result<Vec<u8>> {
+        if compressed.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut out = Vec::new();
         MultiGzDecoder::new(compressed)
-            .take(MAX_DECOMPRESSED + 1)
+            .take(self.max_decompressed.saturating_add(1))
             .read_to_end(&mut out)?;
-        if out.len() as u64 > MAX_DECOMPRESSED {
+        if out.len() as u64 > self.max_decompressed {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                "decompressed data exceeds 1 GiB",
+                format!(
+                    "decompressed data exceeds the limit of {} bytes",
+                    self.max_decompressed
+                ),
             ));
         }
         Ok(out)
@@ -62,7 +91,7 @@ mod tests {
 
     #[test]
     fn gzip_round_trips_and_rejects_what_is_not_gzip() {
-        let gzip = GzipCompressionProvider;
+        let gzip = GzipCompressionProvider::default();
         for data in [&b""[..], b"x", &[7u8; 100_000]] {
             let packed = gzip.compress("/p", data).unwrap();
             // The gzip magic, as Java's GZIPOutputStream writes it.
@@ -71,7 +100,19 @@ mod tests {
         }
         assert!(gzip.compress("/p", &[7u8; 100_000]).unwrap().len() < 1_000);
         assert!(gzip.decompress("/p", b"plain text").is_err());
+        assert_eq!(gzip.decompress("/p", b"").unwrap(), b"");
         let packed = gzip.compress("/p", b"some data").unwrap();
         assert!(gzip.decompress("/p", &packed[..packed.len() - 3]).is_err());
+        // Two members, as concatenated gzip files.
+        let mut two = packed.clone();
+        two.extend(gzip.compress("/p", b" and more").unwrap());
+        assert_eq!(gzip.decompress("/p", &two).unwrap(), b"some data and more");
+
+        // Beyond the limit: refused (2 MiB of zeros compress to about 2 KiB).
+        let small = GzipCompressionProvider::with_max_decompressed(1 << 20);
+        let bomb = small.compress("/p", &vec![0u8; 2 << 20]).unwrap();
+        assert!(bomb.len() < 10 << 10, "{}", bomb.len());
+        assert!(small.decompress("/p", &bomb).is_err());
+        assert_eq!(small.decompress("/p", &packed).unwrap(), b"some data");
     }
 }

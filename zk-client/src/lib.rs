@@ -88,7 +88,7 @@ pub use client::{
     AclProvider, Client, ClientBuilder, ConnectionState, ConnectionStateErrorPolicy,
     ConnectionStates, Created, FixedAclProvider, OpenAclProvider, ZkFuture,
 };
-pub use compression::{CompressionProvider, GzipCompressionProvider};
+pub use compression::{CompressionProvider, GzipCompressionProvider, MAX_DECOMPRESSED};
 pub use connect_string::{ConnectString, HostPort};
 pub use error::{Error, Result, MAX_DATA_LEN};
 pub use retry::{

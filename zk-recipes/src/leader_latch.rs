@@ -381,7 +381,11 @@ async fn drive(inner: Arc<Inner>, mut states: ConnectionStates) {
             Err(ZkError::Closed) => break,
             Err(e) => {
                 tracing::debug!(path = %inner.path, %e, "latch check failed; retrying");
-                set_leader(&inner, false);
+                // A connection problem during the check is what the Session policy rides
+                // out (LOST ends leadership when it comes); anything else ends it.
+                if !e.is_retryable() || client.is_error_state(ConnectionState::Suspended) {
+                    set_leader(&inner, false);
+                }
                 tokio::select! {
                     biased;
                     _ = became_true(&mut closed) => break,

@@ -20,7 +20,8 @@ use crate::{Error, Result};
 pub enum WatcherEvent {
     /// The watch is in place — at start, after every reconnect and in every new session —
     /// and changes made before (while disconnected, or before a new session's watch was
-    /// added) fired no event: re-read what you depend on (Curator's reset listeners).
+    /// added) fired no event: re-read what you depend on (Curator's reset listeners). When a
+    /// reconnect happens while the watch is being added, a reset may come twice.
     Reset,
     /// An event of the watch: NodeCreated, NodeDeleted, NodeDataChanged, and (not recursive)
     /// NodeChildrenChanged.

@@ -108,6 +108,8 @@ async fn resets_after_a_reconnect_and_in_a_new_session_where_the_watch_is_back()
     wait_state(&mut states, ConnectionState::Reconnected).await;
     assert_eq!(watching.session_id(), session);
     assert_eq!(next(&mut events).await, WatcherEvent::Reset);
+    // The watch was registered again ahead of any later request of this session.
+    watching.exists("/w").await.unwrap();
     other.create("/w/a").await.unwrap();
     assert_eq!(
         next_event(&mut events).await,
@@ -120,6 +122,7 @@ async fn resets_after_a_reconnect_and_in_a_new_session_where_the_watch_is_back()
     wait_state(&mut states, ConnectionState::Reconnected).await;
     assert_ne!(watching.session_id(), session);
     assert_eq!(next(&mut events).await, WatcherEvent::Reset);
+    watching.exists("/w").await.unwrap();
     other.create("/w/b").await.unwrap();
     assert_eq!(
         next_event(&mut events).await,

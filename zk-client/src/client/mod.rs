@@ -158,7 +158,7 @@ impl Default for ClientBuilder {
             acl_provider: Arc::new(OpenAclProvider),
             can_be_read_only: false,
             error_policy: ConnectionStateErrorPolicy::Standard,
-            compression: Arc::new(GzipCompressionProvider),
+            compression: Arc::new(GzipCompressionProvider::default()),
             compress_all: false,
         }
     }
@@ -236,9 +236,11 @@ impl ClientBuilder {
     }
 
     /// Compress the data of every create, set_data and transaction, and decompress every
-    /// get_data, as if each were marked `compressed()` / `decompressed()` (Curator's
-    /// `enableCompression()`). Caches and recipes read and write through the same client,
-    /// so their data is compressed too.
+    /// get_data and multi-read, as if each were marked `compressed()` / `decompressed()`
+    /// (Curator's `enableCompression()`). Recipes and caches read and write through the
+    /// client, so their data is compressed too; every node they read must then hold
+    /// compressed (or empty) data: a node with plain data fails its reads with
+    /// [`Error::Compression`].
     pub fn enable_compression(mut self) -> Self {
         self.compress_all = true;
         self

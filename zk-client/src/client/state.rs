@@ -53,10 +53,14 @@ pub enum ConnectionStateErrorPolicy {
     /// on the quorum side.
     #[default]
     Standard,
-    /// Only LOST is an error (Curator's `SessionConnectionStateErrorPolicy`): a leader keeps
-    /// leading through a disconnection shorter than the session timeout. The price: if the
-    /// session expired on the server before this client declares LOST (clock drift, a long
-    /// pause of the process), another participant may already lead.
+    /// LOST is an error, SUSPENDED is not (Curator's `SessionConnectionStateErrorPolicy`): a
+    /// leader keeps leading through a disconnection shorter than the session timeout. The
+    /// price: LOST comes when the session timeout has passed since SUSPENDED, while the
+    /// server expires the session a session timeout after it last heard from the client, so
+    /// another participant may lead for up to about two thirds of the session timeout (more
+    /// with clock drift or a paused process) before this one steps down. READ_ONLY is an
+    /// error here too (unlike Curator): no LOST would ever come while connected to a
+    /// read-only server, so a leader cut off from the quorum would lead on indefinitely.
     Session,
 }
 
@@ -68,7 +72,9 @@ impl ConnectionStateErrorPolicy {
                 state,
                 ConnectionState::Suspended | ConnectionState::ReadOnly | ConnectionState::Lost
             ),
-            ConnectionStateErrorPolicy::Session => state == ConnectionState::Lost,
+            ConnectionStateErrorPolicy::Session => {
+                matches!(state, ConnectionState::Lost | ConnectionState::ReadOnly)
+            }
         }
     }
 }
@@ -264,7 +270,10 @@ mod tests {
             errors(ConnectionStateErrorPolicy::Standard),
             [Suspended, Lost, ReadOnly]
         );
-        assert_eq!(errors(ConnectionStateErrorPolicy::Session), [Lost]);
+        assert_eq!(
+            errors(ConnectionStateErrorPolicy::Session),
+            [Lost, ReadOnly]
+        );
         assert_eq!(
             ConnectionStateErrorPolicy::default(),
             ConnectionStateErrorPolicy::Standard

@@ -112,6 +112,9 @@ impl RemoveWatchesBuilder {
     /// keep removing in the background (across reconnects, where the watches are registered
     /// again) until the server has none left. The removal goes on even if the call's future
     /// is dropped. Ignored with [`locally`](Self::locally).
+    ///
+    /// Watches are removed by path and kind, not one by one: a background removal that
+    /// succeeds after you added a new watch of that kind on the path removes it too.
     pub fn guaranteed(mut self) -> Self {
         self.guaranteed = true;
         self

@@ -269,18 +269,12 @@ impl Actor {
     }
 
     fn strip(&self, server_path: &str) -> String {
-        zk_proto::path::strip_chroot(self.config.connect.chroot(), server_path)
-            .unwrap_or(server_path)
-            .to_owned()
+        client_path(self.config.connect.chroot(), server_path)
     }
 
     fn stripper(&self) -> impl Fn(&str) -> String {
         let chroot = self.config.connect.chroot().map(str::to_owned);
-        move |p: &str| {
-            zk_proto::path::strip_chroot(chroot.as_deref(), p)
-                .unwrap_or(p)
-                .to_owned()
-        }
+        move |p: &str| client_path(chroot.as_deref(), p)
     }
 
     /// Runs the session until it is closed, expires (without renewal) or fails authentication.
@@ -1244,5 +1238,31 @@ async fn handshake(
         if n == 0 {
             return Err("server closed the connection during the handshake".to_owned());
         }
+    }
+}
+
+/// The client's view of a server path: without the chroot; a path outside the chroot (the
+/// config node, which getConfig reads at its absolute path) as it is.
+fn client_path(chroot: Option<&str>, server_path: &str) -> String {
+    zk_proto::path::strip_chroot(chroot, server_path)
+        .unwrap_or(server_path)
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_path;
+
+    #[test]
+    fn event_paths_lose_the_chroot_and_paths_outside_it_stay() {
+        assert_eq!(client_path(Some("/app"), "/app/a/b"), "/a/b");
+        assert_eq!(client_path(Some("/app"), "/app"), "/");
+        assert_eq!(
+            client_path(Some("/app"), "/zookeeper/config"),
+            "/zookeeper/config"
+        );
+        // Not a prefix by name: "/apple" is outside "/app".
+        assert_eq!(client_path(Some("/app"), "/apple"), "/apple");
+        assert_eq!(client_path(None, "/a"), "/a");
     }
 }

@@ -726,7 +726,7 @@ impl Session {
     }
 
     /// The ensemble's dynamic configuration (getConfig): the data and stat of
-    /// [`CONFIG_NODE`](zk_proto::path::CONFIG_NODE), which is read at that path whatever the
+    /// [`CONFIG_NODE`], which is read at that path whatever the
     /// chroot, optionally leaving a data watch on it.
     pub async fn get_config(&self, watch: bool) -> Result<(Vec<u8>, Stat, Option<WatchFuture>)> {
         let req = GetDataRequest {

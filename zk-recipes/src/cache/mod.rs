@@ -87,6 +87,17 @@ impl CacheEvent {
     }
 }
 
+/// Logs a failed read of the cached tree (it is retried): a connection problem at debug
+/// level, anything else (no permission, data that does not decompress) as a warning, since
+/// retrying will not fix it.
+fn log_read_failure(root: &str, e: &zk_client::Error) {
+    if e.is_retryable() {
+        tracing::debug!(path = %root, %e, "reading the tree failed; retrying");
+    } else {
+        tracing::warn!(path = %root, %e, "reading the tree failed; retrying");
+    }
+}
+
 /// A stream of a cache's [`CacheEvent`]s from the moment it was subscribed. It ends when the
 /// cache is closed or dropped. Never blocks the cache: events queue up until polled.
 #[must_use = "a stream does nothing unless polled"]

@@ -123,9 +123,7 @@ pub(super) async fn run(
                     }
                 }
                 Err(ZkError::Closed) => return,
-                Err(e) => {
-                    tracing::debug!(path = %shared.root, %e, "reading the tree failed; retrying")
-                }
+                Err(e) => super::log_read_failure(&shared.root, &e),
             }
         }
         while !needs_read {

@@ -120,9 +120,7 @@ async fn follow(
                     }
                 }
                 Err(ZkError::Closed) => return Outcome::Stop,
-                Err(e) => {
-                    tracing::debug!(path = %shared.root, %e, "reading the tree failed; retrying")
-                }
+                Err(e) => super::log_read_failure(&shared.root, &e),
             }
         }
         let retry = async {

@@ -223,7 +223,9 @@ pub struct QuorumConfig {
 impl QuorumConfig {
     /// The membership in Apache's dynamic-config form (`QuorumMaj.toString`), as
     /// `/zookeeper/config` shows it: a `server.N=…` line per member by id, then `version=0`
-    /// (the version of a static configuration, in hex).
+    /// (the version of a static configuration, in hex). Apache raises that version to the
+    /// zxid of the first NEWLEADER (ZOOKEEPER-1783) and keeps it in a dynamic configuration
+    /// file; without reconfig this server has no dynamic configuration, so it stays 0.
     pub fn dynamic_config(&self) -> String {
         let mut text = String::new();
         for (id, server) in &self.servers {
