@@ -139,6 +139,7 @@ pub mod rwlock;
 pub mod semaphore;
 pub mod shared_count;
 mod util;
+mod watch_keeper;
 
 pub use atomic_number::{
     AtomicNumber, DistributedAtomicInteger, DistributedAtomicLong, DistributedAtomicNumber,

@@ -1,17 +1,20 @@
 //! [`PersistentWatcher`]: Curator's `PersistentWatcher`, a persistent (optionally recursive)
 //! watch that is put back after the session that held it is gone.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use tokio::sync::{mpsc, watch};
-use zk_client::{Client, ConnectionState, Error as ZkError, PersistentWatch, WatchedEvent};
+use zk_client::{
+    Client, ConnectionState, ConnectionStates, Error as ZkError, PersistentWatch, WatchedEvent,
+};
 use zk_proto::EventType;
 
 use crate::util::{stopped, Background, Listeners};
+use crate::watch_keeper::{keep_watch, Followed, KeptWatch};
 use crate::{Error, Result};
 
 /// What a [`PersistentWatcher`] reports.
@@ -88,9 +91,6 @@ struct Shared {
     listeners: Listeners<WatcherEvent>,
 }
 
-const MIN_BACKOFF: Duration = Duration::from_millis(20);
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
-
 impl PersistentWatcher {
     /// A watcher on `path` (the whole subtree when `recursive`). Nothing is sent until
     /// [`start`](Self::start).
@@ -148,58 +148,50 @@ impl Drop for PersistentWatcher {
     }
 }
 
-/// Why following one watch ended.
-enum Outcome {
-    Stop,
-    Rewatch,
-}
-
 async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut states = shared.client.connection_states();
-    let mut backoff = MIN_BACKOFF;
-    loop {
-        let added = tokio::select! {
-            _ = stopped(&mut stop) => return,
-            r = add_watch(&shared) => r,
-        };
-        let outcome = match added {
-            Ok(watch) => {
-                backoff = MIN_BACKOFF;
-                shared.listeners.emit(WatcherEvent::Reset);
-                follow(&shared, watch, &mut states, &mut stop).await
-            }
-            Err(ZkError::Closed) => Outcome::Stop,
-            Err(e @ ZkError::Unimplemented { .. }) => {
-                tracing::error!(path = %shared.path, %e, "the server has no persistent watches (ZooKeeper < 3.6): the watcher stops");
-                shared.listeners.close();
-                Outcome::Stop
-            }
-            Err(e) => {
-                tracing::debug!(path = %shared.path, %e, "adding the persistent watch failed; retrying");
-                Outcome::Rewatch
-            }
-        };
-        match outcome {
-            Outcome::Stop => return,
-            Outcome::Rewatch => {
-                tokio::select! {
-                    _ = stopped(&mut stop) => return,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-        }
-    }
+    keep_watch(&*shared, &mut states, &mut stop).await;
 }
 
-async fn add_watch(shared: &Shared) -> std::result::Result<(PersistentWatch, i64), ZkError> {
-    let builder = shared.client.add_watch(&shared.path);
-    let watch = if shared.recursive {
-        builder.recursive().await?
-    } else {
-        builder.await?
-    };
-    Ok((watch, shared.client.session_id()))
+impl KeptWatch for Shared {
+    /// The watch and the session it was added in.
+    type Watch = (PersistentWatch, i64);
+
+    async fn add(&self) -> std::result::Result<Self::Watch, ZkError> {
+        let builder = self.client.add_watch(&self.path);
+        let watch = if self.recursive {
+            builder.recursive().await?
+        } else {
+            builder.await?
+        };
+        let session_id = self.client.session_id();
+        self.listeners.emit(WatcherEvent::Reset);
+        Ok((watch, session_id))
+    }
+
+    fn follow(
+        &self,
+        watch: Self::Watch,
+        states: &mut ConnectionStates,
+        stop: &mut watch::Receiver<bool>,
+    ) -> impl Future<Output = Followed> + Send {
+        follow(self, watch, states, stop)
+    }
+
+    async fn add_failed(
+        &self,
+        e: ZkError,
+        _states: &mut ConnectionStates,
+        _stop: &mut watch::Receiver<bool>,
+    ) -> Followed {
+        if matches!(e, ZkError::Unimplemented { .. }) {
+            tracing::error!(path = %self.path, %e, "the server has no persistent watches (ZooKeeper < 3.6): the watcher stops");
+            self.listeners.close();
+            return Followed::Stop;
+        }
+        tracing::debug!(path = %self.path, %e, "adding the persistent watch failed; retrying");
+        Followed::Rewatch
+    }
 }
 
 /// Forwards one session's watch until it ends.
@@ -211,14 +203,14 @@ async fn add_watch(shared: &Shared) -> std::result::Result<(PersistentWatch, i64
 async fn follow(
     shared: &Shared,
     (mut watch, session_id): (PersistentWatch, i64),
-    states: &mut zk_client::ConnectionStates,
+    states: &mut ConnectionStates,
     stop: &mut watch::Receiver<bool>,
-) -> Outcome {
+) -> Followed {
     let mut suspended = false;
     loop {
         tokio::select! {
             biased;
-            _ = stopped(stop) => return Outcome::Stop,
+            _ = stopped(stop) => return Followed::Stop,
             event = watch.next() => match event {
                 Some(event) if is_watch_event(&event) => {
                     shared.listeners.emit(WatcherEvent::Event(event));
@@ -226,7 +218,7 @@ async fn follow(
                 // The stream's own notices (session expired, watch removed): it ends next.
                 Some(_) => {}
                 // The session ended (a new one is being built) or the watch was removed.
-                None => return Outcome::Rewatch,
+                None => return Followed::Rewatch,
             },
             state = states.next() => match state {
                 Some(ConnectionState::Suspended | ConnectionState::ReadOnly) => suspended = true,
@@ -235,7 +227,7 @@ async fn follow(
                 Some(ConnectionState::Reconnected | ConnectionState::Connected)
                     if shared.client.session_id() != session_id =>
                 {
-                    return Outcome::Rewatch
+                    return Followed::Rewatch
                 }
                 Some(ConnectionState::Reconnected | ConnectionState::Connected) if suspended => {
                     // Same session: the client put the watch back, but what changed while
@@ -244,7 +236,7 @@ async fn follow(
                     shared.listeners.emit(WatcherEvent::Reset);
                 }
                 Some(_) => {}
-                None => return Outcome::Stop,
+                None => return Followed::Stop,
             },
         }
     }

@@ -3,18 +3,22 @@
 //! reconnect or new session. On a server without persistent watches (addWatch answered
 //! UNIMPLEMENTED) it hands over to the one-shot fallback ([`one_shot`](super::one_shot)).
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::future::join_all;
 use futures::StreamExt;
 use tokio::sync::watch;
-use zk_client::{Client, ConnectionState, Error as ZkError, PersistentWatch, WatchedEvent};
+use zk_client::{
+    Client, ConnectionState, ConnectionStates, Error as ZkError, PersistentWatch, WatchedEvent,
+};
 use zk_proto::{EventType, Stat};
 
 use super::store::{depth_below, Store};
 use super::CacheEvent;
 pub(super) use crate::util::stopped;
+use crate::watch_keeper::{keep_watch, Followed, KeptWatch};
 
 /// What the cache handle and its task share.
 #[derive(Debug)]
@@ -35,49 +39,41 @@ const READ_BATCH: usize = 256;
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Why the task ended or must re-establish its watch.
-enum Outcome {
-    /// Closed (by the cache or the client): end the task.
-    Stop,
-    /// The watch ended (session expired, or removed): add it again.
-    Rewatch,
-}
-
 pub(crate) async fn run(shared: std::sync::Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut states = shared.client.connection_states();
-    let mut backoff = MIN_BACKOFF;
-    loop {
-        let added = tokio::select! {
-            _ = stopped(&mut stop) => return,
-            r = add_watch(&shared) => r,
-        };
-        let outcome = match added {
-            Ok(watch) => {
-                backoff = MIN_BACKOFF;
-                follow(&shared, watch, &mut states, &mut stop).await
-            }
-            Err(ZkError::Closed) => Outcome::Stop,
-            Err(e) => {
-                if matches!(e, ZkError::Unimplemented { .. }) {
-                    tracing::warn!(path = %shared.root, %e, "the server has no persistent recursive watches (ZooKeeper < 3.6): falling back to one-shot watches per node");
-                    shared.one_shot.store(true, Ordering::SeqCst);
-                    super::one_shot::run(&shared, &mut states, &mut stop).await;
-                    return;
-                }
-                tracing::debug!(path = %shared.root, %e, "adding the cache's watch failed; retrying");
-                Outcome::Rewatch
-            }
-        };
-        match outcome {
-            Outcome::Stop => return,
-            Outcome::Rewatch => {
-                tokio::select! {
-                    _ = stopped(&mut stop) => return,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
+    keep_watch(&*shared, &mut states, &mut stop).await;
+}
+
+impl KeptWatch for Shared {
+    type Watch = PersistentWatch;
+
+    fn add(&self) -> impl Future<Output = Result<PersistentWatch, ZkError>> + Send {
+        add_watch(self)
+    }
+
+    fn follow(
+        &self,
+        watch: PersistentWatch,
+        states: &mut ConnectionStates,
+        stop: &mut watch::Receiver<bool>,
+    ) -> impl Future<Output = Followed> + Send {
+        follow(self, watch, states, stop)
+    }
+
+    async fn add_failed(
+        &self,
+        e: ZkError,
+        states: &mut ConnectionStates,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Followed {
+        if matches!(e, ZkError::Unimplemented { .. }) {
+            tracing::warn!(path = %self.root, %e, "the server has no persistent recursive watches (ZooKeeper < 3.6): falling back to one-shot watches per node");
+            self.one_shot.store(true, Ordering::SeqCst);
+            super::one_shot::run(self, states, stop).await;
+            return Followed::Stop;
         }
+        tracing::debug!(path = %self.root, %e, "adding the cache's watch failed; retrying");
+        Followed::Rewatch
     }
 }
 
@@ -96,9 +92,9 @@ async fn add_watch(shared: &Shared) -> Result<PersistentWatch, ZkError> {
 async fn follow(
     shared: &Shared,
     mut watch: PersistentWatch,
-    states: &mut zk_client::ConnectionStates,
+    states: &mut ConnectionStates,
     stop: &mut watch::Receiver<bool>,
-) -> Outcome {
+) -> Followed {
     let mut needs_read = true;
     let mut backoff = MIN_BACKOFF;
     loop {
@@ -106,7 +102,7 @@ async fn follow(
             // Reads only: cancelling them when the cache closes is harmless.
             let read = tokio::select! {
                 biased;
-                _ = stopped(stop) => return Outcome::Stop,
+                _ = stopped(stop) => return Followed::Stop,
                 r = read_all(shared) => r,
             };
             match read {
@@ -119,7 +115,7 @@ async fn follow(
                         shared.initialized.send_replace(true);
                     }
                 }
-                Err(ZkError::Closed) => return Outcome::Stop,
+                Err(ZkError::Closed) => return Followed::Stop,
                 Err(e) => super::log_read_failure(&shared.root, &e),
             }
         }
@@ -132,28 +128,28 @@ async fn follow(
         };
         tokio::select! {
             biased;
-            _ = stopped(stop) => return Outcome::Stop,
+            _ = stopped(stop) => return Followed::Stop,
             event = watch.next() => match event {
                 Some(event) if is_node_event(&event) => match tokio::select! {
                     biased;
-                    _ = stopped(stop) => return Outcome::Stop,
+                    _ = stopped(stop) => return Followed::Stop,
                     r = apply(shared, &event) => r,
                 } {
                     Ok(()) => {}
-                    Err(ZkError::Closed) => return Outcome::Stop,
+                    Err(ZkError::Closed) => return Followed::Stop,
                     Err(e) => {
                         tracing::debug!(path = %event.path, %e, "reading a changed node failed; the tree will be re-read");
                         needs_read = true;
                     }
                 },
                 // The session ended (a new one is being built) or the watch was removed.
-                _ => return Outcome::Rewatch,
+                _ => return Followed::Rewatch,
             },
             state = states.next() => match state {
                 // Changes made while disconnected fire no events: read everything again.
                 Some(ConnectionState::Reconnected) => needs_read = true,
                 Some(_) => {}
-                None => return Outcome::Stop,
+                None => return Followed::Stop,
             },
             _ = retry => backoff = (backoff * 2).min(MAX_BACKOFF),
         }
