@@ -1,4 +1,5 @@
-//! [`MultiLock`]: Curator's `InterProcessMultiLock` over [`Mutex`]es — all or nothing.
+//! [`MultiLock`]: Curator's `InterProcessMultiLock` over mutexes and read or write locks —
+//! all or nothing.
 
 use std::fmt;
 use std::time::Duration;
@@ -8,10 +9,70 @@ use tokio::time::Instant;
 use zk_client::Client;
 
 use crate::mutex::{LockState, Mutex, MutexGuard};
+use crate::rwlock::{ReadLock, WriteLock};
 use crate::{Error, Result};
 
-/// Several [`Mutex`]es taken as one: Curator's `InterProcessMultiLock` (each path keeps its
-/// mutex layout, `<path>/_c_<uuid>-lock-N`).
+/// One lock of a [`MultiLock`]: any lock whose grant is a [`MutexGuard`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum MultiLockPart {
+    /// A [`Mutex`].
+    Mutex(Mutex),
+    /// The read side of a [`ReadWriteLock`](crate::ReadWriteLock).
+    Read(ReadLock),
+    /// The write side of a [`ReadWriteLock`](crate::ReadWriteLock).
+    Write(WriteLock),
+}
+
+impl MultiLockPart {
+    /// The lock's path.
+    pub fn path(&self) -> &str {
+        match self {
+            MultiLockPart::Mutex(m) => m.path(),
+            MultiLockPart::Read(r) => r.path(),
+            MultiLockPart::Write(w) => w.path(),
+        }
+    }
+
+    /// Whether a guard of this handle holds the lock now.
+    pub fn is_acquired(&self) -> bool {
+        match self {
+            MultiLockPart::Mutex(m) => m.is_acquired(),
+            MultiLockPart::Read(r) => r.is_acquired(),
+            MultiLockPart::Write(w) => w.is_acquired(),
+        }
+    }
+
+    async fn acquire_until(&self, deadline: Option<Instant>) -> Result<Option<MutexGuard>> {
+        match self {
+            MultiLockPart::Mutex(m) => m.acquire_until(deadline).await,
+            MultiLockPart::Read(r) => r.acquire_until(deadline).await,
+            MultiLockPart::Write(w) => w.acquire_until(deadline).await,
+        }
+    }
+}
+
+impl From<Mutex> for MultiLockPart {
+    fn from(m: Mutex) -> Self {
+        MultiLockPart::Mutex(m)
+    }
+}
+
+impl From<ReadLock> for MultiLockPart {
+    fn from(r: ReadLock) -> Self {
+        MultiLockPart::Read(r)
+    }
+}
+
+impl From<WriteLock> for MultiLockPart {
+    fn from(w: WriteLock) -> Self {
+        MultiLockPart::Write(w)
+    }
+}
+
+/// Several locks taken as one: Curator's `InterProcessMultiLock` over [`Mutex`]es and the
+/// read or write sides of [`ReadWriteLock`](crate::ReadWriteLock)s (each keeps its own
+/// layout).
 ///
 /// [`MultiLock::acquire`] takes the locks one after the other in the given order; if one
 /// fails (or the time runs out), the locks taken so far are released, in reverse order,
@@ -20,7 +81,8 @@ use crate::{Error, Result};
 /// [`MultiLock::acquire_timeout`] they both give up instead).
 ///
 /// Differences from Curator: the timeout bounds the whole acquisition (Curator gives each
-/// lock the full timeout), and only mutexes can be combined.
+/// lock the full timeout); semaphores cannot be combined (their grants are leases, not
+/// lock guards); a path may appear once.
 ///
 /// ```no_run
 /// # async fn f(client: zk_client::Client) -> zk_recipes::Result<()> {
@@ -35,12 +97,12 @@ use crate::{Error, Result};
 /// # Ok(()) }
 /// ```
 pub struct MultiLock {
-    mutexes: Vec<Mutex>,
+    locks: Vec<MultiLockPart>,
 }
 
 impl fmt::Debug for MultiLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let paths: Vec<&str> = self.mutexes.iter().map(Mutex::path).collect();
+        let paths: Vec<&str> = self.locks.iter().map(MultiLockPart::path).collect();
         f.debug_struct("MultiLock").field("paths", &paths).finish()
     }
 }
@@ -59,33 +121,52 @@ impl MultiLock {
             .into_iter()
             .map(|p| Mutex::new(client.clone(), p.as_ref()))
             .collect::<Result<Vec<_>>>()?;
-        MultiLock::from_mutexes(mutexes)
+        MultiLock::from_locks(mutexes)
     }
 
-    /// A multi-lock of these mutexes, acquired in the order given.
+    /// A multi-lock of these locks (mutexes, read locks, write locks), acquired in the order
+    /// given.
+    ///
+    /// ```no_run
+    /// # async fn f(client: zk_client::Client) -> zk_recipes::Result<()> {
+    /// use zk_recipes::{MultiLock, MultiLockPart, Mutex, ReadWriteLock};
+    ///
+    /// let config = ReadWriteLock::new(client.clone(), "/app/locks/config")?;
+    /// let job = Mutex::new(client, "/app/locks/job-7")?;
+    /// let both = MultiLock::from_locks([
+    ///     MultiLockPart::from(config.read_lock().clone()),
+    ///     MultiLockPart::from(job),
+    /// ])?;
+    /// let guard = both.acquire().await?;
+    /// guard.release().await?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for an empty list, or a path given twice (the second lock
-    /// would wait forever behind the first).
-    pub fn from_mutexes(mutexes: Vec<Mutex>) -> Result<MultiLock> {
-        if mutexes.is_empty() {
+    /// would wait forever behind the first, or upgrade a read lock).
+    pub fn from_locks(
+        locks: impl IntoIterator<Item = impl Into<MultiLockPart>>,
+    ) -> Result<MultiLock> {
+        let locks: Vec<MultiLockPart> = locks.into_iter().map(Into::into).collect();
+        if locks.is_empty() {
             return Err(Error::InvalidArgument(
                 "a multi-lock needs at least one lock".to_owned(),
             ));
         }
         let mut paths = std::collections::HashSet::new();
-        if let Some(dup) = mutexes.iter().find(|m| !paths.insert(m.path().to_owned())) {
+        if let Some(dup) = locks.iter().find(|l| !paths.insert(l.path().to_owned())) {
             return Err(Error::InvalidArgument(format!(
                 "{} appears twice in the multi-lock",
                 dup.path()
             )));
         }
-        Ok(MultiLock { mutexes })
+        Ok(MultiLock { locks })
     }
 
-    /// The mutexes, in acquisition order.
-    pub fn mutexes(&self) -> &[Mutex] {
-        &self.mutexes
+    /// The locks, in acquisition order.
+    pub fn locks(&self) -> &[MultiLockPart] {
+        &self.locks
     }
 
     /// Acquires every lock, in order, waiting as long as it takes.
@@ -117,9 +198,9 @@ impl MultiLock {
     }
 
     async fn acquire_until(&self, deadline: Option<Instant>) -> Result<Option<MultiLockGuard>> {
-        let mut guards = Vec::with_capacity(self.mutexes.len());
-        for mutex in &self.mutexes {
-            match mutex.acquire_until(deadline).await {
+        let mut guards = Vec::with_capacity(self.locks.len());
+        for lock in &self.locks {
+            match lock.acquire_until(deadline).await {
                 Ok(Some(guard)) => guards.push(guard),
                 Ok(None) => {
                     // Failures to release are ignored, as Curator does; the nodes are deleted in the
@@ -141,7 +222,7 @@ impl MultiLock {
     /// Whether this multi-lock's guards hold every lock now (Curator's
     /// `isAcquiredInThisProcess`: all of them).
     pub fn is_acquired(&self) -> bool {
-        self.mutexes.iter().all(Mutex::is_acquired)
+        self.locks.iter().all(MultiLockPart::is_acquired)
     }
 }
 

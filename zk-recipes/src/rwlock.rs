@@ -136,6 +136,9 @@ impl ReadWriteLock {
 }
 
 /// The read side of a [`ReadWriteLock`] (shared between processes while no writer precedes).
+/// A clone is the same handle (it shares the handle's grants), e.g. to put the read lock in
+/// a [`MultiLock`](crate::MultiLock).
+#[derive(Clone)]
 pub struct ReadLock {
     reader: Arc<Internals>,
 }
@@ -175,9 +178,20 @@ impl ReadLock {
     /// # Cancellation safety
     /// As [`ReadLock::acquire`].
     pub async fn acquire_timeout(&self, timeout: Duration) -> Result<Option<MutexGuard>> {
-        self.reader
-            .acquire_until(Some(Instant::now() + timeout))
-            .await
+        self.acquire_until(Some(Instant::now() + timeout)).await
+    }
+
+    /// As [`ReadLock::acquire_timeout`] with a deadline (`None`: no deadline).
+    pub(crate) async fn acquire_until(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<MutexGuard>> {
+        self.reader.acquire_until(deadline).await
+    }
+
+    /// The lock's path.
+    pub fn path(&self) -> &str {
+        &self.reader.path
     }
 
     /// Whether a guard of this handle holds the read lock now.
@@ -200,7 +214,9 @@ impl ReadLock {
     }
 }
 
-/// The write side of a [`ReadWriteLock`] (exclusive against readers and writers).
+/// The write side of a [`ReadWriteLock`] (exclusive against readers and writers). A clone is
+/// the same handle (it shares the handle's grants).
+#[derive(Clone)]
 pub struct WriteLock {
     writer: Arc<Internals>,
     reader: Arc<Internals>,
@@ -242,10 +258,21 @@ impl WriteLock {
     /// # Cancellation safety
     /// As [`WriteLock::acquire`].
     pub async fn acquire_timeout(&self, timeout: Duration) -> Result<Option<MutexGuard>> {
+        self.acquire_until(Some(Instant::now() + timeout)).await
+    }
+
+    /// As [`WriteLock::acquire_timeout`] with a deadline (`None`: no deadline).
+    pub(crate) async fn acquire_until(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<MutexGuard>> {
         self.check_no_upgrade()?;
-        self.writer
-            .acquire_until(Some(Instant::now() + timeout))
-            .await
+        self.writer.acquire_until(deadline).await
+    }
+
+    /// The lock's path.
+    pub fn path(&self) -> &str {
+        &self.writer.path
     }
 
     fn check_no_upgrade(&self) -> Result<()> {

@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use support::*;
-use zk_recipes::{LockState, MultiLock, Mutex};
+use zk_recipes::{LockState, MultiLock, MultiLockPart, Mutex, ReadWriteLock};
 
 const A: &str = "/recipes/multi/a";
 const B: &str = "/recipes/multi/b";
@@ -56,7 +56,7 @@ async fn with_one_lock_held_elsewhere_a_timed_acquire_holds_nothing() {
     let multi = MultiLock::new(a.clone(), [A, B]).unwrap();
     assert!(multi.acquire_timeout(SHORT).await.unwrap().is_none());
     // It had A, waited for B, and gave A back.
-    assert!(!multi.mutexes()[0].is_acquired());
+    assert!(!multi.locks()[0].is_acquired());
     let a_nodes = Mutex::new(b.clone(), A)
         .unwrap()
         .participant_nodes()
@@ -90,4 +90,64 @@ async fn a_path_given_twice_is_refused() {
         "{refused:?}"
     );
     assert!(MultiLock::new(c, ["/ml/a", "/ml/b"]).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_and_write_locks_combine_with_mutexes() {
+    let server = server().await;
+    let a = client(&server.connect_string()).await;
+    let b = client(&server.connect_string()).await;
+    let config = ReadWriteLock::new(a.clone(), "/recipes/multi/config").unwrap();
+    let multi = MultiLock::from_locks([
+        MultiLockPart::from(config.read_lock().clone()),
+        MultiLockPart::from(Mutex::new(a.clone(), A).unwrap()),
+    ])
+    .unwrap();
+    let guard = multi.acquire().await.unwrap();
+    assert!(
+        config.read_lock().is_acquired(),
+        "a clone is the same handle"
+    );
+    // Other readers share the read lock; writers and the mutex wait.
+    let other = ReadWriteLock::new(b.clone(), "/recipes/multi/config").unwrap();
+    let shared = other
+        .read_lock()
+        .acquire_timeout(PATIENCE)
+        .await
+        .unwrap()
+        .expect("readers share");
+    shared.release().await.unwrap();
+    assert!(other
+        .write_lock()
+        .acquire_timeout(SHORT)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(Mutex::new(b.clone(), A)
+        .unwrap()
+        .acquire_timeout(SHORT)
+        .await
+        .unwrap()
+        .is_none());
+    guard.release().await.unwrap();
+    let write = other
+        .write_lock()
+        .acquire_timeout(PATIENCE)
+        .await
+        .unwrap()
+        .expect("free after the release");
+
+    // A multi-lock with the write side waits for that writer, and holds nothing meanwhile.
+    let writers = MultiLock::from_locks([
+        MultiLockPart::from(Mutex::new(a.clone(), B).unwrap()),
+        MultiLockPart::from(config.write_lock().clone()),
+    ])
+    .unwrap();
+    assert!(writers.acquire_timeout(SHORT).await.unwrap().is_none());
+    assert!(!writers.locks()[0].is_acquired());
+    write.release().await.unwrap();
+    let all = within("both once the writer left", writers.acquire())
+        .await
+        .unwrap();
+    all.release().await.unwrap();
 }
