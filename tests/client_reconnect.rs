@@ -410,6 +410,47 @@ async fn a_three_host_connect_string_fails_over_when_one_host_dies() {
 }
 
 #[tokio::test]
+async fn an_updated_server_list_is_used_from_the_next_connection_on() {
+    let env = env_or_skip!();
+    let first = Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
+    let second = Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
+    let client = support::connected_client(&first.connect_string()).await;
+    let session = client.session_id();
+    let mut states = client.connection_states();
+    assert!(matches!(
+        client.update_servers("127.0.0.1:1/chroot"),
+        Err(Error::InvalidConnectString(_))
+    ));
+    client.update_servers(&second.connect_string()).unwrap();
+    assert_eq!(
+        client
+            .servers()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        [second.connect_string()]
+    );
+    // The current connection stays until it ends; then the new list is used.
+    assert_eq!(
+        client.connected_server().map(|s| s.to_string()),
+        Some(first.connect_string())
+    );
+    first.down();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+    assert_eq!(next_state(&mut states).await, ConnectionState::Reconnected);
+    assert_eq!(client.session_id(), session);
+    assert_eq!(
+        client.connected_server().map(|s| s.to_string()),
+        Some(second.connect_string())
+    );
+    client.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn no_request_hangs_when_the_server_vanishes() {
     let env = env_or_skip!();
     let proxy = Proxy::start(env.connect_string())

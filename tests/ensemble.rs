@@ -186,6 +186,56 @@ async fn killing_the_member_a_client_uses_moves_it_to_another_with_its_session()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ensemble_tracker_learns_the_members_and_fails_over_beyond_the_connect_string() {
+    let (mut cluster, _) = cluster(3).await;
+    let only_first = cluster.member_connect_string(0);
+    let tracking = support::client_builder(&only_first)
+        .ensemble_tracker(true)
+        .build()
+        .expect("client");
+    tracking
+        .block_until_connected(PATIENCE)
+        .await
+        .expect("connect");
+    let plain = connected_client(&only_first).await;
+    tokio::time::timeout(PATIENCE, async {
+        while tracking.servers().len() != 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the tracker read the configuration");
+    let mut servers: Vec<String> = tracking.servers().iter().map(ToString::to_string).collect();
+    servers.sort();
+    let mut members: Vec<String> = (0..3).map(|i| cluster.member_connect_string(i)).collect();
+    members.sort();
+    assert_eq!(servers, members);
+    assert_eq!(plain.servers().len(), 1, "no tracker, no change");
+
+    // The member in the connect string dies: the tracking client moves to another member
+    // with its session.
+    let session = tracking.session_id();
+    let mut states = tracking.connection_states();
+    cluster.kill(0).await;
+    tokio::time::timeout(PATIENCE, async {
+        use futures::StreamExt;
+        while states.next().await != Some(zk::client::ConnectionState::Reconnected) {}
+    })
+    .await
+    .expect("reconnected to another member");
+    assert_eq!(tracking.session_id(), session);
+    assert_ne!(
+        tracking.connected_server().map(|s| s.to_string()),
+        Some(only_first)
+    );
+    tracking
+        .create("/tracked")
+        .await
+        .expect("a write after failover");
+    tracking.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_resume_after_the_leader_is_killed_and_nothing_acknowledged_is_lost() {
     let (mut cluster, leader) = cluster(3).await;
     let client = connected_client(&cluster.connect_string()).await;

@@ -79,6 +79,7 @@ pub mod cli;
 pub mod client;
 pub mod compression;
 pub mod connect_string;
+mod dynamic_config;
 pub mod error;
 pub mod protected;
 pub mod retry;

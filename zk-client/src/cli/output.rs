@@ -98,33 +98,22 @@ pub(crate) fn format_event(event: &WatchedEvent) -> String {
 }
 
 /// zkCli's `config -c`: the configuration's version and its members' client addresses,
-/// `version host:port,host:port` (Apache's `ConfigUtils.getClientConfigStr`; a member without
-/// a client address leaves an empty slot, a bare port means every address, `0.0.0.0`).
+/// `version host:port,host:port` (Apache's `ConfigUtils.getClientConfigStr`: a member without
+/// a client address leaves an empty slot, a bare port means every address, `0.0.0.0`, and an
+/// IPv6 host is written without brackets).
 pub(crate) fn client_config(config: &str) -> String {
-    let mut version = "";
-    let mut addresses = Vec::new();
-    for line in config.lines() {
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        let (key, value) = (key.trim(), value.trim());
-        if key == "version" {
-            version = value;
-        } else if key.starts_with("server.") {
-            let address = match value.split(';').nth(1).map(str::trim) {
-                Some(client) if !client.is_empty() => match client.rsplit_once(':') {
-                    Some((host, port)) => {
-                        let host = host.trim_start_matches('[').trim_end_matches(']');
-                        format!("{host}:{port}")
-                    }
-                    None => format!("0.0.0.0:{client}"),
-                },
-                _ => String::new(),
-            };
-            addresses.push(address);
-        }
-    }
-    format!("{version} {}", addresses.join(","))
+    let config = crate::dynamic_config::parse(config);
+    let addresses: Vec<String> = config
+        .members
+        .iter()
+        .map(|m| {
+            m.client
+                .as_ref()
+                .map(|c| format!("{}:{}", c.host, c.port))
+                .unwrap_or_default()
+        })
+        .collect();
+    format!("{} {}", config.version, addresses.join(","))
 }
 
 #[cfg(test)]

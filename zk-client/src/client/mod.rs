@@ -7,6 +7,7 @@ mod config;
 mod create;
 mod data;
 mod delete;
+mod ensemble_tracker;
 mod misc;
 pub(crate) mod state;
 mod txn;
@@ -144,6 +145,7 @@ pub struct ClientBuilder {
     error_policy: ConnectionStateErrorPolicy,
     compression: Arc<dyn CompressionProvider>,
     compress_all: bool,
+    ensemble_tracker: bool,
 }
 
 impl Default for ClientBuilder {
@@ -160,6 +162,7 @@ impl Default for ClientBuilder {
             error_policy: ConnectionStateErrorPolicy::Standard,
             compression: Arc::new(GzipCompressionProvider::default()),
             compress_all: false,
+            ensemble_tracker: false,
         }
     }
 }
@@ -246,6 +249,17 @@ impl ClientBuilder {
         self
     }
 
+    /// Follow the ensemble's membership (Curator's `ensembleTracker`): read the configuration
+    /// in `/zookeeper/config` after every connect and whenever it changes, and connect to
+    /// its members' client addresses from then on (the chroot stays). Off by default, unlike
+    /// Curator: the addresses are the servers' own view, which clients behind NAT, a proxy
+    /// or a port forward cannot reach — there a tracker would lead the client away from the
+    /// addresses that work. A standalone server's configuration is empty and changes nothing.
+    pub fn ensemble_tracker(mut self, on: bool) -> Self {
+        self.ensemble_tracker = on;
+        self
+    }
+
     /// Starts the client: the session connects in the background. Must be called inside a
     /// tokio runtime.
     ///
@@ -275,7 +289,7 @@ impl ClientBuilder {
             session.weak_commands(),
             self.session_timeout,
         ));
-        Ok(Client {
+        let client = Client {
             inner: Arc::new(Inner {
                 session,
                 hub,
@@ -288,7 +302,11 @@ impl ClientBuilder {
                 ensured: Mutex::new(HashSet::new()),
             }),
             namespace: namespace.map(Arc::from),
-        })
+        };
+        if self.ensemble_tracker {
+            ensemble_tracker::spawn(Arc::downgrade(&client.inner));
+        }
+        Ok(client)
     }
 }
 
@@ -388,6 +406,22 @@ impl Client {
     /// Whether `state` is an error state under this client's policy.
     pub fn is_error_state(&self, state: ConnectionState) -> bool {
         self.inner.error_policy.is_error_state(state)
+    }
+
+    /// The servers this client connects to: its connect string's, unless
+    /// [`update_servers`](Self::update_servers) or the
+    /// [ensemble tracker](ClientBuilder::ensemble_tracker) changed them.
+    pub fn servers(&self) -> Vec<crate::HostPort> {
+        self.inner.session.servers()
+    }
+
+    /// Connects to these servers (`host:port,…`, no chroot) from the next connection
+    /// attempt on; see [`Session::update_servers`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidConnectString`], [`Error::Closed`].
+    pub fn update_servers(&self, servers: &str) -> Result<()> {
+        self.inner.session.update_servers(servers)
     }
 
     /// The server this client is connected to now (as its connect string names it), `None`

@@ -68,6 +68,8 @@ pub(crate) enum Command {
     /// The framework layer gave up on the session (its timeout elapsed while suspended):
     /// expire it locally unless it is no longer the session (or the connection epoch) meant.
     Abandon { session_id: i64, epoch: u64 },
+    /// Connect to these servers from the next connection attempt on.
+    UpdateHosts(Vec<HostPort>),
 }
 
 /// One request.
@@ -331,7 +333,8 @@ impl Actor {
             }
             cmd @ (Command::DropPersistent { .. }
             | Command::RemoveLocal { .. }
-            | Command::Abandon { .. }) => self.on_command_offline(Some(cmd)),
+            | Command::Abandon { .. }
+            | Command::UpdateHosts(_)) => self.on_command_offline(Some(cmd)),
         }
     }
 
@@ -398,7 +401,26 @@ impl Actor {
                     self.abandon_now = true;
                 }
             }
+            Command::UpdateHosts(hosts) => self.set_hosts(hosts),
         }
+    }
+
+    /// Replaces the server list (shuffled as the connect string's). The current connection
+    /// stays; the next attempt starts after the current server, so it is tried last.
+    fn set_hosts(&mut self, mut hosts: Vec<HostPort>) {
+        if hosts.is_empty() {
+            return;
+        }
+        if self.config.shuffle_hosts {
+            use rand::seq::SliceRandom;
+            hosts.shuffle(&mut rand::rng());
+        }
+        let current = self.shared.server.lock().ok().and_then(|s| s.clone());
+        self.next_host = current
+            .and_then(|c| hosts.iter().position(|h| *h == c))
+            .map_or(0, |i| i + 1);
+        tracing::info!(servers = ?hosts, "server list updated");
+        self.hosts = hosts;
     }
 
     fn fail_queue(&mut self, err: &Error) {
@@ -972,7 +994,9 @@ impl Actor {
                 }
             }
             // Served as when offline: the connection is still up (a stale abandon is ignored).
-            cmd @ (Command::RemoveLocal { .. } | Command::Abandon { .. }) => {
+            cmd @ (Command::RemoveLocal { .. }
+            | Command::Abandon { .. }
+            | Command::UpdateHosts(_)) => {
                 if !matches!(cmd, Command::Abandon { .. }) {
                     self.on_command_offline(Some(cmd));
                 }

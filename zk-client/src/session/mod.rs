@@ -187,6 +187,8 @@ pub(crate) struct Shared {
     pub(crate) chroot: Option<String>,
     /// The server of the current connection, while connected.
     pub(crate) server: Mutex<Option<HostPort>>,
+    /// The servers the session connects to (the connect string's, until updated).
+    pub(crate) hosts: Mutex<Vec<HostPort>>,
 }
 
 /// A handle to one ZooKeeper session (see the [module docs](self)).
@@ -221,6 +223,7 @@ impl Session {
             renews: config.renew_on_expiry,
             chroot: config.connect.chroot().map(str::to_owned),
             server: Mutex::new(None),
+            hosts: Mutex::new(config.connect.hosts().to_vec()),
         });
         let actor = actor::Actor::new(config, shared.clone(), rx, state_tx, events);
         tokio::spawn(actor.run());
@@ -287,6 +290,40 @@ impl Session {
             .lock()
             .map(|p| p.clone())
             .unwrap_or_default()
+    }
+
+    /// The servers this session connects to (the connect string's, unless updated).
+    pub fn servers(&self) -> Vec<HostPort> {
+        self.shared
+            .hosts
+            .lock()
+            .map(|h| h.clone())
+            .unwrap_or_default()
+    }
+
+    /// Connects to these servers (`host:port,host:port…`, without a chroot: the session's
+    /// stays) from the next connection attempt on, as Apache's `updateServerList`; the
+    /// current connection stays, and its server is tried last.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConnectString`] for a bad list or one with a chroot;
+    /// [`Error::Closed`].
+    pub fn update_servers(&self, servers: &str) -> Result<()> {
+        let parsed: ConnectString = servers.parse()?;
+        if parsed.chroot().is_some() {
+            return Err(Error::InvalidConnectString(format!(
+                "{servers:?}: a server list cannot change the chroot"
+            )));
+        }
+        self.set_servers(parsed.hosts().to_vec())
+    }
+
+    /// [`update_servers`](Self::update_servers) with the list parsed.
+    pub(crate) fn set_servers(&self, servers: Vec<HostPort>) -> Result<()> {
+        if let Ok(mut hosts) = self.shared.hosts.lock() {
+            hosts.clone_from(&servers);
+        }
+        self.send_command(Command::UpdateHosts(servers))
     }
 
     /// The server of the current connection (as the connect string names it), `None` while

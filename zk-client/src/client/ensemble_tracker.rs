@@ -1,0 +1,71 @@
+//! Curator's `EnsembleTracker`: the client follows the ensemble's membership in
+//! `/zookeeper/config` and connects to its members' client addresses from then on.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use super::{Client, Inner};
+use crate::dynamic_config;
+
+/// Starts the tracker of the client behind `inner`. It holds the client only weakly and
+/// ends with it.
+pub(crate) fn spawn(inner: Weak<Inner>) {
+    tokio::spawn(async move {
+        loop {
+            // Wait for a connection without keeping the client alive.
+            let Some(mut states) = inner.upgrade().map(|i| i.session.state_receiver()) else {
+                return;
+            };
+            let connected = states
+                .wait_for(|s| s.is_connected() || s.is_terminal())
+                .await
+                .map(|s| s.is_connected())
+                .unwrap_or(false);
+            if !connected {
+                return;
+            }
+            let Some(strong) = inner.upgrade() else {
+                return;
+            };
+            let client = Client {
+                inner: strong,
+                namespace: None,
+            };
+            let watch = match client.get_config().watched().await {
+                Ok((data, _, watch)) => {
+                    follow(&client.inner, &String::from_utf8_lossy(&data));
+                    watch
+                }
+                Err(e) => {
+                    tracing::debug!(%e, "reading the ensemble configuration failed; retrying");
+                    drop(client);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            drop(client);
+            // Fires when the configuration changes, the session expires or the client closes.
+            watch.await;
+        }
+    });
+}
+
+/// Points the session at the configuration's members, if it names any (a standalone server's
+/// configuration is empty) and they differ from the servers it has.
+fn follow(inner: &Arc<Inner>, config: &str) {
+    let servers = dynamic_config::parse(config).client_servers();
+    if servers.is_empty() {
+        return;
+    }
+    let mut sorted = servers.clone();
+    sorted.sort_by_key(ToString::to_string);
+    let mut known = inner.session.servers();
+    known.sort_by_key(ToString::to_string);
+    if sorted != known {
+        tracing::info!(
+            ?servers,
+            "the ensemble configuration names other servers: following it"
+        );
+        let _ = inner.session.set_servers(servers);
+    }
+}
