@@ -410,7 +410,7 @@ async fn a_three_host_connect_string_fails_over_when_one_host_dies() {
 }
 
 #[tokio::test]
-async fn an_updated_server_list_is_used_from_the_next_connection_on() {
+async fn an_updated_server_list_is_used_and_an_unlisted_server_is_left() {
     let env = env_or_skip!();
     let first = Proxy::start(env.connect_string())
         .await
@@ -425,6 +425,18 @@ async fn an_updated_server_list_is_used_from_the_next_connection_on() {
         client.update_servers("127.0.0.1:1/chroot"),
         Err(Error::InvalidConnectString(_))
     ));
+    let connected_to =
+        |client: &zk::client::Client| client.connected_server().map(|s| s.to_string());
+
+    // Still listed: the connection stays.
+    let both = format!("{},{}", first.connect_string(), second.connect_string());
+    client.update_servers(&both).unwrap();
+    assert_eq!(client.servers().len(), 2);
+    client.exists("/").await.unwrap();
+    assert_eq!(connected_to(&client), Some(first.connect_string()));
+    assert_eq!(first.active_connections(), 1);
+
+    // No longer listed: the client leaves it for a listed one, with its session.
     client.update_servers(&second.connect_string()).unwrap();
     assert_eq!(
         client
@@ -434,19 +446,10 @@ async fn an_updated_server_list_is_used_from_the_next_connection_on() {
             .collect::<Vec<_>>(),
         [second.connect_string()]
     );
-    // The current connection stays until it ends; then the new list is used.
-    assert_eq!(
-        client.connected_server().map(|s| s.to_string()),
-        Some(first.connect_string())
-    );
-    first.down();
     assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
     assert_eq!(next_state(&mut states).await, ConnectionState::Reconnected);
     assert_eq!(client.session_id(), session);
-    assert_eq!(
-        client.connected_server().map(|s| s.to_string()),
-        Some(second.connect_string())
-    );
+    assert_eq!(connected_to(&client), Some(second.connect_string()));
     client.close().await.unwrap();
 }
 

@@ -383,7 +383,10 @@ async fn drive(inner: Arc<Inner>, mut states: ConnectionStates) {
                 tracing::debug!(path = %inner.path, %e, "latch check failed; retrying");
                 // A connection problem during the check is what the Session policy rides
                 // out (LOST ends leadership when it comes); anything else ends it.
-                if !e.is_retryable() || client.is_error_state(ConnectionState::Suspended) {
+                if !e.is_retryable()
+                    || e.is_session_terminal()
+                    || client.is_error_state(ConnectionState::Suspended)
+                {
                     set_leader(&inner, false);
                 }
                 tokio::select! {

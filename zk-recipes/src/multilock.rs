@@ -13,6 +13,11 @@ use crate::rwlock::{ReadLock, WriteLock};
 use crate::{Error, Result};
 
 /// One lock of a [`MultiLock`]: any lock whose grant is a [`MutexGuard`].
+///
+/// A part is a lock *handle*: a clone of a [`ReadLock`] or [`WriteLock`] is the same handle
+/// as the original, so a guard the original holds counts for
+/// [`MultiLock::is_acquired`], and acquiring waits while that guard lives (as acquiring the
+/// original twice would).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum MultiLockPart {

@@ -33,7 +33,8 @@ pub(crate) trait KeptWatch: Sync {
         stop: &mut watch::Receiver<bool>,
     ) -> impl Future<Output = Followed> + Send;
 
-    /// What to do after adding failed with `error` (never `Closed`, which stops).
+    /// What to do after adding failed with `error` (never `Closed` or `AuthFailed`, which
+    /// stop).
     fn add_failed(
         &self,
         error: ZkError,
@@ -63,7 +64,8 @@ pub(crate) async fn keep_watch<K: KeptWatch>(
                 backoff = MIN_BACKOFF;
                 kept.follow(watch, states, stop).await
             }
-            Err(ZkError::Closed) => Followed::Stop,
+            // The client is closed, or its credentials were refused for good.
+            Err(ZkError::Closed | ZkError::AuthFailed) => Followed::Stop,
             Err(e) => kept.add_failed(e, states, stop).await,
         };
         match followed {

@@ -36,10 +36,18 @@ pub(crate) fn spawn(inner: Weak<Inner>) {
                     follow(&client.inner, &String::from_utf8_lossy(&data));
                     watch
                 }
-                Err(e) => {
+                Err(e) if e.is_retryable() => {
                     tracing::debug!(%e, "reading the ensemble configuration failed; retrying");
                     drop(client);
                     tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(e) => {
+                    // Will not change on its own (e.g. no config node on a 3.4 server): try
+                    // again after the next disconnection.
+                    tracing::warn!(%e, "cannot read the ensemble configuration; the server list stays");
+                    drop(client);
+                    let _ = states.wait_for(|s| !s.is_connected()).await;
                     continue;
                 }
             };

@@ -250,8 +250,9 @@ impl ClientBuilder {
     }
 
     /// Follow the ensemble's membership (Curator's `ensembleTracker`): read the configuration
-    /// in `/zookeeper/config` after every connect and whenever it changes, and connect to
-    /// its members' client addresses from then on (the chroot stays). Off by default, unlike
+    /// in `/zookeeper/config` once connected, whenever it changes and in every new session,
+    /// and connect to its members' client addresses from then on (the chroot stays; see
+    /// [`Session::update_servers`]). Off by default, unlike
     /// Curator: the addresses are the servers' own view, which clients behind NAT, a proxy
     /// or a port forward cannot reach — there a tracker would lead the client away from the
     /// addresses that work. A standalone server's configuration is empty and changes nothing.

@@ -188,6 +188,9 @@ pub(crate) struct Actor {
     deferred_removals: Vec<(String, bool)>,
     /// Set by a matching `Abandon`; acted upon by the connect loop.
     abandon_now: bool,
+    /// Set when the server of the current connection left the server list: the connection
+    /// ends and the next one uses the new list.
+    leave_server: bool,
     /// Connected events emitted so far.
     epoch: u64,
     /// The server does not know SetWatches2: re-register with SetWatches, end persistent
@@ -242,6 +245,7 @@ impl Actor {
             queue: VecDeque::new(),
             deferred_removals: Vec::new(),
             abandon_now: false,
+            leave_server: false,
             epoch: 0,
             no_set_watches2: false,
             set_watches2_failures: 0,
@@ -406,7 +410,8 @@ impl Actor {
     }
 
     /// Replaces the server list (shuffled as the connect string's). The current connection
-    /// stays; the next attempt starts after the current server, so it is tried last.
+    /// stays if its server is still listed (the next attempt then starts after it, so it is
+    /// tried last), and ends otherwise.
     fn set_hosts(&mut self, mut hosts: Vec<HostPort>) {
         if hosts.is_empty() {
             return;
@@ -416,9 +421,12 @@ impl Actor {
             hosts.shuffle(&mut rand::rng());
         }
         let current = self.shared.server.lock().ok().and_then(|s| s.clone());
-        self.next_host = current
-            .and_then(|c| hosts.iter().position(|h| *h == c))
-            .map_or(0, |i| i + 1);
+        let position = current
+            .as_ref()
+            .and_then(|c| hosts.iter().position(|h| h == c));
+        // A server that is no longer listed is left (as Apache's updateServerList does).
+        self.leave_server = current.is_some() && position.is_none();
+        self.next_host = position.map_or(0, |i| i + 1);
         tracing::info!(servers = ?hosts, "server list updated");
         self.hosts = hosts;
     }
@@ -844,6 +852,9 @@ impl Actor {
                         self.handle_command(cmd, &mut out, &mut pending, &mut auth_pending);
                         n += 1;
                     }
+                    if std::mem::take(&mut self.leave_server) {
+                        break ConnEnd::Lost(format!("{host} is no longer in the server list"));
+                    }
                 }
                 found = async {
                     match rw_search.as_mut() {
@@ -851,10 +862,12 @@ impl Actor {
                         None => std::future::pending().await,
                     }
                 } => {
-                    self.next_host = found;
-                    let to = self.hosts.get(found).map(ToString::to_string).unwrap_or_default();
-                    tracing::info!(%host, %to, "read-write server found: leaving the read-only one");
-                    break ConnEnd::Lost(format!("moving to read-write server {to}"));
+                    // The list may have changed since the search started.
+                    if let Some(i) = self.hosts.iter().position(|h| *h == found) {
+                        self.next_host = i;
+                    }
+                    tracing::info!(%host, to = %found, "read-write server found: leaving the read-only one");
+                    break ConnEnd::Lost(format!("moving to read-write server {found}"));
                 }
                 _ = tick.tick() => {
                     let now = Instant::now();

@@ -302,8 +302,10 @@ impl Session {
     }
 
     /// Connects to these servers (`host:port,host:port…`, without a chroot: the session's
-    /// stays) from the next connection attempt on, as Apache's `updateServerList`; the
-    /// current connection stays, and its server is tried last.
+    /// stays) from the next connection attempt on. As Apache's `updateServerList`, a
+    /// connection to a server that is no longer listed ends (the session moves to a listed
+    /// one); unlike it, a connection to a listed server stays (Apache moves some clients to
+    /// new servers to balance the load), and its server is tried last.
     ///
     /// # Errors
     /// [`Error::InvalidConnectString`] for a bad list or one with a chroot;
@@ -320,10 +322,15 @@ impl Session {
 
     /// [`update_servers`](Self::update_servers) with the list parsed.
     pub(crate) fn set_servers(&self, servers: Vec<HostPort>) -> Result<()> {
-        if let Ok(mut hosts) = self.shared.hosts.lock() {
-            hosts.clone_from(&servers);
+        if servers.is_empty() {
+            return Err(Error::InvalidConnectString("no server given".to_owned()));
         }
-        self.send_command(Command::UpdateHosts(servers))
+        // Sent and recorded under one lock: concurrent updates are applied by the session
+        // task in the order they are recorded, so `servers()` shows the list in use.
+        let mut hosts = self.shared.hosts.lock().map_err(|_| Error::Closed)?;
+        self.send_command(Command::UpdateHosts(servers.clone()))?;
+        *hosts = servers;
+        Ok(())
     }
 
     /// The server of the current connection (as the connect string names it), `None` while

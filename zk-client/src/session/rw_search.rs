@@ -22,8 +22,8 @@ const MAX_PAUSE: Duration = Duration::from_secs(60);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Probes the hosts other than `current`, in turn, until one is a read-write server, and
-/// returns its index. Never returns when there is no other host.
-pub(crate) async fn find_read_write_server(hosts: Vec<HostPort>, current: usize) -> usize {
+/// returns it. Never returns when there is no other host.
+pub(crate) async fn find_read_write_server(hosts: Vec<HostPort>, current: usize) -> HostPort {
     if hosts.len() < 2 {
         return std::future::pending().await;
     }
@@ -38,7 +38,7 @@ pub(crate) async fn find_read_write_server(hosts: Vec<HostPort>, current: usize)
         }
         if let Some(host) = hosts.get(next) {
             if is_read_write(host).await {
-                return next;
+                return host.clone();
             }
         }
     }
