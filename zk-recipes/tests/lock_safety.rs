@@ -377,6 +377,14 @@ async fn leader_latch_under_the_session_policy_leads_through_suspension_until_lo
     wait_state(&mut a_states, ConnectionState::Lost).await;
     wait_leadership(&a, false).await;
     wait_leadership(&b, true).await;
+    // The recorder task may not have run since the change: wait for it, then check that
+    // leadership went once from true to false, never flipping in between.
+    within("a's history recorded", async {
+        while a_history.lock().unwrap().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
     assert_eq!(*a_history.lock().unwrap(), [true, false]);
     heal(&proxy);
     b.close().await.unwrap();
