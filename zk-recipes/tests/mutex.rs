@@ -316,14 +316,6 @@ async fn watches_by_path(server: &zk_server::TestingServer) -> HashMap<String, u
     out
 }
 
-async fn total_watches(server: &zk_server::TestingServer) -> u64 {
-    let text = server.four_letter_word("wchs").await.expect("wchs");
-    text.lines()
-        .find_map(|l| l.strip_prefix("Total watches:"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("unexpected wchs output: {text}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holder_session_expiry_gives_the_lock_to_the_next_waiter_and_reports_lost() {
     let server = server().await;

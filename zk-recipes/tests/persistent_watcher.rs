@@ -26,14 +26,6 @@ async fn next_event(events: &mut WatcherEvents) -> (EventType, String) {
     }
 }
 
-async fn total_watches(server: &zk_server::TestingServer) -> u64 {
-    let text = server.four_letter_word("wchs").await.expect("wchs");
-    text.lines()
-        .find_map(|l| l.strip_prefix("Total watches:"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("unexpected wchs output: {text}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subtree_and_node_events_after_a_reset_and_no_watch_left_when_closed() {
     let server = server().await;

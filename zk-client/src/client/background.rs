@@ -37,6 +37,22 @@ pub(crate) async fn guaranteed(
     rx.await.unwrap_or(Err(Error::Closed))
 }
 
+/// Waits until the client behind `inner` is connected, without keeping it alive meanwhile;
+/// `None` once it is gone or closed for good.
+pub(crate) async fn connected(inner: &Weak<Inner>) -> Option<Arc<Inner>> {
+    let mut states = inner.upgrade()?.session.state_receiver();
+    let connected = states
+        .wait_for(|s| s.is_connected() || s.is_terminal())
+        .await
+        .map(|s| s.is_connected())
+        .unwrap_or(false);
+    if connected {
+        inner.upgrade()
+    } else {
+        None
+    }
+}
+
 /// Runs `attempt` whenever the client is connected, with a backoff of 50 ms doubling up to
 /// 2 s, until it succeeds, fails with an error the retry policy would not retry, or the
 /// client is closed or dropped (the task does not keep it alive).
@@ -49,18 +65,7 @@ pub(crate) fn spawn_until_done(
     tokio::spawn(async move {
         let mut delay = Duration::from_millis(50);
         loop {
-            let Some(mut rx) = inner.upgrade().map(|i| i.session.state_receiver()) else {
-                return;
-            };
-            let connected = rx
-                .wait_for(|s| s.is_connected() || s.is_terminal())
-                .await
-                .map(|s| s.is_connected())
-                .unwrap_or(false);
-            if !connected {
-                return;
-            }
-            let Some(strong) = inner.upgrade() else {
+            let Some(strong) = connected(&inner).await else {
                 return;
             };
             let retry_policy = strong.retry.clone();

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use super::background::connected;
 use super::{Client, Inner};
 use crate::dynamic_config;
 
@@ -12,21 +13,10 @@ use crate::dynamic_config;
 pub(crate) fn spawn(inner: Weak<Inner>) {
     tokio::spawn(async move {
         loop {
-            // Wait for a connection without keeping the client alive.
-            let Some(mut states) = inner.upgrade().map(|i| i.session.state_receiver()) else {
+            let Some(strong) = connected(&inner).await else {
                 return;
             };
-            let connected = states
-                .wait_for(|s| s.is_connected() || s.is_terminal())
-                .await
-                .map(|s| s.is_connected())
-                .unwrap_or(false);
-            if !connected {
-                return;
-            }
-            let Some(strong) = inner.upgrade() else {
-                return;
-            };
+            let mut states = strong.session.state_receiver();
             let client = Client {
                 inner: strong,
                 namespace: None,

@@ -101,3 +101,12 @@ pub async fn wait_state(states: &mut ConnectionStates, wanted: ConnectionState) 
     })
     .await
 }
+
+/// The server's count of watches (`wchs`).
+pub async fn total_watches(server: &TestingServer) -> u64 {
+    let text = server.four_letter_word("wchs").await.expect("wchs");
+    text.lines()
+        .find_map(|l| l.strip_prefix("Total watches:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("unexpected wchs output: {text}"))
+}
