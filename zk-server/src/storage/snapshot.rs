@@ -162,6 +162,10 @@ pub fn parse_from(input: impl Read, last_zxid: i64) -> Result<Snapshot, String> 
         let path = if path.is_empty() {
             "/".to_owned()
         } else {
+            // Every path a server writes passed validation when its node was created; one
+            // that does not (e.g. "/a/") is damage, and would not fit into the tree.
+            zk_proto::path::validate_path(&path)
+                .map_err(|e| format!("node path {path:?} is not a valid path: {e}"))?;
             path
         };
         let data = r.buffer("data")?;
@@ -382,6 +386,21 @@ mod tests {
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0x01;
         assert!(parse(&bytes, 1).is_err());
+    }
+
+    #[test]
+    fn a_node_path_that_is_not_a_valid_path_is_an_error() {
+        let mut bytes = serialize(&sample_tree().image(), &[]);
+        // "/c" becomes "/." (same length): a dot segment, refused before the checksum.
+        let at = bytes
+            .windows(6)
+            .position(|w| w == [0, 0, 0, 2, b'/', b'c'])
+            .expect("the record of /c");
+        bytes[at + 5] = b'.';
+        let Err(err) = parse(&bytes, 1) else {
+            panic!("an invalid path was accepted");
+        };
+        assert!(err.contains("\"/.\" is not a valid path"), "{err}");
     }
 
     #[test]
