@@ -55,11 +55,9 @@ fn follow(inner: &Arc<Inner>, config: &str) {
     if servers.is_empty() {
         return;
     }
-    let mut sorted = servers.clone();
-    sorted.sort_by_key(ToString::to_string);
-    let mut known = inner.session.servers();
-    known.sort_by_key(ToString::to_string);
-    if sorted != known {
+    let known = inner.session.servers();
+    let same = servers.len() == known.len() && servers.iter().all(|s| known.contains(s));
+    if !same {
         tracing::info!(
             ?servers,
             "the ensemble configuration names other servers: following it"

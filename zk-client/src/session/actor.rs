@@ -412,10 +412,8 @@ impl Actor {
     /// Replaces the server list (shuffled as the connect string's). The current connection
     /// stays if its server is still listed (the next attempt then starts after it, so it is
     /// tried last), and ends otherwise.
+    /// Never empty: [`Session::set_servers`](super::Session::set_servers) refuses that.
     fn set_hosts(&mut self, mut hosts: Vec<HostPort>) {
-        if hosts.is_empty() {
-            return;
-        }
         if self.config.shuffle_hosts {
             use rand::seq::SliceRandom;
             hosts.shuffle(&mut rand::rng());

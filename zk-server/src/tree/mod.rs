@@ -123,35 +123,30 @@ impl DataTree {
     /// A tree holding only `/`, `/zookeeper`, `/zookeeper/quota` and `/zookeeper/config`.
     pub fn new() -> DataTree {
         let mut tree = DataTree::empty();
-        let open = tree.acl_cache.intern(&Acl::open_unsafe());
-        let read = tree.acl_cache.intern(&Acl::read_unsafe());
-        let empty_stat = StatPersisted::default();
-        for (path, acl) in [
-            ("/", &open),
-            (ZOOKEEPER_PATH, &open),
-            (QUOTA_PATH, &open),
-            (CONFIG_PATH, &read),
-        ] {
-            tree.nodes.insert(
-                Arc::from(path),
-                Arc::new(DataNode {
-                    data: None,
-                    acl: Arc::clone(acl),
-                    stat: empty_stat.clone(),
-                    children: Children::default(),
-                }),
-            );
-        }
-        for (parent, child) in [
-            ("/", "zookeeper"),
-            (ZOOKEEPER_PATH, "quota"),
-            (ZOOKEEPER_PATH, "config"),
-        ] {
-            if let Some(node) = tree.get_mut(parent) {
-                node.children.insert(child);
-            }
-        }
+        tree.insert_system_node("/", None, &Acl::open_unsafe());
+        tree.insert_system_node(ZOOKEEPER_PATH, Some("/"), &Acl::open_unsafe());
+        tree.insert_system_node(QUOTA_PATH, Some(ZOOKEEPER_PATH), &Acl::open_unsafe());
+        tree.insert_system_node(CONFIG_PATH, Some(ZOOKEEPER_PATH), &Acl::read_unsafe());
         tree
+    }
+
+    /// Inserts an empty node at `path` with `acl`, linked below `parent` (when given and
+    /// present).
+    fn insert_system_node(&mut self, path: &str, parent: Option<&str>, acl: &[Acl]) {
+        let acl = self.acl_cache.intern(acl);
+        self.nodes.insert(
+            Arc::from(path),
+            Arc::new(DataNode {
+                data: None,
+                acl,
+                stat: StatPersisted::default(),
+                children: Children::default(),
+            }),
+        );
+        let name = path.rsplit('/').next().unwrap_or_default();
+        if let Some(node) = parent.and_then(|p| self.get_mut(p)) {
+            node.children.insert(name);
+        }
     }
 
     /// Writes an ensemble member's configuration into `/zookeeper/config`, as Apache's
@@ -161,19 +156,7 @@ impl DataTree {
     /// version of -1. Recreates the node if a snapshot lacked it.
     pub fn set_config_node(&mut self, text: &str, config_version: i64, now_ms: i64) {
         if self.get(CONFIG_PATH).is_none() {
-            let read = self.acl_cache.intern(&Acl::read_unsafe());
-            self.nodes.insert(
-                Arc::from(CONFIG_PATH),
-                Arc::new(DataNode {
-                    data: None,
-                    acl: read,
-                    stat: StatPersisted::default(),
-                    children: Children::default(),
-                }),
-            );
-            if let Some(parent) = self.get_mut(ZOOKEEPER_PATH) {
-                parent.children.insert("config");
-            }
+            self.insert_system_node(CONFIG_PATH, Some(ZOOKEEPER_PATH), &Acl::read_unsafe());
         }
         if let Some(node) = self.get_mut(CONFIG_PATH) {
             node.data = Some(text.as_bytes().to_vec());
