@@ -8,7 +8,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use zk_client::{
-    Client, ConnectionState, ConnectionStates, CreateMode, Error as ZkError, WatchFuture,
+    Client, ConnectionState, ConnectionStates, CreateMode, Error as ZkError, EventType, WatchFuture,
 };
 
 use crate::nodes::{check_base_path, join, node_name, sorted_children};
@@ -306,8 +306,10 @@ fn set_leader(inner: &Inner, leader: bool) {
     });
 }
 
+/// Gives up our place in the queue: without its node a participant does not lead.
 fn forget_node(inner: &Inner, node: &mut Option<Node>, delete: bool) {
     if let Some(n) = node.take() {
+        set_leader(inner, false);
         inner.node.send_replace(None);
         if delete {
             delete_in_background(&inner.client, n.path);
@@ -409,7 +411,16 @@ async fn drive(inner: Arc<Inner>, mut states: ConnectionStates) {
                 Some(s) => handle_state(&inner, &mut node, &mut suspended, s),
                 None => break,
             },
-            _ = watch => {}
+            event = watch => {
+                // The leader watches its own node: once it is deleted (by an operator, or a
+                // stale cleanup) the next participant may already lead, so stop at once
+                // rather than after re-queueing.
+                if event.event_type == EventType::NodeDeleted
+                    && node.as_ref().is_some_and(|n| n.path == event.path)
+                {
+                    forget_node(&inner, &mut node, false);
+                }
+            }
         }
     }
     set_leader(&inner, false);

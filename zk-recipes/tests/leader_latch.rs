@@ -117,6 +117,47 @@ async fn exactly_one_leader_among_10_while_leaders_close() {
     assert_eq!(latches[0].await_leadership().await, Err(Error::Closed));
 }
 
+/// An operator (or a stale cleanup) deleting the leader's node: the old leader stops leading
+/// as soon as it hears of the deletion, before it queues again (it used to lead on until it
+/// had queued behind the others, overlapping its successor by a few round trips), and the
+/// next participant leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_leader_node_ends_leadership_before_the_latch_queues_again() {
+    let server = server().await;
+    let (clients, latches) = latches(&server.connect_string(), 3).await;
+    wait_children(&clients[0], PATH, |c| c.len() == 3).await;
+    let operator = client(&server.connect_string()).await;
+
+    let mut leader = wait_one_leader(&latches, |_| true).await;
+    for _ in 0..15 {
+        let node = latches[leader].our_path().expect("the leader has a node");
+        let mut ours = latches[leader].our_path_changes();
+        ours.borrow_and_update();
+        operator.delete(&node).await.unwrap();
+        // Whenever the latch lets go of its node or takes a new one, it does not lead: the
+        // others are ahead of it in the queue now.
+        within("the old leader re-joins", async {
+            loop {
+                ours.changed().await.unwrap();
+                let now = ours.borrow_and_update().clone();
+                assert!(
+                    !latches[leader].has_leadership(),
+                    "still leading with node {now:?} after {node} was deleted"
+                );
+                if now.is_some() {
+                    break;
+                }
+            }
+        })
+        .await;
+        leader = wait_one_leader(&latches, |i| i != leader).await;
+        wait_children(&operator, PATH, |c| c.len() == 3).await;
+    }
+    for l in latches.iter() {
+        l.close().await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_leader_session_yields_a_new_leader_and_the_old_one_rejoins() {
     let server = server().await;
