@@ -68,7 +68,8 @@ impl FaultProxy {
         self.addr.to_string()
     }
 
-    /// Closes every current connection (new ones are still accepted).
+    /// Closes every current connection (new ones are still accepted); bytes they have not
+    /// forwarded yet are dropped.
     pub fn cut(&self) {
         self.ctl.cut.send_modify(|g| *g += 1);
     }
@@ -117,8 +118,8 @@ async fn accept_loop(listener: TcpListener, ctl: Arc<Ctl>) {
             cut.mark_unchanged();
             let (cr, cw) = client.into_split();
             let (sr, sw) = server.into_split();
-            let up = pump(cr, sw, ctl.mode.subscribe(), false);
-            let down = pump(sr, cw, ctl.mode.subscribe(), true);
+            let up = pump(cr, sw, ctl.mode.subscribe(), ctl.cut.subscribe(), false);
+            let down = pump(sr, cw, ctl.mode.subscribe(), ctl.cut.subscribe(), true);
             tokio::select! {
                 _ = cut.changed() => {}
                 _ = async { tokio::join!(up, down) } => {}
@@ -128,10 +129,14 @@ async fn accept_loop(listener: TcpListener, ctl: Arc<Ctl>) {
     }
 }
 
+/// Forwards `from` to `to` as the mode says. Bytes not yet forwarded when the connection is
+/// cut are never forwarded (even if the mode changed meanwhile), so a test that cuts and then
+/// sets [`FaultMode::Forward`] knows what got through.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mode: watch::Receiver<FaultMode>,
+    cut: watch::Receiver<u64>,
     server_to_client: bool,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
@@ -150,6 +155,9 @@ async fn pump(
             FaultMode::DropReplies if server_to_client => continue,
             FaultMode::DropReplies => {}
             FaultMode::Delay(d) => tokio::time::sleep(d).await,
+        }
+        if cut.has_changed().unwrap_or(true) {
+            return;
         }
         if to
             .write_all(buf.get(..n).unwrap_or_default())
