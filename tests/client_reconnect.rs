@@ -281,6 +281,43 @@ async fn protected_mode_recovers_a_lost_create_reply_without_leaking_a_node() {
     observer.close().await.unwrap();
 }
 
+/// A versioned write whose reply is lost: retried (the builder's policy) it would conflict
+/// with itself (BADVERSION); through a client view without retries it fails with
+/// CONNECTIONLOSS, so the caller knows the outcome is unknown, and the node shows it applied.
+#[tokio::test]
+async fn a_write_without_retries_reports_a_lost_reply_as_connection_loss() {
+    let env = env_or_skip!();
+    let proxy = Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
+    let client = support::client_builder(&proxy.connect_string())
+        .retry_policy(RetryNTimes::new(10, Duration::from_millis(100)))
+        .build()
+        .unwrap();
+    client.block_until_connected(PATIENCE).await.unwrap();
+    let observer = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    observer.create(&root).await.unwrap();
+    let (_, _, changed) = observer.get_data(&root).watched().await.unwrap();
+
+    proxy.set_mode(Mode::DropReplies);
+    let write = tokio::spawn({
+        let once = client.with_retry_policy(RetryNTimes::new(0, Duration::ZERO));
+        let root = root.clone();
+        async move { once.set_data(&root, b"1".to_vec()).version(0).await }
+    });
+    within(changed).await;
+    proxy.cut();
+    proxy.set_mode(Mode::Forward);
+    assert_eq!(within(write).await.unwrap(), Err(Error::ConnectionLoss));
+
+    let (data, stat) = client.get_data(&root).await.unwrap();
+    assert_eq!((data.as_slice(), stat.version), (&b"1"[..], 1));
+    client.close().await.unwrap();
+    observer.delete(&root).await.unwrap();
+    observer.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn guaranteed_delete_completes_after_the_connection_returns() {
     let env = env_or_skip!();

@@ -130,10 +130,7 @@ pub(crate) fn delete_leftovers_in_background(client: &Client, target: &str, id: 
         move |inner| {
             let (target, id) = (target.clone(), id.clone());
             Box::pin(async move {
-                let client = Client {
-                    inner,
-                    namespace: None,
-                };
+                let client = Client::from_inner(inner);
                 for (path, _) in find_nodes(&client, &target, &id).await? {
                     client.delete_in_background(path, -1);
                 }

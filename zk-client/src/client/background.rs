@@ -27,7 +27,7 @@ pub(crate) async fn guaranteed(
     tokio::spawn(async move {
         let result = first.await;
         if let Err(e) = &result {
-            if client.inner.retry.allow_retry_on(e) || matches!(e, Error::Connect(_)) {
+            if client.retry_policy().allow_retry_on(e) || matches!(e, Error::Connect(_)) {
                 tracing::info!(path = %full_path, what, %e, "guaranteed operation continues in the background");
                 spawn_until_done(Arc::downgrade(&client.inner), what, full_path, attempt);
             }

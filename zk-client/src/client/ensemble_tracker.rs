@@ -17,10 +17,7 @@ pub(crate) fn spawn(inner: Weak<Inner>) {
                 return;
             };
             let mut states = strong.session.state_receiver();
-            let client = Client {
-                inner: strong,
-                namespace: None,
-            };
+            let client = Client::from_inner(strong);
             let watch = match client.get_config().watched().await {
                 Ok((data, _, watch)) => {
                     follow(&client.inner, &String::from_utf8_lossy(&data));

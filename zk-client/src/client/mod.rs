@@ -290,20 +290,18 @@ impl ClientBuilder {
             session.weak_commands(),
             self.session_timeout,
         ));
-        let client = Client {
-            inner: Arc::new(Inner {
-                session,
-                hub,
-                retry: self.retry,
-                connection_timeout: self.connection_timeout,
-                acl_provider: self.acl_provider,
-                error_policy: self.error_policy,
-                compression: self.compression,
-                compress_all: self.compress_all,
-                ensured: Mutex::new(HashSet::new()),
-            }),
-            namespace: namespace.map(Arc::from),
-        };
+        let client = Client::from_inner(Arc::new(Inner {
+            session,
+            hub,
+            retry: self.retry,
+            connection_timeout: self.connection_timeout,
+            acl_provider: self.acl_provider,
+            error_policy: self.error_policy,
+            compression: self.compression,
+            compress_all: self.compress_all,
+            ensured: Mutex::new(HashSet::new()),
+        }))
+        .with_namespace(namespace.map(Arc::from));
         if self.ensemble_tracker {
             ensemble_tracker::spawn(Arc::downgrade(&client.inner));
         }
@@ -344,6 +342,7 @@ pub(crate) struct Inner {
 pub struct Client {
     pub(crate) inner: Arc<Inner>,
     pub(crate) namespace: Option<Arc<str>>,
+    retry: Arc<dyn RetryPolicy>,
 }
 
 impl Client {
@@ -359,13 +358,48 @@ impl Client {
         Client::builder().connect_string(connect_string).build()
     }
 
+    /// The client of `inner` with its builder's retry policy and no namespace.
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Client {
+        Client {
+            retry: inner.retry.clone(),
+            inner,
+            namespace: None,
+        }
+    }
+
+    fn with_namespace(mut self, namespace: Option<Arc<str>>) -> Client {
+        self.namespace = namespace;
+        self
+    }
+
     /// A client for the same session whose paths are relative to `/namespace` (created lazily
     /// as a container on first use). An empty namespace means none.
     pub fn using_namespace(&self, namespace: &str) -> Result<Client> {
-        Ok(Client {
-            inner: self.inner.clone(),
-            namespace: namespace_path(namespace)?.map(Arc::from),
-        })
+        Ok(self
+            .clone()
+            .with_namespace(namespace_path(namespace)?.map(Arc::from)))
+    }
+
+    /// A client for the same session (and namespace) whose operations retry under `policy`
+    /// instead of the builder's.
+    ///
+    /// For a write that must not be sent twice, use no retries
+    /// (`RetryNTimes::new(0, Duration::ZERO)`): when the connection drops after a request was
+    /// sent, its outcome is unknown, and a retried non-idempotent write (an increment, a
+    /// versioned compare-and-set) may then take effect twice or report a conflict with
+    /// itself. Without retries the call fails with [`Error::ConnectionLoss`] instead, and the
+    /// caller can read the node to find out what happened. Requests still wait for a
+    /// connection (up to the connection timeout) before they are sent.
+    pub fn with_retry_policy(&self, policy: impl RetryPolicy + 'static) -> Client {
+        Client {
+            retry: Arc::new(policy),
+            ..self.clone()
+        }
+    }
+
+    /// The retry policy of this client's operations.
+    pub(crate) fn retry_policy(&self) -> &dyn RetryPolicy {
+        &*self.retry
     }
 
     /// The namespace path (e.g. `/app`), if any.
@@ -589,14 +623,14 @@ impl Client {
             } else {
                 err
             };
-            if !self.inner.retry.allow_retry_on(&err) {
+            if !self.retry.allow_retry_on(&err) {
                 return Err(err);
             }
             if Instant::now() >= deadline && !self.is_connected() {
                 // The connection timeout bounds the call once, not each retry.
                 return Err(err);
             }
-            let Some(sleep) = self.inner.retry.allow_retry(retry_count, start.elapsed()) else {
+            let Some(sleep) = self.retry.allow_retry(retry_count, start.elapsed()) else {
                 return Err(err);
             };
             tracing::debug!(%err, retry_count, ?sleep, "retrying");
