@@ -70,9 +70,10 @@ pub type DistributedAtomicInteger = DistributedAtomicNumber<i32>;
 /// missing or empty node counts as `0`; parents are containers).
 ///
 /// Updates are optimistic, optionally promoted to a lock, exactly as
-/// [`DistributedAtomicValue`]'s (whose connection-loss caveat applies: an increment whose
-/// reply was lost may be applied twice, as in Curator). An update that still fails returns
-/// `succeeded == false` — it is not an error.
+/// [`DistributedAtomicValue`]'s, and never applied twice: an increment whose write reply was
+/// lost, and whose outcome the value read back cannot tell, fails with that error (see
+/// "Connection loss" there; Curator re-sends the write and may increment twice). An update
+/// that still fails returns `succeeded == false` — it is not an error.
 ///
 /// ```no_run
 /// # async fn f(client: zk_client::Client) -> zk_recipes::Result<()> {

@@ -103,10 +103,14 @@ impl PromotedToLock {
 /// [`Mutex`]. An update that still fails returns `succeeded == false` — it is not an error.
 ///
 /// # Connection loss
-/// A write whose reply is lost is re-sent by the client; if the first send was applied, the
-/// re-sent write meets a changed version and the update is attempted again: after connection
-/// loss, an update may be applied twice (as in Curator). Use the returned values (or a lock
-/// and a read) where that matters.
+/// The versioned write (or create) of an attempt is sent once, never re-sent by the client's
+/// retry policy: in Curator a re-sent write whose first send was applied meets a changed
+/// version, and the update is attempted again, so it may be applied twice. Here, when the
+/// connection drops after the write was sent, the node is read back (after a `sync`): if it
+/// is unchanged, or holds another writer's value at the next version, the write did not
+/// apply and the update goes on; otherwise the write may have applied and the call fails with
+/// that error ([`zk_client::Error::ConnectionLoss`] or [`zk_client::Error::SessionExpired`]):
+/// read the value to find out, as retrying could apply the update twice.
 ///
 /// ```no_run
 /// # async fn f(client: zk_client::Client) -> zk_recipes::Result<()> {
@@ -122,6 +126,8 @@ impl PromotedToLock {
 /// ```
 pub struct DistributedAtomicValue {
     client: Client,
+    /// The same client without retries, for the writes (see "Connection loss").
+    once: Client,
     path: String,
     retry_policy: Arc<dyn RetryPolicy>,
     promotion: Option<(PromotedToLock, Mutex)>,
@@ -157,6 +163,7 @@ impl DistributedAtomicValue {
     ) -> Result<DistributedAtomicValue> {
         check_base_path(path)?;
         Ok(DistributedAtomicValue {
+            once: client.with_retry_policy(RetryNTimes::new(0, Duration::ZERO)),
             client,
             path: path.to_owned(),
             retry_policy: Arc::new(retry_policy),
@@ -249,20 +256,11 @@ impl DistributedAtomicValue {
         if !matches(&result.pre_value)? {
             return Ok(result);
         }
-        match self
-            .client
-            .set_data(&self.path, new.clone())
-            .version(version)
-            .await
-        {
-            Ok(_) => {
-                result.succeeded = true;
-                result.post_value = new;
-                Ok(result)
-            }
-            Err(ZkError::BadVersion | ZkError::NoNode) => Ok(result),
-            Err(e) => Err(e.into()),
+        if self.write_once(Some(version), &new).await? {
+            result.succeeded = true;
+            result.post_value = new;
         }
+        Ok(result)
     }
 
     /// Sets the value whatever it is (creating the node if missing).
@@ -320,34 +318,56 @@ impl DistributedAtomicValue {
         }
     }
 
-    /// One optimistic attempt: read, compute, write at the read version (or create).
-    async fn attempt(&self, make: &impl Fn(&[u8]) -> Result<Vec<u8>>) -> Result<Attempt> {
-        let (pre, version) = self.read().await?;
-        let new = make(&pre)?;
-        // Not idempotent: another writer may have written the very same bytes at the very
+    /// Writes `new` at `version` (creates the node when `None`), sent once: `true` if it
+    /// applied, `false` if another writer changed the node first. A lost reply is settled by
+    /// reading the node back; when that cannot tell, the error stands (see "Connection loss"
+    /// on the type).
+    async fn write_once(&self, version: Option<i32>, new: &[u8]) -> Result<bool> {
+        // Never `idempotent`: another writer may have written the very same bytes at the very
         // same version (two increments from the same value); that must be a conflict.
         let written = match version {
             Some(v) => self
-                .client
-                .set_data(&self.path, new.clone())
+                .once
+                .set_data(&self.path, new.to_vec())
                 .version(v)
                 .await
                 .map(drop),
             None => self
-                .client
+                .once
                 .create(&self.path)
                 .creating_parent_containers_if_needed()
-                .data(new.clone())
+                .data(new.to_vec())
                 .await
                 .map(drop),
         };
-        match written {
-            Ok(()) => Ok(Attempt::Done(pre, new)),
-            Err(ZkError::BadVersion | ZkError::NodeExists | ZkError::NoNode) => {
-                Ok(Attempt::Conflict(pre))
-            }
-            Err(e) => Err(e.into()),
+        let lost = match written {
+            Ok(()) => return Ok(true),
+            Err(ZkError::BadVersion | ZkError::NodeExists | ZkError::NoNode) => return Ok(false),
+            Err(e) if e.is_retryable() => e,
+            Err(e) => return Err(e.into()),
+        };
+        // The sync orders the read after anything the old connection got to the leader.
+        self.client.sync(&self.path).await?;
+        let (found, found_version) = self.read().await?;
+        let next = version.map_or(0, |v| v.wrapping_add(1));
+        let untouched = found_version == version;
+        let overtaken = found_version == Some(next) && found != new;
+        if untouched || overtaken {
+            Ok(false)
+        } else {
+            Err(lost.into())
         }
+    }
+
+    /// One optimistic attempt: read, compute, write at the read version (or create).
+    async fn attempt(&self, make: &impl Fn(&[u8]) -> Result<Vec<u8>>) -> Result<Attempt> {
+        let (pre, version) = self.read().await?;
+        let new = make(&pre)?;
+        Ok(if self.write_once(version, &new).await? {
+            Attempt::Done(pre, new)
+        } else {
+            Attempt::Conflict(pre)
+        })
     }
 
     /// Attempts under `policy` until one succeeds or the policy gives up; counts each
