@@ -200,15 +200,17 @@ impl<T: Payload> ServiceDiscovery<T> {
     ///
     /// Waits until the node exists. The registration stands from the call on: if this future
     /// is dropped (e.g. by a timeout while the server is unreachable), the node is still
-    /// created as soon as possible. A node already at the path is adopted when it is ours
-    /// (persistent types; our own session's ephemeral); an ephemeral node of *another* live
-    /// session with the same id — a previous run of this process whose session has not expired
-    /// yet, or a duplicate id — is never stolen: registering waits until it goes (at most the
-    /// old session's timeout). Curator deletes it instead; give instances unique ids.
+    /// created as soon as possible. A node already at the path is adopted when it is
+    /// persistent or our own session's ephemeral. An ephemeral node of *another* session with
+    /// the same id — a previous run of this process whose session has not expired yet — is
+    /// replaced, as Curator does, so a restarted process registers at once; if that session
+    /// is still alive (a duplicate id), its registration does not take the node back but
+    /// waits until ours goes.
     ///
     /// # Errors
     /// [`Error::InvalidInstance`], [`Error::Serialize`], [`Error::AlreadyRegistered`] (same id),
-    /// [`Error::Closed`].
+    /// [`Error::Closed`]; a ZooKeeper error that retrying cannot fix (e.g. `NoAuth` under a
+    /// base path we may not write), after which the instance is not registered.
     pub async fn register(&self, instance: ServiceInstance<T>) -> Result<()> {
         instance.validate()?;
         let data = self.inner.serializer.serialize(&instance)?;
@@ -229,6 +231,9 @@ impl<T: Payload> ServiceDiscovery<T> {
                 .mode(mode)
                 .build()?,
         );
+        if mode == CreateMode::Ephemeral {
+            self.replace_foreign_node(&path).await?;
+        }
         {
             let mut regs = self.registrations()?;
             if regs.contains_key(&instance.id) {
@@ -245,14 +250,55 @@ impl<T: Payload> ServiceDiscovery<T> {
             );
         }
         // No deadline of our own: the caller decides how long to wait.
-        while !node
-            .wait_for_initial_create(Duration::from_secs(3600))
-            .await?
-        {}
+        loop {
+            match node
+                .wait_for_initial_create(Duration::from_secs(3600))
+                .await
+            {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => {
+                    self.forget_registration(&id, &node).await;
+                    return Err(e.into());
+                }
+            }
+        }
         if watch {
             self.watch_instance(&id, &path, node)?;
         }
         Ok(())
+    }
+
+    /// Deletes an ephemeral node of another session at `path` (Curator's register deletes
+    /// whatever is there).
+    async fn replace_foreign_node(&self, path: &str) -> Result<()> {
+        let client = &self.inner.client;
+        let Some(stat) = client.exists(path).await? else {
+            return Ok(());
+        };
+        if stat.ephemeral_owner == 0 || stat.ephemeral_owner == client.session_id() {
+            return Ok(());
+        }
+        tracing::info!(
+            path,
+            owner = stat.ephemeral_owner,
+            "replacing another session's registration"
+        );
+        match client.delete(path).version(stat.version).await {
+            // Gone, or changed meanwhile: the node's own checks take it from here.
+            Ok(()) | Err(ZkError::NoNode | ZkError::BadVersion) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Drops the registration of `id` if it is still `node`'s, and closes the node.
+    async fn forget_registration(&self, id: &str, node: &Arc<PersistentNode>) {
+        if let Ok(mut regs) = self.registrations() {
+            if regs.get(id).is_some_and(|r| Arc::ptr_eq(&r.node, node)) {
+                regs.remove(id);
+            }
+        }
+        let _ = node.close().await;
     }
 
     /// Follows the node of the registered instance `id` and adopts data others write to it.

@@ -38,9 +38,10 @@ pub enum Error {
     /// A ZooKeeper call failed (after the client's retry policy gave up).
     #[error(transparent)]
     Zk(#[from] zk_client::Error),
-    /// A recipe underneath (a cache or a kept node) failed or was closed.
+    /// A recipe underneath (a cache or a kept node) failed or was closed. (A ZooKeeper error
+    /// it met is [`Error::Zk`].)
     #[error(transparent)]
-    Recipe(#[from] zk_recipes::Error),
+    Recipe(zk_recipes::Error),
     /// No instance with this id is registered by this discovery (update, unregister).
     #[error("no registered instance with id {0:?}")]
     NotRegistered(String),
@@ -50,4 +51,13 @@ pub enum Error {
     /// The discovery (or cache, or provider) is closed.
     #[error("service discovery is closed")]
     Closed,
+}
+
+impl From<zk_recipes::Error> for Error {
+    fn from(e: zk_recipes::Error) -> Error {
+        match e {
+            zk_recipes::Error::Zk(e) => Error::Zk(e),
+            other => Error::Recipe(other),
+        }
+    }
 }

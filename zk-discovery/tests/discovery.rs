@@ -320,6 +320,90 @@ async fn unregister_while_disconnected_does_not_resurrect() {
     provider.close().await.expect("close");
 }
 
+/// A process restarted with the same instance id while its old session is still alive (cut
+/// off, not yet expired): registering replaces the old node at once, as Curator does, instead
+/// of waiting for the old session's timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_instance_replaces_its_old_sessions_node_at_once() {
+    let server = TestingServer::start().await.expect("server");
+    let proxy = FaultProxy::start(&server.connect_string())
+        .await
+        .expect("proxy");
+    let old_client = Client::builder()
+        .connect_string(proxy.connect_string())
+        .session_timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+    old_client
+        .block_until_connected(PATIENCE)
+        .await
+        .expect("connect");
+    let old = ServiceDiscovery::<String>::builder(old_client.clone())
+        .build()
+        .expect("discovery");
+    old.register(instance("api", "host-1", 1, "old run"))
+        .await
+        .expect("register");
+    // The old process dies without closing: its session lives on for a minute.
+    proxy.set_mode(zk_server::FaultMode::Blackhole);
+
+    let new_client = client(&server.connect_string()).await;
+    let new = ServiceDiscovery::<String>::builder(new_client.clone())
+        .build()
+        .expect("discovery");
+    within(
+        "registering over the old session's node",
+        Duration::from_secs(20),
+        new.register(instance("api", "host-1", 1, "new run")),
+    )
+    .await
+    .expect("register");
+    let (_, stat) = new_client
+        .get_data("/services/api/host-1")
+        .await
+        .expect("the node");
+    assert_eq!(stat.ephemeral_owner, new_client.session_id());
+    let found = new
+        .query_for_instance("api", "host-1")
+        .await
+        .expect("query");
+    assert_eq!(found.map(|i| i.payload), Some(Some("new run".to_owned())));
+    new.close().await.expect("close");
+}
+
+/// A registration that can never be created (a base path we may not write) fails with the
+/// server's error instead of waiting forever, and leaves nothing registered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registering_where_we_may_not_write_fails_with_noauth() {
+    let server = TestingServer::start().await.expect("server");
+    let c = client(&server.connect_string()).await;
+    c.create("/locked")
+        .acl(zk_client::Acl::read_unsafe())
+        .await
+        .expect("create");
+    let discovery = ServiceDiscovery::<String>::builder(c.clone())
+        .base_path("/locked/services")
+        .build()
+        .expect("discovery");
+    for _ in 0..2 {
+        let result = within(
+            "register",
+            PATIENCE,
+            discovery.register(instance("api", "a1", 1, "")),
+        )
+        .await;
+        assert!(
+            matches!(
+                result,
+                Err(zk_discovery::Error::Zk(zk_client::Error::NoAuth))
+            ),
+            "{result:?}"
+        );
+        assert!(discovery.registered().is_empty());
+    }
+    discovery.close().await.expect("close");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_strategies_and_down_instances() {
     let server = TestingServer::start().await.expect("server");

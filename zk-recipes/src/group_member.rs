@@ -110,7 +110,8 @@ impl GroupMember {
     /// Waits until this member's node was created once; false if `timeout` passed first.
     ///
     /// # Errors
-    /// [`Error::Closed`] if the member was closed first.
+    /// As [`PersistentNode::wait_for_initial_create`]: [`Error::Closed`] if the member was
+    /// closed first, [`Error::Zk`] for a create refused in a lasting way (e.g. `NoAuth`).
     pub async fn wait_joined(&self, timeout: Duration) -> Result<bool> {
         self.node.wait_for_initial_create(timeout).await
     }

@@ -76,6 +76,9 @@ struct Shared {
     adopted: std::sync::atomic::AtomicU64,
     /// The node's path once created (changes with every re-creation in sequential modes).
     actual: watch::Sender<Option<String>>,
+    /// The error of the latest attempt, when retrying cannot fix it (e.g. NOAUTH); cleared by
+    /// a successful one.
+    failure: watch::Sender<Option<ZkError>>,
 }
 
 impl PersistentNodeBuilder {
@@ -125,6 +128,7 @@ impl PersistentNodeBuilder {
                 written: watch::channel(0).0,
                 adopted: std::sync::atomic::AtomicU64::new(u64::MAX),
                 actual: watch::channel(None).0,
+                failure: watch::channel(None).0,
             }),
             task: Background::new(),
         })
@@ -163,19 +167,25 @@ impl PersistentNode {
     /// Waits until the node was created once; false if `timeout` passed first.
     ///
     /// # Errors
-    /// [`Error::Closed`] if the node was closed first.
+    /// [`Error::Closed`] if the node was closed first; [`Error::Zk`] when an attempt made
+    /// while waiting failed with an error retrying cannot fix (e.g. [`ZkError::NoAuth`], or
+    /// [`ZkError::NoChildrenForEphemerals`]). The node keeps trying (e.g. until the ACL is
+    /// changed) until closed.
     pub async fn wait_for_initial_create(&self, timeout: Duration) -> Result<bool> {
         let mut rx = self.shared.actual.subscribe();
+        let mut failure = self.shared.failure.subscribe();
         let mut stopped = self.task.stopped();
         let created = async {
             tokio::select! {
-                r = rx.wait_for(Option::is_some) => r.is_ok(),
-                _ = stopped.wait_for(|s| *s) => false,
+                biased;
+                r = rx.wait_for(Option::is_some) => if r.is_ok() { Ok(()) } else { Err(Error::Closed) },
+                _ = stopped.wait_for(|s| *s) => Err(Error::Closed),
+                e = next_failure(&mut failure) => Err(e),
             }
         };
         match tokio::time::timeout(timeout, created).await {
-            Ok(true) => Ok(true),
-            Ok(false) => Err(Error::Closed),
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(e)) => Err(e),
             Err(_) => Ok(false),
         }
     }
@@ -315,11 +325,15 @@ async fn keep(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         let watch = match outcome {
             Ok(watch) => {
                 backoff = MIN_BACKOFF;
+                shared.failure.send_if_modified(|f| f.take().is_some());
                 Some(watch)
             }
             Err(ZkError::Closed) => return,
             Err(e) => {
                 tracing::debug!(path = %shared.base_path, %e, "keeping the node failed; retrying");
+                if is_lasting(&e) {
+                    shared.failure.send_replace(Some(e));
+                }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 None
             }
@@ -346,6 +360,28 @@ async fn keep(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             }
         }
     }
+}
+
+/// The next failure `failure` reports (as an error of a waiter).
+async fn next_failure(failure: &mut watch::Receiver<Option<ZkError>>) -> Error {
+    loop {
+        if failure.changed().await.is_err() {
+            return Error::Closed;
+        }
+        if let Some(e) = failure.borrow_and_update().clone() {
+            return Error::Zk(e);
+        }
+    }
+}
+
+/// An error the next attempt will meet again unless someone changes something (an ACL, the
+/// parent): not a connection problem, nor a race with another writer.
+fn is_lasting(e: &ZkError) -> bool {
+    !e.is_retryable()
+        && !matches!(
+            e,
+            ZkError::NoNode | ZkError::NodeExists | ZkError::BadVersion | ZkError::NotEmpty
+        )
 }
 
 /// One check: creates the node if missing, replaces a leftover of one of our earlier

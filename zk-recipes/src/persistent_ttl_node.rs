@@ -183,7 +183,7 @@ impl PersistentTtlNode {
     /// Waits until the node was created once; false if `timeout` passed first.
     ///
     /// # Errors
-    /// [`Error::Closed`] if the node was closed first.
+    /// As [`PersistentNode::wait_for_initial_create`].
     pub async fn wait_for_initial_create(&self, timeout: Duration) -> Result<bool> {
         self.node.wait_for_initial_create(timeout).await
     }

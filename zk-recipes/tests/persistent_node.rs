@@ -170,6 +170,39 @@ async fn another_sessions_node_is_not_stolen() {
 }
 
 #[tokio::test]
+async fn a_create_refused_by_an_acl_is_reported_and_tried_again() {
+    let server = server().await;
+    let owner = client(&server.connect_string()).await;
+    // Anyone may read the parent and change its ACL, nobody may create under it.
+    let no_create = zk_client::Acl::new(
+        zk_client::Perms::READ | zk_client::Perms::ADMIN,
+        zk_client::Id::anyone(),
+    );
+    owner
+        .create("/pn4")
+        .acl(vec![no_create])
+        .await
+        .expect("parent");
+    let node = PersistentNode::builder(owner.clone(), "/pn4/x", b"mine".to_vec())
+        .build()
+        .expect("build");
+    node.start().expect("start");
+    assert_eq!(
+        node.wait_for_initial_create(PATIENCE).await,
+        Err(zk_recipes::Error::Zk(zk_client::Error::NoAuth))
+    );
+    // The node keeps trying: once the parent may be written, it is created.
+    owner
+        .set_acl("/pn4", zk_client::Acl::open_unsafe())
+        .await
+        .expect("open the parent");
+    assert_eq!(node.wait_for_initial_create(PATIENCE).await, Ok(true));
+    wait_data(&owner, "/pn4/x", b"mine").await;
+    node.close().await.expect("close");
+    owner.delete("/pn4").quietly().await.expect("cleanup");
+}
+
+#[tokio::test]
 async fn bad_arguments_are_refused_before_anything_is_sent() {
     // Nothing listens on port 1: building must fail without any connection.
     let client = zk_client::Client::builder()
