@@ -13,161 +13,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 use zk_server::config::QuorumSecret;
-use zk_server::quorum::{
-    handshake, DriverConfig, MemoryStorage, QuorumTransport, Replica, ReplicaHandle,
-    TransportConfig,
-};
-use zk_server::zab::{ElectionTimers, Entry, PeerConfig, Sid, Zxid};
+use zk_server::quorum::{handshake, MemoryStorage, QuorumTransport};
+use zk_server::zab::{Entry, Sid};
 
 mod support;
-use support::replicas::{self, init_tracing, propose, serving, VecMachine};
+use support::quorum::{assert_same_sequence, settled, three, wait_applied, Ensemble, Node};
+use support::replicas::{init_tracing, propose, serving};
 
 const SECRET: &str = "a shared secret for the tests";
 
 fn secret(s: &str) -> QuorumSecret {
     QuorumSecret::new(s.as_bytes().to_vec()).expect("long enough")
-}
-
-/// The ensemble's addresses and membership.
-struct Ensemble {
-    voters: BTreeSet<Sid>,
-    observers: BTreeSet<Sid>,
-    ports: BTreeMap<Sid, u16>,
-    secret: Option<QuorumSecret>,
-}
-
-struct Node {
-    replica: Replica,
-    handle: ReplicaHandle,
-    transport: QuorumTransport,
-    machine: VecMachine,
-    storage: MemoryStorage,
-}
-
-impl Ensemble {
-    /// Binds a listener for every member (voters and observers).
-    async fn bind(
-        voters: &[Sid],
-        observers: &[Sid],
-        secret: Option<QuorumSecret>,
-    ) -> (Ensemble, BTreeMap<Sid, TcpListener>) {
-        let mut listeners = BTreeMap::new();
-        let mut ports = BTreeMap::new();
-        for &sid in voters.iter().chain(observers) {
-            let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            ports.insert(sid, l.local_addr().expect("addr").port());
-            listeners.insert(sid, l);
-        }
-        let e = Ensemble {
-            voters: voters.iter().copied().collect(),
-            observers: observers.iter().copied().collect(),
-            ports,
-            secret,
-        };
-        (e, listeners)
-    }
-
-    fn peer_config(&self, me: Sid) -> PeerConfig {
-        PeerConfig {
-            me,
-            voters: self.voters.clone(),
-            observers: self.observers.clone(),
-            tick_ms: 100,
-            init_limit: 20,
-            sync_limit: 10,
-            election: ElectionTimers {
-                finalize_wait_ms: 50,
-                min_resend_ms: 50,
-                max_resend_ms: 1000,
-            },
-        }
-    }
-
-    fn transport_config(&self, me: Sid, secret: Option<QuorumSecret>) -> TransportConfig {
-        let members = self
-            .ports
-            .iter()
-            .map(|(sid, port)| (*sid, ("127.0.0.1".to_owned(), *port)))
-            .collect();
-        let mut c = TransportConfig::new(me, members, secret);
-        c.max_backoff = Duration::from_millis(200);
-        c.handshake_timeout = Duration::from_secs(2);
-        c
-    }
-
-    fn start(&self, me: Sid, listener: TcpListener, storage: MemoryStorage) -> Node {
-        let config = self.transport_config(me, self.secret.clone());
-        self.start_with(self.peer_config(me), config, listener, storage)
-    }
-
-    fn start_with(
-        &self,
-        peer: PeerConfig,
-        config: TransportConfig,
-        listener: TcpListener,
-        storage: MemoryStorage,
-    ) -> Node {
-        let (transport, inputs) = QuorumTransport::start(config, listener).expect("start");
-        let machine = VecMachine::default();
-        let replica = Replica::spawn(
-            DriverConfig::new(peer),
-            storage.clone(),
-            machine.clone(),
-            transport.clone(),
-            inputs,
-        )
-        .expect("spawn");
-        Node {
-            handle: replica.handle(),
-            replica,
-            transport,
-            machine,
-            storage,
-        }
-    }
-
-    /// Binds `sid`'s port again (after its previous listener closed).
-    async fn rebind(&self, sid: Sid) -> TcpListener {
-        let port = self.ports[&sid];
-        for _ in 0..100 {
-            if let Ok(l) = TcpListener::bind(("127.0.0.1", port)).await {
-                return l;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("cannot bind port {port} again");
-    }
-}
-
-fn handles(nodes: &BTreeMap<Sid, Node>) -> Vec<(Sid, ReplicaHandle)> {
-    nodes.iter().map(|(s, n)| (*s, n.handle.clone())).collect()
-}
-
-/// Waits until exactly one node leads and the others serve; returns the leader's id.
-async fn settled(nodes: &BTreeMap<Sid, Node>) -> Sid {
-    replicas::settled(&handles(nodes), Duration::from_secs(10)).await
-}
-
-async fn wait_applied(nodes: &BTreeMap<Sid, Node>, zxid: Zxid) {
-    replicas::wait_applied(&handles(nodes), zxid, Duration::from_secs(10)).await
-}
-
-fn assert_same_sequence(nodes: &BTreeMap<Sid, Node>, expected_len: usize) {
-    let machines: Vec<(Sid, VecMachine)> =
-        nodes.iter().map(|(s, n)| (*s, n.machine.clone())).collect();
-    assert_eq!(
-        replicas::assert_same_sequence(&machines).len(),
-        expected_len
-    );
-}
-
-async fn three(secret_: Option<QuorumSecret>) -> (Ensemble, BTreeMap<Sid, Node>) {
-    let (e, listeners) = Ensemble::bind(&[1, 2, 3], &[], secret_).await;
-    let nodes = listeners
-        .into_iter()
-        .map(|(sid, l)| (sid, e.start(sid, l, MemoryStorage::new())))
-        .collect();
-    (e, nodes)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod process;
+pub mod quorum;
 pub mod replicas;
 
 use std::collections::VecDeque;
