@@ -354,8 +354,18 @@ async fn an_isolated_member_stops_serving_and_catches_up_after_healing() {
     let lonely = (leader + 1) % 3;
     let writer = connected_client(&cluster.member_connect_string(leader)).await;
     writer.create("/p").await.expect("create");
+    let stranded = connected_client(&cluster.member_connect_string(lonely)).await;
+    let mut stranded_states = stranded.connection_states();
 
     cluster.isolate(lonely);
+    // Its clients are disconnected (it stops serving rather than answer from a stale state).
+    loop {
+        match support::next_state(&mut stranded_states).await {
+            zk::client::ConnectionState::Connected => {}
+            zk::client::ConnectionState::Suspended => break,
+            other => panic!("{other:?} before SUSPENDED"),
+        }
+    }
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while cluster.mode(lonely).await.is_some() {
         assert!(
@@ -407,6 +417,7 @@ async fn an_isolated_member_stops_serving_and_catches_up_after_healing() {
     );
     reader.close().await.expect("close");
     writer.close().await.expect("close");
+    stranded.close().await.expect("close");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
