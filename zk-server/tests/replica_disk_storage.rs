@@ -237,6 +237,62 @@ fn a_torn_last_record_at_every_byte_offset_loses_only_that_record() {
     assert_eq!(r.state.history.entries().last(), Some(&other));
 }
 
+/// Bytes no log writer would produce (a fixed pseudo-random sequence).
+fn garbage(len: usize) -> Vec<u8> {
+    let mut x: u32 = 0x9e37_79b9;
+    (0..len)
+        .map(|_| {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (x >> 24) as u8 | 1
+        })
+        .collect()
+}
+
+#[test]
+fn a_garbage_tail_is_cut_off_but_garbage_before_an_intact_record_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let synced = run(2, 1..=5);
+    let last = e(2, 6);
+    {
+        let (mut s, _) = start(dir.path(), exact());
+        append_all(&mut s, &synced);
+        s.append(&last).expect("append");
+        s.sync().expect("sync");
+    }
+    let path = logs(dir.path())[0].clone();
+    let full = std::fs::read(&path).expect("read");
+    let record_len = 8 + 4 + 8 + last.txn.len() + 1;
+    let start_of_last = full.len() - record_len;
+
+    // A torn last record followed by garbage (stale blocks, a half-written sector) rather
+    // than zeros: the tail is cut off, the records before it kept.
+    for cut in [
+        start_of_last,
+        start_of_last + 5,
+        start_of_last + record_len - 1,
+    ] {
+        let mut bytes = full[..cut].to_vec();
+        bytes.extend(garbage(300));
+        bytes.resize(bytes.len() + 4096, 0);
+        std::fs::write(&path, &bytes).expect("write");
+        let r = try_recover(dir.path(), exact())
+            .unwrap_or_else(|err| panic!("garbage at {cut}: {err}"));
+        assert_eq!(r.state.history.entries(), &synced[..], "garbage at {cut}");
+        let now = std::fs::read(&path).expect("read");
+        assert!(
+            now[start_of_last..].iter().all(|&b| b == 0),
+            "garbage at {cut}: the tail is gone"
+        );
+    }
+
+    // Garbage with an intact record after it is damage in the middle: refused, never cut.
+    let mut bytes = full[..start_of_last].to_vec();
+    bytes.extend(garbage(50));
+    bytes.extend(&full[start_of_last..]);
+    std::fs::write(&path, &bytes).expect("write");
+    assert_corrupt(try_recover(dir.path(), exact()), "garbage before a record");
+}
+
 fn assert_corrupt(result: Result<Recovered, StorageError>, what: &str) {
     match result {
         Err(StorageError::Corrupt { .. }) => {}

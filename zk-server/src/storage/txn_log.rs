@@ -84,7 +84,8 @@ fn data_len(file: &mut File) -> std::io::Result<u64> {
 }
 
 /// Reads a log file's entries, handing each txn to `on_txn` in file order. `is_last` allows a
-/// torn tail; elsewhere damage is an error. Only the file's data (not its preallocated zeros)
+/// torn tail (a damaged entry followed by zeros, or by garbage with no intact entry in it);
+/// elsewhere damage is an error. Only the file's data (not its preallocated zeros)
 /// is read into memory.
 pub fn read_log_file(
     path: &Path,
@@ -172,7 +173,7 @@ pub(crate) fn scan_log_file<T>(
                         "damaged length field (an intact entry of another length follows)",
                     ));
                 }
-                if is_last && all_zero(after) {
+                if is_last && (all_zero(after) || is_garbage_tail(rest, &decode)) {
                     return Ok(LogScan {
                         entries,
                         valid_len: pos as u64,
@@ -190,6 +191,21 @@ pub(crate) fn scan_log_file<T>(
         torn: false,
         dbid,
     })
+}
+
+/// The longest damaged tail of the last log file that is cut off as a torn write: longer than
+/// any write the log makes at once, it is taken for corruption.
+const MAX_GARBAGE_TAIL: usize = 4 * 1024 * 1024;
+
+/// Whether `rest`, which starts with a damaged entry, is garbage left by a torn write: short
+/// enough, and no intact entry starts anywhere in it after its first byte (an intact entry
+/// after damage means data was damaged in the middle of the log, which is never cut off).
+fn is_garbage_tail<T>(rest: &[u8], decode: impl Fn(&[u8]) -> Option<T>) -> bool {
+    rest.len() <= MAX_GARBAGE_TAIL
+        && !(1..rest.len()).any(|i| {
+            rest.get(i..)
+                .is_some_and(|tail| parse_entry(tail, &decode).is_ok())
+        })
 }
 
 /// Why [`parse_entry`] rejects an entry whose length points past the data.
