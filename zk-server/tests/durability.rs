@@ -136,6 +136,33 @@ async fn damaged_newest_snapshot_falls_back_to_an_older_one() {
     }
 }
 
+/// Txn logs whose snapshots are all gone: the server refuses to start (replaying the logs
+/// onto an empty tree would give a state that never existed) and says why.
+#[tokio::test]
+async fn a_log_without_a_snapshot_refuses_to_start() {
+    let mut server = TestingServer::builder()
+        .snap_count(20)
+        .start()
+        .await
+        .unwrap();
+    let mut c = RawClient::connect(&server.connect_string()).await;
+    for i in 0..50 {
+        c.create(&format!("/n{i}"), b"", CreateMode::Persistent)
+            .await
+            .unwrap();
+    }
+    drop(c);
+    server.stop().await;
+    let dir = server.data_dir().join("version-2");
+    for entry in std::fs::read_dir(&dir).unwrap().filter_map(Result::ok) {
+        if entry.file_name().to_string_lossy().starts_with("snapshot.") {
+            std::fs::remove_file(entry.path()).unwrap();
+        }
+    }
+    let err = server.restart().await.expect_err("refuses to start");
+    assert!(err.to_string().contains("no valid snapshot"), "{err}");
+}
+
 /// Pipelines creates (and two-node multis) against the binary, SIGKILLs it mid-stream, restarts
 /// it: every acknowledged write is there, and no multi is half-applied.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
