@@ -215,7 +215,8 @@ impl<N: AtomicNumber> DistributedAtomicNumber<N> {
     /// the versioned write makes it fail even if the value was `expected` again.
     ///
     /// # Errors
-    /// As [`get`](Self::get).
+    /// As [`get`](Self::get), and [`Error::Zk`] for a write whose outcome is unknown (see
+    /// "Connection loss" on [`DistributedAtomicValue`]).
     pub async fn compare_and_set(&self, expected: N, new: N) -> Result<AtomicValue<N>> {
         let done = self
             .value

@@ -223,7 +223,8 @@ impl DistributedAtomicValue {
     /// the versioned write makes it fail even if the value was `expected` again.
     ///
     /// # Errors
-    /// As [`get`](Self::get).
+    /// As [`get`](Self::get); a write whose outcome is unknown fails as described under
+    /// "Connection loss" on the type.
     pub async fn compare_and_set(
         &self,
         expected: &[u8],
