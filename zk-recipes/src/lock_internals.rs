@@ -892,6 +892,22 @@ impl MutexGuard {
     }
 }
 
+impl MutexGuard {
+    /// [`release`](Self::release) for a caller with a deadline: waited for no longer than
+    /// `deadline` or one call's wait for a connection, whichever is later (without a
+    /// deadline, until done). Cut off from the server, the release goes on in the background
+    /// (this handle's next acquire waits for it) and this returns `Ok`.
+    pub(crate) async fn release_by(self, deadline: Option<Instant>) -> Result<()> {
+        let Some(deadline) = deadline else {
+            return self.release().await;
+        };
+        let bound = deadline.max(Instant::now() + self.inner.client.connection_timeout());
+        tokio::time::timeout_at(bound, self.release())
+            .await
+            .unwrap_or(Ok(()))
+    }
+}
+
 impl Drop for MutexGuard {
     fn drop(&mut self) {
         if self.armed {

@@ -191,7 +191,9 @@ impl MultiLock {
     }
 
     /// Acquires every lock within `timeout` (for all of them together); `None` when the time
-    /// ran out — the locks taken so far are released before returning.
+    /// ran out — the locks taken so far are released before returning (cut off from the
+    /// server, each release is waited for until the deadline or one connection timeout, and
+    /// then goes on in the background).
     ///
     /// # Errors
     /// As [`MultiLock::acquire`].
@@ -210,13 +212,13 @@ impl MultiLock {
                 Ok(None) => {
                     // Failures to release are ignored, as Curator does; the nodes are deleted in the
                     // background regardless.
-                    let _ = release_reversed(guards).await;
+                    let _ = release_reversed(guards, deadline).await;
                     return Ok(None);
                 }
                 Err(e) => {
                     // Failures to release are ignored, as Curator does; the nodes are deleted in the
                     // background regardless.
-                    let _ = release_reversed(guards).await;
+                    let _ = release_reversed(guards, deadline).await;
                     return Err(e);
                 }
             }
@@ -231,11 +233,12 @@ impl MultiLock {
     }
 }
 
-/// Releases `guards` in reverse order; the first error.
-async fn release_reversed(mut guards: Vec<MutexGuard>) -> Result<()> {
+/// Releases `guards` in reverse order (each waited for as
+/// [`MutexGuard::release_by`] says); the first error.
+async fn release_reversed(mut guards: Vec<MutexGuard>, deadline: Option<Instant>) -> Result<()> {
     let mut first_error = None;
     while let Some(guard) = guards.pop() {
-        if let Err(e) = guard.release().await {
+        if let Err(e) = guard.release_by(deadline).await {
             first_error.get_or_insert(e);
         }
     }
@@ -283,7 +286,7 @@ impl MultiLockGuard {
     /// # Errors
     /// The first error of the releases (all are attempted).
     pub async fn release(mut self) -> Result<()> {
-        release_reversed(std::mem::take(&mut self.guards)).await
+        release_reversed(std::mem::take(&mut self.guards), None).await
     }
 }
 

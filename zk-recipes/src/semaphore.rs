@@ -193,8 +193,8 @@ impl Semaphore {
                 return Ok(None);
             };
             let outcome = self.wait_for_lease(deadline).await;
-            // Released in its own task; a failed delete goes on in the background.
-            let _ = guard.release().await;
+            // A failed or unfinished release goes on in the background.
+            let _ = guard.release_by(deadline).await;
             match outcome {
                 Ok(Waited::Leased(lease)) => return Ok(Some(lease)),
                 Ok(Waited::TimedOut) => return Ok(None),

@@ -80,6 +80,49 @@ async fn with_one_lock_held_elsewhere_a_timed_acquire_holds_nothing() {
     all.release().await.unwrap();
 }
 
+/// A timed multi-lock acquire whose time runs out while the network is dead returns by its
+/// deadline plus one connection timeout per lock to give back (the releases go on in the
+/// background and finish once the network is back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_acquire_cut_off_from_the_server_still_returns_in_time() {
+    let server = server().await;
+    let proxy = Proxy::start(&server.connect_string())
+        .await
+        .expect("proxy starts");
+    let b = client(&server.connect_string()).await;
+    let other = Mutex::new(b.clone(), B).unwrap();
+    let held = other.acquire().await.unwrap();
+    let cut_off = client_builder(&proxy.connect_string())
+        .connection_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    cut_off.block_until_connected(PATIENCE).await.unwrap();
+    let multi = MultiLock::new(cut_off.clone(), [A, B]).unwrap();
+    let acquire = tokio::spawn(async move {
+        multi
+            .acquire_timeout(Duration::from_secs(1))
+            .await
+            .map(|g| g.is_none())
+    });
+    // Once it holds A and waits for B, the network dies.
+    wait_children(&b, B, |c| c.len() == 2).await;
+    proxy.set_mode(Mode::Blackhole);
+    // Nothing acquired: it gave up, or a call ran out of retries on the dead connection.
+    match within_for("the timed acquire", Duration::from_secs(6), acquire)
+        .await
+        .unwrap()
+    {
+        Ok(gave_up) => assert!(gave_up),
+        Err(e) => assert_eq!(e, zk_recipes::Error::Zk(zk_client::Error::ConnectionLoss)),
+    }
+
+    proxy.set_mode(Mode::Forward);
+    proxy.cut();
+    wait_children(&b, A, <[String]>::is_empty).await;
+    wait_children(&b, B, |c| c.len() == 1).await;
+    held.release().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_path_given_twice_is_refused() {
     let server = server().await;

@@ -107,6 +107,50 @@ async fn a_timed_out_acquire_returns_nothing_and_leaves_no_nodes() {
     ));
 }
 
+/// A timed acquire whose time runs out while the network is dead returns by its deadline
+/// plus one connection timeout (the internal lock's release used to wait for the network);
+/// the nodes it leaves are deleted once the network is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_acquire_cut_off_from_the_server_still_returns_in_time() {
+    let server = server().await;
+    let proxy = Proxy::start(&server.connect_string())
+        .await
+        .expect("proxy starts");
+    let holder = client(&server.connect_string()).await;
+    let held = Semaphore::new(holder.clone(), SEM, 1)
+        .unwrap()
+        .acquire(1)
+        .await
+        .unwrap();
+    let cut_off = client_builder(&proxy.connect_string())
+        .connection_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    cut_off.block_until_connected(PATIENCE).await.unwrap();
+    let waiter = Semaphore::new(cut_off.clone(), SEM, 1).unwrap();
+    let acquire =
+        tokio::spawn(async move { waiter.acquire_timeout(1, Duration::from_secs(1)).await });
+    // Once the waiter is queued (its lease node is there), the network dies.
+    wait_children(&holder, &format!("{SEM}/leases"), |c| c.len() == 2).await;
+    proxy.set_mode(Mode::Blackhole);
+    // Nothing acquired: it gave up, or a call ran out of retries on the dead connection.
+    match within_for("the timed acquire", Duration::from_secs(6), acquire)
+        .await
+        .unwrap()
+    {
+        Ok(got) => assert!(got.is_empty()),
+        Err(e) => assert_eq!(e, zk_recipes::Error::Zk(zk_client::Error::ConnectionLoss)),
+    }
+
+    proxy.set_mode(Mode::Forward);
+    proxy.cut();
+    wait_children(&holder, &format!("{SEM}/locks"), <[String]>::is_empty).await;
+    wait_children(&holder, &format!("{SEM}/leases"), |c| c.len() == 1).await;
+    for lease in held {
+        lease.release().await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raising_a_shared_count_lets_a_waiter_in() {
     let server = server().await;

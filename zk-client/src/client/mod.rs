@@ -465,6 +465,12 @@ impl Client {
         self.inner.session.connected_server()
     }
 
+    /// How long one call waits for a connection (the builder's
+    /// [`connection_timeout`](ClientBuilder::connection_timeout)).
+    pub fn connection_timeout(&self) -> Duration {
+        self.inner.connection_timeout
+    }
+
     /// Whether the client is connected now.
     pub fn is_connected(&self) -> bool {
         self.inner.session.state().is_connected()
@@ -555,7 +561,7 @@ impl Client {
 
     /// The deadline of a call starting now: the connection timeout, once per call.
     pub(crate) fn call_deadline(&self) -> Instant {
-        Instant::now() + self.inner.connection_timeout
+        Instant::now() + self.connection_timeout()
     }
 
     /// Runs `attempt` until it succeeds or the retry policy gives up.
