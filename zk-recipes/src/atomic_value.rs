@@ -12,6 +12,7 @@ use zk_client::{Client, Error as ZkError, RetryNTimes, RetryPolicy};
 
 use crate::mutex::Mutex;
 use crate::nodes::check_base_path;
+use crate::write_once::{write_once, Written};
 use crate::Result;
 
 /// The outcome of an operation on a [`DistributedAtomicValue`] or a numeric counter
@@ -126,8 +127,6 @@ impl PromotedToLock {
 /// ```
 pub struct DistributedAtomicValue {
     client: Client,
-    /// The same client without retries, for the writes (see "Connection loss").
-    once: Client,
     path: String,
     retry_policy: Arc<dyn RetryPolicy>,
     promotion: Option<(PromotedToLock, Mutex)>,
@@ -163,7 +162,6 @@ impl DistributedAtomicValue {
     ) -> Result<DistributedAtomicValue> {
         check_base_path(path)?;
         Ok(DistributedAtomicValue {
-            once: client.with_retry_policy(RetryNTimes::new(0, Duration::ZERO)),
             client,
             path: path.to_owned(),
             retry_policy: Arc::new(retry_policy),
@@ -257,7 +255,9 @@ impl DistributedAtomicValue {
         if !matches(&result.pre_value)? {
             return Ok(result);
         }
-        if self.write_once(Some(version), &new).await? {
+        if let Written::Applied(_) =
+            write_once(&self.client, &self.path, Some(version), &new).await?
+        {
             result.succeeded = true;
             result.post_value = new;
         }
@@ -319,56 +319,16 @@ impl DistributedAtomicValue {
         }
     }
 
-    /// Writes `new` at `version` (creates the node when `None`), sent once: `true` if it
-    /// applied, `false` if another writer changed the node first. A lost reply is settled by
-    /// reading the node back; when that cannot tell, the error stands (see "Connection loss"
-    /// on the type).
-    async fn write_once(&self, version: Option<i32>, new: &[u8]) -> Result<bool> {
-        // Never `idempotent`: another writer may have written the very same bytes at the very
-        // same version (two increments from the same value); that must be a conflict.
-        let written = match version {
-            Some(v) => self
-                .once
-                .set_data(&self.path, new.to_vec())
-                .version(v)
-                .await
-                .map(drop),
-            None => self
-                .once
-                .create(&self.path)
-                .creating_parent_containers_if_needed()
-                .data(new.to_vec())
-                .await
-                .map(drop),
-        };
-        let lost = match written {
-            Ok(()) => return Ok(true),
-            Err(ZkError::BadVersion | ZkError::NodeExists | ZkError::NoNode) => return Ok(false),
-            Err(e) if e.is_retryable() => e,
-            Err(e) => return Err(e.into()),
-        };
-        // The sync orders the read after anything the old connection got to the leader.
-        self.client.sync(&self.path).await?;
-        let (found, found_version) = self.read().await?;
-        let next = version.map_or(0, |v| v.wrapping_add(1));
-        let untouched = found_version == version;
-        let overtaken = found_version == Some(next) && found != new;
-        if untouched || overtaken {
-            Ok(false)
-        } else {
-            Err(lost.into())
-        }
-    }
-
     /// One optimistic attempt: read, compute, write at the read version (or create).
     async fn attempt(&self, make: &impl Fn(&[u8]) -> Result<Vec<u8>>) -> Result<Attempt> {
         let (pre, version) = self.read().await?;
         let new = make(&pre)?;
-        Ok(if self.write_once(version, &new).await? {
-            Attempt::Done(pre, new)
-        } else {
-            Attempt::Conflict(pre)
-        })
+        Ok(
+            match write_once(&self.client, &self.path, version, &new).await? {
+                Written::Applied(_) => Attempt::Done(pre, new),
+                Written::NotApplied => Attempt::Conflict(pre),
+            },
+        )
     }
 
     /// Attempts under `policy` until one succeeds or the policy gives up; counts each

@@ -141,6 +141,7 @@ pub mod semaphore;
 pub mod shared_count;
 mod util;
 mod watch_keeper;
+mod write_once;
 
 pub use atomic_number::{
     AtomicNumber, DistributedAtomicInteger, DistributedAtomicLong, DistributedAtomicNumber,

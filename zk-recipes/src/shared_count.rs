@@ -11,6 +11,7 @@ use zk_client::{Client, ConnectionState, ConnectionStates, Error as ZkError, Sta
 
 use crate::nodes::check_base_path;
 use crate::util::lock;
+use crate::write_once::{write_once, Written};
 use crate::{Error, Result};
 
 /// A value with the node version it was read at (Curator's `VersionedValue`).
@@ -189,26 +190,24 @@ impl<T: Clone + Send + Sync + 'static> Core<T> {
                 "try_set_value needs a version read from the node, not {expected_version}"
             )));
         }
-        // Idempotent: if a reply is lost and the retry finds exactly our bytes at the next
-        // version, the write was ours (or wrote the same value: the outcome is the same).
-        match self
-            .client
-            .set_data(&self.path, bytes.clone())
-            .version(expected_version)
-            .idempotent()
-            .await
-        {
-            Ok(stat) => {
-                self.update(&stat, &bytes);
+        // Sent once: a re-sent write could not tell ours from another writer's identical one
+        // (two increments from the same count), and one increment would be lost.
+        match write_once(&self.client, &self.path, Some(expected_version), &bytes).await? {
+            Written::Applied(stat) => {
+                if let Some(stat) = stat {
+                    self.update(&stat, &bytes);
+                }
                 Ok(true)
             }
-            Err(ZkError::BadVersion) => {
+            Written::NotApplied => {
                 // Somebody else wrote first: refresh the cache now (the watch follows too).
-                let (data, stat) = self.client.get_data(&self.path).await?;
-                self.update(&stat, &data);
+                match self.client.get_data(&self.path).await {
+                    Ok((data, stat)) => self.update(&stat, &data),
+                    Err(ZkError::NoNode) => {}
+                    Err(e) => return Err(e.into()),
+                }
                 Ok(false)
             }
-            Err(e) => Err(e.into()),
         }
     }
 
@@ -395,10 +394,18 @@ impl SharedValue {
     /// [`SharedValue::versioned_value`]): `true` if written (the cache is updated), `false` if
     /// someone else wrote first (the cache is refreshed from the node before returning).
     ///
+    /// The write is sent once: if the connection drops before its reply, the node is read
+    /// back; unchanged, or holding another writer's value at the next version, means `false`.
+    /// When it holds this very value at the next version, it cannot tell whose write that
+    /// was (two writers incrementing a count from the same value write the same bytes):
+    /// the call fails with the connection error rather than guess (Curator re-sends the
+    /// write and reports `false` even when it applied).
+    ///
     /// # Errors
     /// [`Error::NotStarted`] before [`SharedValue::start`], [`Error::Closed`] after
     /// [`SharedValue::close`]; [`Error::InvalidArgument`] for a negative version
-    /// (the value was never read); [`Error::Zk`] when a call fails.
+    /// (the value was never read); [`Error::Zk`] when a call fails, or with the write's
+    /// connection error when its outcome is unknown (see above).
     pub async fn try_set_value(&self, value: Vec<u8>, expected_version: i32) -> Result<bool> {
         self.core.try_set(value, expected_version).await
     }

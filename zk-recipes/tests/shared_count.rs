@@ -78,6 +78,56 @@ async fn shared_count_cas_with_a_stale_version_fails_and_both_caches_follow() {
     a.close().await;
 }
 
+/// A compare-and-set whose write applies but whose reply is lost: the node holds our count
+/// at the next version, which another writer counting from the same value would have
+/// written too, so the outcome is an error, not a guess (a guessed `true` loses the other
+/// writer's increment; Curator's re-sent write reports `false` and the caller increments
+/// twice). A write that never reached the server is `false`, the count unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cas_whose_reply_is_lost_is_an_error_and_one_never_sent_is_false() {
+    let server = server().await;
+    let proxy = Proxy::start(&server.connect_string())
+        .await
+        .expect("proxy starts");
+    let observer = client(&server.connect_string()).await;
+    let c = client(&proxy.connect_string()).await;
+    let count = std::sync::Arc::new(SharedCount::new(c.clone(), SHARED, 5).unwrap());
+    count.start().await.unwrap();
+
+    let (_, _, written) = observer.get_data(SHARED).watched().await.unwrap();
+    proxy.set_mode(Mode::DropReplies);
+    let seen = count.versioned_value();
+    let cas = tokio::spawn({
+        let count = count.clone();
+        async move { count.try_set_value(seen.value + 1, seen.version).await }
+    });
+    within("the write applies", written).await;
+    proxy.cut();
+    proxy.set_mode(Mode::Forward);
+    assert_eq!(
+        within("the CAS", cas).await.unwrap(),
+        Err(Error::Zk(zk_client::Error::ConnectionLoss))
+    );
+    let (data, stat) = observer.get_data(SHARED).await.unwrap();
+    assert_eq!((data, stat.version), (6i32.to_be_bytes().to_vec(), 1));
+
+    // Now the request is lost on the way: the node is unchanged, so `false`.
+    let mut states = c.connection_states();
+    let seen = count.versioned_value();
+    assert_eq!(seen.value, 6);
+    proxy.set_mode(Mode::Blackhole);
+    let cas = tokio::spawn({
+        let count = count.clone();
+        async move { count.try_set_value(seen.value + 1, seen.version).await }
+    });
+    wait_state(&mut states, zk_client::ConnectionState::Suspended).await;
+    proxy.set_mode(Mode::Forward);
+    assert_eq!(within("the CAS", cas).await.unwrap(), Ok(false));
+    let (data, _) = observer.get_data(SHARED).await.unwrap();
+    assert_eq!(data, 6i32.to_be_bytes());
+    count.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_count_is_read_again_after_a_server_restart_and_a_new_session() {
     let mut server = server().await;
