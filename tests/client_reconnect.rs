@@ -237,14 +237,7 @@ async fn lost_is_declared_when_the_session_timeout_elapses_while_suspended() {
 #[tokio::test]
 async fn protected_mode_recovers_a_lost_create_reply_without_leaking_a_node() {
     let env = env_or_skip!();
-    let proxy = Proxy::start(env.connect_string())
-        .await
-        .expect("proxy starts");
-    let client = support::client_builder(&proxy.connect_string())
-        .retry_policy(RetryNTimes::new(10, Duration::from_millis(100)))
-        .build()
-        .unwrap();
-    client.block_until_connected(PATIENCE).await.unwrap();
+    let (proxy, client) = retrying_client_behind_a_proxy(env.connect_string()).await;
     let observer = support::connected_client(env.connect_string()).await;
     let root = support::unique_root();
     observer.create(&root).await.unwrap();
@@ -287,14 +280,7 @@ async fn protected_mode_recovers_a_lost_create_reply_without_leaking_a_node() {
 #[tokio::test]
 async fn a_write_without_retries_reports_a_lost_reply_as_connection_loss() {
     let env = env_or_skip!();
-    let proxy = Proxy::start(env.connect_string())
-        .await
-        .expect("proxy starts");
-    let client = support::client_builder(&proxy.connect_string())
-        .retry_policy(RetryNTimes::new(10, Duration::from_millis(100)))
-        .build()
-        .unwrap();
-    client.block_until_connected(PATIENCE).await.unwrap();
+    let (proxy, client) = retrying_client_behind_a_proxy(env.connect_string()).await;
     let observer = support::connected_client(env.connect_string()).await;
     let root = support::unique_root();
     observer.create(&root).await.unwrap();

@@ -92,11 +92,8 @@ async fn a_timed_acquire_cut_off_from_the_server_still_returns_in_time() {
     let b = client(&server.connect_string()).await;
     let other = Mutex::new(b.clone(), B).unwrap();
     let held = other.acquire().await.unwrap();
-    let cut_off = client_builder(&proxy.connect_string())
-        .connection_timeout(Duration::from_millis(500))
-        .build()
-        .unwrap();
-    cut_off.block_until_connected(PATIENCE).await.unwrap();
+    let cut_off =
+        client_with_connection_timeout(&proxy.connect_string(), Duration::from_millis(500)).await;
     let multi = MultiLock::new(cut_off.clone(), [A, B]).unwrap();
     let acquire = tokio::spawn(async move {
         multi

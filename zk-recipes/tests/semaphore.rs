@@ -122,11 +122,8 @@ async fn a_timed_acquire_cut_off_from_the_server_still_returns_in_time() {
         .acquire(1)
         .await
         .unwrap();
-    let cut_off = client_builder(&proxy.connect_string())
-        .connection_timeout(Duration::from_millis(500))
-        .build()
-        .unwrap();
-    cut_off.block_until_connected(PATIENCE).await.unwrap();
+    let cut_off =
+        client_with_connection_timeout(&proxy.connect_string(), Duration::from_millis(500)).await;
     let waiter = Semaphore::new(cut_off.clone(), SEM, 1).unwrap();
     let acquire =
         tokio::spawn(async move { waiter.acquire_timeout(1, Duration::from_secs(1)).await });

@@ -91,15 +91,16 @@ async fn snapshots_and_purge_keep_everything_recoverable() {
     }
 }
 
-#[tokio::test]
-async fn damaged_newest_snapshot_falls_back_to_an_older_one() {
+/// A stopped server (snapshots every 20 txns) that holds `/s0` … `/s<n-1>`, and its snapshot
+/// files, oldest first.
+async fn stopped_with_snapshots(n: usize) -> (TestingServer, Vec<std::path::PathBuf>) {
     let mut server = TestingServer::builder()
         .snap_count(20)
         .start()
         .await
         .unwrap();
     let mut c = RawClient::connect(&server.connect_string()).await;
-    for i in 0..70 {
+    for i in 0..n {
         c.create(&format!("/s{i}"), b"", CreateMode::Persistent)
             .await
             .unwrap();
@@ -121,6 +122,12 @@ async fn damaged_newest_snapshot_falls_back_to_an_older_one() {
     snaps.sort_by_key(|p| {
         u64::from_str_radix(p.extension().unwrap().to_str().unwrap(), 16).unwrap()
     });
+    (server, snaps)
+}
+
+#[tokio::test]
+async fn damaged_newest_snapshot_falls_back_to_an_older_one() {
+    let (mut server, snaps) = stopped_with_snapshots(70).await;
     let newest = snaps.last().unwrap();
     let mut bytes = std::fs::read(newest).unwrap();
     let mid = bytes.len() / 2;
@@ -140,24 +147,10 @@ async fn damaged_newest_snapshot_falls_back_to_an_older_one() {
 /// onto an empty tree would give a state that never existed) and says why.
 #[tokio::test]
 async fn a_log_without_a_snapshot_refuses_to_start() {
-    let mut server = TestingServer::builder()
-        .snap_count(20)
-        .start()
-        .await
-        .unwrap();
-    let mut c = RawClient::connect(&server.connect_string()).await;
-    for i in 0..50 {
-        c.create(&format!("/n{i}"), b"", CreateMode::Persistent)
-            .await
-            .unwrap();
-    }
-    drop(c);
-    server.stop().await;
-    let dir = server.data_dir().join("version-2");
-    for entry in std::fs::read_dir(&dir).unwrap().filter_map(Result::ok) {
-        if entry.file_name().to_string_lossy().starts_with("snapshot.") {
-            std::fs::remove_file(entry.path()).unwrap();
-        }
+    let (mut server, snaps) = stopped_with_snapshots(50).await;
+    assert!(!snaps.is_empty());
+    for snap in snaps {
+        std::fs::remove_file(snap).unwrap();
     }
     let err = server.restart().await.expect_err("refuses to start");
     assert!(err.to_string().contains("no valid snapshot"), "{err}");

@@ -113,14 +113,7 @@ impl Ensemble {
     }
 
     async fn rebind(&self, sid: Sid) -> TcpListener {
-        let port = self.ports[&sid];
-        for _ in 0..100 {
-            if let Ok(l) = TcpListener::bind(("127.0.0.1", port)).await {
-                return l;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("cannot bind port {port} again");
+        support::quorum::rebind_port(self.ports[&sid]).await
     }
 }
 

@@ -42,6 +42,19 @@ pub async fn client(connect: &str) -> Client {
     client
 }
 
+/// A connected client whose calls wait at most `timeout` for a connection.
+pub async fn client_with_connection_timeout(connect: &str, timeout: Duration) -> Client {
+    let client = client_builder(connect)
+        .connection_timeout(timeout)
+        .build()
+        .expect("build a client");
+    client
+        .block_until_connected(PATIENCE)
+        .await
+        .expect("connect");
+    client
+}
+
 /// Awaits `fut`, failing the test if it takes longer than [`PATIENCE`].
 pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     within_for(what, PATIENCE, fut).await

@@ -135,15 +135,19 @@ impl Ensemble {
 
     /// Binds `sid`'s port again (after its previous listener closed).
     pub async fn rebind(&self, sid: Sid) -> TcpListener {
-        let port = self.ports[&sid];
-        for _ in 0..100 {
-            if let Ok(l) = TcpListener::bind(("127.0.0.1", port)).await {
-                return l;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("cannot bind port {port} again");
+        rebind_port(self.ports[&sid]).await
     }
+}
+
+/// Binds 127.0.0.1:`port` again, retrying briefly while the OS releases it.
+pub async fn rebind_port(port: u16) -> TcpListener {
+    for _ in 0..100 {
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)).await {
+            return l;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("cannot bind port {port} again");
 }
 
 pub fn handles(nodes: &BTreeMap<Sid, Node>) -> Vec<(Sid, ReplicaHandle)> {
