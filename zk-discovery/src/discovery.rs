@@ -231,9 +231,6 @@ impl<T: Payload> ServiceDiscovery<T> {
                 .mode(mode)
                 .build()?,
         );
-        if mode == CreateMode::Ephemeral {
-            self.replace_foreign_node(&path).await?;
-        }
         {
             let mut regs = self.registrations()?;
             if regs.contains_key(&instance.id) {
@@ -248,6 +245,12 @@ impl<T: Payload> ServiceDiscovery<T> {
                     watcher: None,
                 },
             );
+        }
+        if mode == CreateMode::Ephemeral {
+            // The kept node, finding the old node, waits for it to go: make it go.
+            if let Err(e) = self.replace_foreign_node(&path).await {
+                tracing::warn!(%path, %e, "could not replace another session's registration; waiting for it to go");
+            }
         }
         // No deadline of our own: the caller decides how long to wait.
         loop {
@@ -320,6 +323,12 @@ impl<T: Payload> ServiceDiscovery<T> {
                 };
                 if new.data == node.data() {
                     continue; // our own write
+                }
+                let owner = new.stat.ephemeral_owner;
+                if owner != 0 && owner != inner.client.session_id() {
+                    // Another session's registration of this id (one that replaced ours):
+                    // not an operator's change to adopt.
+                    continue;
                 }
                 match inner.serializer.deserialize(&new.data) {
                     Ok(instance) if instance.id == id => {

@@ -371,6 +371,68 @@ async fn a_restarted_instance_replaces_its_old_sessions_node_at_once() {
     new.close().await.expect("close");
 }
 
+/// Two live sessions registering one id (a duplicate, or a restart racing its old session):
+/// the newer registration replaces the older one's node, and the older one, following its
+/// instance (watch_instances), does not take the newcomer's data for its own; when the
+/// newcomer unregisters, the older registration comes back with its own data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_registration_keeps_its_own_data() {
+    let server = TestingServer::start().await.expect("server");
+    let proxy = FaultProxy::start(&server.connect_string())
+        .await
+        .expect("proxy");
+    let a_client = client(&proxy.connect_string()).await;
+    let a = ServiceDiscovery::<String>::builder(a_client.clone())
+        .watch_instances(true)
+        .build()
+        .expect("discovery");
+    a.register(instance("api", "dup", 1, "from a"))
+        .await
+        .expect("register");
+    let mut a_states = a_client.connection_states();
+
+    // B replaces A's node while A cannot race it back.
+    proxy.set_mode(zk_server::FaultMode::Blackhole);
+    let b_client = client(&server.connect_string()).await;
+    let b = ServiceDiscovery::<String>::builder(b_client.clone())
+        .build()
+        .expect("discovery");
+    within(
+        "B registers over A",
+        PATIENCE,
+        b.register(instance("api", "dup", 1, "from b")),
+    )
+    .await
+    .expect("register");
+    proxy.set_mode(zk_server::FaultMode::Forward);
+    proxy.cut();
+    wait_state(&mut a_states, ConnectionState::Reconnected).await;
+    // Let A's instance cache read B's node.
+    a_client.sync("/services/api/dup").await.expect("sync");
+    let (_, stat) = a_client
+        .get_data("/services/api/dup")
+        .await
+        .expect("B's node");
+    assert_eq!(stat.ephemeral_owner, b_client.session_id());
+    assert_eq!(a.registered()[0].payload.as_deref(), Some("from a"));
+
+    b.unregister("dup").await.expect("unregister");
+    let back = within("A's node again", PATIENCE, async {
+        loop {
+            if let Ok((_, stat)) = b_client.get_data("/services/api/dup").await {
+                if stat.ephemeral_owner == a_client.session_id() {
+                    return b.query_for_instance("api", "dup").await.expect("query");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(back.and_then(|i| i.payload).as_deref(), Some("from a"));
+    a.close().await.expect("close");
+    b.close().await.expect("close");
+}
+
 /// A registration that can never be created (a base path we may not write) fails with the
 /// server's error instead of waiting forever, and leaves nothing registered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

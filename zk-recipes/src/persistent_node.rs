@@ -375,13 +375,22 @@ async fn next_failure(failure: &mut watch::Receiver<Option<ZkError>>) -> Error {
 }
 
 /// An error the next attempt will meet again unless someone changes something (an ACL, the
-/// parent): not a connection problem, nor a race with another writer.
+/// parent, the server): not a connection problem, a passing server condition (read-only,
+/// throttled), nor a race with another writer.
 fn is_lasting(e: &ZkError) -> bool {
-    !e.is_retryable()
-        && !matches!(
-            e,
-            ZkError::NoNode | ZkError::NodeExists | ZkError::BadVersion | ZkError::NotEmpty
-        )
+    matches!(
+        e,
+        ZkError::NoAuth
+            | ZkError::InvalidAcl
+            | ZkError::AuthFailed
+            | ZkError::NoChildrenForEphemerals
+            | ZkError::EphemeralOnLocalSession
+            | ZkError::Unimplemented { .. }
+            | ZkError::QuotaExceeded
+            | ZkError::BadArguments
+            | ZkError::InvalidArgument(_)
+            | ZkError::InvalidPath(_)
+    )
 }
 
 /// One check: creates the node if missing, replaces a leftover of one of our earlier
