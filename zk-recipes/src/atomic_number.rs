@@ -70,8 +70,8 @@ pub type DistributedAtomicInteger = DistributedAtomicNumber<i32>;
 /// missing or empty node counts as `0`; parents are containers).
 ///
 /// Updates are optimistic, optionally promoted to a lock, exactly as
-/// [`DistributedAtomicValue`]'s, and never applied twice: an increment whose write reply was
-/// lost, and whose outcome the value read back cannot tell, fails with that error (see
+/// [`DistributedAtomicValue`]'s, and not applied twice after a lost reply: an increment
+/// whose outcome the value read back cannot tell fails with the connection error (see
 /// "Connection loss" there; Curator re-sends the write and may increment twice). An update
 /// that still fails returns `succeeded == false` — it is not an error.
 ///

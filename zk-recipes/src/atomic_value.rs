@@ -13,7 +13,7 @@ use zk_client::{Client, Error as ZkError, RetryNTimes, RetryPolicy};
 use crate::mutex::Mutex;
 use crate::nodes::check_base_path;
 use crate::write_once::{write_once, Written};
-use crate::Result;
+use crate::{Error, Result};
 
 /// The outcome of an operation on a [`DistributedAtomicValue`] or a numeric counter
 /// (Curator's `AtomicValue`).
@@ -110,8 +110,10 @@ impl PromotedToLock {
 /// connection drops after the write was sent, the node is read back (after a `sync`): if it
 /// is unchanged, or holds another writer's value at the next version, the write did not
 /// apply and the update goes on; otherwise the write may have applied and the call fails with
-/// that error ([`zk_client::Error::ConnectionLoss`] or [`zk_client::Error::SessionExpired`]):
-/// read the value to find out, as retrying could apply the update twice.
+/// that error (e.g. [`zk_client::Error::ConnectionLoss`] or
+/// [`zk_client::Error::SessionExpired`]): read the value to find out, as retrying could apply
+/// the update twice. (Only a node deleted and re-created back to the same version while the
+/// reply was lost could fool this.)
 ///
 /// ```no_run
 /// # async fn f(client: zk_client::Client) -> zk_recipes::Result<()> {
@@ -154,7 +156,7 @@ impl DistributedAtomicValue {
     /// A value on the node `path`, retrying optimistic updates under `retry_policy`.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for an invalid path or the root.
+    /// [`Error::InvalidArgument`] for an invalid path or the root.
     pub fn new(
         client: Client,
         path: &str,
@@ -173,7 +175,7 @@ impl DistributedAtomicValue {
     /// attempts are exhausted.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) for an invalid path (of the value or the lock) or the root.
+    /// [`Error::InvalidArgument`] for an invalid path (of the value or the lock) or the root.
     pub fn with_promotion(
         client: Client,
         path: &str,
@@ -195,7 +197,7 @@ impl DistributedAtomicValue {
     /// `pre_value == post_value`.
     ///
     /// # Errors
-    /// [`Error::Zk`](crate::Error::Zk) when the read fails.
+    /// [`Error::Zk`] when the read fails.
     pub async fn get(&self) -> Result<AtomicValue<Vec<u8>>> {
         let (value, _) = self.read().await?;
         Ok(AtomicValue {
@@ -209,7 +211,7 @@ impl DistributedAtomicValue {
     /// Sets the value (optimistically, with retries and promotion).
     ///
     /// # Errors
-    /// [`Error::Zk`](crate::Error::Zk) when a call fails for another reason than a concurrent change.
+    /// [`Error::Zk`] when a call fails for another reason than a concurrent change.
     pub async fn try_set(&self, value: impl Into<Vec<u8>>) -> Result<AtomicValue<Vec<u8>>> {
         let value = value.into();
         self.update(move |_| Ok(value.clone())).await
@@ -255,11 +257,13 @@ impl DistributedAtomicValue {
         if !matches(&result.pre_value)? {
             return Ok(result);
         }
-        if let Written::Applied(_) =
-            write_once(&self.client, &self.path, Some(version), &new).await?
-        {
-            result.succeeded = true;
-            result.post_value = new;
+        match write_once(&self.client, &self.path, Some(version), &new).await {
+            Ok(Written::Applied(_)) => {
+                result.succeeded = true;
+                result.post_value = new;
+            }
+            Ok(Written::NotApplied) | Err(Error::Zk(ZkError::NoNode)) => {}
+            Err(e) => return Err(e),
         }
         Ok(result)
     }
@@ -267,7 +271,7 @@ impl DistributedAtomicValue {
     /// Sets the value whatever it is (creating the node if missing).
     ///
     /// # Errors
-    /// [`Error::Zk`](crate::Error::Zk) when a call fails.
+    /// [`Error::Zk`] when a call fails.
     pub async fn force_set(&self, value: impl Into<Vec<u8>>) -> Result<()> {
         let bytes = value.into();
         loop {
@@ -295,7 +299,7 @@ impl DistributedAtomicValue {
     /// existed (its value is left alone).
     ///
     /// # Errors
-    /// [`Error::Zk`](crate::Error::Zk) when the create fails.
+    /// [`Error::Zk`] when the create fails.
     pub async fn initialize(&self, value: impl Into<Vec<u8>>) -> Result<bool> {
         match self
             .client
@@ -324,9 +328,11 @@ impl DistributedAtomicValue {
         let (pre, version) = self.read().await?;
         let new = make(&pre)?;
         Ok(
-            match write_once(&self.client, &self.path, version, &new).await? {
-                Written::Applied(_) => Attempt::Done(pre, new),
-                Written::NotApplied => Attempt::Conflict(pre),
+            match write_once(&self.client, &self.path, version, &new).await {
+                Ok(Written::Applied(_)) => Attempt::Done(pre, new),
+                // Deleted since the read: the next attempt creates it.
+                Ok(Written::NotApplied) | Err(Error::Zk(ZkError::NoNode)) => Attempt::Conflict(pre),
+                Err(e) => return Err(e),
             },
         )
     }

@@ -27,11 +27,14 @@ pub(crate) enum Written {
 ///
 /// When the connection (or the session) is lost with the write in flight, the node is read
 /// back after a `sync`: unchanged, or another writer's data at the next version, means the
-/// write did not apply; otherwise it may have, and the error stands.
+/// write did not apply; otherwise it may have, and the error stands. (The node's version is
+/// what tells: a node deleted and re-created back to the same version meanwhile would fool
+/// it.)
 ///
 /// # Errors
-/// A failed call; the write's own error when its outcome is unknown
-/// ([`ZkError::ConnectionLoss`], [`ZkError::SessionExpired`], …).
+/// [`ZkError::NoNode`] when a versioned write finds no node; a failed call; the write's own
+/// error when its outcome is unknown ([`ZkError::ConnectionLoss`],
+/// [`ZkError::OperationTimeout`], [`ZkError::SessionMoved`], [`ZkError::SessionExpired`]).
 pub(crate) async fn write_once(
     client: &Client,
     path: &str,
@@ -54,9 +57,9 @@ pub(crate) async fn write_once(
     };
     let lost = match written {
         Ok(stat) => return Ok(Written::Applied(stat)),
-        Err(ZkError::BadVersion | ZkError::NodeExists | ZkError::NoNode) => {
-            return Ok(Written::NotApplied)
-        }
+        Err(ZkError::BadVersion | ZkError::NodeExists) => return Ok(Written::NotApplied),
+        // A parent deleted between creating it and the node.
+        Err(ZkError::NoNode) if version.is_none() => return Ok(Written::NotApplied),
         Err(e) if e.is_retryable() => e,
         Err(e) => return Err(e.into()),
     };

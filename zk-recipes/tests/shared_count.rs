@@ -125,6 +125,14 @@ async fn a_cas_whose_reply_is_lost_is_an_error_and_one_never_sent_is_false() {
     assert_eq!(within("the CAS", cas).await.unwrap(), Ok(false));
     let (data, _) = observer.get_data(SHARED).await.unwrap();
     assert_eq!(data, 6i32.to_be_bytes());
+
+    // A compare-and-set on a deleted node is an error, as in Curator (not a lost race).
+    let seen = count.versioned_value();
+    observer.delete(SHARED).await.unwrap();
+    assert_eq!(
+        count.try_set_value(seen.value + 1, seen.version).await,
+        Err(Error::Zk(zk_client::Error::NoNode))
+    );
     count.close().await;
 }
 
