@@ -893,16 +893,12 @@ impl MutexGuard {
 }
 
 impl MutexGuard {
-    /// [`release`](Self::release) for a caller with a deadline: waited for no longer than
-    /// `deadline` or one call's wait for a connection, whichever is later (without a
-    /// deadline, until done). Cut off from the server, the release goes on in the background
-    /// (this handle's next acquire waits for it) and this returns `Ok`.
-    pub(crate) async fn release_by(self, deadline: Option<Instant>) -> Result<()> {
-        let Some(deadline) = deadline else {
-            return self.release().await;
-        };
-        let bound = deadline.max(Instant::now() + self.inner.client.connection_timeout());
-        tokio::time::timeout_at(bound, self.release())
+    /// [`release`](Self::release), waited for at most one call's wait for a connection (the
+    /// client's connection timeout): cut off from the server, the release goes on in the
+    /// background (this handle's next acquire waits for it) and this returns `Ok`.
+    pub(crate) async fn release_soon(self) -> Result<()> {
+        let bound = self.inner.client.connection_timeout();
+        tokio::time::timeout(bound, self.release())
             .await
             .unwrap_or(Ok(()))
     }

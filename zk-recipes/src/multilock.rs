@@ -192,8 +192,8 @@ impl MultiLock {
 
     /// Acquires every lock within `timeout` (for all of them together); `None` when the time
     /// ran out — the locks taken so far are released before returning (cut off from the
-    /// server, each release is waited for until the deadline or one connection timeout, and
-    /// then goes on in the background).
+    /// server, each release is waited for at most one connection timeout, and then goes on
+    /// in the background).
     ///
     /// # Errors
     /// As [`MultiLock::acquire`].
@@ -212,13 +212,13 @@ impl MultiLock {
                 Ok(None) => {
                     // Failures to release are ignored, as Curator does; the nodes are deleted in the
                     // background regardless.
-                    let _ = release_reversed(guards, deadline).await;
+                    let _ = release_reversed(guards, true).await;
                     return Ok(None);
                 }
                 Err(e) => {
                     // Failures to release are ignored, as Curator does; the nodes are deleted in the
                     // background regardless.
-                    let _ = release_reversed(guards, deadline).await;
+                    let _ = release_reversed(guards, true).await;
                     return Err(e);
                 }
             }
@@ -233,12 +233,17 @@ impl MultiLock {
     }
 }
 
-/// Releases `guards` in reverse order (each waited for as
-/// [`MutexGuard::release_by`] says); the first error.
-async fn release_reversed(mut guards: Vec<MutexGuard>, deadline: Option<Instant>) -> Result<()> {
+/// Releases `guards` in reverse order, each until done or, when `soon`, for at most a
+/// connection timeout ([`MutexGuard::release_soon`]); the first error.
+async fn release_reversed(mut guards: Vec<MutexGuard>, soon: bool) -> Result<()> {
     let mut first_error = None;
     while let Some(guard) = guards.pop() {
-        if let Err(e) = guard.release_by(deadline).await {
+        let released = if soon {
+            guard.release_soon().await
+        } else {
+            guard.release().await
+        };
+        if let Err(e) = released {
             first_error.get_or_insert(e);
         }
     }
@@ -286,7 +291,7 @@ impl MultiLockGuard {
     /// # Errors
     /// The first error of the releases (all are attempted).
     pub async fn release(mut self) -> Result<()> {
-        release_reversed(std::mem::take(&mut self.guards), None).await
+        release_reversed(std::mem::take(&mut self.guards), false).await
     }
 }
 

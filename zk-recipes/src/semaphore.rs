@@ -194,7 +194,7 @@ impl Semaphore {
             };
             let outcome = self.wait_for_lease(deadline).await;
             // A failed or unfinished release goes on in the background.
-            let _ = guard.release_by(deadline).await;
+            let _ = guard.release_soon().await;
             match outcome {
                 Ok(Waited::Leased(lease)) => return Ok(Some(lease)),
                 Ok(Waited::TimedOut) => return Ok(None),
