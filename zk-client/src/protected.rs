@@ -5,8 +5,6 @@
 //! characters (`_c_`, a 36-character UUID, `-`). Sort sequence nodes on
 //! [`strip_protected_prefix`] (or [`sequence_number`]), never on the raw name.
 
-use std::sync::Arc;
-
 use zk_proto::Stat;
 
 use crate::client::background::spawn_until_done;
@@ -123,21 +121,16 @@ pub(crate) async fn find_nodes(
 pub(crate) fn delete_leftovers_in_background(client: &Client, target: &str, id: &str) {
     let (target, id) = (target.to_owned(), id.to_owned());
     let what = target.clone();
-    spawn_until_done(
-        Arc::downgrade(&client.inner),
-        "delete protected leftovers",
-        what,
-        move |inner| {
-            let (target, id) = (target.clone(), id.clone());
-            Box::pin(async move {
-                let client = Client::from_inner(inner);
-                for (path, _) in find_nodes(&client, &target, &id).await? {
-                    client.delete_in_background(path, -1);
-                }
-                Ok(())
-            })
-        },
-    );
+    spawn_until_done(client, "delete protected leftovers", what, move |inner| {
+        let (target, id) = (target.clone(), id.clone());
+        Box::pin(async move {
+            let client = Client::from_inner(inner);
+            for (path, _) in find_nodes(&client, &target, &id).await? {
+                client.delete_in_background(path, -1);
+            }
+            Ok(())
+        })
+    });
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ pub(crate) async fn guaranteed(
         if let Err(e) = &result {
             if client.retry_policy().allow_retry_on(e) || matches!(e, Error::Connect(_)) {
                 tracing::info!(path = %full_path, what, %e, "guaranteed operation continues in the background");
-                spawn_until_done(Arc::downgrade(&client.inner), what, full_path, attempt);
+                spawn_until_done(&client, what, full_path, attempt);
             }
         }
         let _ = tx.send(result);
@@ -57,18 +57,19 @@ pub(crate) async fn connected(inner: &Weak<Inner>) -> Option<Arc<Inner>> {
 /// 2 s, until it succeeds, fails with an error the retry policy would not retry, or the
 /// client is closed or dropped (the task does not keep it alive).
 pub(crate) fn spawn_until_done(
-    inner: Weak<Inner>,
+    client: &Client,
     what: &'static str,
     path: String,
     mut attempt: impl FnMut(Arc<Inner>) -> Attempt + Send + 'static,
 ) {
+    let inner = Arc::downgrade(&client.inner);
+    let retry_policy = client.retry.clone();
     tokio::spawn(async move {
         let mut delay = Duration::from_millis(50);
         loop {
             let Some(strong) = connected(&inner).await else {
                 return;
             };
-            let retry_policy = strong.retry.clone();
             let result = attempt(strong).await;
             match result {
                 Ok(()) => {

@@ -44,12 +44,9 @@ impl Client {
     /// Deletes `full_path` (namespace included) in the background until it is gone.
     pub(crate) fn delete_in_background(&self, full_path: String, version: i32) {
         let path = full_path.clone();
-        spawn_until_done(
-            Arc::downgrade(&self.inner),
-            "delete",
-            full_path,
-            move |inner| delete_until_gone(inner, path.clone(), version, false),
-        );
+        spawn_until_done(self, "delete", full_path, move |inner| {
+            delete_until_gone(inner, path.clone(), version, false)
+        });
     }
 }
 

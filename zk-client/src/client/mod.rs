@@ -342,7 +342,7 @@ pub(crate) struct Inner {
 pub struct Client {
     pub(crate) inner: Arc<Inner>,
     pub(crate) namespace: Option<Arc<str>>,
-    retry: Arc<dyn RetryPolicy>,
+    pub(crate) retry: Arc<dyn RetryPolicy>,
 }
 
 impl Client {
