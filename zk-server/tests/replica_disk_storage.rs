@@ -283,6 +283,16 @@ fn a_garbage_tail_is_cut_off_but_garbage_before_an_intact_record_refuses_to_star
             now[start_of_last..].iter().all(|&b| b == 0),
             "garbage at {cut}: the tail is gone"
         );
+        // A copy of what was cut is kept beside the log, under a name no listing picks up.
+        let name = path
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let kept = path.with_file_name(format!("torn-tail.{name}.{start_of_last}"));
+        let kept = std::fs::read(&kept).expect("the cut tail is kept");
+        assert!(kept.ends_with(&garbage(300)), "garbage at {cut}");
+        assert_eq!(kept.len(), cut - start_of_last + 300, "garbage at {cut}");
     }
 
     // Garbage with an intact record after it is damage in the middle: refused, never cut.

@@ -56,8 +56,9 @@
 //! * Every `snapshot.*` file must be intact (each was fsynced before its rename, so damage
 //!   is media corruption, and falling back to an older snapshot whose log was already
 //!   deleted would silently lose txns): a damaged one refuses to start.
-//! * A torn tail of the last log file (a partial entry followed only by zeros or the end of
-//!   the file) is cut off; any other damage, a hole between files, or a file whose first
+//! * A torn tail of the last log file (a damaged entry followed by zeros, the end of the
+//!   file, or garbage with no intact entry in it) is cut off, a garbage tail kept in a
+//!   `torn-tail.*` file first; any other damage, a hole between files, or a file whose first
 //!   entry does not match its name refuses to start ([`StorageError::Corrupt`],
 //!   [`StorageError::NotContiguous`]).
 //! * The epochs are loaded by [`EpochStore::load`] with Apache's rules (including the
@@ -75,7 +76,7 @@ use bytes::Bytes;
 
 use super::storage::{Recovered, ReplicaStorage, StorageError};
 use crate::storage::adler32::{adler32, Adler32};
-use crate::storage::txn_log::{encode_entry, log_header, scan_log_file, HEADER_LEN};
+use crate::storage::txn_log::{cut_torn_tail, encode_entry, log_header, scan_log_file, HEADER_LEN};
 use crate::storage::{
     file_name, list_files, snapshot, sync_dir, DataDirs, EpochError, EpochFile, EpochStore, Epochs,
 };
@@ -482,8 +483,7 @@ impl DiskStorage {
                 Some(_) => {}
             }
             if scan.torn {
-                tracing::warn!(file = %path.display(), valid_len = scan.valid_len, "truncating torn log tail");
-                cut_file(path, scan.valid_len)?;
+                cut_torn_tail(path, &scan)?;
             }
             segments.push(Segment {
                 first: *first,

@@ -1,12 +1,11 @@
 //! Startup recovery: newest valid snapshot + replay of the logged txns after it.
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
 
 use zk_proto::TxnBody;
 
 use super::snapshot;
-use super::txn_log::read_log_file;
+use super::txn_log::{cut_torn_tail, read_log_file};
 use super::{list_files, DataDirs, StorageError};
 use crate::tree::DataTree;
 
@@ -119,14 +118,7 @@ pub fn recover(dirs: &DataDirs) -> Result<Recovered, StorageError> {
             return Err(e);
         }
         if scan.torn {
-            tracing::warn!(file = %path.display(), valid_len = scan.valid_len, "truncating torn log tail");
-            let file = OpenOptions::new()
-                .write(true)
-                .open(path)
-                .map_err(|e| StorageError::io(format!("opening {}", path.display()), e))?;
-            file.set_len(scan.valid_len)
-                .and_then(|()| file.sync_all())
-                .map_err(|e| StorageError::io(format!("truncating {}", path.display()), e))?;
+            cut_torn_tail(path, &scan)?;
             truncated_tail = true;
         }
     }

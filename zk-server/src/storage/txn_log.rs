@@ -30,6 +30,9 @@ pub struct LogScan {
     pub valid_len: u64,
     /// Whether a torn tail follows `valid_len`.
     pub torn: bool,
+    /// Whether that tail is more than a partial entry and zeros: bytes a torn write can
+    /// leave, or damaged data; recovery keeps a copy before cutting it.
+    pub garbage: bool,
     /// The header's dbid (`None` when the header itself was torn).
     pub dbid: Option<i64>,
 }
@@ -134,6 +137,7 @@ pub(crate) fn scan_log_file<T>(
                 entries: 0,
                 valid_len: 0,
                 torn: !bytes.is_empty(),
+                garbage: false,
                 dbid: None,
             });
         }
@@ -146,6 +150,7 @@ pub(crate) fn scan_log_file<T>(
                 entries: 0,
                 valid_len: 0,
                 torn: true,
+                garbage: false,
                 dbid: None,
             });
         }
@@ -173,11 +178,13 @@ pub(crate) fn scan_log_file<T>(
                         "damaged length field (an intact entry of another length follows)",
                     ));
                 }
-                if is_last && (all_zero(after) || is_garbage_tail(rest, &decode)) {
+                let garbage = !all_zero(after);
+                if is_last && (!garbage || is_garbage_tail(rest, &decode)) {
                     return Ok(LogScan {
                         entries,
                         valid_len: pos as u64,
                         torn: true,
+                        garbage,
                         dbid,
                     });
                 }
@@ -189,12 +196,57 @@ pub(crate) fn scan_log_file<T>(
         entries,
         valid_len: pos as u64,
         torn: false,
+        garbage: false,
         dbid,
     })
 }
 
-/// The longest damaged tail of the last log file that is cut off as a torn write: longer than
-/// any write the log makes at once, it is taken for corruption.
+/// Cuts the torn tail `scan` found off the log file at `path`: keeps its first
+/// `scan.valid_len` bytes, durably. A [`garbage`](LogScan::garbage) tail is first copied to
+/// `torn-tail.<file name>.<valid_len>` beside it (a name no log or snapshot listing, ours or
+/// Apache's, picks up), so that if it was damaged data rather than a torn write, the bytes are
+/// still there to look at.
+pub(crate) fn cut_torn_tail(path: &Path, scan: &LogScan) -> Result<(), StorageError> {
+    let valid_len = scan.valid_len;
+    use std::io::{Read, Seek, SeekFrom};
+    let io_err = |what: &str, e| StorageError::io(format!("{what} {}", path.display()), e);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| io_err("opening", e))?;
+    let end = data_len(&mut file).map_err(|e| io_err("reading", e))?;
+    if scan.garbage && end > valid_len {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let kept = path.with_file_name(format!("torn-tail.{name}.{valid_len}"));
+        let mut copy = || -> io::Result<()> {
+            file.seek(SeekFrom::Start(valid_len))?;
+            let mut out = File::create(&kept)?;
+            io::copy(&mut (&mut file).take(end - valid_len), &mut out)?;
+            out.sync_all()
+        };
+        copy().map_err(|e| io_err("keeping the torn tail of", e))?;
+        tracing::error!(
+            file = %path.display(),
+            valid_len,
+            bytes = end - valid_len,
+            kept = %kept.display(),
+            "cutting a damaged log tail (a torn write, or damaged data); a copy is kept"
+        );
+    } else {
+        tracing::warn!(file = %path.display(), valid_len, "cutting a torn log tail");
+    }
+    file.set_len(valid_len)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io_err("truncating", e))
+}
+
+/// The longest damaged tail of the last log file that is cut off as a torn write; a longer
+/// one is taken for corruption. (A torn write leaves at most a few pages of garbage: the
+/// pages of the last write that did reach the disk are intact entries.)
 const MAX_GARBAGE_TAIL: usize = 4 * 1024 * 1024;
 
 /// Whether `rest`, which starts with a damaged entry, is garbage left by a torn write: short
@@ -261,11 +313,12 @@ fn parse_entry<T>(
     let body = rest
         .get(ENTRY_HEADER_LEN..ENTRY_HEADER_LEN + len)
         .ok_or((TRUNCATED_ENTRY, end))?;
-    if i64::from(adler32(body)) != checksum {
-        return Err(("checksum mismatch", end));
-    }
+    // The cheap checks first: `is_garbage_tail` tries this at every offset of a tail.
     if rest.get(ENTRY_HEADER_LEN + len) != Some(&END_OF_RECORD) {
         return Err(("missing end-of-record marker", end));
+    }
+    if u32::try_from(checksum).map_or(true, |c| adler32(body) != c) {
+        return Err(("checksum mismatch", end));
     }
     let entry = decode(body).ok_or(("undecodable txn", end))?;
     Ok((entry, end))
