@@ -203,9 +203,9 @@ impl<T: Payload> ServiceDiscovery<T> {
     /// created as soon as possible. A node already at the path is adopted when it is
     /// persistent or our own session's ephemeral. An ephemeral node of *another* session with
     /// the same id — a previous run of this process whose session has not expired yet — is
-    /// replaced, as Curator does, so a restarted process registers at once; if that session
-    /// is still alive (a duplicate id), its registration does not take the node back but
-    /// waits until ours goes.
+    /// replaced, as Curator does, so a restarted process registers at once. If that session
+    /// is still alive and registered (a duplicate id), both race to re-create the node and
+    /// the loser waits until the winner's node goes; give live instances distinct ids.
     ///
     /// # Errors
     /// [`Error::InvalidInstance`], [`Error::Serialize`], [`Error::AlreadyRegistered`] (same id),
@@ -248,8 +248,16 @@ impl<T: Payload> ServiceDiscovery<T> {
         }
         if mode == CreateMode::Ephemeral {
             // The kept node, finding the old node, waits for it to go: make it go.
-            if let Err(e) = self.replace_foreign_node(&path).await {
-                tracing::warn!(%path, %e, "could not replace another session's registration; waiting for it to go");
+            match self.replace_foreign_node(&path).await {
+                Ok(()) => {}
+                // Refused for good (we may not delete under the base path).
+                Err(Error::Zk(e @ (ZkError::NoAuth | ZkError::AuthFailed))) => {
+                    self.forget_registration(&id, &node).await;
+                    return Err(Error::Zk(e));
+                }
+                Err(e) => {
+                    tracing::warn!(%path, %e, "could not replace another session's registration; waiting for it to go");
+                }
             }
         }
         // No deadline of our own: the caller decides how long to wait.

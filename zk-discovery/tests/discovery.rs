@@ -344,6 +344,20 @@ async fn a_restarted_instance_replaces_its_old_sessions_node_at_once() {
     old.register(instance("api", "host-1", 1, "old run"))
         .await
         .expect("register");
+    // Under a service node that lets anyone create but nobody delete, the old node cannot
+    // be replaced: registering there fails with the server's refusal rather than wait.
+    let no_delete = zk_client::Acl::new(
+        zk_client::Perms::READ | zk_client::Perms::CREATE | zk_client::Perms::ADMIN,
+        zk_client::Id::anyone(),
+    );
+    old_client
+        .create("/services/locked")
+        .acl(vec![no_delete])
+        .await
+        .expect("create");
+    old.register(instance("locked", "host-2", 1, "old run"))
+        .await
+        .expect("register");
     // The old process dies without closing: its session lives on for a minute.
     proxy.set_mode(zk_server::FaultMode::Blackhole);
 
@@ -368,6 +382,20 @@ async fn a_restarted_instance_replaces_its_old_sessions_node_at_once() {
         .await
         .expect("query");
     assert_eq!(found.map(|i| i.payload), Some(Some("new run".to_owned())));
+    let refused = within(
+        "registering where the old node cannot be deleted",
+        Duration::from_secs(20),
+        new.register(instance("locked", "host-2", 1, "new run")),
+    )
+    .await;
+    assert!(
+        matches!(
+            refused,
+            Err(zk_discovery::Error::Zk(zk_client::Error::NoAuth))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(new.registered().len(), 1);
     new.close().await.expect("close");
 }
 

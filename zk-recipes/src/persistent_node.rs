@@ -378,19 +378,20 @@ async fn next_failure(failure: &mut watch::Receiver<Option<ZkError>>) -> Error {
 /// parent, the server): not a connection problem, a passing server condition (read-only,
 /// throttled), nor a race with another writer.
 fn is_lasting(e: &ZkError) -> bool {
-    matches!(
-        e,
-        ZkError::NoAuth
-            | ZkError::InvalidAcl
-            | ZkError::AuthFailed
-            | ZkError::NoChildrenForEphemerals
-            | ZkError::EphemeralOnLocalSession
-            | ZkError::Unimplemented { .. }
-            | ZkError::QuotaExceeded
-            | ZkError::BadArguments
-            | ZkError::InvalidArgument(_)
-            | ZkError::InvalidPath(_)
-    )
+    e.is_argument_error()
+        || matches!(
+            e,
+            ZkError::NoAuth
+                | ZkError::InvalidAcl
+                | ZkError::AuthFailed
+                | ZkError::SessionClosedRequireSaslAuth
+                | ZkError::NoChildrenForEphemerals
+                | ZkError::EphemeralOnLocalSession
+                | ZkError::Unimplemented { .. }
+                | ZkError::QuotaExceeded
+                | ZkError::BadArguments
+                | ZkError::MarshallingError
+        )
 }
 
 /// One check: creates the node if missing, replaces a leftover of one of our earlier
