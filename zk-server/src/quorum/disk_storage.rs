@@ -57,7 +57,7 @@
 //!   is media corruption, and falling back to an older snapshot whose log was already
 //!   deleted would silently lose txns): a damaged one refuses to start.
 //! * A torn tail of the last log file (a damaged entry followed by zeros, the end of the
-//!   file, or garbage with no intact entry in it) is cut off, a garbage tail kept in a
+//!   file, or garbage with no intact entry in it) is cut off, its bytes kept in a
 //!   `torn-tail.*` file first; any other damage, a hole between files, or a file whose first
 //!   entry does not match its name refuses to start ([`StorageError::Corrupt`],
 //!   [`StorageError::NotContiguous`]).
@@ -468,6 +468,8 @@ impl DiskStorage {
             match ends.first() {
                 None if is_last => {
                     tracing::warn!(file = %path.display(), "removing a log file with no complete entry");
+                    // Its torn bytes are kept first, as any cut tail's.
+                    cut_torn_tail(path, scan.valid_len)?;
                     remove_file(path)?;
                     fsync_dir(&log_dir)?;
                     continue;
@@ -483,7 +485,7 @@ impl DiskStorage {
                 Some(_) => {}
             }
             if scan.torn {
-                cut_torn_tail(path, &scan)?;
+                cut_torn_tail(path, scan.valid_len)?;
             }
             segments.push(Segment {
                 first: *first,

@@ -13,7 +13,7 @@
 //! A log entry is `long adler32(txn) · int length · txn bytes · byte 0x42`. Recovery loads the
 //! newest valid snapshot and replays every logged txn after it. A torn tail of the last log file
 //! (a damaged entry followed by zeros, the end of the file, or garbage with no intact entry in
-//! it) is truncated, a garbage tail kept in a `torn-tail.*` file first; any other damage
+//! it) is truncated, its bytes kept in a `torn-tail.*` file first; any other damage
 //! refuses to start with a message naming the file and offset. A write or fsync error is
 //! fatal: the server stops and never acknowledges the txn.
 

@@ -118,7 +118,7 @@ pub fn recover(dirs: &DataDirs) -> Result<Recovered, StorageError> {
             return Err(e);
         }
         if scan.torn {
-            cut_torn_tail(path, &scan)?;
+            cut_torn_tail(path, scan.valid_len)?;
             truncated_tail = true;
         }
     }

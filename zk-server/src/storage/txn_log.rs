@@ -30,9 +30,6 @@ pub struct LogScan {
     pub valid_len: u64,
     /// Whether a torn tail follows `valid_len`.
     pub torn: bool,
-    /// Whether that tail is more than a partial entry and zeros: bytes a torn write can
-    /// leave, or damaged data; recovery keeps a copy before cutting it.
-    pub garbage: bool,
     /// The header's dbid (`None` when the header itself was torn).
     pub dbid: Option<i64>,
 }
@@ -137,7 +134,6 @@ pub(crate) fn scan_log_file<T>(
                 entries: 0,
                 valid_len: 0,
                 torn: !bytes.is_empty(),
-                garbage: false,
                 dbid: None,
             });
         }
@@ -150,7 +146,6 @@ pub(crate) fn scan_log_file<T>(
                 entries: 0,
                 valid_len: 0,
                 torn: true,
-                garbage: false,
                 dbid: None,
             });
         }
@@ -178,13 +173,11 @@ pub(crate) fn scan_log_file<T>(
                         "damaged length field (an intact entry of another length follows)",
                     ));
                 }
-                let garbage = !all_zero(after);
-                if is_last && (!garbage || is_garbage_tail(rest, &decode)) {
+                if is_last && (all_zero(after) || is_garbage_tail(rest, &decode)) {
                     return Ok(LogScan {
                         entries,
                         valid_len: pos as u64,
                         torn: true,
-                        garbage,
                         dbid,
                     });
                 }
@@ -196,18 +189,17 @@ pub(crate) fn scan_log_file<T>(
         entries,
         valid_len: pos as u64,
         torn: false,
-        garbage: false,
         dbid,
     })
 }
 
-/// Cuts the torn tail `scan` found off the log file at `path`: keeps its first
-/// `scan.valid_len` bytes, durably. A [`garbage`](LogScan::garbage) tail is first copied to
-/// `torn-tail.<file name>.<valid_len>` beside it (a name no log or snapshot listing, ours or
-/// Apache's, picks up), so that if it was damaged data rather than a torn write, the bytes are
-/// still there to look at.
-pub(crate) fn cut_torn_tail(path: &Path, scan: &LogScan) -> Result<(), StorageError> {
-    let valid_len = scan.valid_len;
+/// Cuts the torn tail a scan found off the log file at `path`, keeping its first
+/// `valid_len` bytes, durably. Whatever non-zero bytes are cut (a torn write's, or damaged
+/// data: a bit flip in the last entry looks the same) are first copied to
+/// `torn-tail.<file name>.<valid_len>` beside it, a name no log or snapshot listing (ours or
+/// Apache's) picks up, so that they can still be looked at. A copy that cannot be written
+/// (e.g. a full disk) is logged, and the tail cut all the same.
+pub(crate) fn cut_torn_tail(path: &Path, valid_len: u64) -> Result<(), StorageError> {
     use std::io::{Read, Seek, SeekFrom};
     let io_err = |what: &str, e| StorageError::io(format!("{what} {}", path.display()), e);
     let mut file = OpenOptions::new()
@@ -216,7 +208,7 @@ pub(crate) fn cut_torn_tail(path: &Path, scan: &LogScan) -> Result<(), StorageEr
         .open(path)
         .map_err(|e| io_err("opening", e))?;
     let end = data_len(&mut file).map_err(|e| io_err("reading", e))?;
-    if scan.garbage && end > valid_len {
+    if end > valid_len {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -226,18 +218,25 @@ pub(crate) fn cut_torn_tail(path: &Path, scan: &LogScan) -> Result<(), StorageEr
             file.seek(SeekFrom::Start(valid_len))?;
             let mut out = File::create(&kept)?;
             io::copy(&mut (&mut file).take(end - valid_len), &mut out)?;
-            out.sync_all()
+            out.sync_all()?;
+            path.parent().map_or(Ok(()), sync_dir)
         };
-        copy().map_err(|e| io_err("keeping the torn tail of", e))?;
-        tracing::error!(
-            file = %path.display(),
-            valid_len,
-            bytes = end - valid_len,
-            kept = %kept.display(),
-            "cutting a damaged log tail (a torn write, or damaged data); a copy is kept"
-        );
-    } else {
-        tracing::warn!(file = %path.display(), valid_len, "cutting a torn log tail");
+        match copy() {
+            Ok(()) => tracing::warn!(
+                file = %path.display(),
+                valid_len,
+                bytes = end - valid_len,
+                kept = %kept.display(),
+                "cutting a torn log tail (a copy is kept)"
+            ),
+            Err(e) => tracing::error!(
+                file = %path.display(),
+                valid_len,
+                bytes = end - valid_len,
+                %e,
+                "cutting a torn log tail; keeping a copy failed"
+            ),
+        }
     }
     file.set_len(valid_len)
         .and_then(|()| file.sync_all())
