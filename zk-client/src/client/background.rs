@@ -76,7 +76,9 @@ pub(crate) fn spawn_until_done(
                     tracing::debug!(%path, what, "guaranteed operation done");
                     return;
                 }
-                Err(e) if retry_policy.allow_retry_on(&e) => {
+                // A session expiry ends no guaranteed operation (whatever the policy says
+                // of calls): the next session carries on.
+                Err(e) if retry_policy.allow_retry_on(&e) || matches!(e, Error::SessionExpired) => {
                     tracing::debug!(%path, what, %e, "guaranteed operation failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(2));
