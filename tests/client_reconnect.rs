@@ -333,6 +333,51 @@ async fn guaranteed_delete_completes_after_the_connection_returns() {
     observer.close().await.unwrap();
 }
 
+/// A guaranteed delete outlives a session expiry, even under a retry policy that gives up on
+/// expiry for calls (Curator's SessionFailedRetryPolicy): the call fails with SESSIONEXPIRED,
+/// and the node is deleted in the next session.
+#[tokio::test]
+async fn guaranteed_delete_completes_in_the_next_session() {
+    let env = env_or_skip!();
+    let proxy = Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
+    let client = support::client_builder(&proxy.connect_string())
+        .connection_timeout(PATIENCE)
+        .retry_policy(SessionFailedRetryPolicy::new(RetryNTimes::new(
+            3,
+            Duration::from_millis(50),
+        )))
+        .build()
+        .unwrap();
+    client.block_until_connected(PATIENCE).await.unwrap();
+    let observer = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    observer.create(&root).await.unwrap();
+    let (_, deleted) = observer.exists(&root).watched().await.unwrap();
+    let mut states = client.connection_states();
+
+    proxy.down();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+    // Queued until the connection is back, which finds the session expired.
+    let delete = tokio::spawn({
+        let client = client.clone();
+        let root = root.clone();
+        async move { client.delete(&root).guaranteed().await }
+    });
+    support::expire_session(
+        env.connect_string(),
+        client.session_id(),
+        &client.session_password(),
+    )
+    .await;
+    proxy.up();
+    assert_eq!(within(delete).await.unwrap(), Err(Error::SessionExpired));
+    assert_eq!(within(deleted).await.event_type, EventType::NodeDeleted);
+    client.close().await.unwrap();
+    observer.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn guaranteed_watch_removal_completes_after_the_connection_returns() {
     let env = env_or_skip!();

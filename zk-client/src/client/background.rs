@@ -27,7 +27,11 @@ pub(crate) async fn guaranteed(
     tokio::spawn(async move {
         let result = first.await;
         if let Err(e) = &result {
-            if client.retry_policy().allow_retry_on(e) || matches!(e, Error::Connect(_)) {
+            // Connection trouble, or a session expiry (whatever the policy says of calls: the
+            // operation goes on in the next session).
+            if client.retry_policy().allow_retry_on(e)
+                || matches!(e, Error::Connect(_) | Error::SessionExpired)
+            {
                 tracing::info!(path = %full_path, what, %e, "guaranteed operation continues in the background");
                 spawn_until_done(&client, what, full_path, attempt);
             }
