@@ -890,9 +890,7 @@ impl MutexGuard {
             None => Ok(()),
         }
     }
-}
 
-impl MutexGuard {
     /// [`release`](Self::release), waited for at most one call's wait for a connection (the
     /// client's connection timeout): cut off from the server, the release goes on in the
     /// background (this handle's next acquire waits for it) and this returns `Ok`.

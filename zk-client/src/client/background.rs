@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::{Client, Inner};
 use crate::error::{Error, Result};
+use crate::retry::RetryPolicy;
 
 /// One attempt: `Ok` once the operation's goal holds (e.g. the node is gone).
 pub(crate) type Attempt = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
@@ -27,11 +28,7 @@ pub(crate) async fn guaranteed(
     tokio::spawn(async move {
         let result = first.await;
         if let Err(e) = &result {
-            // Connection trouble, or a session expiry (whatever the policy says of calls: the
-            // operation goes on in the next session).
-            if client.retry_policy().allow_retry_on(e)
-                || matches!(e, Error::Connect(_) | Error::SessionExpired)
-            {
+            if goes_on_after(client.retry_policy(), e) {
                 tracing::info!(path = %full_path, what, %e, "guaranteed operation continues in the background");
                 spawn_until_done(&client, what, full_path, attempt);
             }
@@ -39,6 +36,13 @@ pub(crate) async fn guaranteed(
         let _ = tx.send(result);
     });
     rx.await.unwrap_or(Err(Error::Closed))
+}
+
+/// Whether a guaranteed operation goes on after failing with `e`: on what `policy` retries,
+/// on connection trouble, and on a session expiry whatever the policy says of calls (the
+/// operation carries on in the next session).
+fn goes_on_after(policy: &dyn RetryPolicy, e: &Error) -> bool {
+    policy.allow_retry_on(e) || matches!(e, Error::Connect(_) | Error::SessionExpired)
 }
 
 /// Waits until the client behind `inner` is connected, without keeping it alive meanwhile;
@@ -80,9 +84,7 @@ pub(crate) fn spawn_until_done(
                     tracing::debug!(%path, what, "guaranteed operation done");
                     return;
                 }
-                // A session expiry ends no guaranteed operation (whatever the policy says
-                // of calls): the next session carries on.
-                Err(e) if retry_policy.allow_retry_on(&e) || matches!(e, Error::SessionExpired) => {
+                Err(e) if goes_on_after(&*retry_policy, &e) => {
                     tracing::debug!(%path, what, %e, "guaranteed operation failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(2));

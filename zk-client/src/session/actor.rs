@@ -201,6 +201,16 @@ pub(crate) struct Actor {
     read_timeout: Duration,
 }
 
+/// The servers in the order they are tried: shuffled (spreading clients over the ensemble)
+/// unless the session was configured not to.
+fn ordered(mut hosts: Vec<HostPort>, shuffle: bool) -> Vec<HostPort> {
+    if shuffle {
+        use rand::seq::SliceRandom;
+        hosts.shuffle(&mut rand::rng());
+    }
+    hosts
+}
+
 impl Actor {
     pub(crate) fn new(
         config: SessionConfig,
@@ -209,11 +219,7 @@ impl Actor {
         state: watch::Sender<SessionState>,
         events: Option<mpsc::UnboundedSender<SessionEvent>>,
     ) -> Actor {
-        let mut hosts = config.connect.hosts().to_vec();
-        if config.shuffle_hosts {
-            use rand::seq::SliceRandom;
-            hosts.shuffle(&mut rand::rng());
-        }
+        let hosts = ordered(config.connect.hosts().to_vec(), config.shuffle_hosts);
         let (session_id, passwd) = match &config.attach {
             Some((id, pw)) => (*id, pw.clone()),
             None => (0, vec![0; 16]),
@@ -412,12 +418,10 @@ impl Actor {
     /// Replaces the server list (shuffled as the connect string's). The current connection
     /// stays if its server is still listed (the next attempt then starts after it, so it is
     /// tried last), and ends otherwise.
+    ///
     /// Never empty: [`Session::set_servers`](super::Session::set_servers) refuses that.
-    fn set_hosts(&mut self, mut hosts: Vec<HostPort>) {
-        if self.config.shuffle_hosts {
-            use rand::seq::SliceRandom;
-            hosts.shuffle(&mut rand::rng());
-        }
+    fn set_hosts(&mut self, hosts: Vec<HostPort>) {
+        let hosts = ordered(hosts, self.config.shuffle_hosts);
         let current = self.shared.server.lock().ok().and_then(|s| s.clone());
         let position = current
             .as_ref()
