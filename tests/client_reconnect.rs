@@ -307,15 +307,11 @@ async fn a_write_without_retries_reports_a_lost_reply_as_connection_loss() {
 #[tokio::test]
 async fn guaranteed_delete_completes_after_the_connection_returns() {
     let env = env_or_skip!();
-    let proxy = Proxy::start(env.connect_string())
-        .await
-        .expect("proxy starts");
-    let client = support::client_builder(&proxy.connect_string())
-        .connection_timeout(Duration::from_millis(500))
-        .retry_policy(RetryNTimes::new(1, Duration::from_millis(50)))
-        .build()
-        .unwrap();
-    client.block_until_connected(PATIENCE).await.unwrap();
+    let (proxy, client) = client_behind_a_proxy(env.connect_string(), |b| {
+        b.connection_timeout(Duration::from_millis(500))
+            .retry_policy(RetryNTimes::new(1, Duration::from_millis(50)))
+    })
+    .await;
     let observer = support::connected_client(env.connect_string()).await;
     let root = support::unique_root();
     client.create(&root).await.unwrap();
@@ -339,18 +335,14 @@ async fn guaranteed_delete_completes_after_the_connection_returns() {
 #[tokio::test]
 async fn guaranteed_delete_completes_in_the_next_session() {
     let env = env_or_skip!();
-    let proxy = Proxy::start(env.connect_string())
-        .await
-        .expect("proxy starts");
-    let client = support::client_builder(&proxy.connect_string())
-        .connection_timeout(PATIENCE)
-        .retry_policy(SessionFailedRetryPolicy::new(RetryNTimes::new(
-            3,
-            Duration::from_millis(50),
-        )))
-        .build()
-        .unwrap();
-    client.block_until_connected(PATIENCE).await.unwrap();
+    let (proxy, client) = client_behind_a_proxy(env.connect_string(), |b| {
+        b.connection_timeout(PATIENCE)
+            .retry_policy(SessionFailedRetryPolicy::new(RetryNTimes::new(
+                3,
+                Duration::from_millis(50),
+            )))
+    })
+    .await;
     let observer = support::connected_client(env.connect_string()).await;
     let root = support::unique_root();
     observer.create(&root).await.unwrap();
@@ -381,15 +373,11 @@ async fn guaranteed_delete_completes_in_the_next_session() {
 #[tokio::test]
 async fn guaranteed_watch_removal_completes_after_the_connection_returns() {
     let env = env_or_skip!();
-    let proxy = Proxy::start(env.connect_string())
-        .await
-        .expect("proxy starts");
-    let client = support::client_builder(&proxy.connect_string())
-        .connection_timeout(Duration::from_millis(500))
-        .retry_policy(RetryNTimes::new(1, Duration::from_millis(50)))
-        .build()
-        .unwrap();
-    client.block_until_connected(PATIENCE).await.unwrap();
+    let (proxy, client) = client_behind_a_proxy(env.connect_string(), |b| {
+        b.connection_timeout(Duration::from_millis(500))
+            .retry_policy(RetryNTimes::new(1, Duration::from_millis(50)))
+    })
+    .await;
     let root = support::unique_root();
     let kept = format!("{root}/kept");
     client
@@ -524,15 +512,11 @@ async fn an_updated_server_list_is_used_and_an_unlisted_server_is_left() {
 #[tokio::test]
 async fn no_request_hangs_when_the_server_vanishes() {
     let env = env_or_skip!();
-    let proxy = Proxy::start(env.connect_string())
-        .await
-        .expect("proxy starts");
-    let client = support::client_builder(&proxy.connect_string())
-        .connection_timeout(Duration::from_secs(1))
-        .retry_policy(RetryNTimes::new(1, Duration::from_millis(100)))
-        .build()
-        .unwrap();
-    client.block_until_connected(PATIENCE).await.unwrap();
+    let (proxy, client) = client_behind_a_proxy(env.connect_string(), |b| {
+        b.connection_timeout(Duration::from_secs(1))
+            .retry_policy(RetryNTimes::new(1, Duration::from_millis(100)))
+    })
+    .await;
     let root = support::unique_root();
     client.create(&root).await.unwrap();
 
@@ -574,14 +558,8 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_pipelined_while_disconnected_reach_the_server_in_order() {
     let env = env_or_skip!();
-    let proxy = Proxy::start(env.connect_string())
-        .await
-        .expect("proxy starts");
-    let client = support::client_builder(&proxy.connect_string())
-        .connection_timeout(PATIENCE)
-        .build()
-        .unwrap();
-    client.block_until_connected(PATIENCE).await.unwrap();
+    let (proxy, client) =
+        client_behind_a_proxy(env.connect_string(), |b| b.connection_timeout(PATIENCE)).await;
     let root = support::unique_root();
     client.create(&root).await.unwrap();
     let node = format!("{root}/value");
@@ -632,18 +610,14 @@ async fn writes_pipelined_while_disconnected_reach_the_server_in_order() {
 #[tokio::test]
 async fn a_request_queued_across_an_expiry_fails_with_session_expired() {
     let env = env_or_skip!();
-    let proxy = Proxy::start(env.connect_string())
-        .await
-        .expect("proxy starts");
-    let client = support::client_builder(&proxy.connect_string())
-        .connection_timeout(PATIENCE)
-        .retry_policy(SessionFailedRetryPolicy::new(RetryNTimes::new(
-            5,
-            Duration::from_millis(100),
-        )))
-        .build()
-        .unwrap();
-    client.block_until_connected(PATIENCE).await.unwrap();
+    let (proxy, client) = client_behind_a_proxy(env.connect_string(), |b| {
+        b.connection_timeout(PATIENCE)
+            .retry_policy(SessionFailedRetryPolicy::new(RetryNTimes::new(
+                5,
+                Duration::from_millis(100),
+            )))
+    })
+    .await;
     let root = support::unique_root();
     client.create(&root).await.unwrap();
     let old_session = client.session_id();
@@ -733,15 +707,11 @@ async fn a_dropped_protected_create_leaves_no_node() {
 #[tokio::test]
 async fn a_failed_protected_create_does_not_keep_the_session_alive() {
     let env = env_or_skip!();
-    let proxy = Proxy::start(env.connect_string())
-        .await
-        .expect("proxy starts");
-    let client = support::client_builder(&proxy.connect_string())
-        .connection_timeout(Duration::from_millis(500))
-        .retry_policy(RetryOneTime::new(Duration::from_millis(50)))
-        .build()
-        .unwrap();
-    client.block_until_connected(PATIENCE).await.unwrap();
+    let (proxy, client) = client_behind_a_proxy(env.connect_string(), |b| {
+        b.connection_timeout(Duration::from_millis(500))
+            .retry_policy(RetryOneTime::new(Duration::from_millis(50)))
+    })
+    .await;
     let mut session_state = client.session().state_receiver();
     let root = support::unique_root();
     let mut states = client.connection_states();
@@ -765,16 +735,27 @@ async fn a_failed_protected_create_does_not_keep_the_session_alive() {
         .expect("the session task ended");
 }
 
-/// A proxy in front of `connect` and a connected client through it that retries 10 times.
-async fn retrying_client_behind_a_proxy(connect: &str) -> (Proxy, zk::client::Client) {
+/// A proxy in front of `connect` and a connected client through it, with the test defaults
+/// changed as `configure` says.
+async fn client_behind_a_proxy(
+    connect: &str,
+    configure: impl FnOnce(zk::client::ClientBuilder) -> zk::client::ClientBuilder,
+) -> (Proxy, zk::client::Client) {
     let proxy = Proxy::start(connect).await.expect("proxy starts");
-    let client = support::client_builder(&proxy.connect_string())
-        .connection_timeout(PATIENCE)
-        .retry_policy(RetryNTimes::new(10, Duration::from_millis(100)))
+    let client = configure(support::client_builder(&proxy.connect_string()))
         .build()
         .unwrap();
     client.block_until_connected(PATIENCE).await.unwrap();
     (proxy, client)
+}
+
+/// A proxy in front of `connect` and a connected client through it that retries 10 times.
+async fn retrying_client_behind_a_proxy(connect: &str) -> (Proxy, zk::client::Client) {
+    client_behind_a_proxy(connect, |b| {
+        b.connection_timeout(PATIENCE)
+            .retry_policy(RetryNTimes::new(10, Duration::from_millis(100)))
+    })
+    .await
 }
 
 #[tokio::test]

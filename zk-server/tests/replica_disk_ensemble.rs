@@ -2,7 +2,7 @@
 //! `quorum_transport.rs`): the leader is killed and restarted from its disk, then the whole
 //! ensemble is restarted from disk, and no committed txn is lost or reordered.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,18 +10,18 @@ use tokio::net::TcpListener;
 use zk_server::config::QuorumSecret;
 use zk_server::quorum::{
     DiskOptions, DiskStorage, DriverConfig, QuorumTransport, Replica, ReplicaHandle,
-    TransportConfig,
 };
-use zk_server::zab::{ElectionTimers, PeerConfig, Sid, Zxid};
+use zk_server::zab::{Sid, Zxid};
 
 mod support;
+use support::quorum;
 use support::replicas::{self, init_tracing, propose, VecMachine};
 
+/// The addresses and configuration of `support::quorum`'s ensemble, and a data directory
+/// per member.
 struct Ensemble {
-    voters: BTreeSet<Sid>,
-    ports: BTreeMap<Sid, u16>,
+    net: quorum::Ensemble,
     dirs: BTreeMap<Sid, PathBuf>,
-    secret: QuorumSecret,
     _tmp: tempfile::TempDir,
 }
 
@@ -39,52 +39,19 @@ const OPTIONS: DiskOptions = DiskOptions {
 
 impl Ensemble {
     async fn bind(voters: &[Sid]) -> (Ensemble, BTreeMap<Sid, TcpListener>) {
+        let secret = QuorumSecret::new(b"a shared secret for the tests".to_vec()).expect("long");
+        let (net, listeners) = quorum::Ensemble::bind(voters, &[], Some(secret)).await;
         let tmp = tempfile::tempdir().expect("tmp");
-        let mut listeners = BTreeMap::new();
-        let mut ports = BTreeMap::new();
-        let mut dirs = BTreeMap::new();
-        for &sid in voters {
-            let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            ports.insert(sid, l.local_addr().expect("addr").port());
-            listeners.insert(sid, l);
-            dirs.insert(sid, tmp.path().join(format!("server{sid}")));
-        }
+        let dirs = voters
+            .iter()
+            .map(|&sid| (sid, tmp.path().join(format!("server{sid}"))))
+            .collect();
         let e = Ensemble {
-            voters: voters.iter().copied().collect(),
-            ports,
+            net,
             dirs,
-            secret: QuorumSecret::new(b"a shared secret for the tests".to_vec()).expect("long"),
             _tmp: tmp,
         };
         (e, listeners)
-    }
-
-    fn peer_config(&self, me: Sid) -> PeerConfig {
-        PeerConfig {
-            me,
-            voters: self.voters.clone(),
-            observers: BTreeSet::new(),
-            tick_ms: 100,
-            init_limit: 20,
-            sync_limit: 10,
-            election: ElectionTimers {
-                finalize_wait_ms: 50,
-                min_resend_ms: 50,
-                max_resend_ms: 1000,
-            },
-        }
-    }
-
-    fn transport_config(&self, me: Sid) -> TransportConfig {
-        let members = self
-            .ports
-            .iter()
-            .map(|(sid, port)| (*sid, ("127.0.0.1".to_owned(), *port)))
-            .collect();
-        let mut c = TransportConfig::new(me, members, Some(self.secret.clone()));
-        c.max_backoff = Duration::from_millis(200);
-        c.handshake_timeout = Duration::from_secs(2);
-        c
     }
 
     fn dir(&self, me: Sid) -> &Path {
@@ -93,12 +60,12 @@ impl Ensemble {
 
     /// Starts `me` on its data directory (recovering whatever is there).
     fn start(&self, me: Sid, listener: TcpListener) -> Node {
-        let (transport, inputs) =
-            QuorumTransport::start(self.transport_config(me), listener).expect("start");
+        let config = self.net.transport_config(me, self.net.secret.clone());
+        let (transport, inputs) = QuorumTransport::start(config, listener).expect("start");
         let storage = DiskStorage::open(self.dir(me), self.dir(me), OPTIONS).expect("open");
         let machine = VecMachine::default();
         let replica = Replica::spawn(
-            DriverConfig::new(self.peer_config(me)),
+            DriverConfig::new(self.net.peer_config(me)),
             storage,
             machine.clone(),
             transport,
@@ -113,7 +80,7 @@ impl Ensemble {
     }
 
     async fn rebind(&self, sid: Sid) -> TcpListener {
-        support::quorum::rebind_port(self.ports[&sid]).await
+        self.net.rebind(sid).await
     }
 }
 

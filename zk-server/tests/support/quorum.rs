@@ -133,21 +133,18 @@ impl Ensemble {
         }
     }
 
-    /// Binds `sid`'s port again (after its previous listener closed).
+    /// Binds `sid`'s port again (after its previous listener closed), retrying briefly while
+    /// the OS releases it.
     pub async fn rebind(&self, sid: Sid) -> TcpListener {
-        rebind_port(self.ports[&sid]).await
-    }
-}
-
-/// Binds 127.0.0.1:`port` again, retrying briefly while the OS releases it.
-pub async fn rebind_port(port: u16) -> TcpListener {
-    for _ in 0..100 {
-        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)).await {
-            return l;
+        let port = self.ports[&sid];
+        for _ in 0..100 {
+            if let Ok(l) = TcpListener::bind(("127.0.0.1", port)).await {
+                return l;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        panic!("cannot bind port {port} again");
     }
-    panic!("cannot bind port {port} again");
 }
 
 pub fn handles(nodes: &BTreeMap<Sid, Node>) -> Vec<(Sid, ReplicaHandle)> {
