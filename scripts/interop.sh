@@ -4,13 +4,15 @@
 #   scripts/interop.sh            everything below, in order:
 #     1. Apache ZooKeeper 3.8 (installed if needed) on a free loopback port: the zk-client test
 #        suite, then the kazoo suite and the zkCli / cli_mt checks (which proves those checks
-#        describe Apache's behaviour);
+#        describe Apache's behaviour); then one member of a 3-member Apache ensemble alone in
+#        read-only mode: the client connects read-only, and moves when the test starts the quorum;
 #     2. our zk-server binary on a free loopback port: the same kazoo suite and CLI checks;
 #     3. one data directory written in turn by Apache ZooKeeper, zk-server and Apache again,
 #        each serving exactly what the others wrote (snapshots and txn logs in both directions);
 #     4. three zk-server processes as an ensemble: kazoo and zkCli on every member see the same
 #        data, and a kazoo Lock is held through a SIGKILL of the leader.
 #   scripts/interop.sh install    only install the Debian packages and the kazoo venv
+#   scripts/interop.sh read-only  only the read-only part of step 1
 #   scripts/interop.sh data-dir   only step 3
 #   scripts/interop.sh ensemble   only step 4
 #   scripts/interop.sh bench [ROUNDS]
@@ -42,6 +44,8 @@ OURS_PORT=""
 ENSEMBLE_DIR=""
 ENSEMBLE_MEMBERS=""
 ENSEMBLE_PIDS=()
+ENSEMBLE_CLIENT_PORTS=()
+APACHE_MEMBER_ARGS=()
 EXCHANGE_DIR=""
 VENV=${KAZOO_VENV:-target/interop-venv}
 
@@ -84,7 +88,7 @@ stop_pid() { # stop_pid PID NAME: SIGTERM, up to 5 s, then SIGKILL
 cleanup() {
   stop_zookeeper
   stop_our_server
-  stop_our_ensemble
+  stop_ensemble
   if [[ -n "$EXCHANGE_DIR" && -d "$EXCHANGE_DIR" ]]; then
     rm -rf "$EXCHANGE_DIR"
   fi
@@ -149,15 +153,18 @@ start_our_ensemble() {
   start_ensemble ours
 }
 
-# start_ensemble ours|apache [zk-server binary]: three members on loopback, tickTime 200 ms.
-start_ensemble() {
-  local kind=$1 bin=${2:-target/debug/zk-server}
+# write_ensemble_configs [CFG_LINE]: ENSEMBLE_DIR/{1,2,3}/zoo.cfg (and myid) of three members
+# on loopback, tickTime 200 ms, with CFG_LINE added; sets ENSEMBLE_MEMBERS and
+# ENSEMBLE_CLIENT_PORTS.
+write_ensemble_configs() {
+  local extra=${1:-}
   ENSEMBLE_DIR=$(mktemp -d /tmp/zk-ensemble.XXXXXX)
-  local servers="" clients=() i
+  local servers="" i
   local secret="interop-ensemble-secret-$RANDOM$RANDOM"
+  ENSEMBLE_CLIENT_PORTS=()
   for i in 1 2 3; do
     servers+="server.$i=127.0.0.1:$(free_port):$(free_port)"$'\n'
-    clients+=("$(free_port)")
+    ENSEMBLE_CLIENT_PORTS+=("$(free_port)")
   done
   for i in 1 2 3; do
     mkdir -p "$ENSEMBLE_DIR/$i"
@@ -167,23 +174,38 @@ tickTime=200
 initLimit=10
 syncLimit=5
 dataDir=$ENSEMBLE_DIR/$i
-clientPort=${clients[$((i - 1))]}
+clientPort=${ENSEMBLE_CLIENT_PORTS[$((i - 1))]}
 clientPortAddress=127.0.0.1
 maxClientCnxns=0
 4lw.commands.whitelist=*
 admin.enableServer=false
 quorum.auth.secret=$secret
+$extra
 $servers
 EOF
-    ENSEMBLE_MEMBERS+="${ENSEMBLE_MEMBERS:+,}127.0.0.1:${clients[$((i - 1))]}"
+    ENSEMBLE_MEMBERS+="${ENSEMBLE_MEMBERS:+,}127.0.0.1:${ENSEMBLE_CLIENT_PORTS[$((i - 1))]}"
   done
+}
+
+# apache_member_args I [JAVA_OPTION...]: sets APACHE_MEMBER_ARGS to the command line of Apache
+# member I of ENSEMBLE_DIR.
+apache_member_args() {
+  local i=$1
+  shift
+  APACHE_MEMBER_ARGS=(java -Dzookeeper.root.logger=WARN,CONSOLE "$@"
+    -cp "$ZK_JAR:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar"
+    org.apache.zookeeper.server.quorum.QuorumPeerMain "$ENSEMBLE_DIR/$i/zoo.cfg")
+}
+
+# start_ensemble ours|apache [zk-server binary]: three members on loopback, tickTime 200 ms.
+start_ensemble() {
+  local kind=$1 bin=${2:-target/debug/zk-server} i
+  write_ensemble_configs
   log "starting a 3-member $kind ensemble: $ENSEMBLE_MEMBERS"
-  local cp="$ZK_JAR:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar"
   for i in 1 2 3; do
     if [[ $kind == apache ]]; then
-      java -Dzookeeper.root.logger=WARN,CONSOLE -cp "$cp" \
-        org.apache.zookeeper.server.quorum.QuorumPeerMain "$ENSEMBLE_DIR/$i/zoo.cfg" \
-        >"$ENSEMBLE_DIR/$i/server.log" 2>&1 &
+      apache_member_args "$i"
+      "${APACHE_MEMBER_ARGS[@]}" >"$ENSEMBLE_DIR/$i/server.log" 2>&1 &
     else
       "$bin" --config "$ENSEMBLE_DIR/$i/zoo.cfg" >"$ENSEMBLE_DIR/$i/server.log" 2>&1 &
     fi
@@ -192,7 +214,7 @@ EOF
   local serving port
   for _ in $(seq 1 600); do
     serving=0
-    for port in "${clients[@]}"; do
+    for port in "${ENSEMBLE_CLIENT_PORTS[@]}"; do
       if four_letter_word "$port" srvr | grep -q -E "Mode: (leader|follower)"; then
         serving=$((serving + 1))
       fi
@@ -208,16 +230,53 @@ EOF
   return 1
 }
 
+# run_read_only_client_test: member 1 of a 3-member Apache ensemble alone, in read-only mode
+# (readonlymode.enabled); the client test against it, which starts members 2 and 3 itself with
+# the script written here (their pids land in ENSEMBLE_DIR/pids, which stop_ensemble reads).
+# A read-only member refuses to create global sessions (ReadOnlyRequestProcessor), so read-only
+# clients need localSessionsEnabled, as in any Apache deployment that uses read-only mode.
+run_read_only_client_test() {
+  write_ensemble_configs localSessionsEnabled=true
+  local ro=-Dreadonlymode.enabled=true up="$ENSEMBLE_DIR/quorum-up.sh" i
+  apache_member_args 1 "$ro"
+  "${APACHE_MEMBER_ARGS[@]}" >"$ENSEMBLE_DIR/1/server.log" 2>&1 &
+  ENSEMBLE_PIDS+=($!)
+  log "Apache member 1 of 3 alone, in read-only mode (pid $!)"
+  for i in 2 3; do
+    apache_member_args "$i" "$ro"
+    printf '%q ' "${APACHE_MEMBER_ARGS[@]}" >>"$up"
+    printf '>%q 2>&1 &\necho $! >>%q\n' "$ENSEMBLE_DIR/$i/server.log" "$ENSEMBLE_DIR/pids" >>"$up"
+  done
+  for _ in $(seq 1 300); do
+    four_letter_word "${ENSEMBLE_CLIENT_PORTS[0]}" srvr | grep -q "Mode: read-only" && break
+    sleep 0.1
+  done
+  four_letter_word "${ENSEMBLE_CLIENT_PORTS[0]}" srvr | grep -q "Mode: read-only" || {
+    tail -n 20 "$ENSEMBLE_DIR/1/server.log" >&2
+    echo "the lone member did not enter read-only mode within 30 s" >&2
+    return 1
+  }
+  log "client read-only test against $ENSEMBLE_MEMBERS"
+  ZK_TEST_READ_ONLY_CONNECT="$ENSEMBLE_MEMBERS" ZK_TEST_READ_ONLY_QUORUM_UP="bash $up" \
+    cargo test --test client_read_only -- --ignored
+  stop_ensemble
+}
+
 run_ensemble_kazoo_tests() {
   log "kazoo and zkCli against the ensemble"
   ZK_ENSEMBLE="$ENSEMBLE_MEMBERS" ZK_ENSEMBLE_PIDS="$(IFS=,; echo "${ENSEMBLE_PIDS[*]}")" \
     timeout 600 "$VENV/bin/python" -m pytest -q interop/kazoo/test_ensemble.py
 }
 
-stop_our_ensemble() {
+# stop_ensemble: stops the members started (ENSEMBLE_PIDS, and those listed in ENSEMBLE_DIR/pids)
+# and removes their directory.
+stop_ensemble() {
   local pid
+  if [[ -n "$ENSEMBLE_DIR" && -f "$ENSEMBLE_DIR/pids" ]]; then
+    mapfile -t -O "${#ENSEMBLE_PIDS[@]}" ENSEMBLE_PIDS <"$ENSEMBLE_DIR/pids"
+  fi
   for pid in "${ENSEMBLE_PIDS[@]}"; do
-    stop_pid "$pid" "zk-server ensemble member"
+    stop_pid "$pid" "ensemble member"
   done
   ENSEMBLE_PIDS=()
   if [[ -n "$ENSEMBLE_DIR" && -d "$ENSEMBLE_DIR" ]]; then
@@ -241,7 +300,7 @@ bench_ensembles() {
         --clients 8 --depth 64 --size 100 --ops 200000 --duration 20 | tail -n 1 |
         sed "s/^RESULT/RESULT ensemble=$kind/"
     done
-    stop_our_ensemble
+    stop_ensemble
   done
   log "failover, zk-server ensemble"
   target/release/examples/failover --rounds 10 | tail -n 1
@@ -529,6 +588,7 @@ main() {
       run_kazoo_suite "$ZK_PORT" "Apache ZooKeeper"
       run_cli_checks "$ZK_PORT" "Apache ZooKeeper"
       stop_zookeeper
+      run_read_only_client_test
       start_our_server
       run_kazoo_suite "$OURS_PORT" "zk-server"
       run_cli_checks "$OURS_PORT" "zk-server"
@@ -536,7 +596,7 @@ main() {
       run_data_dir_exchange
       start_our_ensemble
       run_ensemble_kazoo_tests
-      stop_our_ensemble
+      stop_ensemble
       log "interop: all steps passed"
       ;;
     bench)
@@ -559,6 +619,11 @@ main() {
       install_zookeeper
       bench_ensembles
       ;;
+    read-only)
+      trap cleanup EXIT INT TERM
+      install_zookeeper
+      run_read_only_client_test
+      ;;
     data-dir)
       trap cleanup EXIT INT TERM
       install_zookeeper
@@ -571,10 +636,10 @@ main() {
       install_kazoo
       start_our_ensemble
       run_ensemble_kazoo_tests
-      stop_our_ensemble
+      stop_ensemble
       ;;
     *)
-      echo "usage: $0 [all|install|serve|data-dir|ensemble|bench [ROUNDS]|bench-clients [ROUNDS]|footprint|bench-ensemble]" >&2
+      echo "usage: $0 [all|install|serve|read-only|data-dir|ensemble|bench [ROUNDS]|bench-clients [ROUNDS]|footprint|bench-ensemble]" >&2
       exit 2
       ;;
   esac

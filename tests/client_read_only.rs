@@ -18,10 +18,13 @@ use zk::server::TestingServer;
 
 /// NOTREADONLY: what a read-only server answers to a write.
 const NOT_READ_ONLY: i32 = -119;
+/// NONODE, and the exists op code: the stand-in's answer to every exists.
+const NO_NODE: i32 = -101;
+const EXISTS: i32 = 3;
 
 /// A stand-in for a server partitioned from its quorum in read-only mode: it accepts sessions
-/// as read-only, answers pings, refuses every other request with NOTREADONLY, and answers
-/// `isro` with `ro`. Counts the `isro` probes it gets.
+/// as read-only, answers pings, exists with NONODE (an empty tree), refuses every other request
+/// with NOTREADONLY, and answers `isro` with `ro`. Counts the `isro` probes it gets.
 async fn read_only_server() -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -62,7 +65,12 @@ async fn serve_read_only(mut socket: TcpStream, probes: Arc<AtomicUsize>) -> std
         let mut frame = vec![0u8; u32::from_be_bytes(head).min(1 << 20) as usize];
         socket.read_exact(&mut frame).await?;
         let xid = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
-        let err = if xid == -2 { 0 } else { NOT_READ_ONLY };
+        let op = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+        let err = match (xid, op) {
+            (-2, _) => 0,
+            (_, EXISTS) => NO_NODE,
+            _ => NOT_READ_ONLY,
+        };
         out.clear();
         write_frame(&mut out, |b| ReplyHeader { xid, zxid: 0, err }.encode(b));
         socket.write_all(&out).await?;
@@ -83,6 +91,8 @@ async fn a_client_on_a_read_only_server_moves_to_a_read_write_one_when_it_appear
     assert_eq!(next_state(&mut states).await, ConnectionState::ReadOnly);
     let err = client.create("/written").await.unwrap_err();
     assert!(matches!(err, Error::NotReadOnly), "{err:?}");
+    let (stat, created) = client.exists("/written").watched().await.unwrap();
+    assert_eq!(stat, None);
 
     // With the other server down, probes fail and the client stays where it is.
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -97,14 +107,14 @@ async fn a_client_on_a_read_only_server_moves_to_a_read_write_one_when_it_appear
     );
 
     server.restart().await.unwrap();
+    // As Curator reports it: the first read-write connection is CONNECTED, and the new session
+    // is no loss (nothing but watches belonged to the read-only one).
     let moved = tokio::time::timeout(PATIENCE, async {
         loop {
             match next_state(&mut states).await {
-                ConnectionState::Connected | ConnectionState::Reconnected => return,
-                other => assert!(
-                    matches!(other, ConnectionState::Suspended | ConnectionState::Lost),
-                    "{other:?}"
-                ),
+                ConnectionState::Connected => return,
+                ConnectionState::Suspended => {}
+                other => panic!("{other:?} while moving to the read-write server"),
             }
         }
     });
@@ -112,6 +122,88 @@ async fn a_client_on_a_read_only_server_moves_to_a_read_write_one_when_it_appear
         .await
         .expect("the client moves to the read-write server");
     client.create("/written").await.expect("writes work there");
+    let event = tokio::time::timeout(PATIENCE, created)
+        .await
+        .expect("the watch set on the read-only server carried over");
+    assert_eq!(
+        (event.event_type, event.path.as_str()),
+        (zk::proto::EventType::NodeCreated, "/written")
+    );
     client.close().await.unwrap();
     fake.abort();
+}
+
+/// Apache ZooKeeper's read-only mode, end to end: one member of a three-member ensemble runs
+/// alone with `readonlymode.enabled`; the test then starts the other two (with the command in
+/// `ZK_TEST_READ_ONLY_QUORUM_UP`). As with Apache's own client and Curator: the session on the
+/// read-only member serves reads and refuses writes, a client that does not allow read-only
+/// servers is refused, and when the quorum forms the client moves to a read-write member —
+/// READ_ONLY, then CONNECTED, never LOST — with its watches carried over to the new session.
+/// Run by `scripts/interop.sh` (`read-only` step), which sets the environment.
+#[tokio::test]
+#[ignore = "needs one member of an Apache ZooKeeper ensemble in read-only mode: scripts/interop.sh read-only"]
+async fn apache_read_only_member_then_the_quorum() {
+    let connect = std::env::var("ZK_TEST_READ_ONLY_CONNECT")
+        .expect("ZK_TEST_READ_ONLY_CONNECT: the ensemble's client addresses");
+    let quorum_up = std::env::var("ZK_TEST_READ_ONLY_QUORUM_UP")
+        .expect("ZK_TEST_READ_ONLY_QUORUM_UP: a shell command that starts the other members");
+
+    let read_write_only = support::client_builder(&connect).build().unwrap();
+    assert!(
+        read_write_only
+            .block_until_connected(Duration::from_secs(3))
+            .await
+            .is_err(),
+        "a client that does not allow read-only servers is refused by one"
+    );
+
+    let client = support::client_builder(&connect)
+        .can_be_read_only(true)
+        .build()
+        .unwrap();
+    let mut states = client.connection_states();
+    assert_eq!(next_state(&mut states).await, ConnectionState::ReadOnly);
+    let read_only_session = client.session_id();
+    assert!(client.exists("/zookeeper").await.unwrap().is_some());
+    let err = client.create("/read-only-write").await.unwrap_err();
+    assert!(matches!(err, Error::NotReadOnly), "{err:?}");
+    let node = format!("/read-only-{}", std::process::id());
+    let (stat, created) = client.exists(&node).watched().await.unwrap();
+    assert_eq!(stat, None);
+
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&quorum_up)
+        .status()
+        .expect("runs the quorum command");
+    assert!(status.success(), "{quorum_up}: {status}");
+    let moved = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match next_state(&mut states).await {
+                ConnectionState::Connected => return,
+                ConnectionState::Suspended => {}
+                other => panic!("{other:?} while moving to the read-write quorum"),
+            }
+        }
+    });
+    moved
+        .await
+        .expect("the client moves to a read-write member");
+    assert_ne!(client.session_id(), read_only_session, "a new session");
+
+    read_write_only
+        .block_until_connected(PATIENCE)
+        .await
+        .expect("the quorum takes every client");
+    read_write_only.create(&node).await.unwrap();
+    let event = tokio::time::timeout(PATIENCE, created)
+        .await
+        .expect("the watch set on the read-only member fires");
+    assert_eq!(
+        (event.event_type, event.path.as_str()),
+        (zk::proto::EventType::NodeCreated, node.as_str())
+    );
+    client.delete(&node).await.unwrap();
+    client.close().await.unwrap();
+    read_write_only.close().await.unwrap();
 }

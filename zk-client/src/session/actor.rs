@@ -674,10 +674,16 @@ impl Actor {
         host_index: usize,
     ) -> ConnEnd {
         let new_session = response.session_id != self.session_id;
-        if new_session && self.session_id != 0 {
-            // We asked to re-attach but got another session (only after read-only servers).
+        // Until it has seen a read-write server, a client asks every server for a new session
+        // (a read-only server's session is local to it). As in Apache's client, the change
+        // of session is not an expiry: nothing but watches can belong to a read-only session,
+        // and they carry over, re-registered below like a reconnect's.
+        let carries_over = self.session_id != 0 && !self.seen_rw_server;
+        if new_session && self.session_id != 0 && !carries_over {
+            // We asked to re-attach but got another session: the old one is gone.
             self.expire_locally();
         }
+        let resumes = !new_session || carries_over;
         self.session_id = response.session_id;
         self.passwd = response.passwd.clone();
         let negotiated_ms = u64::try_from(response.timeout).unwrap_or(1).max(1);
@@ -720,7 +726,7 @@ impl Actor {
                 .map(|k| waiters.swap_remove(k).1);
             auth_pending.push_back(waiter);
         }
-        if !new_session {
+        if resumes {
             if self.no_set_watches2 {
                 let strip = self.stripper();
                 self.registry.end_persistent(&strip);

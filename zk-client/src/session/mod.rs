@@ -85,8 +85,11 @@ impl SessionConfig {
     /// `readonlymode.enabled`) are acceptable. Connected to one, the session serves reads
     /// (writes fail with [`Error::NotReadOnly`]) and keeps asking the other hosts `isro`,
     /// from 100 ms apart up to a minute apart, and moves to the first that answers `rw`. A
-    /// session first created on a read-only server is not valid on a read-write one: moving
-    /// there starts a new session (its watches end as on expiry).
+    /// session created on a read-only server is local to it: until it has reached a
+    /// read-write server, the client asks each server for a new session, and, as Apache's
+    /// client does, carries its watches over to it (nothing else can belong to a read-only
+    /// session). Apache's read-only members create sessions only with
+    /// `localSessionsEnabled=true`.
     #[must_use]
     pub fn can_be_read_only(mut self, yes: bool) -> Self {
         self.can_be_read_only = yes;
