@@ -303,8 +303,7 @@ impl Error {
     }
 
     /// Whether a retry policy may retry the call: CONNECTIONLOSS, OPERATIONTIMEOUT,
-    /// SESSIONMOVED, SESSIONEXPIRED and NEWCONFIGNOQUORUM, as Curator's
-    /// `RetryLoop.shouldRetry`.
+    /// SESSIONMOVED and SESSIONEXPIRED, as Curator's `RetryPolicy.allowRetry`.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
@@ -312,7 +311,6 @@ impl Error {
                 | Error::OperationTimeout
                 | Error::SessionMoved
                 | Error::SessionExpired
-                | Error::NewConfigNoQuorum
         )
     }
 
@@ -386,7 +384,6 @@ mod tests {
             vec![
                 ErrorCode::ConnectionLoss,
                 ErrorCode::OperationTimeout,
-                ErrorCode::NewConfigNoQuorum,
                 ErrorCode::SessionExpired,
                 ErrorCode::SessionMoved
             ]

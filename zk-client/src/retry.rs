@@ -2,8 +2,8 @@
 //!
 //! A policy is asked after each failed attempt whether to try again and how long to sleep
 //! first. Only errors for which [`RetryPolicy::allow_retry_on`] holds are retried — by default
-//! the ones [`Error::is_retryable`] names: CONNECTIONLOSS, OPERATIONTIMEOUT, SESSIONMOVED,
-//! SESSIONEXPIRED and NEWCONFIGNOQUORUM.
+//! the ones [`Error::is_retryable`] names: CONNECTIONLOSS, OPERATIONTIMEOUT, SESSIONMOVED and
+//! SESSIONEXPIRED.
 
 use std::fmt;
 use std::sync::Arc;
