@@ -10,7 +10,7 @@ use futures::{FutureExt, StreamExt};
 use support::proxy::Mode;
 use support::{next_state, Proxy, PATIENCE};
 use zk::client::{
-    ConnectionState, CreateMode, Error, EventType, RetryNTimes, RetryOneTime,
+    Acl, ConnectionState, CreateMode, Error, EventType, Id, Perms, RetryNTimes, RetryOneTime,
     SessionFailedRetryPolicy, SessionState, WatcherType,
 };
 
@@ -210,6 +210,85 @@ async fn session_expiry_is_lost_then_a_new_session_and_the_client_works() {
         .await
         .unwrap();
     assert_eq!(created.stat.unwrap().ephemeral_owner, client.session_id());
+    client.close().await.unwrap();
+    support::remove_tree(&observer, &root).await;
+    observer.close().await.unwrap();
+}
+
+/// Credentials — the builder's and those added later — are presented again on every
+/// connection: after a reconnect of the same session, and in the new session after an expiry.
+#[tokio::test]
+async fn credentials_are_presented_again_after_a_reconnect_and_after_an_expiry() {
+    let env = env_or_skip!();
+    let (proxy, client) =
+        client_behind_a_proxy(env.connect_string(), |b| b.digest_auth("alice", "secret")).await;
+    client
+        .session()
+        .add_auth("digest", b"bob:pw")
+        .await
+        .unwrap();
+    // The same credentials again (as a reconnect handler might): kept once.
+    client
+        .session()
+        .add_auth("digest", b"bob:pw")
+        .await
+        .unwrap();
+    let observer = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    observer.create(&root).await.unwrap();
+    let only = |user: &str, password: &str| vec![Acl::new(Perms::ALL, Id::digest(user, password))];
+    let alices = format!("{root}/alice");
+    let bobs = format!("{root}/bob");
+    client
+        .create(&alices)
+        .acl(only("alice", "secret"))
+        .await
+        .unwrap();
+    client.create(&bobs).acl(only("bob", "pw")).await.unwrap();
+    assert_eq!(
+        observer.set_data(&bobs, b"x".to_vec()).await,
+        Err(Error::NoAuth)
+    );
+    let may_write_both = |round: &'static str| {
+        let client = client.clone();
+        let (alices, bobs) = (alices.clone(), bobs.clone());
+        async move {
+            client.set_data(&alices, round).await.expect(round);
+            client.set_data(&bobs, round).await.expect(round);
+            let mut users: Vec<String> = client
+                .who_am_i()
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|c| c.auth_scheme == "digest")
+                .map(|c| c.user)
+                .collect();
+            users.sort();
+            assert_eq!(users, ["alice", "bob"], "{round}");
+        }
+    };
+    may_write_both("connected").await;
+
+    let mut states = client.connection_states();
+    proxy.down();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+    proxy.up();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Reconnected);
+    may_write_both("reconnected").await;
+
+    proxy.down();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+    support::expire_session(
+        env.connect_string(),
+        client.session_id(),
+        &client.session_password(),
+    )
+    .await;
+    proxy.up();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Lost);
+    assert_eq!(next_state(&mut states).await, ConnectionState::Reconnected);
+    may_write_both("new session").await;
+
     client.close().await.unwrap();
     support::remove_tree(&observer, &root).await;
     observer.close().await.unwrap();

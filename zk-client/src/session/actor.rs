@@ -375,8 +375,17 @@ impl Actor {
                 reply,
             } => {
                 // Kept: sent once a connection is up, answered when the server has checked it.
-                self.auths.push((scheme, auth));
-                self.auth_waiters.push((self.auths.len() - 1, reply));
+                // Kept once, as Apache's client keeps a set: a caller that adds the same
+                // credentials on every reconnect must not grow the replay.
+                let known = self.auths.iter().position(|a| a.0 == scheme && a.1 == auth);
+                let index = match known {
+                    Some(i) if !self.auth_waiters.iter().any(|(j, _)| *j == i) => i,
+                    _ => {
+                        self.auths.push((scheme, auth));
+                        self.auths.len() - 1
+                    }
+                };
+                self.auth_waiters.push((index, reply));
             }
             Command::DropPersistent {
                 path,
@@ -1001,7 +1010,9 @@ impl Actor {
                     RequestHeader::new(RequestHeader::AUTH_XID, OpCode::Auth).encode(b);
                     packet.encode(b);
                 });
-                self.auths.push((scheme, auth));
+                if !self.auths.iter().any(|a| a.0 == scheme && a.1 == auth) {
+                    self.auths.push((scheme, auth));
+                }
                 auth_pending.push_back(Some(reply));
             }
             Command::DropPersistent {
