@@ -620,6 +620,62 @@ async fn no_request_hangs_when_the_server_vanishes() {
     assert!(close.is_ok());
 }
 
+/// An idle client pings: its session outlives several session timeouts with no request made,
+/// without a state change (no read timeout either: the pings are answered).
+#[tokio::test]
+async fn an_idle_session_is_kept_alive_by_pings() {
+    let env = env_or_skip!();
+    let client = support::connected_client(env.connect_string()).await;
+    let observer = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    observer.create(&root).await.unwrap();
+    let eph = format!("{root}/eph");
+    client
+        .create(&eph)
+        .mode(CreateMode::Ephemeral)
+        .await
+        .unwrap();
+    let session = client.session_id();
+    let mut states = client.connection_states();
+
+    tokio::time::sleep(support::SESSION_TIMEOUT * 2).await;
+    assert_eq!(
+        states.next().now_or_never(),
+        None,
+        "no state change while idle"
+    );
+    assert_eq!(client.session_id(), session);
+    assert!(
+        observer.exists(&eph).await.unwrap().is_some(),
+        "the session lives"
+    );
+    client.close().await.unwrap();
+    support::remove_tree(&observer, &root).await;
+    observer.close().await.unwrap();
+}
+
+/// A server that stops answering (the network dead, the connection open) is noticed by the
+/// read timeout, two thirds of the session timeout: SUSPENDED comes before the server could
+/// expire the session, so a recipe can stop acting as owner in time.
+#[tokio::test]
+async fn a_silent_server_is_noticed_before_the_session_could_expire() {
+    let env = env_or_skip!();
+    let (proxy, client) = client_behind_a_proxy(env.connect_string(), |b| b).await;
+    let mut states = client.connection_states();
+    let negotiated = client.session().negotiated_timeout();
+    let silent = std::time::Instant::now();
+    proxy.set_mode(Mode::Blackhole);
+    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+    let noticed = silent.elapsed();
+    assert!(
+        noticed < negotiated,
+        "SUSPENDED after {noticed:?}, the session timeout is {negotiated:?}"
+    );
+    proxy.set_mode(Mode::Forward);
+    assert_eq!(next_state(&mut states).await, ConnectionState::Reconnected);
+    client.close().await.unwrap();
+}
+
 /// Polls a builder's future once (its request is queued on that first poll) and returns it.
 async fn first_poll<B>(builder: B) -> B::IntoFuture
 where
