@@ -173,8 +173,19 @@ async fn close_deletes_ephemerals_at_once() {
     let (stat, gone) = observer.exists(&node).watched().await.unwrap();
     assert!(stat.is_some());
     client.close().await.unwrap();
-    let event = tokio::time::timeout(support::PATIENCE, gone).await.unwrap();
-    assert_eq!(event.event_type, zk::client::EventType::NodeDeleted);
+    // close() returns after the server's reply to closeSession, which comes once the session
+    // and its ephemerals are gone: not after a session timeout.
+    observer.sync(&root).await.unwrap();
+    assert_eq!(
+        observer.exists(&node).await,
+        Ok(None),
+        "gone when close returns"
+    );
+    assert_eq!(
+        futures::FutureExt::now_or_never(gone).map(|e| e.event_type),
+        Some(zk::client::EventType::NodeDeleted),
+        "the watch fired before the sync reply"
+    );
     assert_eq!(client.get_data(&root).await, Err(Error::Closed));
     support::remove_tree(&observer, &root).await;
     observer.close().await.unwrap();
