@@ -385,6 +385,59 @@ async fn namespaces_are_created_lazily_and_hidden() {
     client.close().await.unwrap();
 }
 
+/// Idempotent operations succeed when the node is already as they would leave it, on any
+/// attempt (Curator's `testIdempotentCreate`, and its setData and delete rules).
+#[tokio::test]
+async fn idempotent_operations_succeed_when_their_end_state_holds() {
+    let env = env_or_skip!();
+    let client = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    client.create(&root).await.unwrap();
+    let n = format!("{root}/n");
+
+    let created = client.create(&n).data(b"1").idempotent().await.unwrap();
+    assert_eq!(created.path, n);
+    let again = client.create(&n).data(b"1").idempotent().await.unwrap();
+    assert_eq!(again.stat.unwrap().version, 0, "the same create again");
+    assert_eq!(
+        client.create(&n).data(b"2").idempotent().await,
+        Err(Error::NodeExists),
+        "other data"
+    );
+    client.set_data(&n, b"2").await.unwrap();
+    for data in [b"1", b"2"] {
+        assert_eq!(
+            client.create(&n).data(data).idempotent().await,
+            Err(Error::NodeExists),
+            "written since: version 1"
+        );
+    }
+
+    // Version 1 holds "2": a write of "2" from version 0 is already done; of "3" it is not.
+    let stat = client
+        .set_data(&n, b"2")
+        .version(0)
+        .idempotent()
+        .await
+        .unwrap();
+    assert_eq!(stat.version, 1);
+    assert_eq!(
+        client.set_data(&n, b"3").version(0).idempotent().await,
+        Err(Error::BadVersion)
+    );
+    assert_eq!(
+        client.set_data(&n, b"2").version(0).await,
+        Err(Error::BadVersion),
+        "not idempotent"
+    );
+
+    client.delete(&n).idempotent().await.unwrap();
+    client.delete(&n).idempotent().await.unwrap();
+    assert_eq!(client.delete(&n).await, Err(Error::NoNode));
+    client.delete(&root).await.unwrap();
+    client.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn or_set_data_idempotent_protected_and_ttl_creates() {
     let env = env_or_skip!();
@@ -396,11 +449,6 @@ async fn or_set_data_idempotent_protected_and_ttl_creates() {
     let again = client.create(&n).data(b"b").or_set_data().await.unwrap();
     assert_eq!(again.stat.unwrap().version, 1);
     assert_eq!(client.get_data(&n).await.unwrap().0, b"b");
-    // Idempotence only applies to retries: a first attempt still reports NodeExists.
-    assert_eq!(
-        client.create(&n).data(b"b").idempotent().await,
-        Err(Error::NodeExists)
-    );
 
     let p = client
         .create(&format!("{root}/locks/lock-"))

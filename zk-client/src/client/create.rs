@@ -184,9 +184,11 @@ impl CreateBuilder {
         self
     }
 
-    /// On a retry, NODEEXISTS counts as success when the node holds exactly this data at
-    /// version 0 (Curator's rule; on the first attempt NODEEXISTS is always an error, since
-    /// no earlier attempt of this call can have created the node).
+    /// NODEEXISTS counts as success when the node holds exactly this data at version 0: the
+    /// end state is the one this create would have made, whether an earlier attempt whose
+    /// reply was lost made it or the same create was already done (Curator's
+    /// `idempotent()`, on every attempt as Curator's). Other data, or a node written since,
+    /// is NODEEXISTS.
     pub fn idempotent(mut self) -> Self {
         self.idempotent = true;
         self
@@ -281,7 +283,7 @@ impl CreateBuilder {
                             }
                         }
                     }
-                    this.attempt(target, acl, attempt).await
+                    this.attempt(target, acl).await
                 }
             })
             .await;
@@ -298,7 +300,7 @@ impl CreateBuilder {
         }
     }
 
-    async fn attempt(&self, target: &str, acl: &[Acl], attempt: u32) -> Result<Created> {
+    async fn attempt(&self, target: &str, acl: &[Acl]) -> Result<Created> {
         let client = &self.client;
         let session = &client.inner.session;
         let mut made_parents = false;
@@ -342,7 +344,7 @@ impl CreateBuilder {
                         stat: Some(stat),
                     });
                 }
-                Err(Error::NodeExists) if self.idempotent && attempt > 0 => {
+                Err(Error::NodeExists) if self.idempotent => {
                     // Curator's IdempotentUtils.matches: version 0 and the same data.
                     let (data, stat, _) = session.get_data(target, false).await?;
                     if stat.version == 0 && data == self.data {

@@ -144,8 +144,12 @@ impl SetDataBuilder {
         self
     }
 
-    /// On a retry, BADVERSION counts as success when the node holds exactly this data at the
-    /// next version (the first attempt probably succeeded).
+    /// BADVERSION counts as success when the node holds exactly this data at the next
+    /// version: the end state this write would have made, whether an earlier attempt whose
+    /// reply was lost made it or not (Curator's `idempotent()`, on every attempt as Curator's).
+    /// Only for a versioned write; another writer's identical bytes are indistinguishable
+    /// from ours, so a read-modify-write that must know it applied (a counter) needs a write
+    /// sent once instead.
     pub fn idempotent(mut self) -> Self {
         self.idempotent = true;
         self
@@ -171,14 +175,12 @@ impl SetDataBuilder {
         let full = client.full_path(&self.path);
         let session = &client.inner.session;
         client
-            .retry(|attempt| {
+            .retry(|_| {
                 let full = &full;
                 let this = &self;
                 async move {
                     match session.set_data(full, &this.data, this.version).await {
-                        Err(Error::BadVersion)
-                            if this.idempotent && attempt > 0 && this.version >= 0 =>
-                        {
+                        Err(Error::BadVersion) if this.idempotent && this.version >= 0 => {
                             let (data, stat, _) = session.get_data(full, false).await?;
                             if data == this.data && stat.version == this.version.wrapping_add(1) {
                                 Ok(stat)

@@ -19,7 +19,6 @@ pub struct DeleteBuilder {
     quietly: bool,
     guaranteed: bool,
     children: bool,
-    idempotent: bool,
 }
 
 impl Client {
@@ -37,7 +36,6 @@ impl Client {
             quietly: false,
             guaranteed: false,
             children: false,
-            idempotent: false,
         }
     }
 
@@ -116,10 +114,11 @@ impl DeleteBuilder {
         self
     }
 
-    /// On a retry, NONODE counts as success (the first attempt probably deleted it).
-    pub fn idempotent(mut self) -> Self {
-        self.idempotent = true;
-        self
+    /// NONODE counts as success: the node is gone, as this delete would have left it
+    /// (whether an earlier attempt whose reply was lost deleted it or not). The same as
+    /// [`quietly`](Self::quietly), as Curator's `idempotent()` for deletes.
+    pub fn idempotent(self) -> Self {
+        self.quietly()
     }
 
     fn span_path(&self) -> &str {
@@ -152,13 +151,11 @@ impl DeleteBuilder {
         let full = client.full_path(&self.path);
         let session = &client.inner.session;
         client
-            .retry(|attempt| {
+            .retry(|_| {
                 let full = &full;
                 async move {
                     match delete_once(session, full, self.version, self.children).await {
-                        Err(Error::NoNode) if self.quietly || (self.idempotent && attempt > 0) => {
-                            Ok(())
-                        }
+                        Err(Error::NoNode) if self.quietly => Ok(()),
                         other => other,
                     }
                 }
