@@ -473,6 +473,94 @@ async fn or_set_data_idempotent_protected_and_ttl_creates() {
     client.close().await.unwrap();
 }
 
+/// Host names are resolved when connecting, and a name that does not resolve is passed over
+/// for the next host.
+#[tokio::test]
+async fn host_names_are_resolved_and_unresolvable_ones_passed_over() {
+    let env = env_or_skip!();
+    let by_name = env.connect_string().replace("127.0.0.1", "localhost");
+    assert_ne!(
+        by_name,
+        env.connect_string(),
+        "the test servers listen on 127.0.0.1"
+    );
+    for connect in [
+        by_name.clone(),
+        format!("no-such-host.invalid:2181,{by_name}"),
+    ] {
+        let client = support::connected_client(&connect).await;
+        assert!(client.exists("/").await.unwrap().is_some(), "{connect}");
+        client.close().await.unwrap();
+    }
+}
+
+/// Gives the nodes under `private` (full paths) alice's ACL, every other node the open one.
+#[derive(Debug)]
+struct PrivateSubtree {
+    private: String,
+}
+
+impl zk::client::AclProvider for PrivateSubtree {
+    fn acl_for_path(&self, path: &str) -> Vec<Acl> {
+        if path == self.private || path.starts_with(&format!("{}/", self.private)) {
+            vec![Acl::new(Perms::ALL, Id::digest("alice", "secret"))]
+        } else {
+            Acl::open_unsafe()
+        }
+    }
+}
+
+/// The ACL provider names the ACL of every node created without one — parents created on the
+/// way included, by their own path, namespace included (Curator's `ACLProvider`).
+#[tokio::test]
+async fn the_acl_provider_gives_each_created_node_its_acl() {
+    let env = env_or_skip!();
+    let root = support::unique_root();
+    let namespace = root.trim_start_matches('/');
+    let client = support::client_builder(env.connect_string())
+        .digest_auth("alice", "secret")
+        .namespace(namespace)
+        .acl_provider(PrivateSubtree {
+            private: format!("{root}/private"),
+        })
+        .build()
+        .unwrap();
+    client
+        .block_until_connected(support::PATIENCE)
+        .await
+        .unwrap();
+    let alices = vec![Acl::new(Perms::ALL, Id::digest("alice", "secret"))];
+
+    client.create("/public").await.unwrap();
+    client
+        .create("/private/a/b")
+        .creating_parents_if_needed()
+        .await
+        .unwrap();
+    client
+        .create("/private/given")
+        .acl(Acl::open_unsafe())
+        .await
+        .unwrap();
+    for (path, acl) in [
+        ("/public", Acl::open_unsafe()),
+        ("/private", alices.clone()),
+        ("/private/a", alices.clone()),
+        ("/private/a/b", alices.clone()),
+        ("/private/given", Acl::open_unsafe()),
+    ] {
+        assert_eq!(client.get_acl(path).await.unwrap().0, acl, "{path}");
+    }
+    let anonymous = support::connected_client(env.connect_string()).await;
+    assert_eq!(
+        anonymous.get_data(&format!("{root}/private/a")).await,
+        Err(Error::NoAuth)
+    );
+    support::remove_tree(&client.using_namespace("").unwrap(), &root).await;
+    anonymous.close().await.unwrap();
+    client.close().await.unwrap();
+}
+
 /// A connected client authenticated as digest user `alice` (password `secret`).
 async fn alice(connect: &str) -> zk::client::Client {
     let alice = support::client_builder(connect)
