@@ -620,6 +620,38 @@ async fn no_request_hangs_when_the_server_vanishes() {
     assert!(close.is_ok());
 }
 
+/// While the server is unreachable, a call waits for a connection up to the connection
+/// timeout, once: its retries do not each wait that long again.
+#[tokio::test]
+async fn the_connection_timeout_bounds_a_call_once_not_each_retry() {
+    let env = env_or_skip!();
+    let timeout = Duration::from_secs(2);
+    let (proxy, client) = client_behind_a_proxy(env.connect_string(), |b| {
+        b.connection_timeout(timeout)
+            .retry_policy(RetryNTimes::new(100, Duration::from_millis(10)))
+    })
+    .await;
+    let mut states = client.connection_states();
+    proxy.down();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+    let started = std::time::Instant::now();
+    assert_eq!(
+        client.get_data("/").await.map(|_| ()),
+        Err(Error::ConnectionLoss)
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= timeout - Duration::from_millis(100),
+        "it waited for a connection: {took:?}"
+    );
+    assert!(
+        took < timeout + timeout / 2,
+        "{took:?}: the retries waited again"
+    );
+    proxy.up();
+    client.close().await.unwrap();
+}
+
 /// An idle client pings: its session outlives several session timeouts with no request made,
 /// without a state change (no read timeout either: the pings are answered).
 #[tokio::test]
