@@ -302,11 +302,19 @@ async fn lost_is_declared_when_the_session_timeout_elapses_while_suspended() {
         .expect("proxy starts");
     let client = support::connected_client(&proxy.connect_string()).await;
     let old_session = client.session_id();
+    let negotiated = client.session().negotiated_timeout();
     let mut states = client.connection_states();
     proxy.down();
     assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
-    // Nothing comes back: after the negotiated timeout the client declares LOST by itself.
+    let suspended = std::time::Instant::now();
+    // Nothing comes back: after the negotiated timeout the client declares LOST by itself
+    // (Curator's rule: not before, and not much later).
     assert_eq!(next_state(&mut states).await, ConnectionState::Lost);
+    let lost_after = suspended.elapsed();
+    assert!(
+        lost_after >= negotiated - Duration::from_millis(50) && lost_after < negotiated * 2,
+        "LOST {lost_after:?} after SUSPENDED; the session timeout is {negotiated:?}"
+    );
     proxy.up();
     assert_eq!(next_state(&mut states).await, ConnectionState::Reconnected);
     assert_ne!(client.session_id(), old_session);
