@@ -51,6 +51,8 @@ impl Client {
     /// [`Error::ReconfigDisabled`] unless the servers run with `reconfigEnabled=true`;
     /// [`Error::NoAuth`] unless the client may write `/zookeeper/config`;
     /// [`Error::BadVersion`] when [`from_config`](ReconfigBuilder::from_config) is stale;
+    /// [`Error::NewConfigNoQuorum`] when no quorum of the new membership is connected and
+    /// current (not retried: try again once the new servers are up);
     /// [`Error::InvalidArgument`] before sending when no change, or both modes, are given.
     pub fn reconfig(&self) -> ReconfigBuilder {
         ReconfigBuilder {

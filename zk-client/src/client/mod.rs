@@ -218,7 +218,9 @@ impl ClientBuilder {
     /// Whether read-only servers are acceptable (default false); see
     /// [`SessionConfig::can_be_read_only`]. States, as Curator's: READ_ONLY while on one;
     /// when a read-write server is found, SUSPENDED, then CONNECTED (the first read-write
-    /// connection) or RECONNECTED — never LOST: watches carry over to the new session.
+    /// connection) or RECONNECTED. The change of session is no LOST (watches carry over to
+    /// the new one); LOST comes only as always, if no server answers within the session
+    /// timeout after SUSPENDED.
     pub fn can_be_read_only(mut self, yes: bool) -> Self {
         self.can_be_read_only = yes;
         self

@@ -375,16 +375,7 @@ impl Actor {
                 reply,
             } => {
                 // Kept: sent once a connection is up, answered when the server has checked it.
-                // Kept once, as Apache's client keeps a set: a caller that adds the same
-                // credentials on every reconnect must not grow the replay.
-                let known = self.auths.iter().position(|a| a.0 == scheme && a.1 == auth);
-                let index = match known {
-                    Some(i) if !self.auth_waiters.iter().any(|(j, _)| *j == i) => i,
-                    _ => {
-                        self.auths.push((scheme, auth));
-                        self.auths.len() - 1
-                    }
-                };
+                let index = self.remember_auth(scheme, auth);
                 self.auth_waiters.push((index, reply));
             }
             Command::DropPersistent {
@@ -514,7 +505,7 @@ impl Actor {
             }
             if self.closing.is_some() {
                 // One bounded connect to send closeSession, if there is a session to close.
-                if self.session_id == 0 || self.close_attempted {
+                if !self.can_reattach() || self.close_attempted {
                     return Error::Closed;
                 }
                 self.close_attempted = true;
@@ -527,8 +518,9 @@ impl Actor {
                 return Error::InvalidConnectString("no host".to_owned());
             };
             let hello = self.hello(&host);
-            // Without a session there is nothing to close: a close ends the attempt at once.
-            let stop_on_close = self.session_id == 0;
+            // Without a session to re-attach there is nothing to close: a close ends the
+            // attempt at once.
+            let stop_on_close = !self.can_reattach();
             let outcome = self.offline(connect(hello), stop_on_close).await;
             if self.closing.is_some() {
                 self.close_attempted = true;
@@ -634,6 +626,17 @@ impl Actor {
         self.emit(SessionEvent::Expired);
     }
 
+    /// The index of these credentials in the list replayed on every connection, added if new.
+    /// Kept once, as Apache's client keeps a set: a caller that adds the same credentials on
+    /// every reconnect must not grow the replay.
+    fn remember_auth(&mut self, scheme: String, auth: Vec<u8>) -> usize {
+        if let Some(i) = self.auths.iter().position(|a| a.0 == scheme && a.1 == auth) {
+            return i;
+        }
+        self.auths.push((scheme, auth));
+        self.auths.len() - 1
+    }
+
     fn connect_timeout(&self) -> Duration {
         let per_host = self.negotiated / u32::try_from(self.hosts.len().max(1)).unwrap_or(1);
         self.config
@@ -642,8 +645,15 @@ impl Actor {
             .max(Duration::from_millis(100))
     }
 
+    /// Whether a connection can carry on the current session. A read-only server's session is
+    /// local to it: until a client has seen a read-write server, it asks each server for a new
+    /// session (as Apache's client does), and has none to close from elsewhere.
+    fn can_reattach(&self) -> bool {
+        self.session_id != 0 && self.seen_rw_server
+    }
+
     fn hello(&self, host: &HostPort) -> Hello {
-        let session_id = if self.seen_rw_server {
+        let session_id = if self.can_reattach() {
             self.session_id
         } else {
             0
@@ -715,7 +725,7 @@ impl Actor {
         let mut out = BytesMut::with_capacity(64 * 1024);
         let mut inbuf = BytesMut::with_capacity(64 * 1024);
         let mut pending: VecDeque<Pending> = VecDeque::new();
-        let mut auth_pending: VecDeque<Option<AuthReply>> = VecDeque::new();
+        let mut auth_pending: VecDeque<Vec<AuthReply>> = VecDeque::new();
 
         // Auth replay, then watch re-registration, then kept requests, then new ones.
         let mut waiters = std::mem::take(&mut self.auth_waiters);
@@ -729,11 +739,9 @@ impl Actor {
                 RequestHeader::new(RequestHeader::AUTH_XID, OpCode::Auth).encode(b);
                 packet.encode(b);
             });
-            let waiter = waiters
-                .iter()
-                .position(|(j, _)| *j == i)
-                .map(|k| waiters.swap_remove(k).1);
-            auth_pending.push_back(waiter);
+            let (answered, others) = waiters.into_iter().partition(|(j, _)| *j == i);
+            waiters = others;
+            auth_pending.push_back(answered.into_iter().map(|(_, reply)| reply).collect());
         }
         if resumes {
             if self.no_set_watches2 {
@@ -971,7 +979,7 @@ impl Actor {
         cmd: Command,
         out: &mut BytesMut,
         pending: &mut VecDeque<Pending>,
-        auth_pending: &mut VecDeque<Option<AuthReply>>,
+        auth_pending: &mut VecDeque<Vec<AuthReply>>,
     ) {
         if self.closing.is_some() {
             match cmd {
@@ -1010,10 +1018,8 @@ impl Actor {
                     RequestHeader::new(RequestHeader::AUTH_XID, OpCode::Auth).encode(b);
                     packet.encode(b);
                 });
-                if !self.auths.iter().any(|a| a.0 == scheme && a.1 == auth) {
-                    self.auths.push((scheme, auth));
-                }
-                auth_pending.push_back(Some(reply));
+                self.remember_auth(scheme, auth);
+                auth_pending.push_back(vec![reply]);
             }
             Command::DropPersistent {
                 path,
@@ -1080,7 +1086,7 @@ impl Actor {
         &mut self,
         inbuf: &mut BytesMut,
         pending: &mut VecDeque<Pending>,
-        auth_pending: &mut VecDeque<Option<AuthReply>>,
+        auth_pending: &mut VecDeque<Vec<AuthReply>>,
     ) -> Option<ConnEnd> {
         loop {
             let body = match frame::split_frame(inbuf, self.config.max_frame_len) {
@@ -1098,7 +1104,7 @@ impl Actor {
         &mut self,
         body: Bytes,
         pending: &mut VecDeque<Pending>,
-        auth_pending: &mut VecDeque<Option<AuthReply>>,
+        auth_pending: &mut VecDeque<Vec<AuthReply>>,
     ) -> Option<ConnEnd> {
         let mut reader = zk_proto::Reader::new(&body);
         let header = match ReplyHeader::decode(&mut reader) {
@@ -1124,15 +1130,15 @@ impl Actor {
             }
             RequestHeader::PING_XID => None,
             RequestHeader::AUTH_XID => {
-                let reply = auth_pending.pop_front().flatten();
+                let waiters = auth_pending.pop_front().unwrap_or_default();
                 if header.err == 0 {
-                    if let Some(reply) = reply {
+                    for reply in waiters {
                         let _ = reply.send(Ok(()));
                     }
                     None
                 } else {
                     let err = Error::from_code(header.err, Some(OpCode::Auth));
-                    if let Some(reply) = reply {
+                    for reply in waiters {
                         let _ = reply.send(Err(err.clone()));
                     }
                     tracing::warn!(%err, "authentication failed; the session is unusable");
