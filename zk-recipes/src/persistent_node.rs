@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::{watch, Notify};
-use zk_client::{Client, ConnectionState, CreateMode, Error as ZkError};
+use zk_client::{Client, CreateMode, Error as ZkError};
 
 use crate::util::Background;
 use crate::{Error, Result};
@@ -353,7 +353,7 @@ async fn keep(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 _ = &mut wait => break,
                 _ = shared.data_changed.notified() => break,
                 state = states.next() => match state {
-                    Some(ConnectionState::Reconnected) => break,
+                    Some(state) if state.is_connected() => break,
                     Some(_) => {}
                     None => return,
                 },

@@ -2,8 +2,9 @@
 //! a subtree on one persistent recursive watch), [`PathChildrenCache`] (the children of one
 //! node) and [`NodeCache`] (one node).
 //!
-//! Every cache reads the whole (depth-limited) tree when it starts and again after every
-//! reconnect or new session — changes made while it was disconnected are never missed: a node
+//! Every cache reads the whole (depth-limited) tree when it starts and again whenever the
+//! client connects again (a reconnect, a new session, a move from a read-only server to a
+//! read-write one) — changes made while it was disconnected are never missed: a node
 //! that vanished meanwhile gets a [`CacheEvent::Deleted`], a node deleted and re-created
 //! meanwhile (another `czxid`) gets `Deleted` then `Created`, newer data (a higher `mzxid`)
 //! gets `Changed`. In between, the persistent recursive watch's events are applied in the

@@ -3,15 +3,16 @@
 //! watches per cached node (a data watch on every node, a child watch on every node above the
 //! depth limit, an exists watch on a missing root), each re-armed by the read its firing
 //! causes. The contents and events follow the same rules as with the persistent watch (the
-//! [`Store`] diffs every read), and the whole tree is re-read after every reconnect or new
-//! session.
+//! [`Store`] diffs every read), and the whole tree is re-read whenever the client connects
+//! again.
 //!
 //! Every watch is tracked by (path, kind), and a watch is set only where none is armed, so
 //! each node carries at most one watch of each kind. A watch that fired is forgotten only
 //! when its event is handled, by the read of the same kind that sets it again; a read made
 //! meanwhile without a watch (the watch looked armed) is followed by that read, so nothing
 //! is missed. On a new session the old session's
-//! watches are forgotten (they ended with it) and the re-read sets new ones. Watches left
+//! watches are forgotten (they ended with it, or, after a read-only session, carried over to
+//! the new one and now fire into the void) and the re-read sets new ones. Watches left
 //! when the cache closes fire once into the void (they are not removed from the server, since
 //! the client's other users may watch the same paths).
 
@@ -22,7 +23,7 @@ use futures::future::{join_all, BoxFuture};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
-use zk_client::{Client, ConnectionState, ConnectionStates, Error as ZkError, WatchedEvent};
+use zk_client::{Client, ConnectionStates, Error as ZkError, WatchedEvent};
 use zk_proto::{EventType, Stat};
 
 use super::store::{depth_below, Store};
@@ -65,7 +66,8 @@ impl Watches {
         }
     }
 
-    /// Forgets the watches of an earlier session (they ended with it).
+    /// Forgets the watches of an earlier session (ended with it, or carried over from a
+    /// read-only session: the re-read that follows a new session sets them again).
     fn follow_session(&mut self, client: &Client) {
         let session = client.session_id();
         if session != self.session {
@@ -152,8 +154,9 @@ pub(super) async fn run(
             _ = stopped(stop) => return,
             state = states.next() => match state {
                 // Same session: the client re-registered the watches, and they fire for what
-                // changed meanwhile; a new session: they are gone. Either way, read it all.
-                Some(ConnectionState::Reconnected) => needs_read = true,
+                // changed meanwhile; a new session: they are gone (or carried over from a
+                // read-only server, which did not know everything). Either way, read it all.
+                Some(state) if state.is_connected() => needs_read = true,
                 Some(_) => {}
                 None => return,
             },

@@ -1,6 +1,6 @@
 //! The background task of a [`TreeCache`](super::TreeCache): keeps one persistent recursive
-//! watch on the root, applies its events in order, and re-reads the whole tree after every
-//! reconnect or new session. On a server without persistent watches (addWatch answered
+//! watch on the root, applies its events in order, and re-reads the whole tree whenever the
+//! client connects again. On a server without persistent watches (addWatch answered
 //! UNIMPLEMENTED) it hands over to the one-shot fallback ([`one_shot`](super::one_shot)).
 
 use std::future::Future;
@@ -10,9 +10,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use futures::StreamExt;
 use tokio::sync::watch;
-use zk_client::{
-    Client, ConnectionState, ConnectionStates, Error as ZkError, PersistentWatch, WatchedEvent,
-};
+use zk_client::{Client, ConnectionStates, Error as ZkError, PersistentWatch, WatchedEvent};
 use zk_proto::{EventType, Stat};
 
 use super::store::{depth_below, Store};
@@ -146,8 +144,9 @@ async fn follow(
                 _ => return Followed::Rewatch,
             },
             state = states.next() => match state {
-                // Changes made while disconnected fire no events: read everything again.
-                Some(ConnectionState::Reconnected) => needs_read = true,
+                // Changes made while disconnected fire no events, nor those a read-only
+                // server did not know of: read everything again.
+                Some(state) if state.is_connected() => needs_read = true,
                 Some(_) => {}
                 None => return Followed::Stop,
             },
