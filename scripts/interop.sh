@@ -153,8 +153,8 @@ start_our_ensemble() {
   start_ensemble ours
 }
 
-# write_ensemble_configs [CFG_LINE]: ENSEMBLE_DIR/{1,2,3}/zoo.cfg (and myid) of three members
-# on loopback, tickTime 200 ms, with CFG_LINE added; sets ENSEMBLE_MEMBERS and
+# write_ensemble_configs [CFG_LINES]: ENSEMBLE_DIR/{1,2,3}/zoo.cfg (and myid) of three members
+# on loopback, tickTime 200 ms, with CFG_LINES added; sets ENSEMBLE_MEMBERS and
 # ENSEMBLE_CLIENT_PORTS.
 write_ensemble_configs() {
   local extra=${1:-}
@@ -234,9 +234,11 @@ start_ensemble() {
 # (readonlymode.enabled); the client test against it, which starts members 2 and 3 itself with
 # the script written here (their pids land in ENSEMBLE_DIR/pids, which stop_ensemble reads).
 # A read-only member refuses to create global sessions (ReadOnlyRequestProcessor), so read-only
-# clients need localSessionsEnabled, as in any Apache deployment that uses read-only mode.
+# clients need localSessionsEnabled, as in any Apache deployment that uses read-only mode. The
+# test asks for 20 s sessions (tickTime 200 caps them at 4 s by default), so that a slow
+# election on a loaded machine is not a session loss.
 run_read_only_client_test() {
-  write_ensemble_configs localSessionsEnabled=true
+  write_ensemble_configs $'localSessionsEnabled=true\nmaxSessionTimeout=30000'
   local ro=-Dreadonlymode.enabled=true up="$ENSEMBLE_DIR/quorum-up.sh" i
   apache_member_args 1 "$ro"
   "${APACHE_MEMBER_ARGS[@]}" >"$ENSEMBLE_DIR/1/server.log" 2>&1 &
@@ -257,7 +259,7 @@ run_read_only_client_test() {
     return 1
   }
   log "client read-only test against $ENSEMBLE_MEMBERS"
-  ZK_TEST_READ_ONLY_CONNECT="$ENSEMBLE_MEMBERS" ZK_TEST_READ_ONLY_QUORUM_UP="bash $up" \
+  ZK_TEST_READ_ONLY_CONNECT="$ENSEMBLE_MEMBERS" ZK_TEST_READ_ONLY_QUORUM_UP="bash $(printf %q "$up")" \
     cargo test --test client_read_only -- --ignored
   stop_ensemble
 }

@@ -502,11 +502,10 @@ async fn or_set_data_idempotent_protected_and_ttl_creates() {
 async fn host_names_are_resolved_and_unresolvable_ones_passed_over() {
     let env = env_or_skip!();
     let by_name = env.connect_string().replace("127.0.0.1", "localhost");
-    assert_ne!(
-        by_name,
-        env.connect_string(),
-        "the test servers listen on 127.0.0.1"
-    );
+    if by_name == env.connect_string() {
+        eprintln!("skipped: the server is not addressed as 127.0.0.1");
+        return;
+    }
     for connect in [
         by_name.clone(),
         format!("no-such-host.invalid:2181,{by_name}"),

@@ -18,13 +18,16 @@ use zk::server::TestingServer;
 
 /// NOTREADONLY: what a read-only server answers to a write.
 const NOT_READ_ONLY: i32 = -119;
-/// NONODE, and the exists op code: the stand-in's answer to every exists.
+/// NONODE: the stand-in's answer to every read (its tree is empty).
 const NO_NODE: i32 = -101;
-const EXISTS: i32 = 3;
+/// The op codes of exists, getData, getChildren and getChildren2; and of addWatch, which
+/// the stand-in accepts.
+const READS: [i32; 4] = [3, 4, 8, 12];
+const ADD_WATCH: i32 = 106;
 
-/// A stand-in for a server partitioned from its quorum in read-only mode: it accepts sessions
-/// as read-only, answers pings, exists with NONODE (an empty tree), refuses every other request
-/// with NOTREADONLY, and answers `isro` with `ro`. Counts the `isro` probes it gets.
+/// A stand-in for a server partitioned from its quorum in read-only mode, with an empty tree:
+/// it accepts sessions as read-only, answers pings and addWatch, answers reads with NONODE,
+/// refuses every other request with NOTREADONLY, and answers `isro` with `ro`. Counts the `isro` probes it gets.
 async fn read_only_server() -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -68,13 +71,32 @@ async fn serve_read_only(mut socket: TcpStream, probes: Arc<AtomicUsize>) -> std
         let op = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
         let err = match (xid, op) {
             (-2, _) => 0,
-            (_, EXISTS) => NO_NODE,
+            (_, op) if READS.contains(&op) => NO_NODE,
+            (_, ADD_WATCH) => 0,
             _ => NOT_READ_ONLY,
         };
         out.clear();
         write_frame(&mut out, |b| ReplyHeader { xid, zxid: 0, err }.encode(b));
         socket.write_all(&out).await?;
     }
+}
+
+/// Waits for the move to a read-write server: CONNECTED, as Curator reports the first
+/// read-write connection; the new session is no loss (nothing but watches belonged to the
+/// read-only one), so LOST must not come. (READ_ONLY again is fine: an Apache member that is
+/// starting serves read-only until it has joined the quorum.)
+async fn wait_until_connected(states: &mut zk::client::ConnectionStates) {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match next_state(states).await {
+                ConnectionState::Connected => return,
+                ConnectionState::Suspended | ConnectionState::ReadOnly => {}
+                other => panic!("{other:?} while moving to a read-write server"),
+            }
+        }
+    })
+    .await
+    .expect("the client moves to a read-write server");
 }
 
 #[tokio::test]
@@ -107,20 +129,7 @@ async fn a_client_on_a_read_only_server_moves_to_a_read_write_one_when_it_appear
     );
 
     server.restart().await.unwrap();
-    // As Curator reports it: the first read-write connection is CONNECTED, and the new session
-    // is no loss (nothing but watches belonged to the read-only one).
-    let moved = tokio::time::timeout(PATIENCE, async {
-        loop {
-            match next_state(&mut states).await {
-                ConnectionState::Connected => return,
-                ConnectionState::Suspended => {}
-                other => panic!("{other:?} while moving to the read-write server"),
-            }
-        }
-    });
-    moved
-        .await
-        .expect("the client moves to the read-write server");
+    wait_until_connected(&mut states).await;
     client.create("/written").await.expect("writes work there");
     let event = tokio::time::timeout(PATIENCE, created)
         .await
@@ -129,6 +138,48 @@ async fn a_client_on_a_read_only_server_moves_to_a_read_write_one_when_it_appear
         (event.event_type, event.path.as_str()),
         (zk::proto::EventType::NodeCreated, "/written")
     );
+    client.close().await.unwrap();
+    fake.abort();
+}
+
+/// A cache that started on a read-only server (which did not know of a node) reads everything
+/// again once the client reaches a read-write server: no watch fires for what the read-only
+/// server never had.
+#[tokio::test]
+async fn a_cache_started_read_only_reads_again_on_a_read_write_server() {
+    let mut server = TestingServer::start().await.unwrap();
+    let writer = support::connected_client(&server.connect_string()).await;
+    writer.create("/cached").data(b"rw").await.unwrap();
+    writer.close().await.unwrap();
+    server.stop().await;
+    let (read_only, _, fake) = read_only_server().await;
+
+    let client = support::client_builder(&format!("{read_only},{}", server.connect_string()))
+        .can_be_read_only(true)
+        .build()
+        .unwrap();
+    let mut states = client.connection_states();
+    assert_eq!(next_state(&mut states).await, ConnectionState::ReadOnly);
+    let cache = zk::recipes::TreeCache::new(client.clone(), "/cached").unwrap();
+    cache.start().unwrap();
+    assert!(tokio::time::timeout(PATIENCE, cache.wait_initialized())
+        .await
+        .unwrap());
+    assert!(
+        cache.get("/cached").is_none(),
+        "the read-only server has no such node"
+    );
+
+    server.restart().await.unwrap();
+    wait_until_connected(&mut states).await;
+    tokio::time::timeout(PATIENCE, async {
+        while cache.get("/cached").map(|c| c.data.clone()) != Some(b"rw".to_vec()) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the cache reads the read-write server's tree");
+    drop(cache);
     client.close().await.unwrap();
     fake.abort();
 }
@@ -148,7 +199,9 @@ async fn apache_read_only_member_then_the_quorum() {
     let quorum_up = std::env::var("ZK_TEST_READ_ONLY_QUORUM_UP")
         .expect("ZK_TEST_READ_ONLY_QUORUM_UP: a shell command that starts the other members");
 
-    let read_write_only = support::client_builder(&connect).build().unwrap();
+    // Long sessions (the script allows them): a slow election is no session loss.
+    let builder = || support::client_builder(&connect).session_timeout(Duration::from_secs(20));
+    let read_write_only = builder().build().unwrap();
     assert!(
         read_write_only
             .block_until_connected(Duration::from_secs(3))
@@ -157,10 +210,7 @@ async fn apache_read_only_member_then_the_quorum() {
         "a client that does not allow read-only servers is refused by one"
     );
 
-    let client = support::client_builder(&connect)
-        .can_be_read_only(true)
-        .build()
-        .unwrap();
+    let client = builder().can_be_read_only(true).build().unwrap();
     let mut states = client.connection_states();
     assert_eq!(next_state(&mut states).await, ConnectionState::ReadOnly);
     let read_only_session = client.session_id();
@@ -177,18 +227,7 @@ async fn apache_read_only_member_then_the_quorum() {
         .status()
         .expect("runs the quorum command");
     assert!(status.success(), "{quorum_up}: {status}");
-    let moved = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            match next_state(&mut states).await {
-                ConnectionState::Connected => return,
-                ConnectionState::Suspended => {}
-                other => panic!("{other:?} while moving to the read-write quorum"),
-            }
-        }
-    });
-    moved
-        .await
-        .expect("the client moves to a read-write member");
+    wait_until_connected(&mut states).await;
     assert_ne!(client.session_id(), read_only_session, "a new session");
 
     read_write_only

@@ -1,11 +1,11 @@
-//! A server older than the client (3.5, before persistent watches): it drops a connection that
-//! carries SetWatches2. The client falls back to SetWatches: its persistent watches end (the
-//! old server cannot hold them), its one-shot watches carry on, and the session survives.
+//! What the client sends, seen frame by frame by a proxy: credentials replayed once each on a
+//! new connection; and, against a server older than the client (3.5, before persistent
+//! watches) that drops a connection carrying SetWatches2, the fallback to SetWatches.
 
 mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use support::{next_state, PATIENCE};
@@ -25,42 +25,55 @@ macro_rules! env_or_skip {
 
 /// SetWatches2's op code.
 const SET_WATCHES2: i32 = 105;
+/// The xid of auth packets.
+const AUTH_XID: i32 = -4;
 
-/// A proxy in front of a real server that, once made old, drops every connection on which the
-/// client sends SetWatches2, as a 3.5 server does with an op code it does not know.
-struct OldServerProxy {
+/// The (xid, op code) of each request frame, per connection (handshakes left out).
+type Frames = Arc<Mutex<Vec<Vec<(i32, i32)>>>>;
+
+/// A proxy in front of a real server that records the client's frames and, once made old,
+/// drops every connection on which the client sends SetWatches2, as a 3.5 server does with an
+/// op code it does not know.
+struct FrameProxy {
     addr: String,
+    frames: Frames,
     old: Arc<AtomicBool>,
     dropped: Arc<AtomicUsize>,
     cut: watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl OldServerProxy {
-    async fn start(upstream: &str) -> OldServerProxy {
+impl FrameProxy {
+    async fn start(upstream: &str) -> FrameProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
+        let frames = Frames::default();
         let old = Arc::new(AtomicBool::new(false));
         let dropped = Arc::new(AtomicUsize::new(0));
         let (cut, cuts) = watch::channel(0);
         let upstream = upstream.split(',').next().unwrap().to_owned();
         let task = tokio::spawn({
-            let (old, dropped) = (old.clone(), dropped.clone());
+            let (frames, old, dropped) = (frames.clone(), old.clone(), dropped.clone());
             async move {
                 while let Ok((client, _)) = listener.accept().await {
-                    let connection = serve(
-                        client,
-                        upstream.clone(),
-                        old.clone(),
-                        dropped.clone(),
-                        cuts.clone(),
-                    );
-                    tokio::spawn(connection);
+                    let connection = Connection {
+                        upstream: upstream.clone(),
+                        frames: frames.clone(),
+                        index: {
+                            let mut frames = frames.lock().unwrap();
+                            frames.push(Vec::new());
+                            frames.len() - 1
+                        },
+                        old: old.clone(),
+                        dropped: dropped.clone(),
+                    };
+                    tokio::spawn(connection.serve(client, cuts.clone()));
                 }
             }
         });
-        OldServerProxy {
+        FrameProxy {
             addr,
+            frames,
             old,
             dropped,
             cut,
@@ -68,66 +81,92 @@ impl OldServerProxy {
         }
     }
 
+    /// Cuts the connections open now.
+    fn cut(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+
     /// From now on, behave as a 3.5 server; and cut the connections open now.
     fn become_old(&self) {
         self.old.store(true, Ordering::SeqCst);
-        self.cut.send_modify(|n| *n += 1);
+        self.cut();
+    }
+
+    /// The (xid, op code) of the request frames of the latest connection.
+    fn latest_connection(&self) -> Vec<(i32, i32)> {
+        self.frames
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
-impl Drop for OldServerProxy {
+impl Drop for FrameProxy {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-/// Forwards one connection, frame by frame from the client; returns (closing both sides) on a
-/// cut, or on SetWatches2 once the proxy is old.
-async fn serve(
-    client: TcpStream,
+/// One proxied connection.
+struct Connection {
     upstream: String,
+    frames: Frames,
+    index: usize,
     old: Arc<AtomicBool>,
     dropped: Arc<AtomicUsize>,
-    mut cuts: watch::Receiver<u64>,
-) -> std::io::Result<()> {
-    let server = TcpStream::connect(upstream).await?;
-    let (mut from_client, mut to_client) = client.into_split();
-    let (mut from_server, mut to_server) = server.into_split();
-    let replies =
-        tokio::spawn(async move { tokio::io::copy(&mut from_server, &mut to_client).await });
-    cuts.borrow_and_update();
-    let forward = async {
-        // The first frame is the ConnectRequest; the op code is the second int of the others.
-        let mut handshake = true;
-        loop {
-            let mut head = [0u8; 4];
-            from_client.read_exact(&mut head).await?;
-            let mut frame = vec![0u8; u32::from_be_bytes(head).min(1 << 20) as usize];
-            from_client.read_exact(&mut frame).await?;
-            let op = frame
-                .get(4..8)
-                .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-            if !handshake && op == Some(SET_WATCHES2) && old.load(Ordering::SeqCst) {
-                dropped.fetch_add(1, Ordering::SeqCst);
-                return Ok::<(), std::io::Error>(());
+}
+
+impl Connection {
+    /// Forwards the connection, frame by frame from the client; returns (closing both sides)
+    /// on a cut, or on SetWatches2 once the proxy is old.
+    async fn serve(self, client: TcpStream, mut cuts: watch::Receiver<u64>) -> std::io::Result<()> {
+        let server = TcpStream::connect(&self.upstream).await?;
+        let (mut from_client, mut to_client) = client.into_split();
+        let (mut from_server, mut to_server) = server.into_split();
+        let replies =
+            tokio::spawn(async move { tokio::io::copy(&mut from_server, &mut to_client).await });
+        cuts.borrow_and_update();
+        let forward = async {
+            // The first frame is the ConnectRequest; the others start with xid and op code.
+            let mut handshake = true;
+            loop {
+                let mut head = [0u8; 4];
+                from_client.read_exact(&mut head).await?;
+                let mut frame = vec![0u8; u32::from_be_bytes(head).min(1 << 20) as usize];
+                from_client.read_exact(&mut frame).await?;
+                if !handshake {
+                    let int = |at: usize| {
+                        frame
+                            .get(at..at + 4)
+                            .map_or(0, |b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                    };
+                    let (xid, op) = (int(0), int(4));
+                    self.frames.lock().unwrap()[self.index].push((xid, op));
+                    if op == SET_WATCHES2 && self.old.load(Ordering::SeqCst) {
+                        self.dropped.fetch_add(1, Ordering::SeqCst);
+                        return Ok::<(), std::io::Error>(());
+                    }
+                }
+                handshake = false;
+                to_server.write_all(&head).await?;
+                to_server.write_all(&frame).await?;
             }
-            handshake = false;
-            to_server.write_all(&head).await?;
-            to_server.write_all(&frame).await?;
+        };
+        tokio::select! {
+            r = forward => r?,
+            _ = cuts.changed() => {}
         }
-    };
-    tokio::select! {
-        r = forward => r?,
-        _ = cuts.changed() => {}
+        replies.abort();
+        Ok(())
     }
-    replies.abort();
-    Ok(())
 }
 
 #[tokio::test]
 async fn persistent_watches_end_and_one_shot_watches_carry_on_without_set_watches2() {
     let env = env_or_skip!();
-    let proxy = OldServerProxy::start(env.connect_string()).await;
+    let proxy = FrameProxy::start(env.connect_string()).await;
     let client = support::connected_client(&proxy.addr).await;
     let observer = support::connected_client(env.connect_string()).await;
     let root = support::unique_root();
@@ -168,4 +207,35 @@ async fn persistent_watches_end_and_one_shot_watches_carry_on_without_set_watche
     client.close().await.unwrap();
     support::remove_tree(&observer, &root).await;
     observer.close().await.unwrap();
+}
+
+/// Each credential is presented once on a new connection, however often it was added.
+#[tokio::test]
+async fn credentials_are_replayed_once_each() {
+    let env = env_or_skip!();
+    let proxy = FrameProxy::start(env.connect_string()).await;
+    let client = support::client_builder(&proxy.addr)
+        .digest_auth("alice", "secret")
+        .build()
+        .unwrap();
+    client.block_until_connected(PATIENCE).await.unwrap();
+    for _ in 0..3 {
+        client
+            .session()
+            .add_auth("digest", b"bob:pw")
+            .await
+            .unwrap();
+    }
+    let mut states = client.connection_states();
+    proxy.cut();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+    assert_eq!(next_state(&mut states).await, ConnectionState::Reconnected);
+    client.exists("/").await.unwrap();
+    let auths = proxy
+        .latest_connection()
+        .iter()
+        .filter(|(xid, _)| *xid == AUTH_XID)
+        .count();
+    assert_eq!(auths, 2, "alice and bob, once each");
+    client.close().await.unwrap();
 }
