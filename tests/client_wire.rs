@@ -28,8 +28,31 @@ const SET_WATCHES2: i32 = 105;
 /// The xid of auth packets.
 const AUTH_XID: i32 = -4;
 
-/// The (xid, op code) of each request frame, per connection (handshakes left out).
-type Frames = Arc<Mutex<Vec<Vec<(i32, i32)>>>>;
+/// What the client sent on each connection.
+type Frames = Arc<Mutex<Vec<Sent>>>;
+
+/// What the client sent on one connection.
+#[derive(Debug, Clone, Default)]
+struct Sent {
+    /// The ConnectRequest.
+    handshake: Vec<u8>,
+    /// The (xid, op code) of each request after it.
+    requests: Vec<(i32, i32)>,
+}
+
+impl Sent {
+    /// The handshake's lastZxidSeen and session id (after the protocol version; the session
+    /// id after the timeout).
+    fn last_zxid_and_session(&self) -> (i64, i64) {
+        let long = |at: usize| {
+            self.handshake
+                .get(at..at + 8)
+                .and_then(|b| b.try_into().ok())
+                .map_or(0, i64::from_be_bytes)
+        };
+        (long(4), long(16))
+    }
+}
 
 /// A proxy in front of a real server that records the client's frames and, once made old,
 /// drops every connection on which the client sends SetWatches2, as a 3.5 server does with an
@@ -61,7 +84,7 @@ impl FrameProxy {
                         frames: frames.clone(),
                         index: {
                             let mut frames = frames.lock().unwrap();
-                            frames.push(Vec::new());
+                            frames.push(Sent::default());
                             frames.len() - 1
                         },
                         old: old.clone(),
@@ -92,8 +115,8 @@ impl FrameProxy {
         self.cut();
     }
 
-    /// The (xid, op code) of the request frames of the latest connection.
-    fn latest_connection(&self) -> Vec<(i32, i32)> {
+    /// What the client sent on the latest connection.
+    fn latest_connection(&self) -> Sent {
         self.frames
             .lock()
             .unwrap()
@@ -136,14 +159,18 @@ impl Connection {
                 from_client.read_exact(&mut head).await?;
                 let mut frame = vec![0u8; u32::from_be_bytes(head).min(1 << 20) as usize];
                 from_client.read_exact(&mut frame).await?;
-                if !handshake {
+                if handshake {
+                    self.frames.lock().unwrap()[self.index].handshake = frame.clone();
+                } else {
                     let int = |at: usize| {
                         frame
                             .get(at..at + 4)
                             .map_or(0, |b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
                     };
                     let (xid, op) = (int(0), int(4));
-                    self.frames.lock().unwrap()[self.index].push((xid, op));
+                    self.frames.lock().unwrap()[self.index]
+                        .requests
+                        .push((xid, op));
                     if op == SET_WATCHES2 && self.old.load(Ordering::SeqCst) {
                         self.dropped.fetch_add(1, Ordering::SeqCst);
                         return Ok::<(), std::io::Error>(());
@@ -233,9 +260,38 @@ async fn credentials_are_replayed_once_each() {
     client.exists("/").await.unwrap();
     let auths = proxy
         .latest_connection()
+        .requests
         .iter()
         .filter(|(xid, _)| *xid == AUTH_XID)
         .count();
     assert_eq!(auths, 2, "alice and bob, once each");
+    client.close().await.unwrap();
+}
+
+/// A reconnect presents the session (id, and so its password) and the last zxid the client
+/// has seen, so that no server behind what the client has seen takes it.
+#[tokio::test]
+async fn a_reconnect_presents_the_session_and_the_last_zxid_seen() {
+    let env = env_or_skip!();
+    let proxy = FrameProxy::start(env.connect_string()).await;
+    let client = support::connected_client(&proxy.addr).await;
+    assert_eq!(
+        proxy.latest_connection().last_zxid_and_session(),
+        (0, 0),
+        "a new client: a new session, nothing seen"
+    );
+    let root = support::unique_root();
+    let written = client.create(&root).await.unwrap().stat.unwrap().mzxid;
+    let mut states = client.connection_states();
+    proxy.cut();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+    assert_eq!(next_state(&mut states).await, ConnectionState::Reconnected);
+    let (last_zxid, session) = proxy.latest_connection().last_zxid_and_session();
+    assert_eq!(session, client.session_id());
+    assert!(
+        last_zxid >= written,
+        "lastZxidSeen {last_zxid:#x} is behind the client's own write {written:#x}"
+    );
+    client.delete(&root).await.unwrap();
     client.close().await.unwrap();
 }
