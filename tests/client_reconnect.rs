@@ -654,6 +654,37 @@ async fn the_connection_timeout_bounds_a_call_once_not_each_retry() {
     client.close().await.unwrap();
 }
 
+/// A server that takes the connection but never answers the handshake is given up after the
+/// attempt's budget — the session timeout divided by the number of hosts, as the Java client
+/// does — and the next host is tried.
+#[tokio::test]
+async fn a_handshake_never_answered_is_given_up_for_the_next_host() {
+    let env = env_or_skip!();
+    let silent = Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
+    silent.set_mode(Mode::Blackhole);
+    let server = env.connect_string().split(',').next().unwrap().to_owned();
+    let config = zk::client::SessionConfig::new(&format!("{},{server}", silent.connect_string()))
+        .unwrap()
+        .session_timeout(Duration::from_secs(4))
+        .shuffle_hosts(false);
+    let started = std::time::Instant::now();
+    let session = zk::client::Session::connect(config, PATIENCE)
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(4),
+        "connected after {took:?}: the silent host's budget is 4 s / 2 hosts"
+    );
+    assert_eq!(
+        session.connected_server().map(|h| h.to_string()),
+        Some(server)
+    );
+    session.close().await.unwrap();
+}
+
 /// An idle client pings: its session outlives several session timeouts with no request made,
 /// without a state change (no read timeout either: the pings are answered).
 #[tokio::test]
