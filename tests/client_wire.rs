@@ -1,10 +1,12 @@
-//! What the client sends, seen frame by frame by a proxy: credentials replayed once each on a
-//! new connection; and, against a server older than the client (3.5, before persistent
-//! watches) that drops a connection carrying SetWatches2, the fallback to SetWatches.
+//! What the client sends and how it meets a server older than itself, seen frame by frame by
+//! a proxy: the session and last zxid a reconnect presents, credentials replayed once each,
+//! and, with the proxy acting as a 3.5 server (UNIMPLEMENTED, then the connection closed, for
+//! every op code newer than 3.5), clear errors for newer operations and the fallback from
+//! SetWatches2 to SetWatches.
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
@@ -12,7 +14,8 @@ use support::{next_state, PATIENCE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use zk::client::{ConnectionState, EventType};
+use zk::client::{ConnectionState, Error, EventType};
+use zk::proto::OpCode;
 
 macro_rules! env_or_skip {
     () => {
@@ -23,8 +26,6 @@ macro_rules! env_or_skip {
     };
 }
 
-/// SetWatches2's op code.
-const SET_WATCHES2: i32 = 105;
 /// The xid of auth packets.
 const AUTH_XID: i32 = -4;
 
@@ -54,14 +55,31 @@ impl Sent {
     }
 }
 
-/// A proxy in front of a real server that records the client's frames and, once made old,
-/// drops every connection on which the client sends SetWatches2, as a 3.5 server does with an
-/// op code it does not know.
+/// Op codes a 3.5 server does not know: multiRead, getEphemerals, getAllChildrenNumber,
+/// SetWatches2, addWatch, whoAmI.
+const NEWER_THAN_3_5: [i32; 6] = [22, 103, 104, 105, 106, 107];
+/// UNIMPLEMENTED.
+const UNIMPLEMENTED: i32 = -6;
+
+/// How the proxy answers a request a 3.5 server would not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Age {
+    /// Forwarded: the server behind is current.
+    Current,
+    /// As a 3.5 server: UNIMPLEMENTED (after the replies to the requests before it), then
+    /// the connection is closed.
+    Unimplemented,
+    /// The connection is closed without a reply (an older server, or a reply lost).
+    Drop,
+}
+
+/// A proxy in front of a real server that records the client's frames and can pretend to be
+/// a 3.5 server (see [`Age`]).
 struct FrameProxy {
     addr: String,
     frames: Frames,
-    old: Arc<AtomicBool>,
-    dropped: Arc<AtomicUsize>,
+    age: watch::Sender<Age>,
+    refused: Arc<AtomicUsize>,
     cut: watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -71,12 +89,12 @@ impl FrameProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let frames = Frames::default();
-        let old = Arc::new(AtomicBool::new(false));
-        let dropped = Arc::new(AtomicUsize::new(0));
+        let (age, ages) = watch::channel(Age::Current);
+        let refused = Arc::new(AtomicUsize::new(0));
         let (cut, cuts) = watch::channel(0);
         let upstream = upstream.split(',').next().unwrap().to_owned();
         let task = tokio::spawn({
-            let (frames, old, dropped) = (frames.clone(), old.clone(), dropped.clone());
+            let (frames, refused) = (frames.clone(), refused.clone());
             async move {
                 while let Ok((client, _)) = listener.accept().await {
                     let connection = Connection {
@@ -87,8 +105,8 @@ impl FrameProxy {
                             frames.push(Sent::default());
                             frames.len() - 1
                         },
-                        old: old.clone(),
-                        dropped: dropped.clone(),
+                        age: ages.clone(),
+                        refused: refused.clone(),
                     };
                     tokio::spawn(connection.serve(client, cuts.clone()));
                 }
@@ -97,8 +115,8 @@ impl FrameProxy {
         FrameProxy {
             addr,
             frames,
-            old,
-            dropped,
+            age,
+            refused,
             cut,
             task,
         }
@@ -109,9 +127,9 @@ impl FrameProxy {
         self.cut.send_modify(|n| *n += 1);
     }
 
-    /// From now on, behave as a 3.5 server; and cut the connections open now.
-    fn become_old(&self) {
-        self.old.store(true, Ordering::SeqCst);
+    /// From now on, answer newer requests as `age` says; and cut the connections open now.
+    fn act_as(&self, age: Age) {
+        self.age.send_replace(age);
         self.cut();
     }
 
@@ -137,47 +155,89 @@ struct Connection {
     upstream: String,
     frames: Frames,
     index: usize,
-    old: Arc<AtomicBool>,
-    dropped: Arc<AtomicUsize>,
+    age: watch::Receiver<Age>,
+    refused: Arc<AtomicUsize>,
+}
+
+/// Reads one length-prefixed frame.
+async fn read_frame(from: &mut (impl AsyncReadExt + Unpin)) -> std::io::Result<Vec<u8>> {
+    let mut head = [0u8; 4];
+    from.read_exact(&mut head).await?;
+    let mut frame = vec![0u8; u32::from_be_bytes(head).min(1 << 20) as usize];
+    from.read_exact(&mut frame).await?;
+    Ok(frame)
+}
+
+/// The big-endian int at `at` of a frame (0 if the frame is shorter).
+fn int_at(frame: &[u8], at: usize) -> i32 {
+    frame
+        .get(at..at + 4)
+        .map_or(0, |b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 impl Connection {
-    /// Forwards the connection, frame by frame from the client; returns (closing both sides)
-    /// on a cut, or on SetWatches2 once the proxy is old.
+    /// Forwards the connection frame by frame; returns (closing both sides) on a cut, or
+    /// after refusing a newer request (see [`Age`]).
     async fn serve(self, client: TcpStream, mut cuts: watch::Receiver<u64>) -> std::io::Result<()> {
         let server = TcpStream::connect(&self.upstream).await?;
-        let (mut from_client, mut to_client) = client.into_split();
+        let (mut from_client, to_client) = client.into_split();
         let (mut from_server, mut to_server) = server.into_split();
-        let replies =
-            tokio::spawn(async move { tokio::io::copy(&mut from_server, &mut to_client).await });
+        let to_client = Arc::new(tokio::sync::Mutex::new(to_client));
+        // Replies to requests, counted (notifications, xid -1, are not replies).
+        let (answered_tx, mut answered) = watch::channel(0usize);
+        let replies = tokio::spawn({
+            let to_client = to_client.clone();
+            async move {
+                let mut handshake = true;
+                loop {
+                    let frame = read_frame(&mut from_server).await?;
+                    let mut out = to_client.lock().await;
+                    out.write_all(&(frame.len() as u32).to_be_bytes()).await?;
+                    out.write_all(&frame).await?;
+                    if !handshake && int_at(&frame, 0) != -1 {
+                        answered_tx.send_modify(|n| *n += 1);
+                    }
+                    handshake = false;
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), std::io::Error>(())
+            }
+        });
         cuts.borrow_and_update();
         let forward = async {
             // The first frame is the ConnectRequest; the others start with xid and op code.
             let mut handshake = true;
+            let mut forwarded = 0usize;
             loop {
-                let mut head = [0u8; 4];
-                from_client.read_exact(&mut head).await?;
-                let mut frame = vec![0u8; u32::from_be_bytes(head).min(1 << 20) as usize];
-                from_client.read_exact(&mut frame).await?;
+                let frame = read_frame(&mut from_client).await?;
                 if handshake {
                     self.frames.lock().unwrap()[self.index].handshake = frame.clone();
                 } else {
-                    let int = |at: usize| {
-                        frame
-                            .get(at..at + 4)
-                            .map_or(0, |b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-                    };
-                    let (xid, op) = (int(0), int(4));
+                    let (xid, op) = (int_at(&frame, 0), int_at(&frame, 4));
                     self.frames.lock().unwrap()[self.index]
                         .requests
                         .push((xid, op));
-                    if op == SET_WATCHES2 && self.old.load(Ordering::SeqCst) {
-                        self.dropped.fetch_add(1, Ordering::SeqCst);
+                    let age = *self.age.borrow();
+                    if age != Age::Current && NEWER_THAN_3_5.contains(&op) {
+                        self.refused.fetch_add(1, Ordering::SeqCst);
+                        if age == Age::Unimplemented {
+                            // In order: after the replies to the requests before it.
+                            answered.wait_for(|n| *n >= forwarded).await.ok();
+                            let mut reply = Vec::new();
+                            reply.extend_from_slice(&16u32.to_be_bytes());
+                            reply.extend_from_slice(&xid.to_be_bytes());
+                            reply.extend_from_slice(&0i64.to_be_bytes());
+                            reply.extend_from_slice(&UNIMPLEMENTED.to_be_bytes());
+                            to_client.lock().await.write_all(&reply).await?;
+                        }
                         return Ok::<(), std::io::Error>(());
                     }
+                    forwarded += 1;
                 }
                 handshake = false;
-                to_server.write_all(&head).await?;
+                to_server
+                    .write_all(&(frame.len() as u32).to_be_bytes())
+                    .await?;
                 to_server.write_all(&frame).await?;
             }
         };
@@ -190,8 +250,21 @@ impl Connection {
     }
 }
 
+/// A 3.5 server answers SetWatches2 with UNIMPLEMENTED (and closes the connection): at once
+/// the client re-registers its one-shot watches with SetWatches and ends its persistent ones.
 #[tokio::test]
-async fn persistent_watches_end_and_one_shot_watches_carry_on_without_set_watches2() {
+async fn without_set_watches2_persistent_watches_end_and_one_shot_ones_carry_on() {
+    set_watches2_refused(Age::Unimplemented, 1).await;
+}
+
+/// A server that closes the connection on SetWatches2 without a word: the client falls back
+/// after the second time (a connection closed once could be anything).
+#[tokio::test]
+async fn set_watches2_dropped_twice_is_taken_for_unimplemented() {
+    set_watches2_refused(Age::Drop, 2).await;
+}
+
+async fn set_watches2_refused(age: Age, refusals: usize) {
     let env = env_or_skip!();
     let proxy = FrameProxy::start(env.connect_string()).await;
     let client = support::connected_client(&proxy.addr).await;
@@ -204,7 +277,7 @@ async fn persistent_watches_end_and_one_shot_watches_carry_on_without_set_watche
     let session = client.session_id();
     let mut states = client.connection_states();
 
-    proxy.become_old();
+    proxy.act_as(age);
     assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
     let removed = tokio::time::timeout(PATIENCE, persistent.next())
         .await
@@ -218,8 +291,7 @@ async fn persistent_watches_end_and_one_shot_watches_carry_on_without_set_watche
             .is_none(),
         "nothing after the removal"
     );
-    // Dropped twice (a connection closed once could be anything), then SetWatches.
-    assert_eq!(proxy.dropped.load(Ordering::SeqCst), 2);
+    assert_eq!(proxy.refused.load(Ordering::SeqCst), refusals);
 
     observer.create(&q).await.unwrap();
     let event = tokio::time::timeout(PATIENCE, one_shot)
@@ -293,5 +365,48 @@ async fn a_reconnect_presents_the_session_and_the_last_zxid_seen() {
         "lastZxidSeen {last_zxid:#x} is behind the client's own write {written:#x}"
     );
     client.delete(&root).await.unwrap();
+    client.close().await.unwrap();
+}
+
+/// Operations newer than the server give a clear error, not a hang or endless retries, and
+/// the client carries on in the same session (a 3.5 server closes the connection after its
+/// UNIMPLEMENTED).
+#[tokio::test]
+async fn operations_newer_than_the_server_fail_with_unimplemented() {
+    let env = env_or_skip!();
+    let proxy = FrameProxy::start(env.connect_string()).await;
+    let client = support::connected_client(&proxy.addr).await;
+    let session = client.session_id();
+    proxy.act_as(Age::Unimplemented);
+    client.exists("/").await.unwrap();
+
+    let err = client.add_watch("/").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Unimplemented {
+                op: Some(OpCode::AddWatch)
+            }
+        ),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("3.6"),
+        "names the version needed: {message}"
+    );
+    let err = client.who_am_i().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Unimplemented {
+                op: Some(OpCode::WhoAmI)
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(client.exists("/").await.unwrap().is_some(), "still usable");
+    assert_eq!(client.session_id(), session);
+    assert_eq!(proxy.refused.load(Ordering::SeqCst), 2, "each sent once");
     client.close().await.unwrap();
 }
