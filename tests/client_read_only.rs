@@ -99,18 +99,31 @@ async fn wait_until_connected(states: &mut zk::client::ConnectionStates) {
     .expect("the client moves to a read-write server");
 }
 
-#[tokio::test]
-async fn a_client_on_a_read_only_server_moves_to_a_read_write_one_when_it_appears() {
-    let mut server = TestingServer::start().await.unwrap();
-    server.stop().await;
+/// A client allowed read-only servers, on the stand-in, in READ_ONLY; `server` (stopped) is
+/// the other host of its connect string. Returns the stand-in's probe count and task too.
+async fn on_the_stand_in(
+    server: &TestingServer,
+) -> (
+    zk::client::Client,
+    zk::client::ConnectionStates,
+    Arc<AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
     let (read_only, probes, fake) = read_only_server().await;
-
     let client = support::client_builder(&format!("{read_only},{}", server.connect_string()))
         .can_be_read_only(true)
         .build()
         .unwrap();
     let mut states = client.connection_states();
     assert_eq!(next_state(&mut states).await, ConnectionState::ReadOnly);
+    (client, states, probes, fake)
+}
+
+#[tokio::test]
+async fn a_client_on_a_read_only_server_moves_to_a_read_write_one_when_it_appears() {
+    let mut server = TestingServer::start().await.unwrap();
+    server.stop().await;
+    let (client, mut states, probes, fake) = on_the_stand_in(&server).await;
     let err = client.create("/written").await.unwrap_err();
     assert!(matches!(err, Error::NotReadOnly), "{err:?}");
     let (stat, created) = client.exists("/written").watched().await.unwrap();
@@ -152,14 +165,7 @@ async fn a_cache_started_read_only_reads_again_on_a_read_write_server() {
     writer.create("/cached").data(b"rw").await.unwrap();
     writer.close().await.unwrap();
     server.stop().await;
-    let (read_only, _, fake) = read_only_server().await;
-
-    let client = support::client_builder(&format!("{read_only},{}", server.connect_string()))
-        .can_be_read_only(true)
-        .build()
-        .unwrap();
-    let mut states = client.connection_states();
-    assert_eq!(next_state(&mut states).await, ConnectionState::ReadOnly);
+    let (client, mut states, _, fake) = on_the_stand_in(&server).await;
     let cache = zk::recipes::TreeCache::new(client.clone(), "/cached").unwrap();
     cache.start().unwrap();
     assert!(tokio::time::timeout(PATIENCE, cache.wait_initialized())
