@@ -697,8 +697,8 @@ impl Actor {
         // (a read-only server's session is local to it). As in Apache's client, the change
         // of session is not an expiry: nothing but watches can belong to a read-only session,
         // and they carry over, re-registered below like a reconnect's.
-        let carries_over = self.session_id != 0 && !self.seen_rw_server;
-        if new_session && self.session_id != 0 && !carries_over {
+        let carries_over = self.session_id != 0 && !self.can_reattach();
+        if new_session && self.can_reattach() {
             // We asked to re-attach but got another session: the old one is gone.
             self.expire_locally();
         }
