@@ -306,7 +306,7 @@ async fn lost_is_declared_when_the_session_timeout_elapses_while_suspended() {
     assert_eq!(next_state(&mut states).await, ConnectionState::Lost);
     let lost_after = suspended.elapsed();
     assert!(
-        lost_after >= negotiated - Duration::from_millis(50) && lost_after < negotiated * 2,
+        lost_after >= negotiated - Duration::from_millis(500) && lost_after < negotiated * 2,
         "LOST {lost_after:?} after SUSPENDED; the session timeout is {negotiated:?}"
     );
     proxy.up();
