@@ -28,6 +28,8 @@ macro_rules! env_or_skip {
 
 /// The xid of auth packets.
 const AUTH_XID: i32 = -4;
+/// SetWatches' op code (SetWatches2 is in [`NEWER_THAN_3_5`]).
+const SET_WATCHES: i32 = 101;
 
 /// What the client sent on each connection.
 type Frames = Arc<Mutex<Vec<Sent>>>;
@@ -37,8 +39,8 @@ type Frames = Arc<Mutex<Vec<Sent>>>;
 struct Sent {
     /// The ConnectRequest.
     handshake: Vec<u8>,
-    /// The (xid, op code) of each request after it.
-    requests: Vec<(i32, i32)>,
+    /// The (xid, op code, length) of each request after it.
+    requests: Vec<(i32, i32, usize)>,
 }
 
 impl Sent {
@@ -216,7 +218,7 @@ impl Connection {
                     let (xid, op) = (int_at(&frame, 0), int_at(&frame, 4));
                     self.frames.lock().unwrap()[self.index]
                         .requests
-                        .push((xid, op));
+                        .push((xid, op, frame.len()));
                     let age = *self.age.borrow();
                     if age != Age::Current && NEWER_THAN_3_5.contains(&op) {
                         self.refused.fetch_add(1, Ordering::SeqCst);
@@ -334,7 +336,7 @@ async fn credentials_are_replayed_once_each() {
         .latest_connection()
         .requests
         .iter()
-        .filter(|(xid, _)| *xid == AUTH_XID)
+        .filter(|(xid, ..)| *xid == AUTH_XID)
         .count();
     assert_eq!(auths, 2, "alice and bob, once each");
     client.close().await.unwrap();
@@ -409,4 +411,60 @@ async fn operations_newer_than_the_server_fail_with_unimplemented() {
     assert_eq!(client.session_id(), session);
     assert_eq!(proxy.refused.load(Ordering::SeqCst), 2, "each sent once");
     client.close().await.unwrap();
+}
+
+/// Many watches are registered again after a reconnect in SetWatches batches of at most
+/// 128 KB (a server refuses larger packets), and every one of them still fires.
+#[tokio::test]
+async fn many_watches_are_registered_again_in_bounded_batches() {
+    let env = env_or_skip!();
+    let proxy = FrameProxy::start(env.connect_string()).await;
+    let client = support::connected_client(&proxy.addr).await;
+    let observer = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    observer.create(&root).await.unwrap();
+    // 1500 paths of about 250 bytes: some 370 KB of watches.
+    let long = "n".repeat(240);
+    let paths: Vec<String> = (0..1500).map(|i| format!("{root}/{long}-{i:04}")).collect();
+    let watches = futures::future::join_all(
+        paths
+            .iter()
+            .map(|p| std::future::IntoFuture::into_future(client.exists(p).watched())),
+    )
+    .await;
+    let watches: Vec<_> = watches.into_iter().map(|r| r.unwrap().1).collect();
+
+    let mut states = client.connection_states();
+    proxy.cut();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+    assert_eq!(next_state(&mut states).await, ConnectionState::Reconnected);
+    client.exists("/").await.unwrap();
+    let batches: Vec<usize> = proxy
+        .latest_connection()
+        .requests
+        .iter()
+        .filter(|(_, op, _)| *op == SET_WATCHES || *op == NEWER_THAN_3_5[3])
+        .map(|(.., len)| *len)
+        .collect();
+    assert!(batches.len() >= 3, "{batches:?}");
+    assert!(batches.iter().all(|&len| len <= 128 * 1024), "{batches:?}");
+
+    let creates = paths
+        .iter()
+        .map(|p| std::future::IntoFuture::into_future(observer.create(p)));
+    for r in futures::future::join_all(creates).await {
+        r.unwrap();
+    }
+    for (watch, path) in watches.into_iter().zip(&paths) {
+        let event = tokio::time::timeout(PATIENCE, watch)
+            .await
+            .expect("every watch fires");
+        assert_eq!(
+            (event.event_type, &event.path),
+            (EventType::NodeCreated, path)
+        );
+    }
+    client.close().await.unwrap();
+    support::remove_tree(&observer, &root).await;
+    observer.close().await.unwrap();
 }

@@ -185,8 +185,12 @@ pub(crate) struct Registry {
     recursive: HashMap<String, Subscribers>,
 }
 
-/// Largest total of path bytes in one SetWatches batch (the server's jute.maxbuffer guard).
+/// Largest encoded SetWatches request (header included; the server's jute.maxbuffer guard).
 pub(crate) const SET_WATCHES_BATCH_BYTES: usize = 128 * 1024;
+
+/// A SetWatches request without paths: its header (xid, op code), the relative zxid and up to
+/// five list lengths.
+const SET_WATCHES_FIXED_BYTES: usize = 4 + 4 + 8 + 5 * 4;
 
 /// One re-registration request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -393,7 +397,8 @@ impl Registry {
     }
 
     /// The SetWatches (or SetWatches2, when persistent watches exist) requests that re-register
-    /// every live watch, each carrying at most [`SET_WATCHES_BATCH_BYTES`] of path bytes.
+    /// every live watch, each at most `batch_bytes` encoded (a single longer path goes alone).
+    /// Apache's client counts path characters only, so its batches run a little over.
     pub(crate) fn set_watches_batches(
         &mut self,
         relative_zxid: i64,
@@ -414,7 +419,8 @@ impl Registry {
         let v2 = !self.persistent.is_empty() || !self.recursive.is_empty();
         let mut lists: [Vec<String>; 5] = Default::default();
         let mut batches = Vec::new();
-        let mut bytes = 0usize;
+        let mut bytes = SET_WATCHES_FIXED_BYTES;
+        let mut paths_in_batch = 0usize;
         fn sorted_keys<V>(table: &HashMap<String, V>) -> Vec<String> {
             let mut keys: Vec<String> = table.keys().cloned().collect();
             keys.sort();
@@ -449,17 +455,21 @@ impl Registry {
         };
         for (i, paths) in sources.into_iter().enumerate() {
             for path in paths {
-                if bytes > 0 && bytes + path.len() > batch_bytes {
+                // Each path is encoded as its length and its bytes.
+                let encoded = 4 + path.len();
+                if paths_in_batch > 0 && bytes + encoded > batch_bytes {
                     flush(&mut lists, &mut batches);
-                    bytes = 0;
+                    bytes = SET_WATCHES_FIXED_BYTES;
+                    paths_in_batch = 0;
                 }
-                bytes += path.len();
+                bytes += encoded;
+                paths_in_batch += 1;
                 if let Some(list) = lists.get_mut(i) {
                     list.push(path);
                 }
             }
         }
-        if bytes > 0 {
+        if paths_in_batch > 0 {
             flush(&mut lists, &mut batches);
         }
         batches
@@ -469,6 +479,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zk_proto::{Encode, OpCode, RequestHeader};
 
     fn one_shot(
         reg: &mut Registry,
@@ -531,13 +542,21 @@ mod tests {
         let batches = reg.set_watches_batches(7, SET_WATCHES_BATCH_BYTES);
         assert!(batches.len() >= 3, "{}", batches.len());
         let mut total = 0;
-        for b in &batches {
+        for (n, b) in batches.iter().enumerate() {
             let SetWatchesBatch::V1(sw) = b else {
                 panic!("v1 expected without persistent watches")
             };
             assert_eq!(sw.relative_zxid, 7);
-            let bytes: usize = sw.data_watches.iter().map(String::len).sum();
-            assert!(bytes <= SET_WATCHES_BATCH_BYTES);
+            // The whole request, as sent: header, then the record.
+            let request =
+                RequestHeader::new(-8, OpCode::SetWatches).to_bytes().len() + sw.to_bytes().len();
+            assert!(request <= SET_WATCHES_BATCH_BYTES, "{request}");
+            if n + 1 < batches.len() {
+                assert!(
+                    request > SET_WATCHES_BATCH_BYTES - 200,
+                    "batch {n} is full: {request}"
+                );
+            }
             total += sw.data_watches.len();
         }
         assert_eq!(total, 3000);
