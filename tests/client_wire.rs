@@ -26,8 +26,9 @@ macro_rules! env_or_skip {
     };
 }
 
-/// The xid of auth packets.
+/// The xids of auth packets and pings.
 const AUTH_XID: i32 = -4;
+const PING_XID: i32 = -2;
 /// SetWatches' op code (SetWatches2 is in [`NEWER_THAN_3_5`]).
 const SET_WATCHES: i32 = 101;
 
@@ -467,4 +468,24 @@ async fn many_watches_are_registered_again_in_bounded_batches() {
     client.close().await.unwrap();
     support::remove_tree(&observer, &root).await;
     observer.close().await.unwrap();
+}
+
+/// An idle client pings (every third of the negotiated session timeout, as Apache's client):
+/// at least twice per session timeout, so the server never times it out, and no more than
+/// four times, so it does not hammer the server.
+#[tokio::test]
+async fn an_idle_client_pings_a_few_times_per_session_timeout() {
+    let env = env_or_skip!();
+    let proxy = FrameProxy::start(env.connect_string()).await;
+    let client = support::connected_client(&proxy.addr).await;
+    let third = client.session().negotiated_timeout() / 3;
+    tokio::time::sleep(third * 3).await;
+    let pings = proxy
+        .latest_connection()
+        .requests
+        .iter()
+        .filter(|(xid, ..)| *xid == PING_XID)
+        .count();
+    assert!((2..=4).contains(&pings), "{pings} pings in {:?}", third * 3);
+    client.close().await.unwrap();
 }
