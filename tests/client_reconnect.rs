@@ -549,13 +549,16 @@ async fn a_three_host_connect_string_fails_over_when_one_host_dies() {
 #[tokio::test]
 async fn an_updated_server_list_is_used_and_an_unlisted_server_is_left() {
     let env = env_or_skip!();
-    let first = Proxy::start(env.connect_string())
-        .await
-        .expect("proxy starts");
-    let second = Proxy::start(env.connect_string())
-        .await
-        .expect("proxy starts");
-    let client = support::connected_client(&first.connect_string()).await;
+    let mut proxies = Vec::new();
+    for _ in 0..3 {
+        proxies.push(
+            Proxy::start(env.connect_string())
+                .await
+                .expect("proxy starts"),
+        );
+    }
+    let address: Vec<String> = proxies.iter().map(Proxy::connect_string).collect();
+    let client = support::connected_client(&format!("{},{}", address[0], address[1])).await;
     let session = client.session_id();
     let mut states = client.connection_states();
     assert!(matches!(
@@ -564,30 +567,76 @@ async fn an_updated_server_list_is_used_and_an_unlisted_server_is_left() {
     ));
     let connected_to =
         |client: &zk::client::Client| client.connected_server().map(|s| s.to_string());
+    let mine = connected_to(&client).expect("connected");
 
-    // Still listed: the connection stays.
-    let both = format!("{},{}", first.connect_string(), second.connect_string());
-    client.update_servers(&both).unwrap();
+    // Still listed, and the list did not grow: the connection stays.
+    client
+        .update_servers(&format!("{mine},{}", address[2]))
+        .unwrap();
     assert_eq!(client.servers().len(), 2);
     client.exists("/").await.unwrap();
-    assert_eq!(connected_to(&client), Some(first.connect_string()));
-    assert_eq!(first.active_connections(), 1);
+    assert_eq!(connected_to(&client), Some(mine.clone()));
 
     // No longer listed: the client leaves it for a listed one, with its session.
-    client.update_servers(&second.connect_string()).unwrap();
+    client.update_servers(&address[2]).unwrap();
     assert_eq!(
         client
             .servers()
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>(),
-        [second.connect_string()]
+        [address[2].clone()]
     );
     assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
     assert_eq!(next_state(&mut states).await, ConnectionState::Reconnected);
     assert_eq!(client.session_id(), session);
-    assert_eq!(connected_to(&client), Some(second.connect_string()));
+    assert_eq!(connected_to(&client), Some(address[2].clone()));
     client.close().await.unwrap();
+}
+
+/// When the server list grows from n to m servers, each client moves to a new server with
+/// probability 1 - n/m, keeping its session (Apache's updateServerList): the new servers take
+/// their share of the load.
+#[tokio::test]
+async fn a_grown_server_list_takes_its_share_of_the_clients() {
+    let env = env_or_skip!();
+    let mut proxies = Vec::new();
+    for _ in 0..3 {
+        proxies.push(
+            Proxy::start(env.connect_string())
+                .await
+                .expect("proxy starts"),
+        );
+    }
+    let address: Vec<String> = proxies.iter().map(Proxy::connect_string).collect();
+    let two = format!("{},{}", address[0], address[1]);
+    let mut clients = Vec::new();
+    for _ in 0..36 {
+        clients.push(support::connected_client(&two).await);
+    }
+    let sessions: Vec<i64> = clients.iter().map(|c| c.session_id()).collect();
+
+    let three = address.join(",");
+    for client in &clients {
+        client.update_servers(&three).unwrap();
+    }
+    let mut moved = 0;
+    for client in &clients {
+        client.exists("/").await.unwrap();
+        if client.connected_server().map(|s| s.to_string()).as_ref() == Some(&address[2]) {
+            moved += 1;
+        }
+    }
+    // Binomial(36, 1/3): 12 expected; outside 3..=21 in fewer than one run in 1,000.
+    assert!(
+        (3..=21).contains(&moved),
+        "{moved} of 36 moved to the new server"
+    );
+    let after: Vec<i64> = clients.iter().map(|c| c.session_id()).collect();
+    assert_eq!(after, sessions, "the same sessions");
+    for client in clients {
+        client.close().await.unwrap();
+    }
 }
 
 #[tokio::test]

@@ -212,26 +212,20 @@ async fn the_ensemble_tracker_learns_the_members_and_fails_over_beyond_the_conne
     assert_eq!(servers, members);
     assert_eq!(plain.servers().len(), 1, "no tracker, no change");
 
-    // The member in the connect string dies: the tracking client moves to another member
-    // with its session.
+    // The member in the connect string dies: the tracking client goes on with its session on
+    // another member (it may have moved there already: a list grown from one server to three
+    // moves two clients in three, to balance the load).
     let session = tracking.session_id();
-    let mut states = tracking.connection_states();
     cluster.kill(0).await;
-    tokio::time::timeout(PATIENCE, async {
-        use futures::StreamExt;
-        while states.next().await != Some(zk::client::ConnectionState::Reconnected) {}
-    })
-    .await
-    .expect("reconnected to another member");
+    tracking
+        .create("/tracked")
+        .await
+        .expect("a write after failover");
     assert_eq!(tracking.session_id(), session);
     assert_ne!(
         tracking.connected_server().map(|s| s.to_string()),
         Some(only_first)
     );
-    tracking
-        .create("/tracked")
-        .await
-        .expect("a write after failover");
     tracking.close().await.expect("close");
 }
 

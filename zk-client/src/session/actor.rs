@@ -33,7 +33,7 @@ use zk_proto::{
 };
 
 use super::watch::{OneShotKind, Registry, SetWatchesBatch, WatchedEvent, SET_WATCHES_BATCH_BYTES};
-use super::{rw_search, SessionConfig, SessionEvent, SessionState, Shared};
+use super::{rebalance, rw_search, SessionConfig, SessionEvent, SessionState, Shared};
 use crate::connect_string::HostPort;
 use crate::error::{Error, Result};
 
@@ -188,8 +188,8 @@ pub(crate) struct Actor {
     deferred_removals: Vec<(String, bool)>,
     /// Set by a matching `Abandon`; acted upon by the connect loop.
     abandon_now: bool,
-    /// Set when the server of the current connection left the server list: the connection
-    /// ends and the next one uses the new list.
+    /// Set when a new server list moves the session off its server (no longer listed, or
+    /// the load is rebalanced): the connection ends and the next one uses the new list.
     leave_server: bool,
     /// Connected events emitted so far.
     epoch: u64,
@@ -415,22 +415,18 @@ impl Actor {
         }
     }
 
-    /// Replaces the server list (shuffled as the connect string's). The current connection
-    /// stays if its server is still listed (the next attempt then starts after it, so it is
-    /// tried last), and ends otherwise.
+    /// Replaces the server list (shuffled as the connect string's), and ends the current
+    /// connection when the session should move to balance the load ([`rebalance`]).
     ///
     /// Never empty: [`Session::set_servers`](super::Session::set_servers) refuses that.
     fn set_hosts(&mut self, hosts: Vec<HostPort>) {
         let hosts = ordered(hosts, self.config.shuffle_hosts);
         let current = self.shared.server.lock().ok().and_then(|s| s.clone());
-        let position = current
-            .as_ref()
-            .and_then(|c| hosts.iter().position(|h| h == c));
-        // A server that is no longer listed is left (as Apache's updateServerList does).
-        self.leave_server = current.is_some() && position.is_none();
-        self.next_host = position.map_or(0, |i| i + 1);
-        tracing::info!(servers = ?hosts, "server list updated");
-        self.hosts = hosts;
+        let plan = rebalance::plan(&self.hosts, hosts, current.as_ref(), rand::random());
+        tracing::info!(servers = ?plan.hosts, moves = plan.leave, "server list updated");
+        self.leave_server = plan.leave;
+        self.next_host = plan.next;
+        self.hosts = plan.hosts;
     }
 
     fn fail_queue(&mut self, err: &Error) {
@@ -878,7 +874,7 @@ impl Actor {
                         n += 1;
                     }
                     if std::mem::take(&mut self.leave_server) {
-                        break ConnEnd::Lost(format!("{host} is no longer in the server list"));
+                        break ConnEnd::Lost(format!("leaving {host} for the updated server list"));
                     }
                 }
                 found = async {

@@ -11,6 +11,7 @@
 
 mod actor;
 pub(crate) mod ops;
+mod rebalance;
 mod rw_search;
 pub(crate) mod watch;
 
@@ -305,10 +306,11 @@ impl Session {
     }
 
     /// Connects to these servers (`host:port,host:port…`, without a chroot: the session's
-    /// stays) from the next connection attempt on. As Apache's `updateServerList`, a
-    /// connection to a server that is no longer listed ends (the session moves to a listed
-    /// one); unlike it, a connection to a listed server stays (Apache moves some clients to
-    /// new servers to balance the load), and its server is tried last.
+    /// stays) from the next connection attempt on, balancing the load as Apache's
+    /// `updateServerList`: a connection to a server that is no longer listed ends (the session
+    /// moves to a listed one, a new one if the list grew); when the list grew from `n` to `m`
+    /// servers, a connection to a listed one ends with probability `1 - n/m` and the session
+    /// moves to a new server; otherwise it stays, and its server is tried last.
     ///
     /// # Errors
     /// [`Error::InvalidConnectString`] for a bad list or one with a chroot;
