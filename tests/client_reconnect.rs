@@ -546,18 +546,20 @@ async fn a_three_host_connect_string_fails_over_when_one_host_dies() {
     client.close().await.unwrap();
 }
 
+/// Three proxies in front of `connect`, as three servers, and their addresses.
+async fn three_proxies(connect: &str) -> (Vec<Proxy>, Vec<String>) {
+    let mut proxies = Vec::new();
+    for _ in 0..3 {
+        proxies.push(Proxy::start(connect).await.expect("proxy starts"));
+    }
+    let address = proxies.iter().map(Proxy::connect_string).collect();
+    (proxies, address)
+}
+
 #[tokio::test]
 async fn an_updated_server_list_is_used_and_an_unlisted_server_is_left() {
     let env = env_or_skip!();
-    let mut proxies = Vec::new();
-    for _ in 0..3 {
-        proxies.push(
-            Proxy::start(env.connect_string())
-                .await
-                .expect("proxy starts"),
-        );
-    }
-    let address: Vec<String> = proxies.iter().map(Proxy::connect_string).collect();
+    let (_proxies, address) = three_proxies(env.connect_string()).await;
     let client = support::connected_client(&format!("{},{}", address[0], address[1])).await;
     let session = client.session_id();
     let mut states = client.connection_states();
@@ -600,15 +602,7 @@ async fn an_updated_server_list_is_used_and_an_unlisted_server_is_left() {
 #[tokio::test]
 async fn a_grown_server_list_takes_its_share_of_the_clients() {
     let env = env_or_skip!();
-    let mut proxies = Vec::new();
-    for _ in 0..3 {
-        proxies.push(
-            Proxy::start(env.connect_string())
-                .await
-                .expect("proxy starts"),
-        );
-    }
-    let address: Vec<String> = proxies.iter().map(Proxy::connect_string).collect();
+    let (_proxies, address) = three_proxies(env.connect_string()).await;
     let two = format!("{},{}", address[0], address[1]);
     let mut clients = Vec::new();
     for _ in 0..36 {
