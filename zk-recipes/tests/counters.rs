@@ -129,10 +129,7 @@ async fn an_increment_whose_reply_is_lost_is_not_applied_twice() {
     // 1 s, its reply the client at 2 s; the write reaches the server at 3 s (or later, behind
     // a ping), and its reply is held for another second: the connection is cut then.
     const DELAY: Duration = Duration::from_millis(1000);
-    let server = server().await;
-    let proxy = Proxy::start(&server.connect_string())
-        .await
-        .expect("proxy starts");
+    let (server, proxy) = server_behind_a_proxy().await;
     let observer = client(&server.connect_string()).await;
     let victim = client(&proxy.connect_string()).await;
     let policy = || RetryNTimes::new(3, Duration::from_millis(10));

@@ -107,8 +107,7 @@ fn heal(proxy: &Proxy) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_latch_partitioned_leader_steps_down_before_its_session_expires() {
-    let server = server().await;
-    let proxy = Proxy::start(&server.connect_string()).await.expect("proxy");
+    let (server, proxy) = server_behind_a_proxy().await;
     let a_client = partitioned_client(&proxy).await;
     let b_client = client(&server.connect_string()).await;
     let observer = client(&server.connect_string()).await;
@@ -217,8 +216,7 @@ impl FencedResource {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutex_partitioned_holder_is_at_risk_before_the_next_holder_acquires() {
-    let server = server().await;
-    let proxy = Proxy::start(&server.connect_string()).await.expect("proxy");
+    let (server, proxy) = server_behind_a_proxy().await;
     let h_client = partitioned_client(&proxy).await;
     let w_client = client(&server.connect_string()).await;
     let observer = client(&server.connect_string()).await;
@@ -332,8 +330,7 @@ async fn mutex_partitioned_holder_is_at_risk_before_the_next_holder_acquires() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_latch_under_the_session_policy_leads_through_suspension_until_lost() {
-    let server = server().await;
-    let proxy = Proxy::start(&server.connect_string()).await.expect("proxy");
+    let (server, proxy) = server_behind_a_proxy().await;
     let a_client = client_builder(&proxy.connect_string())
         .session_timeout(PARTITIONED_SESSION)
         .connection_state_error_policy(ConnectionStateErrorPolicy::Session)

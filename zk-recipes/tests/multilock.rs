@@ -85,10 +85,7 @@ async fn with_one_lock_held_elsewhere_a_timed_acquire_holds_nothing() {
 /// background and finish once the network is back).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_acquire_cut_off_from_the_server_still_returns_in_time() {
-    let server = server().await;
-    let proxy = Proxy::start(&server.connect_string())
-        .await
-        .expect("proxy starts");
+    let (server, proxy) = server_behind_a_proxy().await;
     let b = client(&server.connect_string()).await;
     let other = Mutex::new(b.clone(), B).unwrap();
     let held = other.acquire().await.unwrap();

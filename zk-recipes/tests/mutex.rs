@@ -473,10 +473,7 @@ async fn a_dropped_acquire_future_leaves_no_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_create_reply_is_adopted_and_leaves_no_orphan() {
-    let server = server().await;
-    let proxy = Proxy::start(&server.connect_string())
-        .await
-        .expect("proxy starts");
+    let (server, proxy) = server_behind_a_proxy().await;
     let observer = client(&server.connect_string()).await;
     let victim = client(&proxy.connect_string()).await;
     let victim_session = victim.session_id();
@@ -527,10 +524,7 @@ async fn a_lost_create_reply_is_adopted_and_leaves_no_orphan() {
 /// the delete has gone through after the reconnect; until then nobody else gets the lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_during_a_disconnect_completes_after_the_reconnect() {
-    let server = server().await;
-    let proxy = Proxy::start(&server.connect_string())
-        .await
-        .expect("proxy starts");
+    let (server, proxy) = server_behind_a_proxy().await;
     let observer = client(&server.connect_string()).await;
     let holder = client(&proxy.connect_string()).await;
     let holder_session = holder.session_id();

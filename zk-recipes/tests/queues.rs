@@ -937,8 +937,7 @@ async fn invalid_configurations_are_rejected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_cancelled_while_the_server_is_unreachable_can_be_started_again() {
-    let server = server().await;
-    let proxy = Proxy::start(&server.connect_string()).await.expect("proxy");
+    let (_server, proxy) = server_behind_a_proxy().await;
     let c = client(&proxy.connect_string()).await;
     let q = DistributedQueue::builder(c.clone(), "/cancelled/q", Utf8Serializer)
         .lock_path("/cancelled/locks")
@@ -1000,8 +999,7 @@ async fn a_poison_item_in_requeue_mode_is_retried_with_back_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_dropped_while_locking_an_item_leaves_no_lock_behind() {
-    let server = server().await;
-    let proxy = Proxy::start(&server.connect_string()).await.expect("proxy");
+    let (server, proxy) = server_behind_a_proxy().await;
     // The victim consumer talks through the proxy; the rest directly.
     let slow = client(&proxy.connect_string()).await;
     let c = client(&server.connect_string()).await;

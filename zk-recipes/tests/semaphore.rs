@@ -112,10 +112,7 @@ async fn a_timed_out_acquire_returns_nothing_and_leaves_no_nodes() {
 /// the nodes it leaves are deleted once the network is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timed_acquire_cut_off_from_the_server_still_returns_in_time() {
-    let server = server().await;
-    let proxy = Proxy::start(&server.connect_string())
-        .await
-        .expect("proxy starts");
+    let (server, proxy) = server_behind_a_proxy().await;
     let holder = client(&server.connect_string()).await;
     let held = Semaphore::new(holder.clone(), SEM, 1)
         .unwrap()
@@ -213,10 +210,7 @@ async fn semaphore_mutex_excludes_and_is_not_reentrant() {
 /// HELD again after a same-session reconnect, LOST when the session expires, RELEASED.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lease_states_follow_the_connection_and_the_session() {
-    let server = server().await;
-    let proxy = Proxy::start(&server.connect_string())
-        .await
-        .expect("proxy starts");
+    let (server, proxy) = server_behind_a_proxy().await;
     let holder = client(&proxy.connect_string()).await;
     let semaphore = Semaphore::new(holder.clone(), SEM, 2).unwrap();
     let mut leases = semaphore.acquire(2).await.unwrap();

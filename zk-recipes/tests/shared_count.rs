@@ -85,10 +85,7 @@ async fn shared_count_cas_with_a_stale_version_fails_and_both_caches_follow() {
 /// twice). A write that never reached the server is `false`, the count unchanged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cas_whose_reply_is_lost_is_an_error_and_one_never_sent_is_false() {
-    let server = server().await;
-    let proxy = Proxy::start(&server.connect_string())
-        .await
-        .expect("proxy starts");
+    let (server, proxy) = server_behind_a_proxy().await;
     let observer = client(&server.connect_string()).await;
     let c = client(&proxy.connect_string()).await;
     let count = std::sync::Arc::new(SharedCount::new(c.clone(), SHARED, 5).unwrap());
@@ -218,8 +215,7 @@ async fn shared_value_holds_any_bytes_and_a_stale_cas_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_cancelled_while_the_server_is_unreachable_can_be_started_again() {
-    let server = server().await;
-    let proxy = Proxy::start(&server.connect_string()).await.expect("proxy");
+    let (_server, proxy) = server_behind_a_proxy().await;
     let c = client(&proxy.connect_string()).await;
     let count = SharedCount::new(c.clone(), "/recipes/shared/cancelled", 5).unwrap();
     let value = SharedValue::new(c.clone(), "/recipes/shared/cancelled-value", vec![1]).unwrap();

@@ -25,6 +25,15 @@ pub async fn server() -> TestingServer {
         .expect("start the testing server")
 }
 
+/// A testing server and a fault proxy in front of it.
+pub async fn server_behind_a_proxy() -> (TestingServer, Proxy) {
+    let server = server().await;
+    let proxy = Proxy::start(&server.connect_string())
+        .await
+        .expect("proxy starts");
+    (server, proxy)
+}
+
 pub fn client_builder(connect: &str) -> zk_client::ClientBuilder {
     Client::builder()
         .connect_string(connect)
