@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# Interop checks against Apache ZooKeeper 3.8 (Debian package), as ../shared/INTEROP.md describes.
+# Interop checks against Apache ZooKeeper 3.8 (Debian package), as ../shared/INTEROP.md describes,
+# and 3.9 (Debian trixie's jars, see install_zookeeper_39).
 #
 #   scripts/interop.sh            everything below, in order:
 #     1. Apache ZooKeeper 3.8 (installed if needed) on a free loopback port: the zk-client test
 #        suite, then the kazoo suite and the zkCli / cli_mt checks (which proves those checks
 #        describe Apache's behaviour); then one member of a 3-member Apache ensemble alone in
-#        read-only mode: the client connects read-only, and moves when the test starts the quorum;
+#        read-only mode: the client connects read-only, and moves when the test starts the
+#        quorum; then the client suite and the read-only test again against Apache 3.9;
 #     2. our zk-server binary on a free loopback port: the same kazoo suite and CLI checks;
 #     3. one data directory written in turn by Apache ZooKeeper, zk-server and Apache again,
 #        each serving exactly what the others wrote (snapshots and txn logs in both directions);
 #     4. three zk-server processes as an ensemble: kazoo and zkCli on every member see the same
 #        data, and a kazoo Lock is held through a SIGKILL of the leader.
-#   scripts/interop.sh install    only install the Debian packages and the kazoo venv
-#   scripts/interop.sh read-only  only the read-only part of step 1
+#   scripts/interop.sh install    only install the Debian packages, 3.9's jars and the kazoo venv
+#   scripts/interop.sh read-only [3.8|3.9]
+#                                 only the read-only part of step 1
 #   scripts/interop.sh data-dir   only step 3
 #   scripts/interop.sh ensemble   only step 4
 #   scripts/interop.sh bench [ROUNDS]
@@ -27,7 +30,11 @@
 #   scripts/interop.sh bench-ensemble
 #                                 figures, not a test: create/set throughput and failover of a
 #                                 3-member zk-server ensemble next to an Apache one
-#   scripts/interop.sh serve      start Apache ZooKeeper and print its ZK_TEST_CONNECT; runs until killed
+#   scripts/interop.sh clients [3.8|3.9]
+#                                 only the zk-client test suite against that Apache version
+#   scripts/interop.sh serve [3.8|3.9]
+#                                 start Apache ZooKeeper (default 3.8) and print its
+#                                 ZK_TEST_CONNECT; runs until killed
 #
 # Each step is a function, so later steps (kazoo, zkCli against our server) can be added the same
 # way. Servers are started on 127.0.0.1 only and stopped by PID.
@@ -35,6 +42,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ZK_JAR=/usr/share/java/zookeeper.jar
+ZK39_DIR=$PWD/target/apache-zookeeper-3.9
+ZK_VERSION=3.8
+ZK_CLASSPATH=$ZK_JAR
 WORK_DIR=""
 ZK_PID=""
 ZK_PORT=""
@@ -59,6 +69,48 @@ install_zookeeper() {
   log "installing Apache ZooKeeper (Debian packages zookeeper, zookeeper-bin)"
   apt-get update
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends zookeeper zookeeper-bin
+}
+
+# install_zookeeper_39: Apache ZooKeeper 3.9 from Debian trixie's libzookeeper-java, as bookworm
+# has only 3.8. apt downloads it with a package list of its own (so it checks the archive's
+# signature) and installs nothing: the two jars are unpacked under target/ and run with the
+# dependency jars 3.8's package installed (install_zookeeper first).
+install_zookeeper_39() {
+  if compgen -G "$ZK39_DIR/zookeeper-3.9*.jar" >/dev/null; then
+    return
+  fi
+  log "downloading Apache ZooKeeper 3.9 (Debian trixie's libzookeeper-java)"
+  local apt_dir
+  apt_dir=$(mktemp -d /tmp/zk-apt-trixie.XXXXXX)
+  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
+  echo "deb http://deb.debian.org/debian trixie main" >"$apt_dir/sources.list"
+  local apt_options=(-q -o "Dir::Etc::SourceList=$apt_dir/sources.list"
+    -o Dir::Etc::SourceParts=/dev/null -o "Dir::State::Lists=$apt_dir/lists"
+    -o "Dir::Cache=$apt_dir/cache" -o APT::Sandbox::User=root)
+  apt-get "${apt_options[@]}" update >/dev/null
+  (cd "$apt_dir" && apt-get "${apt_options[@]}" download libzookeeper-java)
+  dpkg-deb -x "$apt_dir"/libzookeeper-java_*.deb "$apt_dir/unpacked"
+  mkdir -p "$ZK39_DIR"
+  cp "$apt_dir"/unpacked/usr/share/maven-repo/org/apache/zookeeper/zookeeper{,-jute}/3.9.*/*.jar \
+    "$ZK39_DIR/"
+  rm -rf "$apt_dir"
+}
+
+# use_zookeeper 3.8|3.9: the Apache version start_zookeeper runs.
+use_zookeeper() {
+  ZK_VERSION=$1
+  case $1 in
+    3.8) ZK_CLASSPATH=$ZK_JAR ;;
+    3.9)
+      install_zookeeper_39
+      # Its own jute jar first: the main jar's manifest names bookworm's (3.8) one.
+      ZK_CLASSPATH=$(echo "$ZK39_DIR"/zookeeper-jute-3.9*.jar):$(echo "$ZK39_DIR"/zookeeper-3.9*.jar)
+      ;;
+    *)
+      echo "unknown Apache ZooKeeper version $1 (3.8 or 3.9)" >&2
+      return 2
+      ;;
+  esac
 }
 
 free_port() {
@@ -193,7 +245,7 @@ apache_member_args() {
   local i=$1
   shift
   APACHE_MEMBER_ARGS=(java -Dzookeeper.root.logger=WARN,CONSOLE "$@"
-    -cp "$ZK_JAR:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar"
+    -cp "$ZK_CLASSPATH:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar"
     org.apache.zookeeper.server.quorum.QuorumPeerMain "$ENSEMBLE_DIR/$i/zoo.cfg")
 }
 
@@ -243,7 +295,7 @@ run_read_only_client_test() {
   apache_member_args 1 "$ro"
   "${APACHE_MEMBER_ARGS[@]}" >"$ENSEMBLE_DIR/1/server.log" 2>&1 &
   ENSEMBLE_PIDS+=($!)
-  log "Apache member 1 of 3 alone, in read-only mode (pid $!)"
+  log "Apache $ZK_VERSION member 1 of 3 alone, in read-only mode (pid $!)"
   for i in 2 3; do
     apache_member_args "$i" "$ro"
     printf '%q ' "${APACHE_MEMBER_ARGS[@]}" >>"$up"
@@ -531,8 +583,8 @@ log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender
 log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout
 log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} [myid:%X{myid}] - %-5p [%t:%C{1}@%L] - %m%n
 EOF
-  local cp="$WORK_DIR:$ZK_JAR:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar"
-  log "starting Apache ZooKeeper on 127.0.0.1:$ZK_PORT (log: $WORK_DIR/zookeeper.log)"
+  local cp="$WORK_DIR:$ZK_CLASSPATH:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar"
+  log "starting Apache ZooKeeper $ZK_VERSION on 127.0.0.1:$ZK_PORT (log: $WORK_DIR/zookeeper.log)"
   java -Dzookeeper.root.logger=INFO,CONSOLE \
     -Dlog4j.configuration="file:$WORK_DIR/log4j.properties" \
     -Dzookeeper.extendedTypesEnabled=true \
@@ -558,7 +610,7 @@ EOF
 }
 
 run_client_tests() {
-  log "client test suite against Apache ZooKeeper 127.0.0.1:$ZK_PORT"
+  log "client test suite against Apache ZooKeeper $ZK_VERSION 127.0.0.1:$ZK_PORT"
   local tests=()
   for f in tests/client_*.rs; do
     tests+=(--test "$(basename "$f" .rs)")
@@ -571,11 +623,13 @@ main() {
   case "$cmd" in
     install)
       install_zookeeper
+      install_zookeeper_39
       install_kazoo
       ;;
     serve)
       trap cleanup EXIT INT TERM
       install_zookeeper
+      use_zookeeper "${2:-3.8}"
       start_zookeeper
       echo "ZK_TEST_CONNECT=127.0.0.1:$ZK_PORT"
       wait "$ZK_PID"
@@ -591,6 +645,12 @@ main() {
       run_cli_checks "$ZK_PORT" "Apache ZooKeeper"
       stop_zookeeper
       run_read_only_client_test
+      use_zookeeper 3.9
+      start_zookeeper
+      run_client_tests
+      stop_zookeeper
+      run_read_only_client_test
+      use_zookeeper 3.8
       start_our_server
       run_kazoo_suite "$OURS_PORT" "zk-server"
       run_cli_checks "$OURS_PORT" "zk-server"
@@ -612,6 +672,14 @@ main() {
       cargo build --quiet --release --example bench
       bench_footprint
       ;;
+    clients)
+      trap cleanup EXIT INT TERM
+      install_zookeeper
+      use_zookeeper "${2:-3.8}"
+      start_zookeeper
+      run_client_tests
+      stop_zookeeper
+      ;;
     bench-clients)
       trap cleanup EXIT INT TERM
       bench_clients "${2:-3}"
@@ -624,6 +692,7 @@ main() {
     read-only)
       trap cleanup EXIT INT TERM
       install_zookeeper
+      use_zookeeper "${2:-3.8}"
       run_read_only_client_test
       ;;
     data-dir)
@@ -641,7 +710,7 @@ main() {
       stop_ensemble
       ;;
     *)
-      echo "usage: $0 [all|install|serve|read-only|data-dir|ensemble|bench [ROUNDS]|bench-clients [ROUNDS]|footprint|bench-ensemble]" >&2
+      echo "usage: $0 [all|install|serve [3.8|3.9]|clients [3.8|3.9]|read-only [3.8|3.9]|data-dir|ensemble|bench [ROUNDS]|bench-clients [ROUNDS]|footprint|bench-ensemble]" >&2
       exit 2
       ;;
   esac
