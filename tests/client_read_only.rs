@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use support::proxy::{Mode, Proxy};
 use support::{next_state, PATIENCE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -187,6 +188,48 @@ async fn a_cache_started_read_only_reads_again_on_a_read_write_server() {
     .expect("the cache reads the read-write server's tree");
     drop(cache);
     client.close().await.unwrap();
+    fake.abort();
+}
+
+/// A session only ever seen on read-only servers is local to the server that made it: no
+/// other server can close it. Closing such a client while it is disconnected returns at once,
+/// without waiting for (or making) a connection just to send closeSession.
+#[tokio::test]
+async fn closing_while_disconnected_from_a_read_only_session_needs_no_connection() {
+    let (read_only, _, fake) = read_only_server().await;
+    let proxy = Proxy::start(&read_only).await.unwrap();
+    // The other host takes connections and never answers: a handshake there hangs until the
+    // client's connect timeout (2 s: the 4 s session over 2 hosts).
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let client = support::client_builder(&format!("{},{silent_addr}", proxy.connect_string()))
+        .can_be_read_only(true)
+        .build()
+        .unwrap();
+    let mut states = client.connection_states();
+    assert_eq!(next_state(&mut states).await, ConnectionState::ReadOnly);
+
+    // Every host now swallows the handshake: a connect attempt waits out its timeout.
+    proxy.set_mode(Mode::Blackhole);
+    proxy.cut();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+    let started = std::time::Instant::now();
+    tokio::time::timeout(PATIENCE, client.close())
+        .await
+        .expect("close returns")
+        .expect("close succeeds");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(1000),
+        "close waited {took:?} for a connection it does not need"
+    );
+    holder.abort();
     fake.abort();
 }
 
