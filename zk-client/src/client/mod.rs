@@ -774,9 +774,12 @@ mod tests {
     use super::Client;
     use crate::Error;
 
-    /// Records the name and fields of every span created.
+    /// Records the name and fields of every span created, and which spans were entered.
     #[derive(Default, Clone)]
-    struct SpanRecorder(Arc<Mutex<Vec<String>>>);
+    struct SpanRecorder {
+        spans: Arc<Mutex<Vec<String>>>,
+        entered: Arc<Mutex<std::collections::BTreeSet<u64>>>,
+    }
 
     struct Fields(String);
 
@@ -793,14 +796,16 @@ mod tests {
         fn new_span(&self, span: &Attributes<'_>) -> Id {
             let mut fields = Fields(span.metadata().name().to_owned());
             span.record(&mut fields);
-            let mut spans = self.0.lock().unwrap();
+            let mut spans = self.spans.lock().unwrap();
             spans.push(fields.0);
             Id::from_u64(spans.len() as u64)
         }
         fn record(&self, _: &Id, _: &Record<'_>) {}
         fn record_follows_from(&self, _: &Id, _: &Id) {}
         fn event(&self, _: &Event<'_>) {}
-        fn enter(&self, _: &Id) {}
+        fn enter(&self, span: &Id) {
+            self.entered.lock().unwrap().insert(span.into_u64());
+        }
         fn exit(&self, _: &Id) {}
     }
 
@@ -808,21 +813,84 @@ mod tests {
     async fn every_operation_runs_in_a_span_naming_it_and_its_path() {
         let recorder = SpanRecorder::default();
         let _guard = tracing::subscriber::set_default(recorder.clone());
-        // No server: argument errors surface through the future, inside the span.
-        let client = Client::connect("127.0.0.1:1").unwrap();
-        let err = client.get_data("relative").await.unwrap_err();
-        assert!(matches!(err, Error::InvalidPath(_)), "{err:?}");
-        let err = client.set_data("/a//b", b"x").await.unwrap_err();
-        assert!(matches!(err, Error::InvalidPath(_)), "{err:?}");
-        let spans = recorder.0.lock().unwrap().clone();
-        for expected in [
-            r#"zk op="get_data" path=relative"#,
-            r#"zk op="set_data" path=/a//b"#,
+        // No server: argument errors surface through the future, inside the span; the
+        // operations without a path fail after the (short) connection timeout.
+        let client = Client::builder()
+            .connect_string("127.0.0.1:1")
+            .connection_timeout(std::time::Duration::from_millis(100))
+            .build()
+            .unwrap();
+        let bad = "relative";
+        let invalid_path = |r: Result<(), Error>| {
+            let err = r.unwrap_err();
+            assert!(matches!(err, Error::InvalidPath(_)), "{err:?}");
+        };
+        invalid_path(client.create(bad).await.map(drop));
+        invalid_path(client.create_containers(bad).await);
+        invalid_path(client.get_data(bad).await.map(drop));
+        invalid_path(client.get_data(bad).watched().await.map(drop));
+        invalid_path(client.set_data(bad, b"x").await.map(drop));
+        invalid_path(client.exists(bad).await.map(drop));
+        invalid_path(client.exists(bad).watched().await.map(drop));
+        invalid_path(client.delete(bad).await);
+        invalid_path(client.get_children(bad).await.map(drop));
+        invalid_path(
+            client
+                .get_children(bad)
+                .with_stat()
+                .watched()
+                .await
+                .map(drop),
+        );
+        invalid_path(client.get_acl(bad).await.map(drop));
+        invalid_path(client.set_acl(bad, Vec::new()).await.map(drop));
+        invalid_path(client.sync(bad).await);
+        invalid_path(client.get_all_children_number(bad).await.map(drop));
+        invalid_path(client.add_watch(bad).await.map(drop));
+        invalid_path(client.remove_watches(bad).await);
+        let _ = client.get_ephemerals(bad).await;
+        let _ = client.transaction().check("/t", 1).await;
+        let _ = client.multi_read().get_data("/m").await;
+        let _ = client.who_am_i().await;
+        let _ = client.get_config().await;
+        let _ = client.reconfig().await;
+        // One span per call, in call order, each entered (the call ran in it); the ones
+        // without a path of their own name the first operation's path (transaction), the root
+        // (multi-read, who am I) or the configuration node.
+        let spans = recorder.spans.lock().unwrap().clone();
+        let mut expected: Vec<String> = [
+            "create",
+            "create_containers",
+            "get_data",
+            "get_data",
+            "set_data",
+            "exists",
+            "exists",
+            "delete",
+            "get_children",
+            "get_children",
+            "get_acl",
+            "set_acl",
+            "sync",
+            "get_all_children_number",
+            "add_watch",
+            "remove_watches",
+            "get_ephemerals",
+        ]
+        .iter()
+        .map(|op| format!(r#"zk op="{op}" path={bad}"#))
+        .collect();
+        for (op, path) in [
+            ("transaction", "/t"),
+            ("multi_read", "/"),
+            ("who_am_i", "/"),
+            ("get_config", "/zookeeper/config"),
+            ("reconfig", "/zookeeper/config"),
         ] {
-            assert!(
-                spans.iter().any(|s| s == expected),
-                "{expected} in {spans:?}"
-            );
+            expected.push(format!(r#"zk op="{op}" path={path}"#));
         }
+        assert_eq!(spans, expected);
+        let entered = recorder.entered.lock().unwrap().clone();
+        assert_eq!(entered, (1..=spans.len() as u64).collect());
     }
 }
