@@ -409,8 +409,15 @@ bench_clients() {
   results=$(mktemp /tmp/zk-bench.XXXXXX)
   local out cpu ops=300000
   out=$(mktemp /tmp/zk-bench-out.XXXXXX)
+  local order
   for round in $(seq 1 "$rounds"); do
-    for driver in kezhuw ours; do
+    # Each driver goes first in every other round: the server's state (snapshots after the
+    # previous run's writes, its allocator) favours neither.
+    order="kezhuw ours"
+    if ((round % 2 == 0)); then
+      order="ours kezhuw"
+    fi
+    for driver in $order; do
       for op in create set get; do
         # The driver's own CPU time (user + system), from bash's `time`: what the client
         # library costs per operation, whatever the server's speed.
