@@ -13,8 +13,8 @@
 //!   [`MutexGuard`]s, with the same fencing tokens and state reporting.
 //! * [`Semaphore`] / [`SemaphoreMutex`] — Curator's `InterProcessSemaphoreV2` (leases, a
 //!   fixed limit or one driven by a [`SharedCount`]) and `InterProcessSemaphoreMutex`.
-//! * [`MultiLock`] — Curator's `InterProcessMultiLock`: several mutexes and read or write
-//!   locks, all or nothing.
+//! * [`MultiLock`] — Curator's `InterProcessMultiLock`: several mutexes, semaphore mutexes
+//!   and read or write locks, all or nothing.
 //! * [`Revoker`] — Curator's lock revocation: ask a holder to release
 //!   ([`MutexGuard::revocation_requested`] tells the holder).
 //! * [`LeaderSelector`] — Curator's `LeaderSelector`: an async closure runs while leading,
@@ -154,7 +154,7 @@ pub use error::{Error, Result};
 pub use group_member::GroupMember;
 pub use leader_latch::{LeaderLatch, Participant};
 pub use leader_selector::{CancelReason, LeaderSelector, LeaderSelectorBuilder, LeadershipContext};
-pub use multilock::{MultiLock, MultiLockGuard, MultiLockPart};
+pub use multilock::{MultiLock, MultiLockGuard, MultiLockPart, MultiLockPartGuard};
 pub use mutex::{LockState, LockStates, Mutex, MutexGuard};
 pub use persistent_node::{PersistentNode, PersistentNodeBuilder};
 pub use persistent_ttl_node::{PersistentTtlNode, PersistentTtlNodeBuilder};

@@ -1,5 +1,5 @@
-//! [`MultiLock`]: Curator's `InterProcessMultiLock` over mutexes and read or write locks —
-//! all or nothing.
+//! [`MultiLock`]: Curator's `InterProcessMultiLock` over mutexes (reentrant or semaphore
+//! mutexes) and read or write locks — all or nothing.
 
 use std::fmt;
 use std::time::Duration;
@@ -10,9 +10,10 @@ use zk_client::Client;
 
 use crate::mutex::{LockState, Mutex, MutexGuard};
 use crate::rwlock::{ReadLock, WriteLock};
+use crate::semaphore::{SemaphoreMutex, SemaphoreMutexGuard};
 use crate::{Error, Result};
 
-/// One lock of a [`MultiLock`]: any lock whose grant is a [`MutexGuard`].
+/// One lock of a [`MultiLock`]: what Curator's `InterProcessLock` covers.
 ///
 /// A part is a lock *handle*: a clone of a [`ReadLock`] or [`WriteLock`] is the same handle
 /// as the original, so a guard the original holds counts for
@@ -27,6 +28,9 @@ pub enum MultiLockPart {
     Read(ReadLock),
     /// The write side of a [`ReadWriteLock`](crate::ReadWriteLock).
     Write(WriteLock),
+    /// A [`SemaphoreMutex`] (not reentrant: a guard of the same handle alive elsewhere makes
+    /// the multi-lock wait for it).
+    SemaphoreMutex(SemaphoreMutex),
 }
 
 impl MultiLockPart {
@@ -36,6 +40,7 @@ impl MultiLockPart {
             MultiLockPart::Mutex(m) => m.path(),
             MultiLockPart::Read(r) => r.path(),
             MultiLockPart::Write(w) => w.path(),
+            MultiLockPart::SemaphoreMutex(s) => s.path(),
         }
     }
 
@@ -45,15 +50,29 @@ impl MultiLockPart {
             MultiLockPart::Mutex(m) => m.is_acquired(),
             MultiLockPart::Read(r) => r.is_acquired(),
             MultiLockPart::Write(w) => w.is_acquired(),
+            MultiLockPart::SemaphoreMutex(s) => s.is_acquired(),
         }
     }
 
-    async fn acquire_until(&self, deadline: Option<Instant>) -> Result<Option<MutexGuard>> {
-        match self {
-            MultiLockPart::Mutex(m) => m.acquire_until(deadline).await,
-            MultiLockPart::Read(r) => r.acquire_until(deadline).await,
-            MultiLockPart::Write(w) => w.acquire_until(deadline).await,
-        }
+    async fn acquire_until(&self, deadline: Option<Instant>) -> Result<Option<MultiLockPartGuard>> {
+        Ok(match self {
+            MultiLockPart::Mutex(m) => m
+                .acquire_until(deadline)
+                .await?
+                .map(MultiLockPartGuard::Mutex),
+            MultiLockPart::Read(r) => r
+                .acquire_until(deadline)
+                .await?
+                .map(MultiLockPartGuard::Mutex),
+            MultiLockPart::Write(w) => w
+                .acquire_until(deadline)
+                .await?
+                .map(MultiLockPartGuard::Mutex),
+            MultiLockPart::SemaphoreMutex(s) => s
+                .acquire_until(deadline)
+                .await?
+                .map(MultiLockPartGuard::SemaphoreMutex),
+        })
     }
 }
 
@@ -75,9 +94,70 @@ impl From<WriteLock> for MultiLockPart {
     }
 }
 
-/// Several locks taken as one: Curator's `InterProcessMultiLock` over [`Mutex`]es and the
-/// read or write sides of [`ReadWriteLock`](crate::ReadWriteLock)s (each keeps its own
-/// layout).
+impl From<SemaphoreMutex> for MultiLockPart {
+    fn from(s: SemaphoreMutex) -> Self {
+        MultiLockPart::SemaphoreMutex(s)
+    }
+}
+
+/// The grant of one part of a [`MultiLock`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum MultiLockPartGuard {
+    /// A [`Mutex`]'s, or a read or write lock's.
+    Mutex(MutexGuard),
+    /// A [`SemaphoreMutex`]'s.
+    SemaphoreMutex(SemaphoreMutexGuard),
+}
+
+impl MultiLockPartGuard {
+    /// The fencing token of the lock's node: strictly increasing across grants of the lock.
+    pub fn fencing_token(&self) -> i64 {
+        match self {
+            MultiLockPartGuard::Mutex(g) => g.fencing_token(),
+            MultiLockPartGuard::SemaphoreMutex(g) => g.fencing_token(),
+        }
+    }
+
+    /// The lock's state now.
+    pub fn state(&self) -> LockState {
+        match self {
+            MultiLockPartGuard::Mutex(g) => g.state(),
+            MultiLockPartGuard::SemaphoreMutex(g) => g.state(),
+        }
+    }
+
+    /// Resolves when the lock may be lost; returns its state then.
+    pub async fn at_risk(&self) -> LockState {
+        match self {
+            MultiLockPartGuard::Mutex(g) => g.at_risk().await,
+            MultiLockPartGuard::SemaphoreMutex(g) => g.at_risk().await,
+        }
+    }
+
+    /// Releases the lock, until its node is gone.
+    ///
+    /// # Errors
+    /// As [`MutexGuard::release`] or [`SemaphoreMutexGuard::release`].
+    pub async fn release(self) -> Result<()> {
+        match self {
+            MultiLockPartGuard::Mutex(g) => g.release().await,
+            MultiLockPartGuard::SemaphoreMutex(g) => g.release().await,
+        }
+    }
+
+    /// Releases, waiting at most one connection timeout (the rest goes on in the background).
+    async fn release_soon(self) -> Result<()> {
+        match self {
+            MultiLockPartGuard::Mutex(g) => g.release_soon().await,
+            MultiLockPartGuard::SemaphoreMutex(g) => g.release_soon().await,
+        }
+    }
+}
+
+/// Several locks taken as one: Curator's `InterProcessMultiLock` over [`Mutex`]es,
+/// [`SemaphoreMutex`]es and the read or write sides of
+/// [`ReadWriteLock`](crate::ReadWriteLock)s (each keeps its own layout).
 ///
 /// [`MultiLock::acquire`] takes the locks one after the other in the given order; if one
 /// fails (or the time runs out), the locks taken so far are released, in reverse order,
@@ -86,8 +166,7 @@ impl From<WriteLock> for MultiLockPart {
 /// [`MultiLock::acquire_timeout`] they both give up instead).
 ///
 /// Differences from Curator: the timeout bounds the whole acquisition (Curator gives each
-/// lock the full timeout); semaphores cannot be combined (their grants are leases, not
-/// lock guards); a path may appear once.
+/// lock the full timeout); a path may appear once.
 ///
 /// ```no_run
 /// # async fn f(client: zk_client::Client) -> zk_recipes::Result<()> {
@@ -129,8 +208,8 @@ impl MultiLock {
         MultiLock::from_locks(mutexes)
     }
 
-    /// A multi-lock of these locks (mutexes, read locks, write locks), acquired in the order
-    /// given.
+    /// A multi-lock of these locks (mutexes, semaphore mutexes, read locks, write locks),
+    /// acquired in the order given.
     ///
     /// ```no_run
     /// # async fn f(client: zk_client::Client) -> zk_recipes::Result<()> {
@@ -234,8 +313,8 @@ impl MultiLock {
 }
 
 /// Releases `guards` in reverse order, each until done or, when `soon`, for at most a
-/// connection timeout ([`MutexGuard::release_soon`]); the first error.
-async fn release_reversed(mut guards: Vec<MutexGuard>, soon: bool) -> Result<()> {
+/// connection timeout ([`MultiLockPartGuard::release_soon`]); the first error.
+async fn release_reversed(mut guards: Vec<MultiLockPartGuard>, soon: bool) -> Result<()> {
     let mut first_error = None;
     while let Some(guard) = guards.pop() {
         let released = if soon {
@@ -255,31 +334,34 @@ async fn release_reversed(mut guards: Vec<MutexGuard>, soon: bool) -> Result<()>
 #[must_use = "dropping the guard releases the locks at once"]
 #[derive(Debug)]
 pub struct MultiLockGuard {
-    guards: Vec<MutexGuard>,
+    guards: Vec<MultiLockPartGuard>,
 }
 
 impl MultiLockGuard {
     /// The guard of each lock, in acquisition order.
-    pub fn guards(&self) -> &[MutexGuard] {
+    pub fn guards(&self) -> &[MultiLockPartGuard] {
         &self.guards
     }
 
     /// The fencing token of each lock, in acquisition order.
     pub fn fencing_tokens(&self) -> Vec<i64> {
-        self.guards.iter().map(MutexGuard::fencing_token).collect()
+        self.guards
+            .iter()
+            .map(MultiLockPartGuard::fencing_token)
+            .collect()
     }
 
     /// The worst state among the locks ([`LockState::Lost`] before
     /// [`LockState::Suspended`] before [`LockState::Held`]).
     pub fn state(&self) -> LockState {
-        let states: Vec<LockState> = self.guards.iter().map(MutexGuard::state).collect();
+        let states: Vec<LockState> = self.guards.iter().map(MultiLockPartGuard::state).collect();
         [LockState::Released, LockState::Lost, LockState::Suspended]
             .into_iter()
             .find(|s| states.contains(s))
             .unwrap_or(LockState::Held)
     }
 
-    /// Resolves when one of the locks may be lost (see [`MutexGuard::at_risk`]); returns
+    /// Resolves when one of the locks may be lost (see [`MultiLockPartGuard::at_risk`]); returns
     /// that lock's state.
     pub async fn at_risk(&self) -> LockState {
         let waits = self.guards.iter().map(|g| g.at_risk().boxed());

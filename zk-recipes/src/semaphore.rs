@@ -489,13 +489,7 @@ impl SemaphoreMutex {
     /// # Cancellation safety
     /// As [`Semaphore::acquire`].
     pub async fn acquire(&self) -> Result<SemaphoreMutexGuard> {
-        let lease = self
-            .semaphore
-            .acquire(1)
-            .await?
-            .pop()
-            .ok_or(Error::Closed)?;
-        Ok(self.guard(lease))
+        self.acquire_until(None).await?.ok_or(Error::Closed)
     }
 
     /// Acquires the mutex within `timeout`; `None` when the time ran out (nothing is left
@@ -507,7 +501,16 @@ impl SemaphoreMutex {
     /// # Cancellation safety
     /// As [`Semaphore::acquire`].
     pub async fn acquire_timeout(&self, timeout: Duration) -> Result<Option<SemaphoreMutexGuard>> {
-        let lease = self.semaphore.acquire_timeout(1, timeout).await?.pop();
+        self.acquire_until(Some(Instant::now() + timeout)).await
+    }
+
+    /// Acquires the mutex by `deadline` (or waiting as long as it takes); `None` when the
+    /// time ran out.
+    pub(crate) async fn acquire_until(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<SemaphoreMutexGuard>> {
+        let lease = self.semaphore.acquire_until(1, deadline).await?.pop();
         Ok(lease.map(|l| self.guard(l)))
     }
 
@@ -585,6 +588,17 @@ impl SemaphoreMutexGuard {
             Some(lease) => lease.release().await,
             None => Ok(()),
         }
+    }
+
+    /// Releases, waiting at most one connection timeout; past it the deletion goes on in the
+    /// background (as a mutex guard's `release_soon`).
+    pub(crate) async fn release_soon(self) -> Result<()> {
+        let Some(bound) = self.lease.as_ref().map(|l| l.client.connection_timeout()) else {
+            return Ok(());
+        };
+        tokio::time::timeout(bound, self.release())
+            .await
+            .unwrap_or(Ok(()))
     }
 }
 

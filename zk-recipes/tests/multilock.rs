@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use support::*;
-use zk_recipes::{LockState, MultiLock, MultiLockPart, Mutex, ReadWriteLock};
+use zk_recipes::{LockState, MultiLock, MultiLockPart, Mutex, ReadWriteLock, SemaphoreMutex};
 
 const A: &str = "/recipes/multi/a";
 const B: &str = "/recipes/multi/b";
@@ -187,4 +187,62 @@ async fn read_and_write_locks_combine_with_mutexes() {
         .await
         .unwrap();
     all.release().await.unwrap();
+}
+
+/// A semaphore mutex combines with a mutex (Curator's multi-lock takes any InterProcessLock,
+/// InterProcessSemaphoreMutex among them): both held together, both excluded to others, and
+/// with the semaphore mutex held elsewhere a timed acquire holds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semaphore_mutexes_combine_with_mutexes() {
+    let server = server().await;
+    let a = client(&server.connect_string()).await;
+    let b = client(&server.connect_string()).await;
+    const S: &str = "/recipes/multi/semaphore";
+    let multi = MultiLock::from_locks([
+        MultiLockPart::from(Mutex::new(a.clone(), A).unwrap()),
+        MultiLockPart::from(SemaphoreMutex::new(a.clone(), S).unwrap()),
+    ])
+    .unwrap();
+    let guard = multi.acquire().await.unwrap();
+    assert!(multi.is_acquired());
+    assert_eq!(guard.state(), LockState::Held);
+    let tokens = guard.fencing_tokens();
+    assert!(tokens[0] < tokens[1], "acquired in order: {tokens:?}");
+    let other = SemaphoreMutex::new(b.clone(), S).unwrap();
+    assert!(other.acquire_timeout(SHORT).await.unwrap().is_none());
+    assert!(Mutex::new(b.clone(), A)
+        .unwrap()
+        .acquire_timeout(SHORT)
+        .await
+        .unwrap()
+        .is_none());
+    guard.release().await.unwrap();
+    assert!(!multi.is_acquired());
+
+    // Held elsewhere: the timed acquire gives the mutex back and leaves no lease behind.
+    let held = other
+        .acquire_timeout(PATIENCE)
+        .await
+        .unwrap()
+        .expect("free after the release");
+    assert!(multi.acquire_timeout(SHORT).await.unwrap().is_none());
+    assert!(!multi.locks()[0].is_acquired());
+    let g = Mutex::new(b.clone(), A)
+        .unwrap()
+        .acquire_timeout(PATIENCE)
+        .await
+        .unwrap()
+        .expect("A is free");
+    g.release().await.unwrap();
+    let leases = b.get_children(&format!("{S}/leases")).await.unwrap();
+    assert_eq!(leases.len(), 1, "only the other holder's lease: {leases:?}");
+    held.release().await.unwrap();
+    let all = within("both once the semaphore mutex is free", multi.acquire())
+        .await
+        .unwrap();
+    let lease = all.guards()[1].fencing_token();
+    assert!(lease > 0);
+    drop(all);
+    wait_children(&b, &format!("{S}/leases"), <[String]>::is_empty).await;
+    wait_children(&b, A, <[String]>::is_empty).await;
 }
