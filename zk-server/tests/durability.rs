@@ -405,3 +405,75 @@ async fn log_write_error_stops_the_server_without_acknowledging() {
     assert!(check.exists("/acked", false).await.is_ok());
     assert_eq!(check.exists("/lost", false).await, Err(ErrorCode::NoNode));
 }
+
+/// The next log file after a roll (at a snapshot) cannot be created — the directory refuses
+/// new files (`chattr +i`), as a full disk would — so the txn that needed it is never
+/// acknowledged: the server stops (exit code 1), and after a restart every write
+/// acknowledged before is there (the roll synced the file it closed) and that one is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_roll_that_cannot_start_the_next_file_stops_the_server_without_acknowledging() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path(), free_port(), "snapCount=10");
+    let mut c = RawClient::connect(&server.addr()).await;
+    c.create("/first", b"", CreateMode::Persistent)
+        .await
+        .unwrap();
+    let log_dir = dir.path().join("data").join("version-2");
+    let chattr = |flag: &str| {
+        std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(&log_dir)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(
+        chattr("+i"),
+        "chattr +i failed: this test needs e2fsprogs and an ext2/3/4 file system"
+    );
+    let mut acked = vec!["/first".to_owned()];
+    let mut refused = None;
+    for i in 0..30 {
+        let path = format!("/n-{i}");
+        let xid = c.next_xid();
+        let body = CreateRequest {
+            path: path.clone(),
+            data: None,
+            acl: Acl::open_unsafe(),
+            flags: 0,
+        };
+        c.send(xid, OpCode::Create, &|b| body.encode(b)).await;
+        let answered = match c.read_frame().await {
+            Ok(Some(frame)) => {
+                let header = ReplyHeader::decode(&mut Reader::new(&frame)).unwrap();
+                assert_eq!((header.xid, header.err), (xid, 0), "{path}");
+                true
+            }
+            Ok(None) | Err(_) => false,
+        };
+        if !answered {
+            refused = Some(path);
+            break;
+        }
+        acked.push(path);
+    }
+    assert!(chattr("-i"), "chattr -i failed");
+    let refused = refused.expect("a write after the roll (snapCount 10) is refused");
+    let status = tokio::task::spawn_blocking(move || server.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "the server stops when it cannot roll"
+    );
+    let restarted = ServerProcess::start(dir.path(), free_port(), "");
+    let mut check = RawClient::connect(&restarted.addr()).await;
+    for path in &acked {
+        assert!(
+            check.exists(path, false).await.is_ok(),
+            "{path} was acknowledged"
+        );
+    }
+    assert_eq!(check.exists(&refused, false).await, Err(ErrorCode::NoNode));
+}
