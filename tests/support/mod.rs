@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 pub use proxy::Proxy;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zk::client::{Client, ConnectionState, ConnectionStates, RetryNTimes, Session, SessionConfig};
 
 /// The session timeout the tests ask for (Apache's minimum with tickTime 2000).
@@ -38,6 +39,32 @@ impl Env {
     /// Whether the target is an external server (Apache ZooKeeper).
     pub fn is_external(&self) -> bool {
         self._embedded.is_none()
+    }
+
+    /// Whether the target is an external server older than `major.minor`, by the version its
+    /// `srvr` four-letter word reports (unknown counts as older).
+    pub async fn is_external_before(&self, major: u32, minor: u32) -> bool {
+        if !self.is_external() {
+            return false;
+        }
+        let srvr = async {
+            let mut socket = tokio::net::TcpStream::connect(&self.connect).await.ok()?;
+            socket.write_all(b"srvr").await.ok()?;
+            let mut reply = String::new();
+            socket.read_to_string(&mut reply).await.ok()?;
+            Some(reply)
+        };
+        let reply = tokio::time::timeout(PATIENCE, srvr).await.ok().flatten();
+        // "Zookeeper version: 3.9.3-<commit>, built on …"
+        let version = reply.as_deref().and_then(|r| {
+            let v = r.split("Zookeeper version: ").nth(1)?;
+            let mut parts = v.split(|c: char| !c.is_ascii_digit());
+            Some((
+                parts.next()?.parse::<u32>().ok()?,
+                parts.next()?.parse::<u32>().ok()?,
+            ))
+        });
+        version.is_none_or(|v| v < (major, minor))
     }
 }
 
