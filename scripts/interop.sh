@@ -72,17 +72,20 @@ install_zookeeper() {
 }
 
 # install_zookeeper_39: Apache ZooKeeper 3.9 from Debian trixie's libzookeeper-java, as bookworm
-# has only 3.8. apt downloads it with a package list of its own (so it checks the archive's
-# signature) and installs nothing: the two jars are unpacked under target/ and run with the
-# dependency jars 3.8's package installed (install_zookeeper first).
+# has only 3.8. apt downloads it with a package list of its own (checked against trixie's
+# signed Release file with the host's keyring, which trusts trixie's keys) and installs
+# nothing: its two jars (main and jute) are unpacked under target/ and run with the dependency
+# jars 3.8's package installed (install_zookeeper first).
 install_zookeeper_39() {
-  if compgen -G "$ZK39_DIR/zookeeper-3.9*.jar" >/dev/null; then
+  if [[ -f "$ZK39_DIR/zookeeper.jar" && -f "$ZK39_DIR/zookeeper-jute.jar" ]]; then
     return
   fi
   log "downloading Apache ZooKeeper 3.9 (Debian trixie's libzookeeper-java)"
   local apt_dir
   apt_dir=$(mktemp -d /tmp/zk-apt-trixie.XXXXXX)
-  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
+  # shellcheck disable=SC2064 # expand now: apt_dir is local
+  trap "rm -rf '$apt_dir'; trap - RETURN" RETURN
+  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/jars"
   echo "deb http://deb.debian.org/debian trixie main" >"$apt_dir/sources.list"
   local apt_options=(-q -o "Dir::Etc::SourceList=$apt_dir/sources.list"
     -o Dir::Etc::SourceParts=/dev/null -o "Dir::State::Lists=$apt_dir/lists"
@@ -90,13 +93,15 @@ install_zookeeper_39() {
   apt-get "${apt_options[@]}" update >/dev/null
   (cd "$apt_dir" && apt-get "${apt_options[@]}" download libzookeeper-java)
   dpkg-deb -x "$apt_dir"/libzookeeper-java_*.deb "$apt_dir/unpacked"
-  mkdir -p "$ZK39_DIR"
-  cp "$apt_dir"/unpacked/usr/share/maven-repo/org/apache/zookeeper/zookeeper{,-jute}/3.9.*/*.jar \
-    "$ZK39_DIR/"
-  rm -rf "$apt_dir"
+  # zookeeper.jar and zookeeper-jute.jar are links to the versioned jars; copy what they name.
+  cp -L "$apt_dir/unpacked/usr/share/java/zookeeper.jar" \
+    "$apt_dir/unpacked/usr/share/java/zookeeper-jute.jar" "$apt_dir/jars/"
+  mkdir -p "$(dirname "$ZK39_DIR")"
+  rm -rf "$ZK39_DIR"
+  mv "$apt_dir/jars" "$ZK39_DIR"
 }
 
-# use_zookeeper 3.8|3.9: the Apache version start_zookeeper runs.
+# use_zookeeper 3.8|3.9: the Apache version start_zookeeper and the ensemble steps run.
 use_zookeeper() {
   ZK_VERSION=$1
   case $1 in
@@ -104,7 +109,7 @@ use_zookeeper() {
     3.9)
       install_zookeeper_39
       # Its own jute jar first: the main jar's manifest names bookworm's (3.8) one.
-      ZK_CLASSPATH=$(echo "$ZK39_DIR"/zookeeper-jute-3.9*.jar):$(echo "$ZK39_DIR"/zookeeper-3.9*.jar)
+      ZK_CLASSPATH=$ZK39_DIR/zookeeper-jute.jar:$ZK39_DIR/zookeeper.jar
       ;;
     *)
       echo "unknown Apache ZooKeeper version $1 (3.8 or 3.9)" >&2
@@ -413,11 +418,11 @@ bench_clients() {
   for round in $(seq 1 "$rounds"); do
     # Each driver goes first in every other round: the server's state (snapshots after the
     # previous run's writes, its allocator) favours neither.
-    order="kezhuw ours"
+    order=(kezhuw ours)
     if ((round % 2 == 0)); then
-      order="ours kezhuw"
+      order=(ours kezhuw)
     fi
-    for driver in $order; do
+    for driver in "${order[@]}"; do
       for op in create set get; do
         # The driver's own CPU time (user + system), from bash's `time`: what the client
         # library costs per operation, whatever the server's speed.
@@ -601,7 +606,13 @@ EOF
   for _ in $(seq 1 150); do
     if [[ "$(four_letter_word "$ZK_PORT" ruok)" == "imok" ]] &&
       ! four_letter_word "$ZK_PORT" srvr | grep -q "not currently serving"; then
-      log "Apache ZooKeeper is up (pid $ZK_PID): $(four_letter_word "$ZK_PORT" srvr | head -1)"
+      local version
+      version=$(four_letter_word "$ZK_PORT" srvr | head -1)
+      log "Apache ZooKeeper is up (pid $ZK_PID): $version"
+      if [[ "$version" != "Zookeeper version: $ZK_VERSION."* ]]; then
+        echo "expected Apache ZooKeeper $ZK_VERSION, got: $version" >&2
+        return 1
+      fi
       return
     fi
     if ! kill -0 "$ZK_PID" 2>/dev/null; then

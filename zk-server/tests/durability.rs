@@ -4,6 +4,7 @@
 mod support;
 
 use std::io::{Seek, SeekFrom, Write};
+use std::time::Duration;
 
 use support::process::{free_port, log_files, ServerProcess};
 use support::RawClient;
@@ -353,52 +354,93 @@ async fn empty_log_file_left_by_a_crash_after_a_roll_is_reused() {
     assert!(c.exists("/after", false).await.is_ok());
 }
 
-/// A failed log write is never acknowledged: the server stops (exit code 1) and, after a
-/// restart, the write is absent while everything acknowledged before it is present. The
-/// failure is injected by making the open log file immutable (`chattr +i`: later writes fail
-/// with EPERM even for root).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn log_write_error_stops_the_server_without_acknowledging() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::start(dir.path(), free_port(), "");
-    let mut c = RawClient::connect(&server.addr()).await;
-    c.create("/acked", b"", CreateMode::Persistent)
-        .await
-        .unwrap();
-    let log = log_files(dir.path()).pop().unwrap();
-    let chattr = |flag: &str| {
-        std::process::Command::new("chattr")
-            .arg(flag)
-            .arg(&log)
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    assert!(
-        chattr("+i"),
-        "chattr +i failed: this test needs e2fsprogs and an ext2/3/4 file system"
-    );
+/// `chattr +i` on a path until dropped: writes to an immutable file, or new files in an
+/// immutable directory, fail with EPERM even for root — a storage error on demand.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn set(path: &std::path::Path) -> Immutable {
+        assert!(
+            chattr("+i", path),
+            "chattr +i failed: this test needs e2fsprogs, an ext2/3/4 file system and \
+             CAP_LINUX_IMMUTABLE"
+        );
+        Immutable(path.to_owned())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        // Not an assert: a panic while unwinding would abort the test binary.
+        if !chattr("-i", &self.0) {
+            eprintln!("chattr -i {} failed", self.0.display());
+        }
+    }
+}
+
+fn chattr(flag: &str, path: &std::path::Path) -> bool {
+    std::process::Command::new("chattr")
+        .arg(flag)
+        .arg(path)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Sends a create of `path` without waiting for the reply; returns its xid.
+async fn send_create(c: &mut RawClient, path: &str) -> i32 {
     let xid = c.next_xid();
     let body = CreateRequest {
-        path: "/lost".into(),
+        path: path.to_owned(),
         data: None,
         acl: Acl::open_unsafe(),
         flags: 0,
     };
     c.send(xid, OpCode::Create, &|b| body.encode(b)).await;
-    let reply = c.read_frame().await;
-    assert!(chattr("-i"), "chattr -i failed");
+    xid
+}
+
+/// Waits (bounded) for the server to exit; its exit code and what it wrote to stderr.
+async fn exit_of(mut server: ServerProcess) -> (Option<i32>, String) {
+    let waited = tokio::task::spawn_blocking(move || {
+        let status = server.child.wait().expect("wait for zk-server");
+        let mut stderr = String::new();
+        if let Some(mut pipe) = server.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+        }
+        (status.code(), stderr)
+    });
+    tokio::time::timeout(Duration::from_secs(20), waited)
+        .await
+        .expect("the server exits")
+        .unwrap()
+}
+
+/// A failed log write is never acknowledged: the server stops (exit code 1) and, after a
+/// restart, the write is absent while everything acknowledged before it is present. The
+/// failure is injected by making the open log file immutable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_write_error_stops_the_server_without_acknowledging() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), free_port(), "");
+    let mut c = RawClient::connect(&server.addr()).await;
+    c.create("/acked", b"", CreateMode::Persistent)
+        .await
+        .unwrap();
+    let log = log_files(dir.path()).pop().unwrap();
+    let reply = {
+        let _immutable = Immutable::set(&log);
+        send_create(&mut c, "/lost").await;
+        c.read_frame().await
+    };
     assert!(
         matches!(reply, Ok(None) | Err(_)),
         "the failed write was answered: {reply:?}"
     );
-    let status = tokio::task::spawn_blocking(move || server.child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        status.code(),
-        Some(1),
-        "the server stops on a log write error"
+    let (code, stderr) = exit_of(server).await;
+    assert_eq!(code, Some(1), "the server stops on a log write error");
+    assert!(
+        stderr.contains("storage failure, server stopped"),
+        "{stderr}"
     );
     let restarted = ServerProcess::start(dir.path(), free_port(), "");
     let mut check = RawClient::connect(&restarted.addr()).await;
@@ -407,65 +449,45 @@ async fn log_write_error_stops_the_server_without_acknowledging() {
 }
 
 /// The next log file after a roll (at a snapshot) cannot be created — the directory refuses
-/// new files (`chattr +i`), as a full disk would — so the txn that needed it is never
-/// acknowledged: the server stops (exit code 1), and after a restart every write
-/// acknowledged before is there (the roll synced the file it closed) and that one is not.
+/// new files, as a full disk would — so the txn that needs it is never acknowledged: the
+/// server stops (exit code 1), and after a restart every write acknowledged before is there
+/// (in the file the roll closed) and that one is not. One create at a time, so the roll comes
+/// after the same write every run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_roll_that_cannot_start_the_next_file_stops_the_server_without_acknowledging() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::start(dir.path(), free_port(), "snapCount=10");
+    let server = ServerProcess::start(dir.path(), free_port(), "snapCount=10");
     let mut c = RawClient::connect(&server.addr()).await;
     c.create("/first", b"", CreateMode::Persistent)
         .await
         .unwrap();
-    let log_dir = dir.path().join("data").join("version-2");
-    let chattr = |flag: &str| {
-        std::process::Command::new("chattr")
-            .arg(flag)
-            .arg(&log_dir)
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    assert!(
-        chattr("+i"),
-        "chattr +i failed: this test needs e2fsprogs and an ext2/3/4 file system"
-    );
     let mut acked = vec!["/first".to_owned()];
     let mut refused = None;
-    for i in 0..30 {
-        let path = format!("/n-{i}");
-        let xid = c.next_xid();
-        let body = CreateRequest {
-            path: path.clone(),
-            data: None,
-            acl: Acl::open_unsafe(),
-            flags: 0,
-        };
-        c.send(xid, OpCode::Create, &|b| body.encode(b)).await;
-        let answered = match c.read_frame().await {
-            Ok(Some(frame)) => {
-                let header = ReplyHeader::decode(&mut Reader::new(&frame)).unwrap();
-                assert_eq!((header.xid, header.err), (xid, 0), "{path}");
-                true
-            }
-            Ok(None) | Err(_) => false,
-        };
-        if !answered {
-            refused = Some(path);
-            break;
+    {
+        let _immutable = Immutable::set(&dir.path().join("data").join("version-2"));
+        for i in 0..30 {
+            let path = format!("/n-{i}");
+            let xid = send_create(&mut c, &path).await;
+            let Ok(Some(frame)) = c.read_frame().await else {
+                refused = Some(path);
+                break;
+            };
+            let header = ReplyHeader::decode(&mut Reader::new(&frame)).unwrap();
+            assert_eq!((header.xid, header.err), (xid, 0), "{path}");
+            acked.push(path);
         }
-        acked.push(path);
     }
-    assert!(chattr("-i"), "chattr -i failed");
-    let refused = refused.expect("a write after the roll (snapCount 10) is refused");
-    let status = tokio::task::spawn_blocking(move || server.child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    // The session and /first are txns 1 and 2; the snapshot follows txn 10 (/n-7).
+    assert_eq!(refused.as_deref(), Some("/n-8"), "acknowledged: {acked:?}");
+    let (code, stderr) = exit_of(server).await;
     assert_eq!(
-        status.code(),
+        code,
         Some(1),
-        "the server stops when it cannot roll"
+        "the server stops when it cannot start a log file"
+    );
+    assert!(
+        stderr.contains("storage failure, server stopped"),
+        "{stderr}"
     );
     let restarted = ServerProcess::start(dir.path(), free_port(), "");
     let mut check = RawClient::connect(&restarted.addr()).await;
@@ -475,5 +497,5 @@ async fn a_log_roll_that_cannot_start_the_next_file_stops_the_server_without_ack
             "{path} was acknowledged"
         );
     }
-    assert_eq!(check.exists(&refused, false).await, Err(ErrorCode::NoNode));
+    assert_eq!(check.exists("/n-8", false).await, Err(ErrorCode::NoNode));
 }
