@@ -1,5 +1,5 @@
-//! [`MultiLock`]: Curator's `InterProcessMultiLock` over mutexes (reentrant or semaphore
-//! mutexes) and read or write locks — all or nothing.
+//! [`MultiLock`]: Curator's `InterProcessMultiLock` over mutexes, semaphore mutexes and read
+//! or write locks — all or nothing.
 
 use std::fmt;
 use std::time::Duration;
@@ -28,8 +28,7 @@ pub enum MultiLockPart {
     Read(ReadLock),
     /// The write side of a [`ReadWriteLock`](crate::ReadWriteLock).
     Write(WriteLock),
-    /// A [`SemaphoreMutex`] (not reentrant: a guard of the same handle alive elsewhere makes
-    /// the multi-lock wait for it).
+    /// A [`SemaphoreMutex`].
     SemaphoreMutex(SemaphoreMutex),
 }
 
@@ -135,11 +134,16 @@ impl MultiLockPartGuard {
         }
     }
 
+    /// The lock node's path (client-relative).
+    pub fn node_path(&self) -> &str {
+        match self {
+            MultiLockPartGuard::Mutex(g) => g.node_path(),
+            MultiLockPartGuard::SemaphoreMutex(g) => g.node_path(),
+        }
+    }
+
     /// Releases the lock, until its node is gone.
-    ///
-    /// # Errors
-    /// As [`MutexGuard::release`] or [`SemaphoreMutexGuard::release`].
-    pub async fn release(self) -> Result<()> {
+    async fn release(self) -> Result<()> {
         match self {
             MultiLockPartGuard::Mutex(g) => g.release().await,
             MultiLockPartGuard::SemaphoreMutex(g) => g.release().await,

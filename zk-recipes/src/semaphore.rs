@@ -590,12 +590,14 @@ impl SemaphoreMutexGuard {
         }
     }
 
-    /// Releases, waiting at most one connection timeout; past it the deletion goes on in the
-    /// background (as a mutex guard's `release_soon`).
+    /// Releases, waiting at most one connection timeout; past it the lease node's deletion
+    /// goes on in the background, and the handle no longer counts itself as holder (a mutex
+    /// guard's counts until the node is gone).
     pub(crate) async fn release_soon(self) -> Result<()> {
-        let Some(bound) = self.lease.as_ref().map(|l| l.client.connection_timeout()) else {
+        let Some(lease) = &self.lease else {
             return Ok(());
         };
+        let bound = lease.client.connection_timeout();
         tokio::time::timeout(bound, self.release())
             .await
             .unwrap_or(Ok(()))

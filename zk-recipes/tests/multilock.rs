@@ -227,6 +227,9 @@ async fn semaphore_mutexes_combine_with_mutexes() {
         .expect("free after the release");
     assert!(multi.acquire_timeout(SHORT).await.unwrap().is_none());
     assert!(!multi.locks()[0].is_acquired());
+    assert!(!multi.locks()[1].is_acquired());
+    let waiting = b.get_children(&format!("{S}/locks")).await.unwrap();
+    assert!(waiting.is_empty(), "nothing left waiting: {waiting:?}");
     let g = Mutex::new(b.clone(), A)
         .unwrap()
         .acquire_timeout(PATIENCE)

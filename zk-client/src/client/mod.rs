@@ -834,14 +834,10 @@ mod tests {
         invalid_path(client.exists(bad).watched().await.map(drop));
         invalid_path(client.delete(bad).await);
         invalid_path(client.get_children(bad).await.map(drop));
-        invalid_path(
-            client
-                .get_children(bad)
-                .with_stat()
-                .watched()
-                .await
-                .map(drop),
-        );
+        invalid_path(client.get_children(bad).with_stat().await.map(drop));
+        invalid_path(client.get_children(bad).watched().await.map(drop));
+        let children = client.get_children(bad).with_stat().watched();
+        invalid_path(children.await.map(drop));
         invalid_path(client.get_acl(bad).await.map(drop));
         invalid_path(client.set_acl(bad, Vec::new()).await.map(drop));
         invalid_path(client.sync(bad).await);
@@ -853,6 +849,7 @@ mod tests {
         let _ = client.multi_read().get_data("/m").await;
         let _ = client.who_am_i().await;
         let _ = client.get_config().await;
+        let _ = client.get_config().watched().await;
         let _ = client.reconfig().await;
         // One span per call, in call order, each entered (the call ran in it); the ones
         // without a path of their own name the first operation's path (transaction), the root
@@ -867,6 +864,8 @@ mod tests {
             "exists",
             "exists",
             "delete",
+            "get_children",
+            "get_children",
             "get_children",
             "get_children",
             "get_acl",
@@ -884,6 +883,7 @@ mod tests {
             ("transaction", "/t"),
             ("multi_read", "/"),
             ("who_am_i", "/"),
+            ("get_config", "/zookeeper/config"),
             ("get_config", "/zookeeper/config"),
             ("reconfig", "/zookeeper/config"),
         ] {
