@@ -520,8 +520,10 @@ impl HeldNode {
 }
 
 impl Drop for HeldNode {
+    /// The holder let go of the node (its deletion, if any, goes on in the background):
+    /// subscribers see `Released`, and their streams end.
     fn drop(&mut self) {
-        self.monitor.abort();
+        self.released();
     }
 }
 

@@ -367,7 +367,9 @@ impl Lease {
         self.held.get()
     }
 
-    /// The lease's state as a watch channel (quick successive changes are coalesced).
+    /// The lease's state as a watch channel (quick successive changes are coalesced). When
+    /// the lease is dropped (or its release gives up waiting) it shows `Released` at once;
+    /// the node's deletion goes on in the background.
     pub fn states(&self) -> watch::Receiver<LockState> {
         self.held.states()
     }

@@ -229,7 +229,9 @@ async fn lease_states_follow_the_connection_and_the_session() {
         .await
         .unwrap();
 
+    let mut released_states = released.states();
     released.release().await.unwrap();
+    assert_eq!(*released_states.borrow_and_update(), LockState::Released);
     assert_eq!(kept.state(), LockState::Held, "another lease's release");
 
     assert!(server.expire_session(holder.session_id()).await);
@@ -253,6 +255,18 @@ async fn lease_states_follow_the_connection_and_the_session() {
     );
     assert_eq!(seen.last(), Some(&LockState::Lost), "{seen:?}");
     kept.release().await.unwrap();
+
+    // A dropped lease says so to whoever follows it.
+    let lease = semaphore.acquire(1).await.unwrap().remove(0);
+    let mut states = lease.states();
+    let mut changes = lease.state_changes();
+    drop(lease);
+    assert_eq!(*states.borrow_and_update(), LockState::Released);
+    assert_eq!(
+        within("RELEASED", changes.next()).await,
+        Some(LockState::Released)
+    );
+    assert_eq!(within("the end", changes.next()).await, None);
 }
 
 /// The guard of a `SemaphoreMutex` reports the state of its lease.
