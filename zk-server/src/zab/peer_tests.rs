@@ -239,6 +239,48 @@ fn proposals_are_acked_once_durable_and_applied_once_committed() {
     assert_eq!(p.committed(), make_zxid(1, 3));
 }
 
+/// A serving follower whose leader falls silent (a partition that drops packets without
+/// closing the connection) stops serving after syncLimit ticks, as Apache's follower (its
+/// socket read timeout): until then it may answer reads from a stale state, so the bound
+/// matters. The leader's pings keep it following.
+#[test]
+fn a_follower_whose_leader_is_silent_for_sync_limit_ticks_stops_serving() {
+    let mut p = acked_follower();
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::UpToDate {
+            committed: make_zxid(1, 2),
+        },
+    });
+    p.take_actions();
+    // syncLimit is 5 ticks of 100 ms. Pings every tick: it stays for a long while.
+    for t in 1..=30 {
+        p.handle(Input::Receive {
+            from: 2,
+            message: Message::Ping { committed: 0 },
+        });
+        p.handle(Input::Tick { now_ms: t * 100 });
+        assert!(
+            matches!(p.role(), Role::Following { serving: true, .. }),
+            "{:?} at {t}00 ms",
+            p.role()
+        );
+    }
+    // The last ping came between the ticks of 2,900 and 3,000 ms (the peer knows the time
+    // by its ticks: it heard it "at 2,900"). Silence: still serving up to 3,400 ms, looking at
+    // 3,500 — syncLimit ticks after the last ping, give or take one tick.
+    for t in 31..=34 {
+        p.handle(Input::Tick { now_ms: t * 100 });
+        assert!(
+            matches!(p.role(), Role::Following { serving: true, .. }),
+            "{:?} at {t}00 ms",
+            p.role()
+        );
+    }
+    p.handle(Input::Tick { now_ms: 3_500 });
+    assert_eq!(p.role(), Role::Looking);
+}
+
 #[test]
 fn zookeeper_4925_a_proposal_leaving_a_hole_sends_the_follower_back_to_election() {
     let mut p = synced_follower();
