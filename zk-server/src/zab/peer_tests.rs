@@ -426,6 +426,51 @@ fn the_leader_proposes_after_a_quorum_acked_newleader_and_commits_on_a_quorum() 
     assert!(sent(&a).contains(&(2, Message::Commit { zxid })));
 }
 
+/// An established leader keeps leading while a quorum (itself and one follower) answers its
+/// pings, and steps down once no follower has been heard for syncLimit ticks — a leader cut
+/// off by a partition that drops packets must stop acknowledging, as Apache's.
+#[test]
+fn a_leader_that_hears_no_quorum_for_sync_limit_ticks_steps_down() {
+    let mut p = leader();
+    for from in [2, 3] {
+        p.handle(Input::Receive {
+            from,
+            message: Message::AckNewLeader { epoch: 1 },
+        });
+    }
+    assert!(matches!(
+        p.role(),
+        Role::Leading {
+            established: true,
+            ..
+        }
+    ));
+    // Follower 3 falls silent at once; 2 answers every tick: still a quorum.
+    for t in 11..=40 {
+        p.handle(Input::Receive {
+            from: 2,
+            message: Message::PingReply,
+        });
+        p.handle(Input::Tick { now_ms: t * 100 });
+        assert!(
+            matches!(p.role(), Role::Leading { .. }),
+            "{:?} at {t}00 ms",
+            p.role()
+        );
+    }
+    // Now 2 is silent too (last heard "at 3,900"): leading up to 4,400 ms, looking at 4,500.
+    for t in 41..=44 {
+        p.handle(Input::Tick { now_ms: t * 100 });
+        assert!(
+            matches!(p.role(), Role::Leading { .. }),
+            "{:?} at {t}00 ms",
+            p.role()
+        );
+    }
+    p.handle(Input::Tick { now_ms: 4_500 });
+    assert_eq!(p.role(), Role::Looking);
+}
+
 fn entry_named(zxid: Zxid, txn: &'static str) -> Entry {
     Entry {
         zxid,
