@@ -242,6 +242,14 @@ $servers
 EOF
     ENSEMBLE_MEMBERS+="${ENSEMBLE_MEMBERS:+,}127.0.0.1:${ENSEMBLE_CLIENT_PORTS[$((i - 1))]}"
   done
+  # For Apache members (warnings and errors): 3.9's jar, unlike Debian's 3.8 one, brings no
+  # log4j configuration.
+  cat >"$ENSEMBLE_DIR/log4j.properties" <<'EOF'
+log4j.rootLogger=WARN, CONSOLE
+log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender
+log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout
+log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} [myid:%X{myid}] - %-5p [%t:%C{1}@%L] - %m%n
+EOF
 }
 
 # apache_member_args I [JAVA_OPTION...]: sets APACHE_MEMBER_ARGS to the command line of Apache
@@ -249,7 +257,7 @@ EOF
 apache_member_args() {
   local i=$1
   shift
-  APACHE_MEMBER_ARGS=(java -Dzookeeper.root.logger=WARN,CONSOLE "$@"
+  APACHE_MEMBER_ARGS=(java -Dlog4j.configuration="file:$ENSEMBLE_DIR/log4j.properties" "$@"
     -cp "$ZK_CLASSPATH:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar"
     org.apache.zookeeper.server.quorum.QuorumPeerMain "$ENSEMBLE_DIR/$i/zoo.cfg")
 }
@@ -295,8 +303,30 @@ start_ensemble() {
 # test asks for 20 s sessions (tickTime 200 caps them at 4 s by default), so that a slow
 # election on a loaded machine is not a session loss.
 run_read_only_client_test() {
+  local attempt
+  for attempt in 1 2; do
+    start_lone_read_only_member && break
+    # Setup, not the test: once more on fresh ports, after showing why.
+    tail -n 40 "$ENSEMBLE_DIR/1/server.log" >&2
+    echo "the lone member did not enter read-only mode within 30 s (attempt $attempt)" >&2
+    stop_ensemble
+    if ((attempt == 2)); then
+      return 1
+    fi
+  done
+  log "client read-only test against $ENSEMBLE_MEMBERS"
+  ZK_TEST_READ_ONLY_CONNECT="$ENSEMBLE_MEMBERS" \
+    ZK_TEST_READ_ONLY_QUORUM_UP="bash $(printf %q "$ENSEMBLE_DIR/quorum-up.sh")" \
+    cargo test --test client_read_only -- --ignored
+  stop_ensemble
+}
+
+# start_lone_read_only_member: member 1 of a new 3-member Apache ensemble alone, with
+# ENSEMBLE_DIR/quorum-up.sh starting the other two; fails unless member 1 serves read-only
+# within 30 s.
+start_lone_read_only_member() {
   write_ensemble_configs $'localSessionsEnabled=true\nmaxSessionTimeout=30000'
-  local ro=-Dreadonlymode.enabled=true up="$ENSEMBLE_DIR/quorum-up.sh" i
+  local ro=-Dreadonlymode.enabled=true up="$ENSEMBLE_DIR/quorum-up.sh" i started=$SECONDS
   apache_member_args 1 "$ro"
   "${APACHE_MEMBER_ARGS[@]}" >"$ENSEMBLE_DIR/1/server.log" 2>&1 &
   ENSEMBLE_PIDS+=($!)
@@ -307,18 +337,13 @@ run_read_only_client_test() {
     printf '>%q 2>&1 &\necho $! >>%q\n' "$ENSEMBLE_DIR/$i/server.log" "$ENSEMBLE_DIR/pids" >>"$up"
   done
   for _ in $(seq 1 300); do
-    four_letter_word "${ENSEMBLE_CLIENT_PORTS[0]}" srvr | grep -q "Mode: read-only" && break
+    if four_letter_word "${ENSEMBLE_CLIENT_PORTS[0]}" srvr | grep -q "Mode: read-only"; then
+      log "member 1 serves read-only after $((SECONDS - started)) s"
+      return 0
+    fi
     sleep 0.1
   done
-  four_letter_word "${ENSEMBLE_CLIENT_PORTS[0]}" srvr | grep -q "Mode: read-only" || {
-    tail -n 20 "$ENSEMBLE_DIR/1/server.log" >&2
-    echo "the lone member did not enter read-only mode within 30 s" >&2
-    return 1
-  }
-  log "client read-only test against $ENSEMBLE_MEMBERS"
-  ZK_TEST_READ_ONLY_CONNECT="$ENSEMBLE_MEMBERS" ZK_TEST_READ_ONLY_QUORUM_UP="bash $(printf %q "$up")" \
-    cargo test --test client_read_only -- --ignored
-  stop_ensemble
+  return 1
 }
 
 run_ensemble_kazoo_tests() {
