@@ -118,6 +118,17 @@ use_zookeeper() {
   esac
 }
 
+# write_log4j_config FILE LEVEL: a log4j 1.2 configuration logging LEVEL and above to stdout
+# (Apache ZooKeeper's own layout).
+write_log4j_config() {
+  cat >"$1" <<EOF
+log4j.rootLogger=$2, CONSOLE
+log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender
+log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout
+log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} [myid:%X{myid}] - %-5p [%t:%C{1}@%L] - %m%n
+EOF
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
@@ -244,12 +255,7 @@ EOF
   done
   # For Apache members (warnings and errors): 3.9's jar, unlike Debian's 3.8 one, brings no
   # log4j configuration.
-  cat >"$ENSEMBLE_DIR/log4j.properties" <<'EOF'
-log4j.rootLogger=WARN, CONSOLE
-log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender
-log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout
-log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} [myid:%X{myid}] - %-5p [%t:%C{1}@%L] - %m%n
-EOF
+  write_log4j_config "$ENSEMBLE_DIR/log4j.properties" WARN
 }
 
 # apache_member_args I [JAVA_OPTION...]: sets APACHE_MEMBER_ARGS to the command line of Apache
@@ -614,12 +620,7 @@ admin.enableServer=false
 4lw.commands.whitelist=*
 $extra
 EOF
-  cat >"$WORK_DIR/log4j.properties" <<'EOF'
-log4j.rootLogger=INFO, CONSOLE
-log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender
-log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout
-log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} [myid:%X{myid}] - %-5p [%t:%C{1}@%L] - %m%n
-EOF
+  write_log4j_config "$WORK_DIR/log4j.properties" INFO
   local cp="$WORK_DIR:$ZK_CLASSPATH:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar"
   log "starting Apache ZooKeeper $ZK_VERSION on 127.0.0.1:$ZK_PORT (log: $WORK_DIR/zookeeper.log)"
   java -Dzookeeper.root.logger=INFO,CONSOLE \
