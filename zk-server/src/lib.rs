@@ -51,3 +51,8 @@ pub use testing::{
 /// Identifies one client connection within a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
+
+/// A map keyed by identifiers the server assigns (connection and session ids), looked up
+/// for every request. Hashed with foldhash rather than std's SipHash: SipHash guards against
+/// keys chosen to collide, and clients choose none of these.
+pub(crate) type IdMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

@@ -1,8 +1,6 @@
 //! Session ids, passwords, negotiated timeouts and expiry.
 
-use std::collections::HashMap;
-
-use crate::ConnId;
+use crate::{ConnId, IdMap};
 
 /// The value session ids skip: it is the container marker in `ephemeralOwner`.
 const CONTAINER_MARKER: i64 = i64::MIN;
@@ -56,7 +54,7 @@ pub struct Session {
 #[derive(Debug)]
 pub struct SessionTracker {
     next_id: i64,
-    sessions: HashMap<i64, Session>,
+    sessions: IdMap<i64, Session>,
 }
 
 impl SessionTracker {
@@ -64,7 +62,7 @@ impl SessionTracker {
     pub fn new(server_id: u8, now_wall_ms: i64) -> SessionTracker {
         SessionTracker {
             next_id: initial_session_id(server_id, now_wall_ms),
-            sessions: HashMap::new(),
+            sessions: IdMap::default(),
         }
     }
 

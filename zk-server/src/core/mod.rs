@@ -42,7 +42,7 @@ use crate::prep::{self, PendingChanges, PrepContext, PrepError, WriteRequest};
 use crate::session::{session_password, SessionTracker, PASSWORD_LEN};
 use crate::tree::{DataTree, TxnOutcome, WatchTrigger};
 use crate::watch::WatchManager;
-use crate::ConnId;
+use crate::{ConnId, IdMap};
 
 pub use stats::ServerStats;
 
@@ -347,11 +347,11 @@ pub struct ServerCore {
     role: Option<ReplicaRole>,
     /// Ensemble, as leader: the member each session is attached to (ZooKeeper's session
     /// owner); a write from another member gets SESSIONMOVED.
-    owners: HashMap<i64, u64>,
+    owners: IdMap<i64, u64>,
     /// Ensemble, as learner: sessions whose clients sent something since the last tick, to
     /// relay to the leader (an open connection alone keeps no session alive).
     heard_from: BTreeSet<i64>,
-    conns: HashMap<ConnId, Conn>,
+    conns: IdMap<ConnId, Conn>,
     last_zxid: i64,
     txns_since_snapshot: u64,
     now: Now,
@@ -382,9 +382,9 @@ impl ServerCore {
             outstanding: VecDeque::new(),
             awaiting: HashMap::new(),
             role,
-            owners: HashMap::new(),
+            owners: IdMap::default(),
             heard_from: BTreeSet::new(),
-            conns: HashMap::new(),
+            conns: IdMap::default(),
             last_zxid,
             txns_since_snapshot: 0,
             now,

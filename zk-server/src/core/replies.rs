@@ -6,7 +6,8 @@ use zk_proto::{Encode, ErrorCode, EventType, KeeperState, ReplyHeader, WatcherEv
 
 /// A reply frame: header and optional body.
 pub(crate) fn reply(xid: i32, zxid: i64, err: ErrorCode, body: Option<&dyn EncodeDyn>) -> Bytes {
-    let mut buf = BytesMut::with_capacity(64);
+    // Room for a typical reply (a header, a stat and 100 bytes of data) without reallocating.
+    let mut buf = BytesMut::with_capacity(256);
     write_frame(&mut buf, |b| {
         ReplyHeader {
             xid,

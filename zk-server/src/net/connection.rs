@@ -147,6 +147,8 @@ fn queue(output: &mut BytesMut, in_flight: &mut usize, message: Outbound) -> boo
     }
 }
 
+/// Decodes the complete frames in `input` and sends them to the core in one event; the frames
+/// before a bad one still go, then the error closes the connection.
 fn process_frames(
     input: &mut BytesMut,
     phase: &mut Phase,
@@ -154,6 +156,24 @@ fn process_frames(
     remote: SocketAddr,
     events: &mpsc::UnboundedSender<Event>,
     in_flight: &mut usize,
+) -> Result<(), String> {
+    let mut inputs = Vec::new();
+    let decoded = decode_frames(input, phase, conn, remote, in_flight, &mut inputs);
+    if !inputs.is_empty() && events.send(Event::Inputs(inputs)).is_err() {
+        return Err("server stopping".into());
+    }
+    decoded
+}
+
+/// Appends the core inputs of the complete frames in `input` to `inputs`, up to the limit
+/// of requests in flight.
+fn decode_frames(
+    input: &mut BytesMut,
+    phase: &mut Phase,
+    conn: ConnId,
+    remote: SocketAddr,
+    in_flight: &mut usize,
+    inputs: &mut Vec<Input>,
 ) -> Result<(), String> {
     loop {
         if matches!(phase, Phase::Draining) {
@@ -203,9 +223,7 @@ fn process_frames(
         if !matches!(input_event, Input::Connect { .. }) {
             *in_flight += 1;
         }
-        if events.send(Event::Core(input_event)).is_err() {
-            return Err("server stopping".into());
-        }
+        inputs.push(input_event);
         if *in_flight >= MAX_IN_FLIGHT {
             // Leave the rest buffered until answers come back.
             return Ok(());

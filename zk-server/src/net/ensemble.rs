@@ -3,7 +3,6 @@
 //! Client connections reach it as [`Event`]s; its actions go to the connections and to the
 //! replica ([`ReplicaContext::propose`] as leader, [`ReplicaContext::forward`] as learner).
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -15,12 +14,12 @@ use crate::config::ServerConfig;
 use crate::core::{Action, Input, ReplicaRole, ServerCore};
 use crate::quorum::{ReplicaContext, RestoreError, StateMachine};
 use crate::zab::{Entry, Role, Sid};
-use crate::ConnId;
+use crate::{ConnId, IdMap};
 
 /// The server core of one ensemble member, driven by its replica.
 pub(super) struct EnsembleMachine {
     pub(super) core: ServerCore,
-    pub(super) conns: HashMap<ConnId, mpsc::UnboundedSender<Outbound>>,
+    pub(super) conns: IdMap<ConnId, mpsc::UnboundedSender<Outbound>>,
     pub(super) config: ServerConfig,
     pub(super) started: Instant,
     pub(super) epoch: Instant,
@@ -123,11 +122,13 @@ impl StateMachine for EnsembleMachine {
             Event::Register { conn, tx } => {
                 self.conns.insert(conn, tx);
             }
-            Event::Core(input) => {
-                if let Input::Disconnected { conn } = &input {
-                    self.conns.remove(conn);
+            Event::Inputs(inputs) => {
+                for input in inputs {
+                    if let Input::Disconnected { conn } = &input {
+                        self.conns.remove(conn);
+                    }
+                    self.step(input, replica);
                 }
-                self.step(input, replica);
             }
             Event::FourLetter { word, reply } => {
                 let ctx = AdminContext {

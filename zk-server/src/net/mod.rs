@@ -22,7 +22,7 @@ use crate::quorum::{
     peer_config, DiskOptions, DiskStorage, DriverConfig, QuorumTransport, Replica, TransportConfig,
 };
 use crate::storage::{self, DataDirs, StorageError, StorageEvent, StorageHandle, StorageOp};
-use crate::ConnId;
+use crate::{ConnId, IdMap};
 
 /// Why the server could not start or had to stop.
 #[derive(Debug, Error)]
@@ -64,7 +64,11 @@ enum Event {
         conn: ConnId,
         tx: mpsc::UnboundedSender<Outbound>,
     },
-    Core(Input),
+    /// Inputs from one connection, in order: the requests of one read, or its end. One
+    /// event per read rather than per request: under pipelined load, a channel send and a
+    /// wake of the core's task for each request cost about a fifth of the server's time
+    /// per getData.
+    Inputs(Vec<Input>),
     Storage(StorageEvent),
     FourLetter {
         word: &'static str,
@@ -74,6 +78,16 @@ enum Event {
         session_id: i64,
         reply: oneshot::Sender<bool>,
     },
+}
+
+impl Event {
+    /// How many core inputs the event holds.
+    fn inputs(&self) -> usize {
+        match self {
+            Event::Inputs(inputs) => inputs.len(),
+            _ => 1,
+        }
+    }
 }
 
 /// A running server.
@@ -139,7 +153,7 @@ impl Server {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let mut driver = Driver {
             core,
-            conns: HashMap::new(),
+            conns: IdMap::default(),
             storage: Some(storage),
             config: config.clone(),
             started,
@@ -203,7 +217,7 @@ impl Server {
                 &[],
                 now(epoch),
             ),
-            conns: HashMap::new(),
+            conns: IdMap::default(),
             config: config.clone(),
             started,
             epoch,
@@ -373,7 +387,7 @@ fn now(epoch: Instant) -> Now {
 
 struct Driver {
     core: ServerCore,
-    conns: HashMap<ConnId, mpsc::UnboundedSender<Outbound>>,
+    conns: IdMap<ConnId, mpsc::UnboundedSender<Outbound>>,
     storage: Option<StorageHandle>,
     config: ServerConfig,
     started: Instant,
@@ -404,15 +418,21 @@ impl Driver {
                 _ = shutdown.changed() => break Ok(()),
                 event = events.recv() => {
                     let Some(event) = event else { break Ok(()) };
-                    if let Err(e) = self.handle(event) {
+                    // One reading of the clocks for the whole batch (two clock_gettime calls
+                    // per request were 4 % of the server's time under load).
+                    let now = now(self.epoch);
+                    let mut handled = event.inputs();
+                    if let Err(e) = self.handle(event, now) {
                         break Err(e);
                     }
-                    // Handle whatever else is queued before yielding, so replies batch up.
+                    // Handle whatever else is queued before yielding, so replies batch up
+                    // (up to about a thousand inputs, so that ticks are not held up).
                     let mut failed = None;
-                    for _ in 0..1024 {
+                    while handled < 1024 {
                         match events.try_recv() {
                             Ok(event) => {
-                                if let Err(e) = self.handle(event) {
+                                handled += event.inputs();
+                                if let Err(e) = self.handle(event, now) {
                                     failed = Some(e);
                                     break;
                                 }
@@ -424,8 +444,8 @@ impl Driver {
                         break Err(e);
                     }
                 }
-                _ = ticker.tick() => self.step(Input::Tick),
-                _ = containers.tick() => self.step(Input::CheckContainers),
+                _ = ticker.tick() => self.step(Input::Tick, now(self.epoch)),
+                _ = containers.tick() => self.step(Input::CheckContainers, now(self.epoch)),
                 _ = purge.tick(), if self.config.purge_interval_hours > 0 => {
                     if let Some(storage) = &self.storage {
                         storage.submit(StorageOp::Purge);
@@ -442,18 +462,23 @@ impl Driver {
         result
     }
 
-    fn handle(&mut self, event: Event) -> Result<(), ServerError> {
+    /// Handles one event; `now` is the time of the batch it came in.
+    fn handle(&mut self, event: Event, now: Now) -> Result<(), ServerError> {
         match event {
             Event::Register { conn, tx } => {
                 self.conns.insert(conn, tx);
             }
-            Event::Core(input) => {
-                if let Input::Disconnected { conn } = &input {
-                    self.conns.remove(conn);
+            Event::Inputs(inputs) => {
+                for input in inputs {
+                    if let Input::Disconnected { conn } = &input {
+                        self.conns.remove(conn);
+                    }
+                    self.step(input, now);
                 }
-                self.step(input);
             }
-            Event::Storage(StorageEvent::Persisted(zxid)) => self.step(Input::Persisted(zxid)),
+            Event::Storage(StorageEvent::Persisted(zxid)) => {
+                self.step(Input::Persisted(zxid), now);
+            }
             Event::Storage(StorageEvent::Fatal(message)) => {
                 return Err(ServerError::Fatal(message))
             }
@@ -467,7 +492,7 @@ impl Driver {
                 let _ = reply.send(admin::respond(word, &mut self.core, &ctx));
             }
             Event::ExpireSession { session_id, reply } => {
-                let (known, actions) = self.core.expire_session(session_id, now(self.epoch));
+                let (known, actions) = self.core.expire_session(session_id, now);
                 self.execute(actions);
                 let _ = reply.send(known);
             }
@@ -475,8 +500,8 @@ impl Driver {
         Ok(())
     }
 
-    fn step(&mut self, input: Input) {
-        let actions = self.core.step(input, now(self.epoch));
+    fn step(&mut self, input: Input, now: Now) {
+        let actions = self.core.step(input, now);
         self.execute(actions);
     }
 
@@ -511,7 +536,7 @@ impl Driver {
 }
 
 /// Executes a `Send` or `Close` action on the connection's channel.
-fn deliver(conns: &HashMap<ConnId, mpsc::UnboundedSender<Outbound>>, action: Action) {
+fn deliver(conns: &IdMap<ConnId, mpsc::UnboundedSender<Outbound>>, action: Action) {
     match action {
         Action::Send { conn, frame, reply } => {
             if let Some(tx) = conns.get(&conn) {
@@ -575,7 +600,7 @@ async fn accept_loop(
         let config = Arc::clone(&config);
         tokio::spawn(async move {
             connection::run(stream, remote, conn, &events, rx, &config).await;
-            let _ = events.send(Event::Core(Input::Disconnected { conn }));
+            let _ = events.send(Event::Inputs(vec![Input::Disconnected { conn }]));
             if config.max_client_cnxns > 0 {
                 let mut counts = per_ip
                     .lock()
