@@ -1,6 +1,8 @@
 //! `client.create(path)`: parents, modes, ACLs, TTLs, protected mode, idempotence,
 //! or-set-data.
 
+use std::borrow::Cow;
+
 use zk_proto::{Acl, CreateMode, Stat};
 
 use super::{awaitable, Client};
@@ -221,19 +223,18 @@ impl CreateBuilder {
         let data = std::mem::take(&mut self.data);
         self.data = self.client.stored_data(self.compressed, &self.path, data)?;
         let client = &self.client;
+        let full = client.full_path(&self.path);
+        let acl = match &self.acl {
+            Some(acl) => Cow::Borrowed(acl.as_slice()),
+            None => Cow::Owned(client.default_acl(&full)),
+        };
         // Argument errors first, before anything is sent.
-        let acl_probe = self.acl.clone().unwrap_or_else(Acl::open_unsafe);
-        check_create(&self.path, &self.data, &acl_probe, self.mode, self.ttl)?;
+        check_create(&self.path, &self.data, &acl, self.mode, self.ttl)?;
         if self.protected && self.path.ends_with('/') && !self.mode.is_sequential() {
             return Err(Error::InvalidArgument(
                 "protected mode needs a node name".to_owned(),
             ));
         }
-        let full = client.full_path(&self.path);
-        let acl = self
-            .acl
-            .clone()
-            .unwrap_or_else(|| client.default_acl(&full));
         let protected_id = self.protected.then(protected::new_id);
         let target = match &protected_id {
             Some(id) => protected::protected_path(&full, id),

@@ -558,7 +558,10 @@ impl Client {
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        self.retry_until(self.call_deadline(), attempt).await
+        // One clock reading per call: the start is also the deadline's origin.
+        let start = Instant::now();
+        self.retry_from(start, start + self.connection_timeout(), attempt)
+            .await
     }
 
     /// The deadline of a call starting now: the connection timeout, once per call.
@@ -574,8 +577,19 @@ impl Client {
     /// created in the same pipeline, ahead of the attempt's requests. An error after the
     /// session expired during the call is reported as [`Error::SessionExpired`] to the retry
     /// policy (so [`SessionFailedRetryPolicy`](crate::SessionFailedRetryPolicy) sees it).
-    pub(crate) async fn retry_until<T, F, Fut>(
+    pub(crate) async fn retry_until<T, F, Fut>(&self, deadline: Instant, attempt: F) -> Result<T>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.retry_from(Instant::now(), deadline, attempt).await
+    }
+
+    /// [`Client::retry_until`] for a call that started at `start` (the retry policy's
+    /// elapsed time counts from there).
+    async fn retry_from<T, F, Fut>(
         &self,
+        start: Instant,
         deadline: Instant,
         mut attempt: F,
     ) -> Result<T>
@@ -583,7 +597,6 @@ impl Client {
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let start = Instant::now();
         let shared = self.inner.session.shared();
         let mut generation = shared.generation.load(Ordering::SeqCst);
         let mut retry_count = 0u32;
