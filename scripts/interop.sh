@@ -443,7 +443,7 @@ bench_clients() {
   start_our_server target/release/zk-server
   local results
   results=$(mktemp /tmp/zk-bench.XXXXXX)
-  local out cpu ops=300000
+  local out cpu server_before server_cpu ops=300000
   out=$(mktemp /tmp/zk-bench-out.XXXXXX)
   local order
   for round in $(seq 1 "$rounds"); do
@@ -456,12 +456,16 @@ bench_clients() {
     for driver in "${order[@]}"; do
       for op in create set get; do
         # The driver's own CPU time (user + system), from bash's `time`: what the client
-        # library costs per operation, whatever the server's speed.
+        # library costs per operation, whatever the server's speed. And what the server
+        # spent meanwhile (its work depends on how the client batches requests).
+        server_before=$(process_cpu_ticks "$OURS_PID")
         cpu=$( { TIMEFORMAT='%U %S'; time "${bin[$driver]}" --connect "127.0.0.1:$OURS_PORT" \
           --op "$op" --clients 4 --depth 64 --size 100 --ops "$ops" >"$out" 2>/dev/null; } 2>&1)
         cpu=$(awk -v ops="$ops" '{printf "%.2f", ($1 + $2) * 1e6 / ops}' <<<"$cpu")
+        server_cpu=$(awk -v ops="$ops" -v before="$server_before" -v hz="$(getconf CLK_TCK)" \
+          -v now="$(process_cpu_ticks "$OURS_PID")" 'BEGIN {printf "%.2f", (now - before) / hz * 1e6 / ops}')
         tail -n 1 "$out" | sed "s/^RESULT/RESULT client=$driver round=$round/;
-          s/\$/ cpu_us_per_op=$cpu/" | tee -a "$results"
+          s/\$/ cpu_us_per_op=$cpu server_cpu_us_per_op=$server_cpu/" | tee -a "$results"
       done
     done
   done
@@ -474,6 +478,13 @@ bench_clients() {
   stop_our_server
   summarize_bench "$results" client kezhuw ours
   rm -f "$results"
+}
+
+# process_cpu_ticks PID: the user + system CPU time a process has used, in clock ticks.
+process_cpu_ticks() {
+  # Fields 14 and 15 of /proc/PID/stat, counted after the command name (which may hold
+  # spaces) and its closing parenthesis.
+  sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'
 }
 
 # summarize_bench FILE KEY BASELINE OURS: median throughput and p99 per op of the RESULT lines
@@ -490,8 +501,10 @@ for line in open(path):
 def median(fs, field):
     return statistics.median(float(f[field]) for f in fs)
 cpu = all("cpu_us_per_op" in f for fs in runs.values() for f in fs)
+server_cpu = all("server_cpu_us_per_op" in f for fs in runs.values() for f in fs)
 print(f"{'op':7} {base + ' ops/s':>14} {'ours ops/s':>11} {'ratio':>6} {base + ' p99':>12} {'ours p99':>9} {'ratio':>6}"
-      + (f" {base + ' cpu/op':>13} {'ours cpu/op':>11}" if cpu else ""))
+      + (f" {base + ' cpu/op':>13} {'ours cpu/op':>11}" if cpu else "")
+      + (f" {'server cpu/op (' + base + ', ours)':>28}" if server_cpu else ""))
 for op in ("create", "set", "get"):
     a, o = runs.get((base, op)), runs.get((ours, op))
     if not a or not o:
@@ -502,6 +515,8 @@ for op in ("create", "set", "get"):
     if cpu:
         # The driver's CPU time over the whole run (setup and cleanup too) per timed op.
         line += f" {median(a, 'cpu_us_per_op'):11.2f}us {median(o, 'cpu_us_per_op'):9.2f}us"
+    if server_cpu:
+        line += f" {median(a, 'server_cpu_us_per_op'):17.2f}us, {median(o, 'server_cpu_us_per_op'):.2f}us"
     print(line)
 PY
 }
