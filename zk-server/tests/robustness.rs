@@ -69,6 +69,43 @@ async fn garbage_bytes_close_the_connection() {
     still_serving(&server).await;
 }
 
+/// Requests that arrive in the same read as a bad frame, ahead of it, are still executed in
+/// order (as Apache's connection submits each complete packet before it reads the next);
+/// then the connection closes.
+#[tokio::test]
+async fn requests_ahead_of_a_bad_frame_in_one_read_are_executed() {
+    let server = TestingServer::start().await.unwrap();
+    let mut c = established(&server).await;
+    let mut out = bytes::BytesMut::new();
+    for (xid, path) in [(1, "/ahead-1"), (2, "/ahead-1/2")] {
+        frame::write_frame(&mut out, |b| {
+            RequestHeader::new(xid, OpCode::Create).encode(b);
+            CreateRequest {
+                path: path.into(),
+                data: Some(b"x".to_vec()),
+                acl: Acl::open_unsafe(),
+                flags: CreateMode::Persistent.flags(),
+            }
+            .encode(b);
+        });
+    }
+    // A getData whose path length overruns its frame.
+    out.extend_from_slice(&[0, 0, 0, 12, 0, 0, 0, 3, 0, 0, 0, 4, 0x7f, 0, 0, 0]);
+    c.send_raw(&out).await.unwrap();
+    assert!(server_closes(&mut c.stream).await);
+    // The writes may still be on their way to the log: wait for them. The second needs the
+    // first, so it exists only if they ran in order.
+    let mut other = established(&server).await;
+    let deadline = tokio::time::Instant::now() + support::WAIT;
+    while other.exists("/ahead-1/2", false).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the requests ahead of the bad frame were not executed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn truncated_frame_then_hangup() {
     let server = TestingServer::start().await.unwrap();
