@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::{deliver, now, Event, Outbound};
 use crate::admin::{self, AdminContext};
 use crate::config::ServerConfig;
-use crate::core::{Action, Input, ReplicaRole, ServerCore};
+use crate::core::{Action, Input, Now, ReplicaRole, ServerCore};
 use crate::quorum::{ReplicaContext, RestoreError, StateMachine};
 use crate::zab::{Entry, Role, Sid};
 use crate::{ConnId, IdMap};
@@ -30,7 +30,12 @@ pub(super) struct EnsembleMachine {
 
 impl EnsembleMachine {
     fn step(&mut self, input: Input, replica: &mut ReplicaContext<'_>) {
-        let actions = self.core.step(input, now(self.epoch));
+        self.step_at(input, now(self.epoch), replica);
+    }
+
+    /// [`EnsembleMachine::step`] at a time read once for a batch of inputs.
+    fn step_at(&mut self, input: Input, now: Now, replica: &mut ReplicaContext<'_>) {
+        let actions = self.core.step(input, now);
         self.execute(actions, replica);
     }
 
@@ -123,11 +128,12 @@ impl StateMachine for EnsembleMachine {
                 self.conns.insert(conn, tx);
             }
             Event::Inputs(inputs) => {
+                let now = now(self.epoch);
                 for input in inputs {
                     if let Input::Disconnected { conn } = &input {
                         self.conns.remove(conn);
                     }
-                    self.step(input, replica);
+                    self.step_at(input, now, replica);
                 }
             }
             Event::FourLetter { word, reply } => {
