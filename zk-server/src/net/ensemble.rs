@@ -8,7 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::{deliver, now, Event, Outbound};
+use super::{deliver, forget_if_disconnected, now, Event, Outbound};
 use crate::admin::{self, AdminContext};
 use crate::config::ServerConfig;
 use crate::core::{Action, Input, Now, ReplicaRole, ServerCore};
@@ -130,9 +130,7 @@ impl StateMachine for EnsembleMachine {
             Event::Inputs(inputs) => {
                 let now = now(self.epoch);
                 for input in inputs {
-                    if let Input::Disconnected { conn } = &input {
-                        self.conns.remove(conn);
-                    }
+                    forget_if_disconnected(&mut self.conns, &input);
                     self.step_at(input, now, replica);
                 }
             }
@@ -152,5 +150,9 @@ impl StateMachine for EnsembleMachine {
             }
             Event::Storage(_) => {}
         }
+    }
+
+    fn event_weight(event: &Event) -> usize {
+        event.inputs()
     }
 }

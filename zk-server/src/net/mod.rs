@@ -64,10 +64,10 @@ enum Event {
         conn: ConnId,
         tx: mpsc::UnboundedSender<Outbound>,
     },
-    /// Inputs from one connection, in order: the requests of one read, or its end. One
-    /// event per read rather than per request: under pipelined load, a channel send and a
-    /// wake of the core's task for each request cost about a fifth of the server's time
-    /// per getData.
+    /// Inputs from one connection, in order: those of one read (its handshake, its
+    /// requests), or its end. One event per read rather than per request: under pipelined
+    /// load, a channel send and a wake of the core's task for each request cost about a
+    /// fifth of the server's time per getData.
     Inputs(Vec<Input>),
     Storage(StorageEvent),
     FourLetter {
@@ -414,25 +414,31 @@ impl Driver {
             tokio::time::interval_at(tokio::time::Instant::now() + purge_every, purge_every);
         let result = loop {
             tokio::select! {
+                // Timers before events: a channel that never runs dry must not keep sessions
+                // from expiring (a timer that is not due costs nothing here).
                 biased;
                 _ = shutdown.changed() => break Ok(()),
+                _ = ticker.tick() => self.step(Input::Tick, now(self.epoch)),
+                _ = containers.tick() => self.step(Input::CheckContainers, now(self.epoch)),
+                _ = purge.tick(), if self.config.purge_interval_hours > 0 => {
+                    if let Some(storage) = &self.storage {
+                        storage.submit(StorageOp::Purge);
+                    }
+                }
                 event = events.recv() => {
                     let Some(event) = event else { break Ok(()) };
-                    // One reading of the clocks for the whole batch (two clock_gettime calls
-                    // per request were 4 % of the server's time under load).
-                    let now = now(self.epoch);
                     let mut handled = event.inputs();
-                    if let Err(e) = self.handle(event, now) {
+                    if let Err(e) = self.handle(event) {
                         break Err(e);
                     }
-                    // Handle whatever else is queued before yielding, so replies batch up
-                    // (up to about a thousand inputs, so that ticks are not held up).
+                    // Handle what else is queued, up to about a thousand inputs, before
+                    // yielding, so that replies batch up.
                     let mut failed = None;
                     while handled < 1024 {
                         match events.try_recv() {
                             Ok(event) => {
                                 handled += event.inputs();
-                                if let Err(e) = self.handle(event, now) {
+                                if let Err(e) = self.handle(event) {
                                     failed = Some(e);
                                     break;
                                 }
@@ -442,13 +448,6 @@ impl Driver {
                     }
                     if let Some(e) = failed {
                         break Err(e);
-                    }
-                }
-                _ = ticker.tick() => self.step(Input::Tick, now(self.epoch)),
-                _ = containers.tick() => self.step(Input::CheckContainers, now(self.epoch)),
-                _ = purge.tick(), if self.config.purge_interval_hours > 0 => {
-                    if let Some(storage) = &self.storage {
-                        storage.submit(StorageOp::Purge);
                     }
                 }
             }
@@ -462,22 +461,22 @@ impl Driver {
         result
     }
 
-    /// Handles one event; `now` is the time of the batch it came in.
-    fn handle(&mut self, event: Event, now: Now) -> Result<(), ServerError> {
+    fn handle(&mut self, event: Event) -> Result<(), ServerError> {
         match event {
             Event::Register { conn, tx } => {
                 self.conns.insert(conn, tx);
             }
             Event::Inputs(inputs) => {
+                // One reading of the clocks for the requests of one read (two clock_gettime
+                // calls per request were 4 % of the server's time under pipelined load).
+                let now = now(self.epoch);
                 for input in inputs {
-                    if let Input::Disconnected { conn } = &input {
-                        self.conns.remove(conn);
-                    }
+                    forget_if_disconnected(&mut self.conns, &input);
                     self.step(input, now);
                 }
             }
             Event::Storage(StorageEvent::Persisted(zxid)) => {
-                self.step(Input::Persisted(zxid), now);
+                self.step(Input::Persisted(zxid), now(self.epoch));
             }
             Event::Storage(StorageEvent::Fatal(message)) => {
                 return Err(ServerError::Fatal(message))
@@ -492,7 +491,7 @@ impl Driver {
                 let _ = reply.send(admin::respond(word, &mut self.core, &ctx));
             }
             Event::ExpireSession { session_id, reply } => {
-                let (known, actions) = self.core.expire_session(session_id, now);
+                let (known, actions) = self.core.expire_session(session_id, now(self.epoch));
                 self.execute(actions);
                 let _ = reply.send(known);
             }
@@ -532,6 +531,16 @@ impl Driver {
                 }
             }
         }
+    }
+}
+
+/// Drops the channel of a connection whose end `input` reports.
+fn forget_if_disconnected(
+    conns: &mut IdMap<ConnId, mpsc::UnboundedSender<Outbound>>,
+    input: &Input,
+) {
+    if let Input::Disconnected { conn } = input {
+        conns.remove(conn);
     }
 }
 
