@@ -4,10 +4,20 @@ use bytes::{Bytes, BytesMut};
 use zk_proto::frame::write_frame;
 use zk_proto::{Encode, ErrorCode, EventType, KeeperState, ReplyHeader, WatcherEvent};
 
-/// A reply frame: header and optional body.
-pub(crate) fn reply(xid: i32, zxid: i64, err: ErrorCode, body: Option<&dyn EncodeDyn>) -> Bytes {
-    // Room for a typical reply (a header, a stat and 100 bytes of data) without reallocating.
-    let mut buf = BytesMut::with_capacity(256);
+/// Length prefix and reply header.
+const HEADER_LEN: usize = 4 + 16;
+/// Room for a typical reply with a body (a stat and 100 bytes of data) without reallocating.
+const TYPICAL_LEN: usize = 256;
+
+/// A reply frame: header and optional body, in a buffer of `capacity` bytes to begin with.
+fn reply(
+    xid: i32,
+    zxid: i64,
+    err: ErrorCode,
+    body: Option<&dyn EncodeDyn>,
+    capacity: usize,
+) -> Bytes {
+    let mut buf = BytesMut::with_capacity(capacity);
     write_frame(&mut buf, |b| {
         ReplyHeader {
             xid,
@@ -24,12 +34,12 @@ pub(crate) fn reply(xid: i32, zxid: i64, err: ErrorCode, body: Option<&dyn Encod
 
 /// A successful reply with a body.
 pub(crate) fn ok<T: Encode>(xid: i32, zxid: i64, body: &T) -> Bytes {
-    reply(xid, zxid, ErrorCode::Ok, Some(body))
+    reply(xid, zxid, ErrorCode::Ok, Some(body), TYPICAL_LEN)
 }
 
 /// A reply without a body (success or error).
 pub(crate) fn bare(xid: i32, zxid: i64, err: ErrorCode) -> Bytes {
-    reply(xid, zxid, err, None)
+    reply(xid, zxid, err, None, HEADER_LEN)
 }
 
 /// A watch notification frame.
@@ -39,7 +49,9 @@ pub(crate) fn notification(zxid: i64, event: EventType, path: &str) -> Bytes {
         state: KeeperState::SyncConnected,
         path: path.to_owned(),
     };
-    reply(-1, zxid, ErrorCode::Ok, Some(&body))
+    // Type, state, the path's length and the path.
+    let len = HEADER_LEN + 12 + path.len();
+    reply(-1, zxid, ErrorCode::Ok, Some(&body), len)
 }
 
 /// Object-safe encoding, so replies can take any record.

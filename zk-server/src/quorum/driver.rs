@@ -331,7 +331,8 @@ impl Drop for ShutdownOnDrop {
     }
 }
 
-/// Inputs taken per loop turn beyond the first, before executing.
+/// Inputs taken per loop turn beyond the first, before executing (an event counts for its
+/// [`StateMachine::event_weight`]).
 const MAX_BATCH: usize = 256;
 
 struct Driver<S, M: StateMachine> {
@@ -405,12 +406,16 @@ impl<S: ReplicaStorage, M: StateMachine> Driver<S, M> {
                 },
                 Some((zxid, state)) = self.snapshots_rx.recv() => self.compact(zxid, &state)?,
             }
-            for _ in 0..MAX_BATCH {
+            let mut taken = 0;
+            while taken < MAX_BATCH {
                 if let Ok(input) = self.inputs.try_recv() {
                     self.peer.handle(input);
+                    taken += 1;
                 } else if let Ok(command) = self.commands.try_recv() {
                     self.command(command);
+                    taken += 1;
                 } else if let Ok(event) = self.events.try_recv() {
+                    taken += M::event_weight(&event).max(1);
                     self.event(event);
                 } else {
                     break;

@@ -107,4 +107,11 @@ pub trait StateMachine: Send + 'static {
     fn event(&mut self, event: Self::Event, replica: &mut ReplicaContext<'_>) {
         let _ = (event, replica);
     }
+
+    /// How many of the inputs the replica takes per loop turn, before acting on them, an
+    /// event counts for: 1, unless one event carries several requests.
+    fn event_weight(event: &Self::Event) -> usize {
+        let _ = event;
+        1
+    }
 }
