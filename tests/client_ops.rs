@@ -284,6 +284,49 @@ async fn arguments_are_rejected_before_anything_is_sent() {
 
 use std::future::IntoFuture;
 
+/// An ACL provider that hands out an empty ACL and records the paths it was asked about.
+#[derive(Debug, Default, Clone)]
+struct EmptyAclRecorder(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl zk::client::AclProvider for EmptyAclRecorder {
+    fn acl_for_path(&self, path: &str) -> Vec<Acl> {
+        self.0.lock().unwrap().push(path.to_owned());
+        Vec::new()
+    }
+}
+
+#[tokio::test]
+async fn the_acl_provider_is_asked_only_about_valid_paths_and_its_acl_is_checked_at_once() {
+    // No server, and a namespace whose root would be created ahead of the first call: an
+    // invalid ACL from the provider must still fail the call at once.
+    let provider = EmptyAclRecorder::default();
+    let client = Client::builder()
+        .connect_string("127.0.0.1:1")
+        .namespace("app")
+        .acl_provider(provider.clone())
+        .connection_timeout(Duration::from_secs(30))
+        .retry_policy(RetryNTimes::new(0, Duration::ZERO))
+        .build()
+        .unwrap();
+    let quick = Duration::from_secs(2);
+    let bad_path = tokio::time::timeout(quick, client.create("relative").into_future())
+        .await
+        .expect("argument errors are immediate");
+    assert!(
+        matches!(bad_path, Err(Error::InvalidPath(_))),
+        "{bad_path:?}"
+    );
+    assert!(
+        provider.0.lock().unwrap().is_empty(),
+        "asked about an invalid path"
+    );
+    let empty_acl = tokio::time::timeout(quick, client.create("/node").into_future())
+        .await
+        .expect("an invalid ACL is an argument error: immediate");
+    assert!(matches!(empty_acl, Err(Error::InvalidAcl)), "{empty_acl:?}");
+    assert_eq!(*provider.0.lock().unwrap(), ["/app/node"]);
+}
+
 #[tokio::test]
 async fn transactions_are_all_or_nothing_with_per_op_results() {
     let env = env_or_skip!();

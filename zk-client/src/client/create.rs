@@ -8,7 +8,7 @@ use zk_proto::{Acl, CreateMode, Stat};
 use super::{awaitable, Client};
 use crate::error::{Error, Result};
 use crate::protected;
-use crate::session::ops::check_create;
+use crate::session::ops::{check_acl, check_create_except_acl};
 
 /// The outcome of a create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,13 +223,15 @@ impl CreateBuilder {
         let data = std::mem::take(&mut self.data);
         self.data = self.client.stored_data(self.compressed, &self.path, data)?;
         let client = &self.client;
+        // Argument errors first, before anything is sent (and the path before the ACL
+        // provider sees it, as Curator).
+        check_create_except_acl(&self.path, &self.data, self.mode, self.ttl)?;
         let full = client.full_path(&self.path);
         let acl = match &self.acl {
             Some(acl) => Cow::Borrowed(acl.as_slice()),
             None => Cow::Owned(client.default_acl(&full)),
         };
-        // Argument errors first, before anything is sent.
-        check_create(&self.path, &self.data, &acl, self.mode, self.ttl)?;
+        check_acl(&acl)?;
         if self.protected && self.path.ends_with('/') && !self.mode.is_sequential() {
             return Err(Error::InvalidArgument(
                 "protected mode needs a node name".to_owned(),

@@ -60,10 +60,20 @@ pub(crate) fn check_create(
     mode: CreateMode,
     ttl: Option<i64>,
 ) -> Result<()> {
+    check_create_except_acl(path, data, mode, ttl)?;
+    check_acl(acl)
+}
+
+/// [`check_create`] but for the ACL (for a caller that builds the ACL from the path).
+pub(crate) fn check_create_except_acl(
+    path: &str,
+    data: &[u8],
+    mode: CreateMode,
+    ttl: Option<i64>,
+) -> Result<()> {
     validate_create_path(path, mode.is_sequential())?;
     check_data(data)?;
-    check_ttl(mode, ttl)?;
-    check_acl(acl)
+    check_ttl(mode, ttl)
 }
 
 fn body(record: &impl Encode) -> Result<BytesMut> {
