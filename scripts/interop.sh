@@ -443,7 +443,7 @@ bench_clients() {
   start_our_server target/release/zk-server
   local results
   results=$(mktemp /tmp/zk-bench.XXXXXX)
-  local out cpu server_before server_cpu ops=300000
+  local out cpu server_before server_after server_cpu ops=300000
   out=$(mktemp /tmp/zk-bench-out.XXXXXX)
   local order
   for round in $(seq 1 "$rounds"); do
@@ -462,8 +462,9 @@ bench_clients() {
         cpu=$( { TIMEFORMAT='%U %S'; time "${bin[$driver]}" --connect "127.0.0.1:$OURS_PORT" \
           --op "$op" --clients 4 --depth 64 --size 100 --ops "$ops" >"$out" 2>/dev/null; } 2>&1)
         cpu=$(awk -v ops="$ops" '{printf "%.2f", ($1 + $2) * 1e6 / ops}' <<<"$cpu")
-        server_cpu=$(awk -v ops="$ops" -v before="$server_before" -v hz="$(getconf CLK_TCK)" \
-          -v now="$(process_cpu_ticks "$OURS_PID")" 'BEGIN {printf "%.2f", (now - before) / hz * 1e6 / ops}')
+        server_after=$(process_cpu_ticks "$OURS_PID")
+        server_cpu=$(awk -v ops="$ops" -v before="$server_before" -v after="$server_after" \
+          -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", (after - before) / hz * 1e6 / ops}')
         tail -n 1 "$out" | sed "s/^RESULT/RESULT client=$driver round=$round/;
           s/\$/ cpu_us_per_op=$cpu server_cpu_us_per_op=$server_cpu/" | tee -a "$results"
       done
