@@ -950,3 +950,83 @@ async fn compressed_writes_and_decompressed_reads() {
     support::remove_tree(&client, &root).await;
     client.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_reply_over_the_limit_fails_its_request_alone_and_keeps_the_connection() {
+    const LIMIT: usize = 64 * 1024;
+    let env = env_or_skip!();
+    let proxy = support::Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
+    let client = support::client_builder(&proxy.connect_string())
+        .max_reply_len(LIMIT)
+        .build()
+        .expect("client");
+    client
+        .block_until_connected(support::PATIENCE)
+        .await
+        .expect("connected");
+    let root = support::unique_root();
+    let big = format!("{root}/big");
+    let many = format!("{root}/many");
+    client.create(&root).await.unwrap();
+    // Data over several reads of the socket: the skipped body spans them.
+    client.create(&big).data(vec![7u8; 300_000]).await.unwrap();
+    client.create(&many).data(b"m").await.unwrap();
+    // Children whose names take more than the limit: what the limit is usually met with.
+    let names: Vec<String> = (0..700).map(|i| format!("{i:0>100}")).collect();
+    let creates = names
+        .iter()
+        .map(|name| client.create(&format!("{many}/{name}")).into_future());
+    futures::future::try_join_all(creates).await.unwrap();
+    let session = client.session_id();
+
+    // Pipelined: the replies around the large ones arrive on the same connection.
+    let (before, data, children, watched, after) = tokio::join!(
+        client.get_data(&many).into_future(),
+        client.get_data(&big).into_future(),
+        client.get_children(&many).into_future(),
+        client.get_data(&many).watched().into_future(),
+        client.exists(&big).into_future(),
+    );
+    assert_eq!(before.unwrap().0, b"m");
+    // Reply header 16 + data (length prefix 4 + bytes) + stat 68.
+    assert_eq!(
+        data,
+        Err(Error::ReplyTooLarge {
+            len: 16 + 4 + 300_000 + 68,
+            max: LIMIT
+        })
+    );
+    // Reply header 16 + count 4 + 700 names (length prefix 4 + 100 bytes).
+    assert_eq!(
+        children,
+        Err(Error::ReplyTooLarge {
+            len: 16 + 4 + 700 * 104,
+            max: LIMIT
+        })
+    );
+    assert!(!data.unwrap_err().is_retryable());
+    let (_, _, watch) = watched.unwrap();
+    assert_eq!(after.unwrap().map(|s| s.data_length), Some(300_000));
+    assert_eq!(proxy.connections_forwarded(), 1, "the connection stayed up");
+    assert_eq!(client.session_id(), session);
+    // The connection still carries replies and notifications.
+    client.set_data(&many, b"changed").await.unwrap();
+    let event = tokio::time::timeout(support::PATIENCE, watch)
+        .await
+        .expect("the watch fires");
+    assert_eq!(event.event_type, zk::client::EventType::NodeDataChanged);
+
+    // A client allowed larger replies reads them.
+    let roomy = support::client_builder(env.connect_string())
+        .max_reply_len(1024 * 1024)
+        .build()
+        .expect("client");
+    assert_eq!(roomy.get_children(&many).await.unwrap().len(), 700);
+    assert_eq!(roomy.get_data(&big).await.unwrap().0.len(), 300_000);
+
+    support::remove_tree(&roomy, &root).await;
+    roomy.close().await.unwrap();
+    client.close().await.unwrap();
+}

@@ -154,6 +154,21 @@ pub enum Error {
         /// The limit.
         max: usize,
     },
+    /// A reply larger than this client accepts ([`SessionConfig::max_reply_len`], as the
+    /// Apache client's `jute.maxbuffer`): typically the children of a node with very many.
+    /// Only that request fails; the connection stays up (Apache's client drops the connection
+    /// instead, failing every pending request with CONNECTIONLOSS, and a retried call meets
+    /// the same reply again). Not retryable: the reply would be as large again. The server
+    /// did execute the request: a write (a large transaction's reply) was applied.
+    ///
+    /// [`SessionConfig::max_reply_len`]: crate::SessionConfig::max_reply_len
+    #[error("reply of {len} bytes exceeds this client's maximum of {max} bytes (max_reply_len)")]
+    ReplyTooLarge {
+        /// The reply's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A TTL was given for a mode that is not a TTL mode, or a TTL mode without a TTL.
     #[error("a TTL needs a TTL create mode and a TTL create mode needs a TTL")]
     TtlWithoutTtlMode,

@@ -146,6 +146,7 @@ pub struct ClientBuilder {
     compression: Arc<dyn CompressionProvider>,
     compress_all: bool,
     ensemble_tracker: bool,
+    max_reply_len: Option<usize>,
 }
 
 impl Default for ClientBuilder {
@@ -163,6 +164,7 @@ impl Default for ClientBuilder {
             compression: Arc::new(GzipCompressionProvider::default()),
             compress_all: false,
             ensemble_tracker: false,
+            max_reply_len: None,
         }
     }
 }
@@ -263,6 +265,14 @@ impl ClientBuilder {
         self
     }
 
+    /// The largest reply to accept (default 4 MiB); see [`SessionConfig::max_reply_len`].
+    /// Raise it to list the children of nodes with very many (the Apache client's
+    /// `-Djute.maxbuffer`).
+    pub fn max_reply_len(mut self, bytes: usize) -> Self {
+        self.max_reply_len = Some(bytes);
+        self
+    }
+
     /// Starts the client: the session connects in the background. Must be called inside a
     /// tokio runtime.
     ///
@@ -278,6 +288,9 @@ impl ClientBuilder {
             .can_be_read_only(self.can_be_read_only);
         for (scheme, auth) in &self.auth {
             config = config.auth(scheme, auth);
+        }
+        if let Some(bytes) = self.max_reply_len {
+            config = config.max_reply_len(bytes);
         }
         let namespace = match self.namespace {
             Some(ns) => namespace_path(&ns)?,

@@ -22,14 +22,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{timeout, Instant};
 use zk_proto::{
     frame, AddWatchMode, AuthPacket, ConnectRequest, ConnectResponse, Decode, Encode, EventType,
-    KeeperState, OpCode, ReplyHeader, RequestHeader, WatcherEvent, WatcherType,
+    FrameError, KeeperState, OpCode, ReplyHeader, RequestHeader, WatcherEvent, WatcherType,
 };
 
 use super::watch::{OneShotKind, Registry, SetWatchesBatch, WatchedEvent, SET_WATCHES_BATCH_BYTES};
@@ -153,7 +153,7 @@ struct Hello {
     host: HostPort,
     budget: Duration,
     request: ConnectRequest,
-    max_frame_len: usize,
+    max_reply_len: usize,
 }
 
 pub(crate) struct Actor {
@@ -670,7 +670,7 @@ impl Actor {
                 passwd,
                 read_only: Some(self.config.can_be_read_only),
             },
-            max_frame_len: self.config.max_frame_len,
+            max_reply_len: self.config.max_reply_len,
         }
     }
 
@@ -720,6 +720,7 @@ impl Actor {
         let (mut rd, mut wr) = stream.into_split();
         let mut out = BytesMut::with_capacity(64 * 1024);
         let mut inbuf = BytesMut::with_capacity(64 * 1024);
+        let mut skip = 0usize;
         let mut pending: VecDeque<Pending> = VecDeque::new();
         let mut auth_pending: VecDeque<Vec<AuthReply>> = VecDeque::new();
 
@@ -827,7 +828,7 @@ impl Actor {
                         Ok(0) => break ConnEnd::Lost("server closed the connection".to_owned()),
                         Ok(_) => {
                             last_recv = Instant::now();
-                            if let Some(end) = self.process_input(&mut inbuf, &mut pending, &mut auth_pending) {
+                            if let Some(end) = self.process_input(&mut inbuf, &mut skip, &mut pending, &mut auth_pending) {
                                 break end;
                             }
                             if !self.deferred_removals.is_empty() {
@@ -1077,23 +1078,79 @@ impl Actor {
         }
     }
 
-    /// Splits and handles every complete frame; `Some` ends the connection.
+    /// Splits and handles every complete frame; `Some` ends the connection. `skip` counts the
+    /// bytes still to discard of a reply too large to accept.
     fn process_input(
         &mut self,
         inbuf: &mut BytesMut,
+        skip: &mut usize,
         pending: &mut VecDeque<Pending>,
         auth_pending: &mut VecDeque<Vec<AuthReply>>,
     ) -> Option<ConnEnd> {
         loop {
-            let body = match frame::split_frame(inbuf, self.config.max_frame_len) {
+            if *skip > 0 {
+                let n = (*skip).min(inbuf.len());
+                inbuf.advance(n);
+                *skip -= n;
+                if *skip > 0 {
+                    return None;
+                }
+            }
+            let body = match frame::split_frame(inbuf, self.config.max_reply_len) {
                 Ok(Some(body)) => body.freeze(),
                 Ok(None) => return None,
+                Err(FrameError::TooLarge { len, max }) => {
+                    // Its header names the request: fail that one alone, skip the body.
+                    // `None` until the header has arrived.
+                    let header = inbuf.get(frame::LENGTH_PREFIX_LEN..OVERSIZED_PEEK)?;
+                    let header = match ReplyHeader::decode(&mut zk_proto::Reader::new(header)) {
+                        Ok(h) => h,
+                        Err(e) => return Some(ConnEnd::Lost(format!("bad reply header: {e}"))),
+                    };
+                    inbuf.advance(OVERSIZED_PEEK);
+                    *skip = len.saturating_sub(<ReplyHeader as Decode>::MIN_LEN);
+                    if let Some(end) = self.reject_oversized(header, len, max, pending) {
+                        return Some(end);
+                    }
+                    continue;
+                }
                 Err(e) => return Some(ConnEnd::Lost(format!("bad frame from server: {e}"))),
             };
             if let Some(end) = self.handle_frame(body, pending, auth_pending) {
                 return Some(end);
             }
         }
+    }
+
+    /// A reply of `len` bytes, over the `max` this client accepts, whose body is being
+    /// skipped: its request fails with [`Error::ReplyTooLarge`] (the connection stays up). A
+    /// notification that large ends the connection: its watch cannot be told.
+    fn reject_oversized(
+        &mut self,
+        header: ReplyHeader,
+        len: usize,
+        max: usize,
+        pending: &mut VecDeque<Pending>,
+    ) -> Option<ConnEnd> {
+        if header.xid < 0 {
+            return Some(ConnEnd::Lost(format!(
+                "frame of {len} bytes with xid {} exceeds the maximum of {max} bytes",
+                header.xid
+            )));
+        }
+        let p = match pop_pending(pending, header.xid) {
+            Ok(p) => p,
+            Err(end) => return Some(end),
+        };
+        if header.zxid > 0 {
+            self.last_zxid = header.zxid;
+        }
+        tracing::warn!(op = ?p.op, len, max, "reply too large; raise max_reply_len to accept it");
+        // No watch is registered locally: the caller learns nothing of the node.
+        if let Some(reply) = p.reply {
+            let _ = reply.send(Err(Error::ReplyTooLarge { len, max }));
+        }
+        None
     }
 
     fn handle_frame(
@@ -1145,17 +1202,10 @@ impl Actor {
                 }
             }
             xid => {
-                let Some(p) = pending.pop_front() else {
-                    return Some(ConnEnd::Lost(format!(
-                        "reply with xid {xid} but nothing pending"
-                    )));
+                let p = match pop_pending(pending, xid) {
+                    Ok(p) => p,
+                    Err(end) => return Some(end),
                 };
-                if p.xid != xid {
-                    let end =
-                        ConnEnd::Lost(format!("xid out of order: got {xid}, expected {}", p.xid));
-                    pending.push_front(p);
-                    return Some(end);
-                }
                 if header.zxid > 0 {
                     self.last_zxid = header.zxid;
                 }
@@ -1231,6 +1281,25 @@ impl Actor {
     }
 }
 
+/// The length prefix and reply header of a frame (fixed-size: its `MIN_LEN` is its length):
+/// what is read of a reply too large to accept.
+const OVERSIZED_PEEK: usize = frame::LENGTH_PREFIX_LEN + <ReplyHeader as Decode>::MIN_LEN;
+
+/// The pending request a reply with `xid` answers: the FIFO's head, or the connection ends.
+fn pop_pending(pending: &mut VecDeque<Pending>, xid: i32) -> Result<Pending, ConnEnd> {
+    let Some(p) = pending.pop_front() else {
+        return Err(ConnEnd::Lost(format!(
+            "reply with xid {xid} but nothing pending"
+        )));
+    };
+    if p.xid != xid {
+        let end = ConnEnd::Lost(format!("xid out of order: got {xid}, expected {}", p.xid));
+        pending.push_front(p);
+        return Err(end);
+    }
+    Ok(p)
+}
+
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -1244,7 +1313,7 @@ async fn connect(hello: Hello) -> std::result::Result<(TcpStream, ConnectRespons
         host,
         budget,
         request,
-        max_frame_len,
+        max_reply_len,
     } = hello;
     let attempt = async {
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.host.as_str(), host.port))
@@ -1254,7 +1323,7 @@ async fn connect(hello: Hello) -> std::result::Result<(TcpStream, ConnectRespons
         let mut last_err = format!("{host} resolved to no address");
         for addr in addrs {
             match TcpStream::connect(addr).await {
-                Ok(stream) => return handshake(stream, &request, max_frame_len).await,
+                Ok(stream) => return handshake(stream, &request, max_reply_len).await,
                 Err(e) => last_err = format!("{addr}: {e}"),
             }
         }
@@ -1269,7 +1338,7 @@ async fn connect(hello: Hello) -> std::result::Result<(TcpStream, ConnectRespons
 async fn handshake(
     mut stream: TcpStream,
     request: &ConnectRequest,
-    max_frame_len: usize,
+    max_reply_len: usize,
 ) -> std::result::Result<(TcpStream, ConnectResponse), String> {
     let _ = stream.set_nodelay(true);
     let mut out = BytesMut::with_capacity(64);
@@ -1280,7 +1349,7 @@ async fn handshake(
         .map_err(|e| format!("write ConnectRequest: {e}"))?;
     let mut buf = BytesMut::with_capacity(64);
     loop {
-        match frame::split_frame(&mut buf, max_frame_len) {
+        match frame::split_frame(&mut buf, max_reply_len) {
             Ok(Some(body)) => {
                 let response = ConnectResponse::from_bytes(&body)
                     .map_err(|e| format!("bad ConnectResponse: {e}"))?;

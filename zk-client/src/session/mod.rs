@@ -36,6 +36,10 @@ tokio::task_local! {
     pub(crate) static QUEUE_UNTIL: tokio::time::Instant;
 }
 
+/// The smallest reply limit [`SessionConfig::max_reply_len`] takes: room for any handshake
+/// or notification of a sane path.
+const MIN_REPLY_LEN: usize = 1024;
+
 /// Settings of one session.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -46,7 +50,7 @@ pub struct SessionConfig {
     pub(crate) auth: Vec<(String, Vec<u8>)>,
     pub(crate) renew_on_expiry: bool,
     pub(crate) attach: Option<(i64, Vec<u8>)>,
-    pub(crate) max_frame_len: usize,
+    pub(crate) max_reply_len: usize,
     pub(crate) shuffle_hosts: bool,
 }
 
@@ -62,7 +66,7 @@ impl SessionConfig {
             auth: Vec::new(),
             renew_on_expiry: false,
             attach: None,
-            max_frame_len: 4 * 1024 * 1024,
+            max_reply_len: 4 * 1024 * 1024,
             shuffle_hosts: true,
         })
     }
@@ -94,6 +98,15 @@ impl SessionConfig {
     #[must_use]
     pub fn can_be_read_only(mut self, yes: bool) -> Self {
         self.can_be_read_only = yes;
+        self
+    }
+
+    /// The largest reply frame to accept, in bytes (default 4 MiB, the Apache 3.5 client's
+    /// `jute.maxbuffer`; at least 1 KiB). A larger reply — the children of a node with very
+    /// many — fails its request alone with [`Error::ReplyTooLarge`]; the connection stays up.
+    #[must_use]
+    pub fn max_reply_len(mut self, bytes: usize) -> Self {
+        self.max_reply_len = bytes.max(MIN_REPLY_LEN);
         self
     }
 

@@ -30,6 +30,7 @@ struct Ctl {
     cut: watch::Sender<u64>,
     accepting: AtomicBool,
     active: AtomicUsize,
+    forwarded: AtomicUsize,
     target: String,
 }
 
@@ -57,6 +58,7 @@ impl FaultProxy {
             cut: watch::channel(0).0,
             accepting: AtomicBool::new(true),
             active: AtomicUsize::new(0),
+            forwarded: AtomicUsize::new(0),
             target: target.to_owned(),
         });
         let task = tokio::spawn(accept_loop(listener, ctl.clone()));
@@ -95,6 +97,12 @@ impl FaultProxy {
     pub fn active_connections(&self) -> usize {
         self.ctl.active.load(Ordering::SeqCst)
     }
+
+    /// Connections forwarded to the server so far, closed ones included: whether a client
+    /// kept its connection, or made new ones.
+    pub fn connections_forwarded(&self) -> usize {
+        self.ctl.forwarded.load(Ordering::SeqCst)
+    }
 }
 
 async fn accept_loop(listener: TcpListener, ctl: Arc<Ctl>) {
@@ -114,6 +122,7 @@ async fn accept_loop(listener: TcpListener, ctl: Arc<Ctl>) {
             let _ = client.set_nodelay(true);
             let _ = server.set_nodelay(true);
             ctl.active.fetch_add(1, Ordering::SeqCst);
+            ctl.forwarded.fetch_add(1, Ordering::SeqCst);
             let mut cut = ctl.cut.subscribe();
             cut.mark_unchanged();
             let (cr, cw) = client.into_split();
