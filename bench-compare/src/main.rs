@@ -101,7 +101,7 @@ async fn worker(
     id: String,
     data: Vec<u8>,
     shared: Arc<Shared>,
-) -> Vec<u32> {
+) -> (Vec<u32>, u64) {
     // Raw latencies (µs), put in a histogram after the timed section: recording into one
     // histogram per worker (hundreds of them, each over 100 KB) cost about a tenth of the
     // driver's CPU in cache misses.
@@ -141,7 +141,8 @@ async fn worker(
         }
         shared.done.fetch_add(1, Ordering::Relaxed);
     }
-    latencies
+    // The creates tried, for the cleanup: nodes `{own}-1` ..= `{own}-{i}`.
+    (latencies, i)
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
@@ -204,14 +205,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut tasks = Vec::new();
     for (c, client) in sessions.iter().enumerate() {
         for w in 0..depth {
-            tasks.push(tokio::spawn(worker(
+            let id = format!("{c}-{w}");
+            let task = tokio::spawn(worker(
                 client.clone(),
                 args.op,
                 root.clone(),
-                format!("{c}-{w}"),
+                id.clone(),
                 data.clone(),
                 shared.clone(),
-            )));
+            ));
+            tasks.push((id, task));
         }
     }
     let progress = tokio::spawn({
@@ -232,8 +235,15 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     });
     let mut latencies = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        latencies.push(task.await?);
+    // Every node of the run, deleted by name at the end: listing the root's children could
+    // take a reply larger than a client accepts (300k creates make one of ~4.5 MB).
+    let mut nodes = Vec::new();
+    for (id, task) in tasks {
+        let (worker_latencies, creates) = task.await?;
+        latencies.push(worker_latencies);
+        let own = format!("{root}/w-{id}");
+        nodes.extend((1..=creates).map(|k| format!("{own}-{k}")));
+        nodes.push(own);
     }
     let elapsed = start.elapsed();
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
@@ -246,9 +256,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
     if !args.keep {
         eprintln!("bench-kezhuw: cleaning up {root}");
-        let children = setup.list_children(&root).await?;
-        let paths: Vec<String> = children.iter().map(|c| format!("{root}/{c}")).collect();
-        for chunk in paths.chunks(1024) {
+        for chunk in nodes.chunks(1024) {
             let futs: Vec<_> = chunk.iter().map(|p| setup.delete(p, None)).collect();
             for r in futures::future::join_all(futs).await {
                 // Like `.quietly()` in examples/bench.rs: a node already gone is fine.
