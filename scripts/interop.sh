@@ -26,7 +26,8 @@
 #                                 100k znodes of 100 bytes
 #   scripts/interop.sh bench-clients [ROUNDS]
 #                                 figures, not a test: our client next to the zookeeper-client
-#                                 crate (bench-compare/) against one zk-server, medians
+#                                 crate (bench-compare/) against one zk-server, 1, 4 and 16
+#                                 sessions, medians
 #   scripts/interop.sh bench-ensemble
 #                                 figures, not a test: create/set throughput and failover of a
 #                                 3-member zk-server ensemble next to an Apache one
@@ -429,11 +430,14 @@ run_data_dir_exchange() {
   EXCHANGE_DIR=""
 }
 
-# bench_clients [ROUNDS]: create/set/get (4 clients x 64 in flight, 100 B) with our client
-# (examples/bench.rs) and with the same driver on the zookeeper-client crate
+# bench_clients [ROUNDS]: create/set/get (100 B; 1 session x 256 in flight, 4 x 64 and 16 x 16)
+# with our client (examples/bench.rs) and with the same driver on the zookeeper-client crate
 # (bench-compare/), alternating against one release zk-server; then medians and our ratios.
 bench_clients() {
-  local rounds=${1:-3} round driver op
+  local rounds=${1:-3} round driver op shape
+  # Sessions x requests in flight per session, 256 in flight in all: one session (one
+  # process's client, as most applications have), the default 4, and many small ones.
+  local shapes=(1x256 4x64 16x16)
   cargo build --quiet --release -p zk-server --bin zk-server
   cargo build --quiet --release --example bench
   log "building bench-compare (the zookeeper-client driver)"
@@ -454,19 +458,22 @@ bench_clients() {
       order=(ours kezhuw)
     fi
     for driver in "${order[@]}"; do
-      for op in create set get; do
-        # The driver's own CPU time (user + system), from bash's `time`: what the client
-        # library costs per operation, whatever the server's speed. And what the server
-        # spent meanwhile (its work depends on how the client batches requests).
-        server_before=$(process_cpu_ticks "$OURS_PID")
-        cpu=$( { TIMEFORMAT='%U %S'; time "${bin[$driver]}" --connect "127.0.0.1:$OURS_PORT" \
-          --op "$op" --clients 4 --depth 64 --size 100 --ops "$ops" >"$out" 2>/dev/null; } 2>&1)
-        cpu=$(awk -v ops="$ops" '{printf "%.2f", ($1 + $2) * 1e6 / ops}' <<<"$cpu")
-        server_after=$(process_cpu_ticks "$OURS_PID")
-        server_cpu=$(awk -v ops="$ops" -v before="$server_before" -v after="$server_after" \
-          -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", (after - before) / hz * 1e6 / ops}')
-        tail -n 1 "$out" | sed "s/^RESULT/RESULT client=$driver round=$round/;
-          s/\$/ cpu_us_per_op=$cpu server_cpu_us_per_op=$server_cpu/" | tee -a "$results"
+      for shape in "${shapes[@]}"; do
+        for op in create set get; do
+          # The driver's own CPU time (user + system), from bash's `time`: what the client
+          # library costs per operation, whatever the server's speed. And what the server
+          # spent meanwhile (its work depends on how the client batches requests).
+          server_before=$(process_cpu_ticks "$OURS_PID")
+          cpu=$( { TIMEFORMAT='%U %S'; time "${bin[$driver]}" --connect "127.0.0.1:$OURS_PORT" \
+            --op "$op" --clients "${shape%x*}" --depth "${shape#*x}" --size 100 --ops "$ops" \
+            >"$out" 2>/dev/null; } 2>&1)
+          cpu=$(awk -v ops="$ops" '{printf "%.2f", ($1 + $2) * 1e6 / ops}' <<<"$cpu")
+          server_after=$(process_cpu_ticks "$OURS_PID")
+          server_cpu=$(awk -v ops="$ops" -v before="$server_before" -v after="$server_after" \
+            -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", (after - before) / hz * 1e6 / ops}')
+          tail -n 1 "$out" | sed "s/^RESULT/RESULT client=$driver round=$round shape=$shape/;
+            s/\$/ cpu_us_per_op=$cpu server_cpu_us_per_op=$server_cpu/" | tee -a "$results"
+        done
       done
     done
   done
@@ -498,21 +505,22 @@ runs = {}
 for line in open(path):
     f = dict(kv.split("=", 1) for kv in line.split()[1:])
     if "sequential" not in f:
-        runs.setdefault((f[key], f["op"]), []).append(f)
+        runs.setdefault((f[key], f.get("shape", ""), f["op"]), []).append(f)
 def median(fs, field):
     return statistics.median(float(f[field]) for f in fs)
 cpu = all("cpu_us_per_op" in f for fs in runs.values() for f in fs)
 server_cpu = all("server_cpu_us_per_op" in f for fs in runs.values() for f in fs)
-print(f"{'op':7} {base + ' ops/s':>14} {'ours ops/s':>11} {'ratio':>6} {base + ' p99':>12} {'ours p99':>9} {'ratio':>6}"
+print(f"{'op':13} {base + ' ops/s':>14} {'ours ops/s':>11} {'ratio':>6} {base + ' p99':>12} {'ours p99':>9} {'ratio':>6}"
       + (f" {base + ' cpu/op':>13} {'ours cpu/op':>11}" if cpu else "")
       + (f" {'server cpu/op (' + base + ', ours)':>28}" if server_cpu else ""))
-for op in ("create", "set", "get"):
-    a, o = runs.get((base, op)), runs.get((ours, op))
+shapes = sorted({shape for (_, shape, _) in runs}, key=lambda s: [int(n) for n in s.split("x") if n])
+for shape, op in ((shape, op) for shape in shapes for op in ("create", "set", "get")):
+    a, o = runs.get((base, shape, op)), runs.get((ours, shape, op))
     if not a or not o:
         continue
     at, ot = median(a, "ops_per_s"), median(o, "ops_per_s")
     ap, op99 = median(a, "p99_us"), median(o, "p99_us")
-    line = f"{op:7} {at:14.0f} {ot:11.0f} {ot / at:5.2f}x {ap:10.0f}us {op99:7.0f}us {op99 / ap:5.2f}x"
+    line = f"{(op + ' ' + shape).strip():13} {at:14.0f} {ot:11.0f} {ot / at:5.2f}x {ap:10.0f}us {op99:7.0f}us {op99 / ap:5.2f}x"
     if cpu:
         # The driver's CPU time over the whole run (setup and cleanup too) per timed op.
         line += f" {median(a, 'cpu_us_per_op'):11.2f}us {median(o, 'cpu_us_per_op'):9.2f}us"
