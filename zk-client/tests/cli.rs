@@ -856,3 +856,20 @@ async fn config_prints_the_ensembles_configuration() {
         "{with_stat:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_over_max_reply_len_is_refused_with_a_hint() {
+    let server = TestingServer::start().await.unwrap();
+    let setup = client(&server).await;
+    setup.create("/big").data(vec![b'x'; 5000]).await.unwrap();
+    let small = zk(&server, &["--max-reply-len", "2048", "get", "/big"]).await;
+    assert_eq!(small.code, 1, "{small:?}");
+    // Reply header 16 + data (length prefix 4 + bytes) + stat 68.
+    assert_eq!(
+        small.stderr.trim(),
+        "Reply of 5088 bytes exceeds the limit of 2048 (see --max-reply-len): /big"
+    );
+    let roomy = zk(&server, &["--max-reply-len", "8192", "get", "/big"]).await;
+    assert_eq!(roomy.ok().trim_end().len(), 5000);
+    setup.close().await.unwrap();
+}

@@ -49,6 +49,11 @@ pub(crate) struct Cli {
     #[arg(long = "auth", value_name = "SCHEME:AUTH")]
     pub(crate) auth: Vec<String>,
 
+    /// The largest reply to accept, in bytes (default 4 MiB); raise it to list a node with
+    /// very many children (zkCli's -Djute.maxbuffer).
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_reply_len: Option<usize>,
+
     /// The command; none for the interactive mode.
     #[command(subcommand)]
     pub(crate) command: Option<Command>,

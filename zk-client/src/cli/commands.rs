@@ -89,6 +89,10 @@ impl fmt::Display for CliError {
                 Error::NoAuth => write!(f, "Authentication is not valid : {path}"),
                 Error::BadArguments => write!(f, "Arguments are not valid : {path}"),
                 Error::BadVersion => write!(f, "version No is not valid : {path}"),
+                Error::ReplyTooLarge { len, max } => write!(
+                    f,
+                    "Reply of {len} bytes exceeds the limit of {max} (see --max-reply-len): {path}"
+                ),
                 other if path.is_empty() => write!(f, "{other}"),
                 other => write!(f, "{other}: {path}"),
             },
@@ -129,6 +133,8 @@ pub(crate) struct Ctx {
     timeout: Duration,
     auth: Vec<(String, Vec<u8>)>,
     interactive: bool,
+    /// The client's reply size limit, if not the default.
+    pub(crate) max_reply_len: Option<usize>,
     client: Option<Client>,
     /// One-shot watches (`-w`) of the current command.
     watches: Vec<WatchFuture>,
@@ -148,6 +154,7 @@ impl Ctx {
             timeout,
             auth,
             interactive,
+            max_reply_len: None,
             client: None,
             watches: Vec::new(),
             printers: Vec::new(),
@@ -165,6 +172,9 @@ impl Ctx {
             .connection_timeout(self.timeout);
         for (scheme, auth) in &self.auth {
             builder = builder.auth(scheme, auth);
+        }
+        if let Some(bytes) = self.max_reply_len {
+            builder = builder.max_reply_len(bytes);
         }
         let client = builder
             .build()

@@ -80,6 +80,7 @@ where
         }
     };
     let mut ctx = Ctx::new(cli.connect, cli.timeout, auth, cli.command.is_none());
+    ctx.max_reply_len = cli.max_reply_len;
     let code = match cli.command {
         Some(command) => rt.block_on(async {
             let code = ctx.run(command).await;
