@@ -1,4 +1,5 @@
-//! Encode+decode cost of the two most common read replies.
+//! Encode+decode cost of the two most common read replies, and the path check every request
+//! makes.
 //!
 //! Run with `cargo bench -p zk-proto --bench codec`.
 
@@ -55,6 +56,17 @@ fn bench_codec(c: &mut Criterion) {
     c.bench_function("getChildren response 100 children: encode+decode", |b| {
         b.iter(|| round_trip(&mut buf, &header, black_box(&children)))
     });
+
+    // A client checks each path twice (as given, then under its namespace) and the server
+    // once more.
+    for path in [
+        "/bench-5f0c2a9d8e7b4c1f9a3e6d2b7c8a1f4e/w-0-12",
+        "/services/greeter/.instances/1f4e9a3e-6d2b-7c8a",
+    ] {
+        c.bench_function(&format!("validate_path {path}"), |b| {
+            b.iter(|| zk_proto::path::validate_path(black_box(path)))
+        });
+    }
 }
 
 criterion_group!(benches, bench_codec);

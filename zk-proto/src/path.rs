@@ -98,29 +98,34 @@ fn is_valid_printable_ascii(path: &[u8]) -> bool {
     if rest.is_empty() {
         return true;
     }
-    // Every byte at once, without an early exit, so that the compiler checks many per step.
-    let printable = rest
-        .iter()
-        .fold(true, |all, &b| all & (b.wrapping_sub(0x20) < 0x7f - 0x20));
+    // One pass over every byte, without an early exit, so that the compiler checks many per
+    // step: all printable, and no segment that starts with `/` (empty) or `.` (maybe `.` or
+    // `..`): each byte is seen with the one before it.
+    let (printable, plain) =
+        path.iter()
+            .zip(rest)
+            .fold((true, true), |(printable, plain), (&before, &b)| {
+                (
+                    printable & (b.wrapping_sub(0x20) < 0x7f - 0x20),
+                    plain & !((before == b'/') & ((b == b'/') | (b == b'.'))),
+                )
+            });
     if !printable {
         return false;
     }
-    // Segments: none empty, `.` or `..` (at most two bytes, all dots).
-    let mut len = 0usize;
-    let mut only_dots = true;
-    for &b in rest {
-        if b == b'/' {
-            if only_dots && len <= 2 {
-                return false;
-            }
-            len = 0;
-            only_dots = true;
-        } else {
-            len += 1;
-            only_dots &= b == b'.';
-        }
+    if plain {
+        // Only the last segment can still be empty.
+        return rest.last() != Some(&b'/');
     }
-    !(only_dots && len <= 2)
+    // Rarer: a segment starting with a dot (`.hidden` is fine), or an empty one.
+    segments_are_valid(rest)
+}
+
+/// Whether no `/`-separated segment of `rest` (a path after its leading `/`) is empty, `.`
+/// or `..`.
+fn segments_are_valid(rest: &[u8]) -> bool {
+    rest.split(|&b| b == b'/')
+        .all(|segment| !(segment.len() <= 2 && segment.iter().all(|&b| b == b'.')))
 }
 
 fn explain_invalid_path(path: &str) -> Result<(), PathError> {
