@@ -10,6 +10,7 @@
 //! Curator's connection states on top.
 
 mod actor;
+mod bodies;
 pub(crate) mod ops;
 mod rebalance;
 mod rw_search;

@@ -9,23 +9,20 @@ use zk_proto::path::{
 use zk_proto::{
     Acl, AddWatchMode, AddWatchRequest, CheckVersionRequest, CheckWatchesRequest, ClientInfo,
     Create2Response, CreateMode, CreateRequest, CreateTtlRequest, Decode, DeleteRequest, Encode,
-    ExistsRequest, GetAclRequest, GetAclResponse, GetAllChildrenNumberRequest,
-    GetAllChildrenNumberResponse, GetChildren2Request, GetChildren2Response, GetChildrenRequest,
-    GetChildrenResponse, GetDataRequest, GetDataResponse, GetEphemeralsRequest,
-    GetEphemeralsResponse, MultiOp, MultiRequest, MultiResponse, MultiResult, OpCode,
-    ReconfigRequest, RemoveWatchesRequest, SetAclRequest, SetAclResponse, SetDataRequest,
+    GetAclRequest, GetAclResponse, GetAllChildrenNumberRequest, GetAllChildrenNumberResponse,
+    GetChildren2Response, GetChildrenRequest, GetChildrenResponse, GetDataRequest, GetDataResponse,
+    GetEphemeralsRequest, GetEphemeralsResponse, MultiOp, MultiRequest, MultiResponse, MultiResult,
+    OpCode, ReconfigRequest, RemoveWatchesRequest, SetAclRequest, SetAclResponse, SetDataRequest,
     SetDataResponse, Stat, SyncRequest, SyncResponse, WatcherType, WhoAmIResponse,
 };
 
+use super::bodies::{self, ServerPath};
 use super::watch::{OneShotKind, PersistentWatch, WatchFuture};
 use super::{Action, Command, Session};
 use crate::error::{Error, Result, MAX_DATA_LEN};
 
 /// Largest TTL the server accepts (2^40 − 1 ms).
 pub(crate) const MAX_TTL: i64 = (1 << 40) - 1;
-
-/// The server's request-size limit minus the 8-byte request header.
-const MAX_BODY_LEN: usize = 0xfffff - 8;
 
 pub(crate) fn check_data(data: &[u8]) -> Result<()> {
     if data.len() > MAX_DATA_LEN {
@@ -77,14 +74,7 @@ pub(crate) fn check_create_except_acl(
 }
 
 fn body(record: &impl Encode) -> Result<BytesMut> {
-    let body = record.to_bytes();
-    if body.len() > MAX_BODY_LEN {
-        return Err(Error::RequestTooLarge {
-            len: body.len(),
-            max: MAX_BODY_LEN,
-        });
-    }
-    Ok(body)
+    bodies::checked(record.to_bytes())
 }
 
 fn decode<T: Decode>(bytes: &Bytes) -> Result<T> {
@@ -277,6 +267,11 @@ impl Session {
         prepend_chroot(self.chroot(), path)
     }
 
+    /// [`server_path`](Self::server_path) without joining the parts, for a request body.
+    fn on_server<'a>(&'a self, path: &'a str) -> ServerPath<'a> {
+        ServerPath::new(self.chroot(), path)
+    }
+
     fn client_path(&self, server_path: &str) -> String {
         strip_chroot(self.chroot(), server_path)
             .unwrap_or(server_path)
@@ -299,30 +294,14 @@ impl Session {
         ttl: Option<i64>,
     ) -> Result<(String, Stat)> {
         check_create(path, data, acl, mode, ttl)?;
-        let server_path = self.server_path(path);
-        let (op, body) = if mode.is_ttl() {
-            let req = CreateTtlRequest {
-                path: server_path,
-                data: Some(data.to_vec()),
-                acl: acl.to_vec(),
-                flags: mode.flags(),
-                ttl: ttl.unwrap_or(0),
-            };
-            (OpCode::CreateTtl, body(&req)?)
+        let (op, ttl) = if mode.is_ttl() {
+            (OpCode::CreateTtl, Some(ttl.unwrap_or(0)))
+        } else if mode.is_container() {
+            (OpCode::CreateContainer, None)
         } else {
-            let req = CreateRequest {
-                path: server_path,
-                data: Some(data.to_vec()),
-                acl: acl.to_vec(),
-                flags: mode.flags(),
-            };
-            let op = if mode.is_container() {
-                OpCode::CreateContainer
-            } else {
-                OpCode::Create2
-            };
-            (op, body(&req)?)
+            (OpCode::Create2, None)
         };
+        let body = bodies::create(self.on_server(path), data, acl, mode.flags(), ttl)?;
         let reply = self.submit(op, body, Action::None).await?;
         let resp: Create2Response = decode(&reply)?;
         Ok((self.client_path(&resp.path), resp.stat))
@@ -334,23 +313,16 @@ impl Session {
     /// [`Error::NoNode`], [`Error::BadVersion`], [`Error::NotEmpty`].
     pub async fn delete(&self, path: &str, version: i32) -> Result<()> {
         validate_path(path)?;
-        let req = DeleteRequest {
-            path: self.server_path(path),
-            version,
-        };
-        self.submit(OpCode::Delete, body(&req)?, Action::None)
-            .await?;
+        let body = bodies::delete(self.on_server(path), version)?;
+        self.submit(OpCode::Delete, body, Action::None).await?;
         Ok(())
     }
 
     /// The node's stat, or `None` if it does not exist.
     pub async fn exists(&self, path: &str) -> Result<Option<Stat>> {
         validate_path(path)?;
-        let req = ExistsRequest {
-            path: self.server_path(path),
-            watch: false,
-        };
-        match self.submit(OpCode::Exists, body(&req)?, Action::None).await {
+        let body = bodies::path_and_watch(self.on_server(path), false)?;
+        match self.submit(OpCode::Exists, body, Action::None).await {
             Ok(reply) => Ok(Some(decode::<Stat>(&reply)?)),
             Err(Error::NoNode) => Ok(None),
             Err(e) => Err(e),
@@ -361,18 +333,15 @@ impl Session {
     /// deleted or its data changes (set whether or not the node exists).
     pub async fn exists_watched(&self, path: &str) -> Result<(Option<Stat>, WatchFuture)> {
         validate_path(path)?;
-        let server_path = self.server_path(path);
+        let server = self.on_server(path);
+        let body = bodies::path_and_watch(server, true)?;
         let (tx, rx) = oneshot::channel();
-        let req = ExistsRequest {
-            path: server_path.clone(),
-            watch: true,
-        };
         let action = Action::Exists {
-            path: server_path,
+            path: server.joined(),
             tx,
         };
         let watch = WatchFuture::new(rx, path.to_owned());
-        match self.submit(OpCode::Exists, body(&req)?, action).await {
+        match self.submit(OpCode::Exists, body, action).await {
             Ok(reply) => Ok((Some(decode::<Stat>(&reply)?), watch)),
             Err(Error::NoNode) => Ok((None, watch)),
             Err(e) => Err(e),
@@ -386,12 +355,10 @@ impl Session {
         watch: bool,
     ) -> Result<(Vec<u8>, Stat, Option<WatchFuture>)> {
         validate_path(path)?;
-        let req = GetDataRequest {
-            path: self.server_path(path),
-            watch,
-        };
-        let (action, fut) = self.one_shot(OneShotKind::Data, watch, &req.path, path);
-        let reply = self.submit(OpCode::GetData, body(&req)?, action).await?;
+        let server = self.on_server(path);
+        let body = bodies::path_and_watch(server, watch)?;
+        let (action, fut) = self.one_shot(OneShotKind::Data, watch, server, path);
+        let reply = self.submit(OpCode::GetData, body, action).await?;
         let resp: GetDataResponse = decode(&reply)?;
         Ok((resp.data.unwrap_or_default(), resp.stat, fut))
     }
@@ -400,7 +367,7 @@ impl Session {
         &self,
         kind: OneShotKind,
         watch: bool,
-        server_path: &str,
+        server: ServerPath<'_>,
         path: &str,
     ) -> (Action, Option<WatchFuture>) {
         if !watch {
@@ -410,7 +377,7 @@ impl Session {
         (
             Action::OneShot {
                 kind,
-                path: server_path.to_owned(),
+                path: server.joined(),
                 tx,
             },
             Some(WatchFuture::new(rx, path.to_owned())),
@@ -421,14 +388,8 @@ impl Session {
     pub async fn set_data(&self, path: &str, data: &[u8], version: i32) -> Result<Stat> {
         validate_path(path)?;
         check_data(data)?;
-        let req = SetDataRequest {
-            path: self.server_path(path),
-            data: Some(data.to_vec()),
-            version,
-        };
-        let reply = self
-            .submit(OpCode::SetData, body(&req)?, Action::None)
-            .await?;
+        let body = bodies::set_data(self.on_server(path), data, version)?;
+        let reply = self.submit(OpCode::SetData, body, Action::None).await?;
         Ok(decode::<SetDataResponse>(&reply)?.stat)
     }
 
@@ -439,14 +400,10 @@ impl Session {
         watch: bool,
     ) -> Result<(Vec<String>, Option<WatchFuture>)> {
         validate_path(path)?;
-        let req = GetChildrenRequest {
-            path: self.server_path(path),
-            watch,
-        };
-        let (action, fut) = self.one_shot(OneShotKind::Child, watch, &req.path, path);
-        let reply = self
-            .submit(OpCode::GetChildren, body(&req)?, action)
-            .await?;
+        let server = self.on_server(path);
+        let body = bodies::path_and_watch(server, watch)?;
+        let (action, fut) = self.one_shot(OneShotKind::Child, watch, server, path);
+        let reply = self.submit(OpCode::GetChildren, body, action).await?;
         Ok((decode::<GetChildrenResponse>(&reply)?.children, fut))
     }
 
@@ -457,14 +414,10 @@ impl Session {
         watch: bool,
     ) -> Result<(Vec<String>, Stat, Option<WatchFuture>)> {
         validate_path(path)?;
-        let req = GetChildren2Request {
-            path: self.server_path(path),
-            watch,
-        };
-        let (action, fut) = self.one_shot(OneShotKind::Child, watch, &req.path, path);
-        let reply = self
-            .submit(OpCode::GetChildren2, body(&req)?, action)
-            .await?;
+        let server = self.on_server(path);
+        let body = bodies::path_and_watch(server, watch)?;
+        let (action, fut) = self.one_shot(OneShotKind::Child, watch, server, path);
+        let reply = self.submit(OpCode::GetChildren2, body, action).await?;
         let resp: GetChildren2Response = decode(&reply)?;
         Ok((resp.children, resp.stat, fut))
     }
@@ -739,12 +692,10 @@ impl Session {
     /// [`CONFIG_NODE`], which is read at that path whatever the
     /// chroot, optionally leaving a data watch on it.
     pub async fn get_config(&self, watch: bool) -> Result<(Vec<u8>, Stat, Option<WatchFuture>)> {
-        let req = GetDataRequest {
-            path: CONFIG_NODE.to_owned(),
-            watch,
-        };
-        let (action, fut) = self.one_shot(OneShotKind::Data, watch, CONFIG_NODE, CONFIG_NODE);
-        let reply = self.submit(OpCode::GetData, body(&req)?, action).await?;
+        let server = ServerPath::new(None, CONFIG_NODE);
+        let body = bodies::path_and_watch(server, watch)?;
+        let (action, fut) = self.one_shot(OneShotKind::Data, watch, server, CONFIG_NODE);
+        let reply = self.submit(OpCode::GetData, body, action).await?;
         let resp: GetDataResponse = decode(&reply)?;
         Ok((resp.data.unwrap_or_default(), resp.stat, fut))
     }
