@@ -259,6 +259,15 @@ pub fn strip_chroot<'a>(chroot: Option<&str>, server_path: &'a str) -> Option<&'
     }
 }
 
+/// The client path of an owned server path: [`strip_chroot`], reusing the string when there
+/// is nothing to strip; a path outside the chroot is kept as it is.
+pub fn into_client_path(chroot: Option<&str>, server_path: String) -> String {
+    match strip_chroot(chroot, &server_path) {
+        Some(rest) if rest.len() < server_path.len() => rest.to_owned(),
+        _ => server_path,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,6 +324,13 @@ mod tests {
         assert_eq!(strip_chroot(Some("/app"), "/app/x/y"), Some("/x/y"));
         assert_eq!(strip_chroot(Some("/app"), "/apple"), None);
         assert_eq!(strip_chroot(Some("/app"), "/other"), None);
+        assert_eq!(into_client_path(Some("/app"), "/app".to_owned()), "/");
+        assert_eq!(into_client_path(Some("/app"), "/app/x".to_owned()), "/x");
+        assert_eq!(
+            into_client_path(Some("/app"), "/apple".to_owned()),
+            "/apple"
+        );
+        assert_eq!(into_client_path(None, "/x".to_owned()), "/x");
         assert_eq!(parse_chroot("/"), Ok(None));
         assert_eq!(parse_chroot("/app"), Ok(Some("/app".to_owned())));
         assert!(parse_chroot("/app/").is_err());

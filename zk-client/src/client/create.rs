@@ -239,15 +239,15 @@ impl CreateBuilder {
         }
         let protected_id = self.protected.then(protected::new_id);
         let target = match &protected_id {
-            Some(id) => protected::protected_path(&full, id),
-            None => full.into_owned(),
+            Some(id) => Cow::Owned(protected::protected_path(&full, id)),
+            None => full,
         };
         let session = &client.inner.session;
         // From the first send on, a node may exist that nobody will return: if this future is
         // dropped (or the call fails), look for it in the background and delete it.
         let mut guard = protected_id.as_ref().map(|id| LeftoverGuard {
             client: client.clone(),
-            target: target.clone(),
+            target: target.to_string(),
             id: id.clone(),
             armed: false,
         });
@@ -295,7 +295,7 @@ impl CreateBuilder {
                 if let Some(g) = guard.as_mut() {
                     g.armed = false;
                 }
-                created.path = client.unfixed_path(&created.path);
+                created.path = client.unfixed_path(created.path);
                 Ok(created)
             }
             // The guard cleans up (when anything was sent).

@@ -26,7 +26,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
-use zk_proto::path::{prepend_chroot, strip_chroot, validate_path};
+use zk_proto::path::{into_client_path, prepend_chroot, validate_path};
 use zk_proto::{Acl, CreateMode};
 
 pub use acl::{GetAclBuilder, SetAclBuilder};
@@ -531,10 +531,8 @@ impl Client {
     }
 
     /// The client path of a server path (namespace removed).
-    pub(crate) fn unfixed_path(&self, path: &str) -> String {
-        strip_chroot(self.namespace.as_deref(), path)
-            .unwrap_or(path)
-            .to_owned()
+    pub(crate) fn unfixed_path(&self, path: String) -> String {
+        into_client_path(self.namespace.as_deref(), path)
     }
 
     /// `data` as stored for a write at `path`: compressed when the call asked for it or the

@@ -134,7 +134,7 @@ impl TransactionBuilder {
             .into_iter()
             .map(|r| match r {
                 OpResult::Create { path, stat } => OpResult::Create {
-                    path: client.unfixed_path(&path),
+                    path: client.unfixed_path(path),
                     stat,
                 },
                 other => other,

@@ -4,7 +4,8 @@
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 use zk_proto::path::{
-    prepend_chroot, strip_chroot, validate_create_path, validate_path, CONFIG_NODE,
+    into_client_path, prepend_chroot, strip_chroot, validate_create_path, validate_path,
+    CONFIG_NODE,
 };
 use zk_proto::{
     Acl, AddWatchMode, AddWatchRequest, CheckVersionRequest, CheckWatchesRequest, ClientInfo,
@@ -272,10 +273,8 @@ impl Session {
         ServerPath::new(self.chroot(), path)
     }
 
-    fn client_path(&self, server_path: &str) -> String {
-        strip_chroot(self.chroot(), server_path)
-            .unwrap_or(server_path)
-            .to_owned()
+    fn client_path(&self, server_path: String) -> String {
+        into_client_path(self.chroot(), server_path)
     }
 
     /// Creates a node and returns its path (with any sequence suffix) and stat. Uses create2,
@@ -304,7 +303,7 @@ impl Session {
         let body = bodies::create(self.on_server(path), data, acl, mode.flags(), ttl)?;
         let reply = self.submit(op, body, Action::None).await?;
         let resp: Create2Response = decode(&reply)?;
-        Ok((self.client_path(&resp.path), resp.stat))
+        Ok((self.client_path(resp.path), resp.stat))
     }
 
     /// Deletes a node if its version matches (`-1`: any version).
@@ -457,7 +456,7 @@ impl Session {
             path: self.server_path(path),
         };
         let reply = self.submit(OpCode::Sync, body(&req)?, Action::None).await?;
-        Ok(self.client_path(&decode::<SyncResponse>(&reply)?.path))
+        Ok(self.client_path(decode::<SyncResponse>(&reply)?.path))
     }
 
     /// Runs `ops` atomically (multi). On failure nothing is applied and the error names the
@@ -507,11 +506,11 @@ impl Session {
             .into_iter()
             .map(|r| match r {
                 MultiResult::Create(c) => Ok(OpResult::Create {
-                    path: self.client_path(&c.path),
+                    path: self.client_path(c.path),
                     stat: None,
                 }),
                 MultiResult::Create2(c) => Ok(OpResult::Create {
-                    path: self.client_path(&c.path),
+                    path: self.client_path(c.path),
                     stat: Some(c.stat),
                 }),
                 MultiResult::Delete => Ok(OpResult::Delete),
