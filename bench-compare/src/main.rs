@@ -241,9 +241,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     for (id, task) in tasks {
         let (worker_latencies, creates) = task.await?;
         latencies.push(worker_latencies);
-        let own = format!("{root}/w-{id}");
-        nodes.extend((1..=creates).map(|k| format!("{own}-{k}")));
-        nodes.push(own);
+        if !args.keep {
+            let own = format!("{root}/w-{id}");
+            nodes.extend((1..=creates).map(|k| format!("{own}-{k}")));
+            nodes.push(own);
+        }
     }
     let elapsed = start.elapsed();
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
