@@ -2,7 +2,8 @@
 //! a proxy: the session and last zxid a reconnect presents, credentials replayed once each,
 //! and, with the proxy acting as a 3.5 server (UNIMPLEMENTED, then the connection closed, for
 //! every op code newer than 3.5), clear errors for newer operations and the fallback from
-//! SetWatches2 to SetWatches.
+//! SetWatches2 to SetWatches. And, from a scripted server, replies over the client's size
+//! limit however their bytes arrive.
 
 mod support;
 
@@ -516,4 +517,99 @@ async fn an_idle_client_pings_a_few_times_per_session_timeout() {
     assert!(*shortest >= timeout / 5, "pinging too often: {gaps:?}");
     assert!(*longest < timeout * 2 / 3, "a ping came late: {gaps:?}");
     client.close().await.unwrap();
+}
+
+/// A server of one connection for [`a_reply_over_the_limit_is_skipped_however_it_arrives`]:
+/// a session, then replies to three requests — one too large, arriving a few bytes at a
+/// time; one normal; one error carrying a body too large — then bare replies until
+/// closeSession.
+async fn serve_oversized_replies(listener: TcpListener, big: usize) {
+    let (mut socket, _) = listener.accept().await.unwrap();
+    socket.set_nodelay(true).unwrap();
+    read_frame(&mut socket).await.unwrap();
+    // ConnectResponse: protocol version, timeout, session id, password, read-only.
+    let mut hello = Vec::new();
+    hello.extend(0i32.to_be_bytes());
+    hello.extend(4000i32.to_be_bytes());
+    hello.extend(0x5e55i64.to_be_bytes());
+    hello.extend(16i32.to_be_bytes());
+    hello.extend([7u8; 16]);
+    hello.push(0);
+    let frame = |body: Vec<u8>| [(body.len() as u32).to_be_bytes().to_vec(), body].concat();
+    let reply = |xid: i32, err: i32, body: &[u8]| {
+        let mut r = Vec::new();
+        r.extend(xid.to_be_bytes());
+        r.extend(5i64.to_be_bytes());
+        r.extend(err.to_be_bytes());
+        r.extend(body);
+        frame(r)
+    };
+    let get_data_body = |data: &[u8]| {
+        let mut body = (data.len() as i32).to_be_bytes().to_vec();
+        body.extend(data);
+        body.extend([0u8; 68]); // the stat
+        body
+    };
+    socket.write_all(&frame(hello)).await.unwrap();
+    let mut xids = Vec::new();
+    for _ in 0..3 {
+        xids.push(int_at(&read_frame(&mut socket).await.unwrap(), 0));
+    }
+    // Over the limit, in pieces: the length prefix and header split across reads, then the
+    // body across many.
+    let oversized = reply(xids[0], 0, &get_data_body(&vec![b'x'; big]));
+    for piece in oversized.chunks(3) {
+        socket.write_all(piece).await.unwrap();
+        tokio::time::sleep(Duration::from_micros(300)).await;
+    }
+    let mut rest = reply(xids[1], 0, &get_data_body(b"ok"));
+    // NONODE, with a body a server would not send, over the limit.
+    rest.extend(reply(xids[2], -101, &vec![0u8; big]));
+    socket.write_all(&rest).await.unwrap();
+    while let Ok(request) = read_frame(&mut socket).await {
+        let (xid, op) = (int_at(&request, 0), int_at(&request, 4));
+        socket.write_all(&reply(xid, 0, &[])).await.unwrap();
+        if op == -11 {
+            break;
+        }
+    }
+}
+
+/// A reply over the client's limit fails its request alone however its bytes arrive (the
+/// header split across reads, the body over hundreds), the replies after it are read as
+/// usual, and an error reply over the limit reports its error.
+#[tokio::test]
+async fn a_reply_over_the_limit_is_skipped_however_it_arrives() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = tokio::spawn(serve_oversized_replies(listener, 1500));
+    let client = support::client_builder(&addr)
+        .max_reply_len(1024)
+        .build()
+        .unwrap();
+    client.block_until_connected(PATIENCE).await.unwrap();
+    let (big, small, gone) = tokio::join!(
+        std::future::IntoFuture::into_future(client.get_data("/big")),
+        std::future::IntoFuture::into_future(client.get_data("/small")),
+        std::future::IntoFuture::into_future(client.exists("/gone")),
+    );
+    assert_eq!(
+        big,
+        Err(Error::ReplyTooLarge {
+            len: 16 + 4 + 1500 + 68,
+            max: 1024
+        })
+    );
+    assert_eq!(small.unwrap().0, b"ok");
+    assert_eq!(gone, Ok(None), "NONODE, not the size");
+    assert_eq!(
+        client.session_id(),
+        0x5e55,
+        "the same connection and session"
+    );
+    client.close().await.unwrap();
+    tokio::time::timeout(PATIENCE, server)
+        .await
+        .expect("closeSession reached the server")
+        .unwrap();
 }

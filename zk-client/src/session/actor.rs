@@ -1145,10 +1145,17 @@ impl Actor {
         if header.zxid > 0 {
             self.last_zxid = header.zxid;
         }
-        tracing::warn!(op = ?p.op, len, max, "reply too large; raise max_reply_len to accept it");
-        // No watch is registered locally: the caller learns nothing of the node.
+        let result = if header.err == 0 {
+            tracing::warn!(op = ?p.op, len, max, "reply too large; raise max_reply_len to accept it");
+            // No watch is registered locally: the caller learns nothing of the node.
+            Err(Error::ReplyTooLarge { len, max })
+        } else {
+            // An error reply with a body (servers send none): the error is what counts.
+            self.apply_action(p.action, header.err);
+            Err(Error::from_code(header.err, Some(p.op)))
+        };
         if let Some(reply) = p.reply {
-            let _ = reply.send(Err(Error::ReplyTooLarge { len, max }));
+            let _ = reply.send(result);
         }
         None
     }
