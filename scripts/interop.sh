@@ -42,6 +42,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The last command that failed, for the message when the script fails: set -e ends it
+# without one (seen once in CI, during an Apache start, with no clue left).
+FAILED_AT=""
+set -E
+trap 'FAILED_AT="line $LINENO: $BASH_COMMAND (exit $?)"' ERR
+
 ZK_JAR=/usr/share/java/zookeeper.jar
 ZK39_DIR=$PWD/target/apache-zookeeper-3.9
 ZK_VERSION=3.8
@@ -155,6 +161,13 @@ stop_pid() { # stop_pid PID NAME: SIGTERM, up to 5 s, then SIGKILL
 }
 
 cleanup() {
+  local rc=$?
+  if ((rc != 0)); then
+    echo "interop.sh: failed (exit $rc)${FAILED_AT:+ at $FAILED_AT}" >&2
+    if [[ -n "$WORK_DIR" && -f "$WORK_DIR/zookeeper.log" ]]; then
+      tail -n 20 "$WORK_DIR/zookeeper.log" >&2 || true
+    fi
+  fi
   stop_zookeeper
   stop_our_server
   stop_ensemble
