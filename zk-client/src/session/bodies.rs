@@ -5,13 +5,15 @@
 //! at its final size. The bytes are those of zk-proto's records (the tests compare them).
 
 use bytes::{BufMut, BytesMut};
+use zk_proto::frame::DEFAULT_MAX_FRAME_LEN;
 use zk_proto::jute::{put_buffer, put_vector};
-use zk_proto::Acl;
+use zk_proto::{Acl, Decode, RequestHeader};
 
 use crate::error::{Error, Result};
 
-/// The server's request-size limit minus the 8-byte request header.
-const MAX_BODY_LEN: usize = 0xfffff - 8;
+/// The server's request-size limit (`jute.maxbuffer`) minus the request header (fixed-size:
+/// its `MIN_LEN` is its length).
+const MAX_BODY_LEN: usize = DEFAULT_MAX_FRAME_LEN - <RequestHeader as Decode>::MIN_LEN;
 
 /// A path as the server knows it: the session's chroot, if any, then the client's path (`/`
 /// alone standing for the chroot itself). Written as one jute string.

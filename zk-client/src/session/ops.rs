@@ -265,10 +265,10 @@ pub enum ReadResult {
 
 impl Session {
     fn server_path(&self, path: &str) -> String {
-        prepend_chroot(self.chroot(), path)
+        self.on_server(path).joined()
     }
 
-    /// [`server_path`](Self::server_path) without joining the parts, for a request body.
+    /// The path as the server knows it, not yet joined to the chroot (for a request body).
     fn on_server<'a>(&'a self, path: &'a str) -> ServerPath<'a> {
         ServerPath::new(self.chroot(), path)
     }

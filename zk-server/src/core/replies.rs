@@ -1,11 +1,11 @@
 //! Building reply frames.
 
 use bytes::{Bytes, BytesMut};
-use zk_proto::frame::write_frame;
-use zk_proto::{Encode, ErrorCode, EventType, KeeperState, ReplyHeader, WatcherEvent};
+use zk_proto::frame::{write_frame, LENGTH_PREFIX_LEN};
+use zk_proto::{Decode, Encode, ErrorCode, EventType, KeeperState, ReplyHeader, WatcherEvent};
 
-/// Length prefix and reply header.
-const HEADER_LEN: usize = 4 + 16;
+/// Length prefix and reply header (fixed-size: its `MIN_LEN` is its length).
+const HEADER_LEN: usize = LENGTH_PREFIX_LEN + <ReplyHeader as Decode>::MIN_LEN;
 /// Room for a typical reply with a body (a stat and 100 bytes of data) without reallocating.
 const TYPICAL_LEN: usize = 256;
 
