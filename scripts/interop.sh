@@ -150,6 +150,11 @@ four_letter_word() { # four_letter_word PORT WORD -> prints the reply
   printf '%s' "$reply"
 }
 
+# srvr_matches PORT REGEX: whether the server's srvr reply matches. The reply is captured
+# first: `four_letter_word | grep -q` (or `| head`) can kill the writer with SIGPIPE when the
+# reader stops early, which pipefail reports as the pipe failing (it ended a CI run).
+srvr_matches() { [[ "$(four_letter_word "$1" srvr)" =~ $2 ]]; }
+
 stop_pid() { # stop_pid PID NAME: SIGTERM, up to 5 s, then SIGKILL
   local pid=$1
   if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
@@ -300,7 +305,7 @@ start_ensemble() {
   for _ in $(seq 1 600); do
     serving=0
     for port in "${ENSEMBLE_CLIENT_PORTS[@]}"; do
-      if four_letter_word "$port" srvr | grep -q -E "Mode: (leader|follower)"; then
+      if srvr_matches "$port" "Mode: (leader|follower)"; then
         serving=$((serving + 1))
       fi
     done
@@ -357,7 +362,7 @@ start_lone_read_only_member() {
     printf '>%q 2>&1 &\necho $! >>%q\n' "$ENSEMBLE_DIR/$i/server.log" "$ENSEMBLE_DIR/pids" >>"$up"
   done
   for _ in $(seq 1 300); do
-    if four_letter_word "${ENSEMBLE_CLIENT_PORTS[0]}" srvr | grep -q "Mode: read-only"; then
+    if srvr_matches "${ENSEMBLE_CLIENT_PORTS[0]}" "Mode: read-only"; then
       log "member 1 serves read-only after $((SECONDS - started)) s"
       return 0
     fi
@@ -668,9 +673,10 @@ EOF
   ZK_PID=$!
   for _ in $(seq 1 150); do
     if [[ "$(four_letter_word "$ZK_PORT" ruok)" == "imok" ]] &&
-      ! four_letter_word "$ZK_PORT" srvr | grep -q "not currently serving"; then
+      ! srvr_matches "$ZK_PORT" "not currently serving"; then
       local version
-      version=$(four_letter_word "$ZK_PORT" srvr | head -1)
+      version=$(four_letter_word "$ZK_PORT" srvr)
+      version=${version%%$'\n'*}
       log "Apache ZooKeeper is up (pid $ZK_PID): $version"
       if [[ "$version" != "Zookeeper version: $ZK_VERSION."* ]]; then
         echo "expected Apache ZooKeeper $ZK_VERSION, got: $version" >&2
