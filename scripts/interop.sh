@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # Interop checks against Apache ZooKeeper 3.8 (Debian package), as ../shared/INTEROP.md describes,
-# and 3.9 (Debian trixie's jars, see install_zookeeper_39).
+# 3.9 (Debian trixie's jars, see install_zookeeper_39) and 3.5, 3.6 and 3.7 (jars published on
+# PyPI inside Apache Flink's and Apache Spark's Python packages, see install_zookeeper_from_pypi).
 #
 #   scripts/interop.sh            everything below, in order:
 #     1. Apache ZooKeeper 3.8 (installed if needed) on a free loopback port: the zk-client test
 #        suite, then the kazoo suite and the zkCli / cli_mt checks (which proves those checks
 #        describe Apache's behaviour); then one member of a 3-member Apache ensemble alone in
 #        read-only mode: the client connects read-only, and moves when the test starts the
-#        quorum; then the client suite and the read-only test again against Apache 3.9;
+#        quorum; then the client suite and the read-only test again against Apache 3.9, 3.7,
+#        3.6 and 3.5 (there, operations newer than the server must fail with the client's
+#        Unimplemented error);
 #     2. our zk-server binary on a free loopback port: the same kazoo suite and CLI checks;
 #     3. one data directory written in turn by Apache ZooKeeper, zk-server and Apache again,
 #        each serving exactly what the others wrote (snapshots and txn logs in both directions);
 #     4. three zk-server processes as an ensemble: kazoo and zkCli on every member see the same
 #        data, and a kazoo Lock is held through a SIGKILL of the leader.
-#   scripts/interop.sh install    only install the Debian packages, 3.9's jars and the kazoo venv
-#   scripts/interop.sh read-only [3.8|3.9]
+#   scripts/interop.sh install    only install the Debian packages, the 3.5-3.7 and 3.9 jars and
+#                                 the kazoo venv
+#   scripts/interop.sh read-only [3.5|3.6|3.7|3.8|3.9]
 #                                 only the read-only part of step 1
 #   scripts/interop.sh data-dir   only step 3
 #   scripts/interop.sh ensemble   only step 4
@@ -31,9 +35,9 @@
 #   scripts/interop.sh bench-ensemble
 #                                 figures, not a test: create/set throughput and failover of a
 #                                 3-member zk-server ensemble next to an Apache one
-#   scripts/interop.sh clients [3.8|3.9]
+#   scripts/interop.sh clients [3.5|3.6|3.7|3.8|3.9]
 #                                 only the zk-client test suite against that Apache version
-#   scripts/interop.sh serve [3.8|3.9]
+#   scripts/interop.sh serve [3.5|3.6|3.7|3.8|3.9]
 #                                 start Apache ZooKeeper (default 3.8) and print its
 #                                 ZK_TEST_CONNECT; runs until killed
 #
@@ -52,6 +56,8 @@ ZK_JAR=/usr/share/java/zookeeper.jar
 ZK39_DIR=$PWD/target/apache-zookeeper-3.9
 ZK_VERSION=3.8
 ZK_CLASSPATH=$ZK_JAR
+# Where the jar puts Apache's classes: Flink's jars relocate them under a prefix of theirs.
+ZK_CLASS_PREFIX=""
 WORK_DIR=""
 ZK_PID=""
 ZK_PORT=""
@@ -108,9 +114,87 @@ install_zookeeper_39() {
   mv "$apt_dir/jars" "$ZK39_DIR"
 }
 
-# use_zookeeper 3.8|3.9: the Apache version start_zookeeper and the ensemble steps run.
+# Older Apache ZooKeeper releases, as jars inside Python packages on PyPI (Debian has only 3.8
+# and 3.9, and Maven Central is out of reach here): URL, its sha256, and the jars to take.
+#   3.5.9: Apache Flink 1.15's flink-shaded-zookeeper (classes relocated under FLINK_SHADED);
+#   3.6.3: Apache Spark 3.5's own zookeeper and zookeeper-jute jars;
+#   3.7.1: relocated inside Apache Flink 1.17's flink-dist jar; only its ZooKeeper classes are kept.
+PYPI_FILES=https://files.pythonhosted.org/packages
+FLINK_SHADED=org.apache.flink.shaded.zookeeper3.
+declare -A ZK_PYPI_URL=(
+  [3.5]=$PYPI_FILES/fa/0f/7d770f2a9e49abbbfc0d79f3608d8d2e19e2e9ef1203122f6fbc41eb887c/apache-flink-libraries-1.15.4.tar.gz
+  [3.6]=$PYPI_FILES/73/e5/c9eb78cc982dafb7b5834bc5c368fe596216c8b9f7c4b4ffa104c4d2ab8f/pyspark-3.5.1.tar.gz
+  [3.7]=$PYPI_FILES/80/e4/d8fa72779d8393ac896687613c71c8b312259f3422831eb6291d6e368cb1/apache-flink-libraries-1.17.2.tar.gz
+)
+declare -A ZK_PYPI_SHA256=(
+  [3.5]=f4f622f55198073ee1be7db14ae2efe89af1a6fc9e4da8bc6e4759d7fa84f58a
+  [3.6]=dd6569e547365eadc4f887bf57f153e4d582a68c4b490de475d55b9981664910
+  [3.7]=1d7f7de6d3288610d0fecb7b45235343e31d644d0eacbe5e560560ed9124dcdb
+)
+declare -A ZK_PYPI_JARS=(
+  [3.5]=apache-flink-libraries-1.15.4/deps/lib/flink-shaded-zookeeper-3.5.9.jar
+  [3.6]="pyspark-3.5.1/deps/jars/zookeeper-3.6.3.jar pyspark-3.5.1/deps/jars/zookeeper-jute-3.6.3.jar"
+  [3.7]=apache-flink-libraries-1.17.2/deps/lib/flink-dist-1.17.2.jar
+)
+
+# zookeeper_dir VERSION: where that version's jars are kept.
+zookeeper_dir() { echo "$PWD/target/apache-zookeeper-$1"; }
+
+# install_zookeeper_from_pypi 3.5|3.6|3.7: downloads the package (checked against its pinned
+# sha256) and keeps only the ZooKeeper jars under target/. They run with the dependency jars
+# 3.8's Debian package installed (install_zookeeper first).
+install_zookeeper_from_pypi() {
+  local version=$1 dir
+  dir=$(zookeeper_dir "$version")
+  if compgen -G "$dir/*.jar" >/dev/null; then
+    return
+  fi
+  log "downloading Apache ZooKeeper $version (inside ${ZK_PYPI_URL[$version]##*/}, from PyPI)"
+  local tmp
+  tmp=$(mktemp -d /tmp/zk-pypi.XXXXXX)
+  # shellcheck disable=SC2064 # expand now: tmp is local
+  trap "rm -rf '$tmp'; trap - RETURN" RETURN
+  command -v curl >/dev/null || apt-get install -y --no-install-recommends curl
+  curl -fsSL --retry 3 -o "$tmp/package.tar.gz" "${ZK_PYPI_URL[$version]}"
+  echo "${ZK_PYPI_SHA256[$version]}  $tmp/package.tar.gz" | sha256sum --check --quiet
+  # shellcheck disable=SC2086 # the list of jars is split on purpose
+  tar -xzf "$tmp/package.tar.gz" -C "$tmp" ${ZK_PYPI_JARS[$version]}
+  mkdir -p "$tmp/jars"
+  if [[ $version == 3.7 ]]; then
+    # flink-dist bundles all of Flink; its relocated ZooKeeper is the only part needed.
+    python3 - "$tmp/${ZK_PYPI_JARS[$version]}" "$tmp/jars/zookeeper-3.7.1.jar" <<'PY'
+import sys, zipfile
+prefix = "org/apache/flink/shaded/zookeeper3/"
+with zipfile.ZipFile(sys.argv[1]) as src, zipfile.ZipFile(sys.argv[2], "w", zipfile.ZIP_DEFLATED) as dst:
+    for item in src.infolist():
+        if item.filename.startswith(prefix):
+            dst.writestr(item, src.read(item))
+PY
+  else
+    # shellcheck disable=SC2086
+    for jar in ${ZK_PYPI_JARS[$version]}; do cp "$tmp/$jar" "$tmp/jars/"; done
+  fi
+  mkdir -p "$(dirname "$dir")"
+  rm -rf "$dir"
+  mv "$tmp/jars" "$dir"
+}
+
+# debian_zookeeper_dependencies: the jars Debian's 3.8 names in its manifest, but its jute.
+debian_zookeeper_dependencies() {
+  python3 - "$ZK_JAR" <<'PY'
+import sys, zipfile
+manifest = zipfile.ZipFile(sys.argv[1]).read("META-INF/MANIFEST.MF").decode()
+for line in manifest.replace("\r\n", "\n").replace("\n ", "").splitlines():
+    if line.startswith("Class-Path:"):
+        print(":".join(jar for jar in line.split()[1:] if "zookeeper-jute" not in jar))
+PY
+}
+
+# use_zookeeper 3.5|3.6|3.7|3.8|3.9: the Apache version start_zookeeper and the ensemble
+# steps run.
 use_zookeeper() {
   ZK_VERSION=$1
+  ZK_CLASS_PREFIX=""
   case $1 in
     3.8) ZK_CLASSPATH=$ZK_JAR ;;
     3.9)
@@ -118,8 +202,17 @@ use_zookeeper() {
       # Its own jute jar first: the main jar's manifest names bookworm's (3.8) one.
       ZK_CLASSPATH=$ZK39_DIR/zookeeper-jute.jar:$ZK39_DIR/zookeeper.jar
       ;;
+    3.5 | 3.6 | 3.7)
+      install_zookeeper_from_pypi "$1"
+      local jars
+      jars=$(printf '%s:' "$(zookeeper_dir "$1")"/*.jar)
+      ZK_CLASSPATH=$jars$(debian_zookeeper_dependencies)
+      if [[ $1 != 3.6 ]]; then
+        ZK_CLASS_PREFIX=$FLINK_SHADED
+      fi
+      ;;
     *)
-      echo "unknown Apache ZooKeeper version $1 (3.8 or 3.9)" >&2
+      echo "unknown Apache ZooKeeper version $1 (3.5, 3.6, 3.7, 3.8 or 3.9)" >&2
       return 2
       ;;
   esac
@@ -284,7 +377,7 @@ apache_member_args() {
   shift
   APACHE_MEMBER_ARGS=(java -Dlog4j.configuration="file:$ENSEMBLE_DIR/log4j.properties" "$@"
     -cp "$ZK_CLASSPATH:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar"
-    org.apache.zookeeper.server.quorum.QuorumPeerMain "$ENSEMBLE_DIR/$i/zoo.cfg")
+    "${ZK_CLASS_PREFIX}org.apache.zookeeper.server.quorum.QuorumPeerMain" "$ENSEMBLE_DIR/$i/zoo.cfg")
 }
 
 # start_ensemble ours|apache [zk-server binary]: three members on loopback, tickTime 200 ms.
@@ -668,8 +761,8 @@ EOF
   java -Dzookeeper.root.logger=INFO,CONSOLE \
     -Dlog4j.configuration="file:$WORK_DIR/log4j.properties" \
     -Dzookeeper.extendedTypesEnabled=true \
-    -cp "$cp" org.apache.zookeeper.server.quorum.QuorumPeerMain "$WORK_DIR/zoo.cfg" \
-    >"$WORK_DIR/zookeeper.log" 2>&1 &
+    -cp "$cp" "${ZK_CLASS_PREFIX}org.apache.zookeeper.server.quorum.QuorumPeerMain" \
+    "$WORK_DIR/zoo.cfg" >"$WORK_DIR/zookeeper.log" 2>&1 &
   ZK_PID=$!
   for _ in $(seq 1 150); do
     if [[ "$(four_letter_word "$ZK_PORT" ruok)" == "imok" ]] &&
@@ -711,6 +804,7 @@ main() {
     install)
       install_zookeeper
       install_zookeeper_39
+      for version in 3.5 3.6 3.7; do install_zookeeper_from_pypi "$version"; done
       install_kazoo
       ;;
     serve)
@@ -737,6 +831,13 @@ main() {
       run_client_tests
       stop_zookeeper
       run_read_only_client_test
+      for version in 3.7 3.6 3.5; do
+        use_zookeeper "$version"
+        start_zookeeper
+        run_client_tests
+        stop_zookeeper
+        run_read_only_client_test
+      done
       use_zookeeper 3.8
       start_our_server
       run_kazoo_suite "$OURS_PORT" "zk-server"
@@ -797,7 +898,7 @@ main() {
       stop_ensemble
       ;;
     *)
-      echo "usage: $0 [all|install|serve [3.8|3.9]|clients [3.8|3.9]|read-only [3.8|3.9]|data-dir|ensemble|bench [ROUNDS]|bench-clients [ROUNDS]|footprint|bench-ensemble]" >&2
+      echo "usage: $0 [all|install|serve [3.5-3.9]|clients [3.5-3.9]|read-only [3.5-3.9]|data-dir|ensemble|bench [ROUNDS]|bench-clients [ROUNDS]|footprint|bench-ensemble]" >&2
       exit 2
       ;;
   esac

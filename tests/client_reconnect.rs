@@ -118,7 +118,9 @@ async fn persistent_watches_are_registered_again_after_a_reconnect() {
     let (p, r) = (format!("{root}/p"), format!("{root}/r"));
     other.create(&p).await.unwrap();
     other.create(&r).await.unwrap();
-    let mut exact = client.add_watch(&p).await.unwrap();
+    let Some(mut exact) = env.since((3, 6), client.add_watch(&p)).await else {
+        return;
+    };
     let mut tree = client.add_watch(&r).recursive().await.unwrap();
     let session = client.session_id();
     let mut states = client.connection_states();
@@ -243,22 +245,27 @@ async fn credentials_are_presented_again_after_a_reconnect_and_after_an_expiry()
         observer.set_data(&bobs, b"x".to_vec()).await,
         Err(Error::NoAuth)
     );
+    // who_am_i is Apache 3.7's (an older server answers Unimplemented and drops the
+    // connection, which would blur the states below; the ops tests check that answer).
+    let has_who_am_i = !env.is_external_before(3, 7).await;
     let may_write_both = |round: &'static str| {
         let client = client.clone();
         let (alices, bobs) = (alices.clone(), bobs.clone());
         async move {
             client.set_data(&alices, round).await.expect(round);
             client.set_data(&bobs, round).await.expect(round);
-            let mut users: Vec<String> = client
-                .who_am_i()
-                .await
-                .unwrap()
-                .into_iter()
-                .filter(|c| c.auth_scheme == "digest")
-                .map(|c| c.user)
-                .collect();
-            users.sort();
-            assert_eq!(users, ["alice", "bob"], "{round}");
+            if has_who_am_i {
+                let mut users: Vec<String> = client
+                    .who_am_i()
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .filter(|c| c.auth_scheme == "digest")
+                    .map(|c| c.user)
+                    .collect();
+                users.sort();
+                assert_eq!(users, ["alice", "bob"], "{round}");
+            }
         }
     };
     may_write_both("connected").await;

@@ -299,7 +299,11 @@ async fn set_watches2_refused(age: Age, refusals: usize) {
     let observer = support::connected_client(env.connect_string()).await;
     let root = support::unique_root();
     observer.create(&root).await.unwrap();
-    let mut persistent = client.add_watch(&format!("{root}/p")).await.unwrap();
+    // The emulated refusal stands in front of a server that has persistent watches.
+    let persistent = client.add_watch(&format!("{root}/p"));
+    let Some(mut persistent) = env.since((3, 6), persistent).await else {
+        return;
+    };
     let q = format!("{root}/q");
     let (_, one_shot) = client.exists(&q).watched().await.unwrap();
     let session = client.session_id();

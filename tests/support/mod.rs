@@ -16,7 +16,9 @@ use std::time::Duration;
 use futures::StreamExt;
 pub use proxy::Proxy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use zk::client::{Client, ConnectionState, ConnectionStates, RetryNTimes, Session, SessionConfig};
+use zk::client::{
+    Client, ConnectionState, ConnectionStates, Error, RetryNTimes, Session, SessionConfig,
+};
 
 /// The session timeout the tests ask for (Apache's minimum with tickTime 2000).
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(4);
@@ -28,6 +30,8 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 pub struct Env {
     connect: String,
     _embedded: Option<Box<dyn std::any::Any + Send>>,
+    /// The external server's version, asked once.
+    external_version: tokio::sync::OnceCell<Option<(u32, u32)>>,
 }
 
 impl Env {
@@ -47,25 +51,50 @@ impl Env {
         if !self.is_external() {
             return false;
         }
-        let srvr = async {
-            let mut socket = tokio::net::TcpStream::connect(&self.connect).await.ok()?;
-            socket.write_all(b"srvr").await.ok()?;
-            let mut reply = String::new();
-            socket.read_to_string(&mut reply).await.ok()?;
-            Some(reply)
-        };
-        let reply = tokio::time::timeout(PATIENCE, srvr).await.ok().flatten();
-        // "Zookeeper version: 3.9.3-<commit>, built on …"
-        let version = reply.as_deref().and_then(|r| {
-            let v = r.split("Zookeeper version: ").nth(1)?;
-            let mut parts = v.split(|c: char| !c.is_ascii_digit());
-            Some((
-                parts.next()?.parse::<u32>().ok()?,
-                parts.next()?.parse::<u32>().ok()?,
-            ))
-        });
+        let version = self
+            .external_version
+            .get_or_init(|| srvr_version(&self.connect))
+            .await;
         version.is_none_or(|v| v < (major, minor))
     }
+
+    /// Awaits `op`, an operation Apache ZooKeeper has had since `major.minor`, and returns its
+    /// value. On an older server it must fail with [`Error::Unimplemented`] (the clear error
+    /// the client promises), and `None` is returned: the test then skips what depends on it.
+    pub async fn since<T: std::fmt::Debug>(
+        &self,
+        (major, minor): (u32, u32),
+        op: impl std::future::IntoFuture<Output = zk::client::Result<T>>,
+    ) -> Option<T> {
+        let result = op.await;
+        if self.is_external_before(major, minor).await {
+            assert!(
+                matches!(result, Err(Error::Unimplemented { .. })),
+                "a server older than {major}.{minor} answered {result:?}, not Unimplemented"
+            );
+            eprintln!("SKIPPED (server older than {major}.{minor}): the rest of this check");
+            return None;
+        }
+        Some(result.unwrap_or_else(|e| panic!("an operation of {major}.{minor}: {e:?}")))
+    }
+}
+
+/// `(major, minor)` from the `srvr` four-letter word's "Zookeeper version: 3.9.3-<commit>, …".
+async fn srvr_version(connect: &str) -> Option<(u32, u32)> {
+    let srvr = async {
+        let mut socket = tokio::net::TcpStream::connect(connect).await.ok()?;
+        socket.write_all(b"srvr").await.ok()?;
+        let mut reply = String::new();
+        socket.read_to_string(&mut reply).await.ok()?;
+        Some(reply)
+    };
+    let reply = tokio::time::timeout(PATIENCE, srvr).await.ok().flatten()?;
+    let v = reply.split("Zookeeper version: ").nth(1)?;
+    let mut parts = v.split(|c: char| !c.is_ascii_digit());
+    Some((
+        parts.next()?.parse::<u32>().ok()?,
+        parts.next()?.parse::<u32>().ok()?,
+    ))
 }
 
 /// The test's target, or `None` (the test is skipped, loudly) when there is none.
@@ -75,6 +104,7 @@ pub async fn env() -> Option<Env> {
             return Some(Env {
                 connect: connect.trim().to_owned(),
                 _embedded: None,
+                external_version: Default::default(),
             });
         }
     }
@@ -82,6 +112,7 @@ pub async fn env() -> Option<Env> {
         Some((connect, guard)) => Some(Env {
             connect,
             _embedded: Some(guard),
+            external_version: Default::default(),
         }),
         None => {
             eprintln!(

@@ -37,7 +37,9 @@ pub enum Error {
     #[error("marshalling error (MARSHALLINGERROR)")]
     MarshallingError,
     /// UNIMPLEMENTED (-6): the server does not know the operation (an older server, or TTL
-    /// nodes without `zookeeper.extendedTypesEnabled=true`).
+    /// nodes without `zookeeper.extendedTypesEnabled=true`). Apache ZooKeeper also closes the
+    /// connection after this reply: the client reconnects (SUSPENDED, then RECONNECTED, same
+    /// session).
     #[error("{}", unimplemented_message(*.op))]
     Unimplemented {
         /// The operation the server refused, when known.
