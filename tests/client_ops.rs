@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use zk::client::{
@@ -293,9 +294,9 @@ use std::future::IntoFuture;
 struct EmptyAclRecorder(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
 
 impl zk::client::AclProvider for EmptyAclRecorder {
-    fn acl_for_path(&self, path: &str) -> Vec<Acl> {
+    fn acl_for_path(&self, path: &str) -> Cow<'_, [Acl]> {
         self.0.lock().unwrap().push(path.to_owned());
-        Vec::new()
+        Cow::Borrowed(&[])
     }
 }
 
@@ -570,11 +571,11 @@ struct PrivateSubtree {
 }
 
 impl zk::client::AclProvider for PrivateSubtree {
-    fn acl_for_path(&self, path: &str) -> Vec<Acl> {
+    fn acl_for_path(&self, path: &str) -> Cow<'_, [Acl]> {
         if path == self.private || path.starts_with(&format!("{}/", self.private)) {
-            vec![Acl::new(Perms::ALL, Id::digest("alice", "secret"))]
+            vec![Acl::new(Perms::ALL, Id::digest("alice", "secret"))].into()
         } else {
-            Acl::open_unsafe()
+            Acl::open_unsafe().into()
         }
     }
 }

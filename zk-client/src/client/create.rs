@@ -2,6 +2,7 @@
 //! or-set-data.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use zk_proto::{Acl, CreateMode, Stat};
 
@@ -229,7 +230,7 @@ impl CreateBuilder {
         let full = client.full_path(&self.path);
         let acl = match &self.acl {
             Some(acl) => Cow::Borrowed(acl.as_slice()),
-            None => Cow::Owned(client.default_acl(&full)),
+            None => client.default_acl(&full),
         };
         check_acl(&acl)?;
         if self.protected && self.path.ends_with('/') && !self.mode.is_sequential() {
@@ -237,63 +238,59 @@ impl CreateBuilder {
                 "protected mode needs a node name".to_owned(),
             ));
         }
-        let protected_id = self.protected.then(protected::new_id);
-        let target = match &protected_id {
-            Some(id) => Cow::Owned(protected::protected_path(&full, id)),
-            None => full,
-        };
-        let session = &client.inner.session;
-        // From the first send on, a node may exist that nobody will return: if this future is
-        // dropped (or the call fails), look for it in the background and delete it.
-        let mut guard = protected_id.as_ref().map(|id| LeftoverGuard {
-            client: client.clone(),
-            target: target.to_string(),
-            id: id.clone(),
-            armed: false,
+        // From the first send on, a protected create may leave a node that nobody will return:
+        // if this future is dropped (or the call fails), the guard looks for it in the
+        // background and deletes it. Boxed: most creates are not protected.
+        let guard = self.protected.then(|| {
+            let id = protected::new_id();
+            Box::new(LeftoverGuard {
+                client: client.clone(),
+                target: protected::protected_path(&full, &id),
+                id,
+                armed: AtomicBool::new(false),
+            })
         });
-        let guard_ref = &mut guard;
-        let result = client
-            .retry(|attempt| {
-                let target = &target;
-                let acl = &acl;
-                let protected_id = protected_id.as_deref();
-                let this = &self;
-                if let Some(g) = guard_ref.as_mut() {
-                    g.armed = true;
-                }
-                async move {
-                    if attempt > 0 {
-                        if let Some(id) = protected_id {
-                            // Every node carrying our prefix came from this create. Adopt one
-                            // (for ephemerals: one owned by the current session); the others
-                            // (left by an earlier session, or duplicates) are deleted.
-                            let current = session.session_id();
-                            let mut adopted = None;
-                            for (found, stat) in protected::find_nodes(client, target, id).await? {
-                                let ours =
-                                    !this.mode.is_ephemeral() || stat.ephemeral_owner == current;
-                                if ours && adopted.is_none() {
-                                    adopted = Some(Created {
-                                        path: found,
-                                        stat: Some(stat),
-                                    });
-                                } else {
-                                    client.delete_in_background(found, -1);
-                                }
-                            }
-                            if let Some(created) = adopted {
-                                return Ok(created);
-                            }
+        let target: &str = match &guard {
+            Some(g) => &g.target,
+            None => &full,
+        };
+        let retrying = client.retry(|attempt| {
+            let acl = &acl;
+            let guard = guard.as_deref();
+            let this = &self;
+            if let Some(g) = guard {
+                g.armed.store(true, Ordering::Relaxed);
+            }
+            async move {
+                if attempt > 0 {
+                    if let Some(g) = guard {
+                        // Boxed: only retries take this path.
+                        if let Some(created) = Box::pin(this.adopt(target, &g.id)).await? {
+                            return Ok(created);
                         }
                     }
-                    this.attempt(target, acl).await
                 }
-            })
-            .await;
+                // Written out here rather than in a method: a nested async fn would store
+                // its arguments twice, and this future is part of every create's.
+                let session = &this.client.inner.session;
+                match session
+                    .create(target, &this.data, acl, this.mode, this.ttl)
+                    .await
+                {
+                    Ok((path, stat)) => Ok(Created {
+                        path,
+                        stat: Some(stat),
+                    }),
+                    // Boxed: the rarer paths would otherwise enlarge every create's future.
+                    Err(e) => Box::pin(this.after_refusal(e, target, acl)).await,
+                }
+            }
+        });
+        let result = retrying.await;
         match result {
             Ok(mut created) => {
-                if let Some(g) = guard.as_mut() {
-                    g.armed = false;
+                if let Some(g) = &guard {
+                    g.armed.store(false, Ordering::Relaxed);
                 }
                 created.path = client.unfixed_path(created.path);
                 Ok(created)
@@ -303,63 +300,94 @@ impl CreateBuilder {
         }
     }
 
-    async fn attempt(&self, target: &str, acl: &[Acl]) -> Result<Created> {
+    /// A protected create's retry: every node carrying our prefix came from this create.
+    /// Adopts one (for ephemerals: one owned by the current session); the others (left by an
+    /// earlier session, or duplicates) are deleted.
+    async fn adopt(&self, target: &str, id: &str) -> Result<Option<Created>> {
+        let client = &self.client;
+        let current = client.inner.session.session_id();
+        let mut adopted = None;
+        for (found, stat) in protected::find_nodes(client, target, id).await? {
+            let ours = !self.mode.is_ephemeral() || stat.ephemeral_owner == current;
+            if ours && adopted.is_none() {
+                adopted = Some(Created {
+                    path: found,
+                    stat: Some(stat),
+                });
+            } else {
+                client.delete_in_background(found, -1);
+            }
+        }
+        Ok(adopted)
+    }
+
+    /// What the builder's options make of a refused create: parents made and the create
+    /// tried again, the data set, or an equal node taken as created.
+    async fn after_refusal(&self, refusal: Error, target: &str, acl: &[Acl]) -> Result<Created> {
         let client = &self.client;
         let session = &client.inner.session;
-        let mut made_parents = false;
-        loop {
-            match session
-                .create(target, &self.data, acl, self.mode, self.ttl)
-                .await
-            {
-                Ok((path, stat)) => {
-                    return Ok(Created {
-                        path,
-                        stat: Some(stat),
-                    })
-                }
-                Err(Error::NoNode) if self.parents.is_some() && !made_parents => {
-                    made_parents = true;
-                    // "/q/" (a sequential node named by its number) has parent "/q".
-                    let parent = match target.strip_suffix('/') {
-                        Some(base) if !base.is_empty() => Some(base),
-                        _ => zk_proto::path::split_parent(target).map(|(p, _)| p),
-                    };
-                    if let Some(parent) = parent {
-                        if parent != "/" {
-                            client
-                                .mkdirs(
-                                    parent,
-                                    true,
-                                    self.parents == Some(Parents::Containers),
-                                    acl,
-                                    self.acl_to_parents,
-                                )
-                                .await?;
-                        }
+        match refusal {
+            Error::NoNode if self.parents.is_some() => {
+                // "/q/" (a sequential node named by its number) has parent "/q".
+                let parent = match target.strip_suffix('/') {
+                    Some(base) if !base.is_empty() => Some(base),
+                    _ => zk_proto::path::split_parent(target).map(|(p, _)| p),
+                };
+                if let Some(parent) = parent {
+                    if parent != "/" {
+                        client
+                            .mkdirs(
+                                parent,
+                                true,
+                                self.parents == Some(Parents::Containers),
+                                acl,
+                                self.acl_to_parents,
+                            )
+                            .await?;
                     }
                 }
-                Err(Error::NodeExists) if self.or_set_data.is_some() => {
-                    let version = self.or_set_data.unwrap_or(-1);
-                    let stat = session.set_data(target, &self.data, version).await?;
+                match session
+                    .create(target, &self.data, acl, self.mode, self.ttl)
+                    .await
+                {
+                    Ok((path, stat)) => Ok(Created {
+                        path,
+                        stat: Some(stat),
+                    }),
+                    // Parents are made once: NONODE again (a parent deleted meanwhile) stands.
+                    Err(Error::NoNode) => Err(Error::NoNode),
+                    Err(e) => self.after_existing(e, target).await,
+                }
+            }
+            e => self.after_existing(e, target).await,
+        }
+    }
+
+    /// NODEEXISTS with or-set-data (the data set) or idempotent (an equal node is taken as
+    /// created); any other error as it is.
+    async fn after_existing(&self, refusal: Error, target: &str) -> Result<Created> {
+        let session = &self.client.inner.session;
+        match refusal {
+            Error::NodeExists if self.or_set_data.is_some() => {
+                let version = self.or_set_data.unwrap_or(-1);
+                let stat = session.set_data(target, &self.data, version).await?;
+                Ok(Created {
+                    path: target.to_owned(),
+                    stat: Some(stat),
+                })
+            }
+            Error::NodeExists if self.idempotent => {
+                // Curator's IdempotentUtils.matches: version 0 and the same data.
+                let (data, stat, _) = session.get_data(target, false).await?;
+                if stat.version == 0 && data == self.data {
                     return Ok(Created {
                         path: target.to_owned(),
                         stat: Some(stat),
                     });
                 }
-                Err(Error::NodeExists) if self.idempotent => {
-                    // Curator's IdempotentUtils.matches: version 0 and the same data.
-                    let (data, stat, _) = session.get_data(target, false).await?;
-                    if stat.version == 0 && data == self.data {
-                        return Ok(Created {
-                            path: target.to_owned(),
-                            stat: Some(stat),
-                        });
-                    }
-                    return Err(Error::NodeExists);
-                }
-                Err(e) => return Err(e),
+                Err(Error::NodeExists)
             }
+            e => Err(e),
         }
     }
 }
@@ -369,12 +397,12 @@ struct LeftoverGuard {
     client: Client,
     target: String,
     id: String,
-    armed: bool,
+    armed: AtomicBool,
 }
 
 impl Drop for LeftoverGuard {
     fn drop(&mut self) {
-        if self.armed {
+        if *self.armed.get_mut() {
             protected::delete_leftovers_in_background(&self.client, &self.target, &self.id);
         }
     }

@@ -224,9 +224,13 @@ impl ExistsBuilder {
             if let Some((parent, _)) = zk_proto::path::split_parent(&full) {
                 if parent != "/" {
                     let acl = client.default_acl(parent);
-                    client
-                        .retry_until(deadline, |_| client.mkdirs(parent, true, true, &acl, false))
-                        .await?;
+                    // Boxed: a rare path kept out of every call's future.
+                    Box::pin(
+                        client.retry_until(deadline, |_| {
+                            client.mkdirs(parent, true, true, &acl, false)
+                        }),
+                    )
+                    .await?;
                 }
             }
         }

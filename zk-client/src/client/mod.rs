@@ -19,7 +19,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -52,9 +52,29 @@ use crate::session::{Session, SessionConfig, SessionState, QUEUE_UNTIL};
 type BoxedResult = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 
 /// Supplies the ACL of nodes created without an explicit one (Curator's `ACLProvider`).
+///
+/// ```
+/// use std::borrow::Cow;
+/// use zk_client::{Acl, AclProvider, Id, Perms};
+///
+/// /// Nodes under /private are alice's; the others are open.
+/// #[derive(Debug)]
+/// struct Private;
+///
+/// impl AclProvider for Private {
+///     fn acl_for_path(&self, path: &str) -> Cow<'_, [Acl]> {
+///         if path.starts_with("/private") {
+///             vec![Acl::new(Perms::ALL, Id::digest("alice", "secret"))].into()
+///         } else {
+///             Acl::open_unsafe().into()
+///         }
+///     }
+/// }
+/// ```
 pub trait AclProvider: Send + Sync + fmt::Debug {
-    /// The ACL for a new node at `path` (the full path, namespace included).
-    fn acl_for_path(&self, path: &str) -> Vec<Acl>;
+    /// The ACL for a new node at `path` (the full path, namespace included): borrowed when
+    /// it is the same for many paths (nothing is copied per create), or owned.
+    fn acl_for_path(&self, path: &str) -> Cow<'_, [Acl]>;
 }
 
 /// The default ACL provider: `OPEN_ACL_UNSAFE` (everything for everybody).
@@ -62,8 +82,9 @@ pub trait AclProvider: Send + Sync + fmt::Debug {
 pub struct OpenAclProvider;
 
 impl AclProvider for OpenAclProvider {
-    fn acl_for_path(&self, _path: &str) -> Vec<Acl> {
-        Acl::open_unsafe()
+    fn acl_for_path(&self, _path: &str) -> Cow<'_, [Acl]> {
+        static OPEN_ACL_UNSAFE: LazyLock<Vec<Acl>> = LazyLock::new(Acl::open_unsafe);
+        Cow::Borrowed(&OPEN_ACL_UNSAFE)
     }
 }
 
@@ -72,8 +93,8 @@ impl AclProvider for OpenAclProvider {
 pub struct FixedAclProvider(pub Vec<Acl>);
 
 impl AclProvider for FixedAclProvider {
-    fn acl_for_path(&self, _path: &str) -> Vec<Acl> {
-        self.0.clone()
+    fn acl_for_path(&self, _path: &str) -> Cow<'_, [Acl]> {
+        Cow::Borrowed(&self.0)
     }
 }
 
@@ -559,7 +580,7 @@ impl Client {
             .map_err(|e| Error::Compression(format!("decompressing the data of {path}: {e}")))
     }
 
-    pub(crate) fn default_acl(&self, full_path: &str) -> Vec<Acl> {
+    pub(crate) fn default_acl(&self, full_path: &str) -> Cow<'_, [Acl]> {
         self.inner.acl_provider.acl_for_path(full_path)
     }
 
@@ -616,11 +637,15 @@ impl Client {
             let attempt = &mut attempt;
             let (result, primed) = QUEUE_UNTIL
                 .scope(deadline, async {
-                    let ns = self.prime_namespace().await;
+                    // Boxed, as the sleep below: rare paths kept out of every call's future.
+                    let ns = match self.namespace_to_prime() {
+                        Some(ns) => Some(Box::pin(self.prime_namespace(ns)).await),
+                        None => None,
+                    };
                     let primed = ns.is_some();
                     let result = attempt(retry_count).await;
                     let result = match ns {
-                        Some(ns) => match (result, self.finish_namespace(ns).await) {
+                        Some(ns) => match (result, Box::pin(self.finish_namespace(ns)).await) {
                             // The operation failed because the namespace root is missing.
                             (Err(Error::NoNode), Some(e)) => Err(e),
                             (r, _) => r,
@@ -666,24 +691,21 @@ impl Client {
                 return Err(err);
             };
             tracing::debug!(%err, retry_count, ?sleep, "retrying");
-            tokio::time::sleep(sleep).await;
+            Box::pin(tokio::time::sleep(sleep)).await;
             retry_count += 1;
         }
     }
 
-    /// Submits the creates of the namespace root (and its ancestors) as containers, unless it
-    /// is known to exist; the caller's requests follow them in the same pipeline.
-    async fn prime_namespace(&self) -> Option<Vec<BoxedResult>> {
+    /// The namespace root, unless there is none or it is known to exist.
+    fn namespace_to_prime(&self) -> Option<&str> {
         let ns = self.namespace.as_deref()?;
-        if self
-            .inner
-            .ensured
-            .lock()
-            .map(|s| s.contains(ns))
-            .unwrap_or(false)
-        {
-            return None;
-        }
+        let known = self.inner.ensured.lock().map(|s| s.contains(ns));
+        (!known.unwrap_or(false)).then_some(ns)
+    }
+
+    /// Submits the creates of the namespace root `ns` (and its ancestors) as containers; the
+    /// caller's requests follow them in the same pipeline.
+    async fn prime_namespace(&self, ns: &str) -> Vec<BoxedResult> {
         let mut levels = Vec::new();
         let mut p = ns;
         levels.push(p.to_owned());
@@ -697,7 +719,7 @@ impl Client {
         let mut primed = Vec::new();
         for level in levels.into_iter().rev() {
             let session = self.inner.session.clone();
-            let acl = self.default_acl(&level);
+            let acl = self.default_acl(&level).into_owned();
             let mut fut: BoxedResult = Box::pin(async move {
                 session
                     .create(&level, &[], &acl, CreateMode::Container, None)
@@ -710,7 +732,7 @@ impl Client {
             }
             primed.push(fut);
         }
-        Some(primed)
+        primed
     }
 
     /// Collects the namespace creates: `None` when the root exists now.
@@ -768,7 +790,7 @@ impl Client {
         };
         for prefix in prefixes.iter().rev() {
             let acl = if acl_for_all {
-                acl.to_vec()
+                Cow::Borrowed(acl)
             } else {
                 self.default_acl(prefix)
             };

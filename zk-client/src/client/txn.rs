@@ -55,7 +55,10 @@ impl TransactionBuilder {
         mode: CreateMode,
         acl: Option<Vec<Acl>>,
     ) -> Self {
-        let acl = acl.unwrap_or_else(|| self.client.default_acl(&self.client.full_path(path)));
+        let acl = acl.unwrap_or_else(|| {
+            let full = self.client.full_path(path);
+            self.client.default_acl(&full).into_owned()
+        });
         self.ops.push(Op::Create {
             path: path.to_owned(),
             data: data.to_vec(),
