@@ -789,10 +789,12 @@ EOF
   return 1
 }
 
+# run_client_tests: the client suites and the caches' test (tests/client_*.rs,
+# tests/recipes_*.rs) against the Apache server started last.
 run_client_tests() {
   log "client test suite against Apache ZooKeeper $ZK_VERSION 127.0.0.1:$ZK_PORT"
   local tests=()
-  for f in tests/client_*.rs; do
+  for f in tests/client_*.rs tests/recipes_*.rs; do
     tests+=(--test "$(basename "$f" .rs)")
   done
   ZK_TEST_CONNECT="127.0.0.1:$ZK_PORT" cargo test "${tests[@]}" -- --test-threads=4

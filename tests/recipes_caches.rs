@@ -1,0 +1,133 @@
+//! The recipes' caches against the test target (the embedded server, or Apache ZooKeeper with
+//! `ZK_TEST_CONNECT`, as the client suites): on a server with persistent watches (Apache 3.6+,
+//! ours) a `TreeCache` runs on one recursive watch; on Apache 3.5 it must fall back to one-shot
+//! watches per node. Either way it mirrors live changes and the changes made while it was
+//! disconnected.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use support::{next_state, Proxy, PATIENCE};
+use zk::client::{Client, ConnectionState};
+use zk::recipes::cache::TreeCache;
+
+macro_rules! env_or_skip {
+    () => {
+        match support::env().await {
+            Some(env) => env,
+            None => return,
+        }
+    };
+}
+
+/// (data, mzxid) of every node of a subtree.
+type Tree = BTreeMap<String, (Vec<u8>, i64)>;
+
+/// Reads the subtree at `root` from the server.
+async fn read_tree(client: &Client, root: &str) -> Tree {
+    let mut tree = Tree::new();
+    let mut todo = vec![root.to_owned()];
+    while let Some(path) = todo.pop() {
+        let (data, stat) = client.get_data(&path).await.expect("read the tree");
+        tree.insert(path.clone(), (data, stat.mzxid));
+        let children = client.get_children(&path).await.expect("read the tree");
+        todo.extend(children.iter().map(|c| format!("{path}/{c}")));
+    }
+    tree
+}
+
+/// Waits until the cache holds exactly what the server holds now.
+async fn wait_mirrored(writer: &Client, cache: &TreeCache, root: &str, what: &str) {
+    let truth = read_tree(writer, root).await;
+    let cached = || -> Tree {
+        cache
+            .nodes()
+            .iter()
+            .map(|d| (d.path.clone(), (d.data.clone(), d.stat.mzxid)))
+            .collect()
+    };
+    let mirrored = async {
+        while cached() != truth {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    if tokio::time::timeout(PATIENCE, mirrored).await.is_err() {
+        panic!(
+            "{what}: the cache holds {:?}, the server {truth:?}",
+            cached()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_tree_cache_mirrors_changes_live_and_after_a_reconnect() {
+    let env = env_or_skip!();
+    let writer = support::connected_client(env.connect_string()).await;
+    let proxy = Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
+    let reader = support::connected_client(&proxy.connect_string()).await;
+    let root = support::unique_root();
+    writer.create(&root).data(b"root").await.unwrap();
+    writer
+        .create(&format!("{root}/a"))
+        .data(b"a0")
+        .await
+        .unwrap();
+
+    let cache = TreeCache::new(reader.clone(), &root).unwrap();
+    cache.start().unwrap();
+    assert!(tokio::time::timeout(PATIENCE, cache.wait_initialized())
+        .await
+        .expect("initialized in time"));
+    assert_eq!(
+        cache.uses_one_shot_watches(),
+        env.is_external_before(3, 6).await,
+        "one-shot watches exactly where the server lacks persistent ones"
+    );
+    wait_mirrored(&writer, &cache, &root, "initial").await;
+
+    writer
+        .set_data(&format!("{root}/a"), b"a1".to_vec())
+        .await
+        .unwrap();
+    writer.create(&format!("{root}/b")).await.unwrap();
+    writer
+        .create(&format!("{root}/b/c"))
+        .data(b"c0")
+        .await
+        .unwrap();
+    wait_mirrored(&writer, &cache, &root, "live changes").await;
+    writer
+        .set_data(&format!("{root}/b/c"), b"c1".to_vec())
+        .await
+        .unwrap();
+    writer.delete(&format!("{root}/a")).await.unwrap();
+    wait_mirrored(&writer, &cache, &root, "more live changes").await;
+
+    // Changes made while the cache's client is away: only its re-read after RECONNECTED (or
+    // the watches re-registered with the last zxid seen) can catch them.
+    let mut states = reader.connection_states();
+    proxy.down();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+    writer
+        .set_data(&format!("{root}/b/c"), b"c2".to_vec())
+        .await
+        .unwrap();
+    writer
+        .create(&format!("{root}/d"))
+        .data(b"d0")
+        .await
+        .unwrap();
+    writer.delete(&format!("{root}/b/c")).await.unwrap();
+    proxy.up();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Reconnected);
+    wait_mirrored(&writer, &cache, &root, "after the reconnect").await;
+
+    cache.close().await;
+    support::remove_tree(&writer, &root).await;
+    reader.close().await.unwrap();
+    writer.close().await.unwrap();
+}
