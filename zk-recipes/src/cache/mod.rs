@@ -8,7 +8,9 @@
 //! that vanished meanwhile gets a [`CacheEvent::Deleted`], a node deleted and re-created
 //! meanwhile (another `czxid`) gets `Deleted` then `Created`, newer data (a higher `mzxid`)
 //! gets `Changed`. In between, the persistent recursive watch's events are applied in the
-//! order the server sent them.
+//! order the server sent them. A change's event is queued in every event stream before the
+//! change shows in the cache's contents: a reader that sees it there and then drains its
+//! stream gets that event now, never later.
 //!
 //! On a server without persistent watches (ZooKeeper 3.5 answers addWatch UNIMPLEMENTED)
 //! the caches fall back to Curator's `TreeCache` way: one-shot watches on every cached node,

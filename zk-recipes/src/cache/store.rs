@@ -69,6 +69,10 @@ impl Store {
     /// Records a fresh read of `path`: Created when new, Deleted + Created when the node was
     /// re-created meanwhile (another czxid), Changed when its data is newer (higher mzxid);
     /// an older or identical read changes nothing.
+    ///
+    /// Events are queued while the map is still locked, so whoever sees a change in the cache
+    /// finds its event already in every stream (a reader that checks the cache and then
+    /// drains its events never meets the event of a change it has already seen, later).
     pub(crate) fn upsert(&self, path: &str, data: Vec<u8>, stat: Stat) {
         let (czxid, mzxid) = (stat.czxid, stat.mzxid);
         let new = Arc::new(ChildData {
@@ -76,30 +80,26 @@ impl Store {
             data,
             stat,
         });
-        let events = {
-            let Ok(mut nodes) = self.nodes.write() else {
-                return;
-            };
-            match nodes.get(path) {
-                None => {
-                    nodes.insert(path.to_owned(), new.clone());
-                    vec![CacheEvent::Created(new)]
-                }
-                Some(old) if old.stat.czxid != czxid => {
-                    let old = old.clone();
-                    nodes.insert(path.to_owned(), new.clone());
-                    vec![CacheEvent::Deleted(old), CacheEvent::Created(new)]
-                }
-                Some(old) if mzxid > old.stat.mzxid => {
-                    let old = old.clone();
-                    nodes.insert(path.to_owned(), new.clone());
-                    vec![CacheEvent::Changed { old, new }]
-                }
-                Some(_) => Vec::new(),
-            }
+        let Ok(mut nodes) = self.nodes.write() else {
+            return;
         };
-        for e in events {
-            self.emit(e);
+        match nodes.get(path) {
+            None => {
+                nodes.insert(path.to_owned(), new.clone());
+                self.emit(CacheEvent::Created(new));
+            }
+            Some(old) if old.stat.czxid != czxid => {
+                let old = old.clone();
+                nodes.insert(path.to_owned(), new.clone());
+                self.emit(CacheEvent::Deleted(old));
+                self.emit(CacheEvent::Created(new));
+            }
+            Some(old) if mzxid > old.stat.mzxid => {
+                let old = old.clone();
+                nodes.insert(path.to_owned(), new.clone());
+                self.emit(CacheEvent::Changed { old, new });
+            }
+            Some(_) => {}
         }
     }
 
@@ -119,17 +119,15 @@ impl Store {
         self.remove_exactly(doomed);
     }
 
-    /// Removes exactly these paths (deepest first), with a Deleted event for each.
+    /// Removes exactly these paths (deepest first), with a Deleted event for each (queued
+    /// under the lock, as in [`upsert`](Self::upsert)).
     fn remove_exactly(&self, paths: Vec<String>) {
-        let removed = {
-            let Ok(mut nodes) = self.nodes.write() else {
-                return;
-            };
-            let mut removed: Vec<Arc<ChildData>> =
-                paths.iter().filter_map(|p| nodes.remove(p)).collect();
-            removed.sort_by_key(|d| std::cmp::Reverse(depth(&d.path)));
-            removed
+        let Ok(mut nodes) = self.nodes.write() else {
+            return;
         };
+        let mut removed: Vec<Arc<ChildData>> =
+            paths.iter().filter_map(|p| nodes.remove(p)).collect();
+        removed.sort_by_key(|d| std::cmp::Reverse(depth(&d.path)));
         for old in removed {
             self.emit(CacheEvent::Deleted(old));
         }
@@ -204,6 +202,40 @@ mod tests {
             });
         }
         out
+    }
+
+    /// A reader that sees a change in the cache finds its event already queued: the reader
+    /// thread polls the map and, on the first sight of each new version, must be able to
+    /// receive that version's event at once.
+    #[test]
+    fn a_change_seen_in_the_cache_has_its_event_queued() {
+        const VERSIONS: i64 = 100_000;
+        let store = Arc::new(Store::default());
+        let mut rx = store.subscribe();
+        let writer = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for v in 1..=VERSIONS {
+                    store.upsert("/a", Vec::new(), stat(1, v));
+                }
+            })
+        };
+        let mut seen = 0;
+        while seen < VERSIONS {
+            let Some(now) = store.get("/a").map(|d| d.stat.mzxid) else {
+                continue;
+            };
+            // Every event up to the version seen must be there already.
+            while seen < now {
+                match rx.try_recv() {
+                    Ok(CacheEvent::Created(d)) | Ok(CacheEvent::Changed { new: d, .. }) => {
+                        seen = d.stat.mzxid;
+                    }
+                    other => panic!("version {now} is cached, its event is not queued: {other:?}"),
+                }
+            }
+        }
+        writer.join().expect("writer");
     }
 
     #[test]
