@@ -5,12 +5,12 @@
 #
 #   scripts/interop.sh            everything below, in order:
 #     1. Apache ZooKeeper 3.8 (installed if needed) on a free loopback port: the zk-client test
-#        suite (with the recipes' tests/recipes_*.rs), then the kazoo suite and the zkCli / cli_mt checks (which proves those checks
-#        describe Apache's behaviour); then one member of a 3-member Apache ensemble alone in
-#        read-only mode: the client connects read-only, and moves when the test starts the
-#        quorum; then the client suite and the read-only test again against Apache 3.9, 3.7,
-#        3.6 and 3.5 (there, operations newer than the server must fail with the client's
-#        Unimplemented error);
+#        suite (with the recipes' tests/recipes_*.rs), then the kazoo suite and the zkCli /
+#        cli_mt checks (which proves those checks describe Apache's behaviour); then one
+#        member of a 3-member Apache ensemble alone in read-only mode: the client connects
+#        read-only, and moves when the test starts the quorum; then the client suite and the
+#        read-only test again against Apache 3.9, 3.7, 3.6 and 3.5 (there, operations newer
+#        than the server must fail with the client's Unimplemented error);
 #     2. our zk-server binary on a free loopback port: the same kazoo suite and CLI checks;
 #     3. one data directory written in turn by Apache ZooKeeper, zk-server and Apache again,
 #        each serving exactly what the others wrote (snapshots and txn logs in both directions);
