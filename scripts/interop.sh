@@ -5,7 +5,7 @@
 #
 #   scripts/interop.sh            everything below, in order:
 #     1. Apache ZooKeeper 3.8 (installed if needed) on a free loopback port: the zk-client test
-#        suite (with the recipes' tests/recipes_*.rs), then the kazoo suite and the zkCli /
+#        suite (with tests/recipes_*.rs and discovery_*.rs), then the kazoo suite and the zkCli /
 #        cli_mt checks (which proves those checks describe Apache's behaviour); then one
 #        member of a 3-member Apache ensemble alone in read-only mode: the client connects
 #        read-only, and moves when the test starts the quorum; then the client suite and the
@@ -789,12 +789,12 @@ EOF
   return 1
 }
 
-# run_client_tests: the client suites and the recipes' tests that run against any server
-# (tests/client_*.rs, tests/recipes_*.rs) against the Apache server started last.
+# run_client_tests: the client suites and the recipes' and discovery's tests that run against
+# any server (tests/client_*.rs, recipes_*.rs, discovery_*.rs) against the last Apache started.
 run_client_tests() {
   log "client test suite against Apache ZooKeeper $ZK_VERSION 127.0.0.1:$ZK_PORT"
   local tests=()
-  for f in tests/client_*.rs tests/recipes_*.rs; do
+  for f in tests/client_*.rs tests/recipes_*.rs tests/discovery_*.rs; do
     tests+=(--test "$(basename "$f" .rs)")
   done
   ZK_TEST_CONNECT="127.0.0.1:$ZK_PORT" cargo test "${tests[@]}" -- --test-threads=4

@@ -1,4 +1,4 @@
-//! Shared helpers of the client integration tests (and of the `recipes_*.rs` ones).
+//! Shared helpers of the client integration tests (and of `recipes_*.rs`, `discovery_*.rs`).
 //!
 //! Every test runs against one target:
 //! * Apache ZooKeeper (or any server) when `ZK_TEST_CONNECT=host:port` is set — shared by all
