@@ -22,6 +22,15 @@ pub struct Created {
     pub stat: Option<Stat>,
 }
 
+impl Created {
+    fn new(path: String, stat: Stat) -> Created {
+        Created {
+            path,
+            stat: Some(stat),
+        }
+    }
+}
+
 /// How missing parents are created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Parents {
@@ -277,10 +286,7 @@ impl CreateBuilder {
                     .create(target, &this.data, acl, this.mode, this.ttl)
                     .await
                 {
-                    Ok((path, stat)) => Ok(Created {
-                        path,
-                        stat: Some(stat),
-                    }),
+                    Ok((path, stat)) => Ok(Created::new(path, stat)),
                     // Boxed: the rarer paths would otherwise enlarge every create's future.
                     Err(e) => Box::pin(this.after_refusal(e, target, acl)).await,
                 }
@@ -310,10 +316,7 @@ impl CreateBuilder {
         for (found, stat) in protected::find_nodes(client, target, id).await? {
             let ours = !self.mode.is_ephemeral() || stat.ephemeral_owner == current;
             if ours && adopted.is_none() {
-                adopted = Some(Created {
-                    path: found,
-                    stat: Some(stat),
-                });
+                adopted = Some(Created::new(found, stat));
             } else {
                 client.delete_in_background(found, -1);
             }
@@ -350,10 +353,7 @@ impl CreateBuilder {
                     .create(target, &self.data, acl, self.mode, self.ttl)
                     .await
                 {
-                    Ok((path, stat)) => Ok(Created {
-                        path,
-                        stat: Some(stat),
-                    }),
+                    Ok((path, stat)) => Ok(Created::new(path, stat)),
                     // Parents are made once: NONODE again (a parent deleted meanwhile) stands.
                     Err(Error::NoNode) => Err(Error::NoNode),
                     Err(e) => self.after_existing(e, target).await,
@@ -371,19 +371,13 @@ impl CreateBuilder {
             Error::NodeExists if self.or_set_data.is_some() => {
                 let version = self.or_set_data.unwrap_or(-1);
                 let stat = session.set_data(target, &self.data, version).await?;
-                Ok(Created {
-                    path: target.to_owned(),
-                    stat: Some(stat),
-                })
+                Ok(Created::new(target.to_owned(), stat))
             }
             Error::NodeExists if self.idempotent => {
                 // Curator's IdempotentUtils.matches: version 0 and the same data.
                 let (data, stat, _) = session.get_data(target, false).await?;
                 if stat.version == 0 && data == self.data {
-                    return Ok(Created {
-                        path: target.to_owned(),
-                        stat: Some(stat),
-                    });
+                    return Ok(Created::new(target.to_owned(), stat));
                 }
                 Err(Error::NodeExists)
             }
