@@ -2,16 +2,17 @@
 //! `ZK_TEST_CONNECT`, as the client suites): on a server with persistent watches (Apache 3.6+,
 //! ours) a `TreeCache` runs on one recursive watch; on Apache 3.5 it must fall back to one-shot
 //! watches per node. Either way it mirrors live changes and the changes made while it was
-//! disconnected.
+//! disconnected. A `PathChildrenCache` and a `NodeCache` report each change as one event.
 
 mod support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use futures::StreamExt;
 use support::{next_state, Proxy, PATIENCE};
 use zk::client::{Client, ConnectionState};
-use zk::recipes::cache::TreeCache;
+use zk::recipes::cache::{CacheEvent, CacheEvents, NodeCache, PathChildrenCache, TreeCache};
 
 macro_rules! env_or_skip {
     () => {
@@ -127,6 +128,73 @@ async fn a_tree_cache_mirrors_changes_live_and_after_a_reconnect() {
     wait_mirrored(&writer, &cache, &root, "after the reconnect").await;
 
     cache.close().await;
+    support::remove_tree(&writer, &root).await;
+    reader.close().await.unwrap();
+    writer.close().await.unwrap();
+}
+
+/// The next event as (kind, node path, node data), within the patience bound.
+async fn next_event(events: &mut CacheEvents) -> (&'static str, String, Vec<u8>) {
+    let event = tokio::time::timeout(PATIENCE, events.next())
+        .await
+        .expect("an event in time")
+        .expect("the event stream ended");
+    let kind = match &event {
+        CacheEvent::Created(_) => "created",
+        CacheEvent::Changed { .. } => "changed",
+        CacheEvent::Deleted(_) => "deleted",
+        CacheEvent::Initialized => return ("initialized", String::new(), Vec::new()),
+        other => panic!("an event this test does not know: {other:?}"),
+    };
+    let node = event.node().expect("a node event");
+    (kind, node.path.clone(), node.data.clone())
+}
+
+#[tokio::test]
+async fn path_children_and_node_caches_report_each_change_as_one_event() {
+    let env = env_or_skip!();
+    let writer = support::connected_client(env.connect_string()).await;
+    let reader = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    let (a, b) = (format!("{root}/a"), format!("{root}/b"));
+    writer.create(&root).await.unwrap();
+    writer.create(&a).data(b"a0").await.unwrap();
+
+    let children = PathChildrenCache::new(reader.clone(), &root).unwrap();
+    let node = NodeCache::new(reader.clone(), &b).unwrap();
+    let (mut child_events, mut node_events) = (children.events(), node.events());
+    children.start().unwrap();
+    node.start().unwrap();
+    let created = |path: &str, data: &[u8]| ("created", path.to_owned(), data.to_vec());
+    assert_eq!(next_event(&mut child_events).await, created(&a, b"a0"));
+    assert_eq!(next_event(&mut child_events).await.0, "initialized");
+    // The node cache starts on a missing node: initialized, with nothing in it.
+    assert_eq!(next_event(&mut node_events).await.0, "initialized");
+    assert!(node.current().is_none());
+    // Known once initialized: one-shot watches exactly where the server lacks persistent ones.
+    let one_shot = env.is_external_before(3, 6).await;
+    assert_eq!(children.uses_one_shot_watches(), one_shot);
+    assert_eq!(node.uses_one_shot_watches(), one_shot);
+
+    // Each change waits for its events, so a one-shot watch cannot fold two into one.
+    writer.create(&b).data(b"b0").await.unwrap();
+    assert_eq!(next_event(&mut child_events).await, created(&b, b"b0"));
+    assert_eq!(next_event(&mut node_events).await, created(&b, b"b0"));
+    writer.set_data(&b, b"b1".to_vec()).await.unwrap();
+    let changed = ("changed", b.clone(), b"b1".to_vec());
+    assert_eq!(next_event(&mut child_events).await, changed);
+    assert_eq!(next_event(&mut node_events).await, changed);
+    assert_eq!(node.current().expect("cached").data, b"b1");
+    writer.delete(&b).await.unwrap();
+    let deleted = ("deleted", b.clone(), b"b1".to_vec());
+    assert_eq!(next_event(&mut child_events).await, deleted);
+    assert_eq!(next_event(&mut node_events).await, deleted);
+    assert!(node.current().is_none());
+    let names: Vec<_> = children.current().iter().map(|d| d.path.clone()).collect();
+    assert_eq!(names, [a]);
+
+    children.close().await;
+    node.close().await;
     support::remove_tree(&writer, &root).await;
     reader.close().await.unwrap();
     writer.close().await.unwrap();
