@@ -2,14 +2,16 @@
 //! ZooKeeper with `ZK_TEST_CONNECT`, as the client suites; scripts/interop.sh runs them
 //! against Apache 3.5 to 3.9): a `Mutex` excludes, hands over on release and on its holder's
 //! session expiry with a higher fencing token; a `LeaderLatch` has one leader at a time and
-//! hands leadership over when the leader leaves.
+//! hands leadership over when the leader leaves; a `LeaderSelector` cancels its leader when
+//! the leader's session expires and hands over to the next participant.
 
 mod support;
 
 use std::time::Duration;
 
 use support::PATIENCE;
-use zk::recipes::{LeaderLatch, LockState, Mutex};
+use tokio::sync::mpsc;
+use zk::recipes::{CancelReason, LeaderLatch, LeaderSelector, LockState, Mutex};
 
 macro_rules! env_or_skip {
     () => {
@@ -139,6 +141,77 @@ async fn a_leader_latch_has_one_leader_and_hands_over_when_it_leaves() {
 
     latches[other].close().await.unwrap();
     support::remove_tree(&c1, &root).await;
+    c1.close().await.unwrap();
+    c2.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_leader_selector_cancels_an_expired_leader_and_hands_over() {
+    let env = env_or_skip!();
+    let connect = env.connect_string();
+    let (c1, c2) = (
+        support::connected_client(connect).await,
+        support::connected_client(connect).await,
+    );
+    let root = support::unique_root();
+    let path = format!("{root}/selector");
+    // What each participant's take-leadership closure saw: its start, then why it ended.
+    let (tx, mut rx) = mpsc::unbounded_channel::<(&'static str, Option<CancelReason>)>();
+    let make = |client, name: &'static str| {
+        let tx = tx.clone();
+        LeaderSelector::new(client, &path, name, move |ctx| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send((name, None));
+                let reason = ctx.cancelled().await;
+                let _ = tx.send((name, Some(reason)));
+            }
+        })
+        .unwrap()
+    };
+    let (first, second) = (make(c1.clone(), "one"), make(c2.clone(), "two"));
+    first.start().unwrap();
+    assert_eq!(within("one leads", rx.recv()).await, Some(("one", None)));
+    second.start().unwrap();
+    within("two to queue", async {
+        while second.participants().await.unwrap().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(first.has_leadership() && !second.has_leadership());
+
+    // The leader's session expires; the server deletes its node, so two may lead before one
+    // hears of the expiry (fencing tokens cover that gap): both orders are fine.
+    support::expire_session(connect, c1.session_id(), &c1.session_password()).await;
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        seen.push(
+            within("one cancelled and two leading", rx.recv())
+                .await
+                .unwrap(),
+        );
+    }
+    let cancelled = seen.iter().find(|(who, _)| *who == "one").map(|e| e.1);
+    assert!(
+        matches!(
+            cancelled,
+            Some(Some(CancelReason::Suspended | CancelReason::Lost))
+        ),
+        "{seen:?}"
+    );
+    assert!(seen.contains(&("two", None)), "{seen:?}");
+    assert!(!first.has_leadership() && second.has_leadership());
+    let leader = second.current_leader().await.unwrap().expect("a leader");
+    assert_eq!(leader.id, "two");
+
+    second.close().await.unwrap();
+    assert_eq!(
+        within("two cancelled by close", rx.recv()).await,
+        Some(("two", Some(CancelReason::Closed)))
+    );
+    first.close().await.unwrap();
+    support::remove_tree(&c2, &root).await;
     c1.close().await.unwrap();
     c2.close().await.unwrap();
 }
