@@ -4,7 +4,8 @@
 //! holder's lease, a `ReadWriteLock` shares reads and excludes writes, a
 //! `DistributedAtomicLong` counts every increment of competing sessions, a `DoubleBarrier`
 //! lets its members in and out together, a `SimpleDistributedQueue` hands each item to one
-//! taker in order, a `SharedCount` refuses a stale versioned set, and a `GroupMember` comes
+//! taker in order, a locked `DistributedQueue` completes every item once and retries a failed
+//! one, a `SharedCount` refuses a stale versioned set, and a `GroupMember` comes
 //! back on its client's new session after an expiry.
 
 mod support;
@@ -14,9 +15,10 @@ use std::time::Duration;
 
 use support::PATIENCE;
 use zk::client::{Client, RetryNTimes};
+use zk::recipes::queue::Utf8Serializer;
 use zk::recipes::{
-    DistributedAtomicLong, DoubleBarrier, GroupMember, LockState, ReadWriteLock, Semaphore,
-    SharedCount, SimpleDistributedQueue,
+    DistributedAtomicLong, DistributedQueue, DoubleBarrier, GroupMember, LockState, ReadWriteLock,
+    Semaphore, SharedCount, SimpleDistributedQueue,
 };
 
 macro_rules! env_or_skip {
@@ -337,6 +339,77 @@ async fn a_simple_queue_hands_each_item_to_one_taker_in_order() {
 
     support::remove_tree(&producer, &root).await;
     close_all([producer, t1, t2]).await;
+}
+
+#[tokio::test]
+async fn a_locked_distributed_queue_completes_every_item_once_and_retries_a_failed_one() {
+    const ITEMS: usize = 20;
+    let env = env_or_skip!();
+    let connect = env.connect_string();
+    let (producer_client, consumer_client) = (
+        support::connected_client(connect).await,
+        support::connected_client(connect).await,
+    );
+    let root = support::unique_root();
+    let (path, locks) = (format!("{root}/queue"), format!("{root}/locks"));
+    let producer = DistributedQueue::builder(producer_client.clone(), &path, Utf8Serializer)
+        .build_queue()
+        .unwrap();
+    producer.start().await.unwrap();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let failed_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let consumer = DistributedQueue::builder(consumer_client.clone(), &path, Utf8Serializer)
+        .lock_path(&locks)
+        .consumer(move |item: String| {
+            let (done_tx, failed_once) = (done_tx.clone(), failed_once.clone());
+            async move {
+                if item == "item-05" && !failed_once.swap(true, std::sync::atomic::Ordering::SeqCst)
+                {
+                    return Err("the first attempt at item-05 fails");
+                }
+                let _ = done_tx.send(item);
+                Ok(())
+            }
+        })
+        .build_queue()
+        .unwrap();
+    for i in 0..ITEMS {
+        producer.put(format!("item-{i:02}")).await.unwrap();
+    }
+    // Started once every item is in, so the requeued one has a known place: the end.
+    consumer.start().await.unwrap();
+    let mut done = Vec::new();
+    for _ in 0..ITEMS {
+        done.push(
+            within("a consumed item", done_rx.recv())
+                .await
+                .expect("item"),
+        );
+    }
+    let mut expected: Vec<_> = (0..ITEMS).map(|i| format!("item-{i:02}")).collect();
+    // The failed item was requeued behind the rest.
+    expected.retain(|i| i != "item-05");
+    expected.push("item-05".to_owned());
+    assert_eq!(done, expected);
+    within("the queue and its locks to empty", async {
+        while !producer.item_names().await.unwrap().is_empty()
+            || !consumer_client
+                .get_children(&locks)
+                .await
+                .unwrap()
+                .is_empty()
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    tokio::time::sleep(REFUSED_WITHIN).await;
+    assert!(done_rx.try_recv().is_err(), "an item was consumed twice");
+
+    consumer.close().await;
+    producer.close().await;
+    support::remove_tree(&producer_client, &root).await;
+    close_all([producer_client, consumer_client]).await;
 }
 
 #[tokio::test]
