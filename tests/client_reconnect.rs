@@ -295,6 +295,42 @@ async fn credentials_are_presented_again_after_a_reconnect_and_after_an_expiry()
     observer.close().await.unwrap();
 }
 
+/// Credentials added while disconnected: the call says ConnectionLoss at once (it does not
+/// wait for a connection that may never come), and the credentials are presented on the next
+/// connection all the same.
+#[tokio::test]
+async fn credentials_added_while_disconnected_fail_at_once_and_count_after_the_reconnect() {
+    let env = env_or_skip!();
+    let (proxy, client) = client_behind_a_proxy(env.connect_string(), |b| b).await;
+    let observer = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    let carols = format!("{root}/carol");
+    observer.create(&root).await.unwrap();
+    observer
+        .create(&carols)
+        .acl(vec![Acl::new(Perms::ALL, Id::digest("carol", "pw"))])
+        .await
+        .unwrap();
+
+    let mut states = client.connection_states();
+    proxy.down();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+    let added = tokio::time::timeout(
+        Duration::from_secs(1),
+        client.session().add_auth("digest", b"carol:pw"),
+    )
+    .await
+    .expect("add_auth answers while disconnected, without waiting for a connection");
+    assert_eq!(added, Err(Error::ConnectionLoss));
+    proxy.up();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Reconnected);
+    client.set_data(&carols, b"x".to_vec()).await.unwrap();
+
+    client.close().await.unwrap();
+    support::remove_tree(&observer, &root).await;
+    observer.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn lost_is_declared_when_the_session_timeout_elapses_while_suspended() {
     let env = env_or_skip!();
@@ -601,6 +637,40 @@ async fn an_updated_server_list_is_used_and_an_unlisted_server_is_left() {
     assert_eq!(client.session_id(), session);
     assert_eq!(connected_to(&client), Some(address[2].clone()));
     client.close().await.unwrap();
+}
+
+/// A server list that drops the session's server while it is closing does not cut the
+/// connection before closeSession is answered: the ephemerals go with the close, not a
+/// session timeout later.
+#[tokio::test]
+async fn a_server_list_update_during_close_does_not_cut_the_close_short() {
+    let env = env_or_skip!();
+    let observer = support::connected_client(env.connect_string()).await;
+    let client = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    let eph = format!("{root}/eph");
+    observer.create(&root).await.unwrap();
+    client
+        .create(&eph)
+        .mode(CreateMode::Ephemeral)
+        .await
+        .unwrap();
+
+    // The close is queued first, then the list without the session's server, before the
+    // session task has run.
+    let session = client.session().clone();
+    let mut close = Box::pin(session.close());
+    assert!((&mut close).now_or_never().is_none());
+    session.update_servers("127.0.0.1:1").unwrap();
+    within(close).await.unwrap();
+    assert_eq!(
+        observer.exists(&eph).await.unwrap(),
+        None,
+        "the closed session's ephemeral outlived its close"
+    );
+
+    support::remove_tree(&observer, &root).await;
+    observer.close().await.unwrap();
 }
 
 /// When the server list grows from n to m servers, each client moves to a new server with

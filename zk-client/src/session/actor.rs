@@ -50,6 +50,9 @@ pub(crate) enum Command {
         scheme: String,
         auth: Vec<u8>,
         reply: oneshot::Sender<Result<()>>,
+        /// Until when a caller made while disconnected waits for the next connection's check
+        /// (as a request's deadline); without one it gets CONNECTIONLOSS at once.
+        deadline: Option<Instant>,
     },
     /// A persistent watch stream was dropped.
     DropPersistent {
@@ -172,9 +175,10 @@ pub(crate) struct Actor {
     last_zxid: i64,
     next_xid: i32,
     auths: Vec<(String, Vec<u8>)>,
-    /// Callers of add_auth made while disconnected, by index into `auths`: answered once the
-    /// server has checked the credentials.
-    auth_waiters: Vec<(usize, AuthReply)>,
+    /// Callers of add_auth made while disconnected, by index into `auths`, with their
+    /// deadline: answered once the server has checked the credentials, with CONNECTIONLOSS
+    /// when the deadline passes first, with SESSIONEXPIRED when the session expires first.
+    auth_waiters: Vec<(usize, AuthReply, Instant)>,
     seen_rw_server: bool,
     closing: Option<oneshot::Sender<Result<()>>>,
     /// Whether the one connect attempt allowed after a close while disconnected was made.
@@ -189,7 +193,8 @@ pub(crate) struct Actor {
     /// Set by a matching `Abandon`; acted upon by the connect loop.
     abandon_now: bool,
     /// Set when a new server list moves the session off its server (no longer listed, or
-    /// the load is rebalanced): the connection ends and the next one uses the new list.
+    /// the load is rebalanced): the connection ends and the next one uses the new list —
+    /// unless the session is closing, which stays until its closeSession is answered.
     leave_server: bool,
     /// Connected events emitted so far.
     epoch: u64,
@@ -319,7 +324,7 @@ impl Actor {
         for r in self.queue.drain(..) {
             let _ = r.reply.send(Err(end.clone()));
         }
-        for (_, reply) in self.auth_waiters.drain(..) {
+        for (_, reply, _) in self.auth_waiters.drain(..) {
             let _ = reply.send(Err(end.clone()));
         }
         self.rx.close();
@@ -373,10 +378,19 @@ impl Actor {
                 scheme,
                 auth,
                 reply,
+                deadline,
             } => {
-                // Kept: sent once a connection is up, answered when the server has checked it.
+                // Kept either way: sent once a connection is up. The caller waits for the
+                // server's check until its deadline, as a request would.
                 let index = self.remember_auth(scheme, auth);
-                self.auth_waiters.push((index, reply));
+                match deadline {
+                    Some(d) if d > Instant::now() && self.closing.is_none() => {
+                        self.auth_waiters.push((index, reply, d));
+                    }
+                    _ => {
+                        let _ = reply.send(Err(Error::ConnectionLoss));
+                    }
+                }
             }
             Command::DropPersistent {
                 path,
@@ -435,9 +449,20 @@ impl Actor {
         }
     }
 
-    /// Fails queued requests whose deadline passed; forgets cancelled ones.
+    /// Fails queued requests and add_auth callers whose deadline passed; forgets cancelled
+    /// ones.
     fn expire_queue(&mut self) {
         let now = Instant::now();
+        for (index, reply, deadline) in std::mem::take(&mut self.auth_waiters) {
+            if reply.is_closed() {
+                continue;
+            }
+            if deadline <= now {
+                let _ = reply.send(Err(Error::ConnectionLoss));
+            } else {
+                self.auth_waiters.push((index, reply, deadline));
+            }
+        }
         let queue = std::mem::take(&mut self.queue);
         for r in queue {
             if r.reply.is_closed() {
@@ -452,7 +477,8 @@ impl Actor {
     }
 
     fn queue_wake(&self) -> Option<Instant> {
-        self.queue.iter().filter_map(|r| r.deadline).min()
+        let requests = self.queue.iter().filter_map(|r| r.deadline);
+        requests.chain(self.auth_waiters.iter().map(|w| w.2)).min()
     }
 
     /// Waits for `fut` while serving commands and queue deadlines; `None` if the session was
@@ -610,6 +636,9 @@ impl Actor {
         self.deferred_removals.clear();
         self.shared.session_id.store(0, Ordering::SeqCst);
         self.fail_queue(&Error::SessionExpired);
+        for (_, reply, _) in self.auth_waiters.drain(..) {
+            let _ = reply.send(Err(Error::SessionExpired));
+        }
         while let Ok(cmd) = self.rx.try_recv() {
             match cmd {
                 Command::Request(r) => {
@@ -736,9 +765,9 @@ impl Actor {
                 RequestHeader::new(RequestHeader::AUTH_XID, OpCode::Auth).encode(b);
                 packet.encode(b);
             });
-            let (answered, others) = waiters.into_iter().partition(|(j, _)| *j == i);
+            let (answered, others) = waiters.into_iter().partition(|w| w.0 == i);
             waiters = others;
-            auth_pending.push_back(answered.into_iter().map(|(_, reply)| reply).collect());
+            auth_pending.push_back(answered.into_iter().map(|w| w.1).collect());
         }
         if resumes {
             if self.no_set_watches2 {
@@ -874,7 +903,7 @@ impl Actor {
                         self.handle_command(cmd, &mut out, &mut pending, &mut auth_pending);
                         n += 1;
                     }
-                    if std::mem::take(&mut self.leave_server) {
+                    if std::mem::take(&mut self.leave_server) && self.closing.is_none() {
                         break ConnEnd::Lost(format!("leaving {host} for the updated server list"));
                     }
                 }
@@ -1005,6 +1034,7 @@ impl Actor {
                 scheme,
                 auth,
                 reply,
+                deadline: _,
             } => {
                 let packet = AuthPacket {
                     auth_type: 0,

@@ -405,16 +405,20 @@ impl Session {
         self.tx.send(cmd).map_err(|_| self.terminal_error())
     }
 
-    /// Adds credentials to the session (sent now and after every reconnect).
+    /// Adds credentials to the session (sent now and after every reconnect) and waits for the
+    /// server to check them.
     ///
     /// # Notable errors
     /// [`Error::AuthFailed`]: the server rejected them and closed the session.
+    /// [`Error::ConnectionLoss`]: there is no connection (or it dropped before the check);
+    /// the credentials are kept all the same and sent on the next connection.
     pub async fn add_auth(&self, scheme: &str, auth: &[u8]) -> Result<()> {
         let (reply, rx) = oneshot::channel();
         self.send_command(Command::AddAuth {
             scheme: scheme.to_owned(),
             auth: auth.to_vec(),
             reply,
+            deadline: QUEUE_UNTIL.try_with(|d| *d).ok(),
         })?;
         rx.await.map_err(|_| self.terminal_error())?
     }
