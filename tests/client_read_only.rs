@@ -202,6 +202,57 @@ async fn a_cache_started_read_only_reads_again_on_a_read_write_server() {
     fake.abort();
 }
 
+/// A guaranteed delete refused by a read-only server goes on in the background and deletes
+/// the node once the client reaches a read-write server (a lock node must not outlive a
+/// partition because its release met a read-only server).
+#[tokio::test]
+async fn a_guaranteed_delete_refused_read_only_completes_on_a_read_write_server() {
+    let mut server = TestingServer::start().await.unwrap();
+    let writer = support::connected_client(&server.connect_string()).await;
+    writer.create("/doomed").await.unwrap();
+    writer.close().await.unwrap();
+    server.stop().await;
+    let (client, mut states, _, fake) = on_the_stand_in(&server).await;
+    let err = client.delete("/doomed").guaranteed().await.unwrap_err();
+    assert!(matches!(err, Error::NotReadOnly), "{err:?}");
+
+    server.restart().await.unwrap();
+    wait_until_connected(&mut states).await;
+    tokio::time::timeout(PATIENCE, async {
+        while client.exists("/doomed").await.unwrap().is_some() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the guaranteed delete completes on the read-write server");
+    client.close().await.unwrap();
+    fake.abort();
+}
+
+/// Under a namespace, a read of a missing node on a read-only server is NONODE, as anywhere
+/// else: the namespace root the client cannot create there does not replace the answer.
+#[tokio::test]
+async fn a_missing_node_under_a_namespace_is_no_node_on_a_read_only_server() {
+    let (read_only, _, fake) = read_only_server().await;
+    let client = support::client_builder(&read_only)
+        .namespace("app")
+        .can_be_read_only(true)
+        .build()
+        .unwrap();
+    let mut states = client.connection_states();
+    assert_eq!(next_state(&mut states).await, ConnectionState::ReadOnly);
+    for _ in 0..2 {
+        assert_eq!(client.get_data("/missing").await, Err(Error::NoNode));
+        assert_eq!(client.get_children("/missing").await, Err(Error::NoNode));
+    }
+    assert_eq!(
+        client.create("/new").await.map(|_| ()),
+        Err(Error::NotReadOnly)
+    );
+    client.close().await.unwrap();
+    fake.abort();
+}
+
 /// A session only ever seen on read-only servers is local to the server that made it: no
 /// other server can close it. Closing such a client while it is disconnected (and trying to
 /// reconnect) returns at once, without waiting for a connection just to send closeSession.

@@ -494,6 +494,95 @@ async fn guaranteed_delete_completes_in_the_next_session() {
     observer.close().await.unwrap();
 }
 
+/// The connection timeout bounds a call's wait for a connection, not its time on a
+/// connection: a call that waited longer than it for a slow server, then lost the
+/// connection, is still retried once the client reconnects (as Curator's retry loop does).
+#[tokio::test]
+async fn a_call_slower_than_the_connection_timeout_is_retried_after_a_connection_loss() {
+    let env = env_or_skip!();
+    let connection_timeout = Duration::from_millis(500);
+    let (proxy, client) = client_behind_a_proxy(env.connect_string(), |b| {
+        b.connection_timeout(connection_timeout)
+            .retry_policy(RetryNTimes::new(1, Duration::from_millis(50)))
+    })
+    .await;
+    let root = support::unique_root();
+    let mut states = client.connection_states();
+
+    // The server "stalls" (the create is swallowed) for longer than the connection timeout
+    // but less than the read timeout, then the connection drops.
+    proxy.set_mode(Mode::Blackhole);
+    let create = tokio::spawn({
+        let client = client.clone();
+        let root = root.clone();
+        async move { client.create(&root).await }
+    });
+    tokio::time::sleep(connection_timeout + Duration::from_millis(300)).await;
+    proxy.set_mode(Mode::Forward);
+    proxy.cut();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+    within(create)
+        .await
+        .unwrap()
+        .expect("the create is retried on the next connection");
+    client.close().await.unwrap();
+    let observer = support::connected_client(env.connect_string()).await;
+    support::remove_tree(&observer, &root).await;
+    observer.close().await.unwrap();
+}
+
+/// A call that met a connection loss is retried after its backoff; when the session expired
+/// in between, the retry runs in the new session and the server's answer there is what the
+/// caller gets: a definite error (here NODEEXISTS) is not passed off as the expiry (which
+/// would make the retry policy send the call yet again, or give up with the wrong error).
+#[tokio::test]
+async fn a_definite_answer_in_the_next_session_is_not_reported_as_the_expiry() {
+    let env = env_or_skip!();
+    let backoff = Duration::from_secs(3);
+    let (proxy, client) = client_behind_a_proxy(env.connect_string(), |b| {
+        b.connection_timeout(PATIENCE)
+            .retry_policy(RetryNTimes::new(1, backoff))
+    })
+    .await;
+    let observer = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    observer.create(&root).await.unwrap();
+    let mut states = client.connection_states();
+
+    // The create is swallowed, then its connection cut: CONNECTIONLOSS, and a retry after
+    // the backoff.
+    proxy.set_mode(Mode::Blackhole);
+    let create = tokio::spawn({
+        let client = client.clone();
+        let root = root.clone();
+        async move { client.create(&root).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    proxy.down();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+    // Meanwhile the session expires and the client makes a new one.
+    support::expire_session(
+        env.connect_string(),
+        client.session_id(),
+        &client.session_password(),
+    )
+    .await;
+    proxy.up();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Lost);
+    assert_eq!(next_state(&mut states).await, ConnectionState::Reconnected);
+    assert!(
+        !create.is_finished(),
+        "the retry came before the test was ready"
+    );
+    assert_eq!(
+        within(create).await.unwrap().map(|_| ()),
+        Err(Error::NodeExists)
+    );
+    client.close().await.unwrap();
+    support::remove_tree(&observer, &root).await;
+    observer.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn guaranteed_watch_removal_completes_after_the_connection_returns() {
     let env = env_or_skip!();
@@ -1012,7 +1101,11 @@ async fn a_dropped_protected_create_leaves_no_node() {
     )
     .await;
     within(created_watch).await;
-    drop(create);
+    // Dropped on a thread outside the runtime: the cleanup still starts (on the client's
+    // runtime), and nothing panics.
+    std::thread::spawn(move || drop(create))
+        .join()
+        .expect("dropping the future outside the runtime");
     let (children, gone) = observer.get_children(&root).watched().await.unwrap();
     assert_eq!(children.len(), 1);
     proxy.cut();
@@ -1226,4 +1319,19 @@ async fn a_server_that_drops_every_connection_is_not_hammered() {
     assert!(n <= 20, "{n} connections in {window:?}: no backoff");
     session.close().await.unwrap();
     server.abort();
+}
+
+/// The connection-state stream ends when the client is closed, for a subscriber from before
+/// the close and for one that subscribes after it.
+#[tokio::test]
+async fn the_state_stream_ends_at_close_even_for_a_late_subscriber() {
+    let env = env_or_skip!();
+    let client = support::connected_client(env.connect_string()).await;
+    let mut early = client.connection_states();
+    client.close().await.unwrap();
+    let mut late = client.connection_states();
+    for states in [&mut early, &mut late] {
+        let end = tokio::time::timeout(PATIENCE, async { while states.next().await.is_some() {} });
+        end.await.expect("the state stream ends after close");
+    }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::{Client, Inner};
 use crate::error::{Error, Result};
 use crate::retry::RetryPolicy;
+use crate::session::SessionState;
 
 /// One attempt: `Ok` once the operation's goal holds (e.g. the node is gone).
 pub(crate) type Attempt = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
@@ -39,20 +40,34 @@ pub(crate) async fn guaranteed(
 }
 
 /// Whether a guaranteed operation goes on after failing with `e`: on what `policy` retries,
-/// on connection trouble, and on a session expiry whatever the policy says of calls (the
-/// operation carries on in the next session).
+/// on connection trouble, on a session expiry whatever the policy says of calls (the
+/// operation carries on in the next session), and on a read-only server (it carries on once
+/// the client is back with the quorum).
 fn goes_on_after(policy: &dyn RetryPolicy, e: &Error) -> bool {
-    policy.allow_retry_on(e) || matches!(e, Error::Connect(_) | Error::SessionExpired)
+    policy.allow_retry_on(e)
+        || matches!(
+            e,
+            Error::Connect(_) | Error::SessionExpired | Error::NotReadOnly
+        )
 }
 
 /// Waits until the client behind `inner` is connected, without keeping it alive meanwhile;
 /// `None` once it is gone or closed for good.
 pub(crate) async fn connected(inner: &Weak<Inner>) -> Option<Arc<Inner>> {
+    connected_to(inner, false).await
+}
+
+/// [`connected`], to a read-write server when `read_write`.
+async fn connected_to(inner: &Weak<Inner>, read_write: bool) -> Option<Arc<Inner>> {
     let mut states = inner.upgrade()?.session.state_receiver();
+    let usable = |s: &SessionState| match s {
+        SessionState::Connected { read_only } => !(read_write && *read_only),
+        _ => false,
+    };
     let connected = states
-        .wait_for(|s| s.is_connected() || s.is_terminal())
+        .wait_for(|s| usable(s) || s.is_terminal())
         .await
-        .map(|s| s.is_connected())
+        .map(|s| usable(&s))
         .unwrap_or(false);
     if connected {
         inner.upgrade()
@@ -72,13 +87,15 @@ pub(crate) fn spawn_until_done(
 ) {
     let inner = Arc::downgrade(&client.inner);
     let retry_policy = client.retry.clone();
-    tokio::spawn(async move {
+    client.inner.runtime.spawn(async move {
         let mut delay = Duration::from_millis(50);
+        let mut needs_read_write = false;
         loop {
-            let Some(strong) = connected(&inner).await else {
+            let Some(strong) = connected_to(&inner, needs_read_write).await else {
                 return;
             };
             let result = attempt(strong).await;
+            needs_read_write = matches!(result, Err(Error::NotReadOnly));
             match result {
                 Ok(()) => {
                     tracing::debug!(%path, what, "guaranteed operation done");

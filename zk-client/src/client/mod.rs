@@ -203,7 +203,9 @@ impl ClientBuilder {
         self
     }
 
-    /// How long one call waits for a connection, once per call (default 15 s).
+    /// How long one call waits for a connection, once per call (default 15 s): counted from
+    /// the call's start, or from when its connection dropped if that came later. Retries
+    /// within it are the retry policy's.
     pub fn connection_timeout(mut self, timeout: Duration) -> Self {
         self.connection_timeout = timeout;
         self
@@ -336,6 +338,7 @@ impl ClientBuilder {
             compression: self.compression,
             compress_all: self.compress_all,
             ensured: Mutex::new(HashSet::new()),
+            runtime: tokio::runtime::Handle::current(),
         }))
         .with_namespace(namespace.map(Arc::from));
         if self.ensemble_tracker {
@@ -366,6 +369,9 @@ pub(crate) struct Inner {
     compression: Arc<dyn CompressionProvider>,
     compress_all: bool,
     ensured: Mutex<HashSet<String>>,
+    /// The runtime the client was built on: background work started from a `Drop` (e.g. of a
+    /// protected create's future) runs there, whichever thread drops.
+    pub(crate) runtime: tokio::runtime::Handle,
 }
 
 /// A ZooKeeper client with Curator's semantics: a cheap `Clone` handle to one session task.
@@ -605,10 +611,11 @@ impl Client {
     ///
     /// Requests an attempt submits are queued at once, even while disconnected: the session
     /// task keeps them in order until the next connection or until `deadline` (the connection
-    /// timeout, which bounds the whole call once). A namespace root not yet known to exist is
-    /// created in the same pipeline, ahead of the attempt's requests. An error after the
-    /// session expired during the call is reported as [`Error::SessionExpired`] to the retry
-    /// policy (so [`SessionFailedRetryPolicy`](crate::SessionFailedRetryPolicy) sees it).
+    /// timeout, which bounds the call's wait for a connection once: from its start, or from
+    /// when its connection dropped if that came later — time connected is not waiting). A namespace root not yet known to exist is
+    /// created in the same pipeline, ahead of the attempt's requests. A connection error after
+    /// the session expired during the call is reported as [`Error::SessionExpired`] to the
+    /// retry policy (so [`SessionFailedRetryPolicy`](crate::SessionFailedRetryPolicy) sees it).
     pub(crate) async fn retry_until<T, F, Fut>(&self, deadline: Instant, attempt: F) -> Result<T>
     where
         F: FnMut(u32) -> Fut,
@@ -622,7 +629,7 @@ impl Client {
     async fn retry_from<T, F, Fut>(
         &self,
         start: Instant,
-        deadline: Instant,
+        mut deadline: Instant,
         mut attempt: F,
     ) -> Result<T>
     where
@@ -670,11 +677,10 @@ impl Client {
                     continue;
                 }
             }
+            // A connection error of a call whose session expired meanwhile is the expiry's
+            // (a server's definite answer is kept: the call must not be sent again).
             let now_generation = shared.generation.load(Ordering::SeqCst);
-            let err = if now_generation != generation
-                && !err.is_argument_error()
-                && !matches!(err, Error::Closed | Error::AuthFailed)
-            {
+            let err = if now_generation != generation && err.is_retryable() {
                 generation = now_generation;
                 Error::SessionExpired
             } else {
@@ -684,8 +690,13 @@ impl Client {
                 return Err(err);
             }
             if Instant::now() >= deadline && !self.is_connected() {
-                // The connection timeout bounds the call once, not each retry.
-                return Err(err);
+                // The connection timeout bounds the call's wait once, not each retry; a
+                // connection that dropped after the call started starts the wait afresh.
+                let dropped = shared.disconnected_at.lock().ok().and_then(|at| *at);
+                match dropped.map(|at| at + self.connection_timeout()) {
+                    Some(d) if d > deadline && d > Instant::now() => deadline = d,
+                    _ => return Err(err),
+                }
             }
             let Some(sleep) = self.retry.allow_retry(retry_count, start.elapsed()) else {
                 return Err(err);
@@ -745,11 +756,16 @@ impl Client {
         let outcome = match last {
             Ok(()) | Err(Error::NodeExists) => None,
             // The server checks CREATE on the parent before NODEEXISTS.
-            Err(Error::NoAuth) => match self.inner.session.exists(ns).await {
-                Ok(Some(_)) => None,
-                Ok(None) => Some(Error::NoAuth),
-                Err(e) => Some(e),
-            },
+            // So does a read-only server, which refuses every create: the root may exist.
+            Err(refused @ (Error::NoAuth | Error::NotReadOnly)) => {
+                match self.inner.session.exists(ns).await {
+                    Ok(Some(_)) => None,
+                    // Missing and not creatable here: a call's NONODE is then the truth.
+                    Ok(None) if refused == Error::NotReadOnly => Some(Error::NoNode),
+                    Ok(None) => Some(refused),
+                    Err(e) => Some(e),
+                }
+            }
             Err(e) => Some(e),
         };
         if outcome.is_none() {

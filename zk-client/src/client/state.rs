@@ -82,14 +82,15 @@ impl ConnectionStateErrorPolicy {
 /// The listeners and the current state.
 #[derive(Debug)]
 pub(crate) struct StateHub {
-    listeners: Mutex<Vec<mpsc::UnboundedSender<ConnectionState>>>,
+    /// `None` once the client is closed: later subscribers get a stream that has ended.
+    listeners: Mutex<Option<Vec<mpsc::UnboundedSender<ConnectionState>>>>,
     current: watch::Sender<Option<ConnectionState>>,
 }
 
 impl StateHub {
     pub(crate) fn new() -> Arc<StateHub> {
         Arc::new(StateHub {
-            listeners: Mutex::new(Vec::new()),
+            listeners: Mutex::new(Some(Vec::new())),
             current: watch::channel(None).0,
         })
     }
@@ -97,7 +98,9 @@ impl StateHub {
     pub(crate) fn subscribe(&self) -> ConnectionStates {
         let (tx, rx) = mpsc::unbounded_channel();
         if let Ok(mut l) = self.listeners.lock() {
-            l.push(tx);
+            if let Some(l) = l.as_mut() {
+                l.push(tx);
+            }
         }
         ConnectionStates { rx }
     }
@@ -110,13 +113,15 @@ impl StateHub {
         tracing::info!(?state, "connection state");
         self.current.send_replace(Some(state));
         if let Ok(mut l) = self.listeners.lock() {
-            l.retain(|tx| tx.send(state).is_ok());
+            if let Some(l) = l.as_mut() {
+                l.retain(|tx| tx.send(state).is_ok());
+            }
         }
     }
 
     fn end(&self) {
         if let Ok(mut l) = self.listeners.lock() {
-            l.clear();
+            *l = None;
         }
     }
 }

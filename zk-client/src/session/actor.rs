@@ -275,6 +275,11 @@ impl Actor {
             if let Ok(mut server) = self.shared.server.lock() {
                 *server = None;
             }
+            if self.state.borrow().is_connected() {
+                if let Ok(mut at) = self.shared.disconnected_at.lock() {
+                    *at = Some(Instant::now());
+                }
+            }
         }
         self.state.send_replace(state);
     }

@@ -205,6 +205,8 @@ pub(crate) struct Shared {
     pub(crate) chroot: Option<String>,
     /// The server of the current connection, while connected.
     pub(crate) server: Mutex<Option<HostPort>>,
+    /// When the last connection dropped (`None` before any did).
+    pub(crate) disconnected_at: Mutex<Option<tokio::time::Instant>>,
     /// The servers the session connects to (the connect string's, until updated).
     pub(crate) hosts: Mutex<Vec<HostPort>>,
 }
@@ -241,6 +243,7 @@ impl Session {
             renews: config.renew_on_expiry,
             chroot: config.connect.chroot().map(str::to_owned),
             server: Mutex::new(None),
+            disconnected_at: Mutex::new(None),
             hosts: Mutex::new(config.connect.hosts().to_vec()),
         });
         let actor = actor::Actor::new(config, shared.clone(), rx, state_tx, events);
