@@ -17,6 +17,16 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
+/// A four-letter word's answer, `None` when the connection fails.
+fn four_letter_word(addr: &str, word: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.write_all(word.as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
 /// Writes a zoo.cfg for `dir`/`port` plus extra lines.
 pub fn write_config(dir: &Path, port: u16, extra: &str) -> PathBuf {
     let cfg = dir.join("zoo.cfg");
@@ -46,7 +56,7 @@ impl ServerProcess {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn zk-server");
-        let process = ServerProcess {
+        let mut process = ServerProcess {
             child,
             port,
             dir: dir.to_owned(),
@@ -74,18 +84,37 @@ impl ServerProcess {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn wait_ready(&self) {
+    /// Waits until the child answers `ruok` — the child itself, not another server that took
+    /// the port (a port from [`free_port`] can be taken again before the child binds it):
+    /// `conf` must name this data directory, and the child must still run.
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
+        let our_dir = format!(
+            "dataDir={}",
+            self.dir.join("data").join("version-2").display()
+        );
         loop {
-            if let Ok(mut s) = std::net::TcpStream::connect(self.addr()) {
-                use std::io::{Read, Write};
-                let mut out = String::new();
-                if s.write_all(b"ruok").is_ok()
-                    && s.read_to_string(&mut out).is_ok()
-                    && out == "imok"
-                {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let mut stderr = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    use std::io::Read;
+                    let _ = e.read_to_string(&mut stderr);
+                }
+                panic!(
+                    "zk-server on port {} exited while starting ({status}): {stderr}",
+                    self.port
+                );
+            }
+            if four_letter_word(&self.addr(), "ruok").as_deref() == Some("imok") {
+                let conf = four_letter_word(&self.addr(), "conf").unwrap_or_default();
+                // A whitelist without conf leaves ruok as the only check.
+                if !conf.contains("dataDir=") || conf.contains(&our_dir) {
                     return;
                 }
+                panic!(
+                    "another server answers on port {} (its conf: {conf:?})",
+                    self.port
+                );
             }
             assert!(Instant::now() < deadline, "zk-server did not start");
             std::thread::sleep(Duration::from_millis(20));
