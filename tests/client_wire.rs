@@ -335,6 +335,28 @@ async fn set_watches2_refused(age: Age, refusals: usize) {
     );
     assert_eq!(client.session_id(), session, "the same session throughout");
     assert!(client.is_connected());
+
+    // The server turns out to know persistent watches after all (it was upgraded, or the
+    // closes were something else): once it accepts an addWatch, SetWatches2 is used again
+    // and persistent watches outlive reconnects.
+    let mut states = client.connection_states();
+    proxy.act_as(Age::Current);
+    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+    assert_eq!(next_state(&mut states).await, ConnectionState::Reconnected);
+    let r = format!("{root}/r");
+    let mut persistent = client.add_watch(&r).await.unwrap();
+    proxy.reconnect(&mut states).await;
+    // A round trip after the reconnect: the watches re-registered before it are in place.
+    client.exists(&root).await.unwrap();
+    observer.create(&r).await.unwrap();
+    let event = tokio::time::timeout(PATIENCE, persistent.next())
+        .await
+        .expect("the persistent watch was carried over with SetWatches2")
+        .expect("an event");
+    assert_eq!(
+        (event.event_type, event.path.as_str()),
+        (EventType::NodeCreated, r.as_str())
+    );
     client.close().await.unwrap();
     support::remove_tree(&observer, &root).await;
     observer.close().await.unwrap();

@@ -199,7 +199,7 @@ pub(crate) struct Actor {
     /// Connected events emitted so far.
     epoch: u64,
     /// The server does not know SetWatches2: re-register with SetWatches, end persistent
-    /// watches.
+    /// watches. Cleared when a server accepts an addWatch.
     no_set_watches2: bool,
     set_watches2_failures: u32,
     short_lived: u32,
@@ -1262,6 +1262,13 @@ impl Actor {
                     if header.err == 0 {
                         self.set_watches2_failures = 0;
                     }
+                }
+                if p.op == OpCode::AddWatch && header.err == 0 && self.no_set_watches2 {
+                    // A server that adds persistent watches knows SetWatches2: the closes
+                    // taken for a refusal were something else (e.g. servers restarting).
+                    tracing::info!("the server adds persistent watches: SetWatches2 is used again");
+                    self.no_set_watches2 = false;
+                    self.set_watches2_failures = 0;
                 }
                 let result = if header.err == 0 {
                     Ok(body.slice(consumed..))

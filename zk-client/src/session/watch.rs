@@ -92,8 +92,13 @@ impl Future for WatchFuture {
     }
 }
 
-/// A persistent (or persistent recursive) watch added with addWatch: a stream of every event
+/// A persistent (or persistent recursive) watch added with addWatch: a stream of the events
 /// for the node (or its subtree), kept across reconnects.
+///
+/// Changes made while the client was disconnected fire no event here (the server re-adds a
+/// persistent watch on reconnect without catching up, as Apache's does), and the stream says
+/// nothing of the disconnect itself: watch the connection states and re-read what you depend
+/// on after a reconnect (the recipes' `PersistentWatcher` and caches do).
 ///
 /// The stream ends after an event of type [`EventType::None`] when the session expires or the
 /// client closes, or after [`EventType::PersistentWatchRemoved`] when the watch is removed.
