@@ -762,6 +762,37 @@ async fn a_server_list_update_during_close_does_not_cut_the_close_short() {
     observer.close().await.unwrap();
 }
 
+/// A second close made while the first is in progress returns when the session is closed,
+/// not before.
+#[tokio::test]
+async fn a_second_close_returns_when_the_session_is_closed() {
+    let env = env_or_skip!();
+    let observer = support::connected_client(env.connect_string()).await;
+    let client = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    let eph = format!("{root}/eph");
+    observer.create(&root).await.unwrap();
+    client
+        .create(&eph)
+        .mode(CreateMode::Ephemeral)
+        .await
+        .unwrap();
+
+    let session = client.session().clone();
+    let mut first = Box::pin(session.close());
+    assert!((&mut first).now_or_never().is_none());
+    within(session.close()).await.unwrap();
+    assert_eq!(
+        observer.exists(&eph).await.unwrap(),
+        None,
+        "the second close returned before the session was closed"
+    );
+    within(first).await.unwrap();
+
+    support::remove_tree(&observer, &root).await;
+    observer.close().await.unwrap();
+}
+
 /// When the server list grows from n to m servers, each client moves to a new server with
 /// probability 1 - n/m, keeping its session (Apache's updateServerList): the new servers take
 /// their share of the load.

@@ -119,6 +119,8 @@ fn parse_host_port(part: &str) -> std::result::Result<HostPort, String> {
         (part, None)
     } else {
         match part.split_once(':') {
+            // "host:" means the default port, as for Apache's client and kazoo.
+            Some((h, "")) => (h, None),
             Some((h, p)) => (h, Some(p)),
             None => (part, None),
         }
@@ -153,7 +155,7 @@ mod tests {
 
     #[test]
     fn parses_hosts_ports_ipv6_and_chroot() {
-        let cs: ConnectString = "a:1, b ,[::1]:3,[fe80::1],10.0.0.1:4/x/y".parse().unwrap();
+        let cs: ConnectString = "a:1, b: ,[::1]:3,[fe80::1],10.0.0.1:4/x/y".parse().unwrap();
         assert_eq!(
             cs.hosts(),
             &[

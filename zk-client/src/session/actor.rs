@@ -181,6 +181,8 @@ pub(crate) struct Actor {
     auth_waiters: Vec<(usize, AuthReply, Instant)>,
     seen_rw_server: bool,
     closing: Option<oneshot::Sender<Result<()>>>,
+    /// Later close calls made while closing: answered with the first.
+    close_waiters: Vec<oneshot::Sender<Result<()>>>,
     /// Whether the one connect attempt allowed after a close while disconnected was made.
     close_attempted: bool,
     close_deadline: Option<Instant>,
@@ -250,6 +252,7 @@ impl Actor {
             auths,
             auth_waiters: Vec::new(),
             closing: None,
+            close_waiters: Vec::new(),
             close_attempted: false,
             close_deadline: None,
             ever_connected: false,
@@ -322,7 +325,12 @@ impl Actor {
             Error::AuthFailed => SessionEvent::AuthFailed,
             _ => SessionEvent::Closed,
         });
-        if let Some(reply) = self.closing.take() {
+        for reply in self
+            .closing
+            .take()
+            .into_iter()
+            .chain(self.close_waiters.drain(..))
+        {
             let _ = reply.send(Ok(()));
         }
         // Fail whatever is still queued.
@@ -422,7 +430,7 @@ impl Actor {
                     self.closing = Some(reply);
                     self.fail_queue(&Error::Closed);
                 } else {
-                    let _ = reply.send(Ok(()));
+                    self.close_waiters.push(reply);
                 }
             }
             Command::Abandon { session_id, epoch } => {
@@ -985,7 +993,7 @@ impl Actor {
         reply: oneshot::Sender<Result<()>>,
     ) {
         if self.closing.is_some() {
-            let _ = reply.send(Ok(()));
+            self.close_waiters.push(reply);
             return;
         }
         self.closing = Some(reply);
