@@ -200,12 +200,14 @@ impl<T: Payload> ServiceDiscovery<T> {
     ///
     /// Waits until the node exists. The registration stands from the call on: if this future
     /// is dropped (e.g. by a timeout while the server is unreachable), the node is still
-    /// created as soon as possible. A node already at the path is adopted when it is
-    /// persistent or our own session's ephemeral. An ephemeral node of *another* session with
-    /// the same id — a previous run of this process whose session has not expired yet — is
-    /// replaced, as Curator does, so a restarted process registers at once. If that session
-    /// is still alive and registered (a duplicate id), both race to re-create the node and
-    /// the loser waits until the winner's node goes; give live instances distinct ids.
+    /// created as soon as possible. A node already at the path is adopted when it is our own
+    /// session's ephemeral, or persistent while the instance is too (STATIC, PERMANENT). For
+    /// a DYNAMIC instance, a persistent node (left by a STATIC registration of the id, or an
+    /// operator's) or an ephemeral node of *another* session with the same id — a previous run
+    /// of this process whose session has not expired yet — is replaced, as Curator does, so a
+    /// restarted process registers at once. If that session is still alive and registered (a
+    /// duplicate id), both race to re-create the node and the loser waits until the winner's
+    /// node goes; give live instances distinct ids.
     ///
     /// # Errors
     /// [`Error::InvalidInstance`], [`Error::Serialize`], [`Error::AlreadyRegistered`] (same id),
@@ -280,20 +282,20 @@ impl<T: Payload> ServiceDiscovery<T> {
         Ok(())
     }
 
-    /// Deletes an ephemeral node of another session at `path` (Curator's register deletes
-    /// whatever is there).
+    /// Deletes a persistent node, or an ephemeral node of another session, at `path`
+    /// (Curator's register deletes whatever is there).
     async fn replace_foreign_node(&self, path: &str) -> Result<()> {
         let client = &self.inner.client;
         let Some(stat) = client.exists(path).await? else {
             return Ok(());
         };
-        if stat.ephemeral_owner == 0 || stat.ephemeral_owner == client.session_id() {
+        if stat.ephemeral_owner == client.session_id() {
             return Ok(());
         }
         tracing::info!(
             path,
             owner = stat.ephemeral_owner,
-            "replacing another session's registration"
+            "replacing a persistent node or another session's registration"
         );
         match client.delete(path).version(stat.version).await {
             // Gone, or changed meanwhile: the node's own checks take it from here.
@@ -320,10 +322,15 @@ impl<T: Payload> ServiceDiscovery<T> {
         if let Some(reg) = self.registrations()?.get_mut(id) {
             reg.watcher = Some(cache);
         }
-        let inner = self.inner.clone();
+        // Weak: a discovery dropped without close must not be kept alive (with its nodes kept
+        // registered) by this task; dropping it drops the cache, which ends the events.
+        let weak = Arc::downgrade(&self.inner);
         let id = id.to_owned();
         tokio::spawn(async move {
             while let Some(event) = events.next().await {
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
                 // The first read (Created) may already see someone else's write.
                 let new = match event {
                     CacheEvent::Changed { new, .. } | CacheEvent::Created(new) => new,
@@ -361,8 +368,10 @@ impl<T: Payload> ServiceDiscovery<T> {
     /// so caches see a change, never a removal. Waits until the node holds the new data.
     ///
     /// # Errors
-    /// [`Error::NotRegistered`] if this discovery did not register the id; [`Error::Serialize`];
-    /// [`Error::Closed`].
+    /// [`Error::NotRegistered`] if this discovery did not register the id;
+    /// [`Error::InvalidInstance`] for another name or service type than registered (the node
+    /// is where the name and type put it: unregister and register instead);
+    /// [`Error::Serialize`]; [`Error::Closed`].
     pub async fn update(&self, instance: ServiceInstance<T>) -> Result<()> {
         instance.validate()?;
         let data = self.inner.serializer.serialize(&instance)?;
@@ -371,6 +380,21 @@ impl<T: Payload> ServiceDiscovery<T> {
             let reg = regs
                 .get_mut(&instance.id)
                 .ok_or_else(|| Error::NotRegistered(instance.id.clone()))?;
+            let moved = |field, value: String, registered: String| Error::InvalidInstance {
+                field,
+                value,
+                reason: format!("registered as {registered:?}; an update cannot move the node"),
+            };
+            if instance.name != reg.instance.name {
+                return Err(moved("name", instance.name, reg.instance.name.clone()));
+            }
+            if instance.service_type != reg.instance.service_type {
+                return Err(moved(
+                    "serviceType",
+                    format!("{:?}", instance.service_type),
+                    format!("{:?}", reg.instance.service_type),
+                ));
+            }
             reg.instance = instance;
             reg.node.clone()
         };

@@ -13,7 +13,7 @@ pub enum Error {
     /// not a single ZooKeeper path segment).
     #[error("invalid service instance {field} {value:?}: {reason}")]
     InvalidInstance {
-        /// The field: `name` or `id`.
+        /// The field: `name`, `id`, or (for an update) `serviceType`.
         field: &'static str,
         /// The rejected value.
         value: String,

@@ -21,7 +21,7 @@ type Filter<T> = Arc<dyn Fn(&ServiceInstance<T>) -> bool + Send + Sync>;
 /// let provider = discovery
 ///     .service_provider("payments")
 ///     .strategy(Sticky::new(RoundRobin::new()))
-///     .filter(|instance| instance.enabled)
+///     .filter(|instance| instance.ssl_port.is_some())
 ///     .build()?;
 /// provider.start().await?;
 /// if let Some(instance) = provider.get_instance() {
@@ -124,13 +124,14 @@ impl<T: Payload> ServiceProvider<T> {
         self.cache.start().await
     }
 
-    /// Every usable instance: passing the filters and not down.
+    /// Every usable instance: enabled, passing the filters and not down (as Curator's
+    /// provider, which always filters out disabled instances).
     pub fn get_all_instances(&self) -> Vec<ServiceInstance<T>> {
         let mut instances: Vec<ServiceInstance<T>> = self
             .cache
             .instances()
             .iter()
-            .filter(|i| self.filters.iter().all(|f| f(i)))
+            .filter(|i| i.enabled && self.filters.iter().all(|f| f(i)))
             .cloned()
             .collect();
         self.down.remove_down(&mut instances);

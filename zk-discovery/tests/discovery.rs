@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use zk_client::{Client, ConnectionState, ConnectionStates, RetryNTimes};
 use zk_discovery::{
-    DownInstancePolicy, JsonInstanceSerializer, Random, RoundRobin, ServiceDiscovery,
-    ServiceInstance, ServiceType, Sticky,
+    DownInstancePolicy, JsonInstanceSerializer, Random, RoundRobin, SerializationMode,
+    ServiceDiscovery, ServiceInstance, ServiceType, Sticky,
 };
 use zk_server::{FaultProxy, TestingServer};
 
@@ -238,6 +238,20 @@ async fn re_registered_after_session_expiry_and_updated_in_place() {
     assert!(matches!(
         provider.update(instance("api", "other", 1, "")).await,
         Err(zk_discovery::Error::NotRegistered(_))
+    ));
+    // An update cannot move the node to another service, or make it persistent.
+    assert!(matches!(
+        provider.update(instance("web", "a1", 1, "")).await,
+        Err(zk_discovery::Error::InvalidInstance { field: "name", .. })
+    ));
+    let mut retyped = instance("api", "a1", 1, "");
+    retyped.service_type = ServiceType::Static;
+    assert!(matches!(
+        provider.update(retyped).await,
+        Err(zk_discovery::Error::InvalidInstance {
+            field: "serviceType",
+            ..
+        })
     ));
 
     // The provider's session expires: the instance goes, then comes back with the new
@@ -755,4 +769,95 @@ async fn static_permanent_and_dynamic_sequential_registrations() {
     let mut left = ids(&others.query_for_instances("jobs").await.expect("query"));
     left.sort();
     assert_eq!(left, ["pe", "st"]);
+}
+
+/// A provider never hands out a disabled instance (Curator's provider filters on
+/// `isEnabled`), whatever the caller's own filters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_never_picks_a_disabled_instance() {
+    let server = TestingServer::start().await.expect("server");
+    let c = client(&server.connect_string()).await;
+    let discovery = ServiceDiscovery::<String>::builder(c.clone())
+        .serializer(JsonInstanceSerializer::new(SerializationMode::Full))
+        .build()
+        .expect("discovery");
+    let mut off = instance("svc", "off", 1001, "");
+    off.enabled = false;
+    for i in [instance("svc", "on", 1000, ""), off] {
+        discovery.register(i).await.expect("register");
+    }
+    let provider = discovery.service_provider("svc").build().expect("provider");
+    provider.start().await.expect("start");
+    let mut all = provider.cache().changes();
+    wait_list(&mut all, PATIENCE, "both instances cached", |l| {
+        l.len() == 2
+    })
+    .await;
+    assert_eq!(ids(&provider.get_all_instances()), ["on"]);
+    for _ in 0..10 {
+        assert_eq!(provider.get_instance().expect("an instance").id, "on");
+    }
+    provider.close().await;
+    discovery.close().await.expect("close");
+}
+
+/// A DYNAMIC instance registered where a persistent node already sits (a STATIC
+/// registration of the same id left by another run, or an operator's node) replaces it with
+/// its ephemeral node, as Curator's register does, instead of waiting for it to go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dynamic_registration_replaces_a_persistent_node_at_its_path() {
+    let server = TestingServer::start().await.expect("server");
+    let c = client(&server.connect_string()).await;
+    c.create("/services/svc/d1")
+        .creating_parents_if_needed()
+        .data(b"left over".to_vec())
+        .await
+        .expect("leftover");
+    let discovery = ServiceDiscovery::<String>::builder(c.clone())
+        .build()
+        .expect("discovery");
+    within(
+        "the registration",
+        PATIENCE,
+        discovery.register(instance("svc", "d1", 1000, "new")),
+    )
+    .await
+    .expect("register");
+    let (data, stat) = c.get_data("/services/svc/d1").await.expect("node");
+    assert_eq!(stat.ephemeral_owner, c.session_id(), "an ephemeral of ours");
+    let back: ServiceInstance<String> = JsonInstanceSerializer::default()
+        .deserialize(&data)
+        .expect("an instance");
+    assert_eq!(back.payload.as_deref(), Some("new"));
+    discovery.close().await.expect("close");
+}
+
+/// A discovery with watched instances, dropped without close, stops keeping its instances:
+/// the node goes with the session and is not registered again in the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_watching_discovery_stops_keeping_its_instances() {
+    let server = TestingServer::start().await.expect("server");
+    let c = client(&server.connect_string()).await;
+    let observer = client(&server.connect_string()).await;
+    let discovery = ServiceDiscovery::<String>::builder(c.clone())
+        .watch_instances(true)
+        .build()
+        .expect("discovery");
+    discovery
+        .register(instance("svc", "w1", 1000, ""))
+        .await
+        .expect("register");
+    drop(discovery);
+
+    let mut states = c.connection_states();
+    assert!(server.expire_session(c.session_id()).await);
+    wait_state(&mut states, ConnectionState::Lost).await;
+    wait_state(&mut states, ConnectionState::Reconnected).await;
+    // A kept registration comes back at once in the new session; give it ample time.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        observer.exists("/services/svc/w1").await.expect("exists"),
+        None,
+        "a dropped discovery registered its instance again"
+    );
 }
