@@ -229,6 +229,60 @@ async fn a_guaranteed_delete_refused_read_only_completes_on_a_read_write_server(
     fake.abort();
 }
 
+/// A lock released while the client is on a read-only server (which refuses the delete) is
+/// released for real once the client is back on a read-write server: its node must not hold
+/// the lock for the rest of the session.
+#[tokio::test]
+async fn a_lock_released_on_a_read_only_server_is_deleted_on_a_read_write_one() {
+    let mut server = TestingServer::start().await.unwrap();
+    let (read_only, _, fake) = read_only_server().await;
+    // A long session: the node must go by our delete, not by the session's expiry.
+    let client = support::client_builder(&format!("{read_only},{}", server.connect_string()))
+        .session_timeout(Duration::from_secs(30))
+        .can_be_read_only(true)
+        .build()
+        .unwrap();
+    let mut states = client.connection_states();
+    tokio::time::timeout(PATIENCE, async {
+        while client.connection_state() != Some(ConnectionState::Connected) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("on the read-write server");
+    let lock = zk::recipes::Mutex::new(client.clone(), "/lock").unwrap();
+    let guard = lock.acquire().await.unwrap();
+    let observer = support::connected_client(&server.connect_string()).await;
+    assert_eq!(observer.get_children("/lock").await.unwrap().len(), 1);
+    observer.close().await.unwrap();
+
+    server.stop().await;
+    tokio::time::timeout(PATIENCE, async {
+        while client.connection_state() != Some(ConnectionState::ReadOnly) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("on the read-only server");
+    let release = tokio::spawn(guard.release());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.restart().await.unwrap();
+    wait_until_connected(&mut states).await;
+    tokio::time::timeout(PATIENCE, release)
+        .await
+        .expect("the release completes on the read-write server")
+        .unwrap()
+        .unwrap();
+    let observer = support::connected_client(&server.connect_string()).await;
+    assert!(
+        observer.get_children("/lock").await.unwrap().is_empty(),
+        "the released lock's node is still there"
+    );
+    observer.close().await.unwrap();
+    client.close().await.unwrap();
+    fake.abort();
+}
+
 /// Under a namespace, a read of a missing node on a read-only server is NONODE, as anywhere
 /// else: the namespace root the client cannot create there does not replace the answer.
 #[tokio::test]

@@ -469,8 +469,12 @@ async fn ensure(
                 }
                 *target = Some(created.path.clone());
                 shared.actual.send_replace(Some(created.path.clone()));
-                let (_, watch) = client.exists(&created.path).watched().await?;
-                return Ok(watch);
+                let (stat, watch) = client.exists(&created.path).watched().await?;
+                if stat.is_some() {
+                    return Ok(watch);
+                }
+                // Deleted right after we created it (a watch on a missing sequential name
+                // would never fire): create it again.
             }
             Err(ZkError::NodeExists) => {
                 // A node at our (non-sequential) path: check its owner now, and give it our
@@ -481,6 +485,7 @@ async fn ensure(
             Err(e) => return Err(e),
         }
     }
-    let (_, watch) = client.exists(&shared.base_path).watched().await?;
-    Ok(watch)
+    // Someone keeps deleting (or creating and deleting) the node: try again after a
+    // backoff.
+    Err(ZkError::NoNode)
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use zk_client::{Client, ConnectionState, Error as ZkError};
+use zk_client::{Client, ConnectionState, Error as ZkError, SessionState};
 
 /// Whether a connection in state `s` may count as holding a lock or leadership: connected to
 /// a server that serves writes. A read-only server does not (although
@@ -14,25 +14,37 @@ pub(crate) fn serves_writes(s: ConnectionState) -> bool {
 
 /// Waits until the client is connected; false if the client was closed (or failed for good).
 pub(crate) async fn wait_connected(client: &Client) -> bool {
+    wait_connected_to(client, false).await
+}
+
+/// [`wait_connected`], to a server that serves writes when `read_write`.
+async fn wait_connected_to(client: &Client, read_write: bool) -> bool {
+    let usable = |s: &SessionState| match s {
+        SessionState::Connected { read_only } => !(read_write && *read_only),
+        _ => false,
+    };
     let mut rx = client.session().state_receiver();
-    rx.wait_for(|s| s.is_connected() || s.is_terminal())
+    rx.wait_for(|s| usable(s) || s.is_terminal())
         .await
-        .map(|s| s.is_connected())
+        .map(|s| usable(&s))
         .unwrap_or(false)
 }
 
-/// Deletes `path` (client-relative) until it is gone: across connection losses and session
-/// changes (any session may delete an ephemeral node it may write). Returns once the node no
-/// longer exists, or the client was closed (closing the session removes its ephemerals), or a
-/// non-retryable error (e.g. NOAUTH) says it never will be deleted by us.
+/// Deletes `path` (client-relative) until it is gone: across connection losses, session
+/// changes (any session may delete an ephemeral node it may write) and read-only servers
+/// (it waits for one that serves writes). Returns once the node no longer exists, or the
+/// client was closed (closing the session removes its ephemerals), or a non-retryable error
+/// (e.g. NOAUTH) says it never will be deleted by us.
 pub(crate) async fn delete_until_gone(client: &Client, path: &str) -> Result<(), ZkError> {
     let mut backoff = Duration::from_millis(20);
     loop {
         match client.delete(path).quietly().await {
             Ok(()) | Err(ZkError::Closed) => return Ok(()),
-            Err(e) if e.is_retryable() || matches!(e, ZkError::Connect(_)) => {
+            Err(e)
+                if e.is_retryable() || matches!(e, ZkError::Connect(_) | ZkError::NotReadOnly) =>
+            {
                 tracing::debug!(%path, %e, "delete failed; retrying until the node is gone");
-                if !wait_connected(client).await {
+                if !wait_connected_to(client, e == ZkError::NotReadOnly).await {
                     return Ok(());
                 }
                 tokio::time::sleep(backoff).await;

@@ -323,11 +323,23 @@ async fn node_cache_on_a_3_5_server() {
     node_cache_follows(server_3_5().await, true).await;
 }
 
+/// How many requests the server has received on the connection of session `sid` (`cons`).
+async fn requests_from(server: &zk_server::TestingServer, sid: i64) -> u64 {
+    let cons = server.four_letter_word("cons").await.expect("cons");
+    let wanted = format!("sid=0x{sid:x})");
+    cons.lines()
+        .find(|l| l.contains(&wanted))
+        .and_then(|l| l.split("recved=").nth(1))
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no connection of 0x{sid:x} in: {cons}"))
+}
+
 async fn node_cache_follows(server: zk_server::TestingServer, one_shot: bool) {
     let writer = client(&server.connect_string()).await;
     let reader = client(&server.connect_string()).await;
     writer.create("/cfg").data("a").await.expect("create");
-    let cache = NodeCache::new(reader, "/cfg").expect("cache");
+    let cache = NodeCache::new(reader.clone(), "/cfg").expect("cache");
     cache.start().expect("start");
     assert!(within("init", cache.wait_initialized()).await);
     assert_eq!(cache.current().map(|d| d.data.clone()), Some(b"a".to_vec()));
@@ -345,6 +357,23 @@ async fn node_cache_follows(server: zk_server::TestingServer, one_shot: bool) {
         }
         other => panic!("expected a change (the child is not watched), got {other:?}"),
     }
+    // Children coming and going cost the cache nothing: no request from its client.
+    let sid = reader.session_id();
+    let before = requests_from(&server, sid).await;
+    for i in 0..10 {
+        writer.create(&format!("/cfg/c{i}")).await.expect("child");
+    }
+    writer.set_data("/cfg", "b2").await.expect("set");
+    assert!(matches!(
+        within("change", events.next()).await,
+        Some(CacheEvent::Changed { .. })
+    ));
+    let after = requests_from(&server, sid).await;
+    assert!(
+        after - before <= 1,
+        "the node cache sent {} requests while only children changed",
+        after - before
+    );
     writer
         .delete("/cfg")
         .deleting_children_if_needed()

@@ -133,6 +133,48 @@ async fn a_protected_sequential_node_gets_a_new_path_per_creation() {
     );
 }
 
+/// A node deleted right after its creation, before the keeper has set its watch on it, is
+/// created again (a watch set on a missing sequential name would never fire).
+#[tokio::test]
+async fn a_node_deleted_right_after_its_creation_is_created_again() {
+    let (server, proxy) = server_behind_a_proxy().await;
+    let owner = client(&proxy.connect_string()).await;
+    let operator = client(&server.connect_string()).await;
+    operator.create("/pn5").await.expect("parent");
+    let (_, created) = operator
+        .get_children("/pn5")
+        .watched()
+        .await
+        .expect("watch the parent");
+    // The owner's replies and requests are slow: the operator deletes the new node before
+    // the owner's exists on it reaches the server.
+    proxy.set_mode(zk_server::FaultMode::Delay(Duration::from_millis(300)));
+    let node = PersistentNode::builder(owner.clone(), "/pn5/worker-", b"w".to_vec())
+        .mode(CreateMode::EphemeralSequential)
+        .build()
+        .expect("build");
+    node.start().expect("start");
+    within("the first creation", created).await;
+    let first = operator.get_children("/pn5").await.expect("children");
+    assert_eq!(first.len(), 1);
+    operator
+        .delete(&format!("/pn5/{}", first[0]))
+        .await
+        .expect("delete");
+    within("a node again", async {
+        loop {
+            let now = operator.get_children("/pn5").await.expect("children");
+            if now.len() == 1 && now != first {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    proxy.set_mode(zk_server::FaultMode::Forward);
+    node.close().await.expect("close");
+}
+
 #[tokio::test]
 async fn another_sessions_node_is_not_stolen() {
     let server = server().await;

@@ -140,6 +140,9 @@ async fn follow(
                         needs_read = true;
                     }
                 },
+                // A node cache's non-recursive persistent watch also reports its node's
+                // children changing: nothing the cache holds.
+                Some(event) if event.event_type == EventType::NodeChildrenChanged => {}
                 // The session ended (a new one is being built) or the watch was removed.
                 _ => return Followed::Rewatch,
             },
