@@ -379,7 +379,21 @@ async fn drive(inner: Arc<Inner>, mut states: ConnectionStates) {
                 set_leader(&inner, false);
                 w
             }
-            Ok(Checked::Again) => continue,
+            Ok(Checked::Again) => {
+                if !client.connection_state().is_some_and(serves_writes) {
+                    // First in the queue on a read-only server (or a connection that just
+                    // dropped): look again when the state changes, not in a tight loop.
+                    tokio::select! {
+                        biased;
+                        _ = became_true(&mut closed) => break,
+                        s = states.next() => match s {
+                            Some(s) => handle_state(&inner, &mut node, &mut suspended, s),
+                            None => break,
+                        },
+                    }
+                }
+                continue;
+            }
             Err(ZkError::Closed) => break,
             Err(e) => {
                 tracing::debug!(path = %inner.path, %e, "latch check failed; retrying");

@@ -153,9 +153,12 @@ impl Internals {
             .is_some_and(|g| *lock(&g.count) > 0 && !g.state.get().is_final())
     }
 
-    /// Whether this handle has a grant whose node is not deleted yet (even a lost one).
-    pub(crate) fn has_grant(&self) -> bool {
-        lock(&self.held).is_some()
+    /// Whether a guard of this handle is alive (even a lost one). A grant whose guards are
+    /// all gone, its node still being deleted, does not count.
+    pub(crate) fn has_guards(&self) -> bool {
+        lock(&self.held)
+            .as_ref()
+            .is_some_and(|g| *lock(&g.count) > 0)
     }
 
     pub(crate) fn wait_stats(&self) -> watch::Receiver<WaitStats> {
@@ -227,12 +230,16 @@ impl Internals {
                 Some(predecessor) => Verdict::Watch(predecessor.clone()),
             },
             Kind::Read { writer } => {
-                if let Some(pin) = writer.reenter_held() {
-                    // This handle holds the write lock: the read lock is granted at once
-                    // (downgrade). A foreign write node between our write node and our read
-                    // node would take the write lock as soon as our write node is deleted,
-                    // while we still read: then the read grant keeps our write node (through
-                    // `pin`) until the read grant itself is released.
+                // This handle holds the write lock — its node is still in the queue ahead of
+                // ours (a grant whose session just expired may not know it yet): the read
+                // lock is granted at once (downgrade). A foreign write node between our write
+                // node and our read node would take the write lock as soon as our write node
+                // is deleted, while we still read: then the read grant keeps our write node
+                // (through `pin`) until the read grant itself is released.
+                if let Some(pin) = writer
+                    .reenter_held()
+                    .filter(|pin| before.iter().any(|n| n == node_name(pin.node_path())))
+                {
                     let ours = node_name(pin.node_path()).to_owned();
                     let foreign_writer_before =
                         before.iter().any(|n| n.contains(WRITE_NAME) && *n != ours);

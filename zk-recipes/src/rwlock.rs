@@ -276,7 +276,7 @@ impl WriteLock {
     }
 
     fn check_no_upgrade(&self) -> Result<()> {
-        if self.reader.has_grant() {
+        if self.reader.has_guards() {
             return Err(Error::WouldDeadlock(format!(
                 "{}: this handle holds the read lock; a read lock cannot be upgraded",
                 self.writer.path

@@ -238,6 +238,18 @@ async fn downgrade_keeps_reading_and_upgrade_is_refused() {
         .await
         .unwrap();
     w.release().await.unwrap();
+
+    // A read guard dropped (its node deleted in the background) is no read lock held: the
+    // write lock may be asked for at once.
+    let r = lock.read_lock().acquire().await.unwrap();
+    drop(r);
+    let w = within(
+        "write right after a dropped read guard",
+        lock.write_lock().acquire(),
+    )
+    .await
+    .unwrap();
+    w.release().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
