@@ -346,13 +346,16 @@ impl<T: Payload> ServiceDiscovery<T> {
                     continue;
                 }
                 match inner.serializer.deserialize(&new.data) {
+                    // Not while an update of ours is being written: it is newer, and this
+                    // may be an earlier write of ours seen late.
                     Ok(instance) if instance.id == id => {
                         if let Ok(mut regs) = inner.registrations.lock() {
                             if let Some(reg) = regs.get_mut(&id) {
-                                reg.instance = instance;
+                                if node.adopt_data(new.data.clone(), new.stat.mzxid) {
+                                    reg.instance = instance;
+                                }
                             }
                         }
-                        node.adopt_data(new.data.clone());
                     }
                     Ok(_) => tracing::warn!(%id, "the instance node now holds another id; ignored"),
                     Err(e) => {

@@ -861,3 +861,42 @@ async fn a_dropped_watching_discovery_stops_keeping_its_instances() {
         "a dropped discovery registered its instance again"
     );
 }
+
+/// With watched instances, rapid updates of our own are never undone by the late sight of an
+/// earlier one: the node and the local copy end with the last update.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_updates_with_watched_instances_end_with_the_last() {
+    let server = TestingServer::start().await.expect("server");
+    let c = client(&server.connect_string()).await;
+    let observer = client(&server.connect_string()).await;
+    let discovery = ServiceDiscovery::<String>::builder(c.clone())
+        .watch_instances(true)
+        .build()
+        .expect("discovery");
+    discovery
+        .register(instance("svc", "u1", 1000, "v0"))
+        .await
+        .expect("register");
+    let registered_at = discovery.registered()[0].registration_time_utc;
+    let version = |v: usize| {
+        let mut i = instance("svc", "u1", 1000, &format!("v{v}"));
+        i.registration_time_utc = registered_at;
+        i
+    };
+    for v in 1..=40 {
+        discovery.update(version(v)).await.expect("update");
+    }
+    // Let every event of those writes reach the watcher.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (data, _) = observer.get_data("/services/svc/u1").await.expect("node");
+    let stored: ServiceInstance<String> = JsonInstanceSerializer::default()
+        .deserialize(&data)
+        .expect("an instance");
+    assert_eq!(stored.payload.as_deref(), Some("v40"), "the node");
+    assert_eq!(
+        discovery.registered()[0].payload.as_deref(),
+        Some("v40"),
+        "the local copy"
+    );
+    discovery.close().await.expect("close");
+}

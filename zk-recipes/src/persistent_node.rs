@@ -74,6 +74,9 @@ struct Shared {
     /// A generation that reached the node by another writer ([`PersistentNode::adopt_data`]):
     /// nothing to write for it.
     adopted: std::sync::atomic::AtomicU64,
+    /// The mzxid of our latest write of the data (create or set): data seen on the node at
+    /// or before it is ours, not another writer's.
+    written_mzxid: std::sync::atomic::AtomicI64,
     /// The node's path once created (changes with every re-creation in sequential modes).
     actual: watch::Sender<Option<String>>,
     /// The error of the latest attempt, when retrying cannot fix it (e.g. NOAUTH); cleared by
@@ -127,6 +130,7 @@ impl PersistentNodeBuilder {
                 data_changed: Notify::new(),
                 written: watch::channel(0).0,
                 adopted: std::sync::atomic::AtomicU64::new(u64::MAX),
+                written_mzxid: std::sync::atomic::AtomicI64::new(0),
                 actual: watch::channel(None).0,
                 failure: watch::channel(None).0,
             }),
@@ -222,22 +226,33 @@ impl PersistentNode {
         }
     }
 
-    /// Takes `data`, which someone else already wrote to the node, as the node's data from now
-    /// on (for re-creations) without writing it again. For keeping a local copy in step with
-    /// external updates (Curator discovery's `watchInstances`).
-    pub fn adopt_data(&self, data: Vec<u8>) {
+    /// Takes `data`, which someone else wrote to the node (`mzxid`: its stat's), as the node's
+    /// data from now on (for re-creations) without writing it again. For keeping a local copy
+    /// in step with external updates (Curator discovery's `watchInstances`). Returns false,
+    /// adopting nothing, for data not newer than our own latest write (an earlier write of
+    /// ours, seen late), and while a [`set_data`](PersistentNode::set_data) of ours is not
+    /// written yet (that newer change wins).
+    pub fn adopt_data(&self, data: Vec<u8>, mzxid: i64) -> bool {
         let generation = match self.shared.data.lock() {
             Ok(mut d) => {
+                let ours = self
+                    .shared
+                    .written_mzxid
+                    .load(std::sync::atomic::Ordering::SeqCst);
+                if mzxid <= ours || *self.shared.written.borrow() < d.0 {
+                    return false;
+                }
                 d.0 += 1;
                 d.1 = data;
                 d.0
             }
-            Err(_) => return,
+            Err(_) => return false,
         };
         self.shared
             .adopted
             .store(generation, std::sync::atomic::Ordering::SeqCst);
         self.shared.mark_written(generation);
+        true
     }
 
     /// Stops keeping the node and deletes it (a guaranteed delete: on connection trouble it
@@ -288,6 +303,11 @@ impl Drop for PersistentNode {
 impl Shared {
     fn data(&self) -> (u64, Vec<u8>) {
         self.data.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    fn wrote_at(&self, mzxid: i64) {
+        self.written_mzxid
+            .fetch_max(mzxid, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn mark_written(&self, generation: u64) {
@@ -425,7 +445,8 @@ async fn ensure(
                         *on_node = Some(generation);
                     }
                     if *on_node != Some(generation) {
-                        client.set_data(&path, data).await?;
+                        let stat = client.set_data(&path, data).await?;
+                        shared.wrote_at(stat.mzxid);
                         *on_node = Some(generation);
                         shared.mark_written(generation);
                     }
@@ -459,6 +480,9 @@ async fn ensure(
         let session = client.session_id();
         match create.await {
             Ok(created) => {
+                if let Some(stat) = &created.stat {
+                    shared.wrote_at(stat.mzxid);
+                }
                 *on_node = Some(generation);
                 shared.mark_written(generation);
                 if !our_sessions.contains(&session) {
