@@ -531,6 +531,55 @@ async fn a_call_slower_than_the_connection_timeout_is_retried_after_a_connection
     observer.close().await.unwrap();
 }
 
+/// A client pinned to its session never sends a call again in the next session: a call whose
+/// session expired during its backoff fails with SESSIONEXPIRED, and nothing is written.
+#[tokio::test]
+async fn a_call_pinned_to_its_session_is_not_sent_in_the_next() {
+    let env = env_or_skip!();
+    let backoff = Duration::from_secs(3);
+    let (proxy, client) = client_behind_a_proxy(env.connect_string(), |b| {
+        b.connection_timeout(PATIENCE)
+            .retry_policy(RetryNTimes::new(3, backoff))
+    })
+    .await;
+    let observer = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    observer.create(&root).await.unwrap();
+    let node = format!("{root}/only-in-its-session");
+    let mut states = client.connection_states();
+
+    proxy.set_mode(Mode::Blackhole);
+    let create = tokio::spawn({
+        let pinned = client.pinned_to_session();
+        let node = node.clone();
+        async move { pinned.create(&node).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    proxy.down();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+    support::expire_session(
+        env.connect_string(),
+        client.session_id(),
+        &client.session_password(),
+    )
+    .await;
+    proxy.up();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Lost);
+    assert_eq!(next_state(&mut states).await, ConnectionState::Reconnected);
+    assert!(
+        !create.is_finished(),
+        "the retry came before the test was ready"
+    );
+    assert_eq!(
+        within(create).await.unwrap().map(|_| ()),
+        Err(Error::SessionExpired)
+    );
+    assert_eq!(observer.exists(&node).await.unwrap(), None);
+    client.close().await.unwrap();
+    support::remove_tree(&observer, &root).await;
+    observer.close().await.unwrap();
+}
+
 /// A call that met a connection loss is retried after its backoff; when the session expired
 /// in between, the retry runs in the new session and the server's answer there is what the
 /// caller gets: a definite error (here NODEEXISTS) is not passed off as the expiry (which

@@ -12,13 +12,9 @@ pub(crate) fn serves_writes(s: ConnectionState) -> bool {
     matches!(s, ConnectionState::Connected | ConnectionState::Reconnected)
 }
 
-/// Waits until the client is connected; false if the client was closed (or failed for good).
-pub(crate) async fn wait_connected(client: &Client) -> bool {
-    wait_connected_to(client, false).await
-}
-
-/// [`wait_connected`], to a server that serves writes when `read_write`.
-async fn wait_connected_to(client: &Client, read_write: bool) -> bool {
+/// Waits until the client is connected (to a server that serves writes when `read_write`);
+/// false if the client was closed (or failed for good).
+pub(crate) async fn wait_connected(client: &Client, read_write: bool) -> bool {
     let usable = |s: &SessionState| match s {
         SessionState::Connected { read_only } => !(read_write && *read_only),
         _ => false,
@@ -44,7 +40,7 @@ pub(crate) async fn delete_until_gone(client: &Client, path: &str) -> Result<(),
                 if e.is_retryable() || matches!(e, ZkError::Connect(_) | ZkError::NotReadOnly) =>
             {
                 tracing::debug!(%path, %e, "delete failed; retrying until the node is gone");
-                if !wait_connected_to(client, e == ZkError::NotReadOnly).await {
+                if !wait_connected(client, e == ZkError::NotReadOnly).await {
                     return Ok(());
                 }
                 tokio::time::sleep(backoff).await;

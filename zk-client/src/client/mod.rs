@@ -439,6 +439,16 @@ impl Client {
         }
     }
 
+    /// A client for the same session (and namespace) whose operations are never retried in
+    /// another session: its retry policy wrapped in
+    /// [`SessionFailedRetryPolicy`](crate::SessionFailedRetryPolicy). For writes decided on
+    /// what this session holds (e.g. deleting a lock node only while it is ours): once the
+    /// session expires, such a call fails with [`Error::SessionExpired`] instead of being
+    /// sent again in the next session.
+    pub fn pinned_to_session(&self) -> Client {
+        self.with_retry_policy(crate::SessionFailedRetryPolicy::new(self.retry.clone()))
+    }
+
     /// The retry policy of this client's operations.
     pub(crate) fn retry_policy(&self) -> &dyn RetryPolicy {
         &*self.retry
@@ -703,6 +713,13 @@ impl Client {
             };
             tracing::debug!(%err, retry_count, ?sleep, "retrying");
             Box::pin(tokio::time::sleep(sleep)).await;
+            if shared.generation.load(Ordering::SeqCst) != generation
+                && !self.retry.allow_retry_on(&Error::SessionExpired)
+            {
+                // The session expired during the backoff: a policy that gives up on expiry
+                // never sends the call again in the next session.
+                return Err(Error::SessionExpired);
+            }
             retry_count += 1;
         }
     }

@@ -333,7 +333,13 @@ async fn process_locked<T: Send + 'static>(
         lock.forget();
         return Ok(Outcome::Done);
     }
-    let mut txn = client.transaction().delete(&item_path, -1);
+    // Pinned to this session: our lock node (deleted by path) is only ours in it; sent again
+    // in a new session, the transaction would delete the lock of the consumer that took the
+    // item over.
+    let mut txn = client
+        .pinned_to_session()
+        .transaction()
+        .delete(&item_path, -1);
     if let Some(rest) = &requeue {
         txn = txn.create_with(
             &join(&core.path, &requeue_name(name)),
@@ -421,7 +427,9 @@ pub(crate) async fn remove<T>(core: &Core<T>, name: &str) -> Result<bool, ZkErro
         Acquired::Locked(lock) => lock,
         Acquired::HeldByOther | Acquired::ItemGone => return Ok(false),
     };
+    // Pinned to this session, as in `process_locked`.
     match client
+        .pinned_to_session()
         .transaction()
         .delete(&item_path, -1)
         .delete(&lock.path, -1)
@@ -611,8 +619,10 @@ async fn delete_lock(client: &Client, path: &str, token: &[u8]) {
         };
         match attempt {
             Ok(()) | Err(ZkError::Closed | ZkError::NoNode | ZkError::BadVersion) => return,
-            Err(e) if e.is_retryable() || matches!(e, ZkError::Connect(_)) => {
-                if !wait_connected(client).await {
+            Err(e)
+                if e.is_retryable() || matches!(e, ZkError::Connect(_) | ZkError::NotReadOnly) =>
+            {
+                if !wait_connected(client, e == ZkError::NotReadOnly).await {
                     return;
                 }
                 tokio::time::sleep(backoff).await;
