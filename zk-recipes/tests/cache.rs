@@ -413,3 +413,49 @@ async fn waits_and_streams_of_an_unstarted_or_closed_cache_end() {
     let mut late = cache.events();
     assert_eq!(within("a late stream ends", late.next()).await, None);
 }
+
+#[tokio::test]
+async fn tree_cache_leaves_out_a_node_it_may_not_read() {
+    leaves_out_an_unreadable_node(server().await, false).await;
+}
+
+#[tokio::test]
+async fn tree_cache_on_a_3_5_server_leaves_out_a_node_it_may_not_read() {
+    leaves_out_an_unreadable_node(server_3_5().await, true).await;
+}
+
+/// A node the cache's client may not read is left out, and holds nothing else back: the
+/// cache initializes with the rest of the tree and follows it.
+async fn leaves_out_an_unreadable_node(server: zk_server::TestingServer, one_shot: bool) {
+    let writer = client(&server.connect_string()).await;
+    let reader = client(&server.connect_string()).await;
+    writer.create("/acl").await.expect("root");
+    writer.create("/acl/a").data("a0").await.expect("a");
+    writer
+        .create("/acl/secret")
+        .acl(vec![zk_client::Acl::new(
+            zk_client::Perms::ALL,
+            zk_client::Id::digest("alice", "pw"),
+        )])
+        .await
+        .expect("secret");
+    writer.create("/acl/b").data("b0").await.expect("b");
+    let cache = TreeCache::new(reader, "/acl").expect("cache");
+    cache.start().expect("start");
+    assert!(within("init", cache.wait_initialized()).await);
+    assert_eq!(cache.uses_one_shot_watches(), one_shot);
+    let paths = |cache: &TreeCache| -> Vec<String> {
+        let mut p: Vec<String> = cache.nodes().iter().map(|d| d.path.clone()).collect();
+        p.sort();
+        p
+    };
+    assert_eq!(paths(&cache), ["/acl", "/acl/a", "/acl/b"]);
+    writer.set_data("/acl/a", "a1").await.expect("set");
+    within("the change", async {
+        while cache.get("/acl/a").map(|d| d.data.clone()) != Some(b"a1".to_vec()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    cache.close().await;
+}

@@ -101,6 +101,19 @@ fn log_read_failure(root: &str, e: &zk_client::Error) {
     }
 }
 
+/// Whether a failed read of one node fails the whole read of the tree: a connection problem
+/// (read everything again once connected) does; an error about that node alone (no READ
+/// permission on it, data that does not decompress) does not: the node is left out of the
+/// cache, with a warning, and the rest of the tree is read (as Curator's caches go on past
+/// such a node). Left out, it can never hold the rest of the cache back.
+fn fails_the_read(path: &str, e: &zk_client::Error) -> bool {
+    if e.is_retryable() || matches!(e, zk_client::Error::Closed | zk_client::Error::Connect(_)) {
+        return true;
+    }
+    tracing::warn!(%path, %e, "cannot read a node of the cache; leaving it out");
+    false
+}
+
 /// A stream of a cache's [`CacheEvent`]s from the moment it was subscribed. It ends when the
 /// cache is closed or dropped. Never blocks the cache: events queue up until polled.
 #[must_use = "a stream does nothing unless polled"]

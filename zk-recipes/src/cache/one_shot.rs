@@ -423,7 +423,8 @@ async fn read_tree(
                             }
                             continue;
                         }
-                        Err(e) => return Err(e),
+                        Err(e) if super::fails_the_read(path, &e) => return Err(e),
+                        Err(_) => continue,
                     }
                     match kids {
                         Some(Ok((names, watch))) => {
@@ -437,7 +438,8 @@ async fn read_tree(
                             );
                         }
                         Some(Err(ZkError::NoNode)) | None => {}
-                        Some(Err(e)) => return Err(e),
+                        Some(Err(e)) if super::fails_the_read(path, &e) => return Err(e),
+                        Some(Err(_)) => {}
                     }
                 }
             }

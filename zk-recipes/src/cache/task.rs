@@ -177,7 +177,9 @@ async fn apply(shared: &Shared, event: &WatchedEvent) -> Result<(), ZkError> {
             Ok((data, stat)) => shared.store.upsert(&event.path, data, stat),
             // Deleted since: its NodeDeleted event follows.
             Err(ZkError::NoNode) => {}
-            Err(e) => return Err(e),
+            Err(e) if super::fails_the_read(&event.path, &e) => return Err(e),
+            // Unreadable now: what the cache held of it is stale.
+            Err(_) => shared.store.remove_subtree(&event.path),
         },
     }
     Ok(())
@@ -206,7 +208,8 @@ async fn read_all(shared: &Shared) -> Result<Vec<(String, Vec<u8>, Stat)>, ZkErr
                 match data {
                     Ok((bytes, stat)) => seen.push((path.clone(), bytes, stat)),
                     Err(ZkError::NoNode) => continue,
-                    Err(e) => return Err(e),
+                    Err(e) if super::fails_the_read(path, &e) => return Err(e),
+                    Err(_) => continue,
                 }
                 match children {
                     Some(Ok(names)) => next.extend(
@@ -215,7 +218,8 @@ async fn read_all(shared: &Shared) -> Result<Vec<(String, Vec<u8>, Stat)>, ZkErr
                             .map(|name| (crate::nodes::join(path, name), depth + 1)),
                     ),
                     Some(Err(ZkError::NoNode)) | None => {}
-                    Some(Err(e)) => return Err(e),
+                    Some(Err(e)) if super::fails_the_read(path, &e) => return Err(e),
+                    Some(Err(_)) => {}
                 }
             }
         }
