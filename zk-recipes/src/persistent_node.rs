@@ -477,12 +477,22 @@ async fn ensure(
         if shared.protected {
             create = create.with_protection();
         }
-        let session = client.session_id();
+        let session_before = client.session_id();
         match create.await {
             Ok(created) => {
-                if let Some(stat) = &created.stat {
-                    shared.wrote_at(stat.mzxid);
-                }
+                // The session that made the node: its owner (ephemeral modes), which a call
+                // retried across a session change knows better than the session it began in.
+                let session = match &created.stat {
+                    Some(stat) => {
+                        shared.wrote_at(stat.mzxid);
+                        if stat.ephemeral_owner != 0 {
+                            stat.ephemeral_owner
+                        } else {
+                            session_before
+                        }
+                    }
+                    None => session_before,
+                };
                 *on_node = Some(generation);
                 shared.mark_written(generation);
                 if !our_sessions.contains(&session) {
