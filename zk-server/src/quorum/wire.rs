@@ -40,7 +40,7 @@
 //! | [`Diff`](Message::Diff) | 13 DIFF | common zxid | `long committed · int n · n × (long zxid · buffer txn)` |
 //! | [`Snap`](Message::Snap) | 15 SNAP | the state's zxid | the state bytes |
 //! | [`LeaderInfo`](Message::LeaderInfo) | 17 LEADERINFO | `newEpoch << 32` | `int 0x10000` (protocol version) |
-//! | [`AckEpoch`](Message::AckEpoch) | 18 ACKEPOCH | last logged zxid | `int currentEpoch` |
+//! | [`AckEpoch`](Message::AckEpoch) | 18 ACKEPOCH | last logged zxid | `int currentEpoch` (-1: an epoch it had already accepted) |
 //!
 //! Where Apache sends TRUNC + DIFF + PROPOSAL/COMMIT pairs, or SNAP followed by a stream, the
 //! core sends one [`Diff`](Message::Diff) (its `zxid` is the point to truncate to) or one
@@ -223,7 +223,10 @@ fn packet(message: &Message) -> Packet {
         } => (
             t(QuorumPacketType::AckEpoch),
             *last_zxid,
-            Some(Bytes::copy_from_slice(&current_epoch.to_be_bytes())),
+            // Apache's learner writes -1 for an epoch it had already accepted.
+            Some(Bytes::copy_from_slice(
+                &current_epoch.map_or(-1, |e| e as i32).to_be_bytes(),
+            )),
         ),
         Message::Snap { zxid, state } => (t(QuorumPacketType::Snap), *zxid, Some(state.clone())),
         Message::Diff {
@@ -565,7 +568,10 @@ fn message(packet_type: i32, zxid: Zxid, data: Option<Bytes>) -> Result<Message,
             }
         }
         Q::AckEpoch => Message::AckEpoch {
-            current_epoch: f.int_data(data, "current epoch")? as u32,
+            current_epoch: match f.int_data(data, "current epoch")? {
+                -1 => None,
+                epoch => Some(epoch as u32),
+            },
             last_zxid: zxid,
         },
         Q::Snap => Message::Snap {

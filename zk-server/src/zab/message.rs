@@ -36,8 +36,11 @@ pub enum Message {
     },
     /// Learner → leader (ACKEPOCH): it accepted the new epoch.
     AckEpoch {
-        /// Its current epoch (before the new one).
-        current_epoch: u32,
+        /// Its current epoch (before the new one); `None` (Apache's `-1`) when it had already
+        /// accepted this epoch — for another leader's attempt at it — before: such an ack lets
+        /// the leader sync it, but does not count toward the quorum that accepts the epoch
+        /// (else two leaders could each gather one for the same epoch).
+        current_epoch: Option<u32>,
         /// Its last logged zxid.
         last_zxid: Zxid,
     },

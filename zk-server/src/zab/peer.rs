@@ -183,8 +183,9 @@ struct LearnerHandle {
     observer: bool,
     accepted_epoch: u32,
     summary: EpochSummary,
-    /// Its ACKEPOCH: (current epoch, last zxid).
-    epoch_ack: Option<(u32, Zxid)>,
+    /// Its ACKEPOCH: (current epoch, or `None` for an epoch it had already accepted, which
+    /// does not count toward the epoch's quorum; last zxid).
+    epoch_ack: Option<(Option<u32>, Zxid)>,
     /// Sync sent: it gets every later proposal / inform.
     forwarding: bool,
     /// The last zxid of its sync (what its NEWLEADER ack vouches for).
@@ -407,6 +408,14 @@ impl Peer {
         let (true, Some(epoch)) = (l.established, l.new_epoch) else {
             return Err(NotLeader::NotEstablished);
         };
+        if l.next_counter == u32::MAX {
+            // ZOOKEEPER-1277: the epoch's counter is used up (the next zxid would wrap into
+            // the next epoch's): elect again, which starts a new epoch (Apache's leader shuts
+            // down on XidRolloverException the same way).
+            tracing::warn!(epoch, "the zxid counter of this epoch is used up; electing again");
+            self.look();
+            return Err(NotLeader::NotEstablished);
+        }
         let zxid = make_zxid(epoch, l.next_counter);
         l.next_counter += 1;
         let entry = Entry { zxid, txn };
@@ -424,6 +433,14 @@ impl Peer {
             }
         }
         Ok(zxid)
+    }
+
+    /// Test hook: makes the next proposal of an established leader use `counter`.
+    #[cfg(test)]
+    pub(crate) fn set_next_counter(&mut self, counter: u32) {
+        if let State::Leading(l) = &mut self.state {
+            l.next_counter = counter;
+        }
     }
 
     /// As a learner: forwards a client write to the leader. False when there is no leader.
@@ -648,9 +665,11 @@ impl Peer {
                     return;
                 };
                 h.epoch_ack = Some((current_epoch, last_zxid));
-                // A learner with a more recent history than ours: we must not lead.
-                if (current_epoch, last_zxid) > (self.current_epoch, self.history.last_zxid())
-                    && !h.observer
+                // A learner with a more recent history than ours: we must not lead. (An ack
+                // that does not count is not compared, as in Apache's waitForEpochAck.)
+                if current_epoch.is_some_and(|current| {
+                    (current, last_zxid) > (self.current_epoch, self.history.last_zxid())
+                }) && !h.observer
                 {
                     tracing::warn!(
                         learner = from,
@@ -748,7 +767,7 @@ impl Peer {
         let acked: Vec<Sid> = l
             .learners
             .iter()
-            .filter(|(_, h)| h.epoch_ack.is_some() && !h.observer)
+            .filter(|(_, h)| matches!(h.epoch_ack, Some((Some(_), _))) && !h.observer)
             .map(|(s, _)| *s)
             .chain(std::iter::once(me))
             .collect();
@@ -1011,9 +1030,11 @@ impl Peer {
                         current: self.current_epoch,
                     });
                 } else {
+                    // Accepted (and acked) before, for another attempt at this epoch: ack
+                    // again so this leader can sync us, but not as a vote for the epoch.
                     l.phase = LearnerPhase::Syncing { received: false };
                     let message = Message::AckEpoch {
-                        current_epoch: self.current_epoch,
+                        current_epoch: None,
                         last_zxid: self.history.last_zxid(),
                     };
                     self.actions.push(Action::Send { to: from, message });
@@ -1238,7 +1259,7 @@ impl Peer {
                     LearnerPhase::AcceptingEpoch(_) => {
                         l.phase = LearnerPhase::Syncing { received: false };
                         let message = Message::AckEpoch {
-                            current_epoch: self.current_epoch,
+                            current_epoch: Some(self.current_epoch),
                             last_zxid: self.history.last_zxid(),
                         };
                         self.actions.push(Action::Send {

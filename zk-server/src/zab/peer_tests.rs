@@ -372,7 +372,7 @@ fn leader() -> Peer {
         p.handle(Input::Receive {
             from,
             message: Message::AckEpoch {
-                current_epoch: 0,
+                current_epoch: Some(0),
                 last_zxid: 0,
             },
         });
@@ -380,6 +380,116 @@ fn leader() -> Peer {
     p.handle(Input::EpochsPersisted); // current epoch 1
     p.take_actions();
     p
+}
+
+/// A learner offered an epoch it had already accepted (for another leader's attempt at it)
+/// acks it without its current epoch (Apache's -1): an ack that lets the leader sync it but
+/// is no vote for the epoch.
+#[test]
+fn an_epoch_already_accepted_is_acked_without_a_vote() {
+    // Peer 1 accepted epoch 1 (acked to a leader that is gone) and is still in epoch 0.
+    let state = PersistentState {
+        accepted_epoch: 1,
+        current_epoch: 0,
+        history: History::default(),
+    };
+    let mut p = Peer::new(config(1), state, 0);
+    p.take_actions();
+    p.handle(Input::Receive {
+        from: 2,
+        message: settled(3, ServerState::Following),
+    });
+    p.handle(Input::Receive {
+        from: 3,
+        message: settled(3, ServerState::Leading),
+    });
+    assert!(
+        matches!(p.role(), Role::Following { leader: 3, .. }),
+        "{:?}",
+        p.role()
+    );
+    p.take_actions();
+    // Leader 3 offers the same epoch.
+    p.handle(Input::Receive {
+        from: 3,
+        message: Message::LeaderInfo { new_epoch: 1 },
+    });
+    let acks: Vec<_> = sent(&p.take_actions())
+        .into_iter()
+        .filter(|(_, m)| matches!(m, Message::AckEpoch { .. }))
+        .collect();
+    assert_eq!(
+        acks,
+        vec![(
+            3,
+            Message::AckEpoch {
+                current_epoch: None,
+                last_zxid: 0
+            }
+        )]
+    );
+}
+
+/// A leader counts only acks that are votes for its epoch (ZAB: a quorum must accept the
+/// epoch from this leader): with one voter's no-vote ack it does not sync anyone, and with a
+/// vote it does, syncing the no-vote learner too.
+#[test]
+fn an_ack_of_an_epoch_already_accepted_does_not_count_toward_the_quorum() {
+    let mut p = Peer::new(config(1), PersistentState::default(), 0);
+    p.take_actions();
+    for from in [2, 3] {
+        p.handle(Input::Receive {
+            from,
+            message: Message::Notification {
+                state: ServerState::Looking,
+                vote: Vote {
+                    leader: 1,
+                    zxid: 0,
+                    peer_epoch: 0,
+                },
+                election_epoch: 1,
+            },
+        });
+    }
+    p.handle(Input::Tick { now_ms: 1_000 });
+    assert!(matches!(p.role(), Role::Leading { .. }), "{:?}", p.role());
+    for from in [2, 3] {
+        p.handle(Input::Receive {
+            from,
+            message: voter_info(0),
+        });
+    }
+    p.handle(Input::EpochsPersisted); // accepted epoch 1
+    p.take_actions();
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::AckEpoch {
+            current_epoch: None,
+            last_zxid: 0,
+        },
+    });
+    let a = p.take_actions();
+    assert!(
+        !a.iter().any(|a| matches!(a, Action::PersistEpochs { .. }))
+            && !sent(&a)
+                .iter()
+                .any(|(_, m)| matches!(m, Message::Diff { .. })),
+        "a no-vote ack made a quorum: {a:?}"
+    );
+    p.handle(Input::Receive {
+        from: 3,
+        message: Message::AckEpoch {
+            current_epoch: Some(0),
+            last_zxid: 0,
+        },
+    });
+    let a = p.take_actions();
+    let diffs: BTreeSet<Sid> = sent(&a)
+        .into_iter()
+        .filter(|(_, m)| matches!(m, Message::Diff { .. }))
+        .map(|(to, _)| to)
+        .collect();
+    assert_eq!(diffs, [2, 3].into_iter().collect());
 }
 
 #[test]
@@ -424,6 +534,23 @@ fn the_leader_proposes_after_a_quorum_acked_newleader_and_commits_on_a_quorum() 
     let a = p.take_actions();
     assert!(a.contains(&Action::Commit(entry_named(zxid, "x"))));
     assert!(sent(&a).contains(&(2, Message::Commit { zxid })));
+}
+
+/// ZOOKEEPER-1277: a leader whose epoch's zxid counter is used up does not wrap it (the
+/// zxid would belong to the next epoch): it refuses the proposal and elects again.
+#[test]
+fn zookeeper_1277_a_leader_elects_again_when_the_zxid_counter_is_used_up() {
+    let mut p = leader();
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::AckNewLeader { epoch: 1 },
+    });
+    p.take_actions();
+    assert!(p.propose(Bytes::from("x")).is_ok());
+    // As if u32::MAX - 1 proposals had followed.
+    p.set_next_counter(u32::MAX);
+    assert!(p.propose(Bytes::from("one too many")).is_err());
+    assert!(matches!(p.role(), Role::Looking), "{:?}", p.role());
 }
 
 /// An established leader keeps leading while a quorum (itself and one follower) answers its
