@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use zk_proto::{digest_id, Acl, ErrorCode, Id, Perms};
+use zk_proto::{digest_of, Acl, ErrorCode, Id, Perms};
 
 /// Whether `ids` (a connection's identities) hold `perm` under `acl`, following
 /// `ZooKeeperServer.checkACL`: `super` passes everything, an empty ACL allows all, `world:anyone`
@@ -129,20 +129,23 @@ pub fn mask_digests(acl: &[Acl]) -> Vec<Acl> {
         .collect()
 }
 
-/// Authenticates an `addauth` packet. Only the `digest` scheme is supported: `auth` holds UTF-8
-/// `user:password`. Returns the identities to add (the digest id, plus `super:` when it matches
-/// the configured super digest), or AUTHFAILED.
+/// Authenticates an `addauth` packet, as Apache's providers do. `digest`: `auth` holds UTF-8
+/// `user:password` (a text without `:` is all user name, hashed whole); the identities to
+/// add are the digest id, plus `super:` when it matches the configured super digest. `ip`:
+/// always accepted, adding nothing (the connection's address is its ip identity already).
+/// Any other scheme: AUTHFAILED.
 pub fn authenticate(
     scheme: &str,
     auth: &[u8],
     super_digest: Option<&str>,
 ) -> Result<Vec<Id>, ErrorCode> {
-    if scheme != "digest" {
-        return Err(ErrorCode::AuthFailed);
+    match scheme {
+        "digest" => {}
+        "ip" => return Ok(Vec::new()),
+        _ => return Err(ErrorCode::AuthFailed),
     }
     let text = std::str::from_utf8(auth).map_err(|_| ErrorCode::AuthFailed)?;
-    let (user, password) = text.split_once(':').ok_or(ErrorCode::AuthFailed)?;
-    let id = digest_id(user, password);
+    let id = digest_of(text);
     let mut ids = Vec::with_capacity(2);
     if super_digest == Some(id.as_str()) {
         ids.push(Id::new("super", ""));
@@ -226,16 +229,22 @@ mod tests {
         assert_eq!(mask_digests(&acl)[0].id, Id::new("digest", "alice:x"));
         let ids = authenticate("digest", b"alice:pw", None).unwrap();
         assert_eq!(ids, vec![Id::digest("alice", "pw")]);
-        let sup = digest_id("super", "test");
+        let sup = zk_proto::digest_id("super", "test");
         let ids = authenticate("digest", b"super:test", Some(&sup)).unwrap();
         assert_eq!(ids[0], Id::new("super", ""));
         assert_eq!(
             authenticate("kerberos", b"x", None),
             Err(ErrorCode::AuthFailed)
         );
+        // As Apache's generateDigest: no colon, the whole text is the user and is hashed.
         assert_eq!(
             authenticate("digest", b"nocolon", None),
-            Err(ErrorCode::AuthFailed)
+            Ok(vec![Id::new(
+                "digest",
+                "nocolon:Ra+cHr2ZoHvBjtNArFGNGlVie4g="
+            )])
         );
+        // As Apache's IPAuthenticationProvider: accepted, nothing to add.
+        assert_eq!(authenticate("ip", b"10.0.0.1", None), Ok(Vec::new()));
     }
 }

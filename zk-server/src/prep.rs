@@ -298,9 +298,11 @@ impl PrepContext<'_> {
             return Err(ErrorCode::BadArguments);
         }
         let (parent_path, _) = split_parent(path).ok_or(ErrorCode::BadArguments)?;
+        // Apache's order: the parent, DELETE on it, then the node (so a caller without DELETE
+        // learns nothing of the node, and gets NOAUTH rather than NONODE).
         let parent = self.require(pending, staged, parent_path)?;
-        let node = self.require(pending, staged, path)?;
         self.check_perm(&parent, Perms::DELETE)?;
+        let node = self.require(pending, staged, path)?;
         check_version(node.stat.version, version)?;
         if node.num_children > 0 {
             return Err(ErrorCode::NotEmpty);

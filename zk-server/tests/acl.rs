@@ -58,6 +58,12 @@ async fn every_op_checks_its_permission() {
         stranger.delete("/locked/kid", -1).await,
         Err(ErrorCode::NoAuth)
     );
+    // DELETE on the parent is checked before the node is looked up (Apache's order): no
+    // NONODE that would hide the refusal.
+    assert_eq!(
+        stranger.delete("/locked/missing", -1).await,
+        Err(ErrorCode::NoAuth)
+    );
     assert_eq!(
         stranger.set_acl("/locked", Acl::open_unsafe(), -1).await,
         Err(ErrorCode::NoAuth)

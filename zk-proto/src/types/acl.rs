@@ -170,7 +170,15 @@ jute_vector!(Id, Acl);
 /// The digest id for `user` and `password`: `user:` + base64(SHA-1(`user:password`)), as
 /// `DigestAuthenticationProvider.generateDigest` computes it.
 pub fn digest_id(user: &str, password: &str) -> String {
-    let hash = Sha1::digest(format!("{user}:{password}").as_bytes());
+    digest_of(&format!("{user}:{password}"))
+}
+
+/// The digest id of an `addauth digest` text, as `DigestAuthenticationProvider.generateDigest`
+/// computes it: the text up to its first `:` (all of it when there is none) + `:` +
+/// base64(SHA-1(text)).
+pub fn digest_of(text: &str) -> String {
+    let user = text.split_once(':').map_or(text, |(user, _)| user);
+    let hash = Sha1::digest(text.as_bytes());
     format!(
         "{user}:{}",
         base64::engine::general_purpose::STANDARD.encode(hash)

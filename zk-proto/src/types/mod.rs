@@ -7,7 +7,7 @@ mod event;
 mod opcode;
 mod stat;
 
-pub use acl::{digest_id, Acl, Id, Perms};
+pub use acl::{digest_id, digest_of, Acl, Id, Perms};
 pub use create_mode::CreateMode;
 pub use error_code::ErrorCode;
 pub use event::{AddWatchMode, EventType, KeeperState, WatcherType};

@@ -1094,6 +1094,8 @@ impl ServerCore {
             Request::SetAcl(r) => WriteRequest::SetAcl(r),
             Request::Check(r) => WriteRequest::Check(r),
             Request::Multi(m) => WriteRequest::Multi(&m.ops),
+            // Dynamic reconfiguration is off, as in Apache's default (reconfigEnabled=false).
+            Request::Reconfig(_) => return error(ErrorCode::ReconfigDisabled),
             _ => return error(ErrorCode::Unimplemented),
         };
         let ctx = PrepContext {

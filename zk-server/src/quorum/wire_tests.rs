@@ -67,14 +67,12 @@ fn message() -> impl Strategy<Value = Message> {
                 }
             }),
         any::<u32>().prop_map(|new_epoch| Message::LeaderInfo { new_epoch }),
-        (
-            proptest::option::of(0..u32::MAX),
-            any::<i64>()
-        )
-            .prop_map(|(current_epoch, last_zxid)| Message::AckEpoch {
+        (proptest::option::of(0..u32::MAX), any::<i64>()).prop_map(|(current_epoch, last_zxid)| {
+            Message::AckEpoch {
                 current_epoch,
-                last_zxid
-            }),
+                last_zxid,
+            }
+        }),
         (any::<i64>(), bytes()).prop_map(|(zxid, state)| Message::Snap { zxid, state }),
         (
             any::<i64>(),

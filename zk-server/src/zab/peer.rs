@@ -412,7 +412,10 @@ impl Peer {
             // ZOOKEEPER-1277: the epoch's counter is used up (the next zxid would wrap into
             // the next epoch's): elect again, which starts a new epoch (Apache's leader shuts
             // down on XidRolloverException the same way).
-            tracing::warn!(epoch, "the zxid counter of this epoch is used up; electing again");
+            tracing::warn!(
+                epoch,
+                "the zxid counter of this epoch is used up; electing again"
+            );
             self.look();
             return Err(NotLeader::NotEstablished);
         }
