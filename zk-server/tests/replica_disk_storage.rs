@@ -303,6 +303,55 @@ fn a_garbage_tail_is_cut_off_but_garbage_before_an_intact_record_refuses_to_star
     assert_corrupt(try_recover(dir.path(), exact()), "garbage before a record");
 }
 
+/// A crash during an unsynced write can leave a page of it unwritten (zeros) while a later
+/// page reached the disk: a zeroed hole before intact entries at the end of the last log. Nothing
+/// from the hole on was acknowledged (its fsync never completed): it is cut off like a torn
+/// tail, and the server starts with everything before it.
+#[test]
+fn a_zeroed_page_in_the_unsynced_tail_is_cut_off_like_a_torn_write() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let entries = run(4, 1..=400);
+    {
+        let (mut s, _) = start(dir.path(), exact());
+        append_all(&mut s, &entries);
+        s.sync().expect("sync");
+    }
+    let path = logs(dir.path())[0].clone();
+    let mut bytes = std::fs::read(&path).expect("read");
+    let data_end = bytes.iter().rposition(|&b| b != 0).expect("data") + 1;
+    // Zero a 4 KiB page in the middle of the entries: intact entries follow it.
+    let page = (data_end / 2) / 4096 * 4096;
+    assert!(page + 4096 < data_end, "entries after the page");
+    bytes[page..page + 4096].fill(0);
+    std::fs::write(&path, &bytes).expect("write");
+
+    let r = try_recover(dir.path(), exact()).expect("starts: the hole is a torn write");
+    let got = r.state.history.entries();
+    assert!(
+        !got.is_empty() && got.len() < entries.len(),
+        "{} kept",
+        got.len()
+    );
+    assert_eq!(got, &entries[..got.len()], "a prefix");
+    // Every entry wholly before the page is kept.
+    let mut end = 0;
+    let mut whole_before = 0;
+    for entry in &entries {
+        end += 8 + 4 + 8 + entry.txn.len() + 1;
+        if 16 + end <= page {
+            whole_before += 1;
+        }
+    }
+    assert_eq!(got.len(), whole_before);
+
+    // Non-zero damage before intact entries is still refused (see the garbage test above).
+    let mut bytes = std::fs::read(&path).expect("read");
+    let at = 16 + 40;
+    bytes[at] ^= 0x5a;
+    std::fs::write(&path, &bytes).expect("write");
+    assert_corrupt(try_recover(dir.path(), exact()), "a flipped byte mid-log");
+}
+
 fn assert_corrupt(result: Result<Recovered, StorageError>, what: &str) {
     match result {
         Err(StorageError::Corrupt { .. }) => {}

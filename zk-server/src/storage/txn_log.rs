@@ -173,7 +173,12 @@ pub(crate) fn scan_log_file<T>(
                         "damaged length field (an intact entry of another length follows)",
                     ));
                 }
-                if is_last && (all_zero(after) || is_garbage_tail(rest, &decode)) {
+                let span_end = pos + damaged_until.max(ENTRY_HEADER_LEN);
+                if is_last
+                    && (all_zero(after)
+                        || is_garbage_tail(rest, &decode)
+                        || zeroed_sector_in(&bytes, pos, span_end))
+                {
                     return Ok(LogScan {
                         entries,
                         valid_len: pos as u64,
@@ -257,6 +262,28 @@ fn is_garbage_tail<T>(rest: &[u8], decode: impl Fn(&[u8]) -> Option<T>) -> bool 
             rest.get(i..)
                 .is_some_and(|tail| parse_entry(tail, &decode).is_ok())
         })
+}
+
+/// The sector size that writes reach a disk in (and that a crash may leave unwritten).
+const SECTOR: usize = 512;
+
+/// Whether the damaged entry spanning `bytes[from..to]` lies on a sector that was never
+/// written: zeros from `from` (or from a sector start inside the span) to the end of that
+/// sector. The pages of one unsynced write can reach the disk out of order, leaving a zeroed
+/// hole before intact entries; none of it was acknowledged (the fsync never completed), so it
+/// is a torn write to cut off like any other, as etcd's WAL treats a zeroed sector, not
+/// damage in the middle of the log.
+fn zeroed_sector_in(bytes: &[u8], from: usize, to: usize) -> bool {
+    let to = to.min(bytes.len());
+    let mut start = from;
+    while start < to {
+        let sector_end = (start / SECTOR + 1) * SECTOR;
+        if bytes.get(start..sector_end).is_some_and(all_zero) {
+            return true;
+        }
+        start = sector_end;
+    }
+    false
 }
 
 /// Why [`parse_entry`] rejects an entry whose length points past the data.
