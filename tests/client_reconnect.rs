@@ -531,38 +531,37 @@ async fn a_call_slower_than_the_connection_timeout_is_retried_after_a_connection
     observer.close().await.unwrap();
 }
 
-/// A client pinned to its session never sends a call again in the next session: a call whose
-/// session expired during its backoff fails with SESSIONEXPIRED, and nothing is written.
-#[tokio::test]
-async fn a_call_pinned_to_its_session_is_not_sent_in_the_next() {
-    let env = env_or_skip!();
-    let backoff = Duration::from_secs(3);
-    let (proxy, client) = client_behind_a_proxy(env.connect_string(), |b| {
+/// Creates `path` with a client (pinned to its session when `pinned`) whose retry policy
+/// allows `retries` after a 3 s backoff, and makes the session expire during that backoff:
+/// the create is swallowed, its connection cut (CONNECTIONLOSS: the backoff starts), the
+/// session expired from elsewhere and a new one made before the backoff ends. Returns the
+/// create's outcome.
+async fn create_across_an_expiry_in_the_backoff(
+    connect: &str,
+    path: &str,
+    retries: u32,
+    pinned: bool,
+) -> zk::client::Result<()> {
+    let (proxy, client) = client_behind_a_proxy(connect, |b| {
         b.connection_timeout(PATIENCE)
-            .retry_policy(RetryNTimes::new(3, backoff))
+            .retry_policy(RetryNTimes::new(retries, Duration::from_secs(3)))
     })
     .await;
-    let observer = support::connected_client(env.connect_string()).await;
-    let root = support::unique_root();
-    observer.create(&root).await.unwrap();
-    let node = format!("{root}/only-in-its-session");
     let mut states = client.connection_states();
-
     proxy.set_mode(Mode::Blackhole);
     let create = tokio::spawn({
-        let pinned = client.pinned_to_session();
-        let node = node.clone();
-        async move { pinned.create(&node).await }
+        let client = if pinned {
+            client.pinned_to_session()
+        } else {
+            client.clone()
+        };
+        let path = path.to_owned();
+        async move { client.create(&path).await.map(|_| ()) }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     proxy.down();
     assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
-    support::expire_session(
-        env.connect_string(),
-        client.session_id(),
-        &client.session_password(),
-    )
-    .await;
+    support::expire_session(connect, client.session_id(), &client.session_password()).await;
     proxy.up();
     assert_eq!(next_state(&mut states).await, ConnectionState::Lost);
     assert_eq!(next_state(&mut states).await, ConnectionState::Reconnected);
@@ -570,12 +569,25 @@ async fn a_call_pinned_to_its_session_is_not_sent_in_the_next() {
         !create.is_finished(),
         "the retry came before the test was ready"
     );
+    let outcome = within(create).await.unwrap();
+    client.close().await.unwrap();
+    outcome
+}
+
+/// A client pinned to its session never sends a call again in the next session: a call whose
+/// session expired during its backoff fails with SESSIONEXPIRED, and nothing is written.
+#[tokio::test]
+async fn a_call_pinned_to_its_session_is_not_sent_in_the_next() {
+    let env = env_or_skip!();
+    let observer = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    observer.create(&root).await.unwrap();
+    let node = format!("{root}/only-in-its-session");
     assert_eq!(
-        within(create).await.unwrap().map(|_| ()),
+        create_across_an_expiry_in_the_backoff(env.connect_string(), &node, 3, true).await,
         Err(Error::SessionExpired)
     );
     assert_eq!(observer.exists(&node).await.unwrap(), None);
-    client.close().await.unwrap();
     support::remove_tree(&observer, &root).await;
     observer.close().await.unwrap();
 }
@@ -587,47 +599,13 @@ async fn a_call_pinned_to_its_session_is_not_sent_in_the_next() {
 #[tokio::test]
 async fn a_definite_answer_in_the_next_session_is_not_reported_as_the_expiry() {
     let env = env_or_skip!();
-    let backoff = Duration::from_secs(3);
-    let (proxy, client) = client_behind_a_proxy(env.connect_string(), |b| {
-        b.connection_timeout(PATIENCE)
-            .retry_policy(RetryNTimes::new(1, backoff))
-    })
-    .await;
     let observer = support::connected_client(env.connect_string()).await;
     let root = support::unique_root();
     observer.create(&root).await.unwrap();
-    let mut states = client.connection_states();
-
-    // The create is swallowed, then its connection cut: CONNECTIONLOSS, and a retry after
-    // the backoff.
-    proxy.set_mode(Mode::Blackhole);
-    let create = tokio::spawn({
-        let client = client.clone();
-        let root = root.clone();
-        async move { client.create(&root).await }
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    proxy.down();
-    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
-    // Meanwhile the session expires and the client makes a new one.
-    support::expire_session(
-        env.connect_string(),
-        client.session_id(),
-        &client.session_password(),
-    )
-    .await;
-    proxy.up();
-    assert_eq!(next_state(&mut states).await, ConnectionState::Lost);
-    assert_eq!(next_state(&mut states).await, ConnectionState::Reconnected);
-    assert!(
-        !create.is_finished(),
-        "the retry came before the test was ready"
-    );
     assert_eq!(
-        within(create).await.unwrap().map(|_| ()),
+        create_across_an_expiry_in_the_backoff(env.connect_string(), &root, 1, false).await,
         Err(Error::NodeExists)
     );
-    client.close().await.unwrap();
     support::remove_tree(&observer, &root).await;
     observer.close().await.unwrap();
 }

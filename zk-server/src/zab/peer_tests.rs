@@ -335,8 +335,9 @@ fn voter_info(accepted_epoch: u32) -> Message {
     }
 }
 
-/// Peer 1 elected leader of {1,2,3} with learners 2 and 3 registered.
-fn leader() -> Peer {
+/// Peer 1 elected leader of {1,2,3}, learners 2 and 3 registered and offered epoch 1 (its
+/// acceptance durable); no ACKEPOCH yet.
+fn elected_leader() -> Peer {
     let mut p = Peer::new(config(1), PersistentState::default(), 0);
     p.take_actions();
     for from in [2, 3] {
@@ -359,15 +360,17 @@ fn leader() -> Peer {
     for from in [2, 3] {
         p.handle(Input::Receive {
             from,
-            message: Message::LearnerInfo {
-                observer: false,
-                accepted_epoch: 0,
-                current_epoch: 0,
-                summary: EpochSummary::default(),
-            },
+            message: voter_info(0),
         });
     }
     p.handle(Input::EpochsPersisted); // accepted epoch 1
+    p.take_actions();
+    p
+}
+
+/// Peer 1 elected leader of {1,2,3} with learners 2 and 3 registered.
+fn leader() -> Peer {
+    let mut p = elected_leader();
     for from in [2, 3] {
         p.handle(Input::Receive {
             from,
@@ -382,9 +385,6 @@ fn leader() -> Peer {
     p
 }
 
-/// A learner offered an epoch it had already accepted (for another leader's attempt at it)
-/// acks it without its current epoch (Apache's -1): an ack that lets the leader sync it but
-/// is no vote for the epoch.
 #[test]
 fn an_epoch_already_accepted_is_acked_without_a_vote() {
     // Peer 1 accepted epoch 1 (acked to a leader that is gone) and is still in epoch 0.
@@ -435,32 +435,7 @@ fn an_epoch_already_accepted_is_acked_without_a_vote() {
 /// vote it does, syncing the no-vote learner too.
 #[test]
 fn an_ack_of_an_epoch_already_accepted_does_not_count_toward_the_quorum() {
-    let mut p = Peer::new(config(1), PersistentState::default(), 0);
-    p.take_actions();
-    for from in [2, 3] {
-        p.handle(Input::Receive {
-            from,
-            message: Message::Notification {
-                state: ServerState::Looking,
-                vote: Vote {
-                    leader: 1,
-                    zxid: 0,
-                    peer_epoch: 0,
-                },
-                election_epoch: 1,
-            },
-        });
-    }
-    p.handle(Input::Tick { now_ms: 1_000 });
-    assert!(matches!(p.role(), Role::Leading { .. }), "{:?}", p.role());
-    for from in [2, 3] {
-        p.handle(Input::Receive {
-            from,
-            message: voter_info(0),
-        });
-    }
-    p.handle(Input::EpochsPersisted); // accepted epoch 1
-    p.take_actions();
+    let mut p = elected_leader();
     p.handle(Input::Receive {
         from: 2,
         message: Message::AckEpoch {
