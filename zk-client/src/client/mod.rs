@@ -622,8 +622,9 @@ impl Client {
     /// Requests an attempt submits are queued at once, even while disconnected: the session
     /// task keeps them in order until the next connection or until `deadline` (the connection
     /// timeout, which bounds the call's wait for a connection once: from its start, or from
-    /// when its connection dropped if that came later — time connected is not waiting). A namespace root not yet known to exist is
-    /// created in the same pipeline, ahead of the attempt's requests. A connection error after
+    /// when its connection dropped if that came later — time connected is not waiting). A
+    /// namespace root not yet known to exist is created in the same pipeline, ahead of the
+    /// attempt's requests. A connection error after
     /// the session expired during the call is reported as [`Error::SessionExpired`] to the
     /// retry policy (so [`SessionFailedRetryPolicy`](crate::SessionFailedRetryPolicy) sees it).
     pub(crate) async fn retry_until<T, F, Fut>(&self, deadline: Instant, attempt: F) -> Result<T>

@@ -397,9 +397,10 @@ impl Actor {
                 // server's check until its deadline, as a request would.
                 let index = self.remember_auth(scheme, auth);
                 match deadline {
-                    Some(d) if d > Instant::now() && self.closing.is_none() => {
-                        self.auth_waiters.push((index, reply, d));
+                    _ if self.closing.is_some() => {
+                        let _ = reply.send(Err(Error::Closed));
                     }
+                    Some(d) if d > Instant::now() => self.auth_waiters.push((index, reply, d)),
                     _ => {
                         let _ = reply.send(Err(Error::ConnectionLoss));
                     }
