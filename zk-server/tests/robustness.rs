@@ -52,28 +52,35 @@ async fn oversized_frame_closes_only_that_connection() {
 }
 
 #[tokio::test]
-async fn garbage_bytes_close_the_connection() {
+async fn a_garbage_handshake_closes_the_connection() {
     let server = TestingServer::start().await.unwrap();
-    // Garbage instead of a handshake.
     let mut raw = TcpStream::connect(server.connect_string()).await.unwrap();
     raw.write_all(&[0, 0, 0, 8, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4])
         .await
         .unwrap();
     assert!(server_closes(&mut raw).await);
-    // Garbage after the handshake: a getData whose path length overruns the frame.
+    still_serving(&server).await;
+}
+
+/// A request whose body does not decode (here a getData whose path length overruns its
+/// frame) is answered MARSHALLINGERROR and the connection goes on, as Apache's request
+/// processors answer (the frame's length keeps the stream in step).
+#[tokio::test]
+async fn an_undecodable_request_body_is_answered_marshalling_error() {
+    let server = TestingServer::start().await.unwrap();
     let mut c = established(&server).await;
     c.send_raw(&[0, 0, 0, 12, 0, 0, 0, 1, 0, 0, 0, 4, 0x7f, 0, 0, 0])
         .await
         .unwrap();
-    assert!(server_closes(&mut c.stream).await);
-    still_serving(&server).await;
+    let (h, _) = c.reply_to(1).await.expect("a reply");
+    assert_eq!(h.err, ErrorCode::MarshallingError.as_i32());
+    assert!(c.exists("/zookeeper", false).await.is_ok(), "still served");
 }
 
-/// Requests that arrive in the same read as a bad frame, ahead of it, are still executed in
-/// order (as Apache's connection submits each complete packet before it reads the next);
-/// then the connection closes.
+/// Requests that arrive in the same read as an undecodable one, ahead of it, are executed in
+/// order, and it is answered in its turn, after them.
 #[tokio::test]
-async fn requests_ahead_of_a_bad_frame_in_one_read_are_executed() {
+async fn requests_ahead_of_an_undecodable_one_are_executed_first() {
     let server = TestingServer::start().await.unwrap();
     let mut c = established(&server).await;
     let mut out = bytes::BytesMut::new();
@@ -92,18 +99,13 @@ async fn requests_ahead_of_a_bad_frame_in_one_read_are_executed() {
     // A getData whose path length overruns its frame.
     out.extend_from_slice(&[0, 0, 0, 12, 0, 0, 0, 3, 0, 0, 0, 4, 0x7f, 0, 0, 0]);
     c.send_raw(&out).await.unwrap();
-    assert!(server_closes(&mut c.stream).await);
-    // The writes may still be on their way to the log: wait for them. The second needs the
-    // first, so it exists only if they ran in order.
-    let mut other = established(&server).await;
-    let deadline = tokio::time::Instant::now() + support::WAIT;
-    while other.exists("/ahead-1/2", false).await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the requests ahead of the bad frame were not executed"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    // Replies in order: both creates succeeded (the second needs the first), then the error.
+    for xid in [1, 2] {
+        let (h, _) = c.reply_to(xid).await.expect("a reply");
+        assert_eq!((h.xid, h.err), (xid, 0));
     }
+    let (h, _) = c.reply_to(3).await.expect("a reply");
+    assert_eq!(h.err, ErrorCode::MarshallingError.as_i32());
 }
 
 #[tokio::test]
@@ -139,6 +141,41 @@ async fn unknown_opcode_gets_unimplemented_then_close() {
     );
     assert!(c.closed_by_server().await);
     still_serving(&server).await;
+}
+
+/// A request pipelined right behind the handshake and refused (an unknown opcode) is
+/// answered after the ConnectResponse, in its turn, then the connection closes.
+#[tokio::test]
+async fn a_refused_request_pipelined_behind_the_handshake_is_answered_after_it() {
+    let server = TestingServer::start().await.unwrap();
+    let mut raw = TcpStream::connect(server.connect_string()).await.unwrap();
+    let mut out = bytes::BytesMut::new();
+    frame::write_frame(&mut out, |b| support::new_session(10_000).encode(b));
+    frame::write_frame(&mut out, |b| {
+        b.extend_from_slice(&7i32.to_be_bytes());
+        b.extend_from_slice(&999i32.to_be_bytes());
+    });
+    raw.write_all(&out).await.unwrap();
+    let mut buf = bytes::BytesMut::new();
+    let mut frames = Vec::new();
+    while frames.len() < 2 {
+        let n = tokio::time::timeout(support::WAIT, raw.read_buf(&mut buf))
+            .await
+            .expect("the replies in time")
+            .unwrap();
+        assert!(n > 0, "closed after {} frames", frames.len());
+        while let Some(f) = frame::split_frame(&mut buf, 1 << 20).unwrap() {
+            frames.push(f);
+        }
+    }
+    let response = ConnectResponse::from_bytes(&frames[0]).expect("the ConnectResponse first");
+    assert_ne!(response.session_id, 0);
+    let header = ReplyHeader::from_bytes(&frames[1]).unwrap();
+    assert_eq!(
+        (header.xid, header.err),
+        (7, ErrorCode::Unimplemented.as_i32())
+    );
+    assert!(server_closes(&mut raw).await);
 }
 
 #[tokio::test]

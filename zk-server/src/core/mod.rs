@@ -166,13 +166,17 @@ pub enum Input {
         /// The request.
         request: Request,
     },
-    /// A connection sent an opcode the server does not know: answered UNIMPLEMENTED, then
-    /// closed.
-    Unimplemented {
+    /// A connection sent a request the server cannot serve, answered `code` in its turn: an
+    /// opcode it does not know (UNIMPLEMENTED, then the connection is closed, as by Apache's
+    /// UnimplementedRequestProcessor), or a body that does not decode (MARSHALLINGERROR, the
+    /// connection kept, as Apache's request processors answer).
+    Refused {
         /// The connection.
         conn: ConnId,
         /// The request's xid.
         xid: i32,
+        /// The answer: UNIMPLEMENTED or MARSHALLINGERROR.
+        code: ErrorCode,
     },
     /// A connection closed.
     Disconnected {
@@ -324,7 +328,7 @@ struct Conn {
     session: Option<i64>,
     /// A new session's createSession txn is pending; requests wait in `early`.
     handshaking: bool,
-    early: VecDeque<(i32, Request)>,
+    early: VecDeque<(i32, Result<Request, ErrorCode>)>,
     auth: Vec<Id>,
     pipeline: VecDeque<Slot>,
     closing: bool,
@@ -484,17 +488,7 @@ impl ServerCore {
                 remote,
             } => self.on_connect(conn, request, remote),
             Input::Request { conn, xid, request } => self.on_request(conn, xid, request),
-            Input::Unimplemented { conn, xid } => {
-                self.push_ready(
-                    conn,
-                    replies::bare(
-                        xid,
-                        self.tree.last_processed_zxid(),
-                        ErrorCode::Unimplemented,
-                    ),
-                    true,
-                );
-            }
+            Input::Refused { conn, xid, code } => self.on_refused(conn, xid, code),
             Input::Disconnected { conn } => self.on_disconnect(conn),
             Input::Tick => self.on_tick(),
             Input::CheckContainers => self.clean_containers(),
@@ -693,10 +687,32 @@ impl ServerCore {
             return;
         }
         if c.handshaking {
-            c.early.push_back((xid, request));
+            c.early.push_back((xid, Ok(request)));
             return;
         }
         self.process(conn, xid, request);
+    }
+
+    /// A request answered `code` without being served (see [`Input::Refused`]), in its turn:
+    /// after a pending handshake and the replies before it.
+    fn on_refused(&mut self, conn: ConnId, xid: i32, code: ErrorCode) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        if c.handshaking {
+            c.early.push_back((xid, Err(code)));
+            return;
+        }
+        self.refuse(conn, xid, code);
+    }
+
+    fn refuse(&mut self, conn: ConnId, xid: i32, code: ErrorCode) {
+        let zxid = self.tree.last_processed_zxid();
+        let close = code == ErrorCode::Unimplemented;
+        self.push_ready(conn, replies::bare(xid, zxid, code), close);
     }
 
     /// Handles a request of an established connection.
@@ -1422,7 +1438,10 @@ impl ServerCore {
         };
         self.send_connect_response(conn, &response);
         for (xid, request) in early {
-            self.process(conn, xid, request);
+            match request {
+                Ok(request) => self.process(conn, xid, request),
+                Err(code) => self.refuse(conn, xid, code),
+            }
         }
     }
 

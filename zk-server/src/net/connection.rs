@@ -2,7 +2,9 @@
 //! core and writes what the core sends back.
 //!
 //! Bad input affects only this connection: an oversized or negative frame length, an
-//! undecodable record or an unknown opcode closes it (the last after an UNIMPLEMENTED reply).
+//! undecodable handshake or request header, or an unknown opcode closes it (the last after an
+//! UNIMPLEMENTED reply). A request whose body does not decode, in a well-formed frame, is
+//! answered MARSHALLINGERROR and the connection goes on, as Apache's.
 //! Backpressure: the connection stops reading while 1,000 of its requests await an answer (as
 //! Apache's `globalOutstandingLimit`) or 1 MiB of output is queued, and a client that lets
 //! 64 MiB of output pile up is disconnected.
@@ -15,7 +17,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use zk_proto::frame::{split_frame, DEFAULT_MAX_FRAME_LEN};
-use zk_proto::{ConnectRequest, Decode, Reader, Request, RequestHeader};
+use zk_proto::{ConnectRequest, Decode, ErrorCode, Reader, Request, RequestHeader};
 
 use super::{Event, Outbound};
 use crate::admin;
@@ -200,20 +202,29 @@ fn decode_frames(
                 let header = RequestHeader::decode(&mut reader)
                     .map_err(|e| format!("bad request header: {e}"))?;
                 match header.op_code() {
-                    Ok(op) => {
-                        let request = Request::decode_for(op, &mut reader)
-                            .map_err(|e| format!("bad {op:?} request: {e}"))?;
-                        Input::Request {
+                    // The frame's length is known: a body that does not decode is answered
+                    // MARSHALLINGERROR and the connection goes on.
+                    Ok(op) => match Request::decode_for(op, &mut reader) {
+                        Ok(request) => Input::Request {
                             conn,
                             xid: header.xid,
                             request,
+                        },
+                        Err(e) => {
+                            tracing::debug!(%remote, ?op, %e, "undecodable request body");
+                            Input::Refused {
+                                conn,
+                                xid: header.xid,
+                                code: ErrorCode::MarshallingError,
+                            }
                         }
-                    }
+                    },
                     Err(_) => {
                         *phase = Phase::Draining;
-                        Input::Unimplemented {
+                        Input::Refused {
                             conn,
                             xid: header.xid,
+                            code: ErrorCode::Unimplemented,
                         }
                     }
                 }
