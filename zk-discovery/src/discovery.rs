@@ -322,13 +322,15 @@ impl<T: Payload> ServiceDiscovery<T> {
         if let Some(reg) = self.registrations()?.get_mut(id) {
             reg.watcher = Some(cache);
         }
-        // Weak: a discovery dropped without close must not be kept alive (with its nodes kept
-        // registered) by this task; dropping it drops the cache, which ends the events.
+        // Weak: a discovery dropped without close must not be kept alive by this task, nor
+        // its nodes kept registered: dropping it drops the node at once (which stops keeping
+        // it) and the cache (which ends the events, and so this task).
         let weak = Arc::downgrade(&self.inner);
+        let node = Arc::downgrade(&node);
         let id = id.to_owned();
         tokio::spawn(async move {
             while let Some(event) = events.next().await {
-                let Some(inner) = weak.upgrade() else {
+                let (Some(inner), Some(node)) = (weak.upgrade(), node.upgrade()) else {
                     return;
                 };
                 // The first read (Created) may already see someone else's write.

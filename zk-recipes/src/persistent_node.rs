@@ -508,7 +508,9 @@ async fn ensure(
                     return Ok(watch);
                 }
                 // Deleted right after we created it (a watch on a missing sequential name
-                // would never fire): create it again.
+                // would never fire), or gone with a session that expired meanwhile: create
+                // it again, from the keeping loop, which first checks that we still keep it.
+                return Err(ZkError::NoNode);
             }
             Err(ZkError::NodeExists) => {
                 // A node at our (non-sequential) path: check its owner now, and give it our
