@@ -266,3 +266,28 @@ async fn requests_pipelined_behind_the_handshake_are_served() {
     let header = ReplyHeader::from_bytes(&frames[1]).unwrap();
     assert_eq!((header.xid, header.err), (1, 0));
 }
+
+/// A session's connection is closed when its expiry is applied, not before: a client that
+/// sees the close finds its ephemerals already gone (Apache closes it in
+/// FinalRequestProcessor, after the closeSession txn).
+#[tokio::test]
+async fn an_expired_sessions_connection_closes_once_its_ephemerals_are_gone() {
+    let server = TestingServer::start().await.unwrap();
+    let addr = server.connect_string();
+    let mut other = RawClient::connect(&addr).await;
+    for i in 0..20 {
+        let mut owner = RawClient::connect(&addr).await;
+        let path = format!("/expiring-{i}");
+        owner
+            .create(&path, b"", CreateMode::Ephemeral)
+            .await
+            .unwrap();
+        assert!(server.expire_session(owner.session_id).await);
+        assert!(owner.closed_by_server().await);
+        assert_eq!(
+            other.exists(&path, false).await,
+            Err(ErrorCode::NoNode),
+            "round {i}: the connection closed before the ephemeral was deleted"
+        );
+    }
+}

@@ -1531,11 +1531,11 @@ impl ServerCore {
             session = format_args!("0x{session_id:016x}"),
             "session expired"
         );
+        // Its connection is closed when the closeSession txn is applied (as Apache's
+        // FinalRequestProcessor does), so that a client that sees the close and comes back
+        // finds its ephemerals gone; meanwhile its requests are refused (closing).
         if let Some(s) = self.sessions.get_mut(session_id) {
             s.closing = true;
-            if let Some(conn) = s.conn {
-                self.close(conn);
-            }
         }
         let body = self.prep_close_session(session_id);
         self.propose(session_id, 0, body, Origin::Internal);
