@@ -755,14 +755,13 @@ async fn an_updated_server_list_is_used_and_an_unlisted_server_is_left() {
     client.close().await.unwrap();
 }
 
-/// A server list that drops the session's server while it is closing does not cut the
-/// connection before closeSession is answered: the ephemerals go with the close, not a
-/// session timeout later.
-#[tokio::test]
-async fn a_server_list_update_during_close_does_not_cut_the_close_short() {
-    let env = env_or_skip!();
-    let observer = support::connected_client(env.connect_string()).await;
-    let client = support::connected_client(env.connect_string()).await;
+/// An observer, a client, and an ephemeral node of the client's under a new root: (observer,
+/// client, root, the ephemeral's path).
+async fn with_an_ephemeral(
+    connect: &str,
+) -> (zk::client::Client, zk::client::Client, String, String) {
+    let observer = support::connected_client(connect).await;
+    let client = support::connected_client(connect).await;
     let root = support::unique_root();
     let eph = format!("{root}/eph");
     observer.create(&root).await.unwrap();
@@ -771,6 +770,16 @@ async fn a_server_list_update_during_close_does_not_cut_the_close_short() {
         .mode(CreateMode::Ephemeral)
         .await
         .unwrap();
+    (observer, client, root, eph)
+}
+
+/// A server list that drops the session's server while it is closing does not cut the
+/// connection before closeSession is answered: the ephemerals go with the close, not a
+/// session timeout later.
+#[tokio::test]
+async fn a_server_list_update_during_close_does_not_cut_the_close_short() {
+    let env = env_or_skip!();
+    let (observer, client, root, eph) = with_an_ephemeral(env.connect_string()).await;
 
     // The close is queued first, then the list without the session's server, before the
     // session task has run.
@@ -794,16 +803,7 @@ async fn a_server_list_update_during_close_does_not_cut_the_close_short() {
 #[tokio::test]
 async fn a_second_close_returns_when_the_session_is_closed() {
     let env = env_or_skip!();
-    let observer = support::connected_client(env.connect_string()).await;
-    let client = support::connected_client(env.connect_string()).await;
-    let root = support::unique_root();
-    let eph = format!("{root}/eph");
-    observer.create(&root).await.unwrap();
-    client
-        .create(&eph)
-        .mode(CreateMode::Ephemeral)
-        .await
-        .unwrap();
+    let (observer, client, root, eph) = with_an_ephemeral(env.connect_string()).await;
 
     let session = client.session().clone();
     let mut first = Box::pin(session.close());

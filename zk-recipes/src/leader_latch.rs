@@ -380,18 +380,10 @@ async fn drive(inner: Arc<Inner>, mut states: ConnectionStates) {
                 w
             }
             Ok(Checked::Again) => {
-                if !client.connection_state().is_some_and(serves_writes) {
-                    // First in the queue on a read-only server (or a connection that just
-                    // dropped): look again when the state changes, not in a tight loop.
-                    tokio::select! {
-                        biased;
-                        _ = became_true(&mut closed) => break,
-                        s = states.next() => match s {
-                            Some(s) => handle_state(&inner, &mut node, &mut suspended, s),
-                            None => break,
-                        },
-                    }
-                }
+                // First in the queue on a read-only server (or a connection that just
+                // dropped): as suspended, look again once the state changes, not in a tight
+                // loop.
+                suspended |= !client.connection_state().is_some_and(serves_writes);
                 continue;
             }
             Err(ZkError::Closed) => break,
