@@ -293,11 +293,19 @@ impl PrepContext<'_> {
         path: &str,
         version: i32,
     ) -> Result<TxnBody, ErrorCode> {
-        validate_path(path).map_err(|_| ErrorCode::BadArguments)?;
-        if is_special_path(path) {
+        // Apache's getParentPathAndValidate: only a path without '/', with NUL, or a special
+        // path is a bad argument; any other malformed path names no node (NONODE below).
+        let Some((parent_path, _)) = path.rsplit_once('/') else {
+            return Err(ErrorCode::BadArguments);
+        };
+        if path.contains('\0') || is_special_path(path) {
             return Err(ErrorCode::BadArguments);
         }
-        let (parent_path, _) = split_parent(path).ok_or(ErrorCode::BadArguments)?;
+        let parent_path = if parent_path.is_empty() {
+            "/"
+        } else {
+            parent_path
+        };
         // Apache's order: the parent, DELETE on it, then the node (so a caller without DELETE
         // learns nothing of the node, and gets NOAUTH rather than NONODE).
         let parent = self.require(pending, staged, parent_path)?;

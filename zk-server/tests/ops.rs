@@ -134,6 +134,56 @@ async fn create_errors() {
     }
 }
 
+/// Apache validates paths only on writes that name a node to change (create, setData, setACL,
+/// check): reads and delete look the path up as given, so a malformed path is NONODE there.
+#[tokio::test]
+async fn malformed_paths_are_bad_arguments_on_writes_and_no_node_elsewhere() {
+    let (_server, mut c) = server_and_client().await;
+    c.create("/p", b"", CreateMode::Persistent).await.unwrap();
+    for bad in ["/p/", "/p//q", "/p/.", "p"] {
+        assert_eq!(
+            c.set_data(bad, b"x", -1).await,
+            Err(ErrorCode::BadArguments),
+            "setData {bad:?}"
+        );
+        assert_eq!(
+            c.exists(bad, false).await,
+            Err(ErrorCode::NoNode),
+            "{bad:?}"
+        );
+        assert_eq!(
+            c.get_data(bad, false).await.map(|_| ()),
+            Err(ErrorCode::NoNode),
+            "getData {bad:?}"
+        );
+        assert_eq!(
+            c.children(bad, false).await,
+            Err(ErrorCode::NoNode),
+            "getChildren {bad:?}"
+        );
+        assert_eq!(
+            c.get_acl(bad).await.map(|_| ()),
+            Err(ErrorCode::NoNode),
+            "getACL {bad:?}"
+        );
+    }
+    for bad in ["/p/", "/p//q", "/p/.", "/q/"] {
+        assert_eq!(c.delete(bad, -1).await, Err(ErrorCode::NoNode), "{bad:?}");
+    }
+    for bad in ["p", "/p/\u{0}"] {
+        assert_eq!(
+            c.delete(bad, -1).await,
+            Err(ErrorCode::BadArguments),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        c.exists("/p/\u{0}", true).await,
+        Err(ErrorCode::BadArguments)
+    );
+    assert!(c.exists("/p", false).await.is_ok(), "/p untouched");
+}
+
 #[tokio::test]
 async fn sequential_names_follow_the_parents_creation_count() {
     let (_server, mut c) = server_and_client().await;

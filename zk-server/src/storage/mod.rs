@@ -50,10 +50,25 @@ impl DataDirs {
             snap_dir: data_dir.join("version-2"),
             log_dir: data_log_dir.join("version-2"),
         };
-        std::fs::create_dir_all(&dirs.snap_dir)?;
-        std::fs::create_dir_all(&dirs.log_dir)?;
+        create_dir_durably(&dirs.snap_dir)?;
+        create_dir_durably(&dirs.log_dir)?;
         Ok(dirs)
     }
+}
+
+/// `create_dir_all`, then fsyncs the parent of every directory it created, so that a crash
+/// cannot lose the directory holding files already synced into it.
+fn create_dir_durably(dir: &Path) -> io::Result<()> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+    std::fs::create_dir_all(dir)?;
+    for created in missing {
+        match created.parent() {
+            Some(parent) if parent.as_os_str().is_empty() => sync_dir(Path::new("."))?,
+            Some(parent) => sync_dir(parent)?,
+            None => {}
+        }
+    }
+    Ok(())
 }
 
 /// A storage failure.
