@@ -20,7 +20,7 @@ use zk::recipes::LeaderLatch;
 #[derive(Debug, Parser)]
 struct Args {
     /// The servers (`host:port[,host:port…]`).
-    #[arg(long, default_value = "127.0.0.1:2181")]
+    #[arg(long, env = "ZK_CONNECT", default_value = "127.0.0.1:2181")]
     connect: String,
     /// The latch path.
     #[arg(long, default_value = "/examples/leader")]

@@ -19,7 +19,7 @@ use zk::recipes::Mutex;
 #[derive(Debug, Parser)]
 struct Args {
     /// The servers (`host:port[,host:port…]`).
-    #[arg(long, default_value = "127.0.0.1:2181")]
+    #[arg(long, env = "ZK_CONNECT", default_value = "127.0.0.1:2181")]
     connect: String,
     /// The lock path.
     #[arg(long, default_value = "/examples/lock")]

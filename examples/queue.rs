@@ -1,5 +1,6 @@
-//! A distributed queue: producers put items, consumers take them, each item handled by exactly
-//! one consumer (it is locked while processed and requeued if its consumer fails or dies).
+//! A distributed queue: producers put items, consumers take them, each item locked by one
+//! consumer while processed and requeued if that consumer fails or dies (at-least-once: a
+//! consumer that dies after finishing an item, before removing it, has it done again).
 //!
 //! ```sh
 //! cargo run -p zk-server -- --port 2181 &          # or any ZooKeeper server

@@ -9,12 +9,14 @@
 //!   barriers, counters, caches, persistent nodes);
 //! * [`discovery`] — service discovery whose znodes and JSON Java Curator services share
 //!   (registration, caches, providers with strategies);
-//! * [`server`] — an embeddable ZooKeeper-compatible server (standalone; `TestingServer`).
+//! * `server` — an embeddable ZooKeeper-compatible server (standalone or an ensemble;
+//!   `TestingServer`, `TestingCluster`); feature `server`, on by default.
 
 pub use zk_client as client;
 pub use zk_discovery as discovery;
 pub use zk_proto as proto;
 pub use zk_recipes as recipes;
+#[cfg(feature = "server")]
 pub use zk_server as server;
 
 /// The README's code blocks, compiled as doc tests so its snippets stay true.

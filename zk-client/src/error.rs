@@ -216,7 +216,7 @@ fn unimplemented_message(op: Option<OpCode>) -> String {
             "the server does not implement WhoAmI (UNIMPLEMENTED): it needs ZooKeeper 3.7 or newer"
                 .to_owned()
         }
-        Some(OpCode::CreateTtl) => "the server does not implement TTL nodes (UNIMPLEMENTED): they need ZooKeeper 3.5.3+ started with -Dzookeeper.extendedTypesEnabled=true".to_owned(),
+        Some(OpCode::CreateTtl) => "the server does not implement TTL nodes (UNIMPLEMENTED): they need ZooKeeper 3.5.3+ started with -Dzookeeper.extendedTypesEnabled=true (zk-server: extendedTypesEnabled=true in zoo.cfg)".to_owned(),
         Some(op) => format!("the server does not implement {op:?} (UNIMPLEMENTED)"),
         None => "unimplemented (UNIMPLEMENTED)".to_owned(),
     }

@@ -554,6 +554,25 @@ async fn four_letter_words() {
     assert_eq!(zk_at(&connect, &["ruok"], None).await.ok(), "imok\n");
 }
 
+/// A server whose whitelist lacks the word: the refusal goes to stderr, with exit code 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_four_letter_word_off_the_whitelist_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = zk_server::ServerConfig::new(dir.path());
+    config.client_port = 0;
+    config.client_port_address = std::net::Ipv4Addr::LOCALHOST.into();
+    let server = zk_server::Server::start(config).await.unwrap();
+    let connect = server.local_addr().to_string();
+    // Apache's default whitelist: srvr only.
+    let srvr = zk_at(&connect, &["srvr"], None).await;
+    assert!(srvr.ok().contains("Mode: standalone"), "{srvr:?}");
+    let ruok = zk_at(&connect, &["ruok"], None).await;
+    assert_eq!(ruok.code, 1, "{ruok:?}");
+    assert_eq!(ruok.stdout, "");
+    assert!(ruok.stderr.contains("not in the whitelist"), "{ruok:?}");
+    server.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_prints_one_line_per_event() {
     let server = TestingServer::start().await.unwrap();

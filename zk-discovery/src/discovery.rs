@@ -521,10 +521,17 @@ impl<T: Payload> ServiceDiscovery<T> {
     /// # Errors
     /// The first non-connection error of a delete.
     pub async fn close(&self) -> Result<()> {
-        self.inner.closed.store(true, Ordering::SeqCst);
+        // Flagged under the lock, which `registrations()` checks the flag under: a concurrent
+        // register either is drained here or sees Closed, never adds a node after the drain.
         let regs: Vec<Registration<T>> = match self.inner.registrations.lock() {
-            Ok(mut r) => r.drain().map(|(_, reg)| reg).collect(),
-            Err(_) => Vec::new(),
+            Ok(mut r) => {
+                self.inner.closed.store(true, Ordering::SeqCst);
+                r.drain().map(|(_, reg)| reg).collect()
+            }
+            Err(_) => {
+                self.inner.closed.store(true, Ordering::SeqCst);
+                Vec::new()
+            }
         };
         let mut result = Ok(());
         for reg in regs {
@@ -541,10 +548,11 @@ impl<T: Payload> ServiceDiscovery<T> {
     }
 
     fn registrations(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, Registration<T>>>> {
+        let regs = self.inner.registrations.lock().map_err(|_| Error::Closed)?;
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(Error::Closed);
         }
-        self.inner.registrations.lock().map_err(|_| Error::Closed)
+        Ok(regs)
     }
 
     fn service_path(&self, name: &str) -> String {

@@ -598,7 +598,15 @@ impl Ctx {
             }
         };
         let text = String::from_utf8_lossy(&answer);
-        say(text.strip_suffix('\n').unwrap_or(&text));
+        let text = text.strip_suffix('\n').unwrap_or(&text);
+        if text.ends_with("is not executed because it is not in the whitelist.") {
+            eprintln!(
+                "{text}\n(the server's 4lw.commands.whitelist lacks it; zk-server: \
+                 --all-four-letter-words or 4lw.commands.whitelist=* in zoo.cfg)"
+            );
+            return Err(CliError::Reported(EXIT_ZOOKEEPER));
+        }
+        say(text);
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 //! ```text
 //! zk --connect 127.0.0.1:2181 create /app "hello"
 //! zk --connect 127.0.0.1:2181 get -s /app
-//! zk --connect 127.0.0.1:2181 setAcl /app digest:bob:X/NSthOB0fD/OT6iilJ55WJVado=:cdrwa,world:anyone:r
+//! zk --connect 127.0.0.1:2181 setAcl /app digest:bob:fyVmFCwVbTJYrznoSu1koqYEYF0=:cdrwa,world:anyone:r
 //! zk --connect 127.0.0.1:2181 watch -R /app      # one line per event until Ctrl-C
 //! zk --connect 127.0.0.1:2181                    # interactive, with history
 //! ```

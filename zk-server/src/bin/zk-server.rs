@@ -1,6 +1,7 @@
 //! The `zk-server` binary: a ZooKeeper-compatible server, standalone or an ensemble member.
 //!
 //! ```text
+//! zk-server --port 2181                      # data in ./zk-data
 //! zk-server --port 2181 --data-dir /var/lib/zk
 //! zk-server --config zoo.cfg     # server.N lines and dataDir/myid: an ensemble member
 //! ```
@@ -21,6 +22,9 @@ use zk_server::{FourLetterWhitelist, Server, ServerConfig};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// The data directory without --data-dir or --config, relative to the working directory.
+const DEFAULT_DATA_DIR: &str = "zk-data";
+
 /// A ZooKeeper-compatible server.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -34,7 +38,8 @@ struct Args {
     /// Address to listen on.
     #[arg(long)]
     address: Option<std::net::IpAddr>,
-    /// Data directory (snapshots, and the txn log unless --data-log-dir).
+    /// Data directory (snapshots, and the txn log unless --data-log-dir); without it or
+    /// --config, ./zk-data.
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Txn-log directory.
@@ -90,10 +95,12 @@ fn build_config(args: &Args) -> Result<ServerConfig, String> {
             config
         }
         None => {
-            let dir = args
-                .data_dir
-                .clone()
-                .ok_or("either --config or --data-dir is required")?;
+            let dir = args.data_dir.clone().unwrap_or_else(|| {
+                tracing::info!(
+                    "no --data-dir or --config given: keeping data in ./{DEFAULT_DATA_DIR}"
+                );
+                PathBuf::from(DEFAULT_DATA_DIR)
+            });
             ServerConfig::new(dir)
         }
     };
