@@ -181,6 +181,8 @@ impl WatchManager {
             .get(&conn)
             .map(|set| set.iter().map(|(_, p)| p.clone()).collect())
             .unwrap_or_default();
+        // The set is ordered by kind first: sort by path before removing repeats.
+        paths.sort_unstable();
         paths.dedup();
         paths
     }
@@ -228,6 +230,16 @@ mod tests {
         w.add(WatchKind::Child, "/a", B);
         assert_eq!(w.trigger("/a", EventType::NodeDeleted), vec![A, B]);
         assert_eq!(w.count(), 0);
+    }
+
+    #[test]
+    fn paths_of_lists_each_path_once_across_kinds() {
+        let mut w = WatchManager::new();
+        w.add(WatchKind::Data, "/b", A);
+        w.add(WatchKind::Child, "/a", A);
+        w.add(WatchKind::Data, "/a", A);
+        w.add(WatchKind::Persistent, "/b", A);
+        assert_eq!(w.paths_of(A), vec!["/a".to_owned(), "/b".to_owned()]);
     }
 
     #[test]

@@ -82,3 +82,20 @@ async fn whitelist_is_enforced() {
         "dump is not executed because it is not in the whitelist.\n"
     );
 }
+
+/// Apache's two whitelist rules: srvr always runs (zkServer.sh status needs it), and `*`
+/// anywhere in the list enables every word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srvr_always_runs_and_a_star_anywhere_enables_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), free_port(), "4lw.commands.whitelist=ruok");
+    assert!(four_letter(&server.addr(), "srvr")
+        .await
+        .starts_with("Zookeeper version:"));
+    drop(server);
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path(), free_port(), "4lw.commands.whitelist=conf, *");
+    assert!(four_letter(&server.addr(), "mntr")
+        .await
+        .contains("zk_version\t"));
+}

@@ -367,3 +367,50 @@ async fn client_that_never_reads_small_replies_is_paused() {
     flood.abort();
     still_serving(&server).await;
 }
+
+/// A client that stops reading while replies are queued, and whose session then expires, loses
+/// its connection (and its `maxClientCnxns` slot) soon after: a closing connection that makes
+/// no progress writing is dropped instead of waiting for the client forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closing_connection_that_cannot_flush_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = zk_server::ServerConfig::new(dir.path());
+    config.client_port = 0;
+    config.client_port_address = std::net::Ipv4Addr::LOCALHOST.into();
+    config.tick_time_ms = 100;
+    config.max_client_cnxns = 1;
+    let server = zk_server::Server::start(config).await.unwrap();
+    let addr = server.local_addr().to_string();
+    let (mut frozen, _) = RawClient::connect_with(&addr, support::new_session(200))
+        .await
+        .unwrap();
+    frozen
+        .create("/big", &vec![7u8; 1_000_000], CreateMode::Persistent)
+        .await
+        .unwrap();
+    // About 30 MB of replies: more than the socket buffers hold. Never read them, and send no
+    // pings: the session expires with output pending.
+    for _ in 0..30 {
+        let xid = frozen.next_xid();
+        let get = GetDataRequest {
+            path: "/big".into(),
+            watch: false,
+        };
+        frozen.send(xid, OpCode::GetData, &|b| get.encode(b)).await;
+    }
+    // The only slot is taken until the frozen connection goes; then a new client gets in.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok((mut c, _)) = RawClient::connect_with(&addr, support::new_session(10_000)).await {
+            assert!(c.exists("/big", false).await.is_ok());
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the frozen connection still holds the slot"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(frozen);
+    server.shutdown().await.unwrap();
+}

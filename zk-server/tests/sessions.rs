@@ -228,6 +228,41 @@ async fn pipelined_requests_are_answered_in_order() {
     }
 }
 
+/// A failed write answered right away but queued behind earlier writes carries a zxid no lower
+/// than theirs: Java and C clients take each reply's zxid as their last seen one, and a lower
+/// one would make their next reconnect replay events.
+#[tokio::test]
+async fn reply_zxids_never_go_down_on_a_connection() {
+    let server = TestingServer::start().await.unwrap();
+    let mut c = RawClient::connect(&server.connect_string()).await;
+    c.create("/z", b"", CreateMode::Persistent).await.unwrap();
+    let mut xids = Vec::new();
+    for i in 0..20 {
+        let xid = c.next_xid();
+        let set = SetDataRequest {
+            path: "/z".into(),
+            data: Some(vec![i]),
+            version: -1,
+        };
+        c.send(xid, OpCode::SetData, &|b| set.encode(b)).await;
+        xids.push((xid, 0));
+        let xid = c.next_xid();
+        let delete = DeleteRequest {
+            path: "/missing".into(),
+            version: -1,
+        };
+        c.send(xid, OpCode::Delete, &|b| delete.encode(b)).await;
+        xids.push((xid, ErrorCode::NoNode.as_i32()));
+    }
+    let mut highest = 0;
+    for (xid, err) in xids {
+        let (h, _) = c.reply_to(xid).await.unwrap();
+        assert_eq!(h.err, err);
+        assert!(h.zxid >= highest, "zxid {:#x} after {highest:#x}", h.zxid);
+        highest = h.zxid;
+    }
+}
+
 #[tokio::test]
 async fn requests_pipelined_behind_the_handshake_are_served() {
     let server = TestingServer::start().await.unwrap();

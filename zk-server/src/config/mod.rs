@@ -46,11 +46,11 @@ pub enum FourLetterWhitelist {
 }
 
 impl FourLetterWhitelist {
-    /// Whether `word` may run.
+    /// Whether `word` may run. `srvr` always may, as in Apache (zkServer.sh status uses it).
     pub fn allows(&self, word: &str) -> bool {
         match self {
             FourLetterWhitelist::All => true,
-            FourLetterWhitelist::Only(words) => words.iter().any(|w| w == word),
+            FourLetterWhitelist::Only(words) => word == "srvr" || words.iter().any(|w| w == word),
         }
     }
 }

@@ -180,17 +180,12 @@ pub fn parse_zoo_cfg(text: &str) -> Result<(ServerConfig, Vec<String>), ConfigEr
                 config.purge_interval_hours = num(value).ok_or_else(|| bad("a number of hours"))?
             }
             "4lw.commands.whitelist" => {
-                config.four_letter_words = if value == "*" {
+                // As Apache: `*` anywhere in the list enables every word.
+                let words = value.split(',').map(str::trim).filter(|w| !w.is_empty());
+                config.four_letter_words = if words.clone().any(|w| w == "*") {
                     FourLetterWhitelist::All
                 } else {
-                    FourLetterWhitelist::Only(
-                        value
-                            .split(',')
-                            .map(str::trim)
-                            .filter(|w| !w.is_empty())
-                            .map(str::to_owned)
-                            .collect(),
-                    )
+                    FourLetterWhitelist::Only(words.map(str::to_owned).collect())
                 }
             }
             "DigestAuthenticationProvider.superDigest"

@@ -903,6 +903,8 @@ impl ServerCore {
             }
             match c.pipeline.pop_front() {
                 Some(Slot::Ready { frame, close }) => {
+                    // Built when its request came; replies sent since may carry later zxids.
+                    let frame = replies::with_zxid_at_least(frame, self.tree.last_processed_zxid());
                     self.send_reply(conn, frame);
                     if close {
                         self.close(conn);

@@ -42,6 +42,28 @@ pub(crate) fn bare(xid: i32, zxid: i64, err: ErrorCode) -> Bytes {
     reply(xid, zxid, err, None, HEADER_LEN)
 }
 
+/// `frame` (a reply) with its header's zxid raised to `zxid` when it is lower, for a reply
+/// built early and sent after later writes' replies: Java and C clients take each positive
+/// reply zxid as their last seen one, so it must never go down on a connection (Apache stamps
+/// a reply when it leaves the pipeline). A zxid of 0 (auth replies) stays: clients skip it.
+pub(crate) fn with_zxid_at_least(frame: Bytes, zxid: i64) -> Bytes {
+    // The length prefix, then the header: xid (4 bytes), zxid (8 bytes), err.
+    const ZXID_AT: usize = LENGTH_PREFIX_LEN + 4;
+    let Some(stamped) = frame
+        .get(ZXID_AT..ZXID_AT + 8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(i64::from_be_bytes)
+    else {
+        return frame;
+    };
+    if stamped <= 0 || stamped >= zxid {
+        return frame;
+    }
+    let mut raised = BytesMut::from(&frame[..]);
+    raised[ZXID_AT..ZXID_AT + 8].copy_from_slice(&zxid.to_be_bytes());
+    raised.freeze()
+}
+
 /// A watch notification frame.
 pub(crate) fn notification(zxid: i64, event: EventType, path: &str) -> Bytes {
     let body = WatcherEvent {

@@ -33,6 +33,10 @@ const MAX_IN_FLIGHT: usize = 1000;
 const READ_CHUNK: usize = 64 * 1024;
 /// Disconnect a client that lets this much output pile up.
 const MAX_QUEUED_OUTPUT: usize = 64 << 20;
+/// How long a closing connection may go without writing anything before it is dropped with
+/// its output unsent: a client that stopped reading (frozen, or gone without a FIN) must not
+/// hold its socket, and its `maxClientCnxns` slot, forever.
+const CLOSE_STALL_LIMIT: Duration = Duration::from_secs(5);
 
 enum Phase {
     /// Waiting for the ConnectRequest (or a four-letter word).
@@ -61,6 +65,9 @@ pub(super) async fn run(
         u64::try_from(config.max_session_timeout()).unwrap_or(60_000),
     ));
     tokio::pin!(handshake_deadline);
+    // Armed when the core asks to close, re-armed by every write that makes progress.
+    let close_stall = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(close_stall);
     loop {
         if closing && output.is_empty() {
             break;
@@ -112,9 +119,13 @@ pub(super) async fn run(
             }
             message = outbound.recv() => {
                 let Some(message) = message else { break };
+                let was_closing = closing;
                 closing |= queue(&mut output, &mut in_flight, message);
                 while let Ok(message) = outbound.try_recv() {
                     closing |= queue(&mut output, &mut in_flight, message);
+                }
+                if closing && !was_closing {
+                    close_stall.as_mut().reset(tokio::time::Instant::now() + CLOSE_STALL_LIMIT);
                 }
                 if output.len() > MAX_QUEUED_OUTPUT {
                     tracing::warn!(%remote, "client is not reading its replies; disconnecting");
@@ -122,9 +133,17 @@ pub(super) async fn run(
                 }
             }
             written = writer.write_buf(&mut output), if !output.is_empty() => {
-                if written.is_err() {
-                    break;
+                match written {
+                    Ok(n) if n > 0 && closing => {
+                        close_stall.as_mut().reset(tokio::time::Instant::now() + CLOSE_STALL_LIMIT);
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
                 }
+            }
+            () = &mut close_stall, if closing => {
+                tracing::debug!(%remote, unsent = output.len(), "closing connection not reading; dropping it");
+                break;
             }
             () = &mut handshake_deadline, if matches!(phase, Phase::Handshake) => {
                 tracing::debug!(%remote, "no handshake in time; closing");
