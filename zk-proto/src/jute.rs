@@ -2,6 +2,8 @@
 //! buffers (`-1` = null), count-prefixed vectors (`-1` = null), and nested records as their fields
 //! concatenated in declaration order.
 
+use std::borrow::Cow;
+
 use bytes::{BufMut, BytesMut};
 
 use crate::error::DecodeError;
@@ -136,19 +138,13 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Reads a jute `ustring`; `None` is the null string (length `-1`).
-    pub fn read_ustring(&mut self, what: &'static str) -> Result<Option<&'a str>, DecodeError> {
-        match self.read_buffer(what)? {
-            None => Ok(None),
-            Some(bytes) => {
-                std::str::from_utf8(bytes)
-                    .map(Some)
-                    .map_err(|e| DecodeError::InvalidUtf8 {
-                        what,
-                        valid_up_to: e.valid_up_to(),
-                    })
-            }
-        }
+    /// Reads a jute `ustring`; `None` is the null string (length `-1`). Decoded as Java does:
+    /// never an error (see [`decode_java_utf8`]).
+    pub fn read_ustring(
+        &mut self,
+        what: &'static str,
+    ) -> Result<Option<Cow<'a, str>>, DecodeError> {
+        Ok(self.read_buffer(what)?.map(decode_java_utf8))
     }
 
     /// Reads a jute `vector<T>`; `None` is the null vector (count `-1`). The count is checked
@@ -237,6 +233,51 @@ impl Decode for bool {
     }
 }
 
+/// A jute `ustring` as Java writes and reads it. Java's writer encodes each UTF-16 unit on its
+/// own, so a character beyond the BMP arrives as two 3-byte surrogates (CESU-8); those pairs
+/// become the character they encode. Java's reader never fails; neither does this: any other
+/// ill-formed sequence becomes U+FFFD (which no valid path contains, so a path with it is
+/// refused as Apache refuses it).
+pub fn decode_java_utf8(bytes: &[u8]) -> Cow<'_, str> {
+    let mut rest = match std::str::from_utf8(bytes) {
+        Ok(s) => return Cow::Borrowed(s),
+        Err(_) => bytes,
+    };
+    let mut out = String::with_capacity(bytes.len() + 3);
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(s) => {
+                out.push_str(s);
+                return Cow::Owned(out);
+            }
+            Err(e) => {
+                let (valid, bad) = rest.split_at(e.valid_up_to());
+                out.push_str(std::str::from_utf8(valid).unwrap_or_default());
+                let skip = if let Some(c) = surrogate_pair(bad) {
+                    out.push(c);
+                    6
+                } else {
+                    out.push(char::REPLACEMENT_CHARACTER);
+                    e.error_len().unwrap_or(bad.len()).max(1)
+                };
+                rest = bad.get(skip..).unwrap_or_default();
+            }
+        }
+    }
+}
+
+/// The character a CESU-8 surrogate pair at the start of `bytes` encodes.
+fn surrogate_pair(bytes: &[u8]) -> Option<char> {
+    let &[0xED, h1 @ 0xA0..=0xAF, h2 @ 0x80..=0xBF, 0xED, l1 @ 0xB0..=0xBF, l2 @ 0x80..=0xBF, ..] =
+        bytes
+    else {
+        return None;
+    };
+    let high = (u32::from(h1 & 0x0F) << 6) | u32::from(h2 & 0x3F);
+    let low = (u32::from(l1 & 0x0F) << 6) | u32::from(l2 & 0x3F);
+    char::from_u32(0x10000 + (high << 10) + low)
+}
+
 /// A `ustring`. The null string (`-1`, which kazoo writes for empty strings) decodes as `""`.
 impl Encode for String {
     fn encode(&self, buf: &mut BytesMut) {
@@ -247,7 +288,9 @@ impl Encode for String {
 impl Decode for String {
     const MIN_LEN: usize = 4;
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        Ok(r.read_ustring("string")?.unwrap_or_default().to_owned())
+        Ok(r.read_ustring("string")?
+            .map(Cow::into_owned)
+            .unwrap_or_default())
     }
 }
 
@@ -262,7 +305,7 @@ impl Encode for Option<String> {
 impl Decode for Option<String> {
     const MIN_LEN: usize = 4;
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        Ok(r.read_ustring("string")?.map(str::to_owned))
+        Ok(r.read_ustring("string")?.map(Cow::into_owned))
     }
 }
 
@@ -466,13 +509,32 @@ mod tests {
     }
 
     #[test]
-    fn invalid_utf8_is_an_error() {
+    fn strings_decode_as_java_reads_them() {
+        // Java writes U+1F600 as a surrogate pair, each half in 3 bytes.
+        assert_eq!(
+            String::from_bytes(&[0, 0, 0, 8, b'a', 0xED, 0xA0, 0xBD, 0xED, 0xB8, 0x80, b'b']),
+            Ok("a\u{1F600}b".to_owned())
+        );
         assert_eq!(
             String::from_bytes(&[0, 0, 0, 3, b'/', 0xc3, 0x28]),
-            Err(DecodeError::InvalidUtf8 {
-                what: "string",
-                valid_up_to: 1
-            })
+            Ok("/\u{FFFD}(".to_owned())
         );
+        assert_eq!(
+            String::from_bytes(&[0, 0, 0, 1, 0xFF]),
+            Ok("\u{FFFD}".to_owned())
+        );
+        // A lone high surrogate, and one cut short at the end.
+        let lone = String::from_bytes(&[0, 0, 0, 4, 0xED, 0xA0, 0xBD, b'x']).unwrap();
+        assert!(
+            lone.ends_with('x') && lone.starts_with('\u{FFFD}'),
+            "{lone:?}"
+        );
+        let cut = String::from_bytes(&[0, 0, 0, 5, 0xED, 0xA0, 0xBD, 0xED, 0xB8]).unwrap();
+        assert!(cut.chars().all(|c| c == '\u{FFFD}'), "{cut:?}");
+        // Proper UTF-8 (as our encoder and Java's reader handle it) is borrowed as is.
+        assert!(matches!(
+            decode_java_utf8("é😀".as_bytes()),
+            Cow::Borrowed(_)
+        ));
     }
 }

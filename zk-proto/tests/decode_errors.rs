@@ -101,18 +101,14 @@ fn truncated_records() {
     assert!(MultiRequest::from_bytes(&multi[..multi.len() - 9]).is_err());
 }
 
+/// As Java's reader: ill-formed UTF-8 is no decode error; it becomes U+FFFD, which makes the
+/// path invalid (a write refuses it; a read finds no such node).
 #[test]
-fn invalid_utf8_in_a_path() {
-    let mut raw = vec![0, 0, 0, 3, b'/', 0xff, b'a', 0];
-    assert_eq!(
-        GetDataRequest::from_bytes(&raw),
-        Err(DecodeError::InvalidUtf8 {
-            what: "string",
-            valid_up_to: 1
-        })
-    );
-    raw[5] = b'b';
-    assert!(GetDataRequest::from_bytes(&raw).is_ok());
+fn invalid_utf8_in_a_path_becomes_a_replacement_character() {
+    let raw = vec![0, 0, 0, 3, b'/', 0xff, b'a', 0];
+    let request = GetDataRequest::from_bytes(&raw).expect("decodes");
+    assert_eq!(request.path, "/\u{FFFD}a");
+    assert!(zk_proto::path::validate_path(&request.path).is_err());
 }
 
 #[test]

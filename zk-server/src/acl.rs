@@ -144,8 +144,8 @@ pub fn authenticate(
         "ip" => return Ok(Vec::new()),
         _ => return Err(ErrorCode::AuthFailed),
     }
-    let text = std::str::from_utf8(auth).map_err(|_| ErrorCode::AuthFailed)?;
-    let id = digest_of(text);
+    // Decoded as Apache does (`new String(auth, UTF_8)`): never refused for its encoding.
+    let id = digest_of(&zk_proto::jute::decode_java_utf8(auth));
     let mut ids = Vec::with_capacity(2);
     if super_digest == Some(id.as_str()) {
         ids.push(Id::new("super", ""));

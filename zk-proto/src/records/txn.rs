@@ -222,6 +222,9 @@ pub enum TxnBody {
     DeleteContainer(DeleteTxn),
     /// Type setData.
     SetData(SetDataTxn),
+    /// Type reconfig: the new dynamic configuration written to `/zookeeper/config` (same
+    /// record as setData; Apache's ensembles log it after a `reconfig`).
+    Reconfig(SetDataTxn),
     /// Type setACL.
     SetAcl(SetAclTxn),
     /// Type check.
@@ -247,6 +250,7 @@ impl TxnBody {
             TxnBody::Delete(_) => OpCode::Delete,
             TxnBody::DeleteContainer(_) => OpCode::DeleteContainer,
             TxnBody::SetData(_) => OpCode::SetData,
+            TxnBody::Reconfig(_) => OpCode::Reconfig,
             TxnBody::SetAcl(_) => OpCode::SetAcl,
             TxnBody::Check(_) => OpCode::Check,
             TxnBody::CreateSession(_) => OpCode::CreateSession,
@@ -266,6 +270,7 @@ impl TxnBody {
             Ok(OpCode::Delete) => TxnBody::Delete(Decode::decode(r)?),
             Ok(OpCode::DeleteContainer) => TxnBody::DeleteContainer(Decode::decode(r)?),
             Ok(OpCode::SetData) => TxnBody::SetData(Decode::decode(r)?),
+            Ok(OpCode::Reconfig) => TxnBody::Reconfig(Decode::decode(r)?),
             Ok(OpCode::SetAcl) => TxnBody::SetAcl(Decode::decode(r)?),
             Ok(OpCode::Check) => TxnBody::Check(Decode::decode(r)?),
             Ok(OpCode::CreateSession) => TxnBody::CreateSession(Decode::decode(r)?),
@@ -289,7 +294,7 @@ impl Encode for TxnBody {
             TxnBody::CreateContainer(t) => t.encode(buf),
             TxnBody::CreateTtl(t) => t.encode(buf),
             TxnBody::Delete(t) | TxnBody::DeleteContainer(t) => t.encode(buf),
-            TxnBody::SetData(t) => t.encode(buf),
+            TxnBody::SetData(t) | TxnBody::Reconfig(t) => t.encode(buf),
             TxnBody::SetAcl(t) => t.encode(buf),
             TxnBody::Check(t) => t.encode(buf),
             TxnBody::CreateSession(t) => t.encode(buf),
@@ -343,7 +348,16 @@ impl Decode for Txn {
     const MIN_LEN: usize = TxnHeader::MIN_LEN;
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let header = TxnHeader::decode(r)?;
-        let body = TxnBody::decode_for(header.txn_type, r)?;
+        // Apache 3.6+ with zookeeper.closeSessionTxn.enabled=false writes a closeSession
+        // without its path list but with a digest: exactly a digest's bytes remain. (A path
+        // list, even empty, plus a digest is longer.)
+        let body = if header.txn_type == OpCode::CloseSession.as_i32()
+            && r.remaining() == TxnDigest::MIN_LEN
+        {
+            TxnBody::CloseSession(CloseSessionTxn::default())
+        } else {
+            TxnBody::decode_for(header.txn_type, r)?
+        };
         let digest = if r.remaining() >= TxnDigest::MIN_LEN {
             Some(TxnDigest::decode(r)?)
         } else {
@@ -354,5 +368,52 @@ impl Decode for Txn {
             body,
             digest,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(txn_type: OpCode) -> TxnHeader {
+        TxnHeader {
+            client_id: 0x100,
+            cxid: 3,
+            zxid: 0x1_0000_0007,
+            time: 1_700_000_000_000,
+            txn_type: txn_type.as_i32(),
+        }
+    }
+
+    /// What Apache 3.6+ writes with zookeeper.closeSessionTxn.enabled=false: the header, no
+    /// path list, and a digest.
+    #[test]
+    fn a_close_session_with_only_a_digest_decodes() {
+        let mut bytes = BytesMut::new();
+        header(OpCode::CloseSession).encode(&mut bytes);
+        let digest = TxnDigest {
+            version: 2,
+            tree_digest: 0x1234_5678_9abc_def0,
+        };
+        digest.encode(&mut bytes);
+        let txn = Txn::from_bytes(&bytes).expect("decodes");
+        assert_eq!(txn.body, TxnBody::CloseSession(CloseSessionTxn::default()));
+        assert_eq!(txn.digest, Some(digest));
+    }
+
+    /// Apache logs a reconfig as a setData of /zookeeper/config under txn type 16.
+    #[test]
+    fn a_reconfig_txn_round_trips_as_set_data_under_its_own_type() {
+        let mut bytes = BytesMut::new();
+        header(OpCode::Reconfig).encode(&mut bytes);
+        let record = SetDataTxn {
+            path: "/zookeeper/config".into(),
+            data: Some(b"server.1=h:2888:3888;2181\nversion=100000002".to_vec()),
+            version: -1,
+        };
+        record.encode(&mut bytes);
+        let txn = Txn::from_bytes(&bytes).expect("decodes");
+        assert_eq!(txn.body, TxnBody::Reconfig(record));
+        assert_eq!(txn.to_bytes(), bytes);
     }
 }

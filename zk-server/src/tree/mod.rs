@@ -409,7 +409,9 @@ impl DataTree {
             TxnBody::Delete(t) | TxnBody::DeleteContainer(t) => self
                 .delete(&t.path, header.zxid, triggers)
                 .map(|()| TxnOutcome::Deleted),
-            TxnBody::SetData(t) => self.set_data(header, &t.path, &t.data, t.version, triggers),
+            TxnBody::SetData(t) | TxnBody::Reconfig(t) => {
+                self.set_data(header, &t.path, &t.data, t.version, triggers)
+            }
             TxnBody::SetAcl(t) => self.set_acl(&t.path, &t.acl, t.version),
             TxnBody::Check(_) => Ok(TxnOutcome::Checked),
             TxnBody::CreateSession(_) => Ok(TxnOutcome::SessionCreated),
