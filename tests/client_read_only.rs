@@ -28,38 +28,48 @@ const ADD_WATCH: i32 = 106;
 
 /// A stand-in for a server partitioned from its quorum in read-only mode, with an empty tree:
 /// it accepts sessions as read-only, answers pings and addWatch, answers reads with NONODE,
-/// refuses every other request with NOTREADONLY, and answers `isro` with `ro`. Counts the `isro` probes it gets.
-async fn read_only_server() -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+/// refuses every other request with NOTREADONLY, and answers `isro` with `ro`. Counts the `isro`
+/// probes it gets and the requests it refuses.
+async fn read_only_server() -> (String, Arc<Counts>, tokio::task::JoinHandle<()>) {
     read_only_server_with_timeout(4000).await
+}
+
+/// What the read-only stand-in has seen.
+#[derive(Default)]
+struct Counts {
+    /// `isro` probes.
+    probes: AtomicUsize,
+    /// Requests refused with NOTREADONLY.
+    refused: AtomicUsize,
 }
 
 /// [`read_only_server`] negotiating a session timeout of `timeout_ms`.
 async fn read_only_server_with_timeout(
     timeout_ms: i32,
-) -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+) -> (String, Arc<Counts>, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let probes = Arc::new(AtomicUsize::new(0));
+    let counts = Arc::new(Counts::default());
     let task = tokio::spawn({
-        let probes = probes.clone();
+        let counts = counts.clone();
         async move {
             while let Ok((socket, _)) = listener.accept().await {
-                tokio::spawn(serve_read_only(socket, probes.clone(), timeout_ms));
+                tokio::spawn(serve_read_only(socket, counts.clone(), timeout_ms));
             }
         }
     });
-    (addr, probes, task)
+    (addr, counts, task)
 }
 
 async fn serve_read_only(
     mut socket: TcpStream,
-    probes: Arc<AtomicUsize>,
+    counts: Arc<Counts>,
     timeout_ms: i32,
 ) -> std::io::Result<()> {
     let mut head = [0u8; 4];
     socket.read_exact(&mut head).await?;
     if &head == b"isro" {
-        probes.fetch_add(1, Ordering::SeqCst);
+        counts.probes.fetch_add(1, Ordering::SeqCst);
         return socket.write_all(b"ro").await;
     }
     // The ConnectRequest: its content does not matter here.
@@ -85,7 +95,10 @@ async fn serve_read_only(
             (-2, _) => 0,
             (_, op) if READS.contains(&op) => NO_NODE,
             (_, ADD_WATCH) => 0,
-            _ => NOT_READ_ONLY,
+            _ => {
+                counts.refused.fetch_add(1, Ordering::SeqCst);
+                NOT_READ_ONLY
+            }
         };
         out.clear();
         write_frame(&mut out, |b| ReplyHeader { xid, zxid: 0, err }.encode(b));
@@ -118,24 +131,24 @@ async fn on_the_stand_in(
 ) -> (
     zk::client::Client,
     zk::client::ConnectionStates,
-    Arc<AtomicUsize>,
+    Arc<Counts>,
     tokio::task::JoinHandle<()>,
 ) {
-    let (read_only, probes, fake) = read_only_server().await;
+    let (read_only, counts, fake) = read_only_server().await;
     let client = support::client_builder(&format!("{read_only},{}", server.connect_string()))
         .can_be_read_only(true)
         .build()
         .unwrap();
     let mut states = client.connection_states();
     assert_eq!(next_state(&mut states).await, ConnectionState::ReadOnly);
-    (client, states, probes, fake)
+    (client, states, counts, fake)
 }
 
 #[tokio::test]
 async fn a_client_on_a_read_only_server_moves_to_a_read_write_one_when_it_appears() {
     let mut server = TestingServer::start().await.unwrap();
     server.stop().await;
-    let (client, mut states, probes, fake) = on_the_stand_in(&server).await;
+    let (client, mut states, counts, fake) = on_the_stand_in(&server).await;
     let err = client.create("/written").await.unwrap_err();
     assert!(matches!(err, Error::NotReadOnly), "{err:?}");
     let (stat, created) = client.exists("/written").watched().await.unwrap();
@@ -148,7 +161,7 @@ async fn a_client_on_a_read_only_server_moves_to_a_read_write_one_when_it_appear
         "no state change while no read-write server answers"
     );
     assert_eq!(
-        probes.load(Ordering::SeqCst),
+        counts.probes.load(Ordering::SeqCst),
         0,
         "it never probes its own server"
     );
@@ -235,7 +248,7 @@ async fn a_guaranteed_delete_refused_read_only_completes_on_a_read_write_server(
 #[tokio::test]
 async fn a_lock_released_on_a_read_only_server_is_deleted_on_a_read_write_one() {
     let mut server = TestingServer::start().await.unwrap();
-    let (read_only, _, fake) = read_only_server().await;
+    let (read_only, counts, fake) = read_only_server().await;
     // A long session: the node must go by our delete, not by the session's expiry.
     let client = support::client_builder(&format!("{read_only},{}", server.connect_string()))
         .session_timeout(Duration::from_secs(30))
@@ -264,8 +277,16 @@ async fn a_lock_released_on_a_read_only_server_is_deleted_on_a_read_write_one() 
     })
     .await
     .expect("on the read-only server");
+    let refused_before = counts.refused.load(Ordering::SeqCst);
     let release = tokio::spawn(guard.release());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The read-only server refuses the delete before the read-write one comes back.
+    tokio::time::timeout(PATIENCE, async {
+        while counts.refused.load(Ordering::SeqCst) == refused_before {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the delete refused by the read-only server");
     server.restart().await.unwrap();
     wait_until_connected(&mut states).await;
     tokio::time::timeout(PATIENCE, release)

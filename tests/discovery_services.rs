@@ -100,7 +100,24 @@ async fn instances_are_found_cached_unregistered_and_re_registered_after_expiry(
     .await
     .expect("the instance registered again on a new session");
     assert_eq!(back, provider_client.session_id());
-    wait_for(&mut changes, &["a1"], "after the re-registration").await;
+    // The cache follows the re-registered node: an update made now reaches it.
+    let mut updated = instance("a1", 8001);
+    updated.payload = Some("a1-after-expiry".to_owned());
+    provider.update(updated).await.unwrap();
+    let followed = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let now = changes.borrow_and_update().clone();
+            if ids(&now) == ["a1"] && now[0].payload.as_deref() == Some("a1-after-expiry") {
+                return;
+            }
+            changes.changed().await.expect("the cache is open");
+        }
+    })
+    .await;
+    assert!(
+        followed.is_ok(),
+        "the cache never saw the update after the expiry"
+    );
 
     cache.close().await;
     provider.close().await.unwrap();

@@ -245,6 +245,10 @@ impl QuorumTransport {
         if matches!(message, Message::Notification { .. }) {
             lock(&self.shared.last_notification).insert(to, frame.clone());
         }
+        if lock(&self.shared.blocked).contains(&to) {
+            // Partitioned: the connection may still be closing; nothing goes out meanwhile.
+            return;
+        }
         let full = {
             let conns = lock(&self.shared.conns);
             let Some(conn) = conns.get(&to) else {
@@ -468,6 +472,10 @@ async fn read_loop(shared: Arc<Shared>, peer: Sid, mut r: OwnedReadHalf) {
         loop {
             match wire::decode_frame(&mut buf, &limits) {
                 Ok(Some(message)) => {
+                    if lock(&shared.blocked).contains(&peer) {
+                        // Partitioned while this connection closes: nothing comes in either.
+                        continue;
+                    }
                     if shared
                         .inbound
                         .send(Input::Receive {
