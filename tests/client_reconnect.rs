@@ -104,6 +104,52 @@ async fn watches_set_before_a_disconnect_fire_for_changes_made_during_it() {
     other.close().await.unwrap();
 }
 
+/// The same through a chroot: the re-registration sends the watches' server paths (chroot
+/// included), and the events come back with the client's paths.
+#[tokio::test]
+async fn watches_under_a_chroot_fire_for_changes_made_during_a_disconnect() {
+    let env = env_or_skip!();
+    let proxy = Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
+    let other = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    other.create(&root).await.unwrap();
+    other.create(&format!("{root}/data")).await.unwrap();
+    let client = support::connected_client(&format!("{}{root}", proxy.connect_string())).await;
+    let (_, _, data_watch) = client.get_data("/data").watched().await.unwrap();
+    let (_, exist_watch) = client.exists("/later").watched().await.unwrap();
+    let (_, child_watch) = client.get_children("/").watched().await.unwrap();
+    let mut states = client.connection_states();
+
+    proxy.down();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+    other
+        .set_data(&format!("{root}/data"), b"changed".to_vec())
+        .await
+        .unwrap();
+    other.create(&format!("{root}/later")).await.unwrap();
+    proxy.up();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Reconnected);
+
+    let event = |e: zk::client::WatchedEvent| (e.event_type, e.path);
+    assert_eq!(
+        event(within(data_watch).await),
+        (EventType::NodeDataChanged, "/data".to_owned())
+    );
+    assert_eq!(
+        event(within(exist_watch).await),
+        (EventType::NodeCreated, "/later".to_owned())
+    );
+    assert_eq!(
+        event(within(child_watch).await),
+        (EventType::NodeChildrenChanged, "/".to_owned())
+    );
+    client.close().await.unwrap();
+    support::remove_tree(&other, &root).await;
+    other.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn persistent_watches_are_registered_again_after_a_reconnect() {
     let env = env_or_skip!();
@@ -1424,4 +1470,38 @@ async fn the_state_stream_ends_at_close_even_for_a_late_subscriber() {
         let end = tokio::time::timeout(PATIENCE, async { while states.next().await.is_some() {} });
         end.await.expect("the state stream ends after close");
     }
+}
+
+/// Credentials the server refuses (here an unknown scheme) end the session, as in Apache:
+/// the failed add_auth reports AUTHFAILED, watches are told, the connection states end, and
+/// every later call fails with AUTHFAILED instead of waiting for a session that cannot come.
+#[tokio::test]
+async fn refused_credentials_end_the_session_with_auth_failed() {
+    let env = env_or_skip!();
+    let client = support::connected_client(env.connect_string()).await;
+    let mut session_state = client.session().state_receiver();
+    let mut states = client.connection_states();
+    let (_, watch) = client.exists("/").watched().await.unwrap();
+
+    assert_eq!(
+        within(client.session().add_auth("nosuchscheme", b"x")).await,
+        Err(Error::AuthFailed)
+    );
+    within(session_state.wait_for(|s| *s == SessionState::AuthFailed))
+        .await
+        .expect("the session state");
+    let event = within(watch).await;
+    assert_eq!(
+        (event.event_type, event.state),
+        (EventType::None, zk::client::KeeperState::AuthFailed)
+    );
+    assert_eq!(within(states.next()).await, None, "the states end");
+    assert_eq!(
+        within(client.exists("/")).await.map(|_| ()),
+        Err(Error::AuthFailed)
+    );
+    assert_eq!(
+        within(client.block_until_connected(PATIENCE)).await,
+        Err(Error::AuthFailed)
+    );
 }

@@ -418,6 +418,40 @@ async fn a_reconnect_presents_the_session_and_the_last_zxid_seen() {
     client.close().await.unwrap();
 }
 
+/// After an expiry the client's new session starts from scratch (no session id) but still
+/// presents the last zxid it has seen, so no server behind what it has read takes it.
+#[tokio::test]
+async fn a_new_session_after_an_expiry_presents_the_last_zxid_seen() {
+    let env = env_or_skip!();
+    let proxy = FrameProxy::start(env.connect_string()).await;
+    let client = support::connected_client(&proxy.addr).await;
+    let root = support::unique_root();
+    let written = client.create(&root).await.unwrap().stat.unwrap().mzxid;
+    let old_session = client.session_id();
+    let mut states = client.connection_states();
+    support::expire_session(
+        env.connect_string(),
+        old_session,
+        &client.session_password(),
+    )
+    .await;
+    tokio::time::timeout(PATIENCE, async {
+        while next_state(&mut states).await != ConnectionState::Lost {}
+        assert_eq!(next_state(&mut states).await, ConnectionState::Reconnected);
+    })
+    .await
+    .expect("LOST, then a new session");
+    assert_ne!(client.session_id(), old_session);
+    let (last_zxid, session) = proxy.latest_connection().last_zxid_and_session();
+    assert_eq!(session, 0, "a new session is asked for");
+    assert!(
+        last_zxid >= written,
+        "lastZxidSeen {last_zxid:#x} is behind the client's own write {written:#x}"
+    );
+    client.delete(&root).await.unwrap();
+    client.close().await.unwrap();
+}
+
 /// Operations newer than the server give a clear error, not a hang or endless retries, and
 /// the client carries on in the same session (a 3.5 server closes the connection after its
 /// UNIMPLEMENTED).
@@ -456,7 +490,54 @@ async fn operations_newer_than_the_server_fail_with_unimplemented() {
     client.close().await.unwrap();
 }
 
-/// Many watches are registered again after a reconnect in SetWatches batches of at most
+/// The framework's retry loop, counted on the wire: a call whose connection is lost each
+/// time is sent once plus once per retry the policy allows, then fails with the connection
+/// error; a definite answer (NONODE) is never sent again.
+#[tokio::test]
+async fn a_call_is_sent_once_plus_once_per_allowed_retry() {
+    let env = env_or_skip!();
+    let proxy = FrameProxy::start(env.connect_string()).await;
+    let client = support::client_builder(&proxy.addr)
+        .retry_policy(zk::client::RetryNTimes::new(2, Duration::from_millis(10)))
+        .build()
+        .unwrap();
+    client.block_until_connected(PATIENCE).await.unwrap();
+    let sent = |op: OpCode| {
+        proxy
+            .frames
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c.requests.iter())
+            .filter(|r| r.op == op.as_i32())
+            .count()
+    };
+    // Every getAllChildrenNumber costs its connection, without a reply (from the next
+    // connection on: this one is cut).
+    let mut states = client.connection_states();
+    proxy.act_as(Age::Drop);
+    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+    assert_eq!(next_state(&mut states).await, ConnectionState::Reconnected);
+    let result = tokio::time::timeout(PATIENCE, client.get_all_children_number("/")).await;
+    assert!(
+        matches!(result, Ok(Err(ref e)) if e.is_retryable()),
+        "{result:?}"
+    );
+    assert_eq!(
+        sent(OpCode::GetAllChildrenNumber),
+        3,
+        "the call and 2 retries: {result:?}"
+    );
+
+    assert_eq!(
+        client.get_data("/no-such-node").await.map(drop),
+        Err(Error::NoNode)
+    );
+    assert_eq!(sent(OpCode::GetData), 1, "a definite answer is not retried");
+    client.close().await.unwrap();
+}
+
+/// Many watches are registered again after a reconnect in SetWatches batches of at most/// Many watches are registered again after a reconnect in SetWatches batches of at most
 /// 128 KB (a server refuses larger packets), and every one of them still fires.
 #[tokio::test]
 async fn many_watches_are_registered_again_in_bounded_batches() {

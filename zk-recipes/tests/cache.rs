@@ -459,3 +459,148 @@ async fn leaves_out_an_unreadable_node(server: zk_server::TestingServer, one_sho
     .await;
     cache.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_and_node_caches_catch_up_after_a_reconnect_and_an_expiry() {
+    caches_catch_up(server().await, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_and_node_caches_catch_up_on_a_3_5_server() {
+    caches_catch_up(server_3_5().await, true).await;
+}
+
+/// The children cache's view: name and data of each child.
+fn children(cache: &PathChildrenCache) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = cache
+        .current()
+        .iter()
+        .map(|d| {
+            (
+                d.name().to_owned(),
+                String::from_utf8_lossy(&d.data).into_owned(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Drains events until the children cache holds `want` and the node cache `node`; returns
+/// the children events seen on the way, as "+name", "~name", "-name".
+async fn caught_up(
+    children_cache: &PathChildrenCache,
+    children_events: &mut CacheEvents,
+    node_cache: &NodeCache,
+    node: &str,
+    want: &[(&str, &str)],
+) -> Vec<String> {
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(n, d)| ((*n).to_owned(), (*d).to_owned()))
+        .collect();
+    let mut seen = Vec::new();
+    within("the caches to catch up", async {
+        loop {
+            while let Some(Some(e)) = children_events.next().now_or_never() {
+                match e {
+                    CacheEvent::Created(d) => seen.push(format!("+{}", d.name())),
+                    CacheEvent::Changed { new, .. } => seen.push(format!("~{}", new.name())),
+                    CacheEvent::Deleted(d) => seen.push(format!("-{}", d.name())),
+                    _ => {}
+                }
+            }
+            let node_now = node_cache.current().map(|d| d.data.clone());
+            if children(children_cache) == want && node_now.as_deref() == Some(node.as_bytes()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    seen.sort();
+    seen
+}
+
+/// Changes made while the caches' client is disconnected (same session) and while it has
+/// no session at all reach both caches once it is back, each as its own event; and the
+/// caches keep following live changes on the new session.
+async fn caches_catch_up(server: zk_server::TestingServer, one_shot: bool) {
+    let writer = client(&server.connect_string()).await;
+    let proxy = Proxy::start(&server.connect_string()).await.expect("proxy");
+    let reader = client(&proxy.connect_string()).await;
+    writer.create("/svc").await.expect("parent");
+    writer.create("/svc/a").data("1").await.expect("a");
+    writer.create("/svc/b").data("1").await.expect("b");
+    writer.create("/cfg").data("1").await.expect("cfg");
+    let children_cache = PathChildrenCache::new(reader.clone(), "/svc").expect("cache");
+    let mut children_events = children_cache.events();
+    children_cache.start().expect("start");
+    let node_cache = NodeCache::new(reader.clone(), "/cfg").expect("cache");
+    node_cache.start().expect("start");
+    assert!(within("init", children_cache.wait_initialized()).await);
+    assert!(within("init", node_cache.wait_initialized()).await);
+    assert_eq!(children_cache.uses_one_shot_watches(), one_shot);
+    assert_eq!(node_cache.uses_one_shot_watches(), one_shot);
+    caught_up(
+        &children_cache,
+        &mut children_events,
+        &node_cache,
+        "1",
+        &[("a", "1"), ("b", "1")],
+    )
+    .await;
+
+    let mut states = reader.connection_states();
+    proxy.down();
+    wait_state(&mut states, zk_client::ConnectionState::Suspended).await;
+    writer.set_data("/svc/a", "2").await.expect("set a");
+    writer.delete("/svc/b").await.expect("delete b");
+    writer.create("/svc/c").data("1").await.expect("c");
+    writer.set_data("/cfg", "2").await.expect("set cfg");
+    proxy.up();
+    wait_state(&mut states, zk_client::ConnectionState::Reconnected).await;
+    let seen = caught_up(
+        &children_cache,
+        &mut children_events,
+        &node_cache,
+        "2",
+        &[("a", "2"), ("c", "1")],
+    )
+    .await;
+    assert_eq!(seen, ["+c", "-b", "~a"], "after the reconnect");
+
+    assert!(server.expire_session(reader.session_id()).await);
+    wait_state(&mut states, zk_client::ConnectionState::Lost).await;
+    writer.delete("/svc/a").await.expect("delete a");
+    writer.create("/svc/d").data("1").await.expect("d");
+    writer.set_data("/cfg", "3").await.expect("set cfg");
+    wait_state(&mut states, zk_client::ConnectionState::Reconnected).await;
+    let seen = caught_up(
+        &children_cache,
+        &mut children_events,
+        &node_cache,
+        "3",
+        &[("c", "1"), ("d", "1")],
+    )
+    .await;
+    assert_eq!(seen, ["+d", "-a"], "after the expiry");
+
+    // Live changes, on the new session's watches.
+    writer.set_data("/svc/d", "2").await.expect("set d");
+    writer.set_data("/cfg", "4").await.expect("set cfg");
+    let seen = caught_up(
+        &children_cache,
+        &mut children_events,
+        &node_cache,
+        "4",
+        &[("c", "1"), ("d", "2")],
+    )
+    .await;
+    assert_eq!(seen, ["~d"], "live on the new session");
+
+    children_cache.close().await;
+    node_cache.close().await;
+    remove_tree(&writer, "/svc").await;
+    remove_tree(&writer, "/cfg").await;
+}

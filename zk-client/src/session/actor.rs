@@ -1186,9 +1186,9 @@ impl Actor {
             Ok(p) => p,
             Err(end) => return Some(end),
         };
-        if header.zxid > 0 {
-            self.last_zxid = header.zxid;
-        }
+        // The highest seen: a reply's zxid never goes down on a connection with Apache, but a
+        // lower one must not make a reconnect present less than this client has read.
+        self.last_zxid = self.last_zxid.max(header.zxid);
         let result = if header.err == 0 {
             tracing::warn!(op = ?p.op, len, max, "reply too large; raise max_reply_len to accept it");
             // No watch is registered locally: the caller learns nothing of the node.
@@ -1257,9 +1257,7 @@ impl Actor {
                     Ok(p) => p,
                     Err(end) => return Some(end),
                 };
-                if header.zxid > 0 {
-                    self.last_zxid = header.zxid;
-                }
+                self.last_zxid = self.last_zxid.max(header.zxid);
                 if p.op == OpCode::SetWatches2 {
                     if header.err == UNIMPLEMENTED {
                         tracing::warn!("the server does not know SetWatches2: persistent watches end, one-shot watches are re-registered with SetWatches");
