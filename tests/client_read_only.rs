@@ -446,3 +446,58 @@ async fn apache_read_only_member_then_the_quorum() {
     client.close().await.unwrap();
     read_write_only.close().await.unwrap();
 }
+
+/// A leader whose client moves to a read-only server stops leading (under the Standard error
+/// policy it cannot tell whether its session, and so its node, is still alive), and leads
+/// again once its client is back on a read-write server.
+#[tokio::test]
+async fn a_leader_on_a_read_only_server_stops_leading_until_back_on_a_read_write_one() {
+    let mut server = TestingServer::start().await.unwrap();
+    let (read_only, _, fake) = read_only_server().await;
+    let client = support::client_builder(&format!("{read_only},{}", server.connect_string()))
+        .can_be_read_only(true)
+        .build()
+        .unwrap();
+    let mut states = client.connection_states();
+    tokio::time::timeout(PATIENCE, async {
+        while client.connection_state() != Some(ConnectionState::Connected) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("on the read-write server");
+    let latch = zk::recipes::LeaderLatch::new(client.clone(), "/latch", "only").unwrap();
+    latch.start().unwrap();
+    tokio::time::timeout(PATIENCE, latch.await_leadership())
+        .await
+        .expect("leads")
+        .unwrap();
+    let mut leadership = latch.leadership();
+
+    server.stop().await;
+    tokio::time::timeout(PATIENCE, leadership.wait_for(|l| !*l))
+        .await
+        .expect("leadership ends when the connection goes")
+        .unwrap();
+    tokio::time::timeout(PATIENCE, async {
+        while client.connection_state() != Some(ConnectionState::ReadOnly) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("on the read-only server");
+    assert!(
+        !latch.has_leadership(),
+        "no leadership on a read-only server"
+    );
+
+    server.restart().await.unwrap();
+    wait_until_connected(&mut states).await;
+    tokio::time::timeout(PATIENCE, latch.await_leadership())
+        .await
+        .expect("leads again on the read-write server")
+        .unwrap();
+    latch.close().await.unwrap();
+    client.close().await.unwrap();
+    fake.abort();
+}
