@@ -1048,3 +1048,25 @@ async fn a_reply_over_the_limit_fails_its_request_alone_and_keeps_the_connection
     roomy.close().await.unwrap();
     client.close().await.unwrap();
 }
+
+/// A wait for a connection that never comes says which servers were tried and why the latest
+/// attempt failed (what a newcomer without a running server sees first).
+#[tokio::test]
+async fn a_connection_that_never_comes_is_explained() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let connect = format!("127.0.0.1:{port}");
+    let client = Client::connect(&connect).unwrap();
+    match client
+        .block_until_connected(Duration::from_millis(500))
+        .await
+    {
+        Err(Error::Connect(message)) => {
+            assert!(message.contains(&connect), "{message}");
+            assert!(message.to_lowercase().contains("refused"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

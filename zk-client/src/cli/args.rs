@@ -259,8 +259,9 @@ impl Command {
 
 /// The command summary `help` prints, zkCli style.
 pub(crate) const COMMANDS: &str = "\
-zk [--connect host:port] [--timeout ms] [--auth scheme:auth] cmd args
+zk [--connect host:port] [--timeout ms] [--auth scheme:auth] [--max-reply-len bytes] cmd args
 \taddauth scheme auth
+\tconfig [-c] [-w] [-s]
 \tcreate [-s] [-e] [-c] [-t ttl] path [data] [acl]
 \tdelete [-v version] path
 \tdeleteall path

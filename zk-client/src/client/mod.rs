@@ -542,7 +542,7 @@ impl Client {
         match tokio::time::timeout(timeout, wait).await {
             Ok(Ok(SessionState::Connected { .. })) => Ok(()),
             Ok(_) => Err(self.closed_error()),
-            Err(_) => Err(Error::Connect(format!("not connected within {timeout:?}"))),
+            Err(_) => Err(self.inner.session.shared().not_connected(timeout)),
         }
     }
 

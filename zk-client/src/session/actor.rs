@@ -621,6 +621,9 @@ impl Actor {
                 }
                 Err(why) => {
                     tracing::debug!(%host, %why, "connect attempt failed");
+                    if let Ok(mut last) = self.shared.last_connect_failure.lock() {
+                        *last = Some(format!("{host}: {why}"));
+                    }
                     attempts_without_success += 1;
                     if attempts_without_success % self.hosts.len().max(1) == 0 {
                         // Every host failed: pause a little (still answering commands).

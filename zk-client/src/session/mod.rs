@@ -209,6 +209,36 @@ pub(crate) struct Shared {
     pub(crate) disconnected_at: Mutex<Option<tokio::time::Instant>>,
     /// The servers the session connects to (the connect string's, until updated).
     pub(crate) hosts: Mutex<Vec<HostPort>>,
+    /// Why the latest connection attempt failed ("host: reason"), for the error of a wait
+    /// for a connection that never came.
+    pub(crate) last_connect_failure: Mutex<Option<String>>,
+}
+
+impl Shared {
+    /// The error of a wait for a connection that did not come within `timeout`: which
+    /// servers were tried, and why the latest attempt failed.
+    pub(crate) fn not_connected(&self, timeout: Duration) -> Error {
+        let hosts = self
+            .hosts
+            .lock()
+            .map(|h| {
+                h.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        let last = self
+            .last_connect_failure
+            .lock()
+            .ok()
+            .and_then(|f| f.clone())
+            .map(|f| format!("; the latest attempt: {f}"))
+            .unwrap_or_default();
+        Error::Connect(format!(
+            "no ZooKeeper server of {hosts} connected within {timeout:?}{last}"
+        ))
+    }
 }
 
 /// A handle to one ZooKeeper session (see the [module docs](self)).
@@ -245,6 +275,7 @@ impl Session {
             server: Mutex::new(None),
             disconnected_at: Mutex::new(None),
             hosts: Mutex::new(config.connect.hosts().to_vec()),
+            last_connect_failure: Mutex::new(None),
         });
         let actor = actor::Actor::new(config, shared.clone(), rx, state_tx, events);
         tokio::spawn(actor.run());
@@ -285,7 +316,7 @@ impl Session {
                 _ => Err(self.terminal_error()),
             },
             Ok(Err(_)) => Err(self.terminal_error()),
-            Err(_) => Err(Error::Connect(format!("not connected within {timeout:?}"))),
+            Err(_) => Err(self.shared.not_connected(timeout)),
         }
     }
 
