@@ -750,3 +750,20 @@ fn group_commit_batches_recover_exactly() {
     assert_eq!(r.state.history.last_zxid(), last);
     assert_eq!(r.state.history.entries(), &run(1, 1..=c)[..]);
 }
+
+/// A standalone (Apache format) data directory given to an ensemble member is refused with a
+/// message that says so, not as an unexplained corruption.
+#[test]
+fn a_standalone_data_directory_is_named_as_such() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let snap_dir = dir.path().join("version-2");
+    std::fs::create_dir_all(&snap_dir).expect("dir");
+    // Apache's snapshot file header: "ZKSN", version 2, dbId -1; then the (here absent) tree.
+    let mut bytes = b"ZKSN".to_vec();
+    bytes.extend(2i32.to_be_bytes());
+    bytes.extend((-1i64).to_be_bytes());
+    bytes.resize(256, 0);
+    std::fs::write(snap_dir.join("snapshot.0"), bytes).expect("snapshot");
+    let err = try_recover(dir.path(), exact()).expect_err("refused");
+    assert!(err.to_string().contains("standalone"), "{err}");
+}

@@ -85,8 +85,13 @@ fn main() -> ExitCode {
 fn build_config(args: &Args) -> Result<ServerConfig, String> {
     let mut config = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
+            let mut text = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            // --data-dir replaces zoo.cfg's dataDir before the file is read as a whole (a
+            // later key wins), so that myid is read from the directory actually used.
+            if let Some(dir) = &args.data_dir {
+                text.push_str(&format!("\ndataDir={}\n", dir.display()));
+            }
             let (config, warnings) = zk_server::config::parse_zoo_cfg(&text)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
             for warning in warnings {
@@ -109,9 +114,6 @@ fn build_config(args: &Args) -> Result<ServerConfig, String> {
     }
     if let Some(address) = args.address {
         config.client_port_address = address;
-    }
-    if let Some(dir) = &args.data_dir {
-        config.data_dir = dir.clone();
     }
     if let Some(dir) = &args.data_log_dir {
         config.data_log_dir = Some(dir.clone());

@@ -159,13 +159,14 @@ pub fn parse_zoo_cfg(text: &str) -> Result<(ServerConfig, Vec<String>), ConfigEr
             "maxClientCnxns" => {
                 config.max_client_cnxns = num(value).ok_or_else(|| bad("a number"))?
             }
+            // -1 is Apache's "the default" (2 and 20 ticks).
             "minSessionTimeout" => {
                 config.min_session_timeout_ms =
-                    Some(num(value).ok_or_else(|| bad("a number of ms"))?)
+                    session_timeout(value).ok_or_else(|| bad("a number of ms, or -1"))?
             }
             "maxSessionTimeout" => {
                 config.max_session_timeout_ms =
-                    Some(num(value).ok_or_else(|| bad("a number of ms"))?)
+                    session_timeout(value).ok_or_else(|| bad("a number of ms, or -1"))?
             }
             "snapCount" => {
                 config.snap_count = num(value)
@@ -301,6 +302,35 @@ pub fn parse_zoo_cfg(text: &str) -> Result<(ServerConfig, Vec<String>), ConfigEr
                     "dynamic reconfiguration is not supported; put the server.N lines in zoo.cfg"
                         .to_owned(),
             }),
+            // Client security this server does not have: refused rather than ignored, which
+            // would serve in plain text, or without the authentication the operator required.
+            "secureClientPort" | "secureClientPortAddress" | "requireClientAuthScheme" => {
+                return Err(ConfigError::Unsupported {
+                    line,
+                    key: key.to_owned(),
+                    reason: "client TLS and client authentication requirements are not \
+                             supported; clients connect in plain text to clientPort"
+                        .to_owned(),
+                })
+            }
+            "enforce.auth.enabled" => {
+                if parse_bool(value).ok_or_else(|| bad("true or false"))? {
+                    return Err(ConfigError::Unsupported {
+                        line,
+                        key: key.to_owned(),
+                        reason: "enforcing client authentication is not supported".to_owned(),
+                    });
+                }
+            }
+            _ if key.starts_with("authProvider.") => {
+                return Err(ConfigError::Unsupported {
+                    line,
+                    key: key.to_owned(),
+                    reason: "authentication providers are built in: digest and ip (SASL, \
+                             x509 and custom providers are not supported)"
+                        .to_owned(),
+                })
+            }
             _ if key.starts_with("group.") || key.starts_with("weight.") => {
                 return Err(ConfigError::Unsupported {
                     line,
@@ -333,15 +363,20 @@ pub fn parse_zoo_cfg(text: &str) -> Result<(ServerConfig, Vec<String>), ConfigEr
         return Err(ConfigError::Missing("dataDir"));
     }
     config.quorum = resolve_quorum(quorum, &mut config, &mut warnings)?;
-    if let (Some(min), Some(max)) = (config.min_session_timeout_ms, config.max_session_timeout_ms) {
-        if min > max {
-            return Err(ConfigError::Value {
-                line: 0,
-                key: "minSessionTimeout".into(),
-                value: min.to_string(),
-                reason: format!("must not exceed maxSessionTimeout ({max})"),
-            });
-        }
+    // As Apache, after the defaults: a minimum above the (default) maximum is an error, not
+    // a silently raised maximum.
+    let default_max = i32::try_from(config.tick_time_ms.saturating_mul(20)).unwrap_or(i32::MAX);
+    let (min, max) = (
+        config.min_session_timeout(),
+        config.max_session_timeout_ms.unwrap_or(default_max),
+    );
+    if min > max {
+        return Err(ConfigError::Value {
+            line: 0,
+            key: "minSessionTimeout".into(),
+            value: min.to_string(),
+            reason: format!("must not exceed maxSessionTimeout ({max})"),
+        });
     }
     Ok((config, warnings))
 }
@@ -349,6 +384,15 @@ pub fn parse_zoo_cfg(text: &str) -> Result<(ServerConfig, Vec<String>), ConfigEr
 /// Decides between standalone and distributed as Apache's `QuorumPeerConfig.parseDynamicConfig`
 /// and `isDistributed` do, then reads `myid` and the secret and checks the ensemble keys
 /// (`setupMyId`, `setupClientPort`, `setupPeerType`, `checkValidity`).
+/// A session-timeout value: milliseconds, or -1 for the default (`Some(None)`).
+fn session_timeout(value: &str) -> Option<Option<i32>> {
+    match value.parse::<i32>().ok()? {
+        -1 => Some(None),
+        ms if ms >= 0 => Some(Some(ms)),
+        _ => None,
+    }
+}
+
 fn resolve_quorum(
     mut keys: QuorumKeys,
     config: &mut ServerConfig,
@@ -586,6 +630,39 @@ mod tests {
         assert_eq!(config.max_session_timeout(), 40_000);
         assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[1].contains("foo"));
+    }
+
+    /// -1 means the default, as in Apache; a minimum above the (default) maximum is refused.
+    #[test]
+    fn session_timeout_bounds_follow_apache() {
+        let (config, _) =
+            parse_zoo_cfg("dataDir=/x\ntickTime=100\nminSessionTimeout=-1\nmaxSessionTimeout=-1")
+                .unwrap();
+        assert_eq!(config.min_session_timeout(), 200);
+        assert_eq!(config.max_session_timeout(), 2000);
+        let err = parse_zoo_cfg("dataDir=/x\ntickTime=100\nminSessionTimeout=5000")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("maxSessionTimeout"), "{err}");
+        assert!(parse_zoo_cfg("dataDir=/x\nmaxSessionTimeout=-5").is_err());
+    }
+
+    /// Client security keys are refused, not ignored (which would serve in plain text).
+    #[test]
+    fn client_security_keys_are_refused() {
+        for line in [
+            "secureClientPort=2281",
+            "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+            "requireClientAuthScheme=sasl",
+            "enforce.auth.enabled=true",
+        ] {
+            let result = parse_zoo_cfg(&format!("dataDir=/x\n{line}"));
+            assert!(
+                matches!(result, Err(ConfigError::Unsupported { .. })),
+                "{line}: {result:?}"
+            );
+        }
+        assert!(parse_zoo_cfg("dataDir=/x\nenforce.auth.enabled=false").is_ok());
     }
 
     #[test]

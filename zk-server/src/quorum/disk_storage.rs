@@ -207,6 +207,14 @@ fn parse_snapshot(bytes: Bytes, zxid: Zxid) -> Result<(i64, Bytes), String> {
     let header = bytes
         .get(..SNAPSHOT_HEADER_LEN)
         .ok_or("shorter than its header")?;
+    if header.get(..4) == Some(&b"ZKSN"[..]) {
+        return Err(
+            "a standalone (Apache format) snapshot: an ensemble member keeps its data \
+                    in its own format and cannot start from a standalone data directory; \
+                    start it with an empty dataDir, and it syncs from the other members"
+                .into(),
+        );
+    }
     if header.get(..4) != Some(&SNAPSHOT_MAGIC[..]) {
         return Err("not a replica snapshot (bad magic)".into());
     }

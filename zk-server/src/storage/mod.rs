@@ -45,6 +45,12 @@ pub struct DataDirs {
 
 impl DataDirs {
     /// The `version-2` directories under `data_dir` and `data_log_dir`, created if missing.
+    ///
+    /// # Errors
+    /// Besides I/O errors, as Apache's `FileTxnSnapLog` (ZOOKEEPER-2967): when the two
+    /// directories differ, txn logs in the snapshot directory or snapshots in the log
+    /// directory. That is a `dataLogDir` added (or dropped) after data was written: starting
+    /// would recover without the logs and lose every write since the last snapshot.
     pub fn create(data_dir: &Path, data_log_dir: &Path) -> io::Result<DataDirs> {
         let dirs = DataDirs {
             snap_dir: data_dir.join("version-2"),
@@ -52,8 +58,52 @@ impl DataDirs {
         };
         create_dir_durably(&dirs.snap_dir)?;
         create_dir_durably(&dirs.log_dir)?;
+        if !same_dir(&dirs.snap_dir, &dirs.log_dir) {
+            let misplaced = |dir: &Path, prefix: &str, what: &str| -> io::Result<()> {
+                if has_files(dir, prefix)? {
+                    return Err(io::Error::other(format!(
+                        "{} holds {what}, but the {what} go to {}: check dataDir and \
+                         dataLogDir (move the files where they belong, or set the directories \
+                         back as they were when the files were written)",
+                        dir.display(),
+                        if prefix == "log" {
+                            &dirs.log_dir
+                        } else {
+                            &dirs.snap_dir
+                        }
+                        .display()
+                    )));
+                }
+                Ok(())
+            };
+            misplaced(&dirs.snap_dir, "log", "txn logs")?;
+            misplaced(&dirs.log_dir, "snapshot", "snapshots")?;
+        }
         Ok(dirs)
     }
+}
+
+/// Whether two paths name the same directory (both exist).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Whether `dir` holds a file named `prefix.<hex zxid>`.
+fn has_files(dir: &Path, prefix: &str) -> io::Result<bool> {
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let hex = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|r| r.strip_prefix('.'));
+        if hex.is_some_and(|h| u64::from_str_radix(h, 16).is_ok()) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// `create_dir_all`, then fsyncs the parent of every directory it created, so that a crash
@@ -132,4 +182,31 @@ pub(crate) fn list_files(dir: &Path, prefix: &str) -> Result<Vec<(i64, PathBuf)>
 /// fsyncs a directory so that entries created or renamed in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `dataLogDir` added after logs were written under `dataDir` (or dropped after
+    /// snapshots were written under it) is refused, not recovered without the logs.
+    #[test]
+    fn misplaced_logs_or_snapshots_are_refused() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let (data, logs) = (root.path().join("data"), root.path().join("logs"));
+        let dirs = DataDirs::create(&data, &data).expect("one directory");
+        std::fs::write(dirs.log_dir.join("log.1"), b"").expect("log");
+        std::fs::write(dirs.snap_dir.join("snapshot.0"), b"").expect("snapshot");
+        DataDirs::create(&data, &data).expect("still one directory");
+        let err = DataDirs::create(&data, &logs).expect_err("logs left in dataDir");
+        assert!(err.to_string().contains("txn logs"), "{err}");
+
+        // The old dataDir named as dataLogDir: snapshots where the logs go.
+        let other = root.path().join("other");
+        let err = DataDirs::create(&other, &data).expect_err("snapshots in the log directory");
+        assert!(err.to_string().contains("snapshots"), "{err}");
+        // Once the logs are where the configuration says: fine.
+        std::fs::remove_file(data.join("version-2").join("log.1")).expect("move the log");
+        DataDirs::create(&data, &logs).expect("as written");
+    }
 }
