@@ -115,8 +115,11 @@ fn parse_host_port(part: &str) -> std::result::Result<HostPort, String> {
         };
         (host, port)
     } else if part.matches(':').count() > 1 {
-        // A bare IPv6 address without a port.
-        (part, None)
+        // Apache's client reads the last ':' as the port's ("::1:2182" is ::1, port 2182);
+        // another reading would connect elsewhere without a word: refused instead.
+        return Err(format!(
+            "IPv6 addresses need brackets, as in [::1]:2181: {part:?} is ambiguous"
+        ));
     } else {
         match part.split_once(':') {
             // "host:" means the default port, as for Apache's client and kazoo.
@@ -183,6 +186,8 @@ mod tests {
             "a:notaport",
             "a:0",
             "[::1",
+            "::1",
+            "::1:2182",
             "a:1/bad/",
             "a:1//x",
             "[::1]x",

@@ -151,6 +151,8 @@ impl Drop for PersistentWatcher {
 async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut states = shared.client.connection_states();
     keep_watch(&*shared, &mut states, &mut stop).await;
+    // Closed, or the client is (or failed authentication): no event comes any more.
+    shared.listeners.close();
 }
 
 impl KeptWatch for Shared {

@@ -230,7 +230,14 @@ impl Background {
         if slot.is_some() {
             return Err(crate::Error::AlreadyStarted);
         }
-        *slot = Some(tokio::spawn(make(self.stop.subscribe())));
+        let task = make(self.stop.subscribe());
+        // A task that ends on its own (its client closed, or failed authentication) raises
+        // the flag too: whoever waits for it (a cache's wait_initialized) learns it is over.
+        let ended = self.stop.clone();
+        *slot = Some(tokio::spawn(async move {
+            task.await;
+            ended.send_replace(true);
+        }));
         Ok(())
     }
 

@@ -604,3 +604,64 @@ async fn caches_catch_up(server: zk_server::TestingServer, one_shot: bool) {
     remove_tree(&writer, "/svc").await;
     remove_tree(&writer, "/cfg").await;
 }
+
+#[tokio::test]
+async fn a_cache_on_a_root_it_may_not_read_initializes_empty() {
+    unreadable_root(server().await, false).await;
+}
+
+#[tokio::test]
+async fn a_cache_on_a_3_5_server_on_a_root_it_may_not_read_initializes_empty() {
+    unreadable_root(server_3_5().await, true).await;
+}
+
+/// A root the cache's client may not read is left out like any other node: the cache
+/// initializes empty, does not spin re-reading it, and closes at once.
+async fn unreadable_root(server: zk_server::TestingServer, one_shot: bool) {
+    let writer = client(&server.connect_string()).await;
+    let reader = client(&server.connect_string()).await;
+    writer
+        .create("/locked")
+        .acl(vec![zk_client::Acl::new(
+            zk_client::Perms::ALL,
+            zk_client::Id::digest("alice", "pw"),
+        )])
+        .await
+        .expect("locked");
+    let cache = TreeCache::new(reader.clone(), "/locked").expect("cache");
+    cache.start().expect("start");
+    assert!(within("init", cache.wait_initialized()).await);
+    assert_eq!(cache.uses_one_shot_watches(), one_shot);
+    assert!(cache.nodes().is_empty());
+    // (On 3.5 the refused addWatch cost the connection: one more read follows the reconnect.)
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sid = reader.session_id();
+    let before = requests_from(&server, sid).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = requests_from(&server, sid).await;
+    assert!(
+        after - before <= 1,
+        "the cache sent {} requests while nothing changed",
+        after - before
+    );
+    within_for("close", Duration::from_secs(2), cache.close()).await;
+}
+
+/// A cache whose client fails authentication (the session ends for good) stops: a wait for
+/// its initialization returns, and its event stream ends.
+#[tokio::test]
+async fn a_cache_whose_client_fails_authentication_ends() {
+    let server = server().await;
+    let reader = client_builder(&server.connect_string())
+        .auth("nosuchscheme", b"x")
+        .build()
+        .expect("client");
+    let cache = TreeCache::new(reader, "/").expect("cache");
+    let mut events = cache.events();
+    cache.start().expect("start");
+    assert!(!within("wait_initialized", cache.wait_initialized()).await);
+    within("the events to end", async {
+        while events.next().await.is_some() {}
+    })
+    .await;
+}

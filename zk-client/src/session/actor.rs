@@ -1375,23 +1375,46 @@ async fn connect(hello: Hello) -> std::result::Result<(TcpStream, ConnectRespons
         max_reply_len,
     } = hello;
     let attempt = async {
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.host.as_str(), host.port))
+        let mut addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.host.as_str(), host.port))
             .await
             .map_err(|e| format!("cannot resolve {host}: {e}"))?
             .collect();
-        let mut last_err = format!("{host} resolved to no address");
-        for addr in addrs {
-            match TcpStream::connect(addr).await {
-                Ok(stream) => return handshake(stream, &request, max_reply_len).await,
-                Err(e) => last_err = format!("{addr}: {e}"),
-            }
+        // As Apache's StaticHostProvider: a name resolved again at every attempt, its
+        // addresses shuffled, so that one name for a whole ensemble spreads the clients and
+        // does not hold them on one server.
+        {
+            use rand::seq::SliceRandom;
+            addrs.shuffle(&mut rand::rng());
         }
-        Err(last_err)
+        connect_any(&host, &addrs, &request, max_reply_len).await
     };
     match timeout(budget, attempt).await {
         Ok(r) => r,
         Err(_) => Err(format!("timed out after {budget:?}")),
     }
+}
+
+/// Connects to the first of `addrs` that completes the handshake: an address that refuses
+/// the connection, or takes it and then fails the handshake (e.g. a server that closes it),
+/// gives way to the next.
+async fn connect_any(
+    host: &HostPort,
+    addrs: &[SocketAddr],
+    request: &ConnectRequest,
+    max_reply_len: usize,
+) -> std::result::Result<(TcpStream, ConnectResponse), String> {
+    let mut last_err = format!("{host} resolved to no address");
+    for addr in addrs {
+        let connected = match TcpStream::connect(addr).await {
+            Ok(stream) => handshake(stream, request, max_reply_len).await,
+            Err(e) => Err(e.to_string()),
+        };
+        match connected {
+            Ok(done) => return Ok(done),
+            Err(e) => last_err = format!("{addr}: {e}"),
+        }
+    }
+    Err(last_err)
 }
 
 async fn handshake(
@@ -1459,6 +1482,58 @@ mod tests {
         }
         // Each host leads in a third of the orders; missing one in 200 is a 1e-35 event.
         assert_eq!(first.len(), 3, "every host comes first sometimes");
+    }
+
+    /// An address that takes the connection and closes it during the handshake (a server
+    /// that refuses the session) gives way to the next address of the same name.
+    #[tokio::test]
+    async fn a_failed_handshake_falls_through_to_the_next_address() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use zk_proto::{ConnectRequest, ConnectResponse, Encode};
+
+        let closing = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let serving = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addrs = [closing.local_addr().unwrap(), serving.local_addr().unwrap()];
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = closing.accept().await {
+                drop(socket);
+            }
+        });
+        tokio::spawn(async move {
+            let (mut socket, _) = serving.accept().await.unwrap();
+            let mut head = [0u8; 4];
+            socket.read_exact(&mut head).await.unwrap();
+            let mut body = vec![0u8; u32::from_be_bytes(head) as usize];
+            socket.read_exact(&mut body).await.unwrap();
+            let response = ConnectResponse {
+                protocol_version: 0,
+                timeout: 4000,
+                session_id: 0x77,
+                passwd: vec![0; 16],
+                read_only: Some(false),
+            };
+            let mut out = bytes::BytesMut::new();
+            zk_proto::frame::write_frame(&mut out, |b| response.encode(b));
+            socket.write_all(&out).await.unwrap();
+            // Hold the connection until the test is done.
+            let _ = socket.read(&mut head).await;
+        });
+        let request = ConnectRequest {
+            protocol_version: 0,
+            last_zxid_seen: 0,
+            timeout: 4000,
+            session_id: 0,
+            passwd: vec![0; 16],
+            read_only: Some(false),
+        };
+        let host = HostPort {
+            host: "zk.example".to_owned(),
+            port: 2181,
+        };
+        let (_, response) = super::connect_any(&host, &addrs, &request, 1 << 20)
+            .await
+            .expect("the second address serves");
+        assert_eq!(response.session_id, 0x77);
     }
 
     #[test]

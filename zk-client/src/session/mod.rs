@@ -353,21 +353,22 @@ impl Session {
             .unwrap_or_default()
     }
 
-    /// Connects to these servers (`host:port,host:port…`, without a chroot: the session's
-    /// stays) from the next connection attempt on, balancing the load as Apache's
+    /// Connects to these servers (`host:port,host:port…`; a chroot, if given, must be the
+    /// session's, as Curator's EnsembleTracker passes it) from the next connection attempt on, balancing the load as Apache's
     /// `updateServerList`: a connection to a server that is no longer listed ends (the session
     /// moves to a listed one, a new one if the list grew); when the list grew from `n` to `m`
     /// servers, a connection to a listed one ends with probability `1 - n/m` and the session
     /// moves to a new server; otherwise it stays, and its server is tried last.
     ///
     /// # Errors
-    /// [`Error::InvalidConnectString`] for a bad list or one with a chroot;
+    /// [`Error::InvalidConnectString`] for a bad list or one with another chroot;
     /// [`Error::Closed`].
     pub fn update_servers(&self, servers: &str) -> Result<()> {
         let parsed: ConnectString = servers.parse()?;
-        if parsed.chroot().is_some() {
+        if parsed.chroot().is_some() && parsed.chroot() != self.chroot() {
             return Err(Error::InvalidConnectString(format!(
-                "{servers:?}: a server list cannot change the chroot"
+                "{servers:?}: a server list cannot change the chroot ({:?})",
+                self.chroot().unwrap_or("/")
             )));
         }
         self.set_servers(parsed.hosts().to_vec())
@@ -497,5 +498,25 @@ impl std::future::Future for ReplyFuture {
             },
             ReplyFuture::Failed(e) => Poll::Ready(Err(e.take().unwrap_or(Error::Closed))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server list may repeat the session's chroot (Curator's EnsembleTracker passes it),
+    /// but not name another.
+    #[tokio::test]
+    async fn a_server_list_may_repeat_the_chroot_but_not_change_it() {
+        let session = Session::start(SessionConfig::new("127.0.0.1:1/app").expect("config"));
+        assert_eq!(session.update_servers("127.0.0.1:2/app"), Ok(()));
+        assert_eq!(session.update_servers("127.0.0.1:3"), Ok(()));
+        assert!(matches!(
+            session.update_servers("127.0.0.1:4/other"),
+            Err(Error::InvalidConnectString(_))
+        ));
+        assert_eq!(session.servers().len(), 1);
+        assert_eq!(session.servers()[0].port, 3);
     }
 }

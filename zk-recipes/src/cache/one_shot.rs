@@ -361,6 +361,9 @@ async fn read_tree(
     loop {
         watches.follow_session(client);
         let mut seen = Vec::new();
+        // The root exists but may not be read (or its data not decoded): left out, as any
+        // such node; its exists watch tells when it changes.
+        let mut root_left_out = false;
         let mut level = vec![(shared.root.clone(), 0usize)];
         while !level.is_empty() {
             let mut next = Vec::new();
@@ -424,7 +427,10 @@ async fn read_tree(
                             continue;
                         }
                         Err(e) if super::fails_the_read(path, &e) => return Err(e),
-                        Err(_) => continue,
+                        Err(_) => {
+                            root_left_out |= path == shared.root;
+                            continue;
+                        }
                     }
                     match kids {
                         Some(Ok((names, watch))) => {
@@ -445,11 +451,18 @@ async fn read_tree(
             }
             level = next;
         }
-        if seen.is_empty() && !exists_watched(client, watches, &shared.root).await? {
-            // No root: the exists watch tells when it comes.
+        if !seen.is_empty() {
             return Ok(seen);
         }
-        if !seen.is_empty() {
+        let exists = match exists_watched(client, watches, &shared.root).await {
+            Ok(exists) => exists,
+            // A server that checks READ on exists too: the root is there, and left out.
+            Err(e) if root_left_out && !super::fails_the_read(&shared.root, &e) => true,
+            Err(e) => return Err(e),
+        };
+        if !exists || root_left_out {
+            // No root, or one left out: the exists watch (where the server set one) tells
+            // when it comes or changes.
             return Ok(seen);
         }
         // The root was created meanwhile: read again.

@@ -40,6 +40,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 pub(crate) async fn run(shared: std::sync::Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut states = shared.client.connection_states();
     keep_watch(&*shared, &mut states, &mut stop).await;
+    // Closed, or the client is (or failed authentication): no event comes any more.
+    shared.store.close_listeners();
 }
 
 impl KeptWatch for Shared {
