@@ -114,7 +114,15 @@ pub(super) async fn run(
     loop {
         if needs_read {
             work.clear();
-            match read_tree(shared, &mut watches).await {
+            // Reads only (and watches that die with this task): cancelling them when the
+            // cache closes is harmless, and waiting for them could take the retry policy's
+            // whole budget while the server is unreachable.
+            let read = tokio::select! {
+                biased;
+                _ = stopped(stop) => return,
+                r = read_tree(shared, &mut watches) => r,
+            };
+            match read {
                 Ok(seen) => {
                     shared.store.replace_all(seen);
                     needs_read = false;
@@ -132,7 +140,12 @@ pub(super) async fn run(
             let Some(item) = work.pop_front() else {
                 break;
             };
-            match process(shared, &mut watches, item, &mut work).await {
+            let processed = tokio::select! {
+                biased;
+                _ = stopped(stop) => return,
+                r = process(shared, &mut watches, item, &mut work) => r,
+            };
+            match processed {
                 Ok(()) => {}
                 Err(ZkError::Closed) => return,
                 Err(e) => {
