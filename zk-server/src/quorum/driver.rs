@@ -261,6 +261,7 @@ impl Replica {
             started,
             tick_interval: config.tick_interval,
             snapshot_every: config.snapshot_every,
+            snapshot_at: snapshot_threshold(config.snapshot_every),
             snapshotting: false,
             snapshots_tx,
             snapshots_rx,
@@ -348,11 +349,26 @@ struct Driver<S, M: StateMachine> {
     started: Instant,
     tick_interval: Duration,
     snapshot_every: u64,
+    /// Committed txns in the log that start the next snapshot: drawn from
+    /// [`snapshot_threshold`] after each one.
+    snapshot_at: u64,
     /// A periodic snapshot being encoded off the task; its result comes back on
     /// `snapshots_rx` as (zxid, state).
     snapshotting: bool,
     snapshots_tx: mpsc::UnboundedSender<(Zxid, Bytes)>,
     snapshots_rx: mpsc::UnboundedReceiver<(Zxid, Bytes)>,
+}
+
+/// How many committed txns in the log start a snapshot: between half of `every` and `every`,
+/// at random, as Apache's SyncRequestProcessor (`snapCount / 2 + randRoll`), so that the
+/// members of an ensemble, which commit the same txns, do not all stall writing a snapshot
+/// at the same moment.
+fn snapshot_threshold(every: u64) -> u64 {
+    if every < 2 {
+        return every;
+    }
+    let half = every / 2;
+    half + rand::random_range(0..=every - half)
 }
 
 impl<S: ReplicaStorage, M: StateMachine> Driver<S, M> {
@@ -436,9 +452,10 @@ impl<S: ReplicaStorage, M: StateMachine> Driver<S, M> {
         let committed = self.peer.committed();
         let entries = self.peer.history().entries();
         let logged_and_committed = entries.partition_point(|e| e.zxid <= committed);
-        if (logged_and_committed as u64) < self.snapshot_every {
+        if (logged_and_committed as u64) < self.snapshot_at {
             return Ok(());
         }
+        self.snapshot_at = snapshot_threshold(self.snapshot_every);
         let job = self.state_machine.snapshot_job();
         let done = self.snapshots_tx.clone();
         self.snapshotting = true;
@@ -536,5 +553,23 @@ impl<S: ReplicaStorage, M: StateMachine> Driver<S, M> {
                 self.peer.handle(Input::EpochsPersisted);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snapshot_threshold;
+
+    #[test]
+    fn snapshot_thresholds_vary_between_half_and_all_of_the_count() {
+        let drawn: std::collections::BTreeSet<u64> =
+            (0..200).map(|_| snapshot_threshold(1000)).collect();
+        assert!(drawn.iter().all(|t| (500..=1000).contains(t)), "{drawn:?}");
+        assert!(
+            drawn.len() > 10,
+            "members would snapshot together: {drawn:?}"
+        );
+        assert_eq!(snapshot_threshold(0), 0, "0 never snapshots");
+        assert_eq!(snapshot_threshold(1), 1);
     }
 }
