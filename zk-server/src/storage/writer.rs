@@ -234,8 +234,14 @@ pub fn purge(dirs: &DataDirs, retain: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// Removes a file; one already gone (a purge from the other thread got there first) is fine.
 fn remove(path: &Path) -> Result<(), String> {
-    std::fs::remove_file(path).map_err(|e| format!("removing {}: {e}", path.display()))
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("removing {}: {e}", path.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -245,6 +251,36 @@ mod tests {
 
     use super::*;
     use crate::tree::DataTree;
+
+    fn names(dir: &Path, prefix: &str) -> Vec<i64> {
+        list_files(dir, prefix)
+            .expect("list")
+            .into_iter()
+            .map(|(zxid, _)| zxid)
+            .collect()
+    }
+
+    /// The newest `retain` snapshots stay, with every log recovery from the oldest of them
+    /// needs: the one holding the txn after it, and all later ones.
+    #[test]
+    fn purge_keeps_the_newest_snapshots_and_the_logs_they_need() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let dirs = DataDirs::create(dir.path(), dir.path()).expect("dirs");
+        for zxid in [0x0, 0x10, 0x20, 0x30, 0x40] {
+            std::fs::write(dirs.snap_dir.join(format!("snapshot.{zxid:x}")), b"s").expect("snap");
+        }
+        for zxid in [0x1, 0x8, 0x19, 0x25, 0x41] {
+            std::fs::write(dirs.log_dir.join(format!("log.{zxid:x}")), b"l").expect("log");
+        }
+        purge(&dirs, 3).expect("purge");
+        assert_eq!(names(&dirs.snap_dir, "snapshot"), [0x20, 0x30, 0x40]);
+        // Txn 0x21 is in log.19 (the last starting at or before it).
+        assert_eq!(names(&dirs.log_dir, "log"), [0x19, 0x25, 0x41]);
+        // Again, and from a second pass racing the first: nothing more goes, nothing fails.
+        purge(&dirs, 3).expect("purge again");
+        std::fs::remove_file(dirs.log_dir.join("log.19")).expect("gone meanwhile");
+        remove(&dirs.log_dir.join("log.19")).expect("already gone is fine");
+    }
 
     /// Held by a test to keep the snapshot thread from writing.
     pub(super) static SNAPSHOT_GATE: Mutex<()> = Mutex::new(());
