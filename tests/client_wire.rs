@@ -720,3 +720,84 @@ async fn a_reply_over_the_limit_is_skipped_however_it_arrives() {
         .expect("closeSession reached the server")
         .unwrap();
 }
+
+/// A scripted old server: answers every request on its first connection with UNIMPLEMENTED
+/// but, unlike Apache, keeps the connection open, and reports whether the client sent
+/// anything more on it; on the next connection it answers every request with NONODE.
+async fn serve_unimplemented_then_no_node(listener: TcpListener) -> bool {
+    let hello = {
+        let mut h = Vec::new();
+        h.extend(0i32.to_be_bytes());
+        h.extend(4000i32.to_be_bytes());
+        h.extend(0x0bd0i64.to_be_bytes());
+        h.extend(16i32.to_be_bytes());
+        h.extend([3u8; 16]);
+        h.push(0);
+        h
+    };
+    let frame = |body: &[u8]| [(body.len() as u32).to_be_bytes().to_vec(), body.to_vec()].concat();
+    let reply = |xid: i32, err: i32| {
+        let mut r = Vec::new();
+        r.extend(xid.to_be_bytes());
+        r.extend(1i64.to_be_bytes());
+        r.extend(err.to_be_bytes());
+        frame(&r)
+    };
+    let (mut first, _) = listener.accept().await.unwrap();
+    read_frame(&mut first).await.unwrap();
+    first.write_all(&frame(&hello)).await.unwrap();
+    let request = read_frame(&mut first).await.unwrap();
+    first
+        .write_all(&reply(int_at(&request, 0), UNIMPLEMENTED))
+        .await
+        .unwrap();
+    // Anything but pings after the refusal would be sent on a connection Apache closes.
+    let sent_more = loop {
+        match tokio::time::timeout(Duration::from_secs(2), read_frame(&mut first)).await {
+            Ok(Ok(more)) if int_at(&more, 0) == PING_XID => continue,
+            Ok(Ok(_)) => break true,
+            Ok(Err(_)) | Err(_) => break false,
+        }
+    };
+    drop(first);
+    let (mut second, _) = listener.accept().await.unwrap();
+    read_frame(&mut second).await.unwrap();
+    second.write_all(&frame(&hello)).await.unwrap();
+    while let Ok(request) = read_frame(&mut second).await {
+        let (xid, op) = (int_at(&request, 0), int_at(&request, 4));
+        let err = if xid == PING_XID || op == -11 {
+            0
+        } else {
+            -101
+        };
+        second.write_all(&reply(xid, err)).await.unwrap();
+        if op == -11 {
+            break;
+        }
+    }
+    sent_more
+}
+
+/// After an UNIMPLEMENTED answer the client sends nothing more on that connection: Apache
+/// closes it, and may apply requests it read before closing without answering them (a create
+/// sent right after would then fail with NODEEXISTS when retried). The next request goes on
+/// a new connection.
+#[tokio::test]
+async fn nothing_more_is_sent_on_a_connection_after_unimplemented() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = tokio::spawn(serve_unimplemented_then_no_node(listener));
+    let client = support::client_builder(&addr).build().unwrap();
+    client.block_until_connected(PATIENCE).await.unwrap();
+    assert!(matches!(
+        client.who_am_i().await,
+        Err(Error::Unimplemented { .. })
+    ));
+    assert_eq!(client.delete("/x").await, Err(Error::NoNode));
+    client.close().await.unwrap();
+    let sent_more = tokio::time::timeout(PATIENCE, server)
+        .await
+        .expect("the scripted server ends")
+        .unwrap();
+    assert!(!sent_more, "a request went out on the refusing connection");
+}

@@ -639,8 +639,10 @@ async fn unreadable_root(server: zk_server::TestingServer, one_shot: bool) {
     let before = requests_from(&server, sid).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = requests_from(&server, sid).await;
+    // A loop re-reading the root would send hundreds; a late re-read after the reconnect
+    // (3 requests) and a ping are fine.
     assert!(
-        after - before <= 1,
+        after - before <= 4,
         "the cache sent {} requests while nothing changed",
         after - before
     );

@@ -1297,6 +1297,15 @@ impl Actor {
                 } else if let Err(e) = result {
                     tracing::debug!(op = ?p.op, %e, "internal request failed");
                 }
+                if header.err == UNIMPLEMENTED {
+                    // The server closes the connection after this answer (Apache's
+                    // UnimplementedRequestProcessor), and may apply requests it read before
+                    // closing without answering them: send nothing more on it.
+                    return Some(ConnEnd::Lost(format!(
+                        "the server does not implement {:?} and closes the connection",
+                        p.op
+                    )));
+                }
                 None
             }
         }
