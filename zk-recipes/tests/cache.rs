@@ -450,6 +450,16 @@ async fn leaves_out_an_unreadable_node(server: zk_server::TestingServer, one_sho
         p
     };
     assert_eq!(paths(&cache), ["/acl", "/acl/a", "/acl/b"]);
+    // A readable child of the left-out node stays out too (as a full read leaves it out),
+    // although its creation is reported to the cache.
+    let alice = client_builder(&server.connect_string())
+        .digest_auth("alice", "pw")
+        .build()
+        .expect("client");
+    alice
+        .create("/acl/secret/kid")
+        .await
+        .expect("a readable child");
     writer.set_data("/acl/a", "a1").await.expect("set");
     within("the change", async {
         while cache.get("/acl/a").map(|d| d.data.clone()) != Some(b"a1".to_vec()) {
@@ -457,7 +467,9 @@ async fn leaves_out_an_unreadable_node(server: zk_server::TestingServer, one_sho
         }
     })
     .await;
+    assert_eq!(paths(&cache), ["/acl", "/acl/a", "/acl/b"]);
     cache.close().await;
+    alice.close().await.expect("close");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use zk_client::{Client, ConnectionStates, Error as ZkError, WatchedEvent};
 use zk_proto::{EventType, Stat};
 
-use super::store::{depth_below, Store};
+use super::store::{depth_below, parent_of, Store};
 use super::task::{stopped, Shared};
 use super::CacheEvent;
 
@@ -219,13 +219,6 @@ fn in_scope(shared: &Shared, path: &str) -> Option<usize> {
         shared.store.get(parent)?;
     }
     Some(depth)
-}
-
-fn parent_of(path: &str) -> &str {
-    match path.rfind('/') {
-        Some(0) | None => "/",
-        Some(i) => path.get(..i).unwrap_or("/"),
-    }
 }
 
 /// One work item; may queue more (the children of a new node, a new child).

@@ -164,6 +164,14 @@ pub(crate) fn is_in_subtree(path: &str, root: &str) -> bool {
 }
 
 /// How many segments `path` lies below `root` (0 for the root itself); None outside it.
+/// The parent of an absolute path ("/" for a top-level node and for the root itself).
+pub(crate) fn parent_of(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => path.get(..i).unwrap_or("/"),
+    }
+}
+
 pub(crate) fn depth_below(path: &str, root: &str) -> Option<usize> {
     if !is_in_subtree(path, root) {
         return None;

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use zk_client::{Client, ConnectionStates, Error as ZkError, PersistentWatch, WatchedEvent};
 use zk_proto::{EventType, Stat};
 
-use super::store::{depth_below, Store};
+use super::store::{depth_below, parent_of, Store};
 use super::CacheEvent;
 pub(super) use crate::util::stopped;
 use crate::watch_keeper::{keep_watch, Followed, KeptWatch};
@@ -169,9 +169,17 @@ fn is_node_event(event: &WatchedEvent) -> bool {
 
 /// Applies one watch event: re-reads a created or changed node, forgets a deleted one.
 async fn apply(shared: &Shared, event: &WatchedEvent) -> Result<(), ZkError> {
-    match depth_below(&event.path, &shared.root) {
-        Some(depth) if depth <= shared.max_depth => {}
+    let depth = match depth_below(&event.path, &shared.root) {
+        Some(depth) if depth <= shared.max_depth => depth,
         _ => return Ok(()),
+    };
+    if depth > 0
+        && event.event_type != EventType::NodeDeleted
+        && shared.store.get(parent_of(&event.path)).is_none()
+    {
+        // Below a node the cache left out (unreadable, or its children too many to list):
+        // left out too, as the full read leaves it, rather than in until the next re-read.
+        return Ok(());
     }
     match event.event_type {
         EventType::NodeDeleted => shared.store.remove_subtree(&event.path),
