@@ -801,3 +801,31 @@ async fn nothing_more_is_sent_on_a_connection_after_unimplemented() {
         .unwrap();
     assert!(!sent_more, "a request went out on the refusing connection");
 }
+
+/// An op the server knows but has switched off (a TTL create without extended types) is
+/// answered UNIMPLEMENTED on a connection that stays open: the client keeps it.
+#[tokio::test]
+async fn a_switched_off_op_keeps_the_connection() {
+    let server = zk::server::TestingServer::builder()
+        .extended_types(false)
+        .start()
+        .await
+        .unwrap();
+    let client = support::connected_client(&server.connect_string()).await;
+    let mut states = client.connection_states();
+    let refused = client
+        .create("/ttl")
+        .mode(zk::client::CreateMode::PersistentWithTtl)
+        .ttl(60_000)
+        .await;
+    assert!(
+        matches!(refused, Err(Error::Unimplemented { .. })),
+        "{refused:?}"
+    );
+    assert!(client.exists("/").await.unwrap().is_some());
+    assert!(
+        futures::FutureExt::now_or_never(states.next()).is_none(),
+        "no connection state change"
+    );
+    client.close().await.unwrap();
+}

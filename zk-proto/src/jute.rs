@@ -138,8 +138,8 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Reads a jute `ustring`; `None` is the null string (length `-1`). Decoded as Java does:
-    /// never an error (see [`decode_java_utf8`]).
+    /// Reads a jute `ustring`; `None` is the null string (length `-1`). Never an encoding
+    /// error, as in Java (see [`decode_java_utf8`]).
     pub fn read_ustring(
         &mut self,
         what: &'static str,
@@ -233,11 +233,12 @@ impl Decode for bool {
     }
 }
 
-/// A jute `ustring` as Java writes and reads it. Java's writer encodes each UTF-16 unit on its
-/// own, so a character beyond the BMP arrives as two 3-byte surrogates (CESU-8); those pairs
-/// become the character they encode. Java's reader never fails; neither does this: any other
-/// ill-formed sequence becomes U+FFFD (which no valid path contains, so a path with it is
-/// refused as Apache refuses it).
+/// A jute `ustring` from a Java peer. Java's writer encodes each UTF-16 unit on its own, so a
+/// character beyond the BMP arrives as two 3-byte surrogates (CESU-8); those pairs become the
+/// character they encode (Java's own reader makes two U+FFFD of them: joining them is a
+/// deliberate difference, so that such an id written by a Java client reads back as
+/// written). Like Java's reader this never fails: any other ill-formed sequence becomes
+/// U+FFFD (which no valid path contains, so a path with it is refused as Apache refuses it).
 pub fn decode_java_utf8(bytes: &[u8]) -> Cow<'_, str> {
     let mut rest = match std::str::from_utf8(bytes) {
         Ok(s) => return Cow::Borrowed(s),
@@ -509,7 +510,7 @@ mod tests {
     }
 
     #[test]
-    fn strings_decode_as_java_reads_them() {
+    fn strings_decode_as_java_writes_them_and_never_fail() {
         // Java writes U+1F600 as a surrogate pair, each half in 3 bytes.
         assert_eq!(
             String::from_bytes(&[0, 0, 0, 8, b'a', 0xED, 0xA0, 0xBD, 0xED, 0xB8, 0x80, b'b']),

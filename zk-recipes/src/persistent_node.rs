@@ -183,7 +183,9 @@ impl PersistentNode {
             tokio::select! {
                 biased;
                 r = rx.wait_for(Option::is_some) => if r.is_ok() { Ok(()) } else { Err(Error::Closed) },
-                _ = stopped.wait_for(|s| *s) => Err(Error::Closed),
+                // Ended: closed, or the task ended with its client (say, on an
+                // authentication failure it recorded).
+                _ = stopped.wait_for(|s| *s) => Err(failure.borrow().clone().map_or(Error::Closed, Error::Zk)),
                 e = next_failure(&mut failure) => Err(e),
             }
         };

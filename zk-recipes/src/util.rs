@@ -199,6 +199,15 @@ impl<T: Clone> Listeners<T> {
     }
 }
 
+/// Raises a stop flag when dropped.
+struct RaiseOnDrop(tokio::sync::watch::Sender<bool>);
+
+impl Drop for RaiseOnDrop {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
+}
+
 /// A recipe's background task: started at most once, told to stop through a flag it watches,
 /// and awaited when the recipe closes.
 #[derive(Debug)]
@@ -231,12 +240,13 @@ impl Background {
             return Err(crate::Error::AlreadyStarted);
         }
         let task = make(self.stop.subscribe());
-        // A task that ends on its own (its client closed, or failed authentication) raises
-        // the flag too: whoever waits for it (a cache's wait_initialized) learns it is over.
-        let ended = self.stop.clone();
+        // A task that ends on its own (its client closed, or failed authentication; or it
+        // panicked) raises the flag too: whoever waits for it (a cache's wait_initialized)
+        // learns it is over.
+        let ended = RaiseOnDrop(self.stop.clone());
         *slot = Some(tokio::spawn(async move {
+            let _ended = ended;
             task.await;
-            ended.send_replace(true);
         }));
         Ok(())
     }

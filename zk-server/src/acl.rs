@@ -144,7 +144,7 @@ pub fn authenticate(
         "ip" => return Ok(Vec::new()),
         _ => return Err(ErrorCode::AuthFailed),
     }
-    // Decoded as Apache does (`new String(auth, UTF_8)`): never refused for its encoding.
+    // Never refused for its encoding, as Apache (`new String(auth, UTF_8)`).
     let id = digest_of(&zk_proto::jute::decode_java_utf8(auth));
     let mut ids = Vec::with_capacity(2);
     if super_digest == Some(id.as_str()) {

@@ -567,6 +567,9 @@ impl Actor {
             match outcome {
                 Ok((stream, response)) => {
                     attempts_without_success = 0;
+                    if let Ok(mut last) = self.shared.last_connect_failure.lock() {
+                        *last = None;
+                    }
                     if response.timeout <= 0 {
                         tracing::info!(
                             session_id = format_args!("{:#x}", self.session_id),
@@ -1297,12 +1300,15 @@ impl Actor {
                 } else if let Err(e) = result {
                     tracing::debug!(op = ?p.op, %e, "internal request failed");
                 }
-                if header.err == UNIMPLEMENTED {
-                    // The server closes the connection after this answer (Apache's
-                    // UnimplementedRequestProcessor), and may apply requests it read before
-                    // closing without answering them: send nothing more on it.
+                if header.err == UNIMPLEMENTED && unknown_to_older_servers(p.op) {
+                    // An op the server does not know: it closes the connection after this
+                    // answer (Apache's UnimplementedRequestProcessor), and may apply requests
+                    // it read before closing without answering them. Nothing more is sent on
+                    // it (requests already sent share that risk). (An op it knows but has
+                    // switched off, as createTTL without extended types, is answered
+                    // UNIMPLEMENTED on a connection that stays open.)
                     return Some(ConnEnd::Lost(format!(
-                        "the server does not implement {:?} and closes the connection",
+                        "the server does not know {:?} and closes the connection",
                         p.op
                     )));
                 }
@@ -1373,6 +1379,20 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
+}
+
+/// Ops added after ZooKeeper 3.5: a server older than them answers UNIMPLEMENTED and closes
+/// the connection.
+fn unknown_to_older_servers(op: OpCode) -> bool {
+    matches!(
+        op,
+        OpCode::MultiRead
+            | OpCode::GetEphemerals
+            | OpCode::GetAllChildrenNumber
+            | OpCode::SetWatches2
+            | OpCode::AddWatch
+            | OpCode::WhoAmI
+    )
 }
 
 /// One connect attempt: resolve, TCP connect, handshake, within the attempt's budget.

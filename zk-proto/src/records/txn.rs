@@ -194,6 +194,9 @@ impl MultiTxn {
     }
 }
 
+/// The version of Apache's txn digest (`DigestCalculator.DIGEST_VERSION`).
+pub(crate) const DIGEST_VERSION: i32 = 2;
+
 record! {
     /// The tree digest after a txn (3.6+), appended after the txn record.
     pub struct TxnDigest {
@@ -349,10 +352,12 @@ impl Decode for Txn {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let header = TxnHeader::decode(r)?;
         // Apache 3.6+ with zookeeper.closeSessionTxn.enabled=false writes a closeSession
-        // without its path list but with a digest: exactly a digest's bytes remain. (A path
-        // list, even empty, plus a digest is longer.)
+        // without its path list but with a digest: exactly a digest's bytes remain, starting
+        // with its version (2). (A path list plus a digest is longer; a path list alone of
+        // that length starts with a count of 1.)
         let body = if header.txn_type == OpCode::CloseSession.as_i32()
             && r.remaining() == TxnDigest::MIN_LEN
+            && r.rest().get(..4) == Some(&DIGEST_VERSION.to_be_bytes()[..])
         {
             TxnBody::CloseSession(CloseSessionTxn::default())
         } else {
@@ -399,6 +404,20 @@ mod tests {
         let txn = Txn::from_bytes(&bytes).expect("decodes");
         assert_eq!(txn.body, TxnBody::CloseSession(CloseSessionTxn::default()));
         assert_eq!(txn.digest, Some(digest));
+    }
+
+    /// A closeSession path list as long as a digest (one 4-character path) stays a path list.
+    #[test]
+    fn a_close_session_path_list_as_long_as_a_digest_is_a_path_list() {
+        let mut bytes = BytesMut::new();
+        header(OpCode::CloseSession).encode(&mut bytes);
+        let body = CloseSessionTxn {
+            paths_to_delete: vec!["/abc".to_owned()],
+        };
+        body.encode(&mut bytes);
+        let txn = Txn::from_bytes(&bytes).expect("decodes");
+        assert_eq!(txn.body, TxnBody::CloseSession(body));
+        assert_eq!(txn.digest, None);
     }
 
     /// Apache logs a reconfig as a setData of /zookeeper/config under txn type 16.

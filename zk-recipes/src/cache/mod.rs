@@ -115,7 +115,8 @@ fn fails_the_read(path: &str, e: &zk_client::Error) -> bool {
 }
 
 /// A stream of a cache's [`CacheEvent`]s from the moment it was subscribed. It ends when the
-/// cache is closed or dropped. Never blocks the cache: events queue up until polled.
+/// cache is closed or dropped, or its client is closed (or fails authentication). Never
+/// blocks the cache: events queue up until polled.
 #[must_use = "a stream does nothing unless polled"]
 #[derive(Debug)]
 pub struct CacheEvents {

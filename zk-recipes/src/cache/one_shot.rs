@@ -234,7 +234,16 @@ async fn process(
             let Some(depth) = in_scope(shared, &path) else {
                 return Ok(());
             };
-            match read_data(&shared.client, watches, &path).await? {
+            let read = match read_data(&shared.client, watches, &path).await {
+                Ok(read) => read,
+                Err(e) if super::fails_the_read(&path, &e) => return Err(e),
+                Err(_) => {
+                    // Left out, as a full read leaves it: no reason to read the tree again.
+                    store.remove_subtree(&path);
+                    return Ok(());
+                }
+            };
+            match read {
                 Some((data, stat)) => {
                     let cached = store.get(&path);
                     let known = cached.as_ref().is_some_and(|d| d.stat.czxid == stat.czxid);
@@ -266,7 +275,18 @@ async fn process(
             let Some(cached) = cached else {
                 return Ok(());
             };
-            match read_children(&shared.client, watches, &path).await? {
+            let listed = match read_children(&shared.client, watches, &path).await {
+                Ok(listed) => listed,
+                Err(e) if super::fails_the_read(&path, &e) => return Err(e),
+                Err(_) => {
+                    // Children that cannot be listed are left out, as a full read leaves them.
+                    for child in store.children(&path) {
+                        store.remove_subtree(&child.path);
+                    }
+                    return Ok(());
+                }
+            };
+            match listed {
                 Some((_, stat)) if stat.czxid != cached.stat.czxid => {
                     // Another node at the path now: re-read it (and so its children) first.
                     work.push_back(Work::Node(path));

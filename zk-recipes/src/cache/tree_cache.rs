@@ -130,7 +130,7 @@ impl TreeCache {
     }
 
     /// Waits until the initial read is complete; false if the cache is not started, or was
-    /// closed before it completed.
+    /// closed (or its client was, or failed authentication) before it completed.
     pub async fn wait_initialized(&self) -> bool {
         if !self.task.is_running() {
             // Never started, or closed: nothing will initialize it.
@@ -139,6 +139,7 @@ impl TreeCache {
         let mut rx = self.shared.initialized.subscribe();
         let mut stopped = self.task.stopped();
         tokio::select! {
+            biased;
             r = rx.wait_for(|done| *done) => r.is_ok(),
             _ = stopped.wait_for(|s| *s) => false,
         }

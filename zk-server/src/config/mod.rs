@@ -154,10 +154,14 @@ impl ServerConfig {
 
     /// The effective maximum session timeout.
     pub fn max_session_timeout(&self) -> i32 {
-        self.max_session_timeout_ms
-            .unwrap_or_else(|| {
-                i32::try_from(self.tick_time_ms.saturating_mul(20)).unwrap_or(i32::MAX)
-            })
+        self.configured_max_session_timeout()
             .max(self.min_session_timeout())
+    }
+
+    /// `maxSessionTimeout`, or its default of 20 ticks (not yet raised to the minimum).
+    pub(crate) fn configured_max_session_timeout(&self) -> i32 {
+        self.max_session_timeout_ms.unwrap_or_else(|| {
+            i32::try_from(self.tick_time_ms.saturating_mul(20)).unwrap_or(i32::MAX)
+        })
     }
 }

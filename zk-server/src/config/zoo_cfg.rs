@@ -365,10 +365,9 @@ pub fn parse_zoo_cfg(text: &str) -> Result<(ServerConfig, Vec<String>), ConfigEr
     config.quorum = resolve_quorum(quorum, &mut config, &mut warnings)?;
     // As Apache, after the defaults: a minimum above the (default) maximum is an error, not
     // a silently raised maximum.
-    let default_max = i32::try_from(config.tick_time_ms.saturating_mul(20)).unwrap_or(i32::MAX);
     let (min, max) = (
         config.min_session_timeout(),
-        config.max_session_timeout_ms.unwrap_or(default_max),
+        config.configured_max_session_timeout(),
     );
     if min > max {
         return Err(ConfigError::Value {
@@ -381,9 +380,6 @@ pub fn parse_zoo_cfg(text: &str) -> Result<(ServerConfig, Vec<String>), ConfigEr
     Ok((config, warnings))
 }
 
-/// Decides between standalone and distributed as Apache's `QuorumPeerConfig.parseDynamicConfig`
-/// and `isDistributed` do, then reads `myid` and the secret and checks the ensemble keys
-/// (`setupMyId`, `setupClientPort`, `setupPeerType`, `checkValidity`).
 /// A session-timeout value: milliseconds, or -1 for the default (`Some(None)`).
 fn session_timeout(value: &str) -> Option<Option<i32>> {
     match value.parse::<i32>().ok()? {
@@ -393,6 +389,9 @@ fn session_timeout(value: &str) -> Option<Option<i32>> {
     }
 }
 
+/// Decides between standalone and distributed as Apache's `QuorumPeerConfig.parseDynamicConfig`
+/// and `isDistributed` do, then reads `myid` and the secret and checks the ensemble keys
+/// (`setupMyId`, `setupClientPort`, `setupPeerType`, `checkValidity`).
 fn resolve_quorum(
     mut keys: QuorumKeys,
     config: &mut ServerConfig,

@@ -278,5 +278,6 @@ async fn four_letter_word(
         }
         rx.await.unwrap_or_default()
     };
-    let _ = writer.write_all(text.as_bytes()).await;
+    // A client that does not read its answer does not hold the connection for long.
+    let _ = tokio::time::timeout(CLOSE_STALL_LIMIT, writer.write_all(text.as_bytes())).await;
 }

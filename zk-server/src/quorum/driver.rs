@@ -46,6 +46,10 @@ pub struct DriverConfig {
     /// Committed txns between snapshots of the state machine that compact the log (like
     /// `snapCount`); 0 never compacts.
     pub snapshot_every: u64,
+    /// Whether each snapshot comes after a random half-to-all of `snapshot_every` (true, as
+    /// Apache: members do not all snapshot at once) or after exactly `snapshot_every` (for
+    /// tests that must replay the same storage calls every run).
+    pub snapshot_jitter: bool,
 }
 
 impl DriverConfig {
@@ -58,6 +62,7 @@ impl DriverConfig {
             peer,
             tick_interval: Duration::from_millis(ms),
             snapshot_every: 0,
+            snapshot_jitter: true,
         }
     }
 }
@@ -261,7 +266,8 @@ impl Replica {
             started,
             tick_interval: config.tick_interval,
             snapshot_every: config.snapshot_every,
-            snapshot_at: snapshot_threshold(config.snapshot_every),
+            snapshot_jitter: config.snapshot_jitter,
+            snapshot_at: snapshot_threshold(config.snapshot_every, config.snapshot_jitter),
             snapshotting: false,
             snapshots_tx,
             snapshots_rx,
@@ -349,6 +355,7 @@ struct Driver<S, M: StateMachine> {
     started: Instant,
     tick_interval: Duration,
     snapshot_every: u64,
+    snapshot_jitter: bool,
     /// Committed txns in the log that start the next snapshot: drawn from
     /// [`snapshot_threshold`] after each one.
     snapshot_at: u64,
@@ -363,8 +370,8 @@ struct Driver<S, M: StateMachine> {
 /// at random, as Apache's SyncRequestProcessor (`snapCount / 2 + randRoll`), so that the
 /// members of an ensemble, which commit the same txns, do not all stall writing a snapshot
 /// at the same moment.
-fn snapshot_threshold(every: u64) -> u64 {
-    if every < 2 {
+fn snapshot_threshold(every: u64, jitter: bool) -> u64 {
+    if every < 2 || !jitter {
         return every;
     }
     let half = every / 2;
@@ -442,7 +449,7 @@ impl<S: ReplicaStorage, M: StateMachine> Driver<S, M> {
         }
     }
 
-    /// Once `snapshot_every` committed txns are in the log, captures the state machine (it
+    /// Once `snapshot_at` committed txns are in the log, captures the state machine (it
     /// has applied exactly the committed txns when the peer is quiet) and has it encoded on a
     /// blocking thread; [`compact`](Self::compact) follows when it is done.
     fn compact_if_due(&mut self) -> Result<(), DriverError> {
@@ -455,7 +462,7 @@ impl<S: ReplicaStorage, M: StateMachine> Driver<S, M> {
         if (logged_and_committed as u64) < self.snapshot_at {
             return Ok(());
         }
-        self.snapshot_at = snapshot_threshold(self.snapshot_every);
+        self.snapshot_at = snapshot_threshold(self.snapshot_every, self.snapshot_jitter);
         let job = self.state_machine.snapshot_job();
         let done = self.snapshots_tx.clone();
         self.snapshotting = true;
@@ -563,13 +570,14 @@ mod tests {
     #[test]
     fn snapshot_thresholds_vary_between_half_and_all_of_the_count() {
         let drawn: std::collections::BTreeSet<u64> =
-            (0..200).map(|_| snapshot_threshold(1000)).collect();
+            (0..200).map(|_| snapshot_threshold(1000, true)).collect();
         assert!(drawn.iter().all(|t| (500..=1000).contains(t)), "{drawn:?}");
         assert!(
             drawn.len() > 10,
             "members would snapshot together: {drawn:?}"
         );
-        assert_eq!(snapshot_threshold(0), 0, "0 never snapshots");
-        assert_eq!(snapshot_threshold(1), 1);
+        assert_eq!(snapshot_threshold(0, true), 0, "0 never snapshots");
+        assert_eq!(snapshot_threshold(1, true), 1);
+        assert_eq!(snapshot_threshold(1000, false), 1000);
     }
 }
