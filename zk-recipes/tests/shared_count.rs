@@ -69,11 +69,20 @@ async fn shared_count_cas_with_a_stale_version_fails_and_both_caches_follow() {
         .await
         .unwrap();
 
-    // A closed count no longer follows the node.
+    // A closed count no longer follows the node: once an open one on the same client has
+    // seen the write (so its notification has arrived), the closed one still holds -5.
+    let witness = SharedCount::new(cb.clone(), SHARED, 0).unwrap();
+    witness.start().await.unwrap();
     b.close().await;
     a.set_value(6).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    within(
+        "an open count sees 6",
+        witness.values().wait_for(|v| v.value == 6),
+    )
+    .await
+    .unwrap();
     assert_eq!(b.value(), -5);
+    witness.close().await;
     assert!(matches!(b.set_value(1).await, Err(Error::Closed)));
     a.close().await;
 }
