@@ -124,6 +124,29 @@ async fn wait_until_connected(states: &mut zk::client::ConnectionStates) {
     .expect("the client moves to a read-write server");
 }
 
+/// A client allowed read-only servers, with the stand-in `read_only` and `server` in its
+/// connect string, once connected to `server` (read-write); and its connection states.
+async fn on_the_read_write_server(
+    server: &TestingServer,
+    read_only: &str,
+    session_timeout: Duration,
+) -> (zk::client::Client, zk::client::ConnectionStates) {
+    let client = support::client_builder(&format!("{read_only},{}", server.connect_string()))
+        .session_timeout(session_timeout)
+        .can_be_read_only(true)
+        .build()
+        .unwrap();
+    let states = client.connection_states();
+    tokio::time::timeout(PATIENCE, async {
+        while client.connection_state() != Some(ConnectionState::Connected) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("on the read-write server");
+    (client, states)
+}
+
 /// A client allowed read-only servers, on the stand-in, in READ_ONLY; `server` (stopped) is
 /// the other host of its connect string. Returns the stand-in's probe count and task too.
 async fn on_the_stand_in(
@@ -250,19 +273,8 @@ async fn a_lock_released_on_a_read_only_server_is_deleted_on_a_read_write_one() 
     let mut server = TestingServer::start().await.unwrap();
     let (read_only, counts, fake) = read_only_server().await;
     // A long session: the node must go by our delete, not by the session's expiry.
-    let client = support::client_builder(&format!("{read_only},{}", server.connect_string()))
-        .session_timeout(Duration::from_secs(30))
-        .can_be_read_only(true)
-        .build()
-        .unwrap();
-    let mut states = client.connection_states();
-    tokio::time::timeout(PATIENCE, async {
-        while client.connection_state() != Some(ConnectionState::Connected) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("on the read-write server");
+    let (client, mut states) =
+        on_the_read_write_server(&server, &read_only, Duration::from_secs(30)).await;
     let lock = zk::recipes::Mutex::new(client.clone(), "/lock").unwrap();
     let guard = lock.acquire().await.unwrap();
     let observer = support::connected_client(&server.connect_string()).await;
@@ -454,18 +466,8 @@ async fn apache_read_only_member_then_the_quorum() {
 async fn a_leader_on_a_read_only_server_stops_leading_until_back_on_a_read_write_one() {
     let mut server = TestingServer::start().await.unwrap();
     let (read_only, _, fake) = read_only_server().await;
-    let client = support::client_builder(&format!("{read_only},{}", server.connect_string()))
-        .can_be_read_only(true)
-        .build()
-        .unwrap();
-    let mut states = client.connection_states();
-    tokio::time::timeout(PATIENCE, async {
-        while client.connection_state() != Some(ConnectionState::Connected) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("on the read-write server");
+    let (client, mut states) =
+        on_the_read_write_server(&server, &read_only, support::SESSION_TIMEOUT).await;
     let latch = zk::recipes::LeaderLatch::new(client.clone(), "/latch", "only").unwrap();
     latch.start().unwrap();
     tokio::time::timeout(PATIENCE, latch.await_leadership())

@@ -1300,7 +1300,7 @@ impl Actor {
                 } else if let Err(e) = result {
                     tracing::debug!(op = ?p.op, %e, "internal request failed");
                 }
-                if header.err == UNIMPLEMENTED && unknown_to_older_servers(p.op) {
+                if header.err == UNIMPLEMENTED && p.op.added_after_3_5() {
                     // An op the server does not know: it closes the connection after this
                     // answer (Apache's UnimplementedRequestProcessor), and may apply requests
                     // it read before closing without answering them. Nothing more is sent on
@@ -1379,20 +1379,6 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
-}
-
-/// Ops added after ZooKeeper 3.5: a server older than them answers UNIMPLEMENTED and closes
-/// the connection.
-fn unknown_to_older_servers(op: OpCode) -> bool {
-    matches!(
-        op,
-        OpCode::MultiRead
-            | OpCode::GetEphemerals
-            | OpCode::GetAllChildrenNumber
-            | OpCode::SetWatches2
-            | OpCode::AddWatch
-            | OpCode::WhoAmI
-    )
 }
 
 /// One connect attempt: resolve, TCP connect, handshake, within the attempt's budget.

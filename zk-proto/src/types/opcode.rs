@@ -74,6 +74,21 @@ int_enum! {
 }
 
 impl OpCode {
+    /// Whether a ZooKeeper 3.5 server does not know this op: those added in 3.6 (multiRead,
+    /// getEphemerals, getAllChildrenNumber, setWatches2, addWatch) and 3.7 (whoAmI). Such a
+    /// server answers it UNIMPLEMENTED and closes the connection.
+    pub const fn added_after_3_5(self) -> bool {
+        matches!(
+            self,
+            OpCode::MultiRead
+                | OpCode::GetEphemerals
+                | OpCode::GetAllChildrenNumber
+                | OpCode::SetWatches2
+                | OpCode::AddWatch
+                | OpCode::WhoAmI
+        )
+    }
+
     /// Whether this request changes the tree (and so goes through the txn log and the quorum).
     pub const fn is_write(self) -> bool {
         matches!(

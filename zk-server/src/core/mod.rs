@@ -65,7 +65,7 @@ pub struct CoreConfig {
     pub container_max_never_used_ms: i64,
     /// At most this many container/TTL deletions per tick.
     pub container_max_per_tick: usize,
-    /// Answer the opcodes added after 3.5 ([`added_after_3_5`]) UNIMPLEMENTED and close the
+    /// Answer the opcodes added after 3.5 ([`OpCode::added_after_3_5`]) UNIMPLEMENTED and close the
     /// connection, as a 3.5 server does.
     pub emulate_3_5: bool,
     /// Serve as an ensemble member: writes go through the replica, and the core serves no
@@ -120,20 +120,6 @@ impl ReplicaRole {
             _ => ReplicaRole::NotServing,
         }
     }
-}
-
-/// Whether a 3.5 server does not know `op`: the opcodes added in 3.6 (multiRead,
-/// getEphemerals, getAllChildrenNumber, setWatches2, addWatch) and 3.7 (whoAmI).
-pub fn added_after_3_5(op: OpCode) -> bool {
-    matches!(
-        op,
-        OpCode::MultiRead
-            | OpCode::GetEphemerals
-            | OpCode::GetAllChildrenNumber
-            | OpCode::SetWatches2
-            | OpCode::AddWatch
-            | OpCode::WhoAmI
-    )
 }
 
 /// The time, as the driver sees it.
@@ -733,7 +719,7 @@ impl ServerCore {
             );
             return;
         }
-        if self.config.emulate_3_5 && added_after_3_5(request.op_code()) {
+        if self.config.emulate_3_5 && request.op_code().added_after_3_5() {
             // A 3.5 server's UnimplementedRequestProcessor: the error reply, then the
             // connection (not the session) is closed.
             self.push_ready(

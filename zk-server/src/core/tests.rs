@@ -287,7 +287,7 @@ fn a_3_5_server_refuses_newer_opcodes_and_closes_the_connection() {
         OpCode::AddWatch,
         OpCode::WhoAmI,
     ] {
-        assert!(added_after_3_5(op), "{op:?}");
+        assert!(op.added_after_3_5(), "{op:?}");
     }
     for op in [
         OpCode::SetWatches,
@@ -295,7 +295,7 @@ fn a_3_5_server_refuses_newer_opcodes_and_closes_the_connection() {
         OpCode::RemoveWatches,
         OpCode::Multi,
     ] {
-        assert!(!added_after_3_5(op), "{op:?}");
+        assert!(!op.added_after_3_5(), "{op:?}");
     }
     let actions = request(&mut core, C1, 2, add_watch());
     let [send, Action::Close { conn }] = actions.as_slice() else {
