@@ -829,3 +829,86 @@ async fn a_switched_off_op_keeps_the_connection() {
     );
     client.close().await.unwrap();
 }
+
+/// A scripted 3.5-like server: on its first connection it reads two pipelined requests and
+/// answers the second (an op it does not know) UNIMPLEMENTED at once, ahead of the first, as
+/// Apache does, then closes; on the next connection it answers every request with NONODE.
+async fn serve_refusal_ahead_then_no_node(listener: TcpListener) {
+    let hello = {
+        let mut h = Vec::new();
+        h.extend(0i32.to_be_bytes());
+        h.extend(4000i32.to_be_bytes());
+        h.extend(0x0bd1i64.to_be_bytes());
+        h.extend(16i32.to_be_bytes());
+        h.extend([4u8; 16]);
+        h.push(0);
+        h
+    };
+    let frame = |body: &[u8]| [(body.len() as u32).to_be_bytes().to_vec(), body.to_vec()].concat();
+    let reply = |xid: i32, err: i32| {
+        let mut r = Vec::new();
+        r.extend(xid.to_be_bytes());
+        r.extend(1i64.to_be_bytes());
+        r.extend(err.to_be_bytes());
+        frame(&r)
+    };
+    let (mut first, _) = listener.accept().await.unwrap();
+    read_frame(&mut first).await.unwrap();
+    first.write_all(&frame(&hello)).await.unwrap();
+    let mut requests = Vec::new();
+    while requests.len() < 2 {
+        let request = read_frame(&mut first).await.unwrap();
+        if int_at(&request, 0) != PING_XID {
+            requests.push(int_at(&request, 0));
+        }
+    }
+    first
+        .write_all(&reply(requests[1], UNIMPLEMENTED))
+        .await
+        .unwrap();
+    drop(first);
+    let (mut second, _) = listener.accept().await.unwrap();
+    read_frame(&mut second).await.unwrap();
+    second.write_all(&frame(&hello)).await.unwrap();
+    while let Ok(request) = read_frame(&mut second).await {
+        let (xid, op) = (int_at(&request, 0), int_at(&request, 4));
+        let err = if xid == PING_XID || op == -11 {
+            0
+        } else {
+            -101
+        };
+        second.write_all(&reply(xid, err)).await.unwrap();
+        if op == -11 {
+            break;
+        }
+    }
+}
+
+/// An op the server does not know, refused ahead of the replies to the requests sent before
+/// it (Apache answers it as it arrives): the op gets its UNIMPLEMENTED error, and the others
+/// are retried on the next connection. Before, the out-of-order reply was a connection loss
+/// for all of them, and the retry met the same race again (an endless loop on 3.5 for a
+/// group member creating its node while its cache added its watch).
+#[tokio::test]
+async fn an_unknown_op_refused_ahead_of_earlier_replies_gets_its_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = tokio::spawn(serve_refusal_ahead_then_no_node(listener));
+    let client = support::client_builder(&addr).build().unwrap();
+    client.block_until_connected(PATIENCE).await.unwrap();
+    let (deleted, who) = tokio::join!(
+        std::future::IntoFuture::into_future(client.delete("/x")),
+        std::future::IntoFuture::into_future(client.who_am_i()),
+    );
+    assert!(matches!(who, Err(Error::Unimplemented { .. })), "{who:?}");
+    assert_eq!(
+        deleted,
+        Err(Error::NoNode),
+        "retried on the next connection"
+    );
+    client.close().await.unwrap();
+    tokio::time::timeout(PATIENCE, server)
+        .await
+        .expect("the scripted server ends")
+        .unwrap();
+}

@@ -1261,7 +1261,10 @@ impl Actor {
             xid => {
                 let p = match pop_pending(pending, xid) {
                     Ok(p) => p,
-                    Err(end) => return Some(end),
+                    Err(end) => match take_refused_ahead(pending, xid, header.err) {
+                        Some(p) => p,
+                        None => return Some(end),
+                    },
                 };
                 self.last_zxid = self.last_zxid.max(header.zxid);
                 if p.op == OpCode::SetWatches2 {
@@ -1372,6 +1375,21 @@ fn pop_pending(pending: &mut VecDeque<Pending>, xid: i32) -> Result<Pending, Con
         return Err(end);
     }
     Ok(p)
+}
+
+/// The pending request with `xid` if its reply is an UNIMPLEMENTED refusal of an op an older
+/// server does not know: Apache answers such an op as it arrives, ahead of the replies to the
+/// requests before it (UnimplementedRequestProcessor runs at submit time), then closes the
+/// connection. Taken out of order, it gets its clear error instead of a connection loss (and
+/// a retry meeting the same race on every connection).
+fn take_refused_ahead(pending: &mut VecDeque<Pending>, xid: i32, err: i32) -> Option<Pending> {
+    if err != UNIMPLEMENTED {
+        return None;
+    }
+    let at = pending
+        .iter()
+        .position(|p| p.xid == xid && p.op.added_after_3_5())?;
+    pending.remove(at)
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
