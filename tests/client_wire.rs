@@ -626,11 +626,23 @@ async fn an_idle_client_pings_a_few_times_per_session_timeout() {
     client.close().await.unwrap();
 }
 
-/// A server of one connection for [`a_reply_over_the_limit_is_skipped_however_it_arrives`]:
-/// a session, then replies to three requests — one too large, arriving a few bytes at a
-/// time; one normal; one error carrying a body too large — then bare replies until
-/// closeSession.
-async fn serve_oversized_replies(listener: TcpListener, big: usize) {
+/// A frame: the length prefix, then `body`.
+fn framed(body: &[u8]) -> Vec<u8> {
+    [(body.len() as u32).to_be_bytes().to_vec(), body.to_vec()].concat()
+}
+
+/// A reply frame: xid, a zxid, err, then `body`.
+fn reply_frame(xid: i32, err: i32, body: &[u8]) -> Vec<u8> {
+    let mut r = Vec::new();
+    r.extend(xid.to_be_bytes());
+    r.extend(5i64.to_be_bytes());
+    r.extend(err.to_be_bytes());
+    r.extend(body);
+    framed(&r)
+}
+
+/// A scripted server's next connection, with its handshake done: session `session_id`.
+async fn accept_session(listener: &TcpListener, session_id: i64) -> TcpStream {
     let (mut socket, _) = listener.accept().await.unwrap();
     socket.set_nodelay(true).unwrap();
     read_frame(&mut socket).await.unwrap();
@@ -638,48 +650,54 @@ async fn serve_oversized_replies(listener: TcpListener, big: usize) {
     let mut hello = Vec::new();
     hello.extend(0i32.to_be_bytes());
     hello.extend(4000i32.to_be_bytes());
-    hello.extend(0x5e55i64.to_be_bytes());
+    hello.extend(session_id.to_be_bytes());
     hello.extend(16i32.to_be_bytes());
     hello.extend([7u8; 16]);
     hello.push(0);
-    let frame = |body: Vec<u8>| [(body.len() as u32).to_be_bytes().to_vec(), body].concat();
-    let reply = |xid: i32, err: i32, body: &[u8]| {
-        let mut r = Vec::new();
-        r.extend(xid.to_be_bytes());
-        r.extend(5i64.to_be_bytes());
-        r.extend(err.to_be_bytes());
-        r.extend(body);
-        frame(r)
-    };
+    socket.write_all(&framed(&hello)).await.unwrap();
+    socket
+}
+
+/// Answers every request with `err` (pings and closeSession with 0) until closeSession.
+async fn answer_until_close(socket: &mut TcpStream, err: i32) {
+    while let Ok(request) = read_frame(socket).await {
+        let (xid, op) = (int_at(&request, 0), int_at(&request, 4));
+        let err = if xid == PING_XID || op == -11 { 0 } else { err };
+        socket.write_all(&reply_frame(xid, err, &[])).await.unwrap();
+        if op == -11 {
+            break;
+        }
+    }
+}
+
+/// A server of one connection for [`a_reply_over_the_limit_is_skipped_however_it_arrives`]:
+/// a session, then replies to three requests — one too large, arriving a few bytes at a
+/// time; one normal; one error carrying a body too large — then bare replies until
+/// closeSession.
+async fn serve_oversized_replies(listener: TcpListener, big: usize) {
+    let mut socket = accept_session(&listener, 0x5e55).await;
     let get_data_body = |data: &[u8]| {
         let mut body = (data.len() as i32).to_be_bytes().to_vec();
         body.extend(data);
         body.extend([0u8; 68]); // the stat
         body
     };
-    socket.write_all(&frame(hello)).await.unwrap();
     let mut xids = Vec::new();
     for _ in 0..3 {
         xids.push(int_at(&read_frame(&mut socket).await.unwrap(), 0));
     }
     // Over the limit, in pieces: the length prefix and header split across reads, then the
     // body across many.
-    let oversized = reply(xids[0], 0, &get_data_body(&vec![b'x'; big]));
+    let oversized = reply_frame(xids[0], 0, &get_data_body(&vec![b'x'; big]));
     for piece in oversized.chunks(3) {
         socket.write_all(piece).await.unwrap();
         tokio::time::sleep(Duration::from_micros(300)).await;
     }
-    let mut rest = reply(xids[1], 0, &get_data_body(b"ok"));
+    let mut rest = reply_frame(xids[1], 0, &get_data_body(b"ok"));
     // NONODE, with a body a server would not send, over the limit.
-    rest.extend(reply(xids[2], -101, &vec![0u8; big]));
+    rest.extend(reply_frame(xids[2], -101, &vec![0u8; big]));
     socket.write_all(&rest).await.unwrap();
-    while let Ok(request) = read_frame(&mut socket).await {
-        let (xid, op) = (int_at(&request, 0), int_at(&request, 4));
-        socket.write_all(&reply(xid, 0, &[])).await.unwrap();
-        if op == -11 {
-            break;
-        }
-    }
+    answer_until_close(&mut socket, 0).await;
 }
 
 /// A reply over the client's limit fails its request alone however its bytes arrive (the
@@ -725,30 +743,10 @@ async fn a_reply_over_the_limit_is_skipped_however_it_arrives() {
 /// but, unlike Apache, keeps the connection open, and reports whether the client sent
 /// anything more on it; on the next connection it answers every request with NONODE.
 async fn serve_unimplemented_then_no_node(listener: TcpListener) -> bool {
-    let hello = {
-        let mut h = Vec::new();
-        h.extend(0i32.to_be_bytes());
-        h.extend(4000i32.to_be_bytes());
-        h.extend(0x0bd0i64.to_be_bytes());
-        h.extend(16i32.to_be_bytes());
-        h.extend([3u8; 16]);
-        h.push(0);
-        h
-    };
-    let frame = |body: &[u8]| [(body.len() as u32).to_be_bytes().to_vec(), body.to_vec()].concat();
-    let reply = |xid: i32, err: i32| {
-        let mut r = Vec::new();
-        r.extend(xid.to_be_bytes());
-        r.extend(1i64.to_be_bytes());
-        r.extend(err.to_be_bytes());
-        frame(&r)
-    };
-    let (mut first, _) = listener.accept().await.unwrap();
-    read_frame(&mut first).await.unwrap();
-    first.write_all(&frame(&hello)).await.unwrap();
+    let mut first = accept_session(&listener, 0x0bd0).await;
     let request = read_frame(&mut first).await.unwrap();
     first
-        .write_all(&reply(int_at(&request, 0), UNIMPLEMENTED))
+        .write_all(&reply_frame(int_at(&request, 0), UNIMPLEMENTED, &[]))
         .await
         .unwrap();
     // Anything but pings after the refusal would be sent on a connection Apache closes.
@@ -760,21 +758,8 @@ async fn serve_unimplemented_then_no_node(listener: TcpListener) -> bool {
         }
     };
     drop(first);
-    let (mut second, _) = listener.accept().await.unwrap();
-    read_frame(&mut second).await.unwrap();
-    second.write_all(&frame(&hello)).await.unwrap();
-    while let Ok(request) = read_frame(&mut second).await {
-        let (xid, op) = (int_at(&request, 0), int_at(&request, 4));
-        let err = if xid == PING_XID || op == -11 {
-            0
-        } else {
-            -101
-        };
-        second.write_all(&reply(xid, err)).await.unwrap();
-        if op == -11 {
-            break;
-        }
-    }
+    let mut second = accept_session(&listener, 0x0bd0).await;
+    answer_until_close(&mut second, -101).await;
     sent_more
 }
 
@@ -834,27 +819,7 @@ async fn a_switched_off_op_keeps_the_connection() {
 /// answers the second (an op it does not know) UNIMPLEMENTED at once, ahead of the first, as
 /// Apache does, then closes; on the next connection it answers every request with NONODE.
 async fn serve_refusal_ahead_then_no_node(listener: TcpListener) {
-    let hello = {
-        let mut h = Vec::new();
-        h.extend(0i32.to_be_bytes());
-        h.extend(4000i32.to_be_bytes());
-        h.extend(0x0bd1i64.to_be_bytes());
-        h.extend(16i32.to_be_bytes());
-        h.extend([4u8; 16]);
-        h.push(0);
-        h
-    };
-    let frame = |body: &[u8]| [(body.len() as u32).to_be_bytes().to_vec(), body.to_vec()].concat();
-    let reply = |xid: i32, err: i32| {
-        let mut r = Vec::new();
-        r.extend(xid.to_be_bytes());
-        r.extend(1i64.to_be_bytes());
-        r.extend(err.to_be_bytes());
-        frame(&r)
-    };
-    let (mut first, _) = listener.accept().await.unwrap();
-    read_frame(&mut first).await.unwrap();
-    first.write_all(&frame(&hello)).await.unwrap();
+    let mut first = accept_session(&listener, 0x0bd1).await;
     let mut requests = Vec::new();
     while requests.len() < 2 {
         let request = read_frame(&mut first).await.unwrap();
@@ -863,25 +828,12 @@ async fn serve_refusal_ahead_then_no_node(listener: TcpListener) {
         }
     }
     first
-        .write_all(&reply(requests[1], UNIMPLEMENTED))
+        .write_all(&reply_frame(requests[1], UNIMPLEMENTED, &[]))
         .await
         .unwrap();
     drop(first);
-    let (mut second, _) = listener.accept().await.unwrap();
-    read_frame(&mut second).await.unwrap();
-    second.write_all(&frame(&hello)).await.unwrap();
-    while let Ok(request) = read_frame(&mut second).await {
-        let (xid, op) = (int_at(&request, 0), int_at(&request, 4));
-        let err = if xid == PING_XID || op == -11 {
-            0
-        } else {
-            -101
-        };
-        second.write_all(&reply(xid, err)).await.unwrap();
-        if op == -11 {
-            break;
-        }
-    }
+    let mut second = accept_session(&listener, 0x0bd1).await;
+    answer_until_close(&mut second, -101).await;
 }
 
 /// An op the server does not know, refused ahead of the replies to the requests sent before

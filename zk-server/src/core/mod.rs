@@ -473,8 +473,8 @@ impl ServerCore {
                 request,
                 remote,
             } => self.on_connect(conn, request, remote),
-            Input::Request { conn, xid, request } => self.on_request(conn, xid, request),
-            Input::Refused { conn, xid, code } => self.on_refused(conn, xid, code),
+            Input::Request { conn, xid, request } => self.on_request(conn, xid, Ok(request)),
+            Input::Refused { conn, xid, code } => self.on_request(conn, xid, Err(code)),
             Input::Disconnected { conn } => self.on_disconnect(conn),
             Input::Tick => self.on_tick(),
             Input::CheckContainers => self.clean_containers(),
@@ -663,36 +663,34 @@ impl ServerCore {
 
     // ----- requests -----
 
-    fn on_request(&mut self, conn: ConnId, xid: i32, request: Request) {
-        self.stats.packets_received += 1;
+    /// A request, or one answered `code` without being served (see [`Input::Refused`]), in
+    /// its turn: after a pending handshake and the replies before it. (Only served requests
+    /// count as received packets.)
+    fn on_request(&mut self, conn: ConnId, xid: i32, request: Result<Request, ErrorCode>) {
+        if request.is_ok() {
+            self.stats.packets_received += 1;
+        }
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        c.received += 1;
+        if request.is_ok() {
+            c.received += 1;
+        }
         if c.closing {
             return;
         }
         if c.handshaking {
-            c.early.push_back((xid, Ok(request)));
+            c.early.push_back((xid, request));
             return;
         }
-        self.process(conn, xid, request);
+        self.serve(conn, xid, request);
     }
 
-    /// A request answered `code` without being served (see [`Input::Refused`]), in its turn:
-    /// after a pending handshake and the replies before it.
-    fn on_refused(&mut self, conn: ConnId, xid: i32, code: ErrorCode) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        if c.closing {
-            return;
+    fn serve(&mut self, conn: ConnId, xid: i32, request: Result<Request, ErrorCode>) {
+        match request {
+            Ok(request) => self.process(conn, xid, request),
+            Err(code) => self.refuse(conn, xid, code),
         }
-        if c.handshaking {
-            c.early.push_back((xid, Err(code)));
-            return;
-        }
-        self.refuse(conn, xid, code);
     }
 
     fn refuse(&mut self, conn: ConnId, xid: i32, code: ErrorCode) {
@@ -1426,10 +1424,7 @@ impl ServerCore {
         };
         self.send_connect_response(conn, &response);
         for (xid, request) in early {
-            match request {
-                Ok(request) => self.process(conn, xid, request),
-                Err(code) => self.refuse(conn, xid, code),
-            }
+            self.serve(conn, xid, request);
         }
     }
 

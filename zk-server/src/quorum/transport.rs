@@ -27,7 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -124,6 +124,8 @@ struct Shared {
     conns: Mutex<HashMap<Sid, Conn>>,
     /// Members this one refuses to talk to (a simulated partition).
     blocked: Mutex<BTreeSet<Sid>>,
+    /// Whether `blocked` is not empty: the message paths look at the set only then.
+    any_blocked: AtomicBool,
     /// The last notification sent (or meant) for each member, replayed on connect.
     last_notification: Mutex<HashMap<Sid, Bytes>>,
     next_conn: AtomicU64,
@@ -192,6 +194,7 @@ impl QuorumTransport {
             inbound,
             conns: Mutex::new(HashMap::new()),
             blocked: Mutex::new(BTreeSet::new()),
+            any_blocked: AtomicBool::new(false),
             last_notification: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             connected: watch::Sender::new(BTreeSet::new()),
@@ -245,7 +248,7 @@ impl QuorumTransport {
         if matches!(message, Message::Notification { .. }) {
             lock(&self.shared.last_notification).insert(to, frame.clone());
         }
-        if lock(&self.shared.blocked).contains(&to) {
+        if self.shared.is_blocked(to) {
             // Partitioned: the connection may still be closing; nothing goes out meanwhile.
             return;
         }
@@ -281,6 +284,9 @@ impl QuorumTransport {
     /// partition, for tests.
     pub fn set_blocked(&self, peers: BTreeSet<Sid>) {
         *lock(&self.shared.blocked) = peers.clone();
+        self.shared
+            .any_blocked
+            .store(!peers.is_empty(), Ordering::SeqCst);
         for peer in peers {
             self.disconnect(peer);
         }
@@ -391,7 +397,7 @@ async fn dial_loop(shared: Arc<Shared>, peer: Sid) {
 
 /// Runs one authenticated connection until it breaks, is closed, or is replaced.
 async fn run_connection(shared: Arc<Shared>, peer: Sid, stream: TcpStream) {
-    if lock(&shared.blocked).contains(&peer) {
+    if shared.is_blocked(peer) {
         tracing::debug!(
             me = shared.config.me,
             peer,
@@ -456,6 +462,13 @@ async fn run_connection(shared: Arc<Shared>, peer: Sid, stream: TcpStream) {
     }
 }
 
+impl Shared {
+    /// Whether messages to and from `peer` are dropped (a test's partition).
+    fn is_blocked(&self, peer: Sid) -> bool {
+        self.any_blocked.load(Ordering::Relaxed) && lock(&self.blocked).contains(&peer)
+    }
+}
+
 /// Aborts its task when dropped (a dropped `JoinHandle` would leave the task running).
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -472,7 +485,7 @@ async fn read_loop(shared: Arc<Shared>, peer: Sid, mut r: OwnedReadHalf) {
         loop {
             match wire::decode_frame(&mut buf, &limits) {
                 Ok(Some(message)) => {
-                    if lock(&shared.blocked).contains(&peer) {
+                    if shared.is_blocked(peer) {
                         // Partitioned while this connection closes: nothing comes in either.
                         continue;
                     }
