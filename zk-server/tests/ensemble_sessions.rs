@@ -53,7 +53,7 @@ async fn a_frozen_client_connected_to_a_follower_loses_its_session_and_ephemeral
 /// ensemble is answered RECONFIGDISABLED, as by a standalone server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconfig_is_disabled_on_every_member() {
-    use zk_proto::{ErrorCode, OpCode, ReconfigRequest};
+    use zk_proto::{ErrorCode, OpCode};
     let cluster = TestingCluster::start(3).await.expect("cluster starts");
     cluster
         .wait_for_leader(PATIENCE)
@@ -62,15 +62,7 @@ async fn reconfig_is_disabled_on_every_member() {
     for member in 0..3 {
         let mut c = RawClient::connect(&cluster.member_connect_string(member)).await;
         let (h, _) = c
-            .call(
-                OpCode::Reconfig,
-                &ReconfigRequest {
-                    joining_servers: Some("server.4=127.0.0.1:2888:3888;2181".into()),
-                    leaving_servers: None,
-                    new_members: None,
-                    cur_config_id: -1,
-                },
-            )
+            .call(OpCode::Reconfig, &support::reconfig_adding_a_member())
             .await;
         assert_eq!(
             h.err,

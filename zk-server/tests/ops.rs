@@ -579,15 +579,7 @@ async fn session_local_queries() {
     assert_eq!(SyncResponse::from_bytes(&body).unwrap().path, "/x");
 
     let (h, _) = c
-        .call(
-            OpCode::Reconfig,
-            &ReconfigRequest {
-                joining_servers: Some("server.4=127.0.0.1:2888:3888;2181".into()),
-                leaving_servers: None,
-                new_members: None,
-                cur_config_id: -1,
-            },
-        )
+        .call(OpCode::Reconfig, &support::reconfig_adding_a_member())
         .await;
     assert_eq!(h.err, ErrorCode::ReconfigDisabled.as_i32());
 }

@@ -20,6 +20,17 @@ use zk_proto::*;
 /// How long a test waits for anything before failing.
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// A reconfig request adding a fourth member (which a server without dynamic reconfiguration
+/// refuses).
+pub fn reconfig_adding_a_member() -> ReconfigRequest {
+    ReconfigRequest {
+        joining_servers: Some("server.4=127.0.0.1:2888:3888;2181".into()),
+        leaving_servers: None,
+        new_members: None,
+        cur_config_id: -1,
+    }
+}
+
 pub struct RawClient {
     pub stream: TcpStream,
     buf: BytesMut,
