@@ -6,7 +6,8 @@
 #   scripts/interop.sh            everything below, in order:
 #     1. Apache ZooKeeper 3.8 (installed if needed) on a free loopback port: the zk-client test
 #        suite (with tests/recipes_*.rs and discovery_*.rs), then the kazoo suite and the zkCli /
-#        cli_mt checks (which proves those checks describe Apache's behaviour); then one
+#        cli_mt checks (which proves those checks describe Apache's behaviour); then
+#        tests/large_nodes.rs against it with jute.maxbuffer raised to 4 MiB; then one
 #        member of a 3-member Apache ensemble alone in read-only mode: the client connects
 #        read-only, and moves when the test starts the quorum; then the client suite and the
 #        read-only test again against Apache 3.9, 3.7, 3.6 and 3.5 (there, operations newer
@@ -738,7 +739,7 @@ run_cli_checks() { # run_cli_checks PORT NAME
 }
 
 # start_zookeeper [DATA_DIR [CFG_LINE]]: a data directory of its own unless one is given;
-# CFG_LINE is added to its zoo.cfg.
+# CFG_LINE is added to its zoo.cfg; $ZK_JVM_FLAGS, if set, are added to the JVM's flags.
 start_zookeeper() {
   local data_dir=${1:-} extra=${2:-}
   WORK_DIR=$(mktemp -d /tmp/zk-interop.XXXXXX)
@@ -761,6 +762,7 @@ EOF
   java -Dzookeeper.root.logger=INFO,CONSOLE \
     -Dlog4j.configuration="file:$WORK_DIR/log4j.properties" \
     -Dzookeeper.extendedTypesEnabled=true \
+    ${ZK_JVM_FLAGS:-} \
     -cp "$cp" "${ZK_CLASS_PREFIX}org.apache.zookeeper.server.quorum.QuorumPeerMain" \
     "$WORK_DIR/zoo.cfg" >"$WORK_DIR/zookeeper.log" 2>&1 &
   ZK_PID=$!
@@ -800,6 +802,15 @@ run_client_tests() {
   ZK_TEST_CONNECT="127.0.0.1:$ZK_PORT" cargo test "${tests[@]}" -- --test-threads=4
 }
 
+# run_large_node_tests: tests/large_nodes.rs against Apache ZooKeeper started with a 4 MiB
+# jute.maxbuffer (the limit those tests expect).
+run_large_node_tests() {
+  ZK_JVM_FLAGS=-Djute.maxbuffer=4194304 start_zookeeper
+  log "large-node tests against Apache ZooKeeper $ZK_VERSION with jute.maxbuffer=4194304"
+  ZK_TEST_LARGE_CONNECT="127.0.0.1:$ZK_PORT" cargo test --test large_nodes
+  stop_zookeeper
+}
+
 main() {
   local cmd=${1:-all}
   case "$cmd" in
@@ -827,6 +838,7 @@ main() {
       run_kazoo_suite "$ZK_PORT" "Apache ZooKeeper"
       run_cli_checks "$ZK_PORT" "Apache ZooKeeper"
       stop_zookeeper
+      run_large_node_tests
       run_read_only_client_test
       use_zookeeper 3.9
       start_zookeeper

@@ -4,8 +4,10 @@
 use thiserror::Error as ThisError;
 use zk_proto::{ErrorCode, OpCode, PathError};
 
-/// The largest node data the client sends: Apache ZooKeeper's `jute.maxbuffer` (1 MiB − 1).
-/// Larger data is rejected before anything is sent.
+/// The largest node data the client sends by default: Apache ZooKeeper's default
+/// `jute.maxbuffer` (1 MiB − 1). Larger data is rejected before anything is sent; servers
+/// with a larger limit take larger data once the client is told
+/// ([`SessionConfig::max_request_len`](crate::SessionConfig::max_request_len)).
 pub const MAX_DATA_LEN: usize = 0xfffff;
 
 /// A `Result` whose error is the client's [`Error`].
@@ -140,7 +142,9 @@ pub enum Error {
     /// The path is not a valid znode path (checked before sending).
     #[error("invalid path: {0}")]
     InvalidPath(#[from] PathError),
-    /// Node data larger than [`MAX_DATA_LEN`] (checked before sending).
+    /// Node data larger than the servers accept ([`MAX_DATA_LEN`] unless
+    /// [`max_request_len`](crate::SessionConfig::max_request_len) says otherwise; checked
+    /// before sending).
     #[error("data of {len} bytes exceeds the maximum of {max} bytes (jute.maxbuffer)")]
     DataTooLarge {
         /// The data's length.

@@ -235,7 +235,13 @@ impl CreateBuilder {
         let client = &self.client;
         // Argument errors first, before anything is sent (and the path before the ACL
         // provider sees it, as Curator).
-        check_create_except_acl(&self.path, &self.data, self.mode, self.ttl)?;
+        check_create_except_acl(
+            &self.path,
+            &self.data,
+            self.mode,
+            self.ttl,
+            self.client.inner.session.max_data_len(),
+        )?;
         let full = client.full_path(&self.path);
         let acl = match &self.acl {
             Some(acl) => Cow::Borrowed(acl.as_slice()),

@@ -170,7 +170,7 @@ impl SetDataBuilder {
         zk_proto::path::validate_path(&self.path)?;
         let data = std::mem::take(&mut self.data);
         self.data = self.client.stored_data(self.compressed, &self.path, data)?;
-        crate::session::ops::check_data(&self.data)?;
+        crate::session::ops::check_data(&self.data, self.client.inner.session.max_data_len())?;
         let client = &self.client;
         let full = client.full_path(&self.path);
         let session = &client.inner.session;

@@ -168,6 +168,7 @@ pub struct ClientBuilder {
     compress_all: bool,
     ensemble_tracker: bool,
     max_reply_len: Option<usize>,
+    max_request_len: Option<usize>,
 }
 
 impl Default for ClientBuilder {
@@ -186,6 +187,7 @@ impl Default for ClientBuilder {
             compress_all: false,
             ensemble_tracker: false,
             max_reply_len: None,
+            max_request_len: None,
         }
     }
 }
@@ -296,6 +298,14 @@ impl ClientBuilder {
         self
     }
 
+    /// The largest request the servers accept (default 0xfffff, Apache's default
+    /// `jute.maxbuffer`); see [`SessionConfig::max_request_len`]. Raise it to store larger
+    /// nodes on servers started with a larger `jute.maxbuffer`.
+    pub fn max_request_len(mut self, bytes: usize) -> Self {
+        self.max_request_len = Some(bytes);
+        self
+    }
+
     /// Starts the client: the session connects in the background. Must be called inside a
     /// tokio runtime.
     ///
@@ -314,6 +324,9 @@ impl ClientBuilder {
         }
         if let Some(bytes) = self.max_reply_len {
             config = config.max_reply_len(bytes);
+        }
+        if let Some(bytes) = self.max_request_len {
+            config = config.max_request_len(bytes);
         }
         let namespace = match self.namespace {
             Some(ns) => namespace_path(&ns)?,

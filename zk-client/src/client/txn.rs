@@ -120,7 +120,7 @@ impl TransactionBuilder {
             if let Op::Create { path, data, .. } | Op::SetData { path, data, .. } = op {
                 *data = client.stored_data(self.compressed, path, std::mem::take(data))?;
             }
-            op.validate()?;
+            op.validate(client.inner.session.max_data_len())?;
         }
         let ops: Vec<Op> = self
             .ops

@@ -5,15 +5,10 @@
 //! at its final size. The bytes are those of zk-proto's records (the tests compare them).
 
 use bytes::{BufMut, BytesMut};
-use zk_proto::frame::DEFAULT_MAX_FRAME_LEN;
 use zk_proto::jute::{put_buffer, put_vector};
 use zk_proto::{Acl, Decode, RequestHeader};
 
 use crate::error::{Error, Result};
-
-/// The server's request-size limit (`jute.maxbuffer`) minus the request header (fixed-size:
-/// its `MIN_LEN` is its length).
-const MAX_BODY_LEN: usize = DEFAULT_MAX_FRAME_LEN - <RequestHeader as Decode>::MIN_LEN;
 
 /// A path as the server knows it: the session's chroot, if any, then the client's path (`/`
 /// alone standing for the chroot itself). Written as one jute string.
@@ -52,7 +47,7 @@ impl<'a> ServerPath<'a> {
 }
 
 /// getData, exists, getChildren, getChildren2: the path and the watch flag.
-pub(super) fn path_and_watch(path: ServerPath<'_>, watch: bool) -> Result<BytesMut> {
+pub(super) fn path_and_watch(path: ServerPath<'_>, watch: bool) -> BytesMut {
     written(path.encoded_len() + 1, |buf| {
         path.put(buf);
         buf.put_u8(u8::from(watch));
@@ -60,7 +55,7 @@ pub(super) fn path_and_watch(path: ServerPath<'_>, watch: bool) -> Result<BytesM
 }
 
 /// setData: the path, the data and the expected version.
-pub(super) fn set_data(path: ServerPath<'_>, data: &[u8], version: i32) -> Result<BytesMut> {
+pub(super) fn set_data(path: ServerPath<'_>, data: &[u8], version: i32) -> BytesMut {
     written(path.encoded_len() + 4 + data.len() + 4, |buf| {
         path.put(buf);
         put_buffer(buf, Some(data));
@@ -69,7 +64,7 @@ pub(super) fn set_data(path: ServerPath<'_>, data: &[u8], version: i32) -> Resul
 }
 
 /// delete: the path and the expected version.
-pub(super) fn delete(path: ServerPath<'_>, version: i32) -> Result<BytesMut> {
+pub(super) fn delete(path: ServerPath<'_>, version: i32) -> BytesMut {
     written(path.encoded_len() + 4, |buf| {
         path.put(buf);
         buf.put_i32(version);
@@ -84,7 +79,7 @@ pub(super) fn create(
     acl: &[Acl],
     flags: i32,
     ttl: Option<i64>,
-) -> Result<BytesMut> {
+) -> BytesMut {
     // An ACL entry: perms, then the scheme and the id as strings.
     let acl_len: usize = acl
         .iter()
@@ -104,18 +99,20 @@ pub(super) fn create(
 }
 
 /// A body of `capacity` bytes written by `write`, refused if the server would refuse it.
-fn written(capacity: usize, write: impl FnOnce(&mut BytesMut)) -> Result<BytesMut> {
+fn written(capacity: usize, write: impl FnOnce(&mut BytesMut)) -> BytesMut {
     let mut buf = BytesMut::with_capacity(capacity);
     write(&mut buf);
-    checked(buf)
+    buf
 }
 
-/// `body`, unless it is longer than the server accepts.
-pub(super) fn checked(body: BytesMut) -> Result<BytesMut> {
-    if body.len() > MAX_BODY_LEN {
+/// `body`, unless its request (header included) is longer than `max_request_len`, the
+/// servers' `jute.maxbuffer`.
+pub(super) fn checked(body: BytesMut, max_request_len: usize) -> Result<BytesMut> {
+    let max = max_request_len.saturating_sub(<RequestHeader as Decode>::MIN_LEN);
+    if body.len() > max {
         return Err(Error::RequestTooLarge {
             len: body.len(),
-            max: MAX_BODY_LEN,
+            max,
         });
     }
     Ok(body)
@@ -154,14 +151,14 @@ mod tests {
                         path: full.clone(),
                         watch,
                     };
-                    assert_eq!(path_and_watch(server, watch).unwrap(), record.to_bytes());
+                    assert_eq!(path_and_watch(server, watch), record.to_bytes());
                 }
                 for version in [-1, 0, 7] {
                     let record = DeleteRequest {
                         path: full.clone(),
                         version,
                     };
-                    assert_eq!(delete(server, version).unwrap(), record.to_bytes());
+                    assert_eq!(delete(server, version), record.to_bytes());
                 }
                 for data in datas {
                     let record = SetDataRequest {
@@ -169,7 +166,7 @@ mod tests {
                         data: Some(data.to_vec()),
                         version: 3,
                     };
-                    assert_eq!(set_data(server, data, 3).unwrap(), record.to_bytes());
+                    assert_eq!(set_data(server, data, 3), record.to_bytes());
                     for acl in &acls {
                         let record = CreateRequest {
                             path: full.clone(),
@@ -177,7 +174,7 @@ mod tests {
                             acl: acl.clone(),
                             flags: 2,
                         };
-                        let body = create(server, data, acl, 2, None).unwrap();
+                        let body = create(server, data, acl, 2, None);
                         assert_eq!(body, record.to_bytes());
                         let record = CreateTtlRequest {
                             path: full.clone(),
@@ -186,7 +183,7 @@ mod tests {
                             flags: 5,
                             ttl: 60_000,
                         };
-                        let body = create(server, data, acl, 5, Some(60_000)).unwrap();
+                        let body = create(server, data, acl, 5, Some(60_000));
                         assert_eq!(body, record.to_bytes());
                     }
                 }
@@ -195,17 +192,20 @@ mod tests {
     }
 
     #[test]
-    fn a_body_longer_than_the_server_accepts_is_refused() {
+    fn a_request_longer_than_the_server_accepts_is_refused() {
+        let max_request_len = 1000;
+        let max_body = max_request_len - <RequestHeader as Decode>::MIN_LEN;
         let path = ServerPath::new(None, "/x");
-        let data = vec![0; MAX_BODY_LEN];
+        let data = vec![0; max_body];
+        let too_long = set_data(path, &data, -1);
         assert_eq!(
-            set_data(path, &data, -1),
+            checked(too_long, max_request_len),
             Err(Error::RequestTooLarge {
-                len: 4 + 2 + 4 + MAX_BODY_LEN + 4,
-                max: MAX_BODY_LEN
+                len: 4 + 2 + 4 + max_body + 4,
+                max: max_body
             })
         );
-        let fits = MAX_BODY_LEN - (4 + 2 + 4 + 4);
-        assert!(set_data(path, &data[..fits], -1).is_ok());
+        let fits = max_body - (4 + 2 + 4 + 4);
+        assert!(checked(set_data(path, &data[..fits], -1), max_request_len).is_ok());
     }
 }

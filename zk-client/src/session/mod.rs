@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot, watch as tokio_watch};
+use zk_proto::frame::DEFAULT_MAX_FRAME_LEN;
 use zk_proto::OpCode;
 
 pub(crate) use actor::{Action, Command, Request};
@@ -52,6 +53,7 @@ pub struct SessionConfig {
     pub(crate) renew_on_expiry: bool,
     pub(crate) attach: Option<(i64, Vec<u8>)>,
     pub(crate) max_reply_len: usize,
+    pub(crate) max_request_len: usize,
     pub(crate) shuffle_hosts: bool,
 }
 
@@ -68,6 +70,7 @@ impl SessionConfig {
             renew_on_expiry: false,
             attach: None,
             max_reply_len: 4 * 1024 * 1024,
+            max_request_len: DEFAULT_MAX_FRAME_LEN,
             shuffle_hosts: true,
         })
     }
@@ -108,6 +111,20 @@ impl SessionConfig {
     #[must_use]
     pub fn max_reply_len(mut self, bytes: usize) -> Self {
         self.max_reply_len = bytes.max(MIN_REPLY_LEN);
+        self
+    }
+
+    /// The largest request the servers accept, in bytes: their `jute.maxbuffer` (default
+    /// 0xfffff, 1 MiB − 1, Apache's default; at least 1 KiB). Node data and requests that
+    /// would exceed it fail with [`Error::DataTooLarge`] or [`Error::RequestTooLarge`]
+    /// before anything is sent (a server closes the connection on a request over its limit).
+    /// Raise it only for servers started with a larger limit (Apache's
+    /// `-Djute.maxbuffer=…`, zk-server's `jute.maxbuffer` in `zoo.cfg`). A raised limit
+    /// also raises [`max_reply_len`](Self::max_reply_len) to at least this size plus 1 KiB,
+    /// so that data written can be read back.
+    #[must_use]
+    pub fn max_request_len(mut self, bytes: usize) -> Self {
+        self.max_request_len = bytes.max(MIN_REPLY_LEN);
         self
     }
 
@@ -212,6 +229,8 @@ pub(crate) struct Shared {
     /// Why the latest connection attempt failed ("host: reason"), for the error of a wait
     /// for a connection that never came.
     pub(crate) last_connect_failure: Mutex<Option<String>>,
+    /// The servers' `jute.maxbuffer` ([`SessionConfig::max_request_len`]).
+    pub(crate) max_request_len: usize,
 }
 
 impl Shared {
@@ -257,9 +276,16 @@ impl Session {
     }
 
     pub(crate) fn start_inner(
-        config: SessionConfig,
+        mut config: SessionConfig,
         events: Option<mpsc::UnboundedSender<SessionEvent>>,
     ) -> Session {
+        // With a raised request limit, data as large as the servers accept must come back in
+        // a getData reply.
+        if config.max_request_len > DEFAULT_MAX_FRAME_LEN {
+            config.max_reply_len = config
+                .max_reply_len
+                .max(config.max_request_len.saturating_add(MIN_REPLY_LEN));
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let (state_tx, state_rx) = tokio_watch::channel(SessionState::Connecting);
         let shared = Arc::new(Shared {
@@ -276,6 +302,7 @@ impl Session {
             disconnected_at: Mutex::new(None),
             hosts: Mutex::new(config.connect.hosts().to_vec()),
             last_connect_failure: Mutex::new(None),
+            max_request_len: config.max_request_len,
         });
         let actor = actor::Actor::new(config, shared.clone(), rx, state_tx, events);
         tokio::spawn(actor.run());
@@ -417,7 +444,17 @@ impl Session {
     }
 
     /// Queues a request now; the returned future waits for the reply body.
+    /// The largest node data a request may carry: the servers' `jute.maxbuffer`
+    /// ([`SessionConfig::max_request_len`]).
+    pub(crate) fn max_data_len(&self) -> usize {
+        self.shared.max_request_len
+    }
+
     pub(crate) fn submit(&self, op: OpCode, body: BytesMut, action: Action) -> ReplyFuture {
+        let body = match bodies::checked(body, self.shared.max_request_len) {
+            Ok(body) => body,
+            Err(e) => return ReplyFuture::Failed(Some(e)),
+        };
         let (reply, rx) = oneshot::channel();
         let cmd = Command::Request(Request {
             op,

@@ -20,16 +20,17 @@ use zk_proto::{
 use super::bodies::{self, ServerPath};
 use super::watch::{OneShotKind, PersistentWatch, WatchFuture};
 use super::{Action, Command, Session};
-use crate::error::{Error, Result, MAX_DATA_LEN};
+use crate::error::{Error, Result};
 
 /// Largest TTL the server accepts (2^40 − 1 ms).
 pub(crate) const MAX_TTL: i64 = (1 << 40) - 1;
 
-pub(crate) fn check_data(data: &[u8]) -> Result<()> {
-    if data.len() > MAX_DATA_LEN {
+/// Refuses data longer than `max` (the session's [`max_data_len`](Session::max_data_len)).
+pub(crate) fn check_data(data: &[u8], max: usize) -> Result<()> {
+    if data.len() > max {
         return Err(Error::DataTooLarge {
             len: data.len(),
-            max: MAX_DATA_LEN,
+            max,
         });
     }
     Ok(())
@@ -50,15 +51,17 @@ pub(crate) fn check_acl(acl: &[Acl]) -> Result<()> {
     Ok(())
 }
 
-/// Validates a create's arguments as the server would, before anything is sent.
+/// Validates a create's arguments as the server would, before anything is sent (`max_data`:
+/// the session's [`max_data_len`](Session::max_data_len)).
 pub(crate) fn check_create(
     path: &str,
     data: &[u8],
     acl: &[Acl],
     mode: CreateMode,
     ttl: Option<i64>,
+    max_data: usize,
 ) -> Result<()> {
-    check_create_except_acl(path, data, mode, ttl)?;
+    check_create_except_acl(path, data, mode, ttl, max_data)?;
     check_acl(acl)
 }
 
@@ -68,14 +71,15 @@ pub(crate) fn check_create_except_acl(
     data: &[u8],
     mode: CreateMode,
     ttl: Option<i64>,
+    max_data: usize,
 ) -> Result<()> {
     validate_create_path(path, mode.is_sequential())?;
-    check_data(data)?;
+    check_data(data, max_data)?;
     check_ttl(mode, ttl)
 }
 
-fn body(record: &impl Encode) -> Result<BytesMut> {
-    bodies::checked(record.to_bytes())
+fn body(record: &impl Encode) -> BytesMut {
+    record.to_bytes()
 }
 
 fn decode<T: Decode>(bytes: &Bytes) -> Result<T> {
@@ -144,7 +148,9 @@ impl Op {
         }
     }
 
-    pub(crate) fn validate(&self) -> Result<()> {
+    /// Validates the op's arguments (`max_data`: the session's
+    /// [`max_data_len`](Session::max_data_len)).
+    pub(crate) fn validate(&self, max_data: usize) -> Result<()> {
         match self {
             Op::Create {
                 path,
@@ -152,10 +158,10 @@ impl Op {
                 acl,
                 mode,
                 ttl,
-            } => check_create(path, data, acl, *mode, *ttl),
+            } => check_create(path, data, acl, *mode, *ttl, max_data),
             Op::SetData { path, data, .. } => {
                 validate_path(path)?;
-                check_data(data)
+                check_data(data, max_data)
             }
             Op::Delete { path, .. } | Op::Check { path, .. } => Ok(validate_path(path)?),
         }
@@ -292,7 +298,7 @@ impl Session {
         mode: CreateMode,
         ttl: Option<i64>,
     ) -> Result<(String, Stat)> {
-        check_create(path, data, acl, mode, ttl)?;
+        check_create(path, data, acl, mode, ttl, self.max_data_len())?;
         let (op, ttl) = if mode.is_ttl() {
             (OpCode::CreateTtl, Some(ttl.unwrap_or(0)))
         } else if mode.is_container() {
@@ -300,7 +306,7 @@ impl Session {
         } else {
             (OpCode::Create2, None)
         };
-        let body = bodies::create(self.on_server(path), data, acl, mode.flags(), ttl)?;
+        let body = bodies::create(self.on_server(path), data, acl, mode.flags(), ttl);
         let reply = self.submit(op, body, Action::None).await?;
         let resp: Create2Response = decode(&reply)?;
         Ok((self.client_path(resp.path), resp.stat))
@@ -312,7 +318,7 @@ impl Session {
     /// [`Error::NoNode`], [`Error::BadVersion`], [`Error::NotEmpty`].
     pub async fn delete(&self, path: &str, version: i32) -> Result<()> {
         validate_path(path)?;
-        let body = bodies::delete(self.on_server(path), version)?;
+        let body = bodies::delete(self.on_server(path), version);
         self.submit(OpCode::Delete, body, Action::None).await?;
         Ok(())
     }
@@ -320,7 +326,7 @@ impl Session {
     /// The node's stat, or `None` if it does not exist.
     pub async fn exists(&self, path: &str) -> Result<Option<Stat>> {
         validate_path(path)?;
-        let body = bodies::path_and_watch(self.on_server(path), false)?;
+        let body = bodies::path_and_watch(self.on_server(path), false);
         match self.submit(OpCode::Exists, body, Action::None).await {
             Ok(reply) => Ok(Some(decode::<Stat>(&reply)?)),
             Err(Error::NoNode) => Ok(None),
@@ -333,7 +339,7 @@ impl Session {
     pub async fn exists_watched(&self, path: &str) -> Result<(Option<Stat>, WatchFuture)> {
         validate_path(path)?;
         let server = self.on_server(path);
-        let body = bodies::path_and_watch(server, true)?;
+        let body = bodies::path_and_watch(server, true);
         let (tx, rx) = oneshot::channel();
         let action = Action::Exists {
             path: server.joined(),
@@ -355,7 +361,7 @@ impl Session {
     ) -> Result<(Vec<u8>, Stat, Option<WatchFuture>)> {
         validate_path(path)?;
         let server = self.on_server(path);
-        let body = bodies::path_and_watch(server, watch)?;
+        let body = bodies::path_and_watch(server, watch);
         let (action, fut) = self.one_shot(OneShotKind::Data, watch, server, path);
         let reply = self.submit(OpCode::GetData, body, action).await?;
         let resp: GetDataResponse = decode(&reply)?;
@@ -386,8 +392,8 @@ impl Session {
     /// Writes a node's data if its version matches (`-1`: any); returns the new stat.
     pub async fn set_data(&self, path: &str, data: &[u8], version: i32) -> Result<Stat> {
         validate_path(path)?;
-        check_data(data)?;
-        let body = bodies::set_data(self.on_server(path), data, version)?;
+        check_data(data, self.max_data_len())?;
+        let body = bodies::set_data(self.on_server(path), data, version);
         let reply = self.submit(OpCode::SetData, body, Action::None).await?;
         Ok(decode::<SetDataResponse>(&reply)?.stat)
     }
@@ -400,7 +406,7 @@ impl Session {
     ) -> Result<(Vec<String>, Option<WatchFuture>)> {
         validate_path(path)?;
         let server = self.on_server(path);
-        let body = bodies::path_and_watch(server, watch)?;
+        let body = bodies::path_and_watch(server, watch);
         let (action, fut) = self.one_shot(OneShotKind::Child, watch, server, path);
         let reply = self.submit(OpCode::GetChildren, body, action).await?;
         Ok((decode::<GetChildrenResponse>(&reply)?.children, fut))
@@ -414,7 +420,7 @@ impl Session {
     ) -> Result<(Vec<String>, Stat, Option<WatchFuture>)> {
         validate_path(path)?;
         let server = self.on_server(path);
-        let body = bodies::path_and_watch(server, watch)?;
+        let body = bodies::path_and_watch(server, watch);
         let (action, fut) = self.one_shot(OneShotKind::Child, watch, server, path);
         let reply = self.submit(OpCode::GetChildren2, body, action).await?;
         let resp: GetChildren2Response = decode(&reply)?;
@@ -428,7 +434,7 @@ impl Session {
             path: self.server_path(path),
         };
         let reply = self
-            .submit(OpCode::GetAcl, body(&req)?, Action::None)
+            .submit(OpCode::GetAcl, body(&req), Action::None)
             .await?;
         let resp: GetAclResponse = decode(&reply)?;
         Ok((resp.acl, resp.stat))
@@ -444,7 +450,7 @@ impl Session {
             version,
         };
         let reply = self
-            .submit(OpCode::SetAcl, body(&req)?, Action::None)
+            .submit(OpCode::SetAcl, body(&req), Action::None)
             .await?;
         Ok(decode::<SetAclResponse>(&reply)?.stat)
     }
@@ -455,7 +461,7 @@ impl Session {
         let req = SyncRequest {
             path: self.server_path(path),
         };
-        let reply = self.submit(OpCode::Sync, body(&req)?, Action::None).await?;
+        let reply = self.submit(OpCode::Sync, body(&req), Action::None).await?;
         Ok(self.client_path(decode::<SyncResponse>(&reply)?.path))
     }
 
@@ -466,7 +472,7 @@ impl Session {
     /// [`Error::Transaction`] wrapping the failing op's error.
     pub async fn multi(&self, ops: &[Op]) -> Result<Vec<OpResult>> {
         for op in ops {
-            op.validate()?;
+            op.validate(self.max_data_len())?;
         }
         if ops.is_empty() {
             return Ok(Vec::new());
@@ -474,9 +480,7 @@ impl Session {
         let req = MultiRequest {
             ops: ops.iter().map(|op| op.to_multi(self.chroot())).collect(),
         };
-        let reply = self
-            .submit(OpCode::Multi, body(&req)?, Action::None)
-            .await?;
+        let reply = self.submit(OpCode::Multi, body(&req), Action::None).await?;
         let resp: MultiResponse = decode(&reply)?;
         let failed = resp
             .results
@@ -551,7 +555,7 @@ impl Session {
         let reply = self
             .submit(
                 OpCode::MultiRead,
-                body(&MultiRequest { ops: multi })?,
+                body(&MultiRequest { ops: multi }),
                 Action::None,
             )
             .await?;
@@ -596,7 +600,7 @@ impl Session {
             mode == AddWatchMode::PersistentRecursive,
             self.weak_commands(),
         );
-        self.submit(OpCode::AddWatch, body(&req)?, action).await?;
+        self.submit(OpCode::AddWatch, body(&req), action).await?;
         Ok(stream)
     }
 
@@ -616,7 +620,7 @@ impl Session {
             path: server_path,
             watcher_type,
         };
-        self.submit(OpCode::RemoveWatches, body(&req)?, action)
+        self.submit(OpCode::RemoveWatches, body(&req), action)
             .await?;
         Ok(())
     }
@@ -646,7 +650,7 @@ impl Session {
             path: self.server_path(path),
             watcher_type,
         };
-        self.submit(OpCode::CheckWatches, body(&req)?, Action::None)
+        self.submit(OpCode::CheckWatches, body(&req), Action::None)
             .await?;
         Ok(())
     }
@@ -657,7 +661,7 @@ impl Session {
             prefix_path: self.server_path(if prefix.is_empty() { "/" } else { prefix }),
         };
         let reply = self
-            .submit(OpCode::GetEphemerals, body(&req)?, Action::None)
+            .submit(OpCode::GetEphemerals, body(&req), Action::None)
             .await?;
         let resp: GetEphemeralsResponse = decode(&reply)?;
         Ok(resp
@@ -674,7 +678,7 @@ impl Session {
             path: self.server_path(path),
         };
         let reply = self
-            .submit(OpCode::GetAllChildrenNumber, body(&req)?, Action::None)
+            .submit(OpCode::GetAllChildrenNumber, body(&req), Action::None)
             .await?;
         Ok(decode::<GetAllChildrenNumberResponse>(&reply)?.total_number)
     }
@@ -692,7 +696,7 @@ impl Session {
     /// chroot, optionally leaving a data watch on it.
     pub async fn get_config(&self, watch: bool) -> Result<(Vec<u8>, Stat, Option<WatchFuture>)> {
         let server = ServerPath::new(None, CONFIG_NODE);
-        let body = bodies::path_and_watch(server, watch)?;
+        let body = bodies::path_and_watch(server, watch);
         let (action, fut) = self.one_shot(OneShotKind::Data, watch, server, CONFIG_NODE);
         let reply = self.submit(OpCode::GetData, body, action).await?;
         let resp: GetDataResponse = decode(&reply)?;
@@ -703,7 +707,7 @@ impl Session {
     /// stat of `/zookeeper/config`.
     pub async fn reconfig(&self, request: ReconfigRequest) -> Result<(Vec<u8>, Stat)> {
         let reply = self
-            .submit(OpCode::Reconfig, body(&request)?, Action::None)
+            .submit(OpCode::Reconfig, body(&request), Action::None)
             .await?;
         let resp: GetDataResponse = decode(&reply)?;
         Ok((resp.data.unwrap_or_default(), resp.stat))
@@ -719,11 +723,12 @@ fn next_watch_id() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::MAX_DATA_LEN;
 
     #[test]
     fn create_arguments_are_checked_before_sending() {
         let acl = Acl::open_unsafe();
-        let ok = |p: &str, m| check_create(p, b"", &acl, m, None);
+        let ok = |p: &str, m| check_create(p, b"", &acl, m, None, MAX_DATA_LEN);
         assert!(ok("/a", CreateMode::Persistent).is_ok());
         assert!(ok("/a/", CreateMode::PersistentSequential).is_ok());
         assert!(matches!(
@@ -748,7 +753,7 @@ mod tests {
         ));
         let big = vec![0u8; MAX_DATA_LEN + 1];
         assert_eq!(
-            check_create("/a", &big, &acl, CreateMode::Persistent, None),
+            check_create("/a", &big, &acl, CreateMode::Persistent, None, MAX_DATA_LEN),
             Err(Error::DataTooLarge {
                 len: MAX_DATA_LEN + 1,
                 max: MAX_DATA_LEN
@@ -759,19 +764,41 @@ mod tests {
             &big[..MAX_DATA_LEN],
             &acl,
             CreateMode::Persistent,
-            None
+            None,
+            MAX_DATA_LEN
         )
         .is_ok());
         assert_eq!(
-            check_create("/a", b"", &acl, CreateMode::Persistent, Some(10)),
+            check_create(
+                "/a",
+                b"",
+                &acl,
+                CreateMode::Persistent,
+                Some(10),
+                MAX_DATA_LEN
+            ),
             Err(Error::TtlWithoutTtlMode)
         );
         assert_eq!(
-            check_create("/a", b"", &acl, CreateMode::PersistentWithTtl, None),
+            check_create(
+                "/a",
+                b"",
+                &acl,
+                CreateMode::PersistentWithTtl,
+                None,
+                MAX_DATA_LEN
+            ),
             Err(Error::TtlWithoutTtlMode)
         );
         assert_eq!(
-            check_create("/a", b"", &acl, CreateMode::PersistentWithTtl, Some(0)),
+            check_create(
+                "/a",
+                b"",
+                &acl,
+                CreateMode::PersistentWithTtl,
+                Some(0),
+                MAX_DATA_LEN
+            ),
             Err(Error::TtlOutOfRange(0))
         );
         assert_eq!(
@@ -780,7 +807,8 @@ mod tests {
                 b"",
                 &acl,
                 CreateMode::PersistentWithTtl,
-                Some(MAX_TTL + 1)
+                Some(MAX_TTL + 1),
+                MAX_DATA_LEN
             ),
             Err(Error::TtlOutOfRange(MAX_TTL + 1))
         );
@@ -789,11 +817,12 @@ mod tests {
             b"",
             &acl,
             CreateMode::PersistentSequentialWithTtl,
-            Some(MAX_TTL)
+            Some(MAX_TTL),
+            MAX_DATA_LEN
         )
         .is_ok());
         assert_eq!(
-            check_create("/a", b"", &[], CreateMode::Persistent, None),
+            check_create("/a", b"", &[], CreateMode::Persistent, None, MAX_DATA_LEN),
             Err(Error::InvalidAcl)
         );
     }
@@ -804,20 +833,20 @@ mod tests {
             path: "bad".into(),
             version: 1
         }
-        .validate()
+        .validate(MAX_DATA_LEN)
         .is_err());
         assert!(Op::Delete {
             path: "/ok".into(),
             version: -1
         }
-        .validate()
+        .validate(MAX_DATA_LEN)
         .is_ok());
         assert!(Op::SetData {
             path: "/ok".into(),
             data: vec![0; MAX_DATA_LEN + 1],
             version: -1
         }
-        .validate()
+        .validate(MAX_DATA_LEN)
         .is_err());
     }
 }

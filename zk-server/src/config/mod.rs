@@ -62,6 +62,10 @@ impl Default for FourLetterWhitelist {
     }
 }
 
+/// The largest `jute.maxbuffer` this server takes. Its txn-log reader accepts entries this
+/// large whatever the configured limit, so that lowering the limit never hides logged txns.
+pub const MAX_JUTE_MAXBUFFER: usize = 64 << 20;
+
 /// Everything a standalone server needs.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -92,6 +96,12 @@ pub struct ServerConfig {
     /// `user:BASE64` digest granting super-user rights
     /// (`DigestAuthenticationProvider.superDigest`).
     pub super_digest: Option<String>,
+    /// The largest request a client may send, in bytes (the frame after its length prefix):
+    /// Apache's `jute.maxbuffer`, default 0xfffff (1 MiB − 1), at most
+    /// [`MAX_JUTE_MAXBUFFER`]. A larger request closes its connection. Apache reads it from
+    /// the JVM's `-Djute.maxbuffer`; this server from `zoo.cfg`. Every member of an ensemble
+    /// needs the same value.
+    pub jute_max_buffer: usize,
     /// Whether TTL nodes are enabled (`extendedTypesEnabled`).
     pub extended_types: bool,
     /// How often containers and TTL nodes are checked, ms (`znode.container.checkIntervalMs`).
@@ -129,6 +139,7 @@ impl ServerConfig {
             purge_interval_hours: 0,
             four_letter_words: FourLetterWhitelist::default(),
             super_digest: None,
+            jute_max_buffer: zk_proto::frame::DEFAULT_MAX_FRAME_LEN,
             extended_types: false,
             container_check_interval_ms: 60_000,
             container_max_per_minute: 10_000,

@@ -10,7 +10,7 @@ use super::quorum::{
     read_myid, LearnerType, QuorumConfig, QuorumSecret, QuorumServer, ServerId,
     MAX_EXTENDED_SERVER_ID, MAX_SERVER_ID, MIN_SECRET_LEN,
 };
-use super::{FourLetterWhitelist, ServerConfig};
+use super::{FourLetterWhitelist, ServerConfig, MAX_JUTE_MAXBUFFER};
 
 /// A configuration file that cannot be used.
 #[derive(Debug, Error)]
@@ -196,6 +196,14 @@ pub fn parse_zoo_cfg(text: &str) -> Result<(ServerConfig, Vec<String>), ConfigEr
                     return Err(bad("user:BASE64 digest"));
                 }
                 config.super_digest = Some(value.to_owned());
+            }
+            // Apache reads it from a JVM property (Integer.getInteger: decimal or 0x hex).
+            "jute.maxbuffer" => {
+                config.jute_max_buffer = jute_max_buffer(value).ok_or_else(|| {
+                    bad(&format!(
+                        "a number of bytes from 1024 to {MAX_JUTE_MAXBUFFER}"
+                    ))
+                })?
             }
             "extendedTypesEnabled" | "zookeeper.extendedTypesEnabled" => {
                 config.extended_types = parse_bool(value).ok_or_else(|| bad("true or false"))?
@@ -599,6 +607,18 @@ fn read_secret_file(line: usize, path: &Path) -> Result<Vec<u8>, ConfigError> {
     Ok(trimmed.to_vec())
 }
 
+/// A `jute.maxbuffer` value: decimal or `0x` hexadecimal, 1 KiB to [`MAX_JUTE_MAXBUFFER`].
+fn jute_max_buffer(value: &str) -> Option<usize> {
+    let n = match value
+        .strip_prefix("0x")
+        .or_else(|| value.strip_prefix("0X"))
+    {
+        Some(hex) => usize::from_str_radix(hex, 16).ok()?,
+        None => value.parse().ok()?,
+    };
+    (1024..=MAX_JUTE_MAXBUFFER).contains(&n).then_some(n)
+}
+
 fn parse_bool(value: &str) -> Option<bool> {
     match value.to_ascii_lowercase().as_str() {
         "true" | "yes" => Some(true),
@@ -644,6 +664,25 @@ mod tests {
             .to_string();
         assert!(err.contains("maxSessionTimeout"), "{err}");
         assert!(parse_zoo_cfg("dataDir=/x\nmaxSessionTimeout=-5").is_err());
+    }
+
+    /// `jute.maxbuffer` as Java's Integer.getInteger reads it (decimal or 0x hex), bounded.
+    #[test]
+    fn jute_maxbuffer_is_read_in_decimal_or_hex() {
+        let (config, _) = parse_zoo_cfg("dataDir=/x").unwrap();
+        assert_eq!(config.jute_max_buffer, 0xfffff);
+        let (config, _) = parse_zoo_cfg("dataDir=/x\njute.maxbuffer=4194304").unwrap();
+        assert_eq!(config.jute_max_buffer, 4 << 20);
+        let (config, warnings) = parse_zoo_cfg("dataDir=/x\njute.maxbuffer=0x1fffff").unwrap();
+        assert_eq!(config.jute_max_buffer, 0x1fffff);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        for bad in ["100", "0x", "-1", "1M", "134217728"] {
+            let result = parse_zoo_cfg(&format!("dataDir=/x\njute.maxbuffer={bad}"));
+            assert!(
+                matches!(result, Err(ConfigError::Value { .. })),
+                "{bad}: {result:?}"
+            );
+        }
     }
 
     /// Client security keys are refused, not ignored (which would serve in plain text).

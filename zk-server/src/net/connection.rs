@@ -16,7 +16,7 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
-use zk_proto::frame::{split_frame, DEFAULT_MAX_FRAME_LEN};
+use zk_proto::frame::split_frame;
 use zk_proto::{ConnectRequest, Decode, ErrorCode, Reader, Request, RequestHeader};
 
 use super::{Event, Outbound};
@@ -79,9 +79,15 @@ pub(super) async fn run(
         // Frames that arrived while reading was paused are already buffered: handle them as
         // soon as there is room again, without waiting for more bytes from the client.
         if can_read && matches!(phase, Phase::Established) && !input.is_empty() {
-            if let Err(reason) =
-                process_frames(&mut input, &mut phase, conn, remote, events, &mut in_flight)
-            {
+            if let Err(reason) = process_frames(
+                &mut input,
+                &mut phase,
+                conn,
+                remote,
+                events,
+                &mut in_flight,
+                config.jute_max_buffer,
+            ) {
                 tracing::debug!(%remote, %reason, "closing connection");
                 break;
             }
@@ -106,7 +112,7 @@ pub(super) async fn run(
                         break;
                     }
                 }
-                match process_frames(&mut input, &mut phase, conn, remote, events, &mut in_flight) {
+                match process_frames(&mut input, &mut phase, conn, remote, events, &mut in_flight, config.jute_max_buffer) {
                     Ok(()) => {}
                     Err(reason) => {
                         tracing::debug!(%remote, %reason, "closing connection");
@@ -177,9 +183,18 @@ fn process_frames(
     remote: SocketAddr,
     events: &mpsc::UnboundedSender<Event>,
     in_flight: &mut usize,
+    max_frame: usize,
 ) -> Result<(), String> {
     let mut inputs = Vec::new();
-    let decoded = decode_frames(input, phase, conn, remote, in_flight, &mut inputs);
+    let decoded = decode_frames(
+        input,
+        phase,
+        conn,
+        remote,
+        in_flight,
+        max_frame,
+        &mut inputs,
+    );
     if !inputs.is_empty() && events.send(Event::Inputs(inputs)).is_err() {
         return Err("server stopping".into());
     }
@@ -187,20 +202,21 @@ fn process_frames(
 }
 
 /// Appends the core inputs of the complete frames in `input` to `inputs`, up to the limit
-/// of requests in flight.
+/// of requests in flight; a frame longer than `max_frame` (`jute.maxbuffer`) is an error.
 fn decode_frames(
     input: &mut BytesMut,
     phase: &mut Phase,
     conn: ConnId,
     remote: SocketAddr,
     in_flight: &mut usize,
+    max_frame: usize,
     inputs: &mut Vec<Input>,
 ) -> Result<(), String> {
     loop {
         if matches!(phase, Phase::Draining) {
             return Ok(());
         }
-        let frame = match split_frame(input, DEFAULT_MAX_FRAME_LEN) {
+        let frame = match split_frame(input, max_frame) {
             Ok(Some(frame)) => frame,
             Ok(None) => return Ok(()),
             Err(e) => return Err(e.to_string()),

@@ -193,7 +193,12 @@ impl Server {
                 .map_err(crate::quorum::DriverError::from)?;
         let mut config = config;
         let (listener, local_addr) = bind_client_port(&mut config).await?;
-        let transport_config = TransportConfig::from_quorum(&quorum);
+        let mut transport_config = TransportConfig::from_quorum(&quorum);
+        // A forwarded request or a proposal carries up to a whole client request.
+        transport_config.limits.max_message = transport_config
+            .limits
+            .max_message
+            .max(config.jute_max_buffer.saturating_mul(2));
         let quorum_addr = transport_config
             .listen_addr(quorum.listen_on_all_ips)
             .and_then(|(host, port)| Some(SocketAddr::new(host.parse().ok()?, port)))

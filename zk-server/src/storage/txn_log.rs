@@ -4,11 +4,11 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use zk_proto::frame::DEFAULT_MAX_FRAME_LEN;
 use zk_proto::{Decode, Encode, FileHeader, Txn};
 
 use super::adler32::adler32;
 use super::{file_name, sync_dir, StorageError};
+use crate::config::MAX_JUTE_MAXBUFFER;
 
 /// File header size.
 pub(crate) const HEADER_LEN: usize = 16;
@@ -18,8 +18,10 @@ const ENTRY_HEADER_LEN: usize = 12;
 const END_OF_RECORD: u8 = 0x42;
 /// Log files grow in chunks of this size (filled by the file system with zeros).
 const PREALLOCATE: u64 = 64 * 1024 * 1024;
-/// Largest txn an entry may hold: a request frame plus headers.
-const MAX_TXN_LEN: usize = DEFAULT_MAX_FRAME_LEN + 1024;
+/// Largest txn an entry may hold: the largest request frame any configuration accepts, plus
+/// headers. Not the configured `jute.maxbuffer`: a limit lowered after larger txns were
+/// logged must not make their entries look like damage.
+const MAX_TXN_LEN: usize = MAX_JUTE_MAXBUFFER + 1024;
 
 /// What reading one log file found.
 #[derive(Debug)]

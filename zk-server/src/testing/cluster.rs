@@ -19,6 +19,7 @@ pub struct TestingClusterBuilder {
     observers: usize,
     tick_time_ms: u32,
     snap_count: u64,
+    jute_max_buffer: usize,
 }
 
 impl Default for TestingClusterBuilder {
@@ -28,6 +29,7 @@ impl Default for TestingClusterBuilder {
             observers: 0,
             tick_time_ms: 200,
             snap_count: 100_000,
+            jute_max_buffer: zk_proto::frame::DEFAULT_MAX_FRAME_LEN,
         }
     }
 }
@@ -58,6 +60,13 @@ impl TestingClusterBuilder {
     /// leader's snapshot instead of a diff.
     pub fn snap_count(mut self, count: u64) -> Self {
         self.snap_count = count;
+        self
+    }
+
+    /// The largest request a client may send, on every member (Apache's `jute.maxbuffer`,
+    /// default 0xfffff).
+    pub fn jute_max_buffer(mut self, bytes: usize) -> Self {
+        self.jute_max_buffer = bytes;
         self
     }
 
@@ -186,6 +195,7 @@ impl TestingCluster {
         config.max_client_cnxns = 0;
         config.four_letter_words = FourLetterWhitelist::All;
         config.snap_count = self.options.snap_count;
+        config.jute_max_buffer = self.options.jute_max_buffer;
         config.quorum = Some(QuorumConfig {
             my_id: member.spec.id,
             servers: self

@@ -29,6 +29,7 @@ pub struct TestingServerBuilder {
     snap_count: u64,
     container_check_interval_ms: u64,
     emulate_3_5: bool,
+    jute_max_buffer: usize,
 }
 
 impl Default for TestingServerBuilder {
@@ -40,6 +41,7 @@ impl Default for TestingServerBuilder {
             snap_count: 100_000,
             container_check_interval_ms: 1000,
             emulate_3_5: false,
+            jute_max_buffer: zk_proto::frame::DEFAULT_MAX_FRAME_LEN,
         }
     }
 }
@@ -84,6 +86,13 @@ impl TestingServerBuilder {
     /// and recipes' fallbacks.
     pub fn emulate_3_5(mut self, enabled: bool) -> Self {
         self.emulate_3_5 = enabled;
+        self
+    }
+
+    /// The largest request a client may send (Apache's `jute.maxbuffer`, default 0xfffff);
+    /// see [`ServerConfig::jute_max_buffer`](crate::config::ServerConfig::jute_max_buffer).
+    pub fn jute_max_buffer(mut self, bytes: usize) -> Self {
+        self.jute_max_buffer = bytes;
         self
     }
 
@@ -151,6 +160,7 @@ impl TestingServer {
         config.purge_interval_hours = 1;
         config.container_check_interval_ms = self.options.container_check_interval_ms;
         config.emulate_3_5 = self.options.emulate_3_5;
+        config.jute_max_buffer = self.options.jute_max_buffer;
         config
     }
 
