@@ -27,6 +27,7 @@
 //! must consist only of these servers: mixed ensembles are not supported. Also refused:
 //! `dynamicConfigFile` (dynamic reconfiguration) and `group.*`/`weight.*` (hierarchical quorums).
 
+mod properties;
 pub mod quorum;
 mod zoo_cfg;
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use super::properties::{self, Entry};
 use super::quorum::{
     read_myid, LearnerType, QuorumConfig, QuorumSecret, QuorumServer, ServerId,
     MAX_EXTENDED_SERVER_ID, MAX_SERVER_ID, MIN_SECRET_LEN,
@@ -24,8 +25,8 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// A line is not `key=value`.
-    #[error("line {line}: expected key=value, found {text:?}")]
+    /// A line the properties syntax cannot read (a malformed `\uXXXX` escape).
+    #[error("line {line}: malformed \\uXXXX escape in {text:?}")]
     Syntax {
         /// Line number.
         line: usize,
@@ -115,19 +116,8 @@ pub fn parse_zoo_cfg(text: &str) -> Result<(ServerConfig, Vec<String>), ConfigEr
     let mut data_dir_set = false;
     let mut warnings = Vec::new();
     let mut quorum = QuorumKeys::default();
-    for (index, raw) in text.lines().enumerate() {
-        let line = index + 1;
-        let trimmed = raw.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        let Some((key, value)) = trimmed.split_once('=') else {
-            return Err(ConfigError::Syntax {
-                line,
-                text: raw.to_owned(),
-            });
-        };
-        let (key, value) = (key.trim(), value.trim());
+    for Entry { line, key, value } in properties::entries(text)? {
+        let (key, value) = (key.as_str(), value.as_str());
         let bad = |reason: &str| ConfigError::Value {
             line,
             key: key.to_owned(),
@@ -153,7 +143,8 @@ pub fn parse_zoo_cfg(text: &str) -> Result<(ServerConfig, Vec<String>), ConfigEr
                 quorum.client_port_set = true;
             }
             "clientPortAddress" => {
-                config.client_port_address = num(value).ok_or_else(|| bad("an IP address"))?;
+                config.client_port_address = resolve_ip(value)
+                    .ok_or_else(|| bad("an IP address or a host name that resolves"))?;
                 quorum.client_address_set = true;
             }
             "maxClientCnxns" => {
@@ -540,9 +531,9 @@ fn apply_client_addr(
     client_address_set: bool,
     config: &mut ServerConfig,
 ) -> Result<(), ConfigError> {
-    let ip: IpAddr = client.ip().ok_or_else(|| {
+    let ip = resolve_ip(&client.host).ok_or_else(|| {
         ConfigError::InvalidQuorum(format!(
-            "the client address of server.{my_id}, {client}, must be an IP address"
+            "the client address of server.{my_id}, {client}, does not resolve"
         ))
     })?;
     let static_addr = config.client_port_address;
@@ -607,6 +598,20 @@ fn read_secret_file(line: usize, path: &Path) -> Result<Vec<u8>, ConfigError> {
     Ok(trimmed.to_vec())
 }
 
+/// An IP address, or the first address a host name resolves to (Apache's
+/// `InetAddress.getByName`).
+fn resolve_ip(host: &str) -> Option<IpAddr> {
+    use std::net::ToSocketAddrs;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.parse().ok().or_else(|| {
+        (host, 0)
+            .to_socket_addrs()
+            .ok()?
+            .next()
+            .map(|addr| addr.ip())
+    })
+}
+
 /// A `jute.maxbuffer` value: decimal or `0x` hexadecimal, 1 KiB to [`MAX_JUTE_MAXBUFFER`].
 fn jute_max_buffer(value: &str) -> Option<usize> {
     let n = match value
@@ -666,6 +671,24 @@ mod tests {
         assert!(parse_zoo_cfg("dataDir=/x\nmaxSessionTimeout=-5").is_err());
     }
 
+    /// Read as Java's Properties.load reads it, as Apache does: other separators, `!`
+    /// comments, continued lines; a key without a value is an (unknown) key, not an error.
+    #[test]
+    fn the_java_properties_syntax_is_accepted() {
+        let text = "! comment\ntickTime: 100\ndataDir /tmp/zk\nclientPort = 2191\n\
+                    4lw.commands.whitelist=ruok,\\\n    mntr\nnonsense\n";
+        let (config, warnings) = parse_zoo_cfg(text).unwrap();
+        assert_eq!(config.tick_time_ms, 100);
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/zk"));
+        assert_eq!(config.client_port, 2191);
+        assert!(config.four_letter_words.allows("mntr"));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("line 7: unknown key nonsense"),
+            "{warnings:?}"
+        );
+    }
+
     /// `jute.maxbuffer` as Java's Integer.getInteger reads it (decimal or 0x hex), bounded.
     #[test]
     fn jute_maxbuffer_is_read_in_decimal_or_hex() {
@@ -709,7 +732,7 @@ mod tests {
             "dataDir=/x\ntickTime=abc",
             "dataDir=/x\nclientPort=70000",
             "tickTime=2000",
-            "dataDir=/x\nnonsense",
+            "dataDir=/x\nclientPortAddress=\\u12",
         ] {
             assert!(parse_zoo_cfg(text).is_err(), "{text}");
         }
@@ -921,6 +944,21 @@ mod tests {
             )
             .unwrap_err();
             assert!(matches!(err, ConfigError::InvalidQuorum(_)), "{err}");
+        }
+
+        /// Host names resolve, as Apache's InetAddress.getByName does.
+        #[test]
+        fn host_names_in_client_addresses() {
+            let body = format!(
+                "initLimit=10\nsyncLimit=5\n\
+                 server.1=localhost:2888:3888;localhost:2181\n\
+                 server.2=localhost:2889:3889;localhost:2182\n{SECRET}"
+            );
+            let (config, _) = parse(Some("2"), &body).unwrap();
+            assert_eq!(config.client_port, 2182);
+            assert!(config.client_port_address.is_loopback());
+            let (config, _) = parse(None, "clientPortAddress=localhost\n").unwrap();
+            assert!(config.client_port_address.is_loopback());
         }
 
         #[test]
