@@ -10,6 +10,9 @@ use zk_recipes::{CacheEvent, PathChildrenCache};
 use crate::discovery::Payload;
 use crate::{Error, InstanceSerializer, Result, ServiceInstance};
 
+/// The published list of instances.
+type Instances<T> = Arc<Vec<ServiceInstance<T>>>;
+
 /// Curator's `ServiceCache`: the instances of one service, kept current by a
 /// [`PathChildrenCache`] on `basePath/<name>` — correct across reconnects and session loss
 /// (it re-reads and diffs after each). Nodes that are not valid instances are left out.
@@ -19,7 +22,11 @@ use crate::{Error, InstanceSerializer, Result, ServiceInstance};
 pub struct ServiceCache<T> {
     children: Arc<PathChildrenCache>,
     serializer: Arc<dyn InstanceSerializer<T>>,
-    current: Arc<watch::Sender<Arc<Vec<ServiceInstance<T>>>>>,
+    /// The list as last published.
+    latest: watch::Receiver<Instances<T>>,
+    /// The list's only sender, until [`start`](ServiceCache::start) moves it into the task
+    /// (or [`close`](ServiceCache::close) drops it): receivers see the cache end with it.
+    sender: Mutex<Option<watch::Sender<Instances<T>>>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -37,10 +44,12 @@ impl<T: Payload> ServiceCache<T> {
         service_path: &str,
         serializer: Arc<dyn InstanceSerializer<T>>,
     ) -> Result<ServiceCache<T>> {
+        let (sender, latest) = watch::channel(Arc::new(Vec::new()));
         Ok(ServiceCache {
             children: Arc::new(PathChildrenCache::new(client, service_path)?),
             serializer,
-            current: Arc::new(watch::channel(Arc::new(Vec::new())).0),
+            latest,
+            sender: Mutex::new(Some(sender)),
             task: Mutex::new(None),
         })
     }
@@ -53,9 +62,11 @@ impl<T: Payload> ServiceCache<T> {
     pub async fn start(&self) -> Result<()> {
         let mut events = self.children.events();
         self.children.start()?;
+        let Some(current) = self.sender.lock().ok().and_then(|mut s| s.take()) else {
+            return Err(Error::Closed);
+        };
         let children = self.children.clone();
         let serializer = self.serializer.clone();
-        let current = self.current.clone();
         let (ready_tx, mut ready) = watch::channel(false);
         let handle = tokio::spawn(async move {
             while let Some(first) = events.next().await {
@@ -99,20 +110,23 @@ impl<T: Payload> ServiceCache<T> {
     }
 
     /// The instances as last read (in node-name order).
-    pub fn instances(&self) -> Arc<Vec<ServiceInstance<T>>> {
-        self.current.borrow().clone()
+    pub fn instances(&self) -> Instances<T> {
+        self.latest.borrow().clone()
     }
 
     /// A receiver of the instance list: `changed().await` wakes on every change, `borrow()`
-    /// reads the latest list.
-    pub fn changes(&self) -> watch::Receiver<Arc<Vec<ServiceInstance<T>>>> {
-        self.current.subscribe()
+    /// reads the latest list. Once the cache is closed, `changed()` returns an error.
+    pub fn changes(&self) -> watch::Receiver<Instances<T>> {
+        let mut receiver = self.latest.clone();
+        receiver.mark_unchanged();
+        receiver
     }
 
     /// Stops the cache; receivers from [`changes`](ServiceCache::changes) see the sender
     /// closed.
     pub async fn close(&self) {
         self.children.close().await;
+        drop(self.sender.lock().ok().and_then(|mut s| s.take()));
         let handle = self.task.lock().ok().and_then(|mut t| t.take());
         if let Some(handle) = handle {
             let _ = handle.await;

@@ -193,7 +193,13 @@ async fn a_dead_providers_instance_leaves_the_cache_within_the_session_timeout()
     )
     .await;
     drop(provider);
+    // Receivers learn that the cache closed (a `while rx.changed().await.is_ok()` loop ends).
+    let mut later = cache.changes();
     cache.close().await;
+    for rx in [&mut rx, &mut later] {
+        let ended = tokio::time::timeout(Duration::from_secs(5), rx.changed()).await;
+        assert!(matches!(ended, Ok(Err(_))), "{ended:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
