@@ -72,14 +72,19 @@ async fn serve_read_only(
         counts.probes.fetch_add(1, Ordering::SeqCst);
         return socket.write_all(b"ro").await;
     }
-    // The ConnectRequest: its content does not matter here.
+    // The ConnectRequest: a session it presents is taken back (protocolVersion 4 bytes,
+    // lastZxidSeen 8, timeOut 4, then the session id), otherwise a new one is made up.
     let mut request = vec![0u8; u32::from_be_bytes(head).min(4096) as usize];
     socket.read_exact(&mut request).await?;
+    let presented = request
+        .get(16..24)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(0, i64::from_be_bytes);
     let mut out = BytesMut::new();
     let response = ConnectResponse {
         protocol_version: 0,
         timeout: timeout_ms,
-        session_id: 0x5a5a,
+        session_id: if presented != 0 { presented } else { 0x5a5a },
         passwd: vec![0; 16],
         read_only: Some(true),
     };
@@ -500,6 +505,53 @@ async fn a_leader_on_a_read_only_server_stops_leading_until_back_on_a_read_write
         .expect("leads again on the read-write server")
         .unwrap();
     latch.close().await.unwrap();
+    client.close().await.unwrap();
+    fake.abort();
+}
+
+/// Under the Session error policy a leader keeps its term through a disconnection, but not on
+/// a read-only server: no LOST would ever come there while the quorum expires its session and
+/// another process leads. Its closure is cancelled once its client is read-only.
+#[tokio::test]
+async fn a_session_policy_leader_on_a_read_only_server_is_cancelled() {
+    let mut server = TestingServer::start().await.unwrap();
+    let (read_only, _, fake) = read_only_server().await;
+    let (client, _states) =
+        on_the_read_write_server(&server, &read_only, support::SESSION_TIMEOUT).await;
+    let (led_tx, mut led) = tokio::sync::mpsc::unbounded_channel();
+    let (cancelled_tx, mut cancelled) = tokio::sync::mpsc::unbounded_channel();
+    let selector = zk::recipes::LeaderSelector::builder(client.clone(), "/selector", move |ctx| {
+        let (led_tx, cancelled_tx) = (led_tx.clone(), cancelled_tx.clone());
+        async move {
+            let _ = led_tx.send(());
+            let reason = ctx.cancelled().await;
+            let _ = cancelled_tx.send(reason);
+        }
+    })
+    .error_policy(zk::client::ConnectionStateErrorPolicy::Session)
+    .build()
+    .unwrap();
+    selector.start().unwrap();
+    tokio::time::timeout(PATIENCE, led.recv())
+        .await
+        .expect("leads")
+        .unwrap();
+
+    server.stop().await;
+    tokio::time::timeout(PATIENCE, async {
+        while client.connection_state() != Some(ConnectionState::ReadOnly) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("on the read-only server");
+    let reason = tokio::time::timeout(PATIENCE, cancelled.recv())
+        .await
+        .expect("the leader is cancelled on the read-only server")
+        .unwrap();
+    assert_eq!(reason, zk::recipes::CancelReason::Suspended);
+    assert!(!selector.has_leadership());
+    selector.close().await.unwrap();
     client.close().await.unwrap();
     fake.abort();
 }

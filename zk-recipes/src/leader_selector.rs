@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use zk_client::{Client, ConnectionState, ConnectionStateErrorPolicy};
@@ -22,8 +22,9 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum CancelReason {
-    /// The connection dropped (Curator's SUSPENDED, or READ_ONLY), under
-    /// [`ConnectionStateErrorPolicy::Standard`] only.
+    /// The connection dropped (Curator's SUSPENDED), under
+    /// [`ConnectionStateErrorPolicy::Standard`] only; or the client is on a read-only
+    /// server (READ_ONLY), under either policy.
     Suspended,
     /// The session is lost, or the lock node is gone.
     Lost,
@@ -431,6 +432,21 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Resolves once `client` is connected to a read-only server.
+async fn read_only(client: &Client) {
+    // Subscribed before the current state is read, so no change falls between the two.
+    let mut states = client.connection_states();
+    if client.connection_state() == Some(ConnectionState::ReadOnly) {
+        return;
+    }
+    while let Some(state) = states.next().await {
+        if state == ConnectionState::ReadOnly {
+            return;
+        }
+    }
+    std::future::pending().await
+}
+
 /// Waits until `rx` changes; never resolves if its sender is gone.
 async fn changed<T>(rx: &mut watch::Receiver<T>) {
     if rx.changed().await.is_err() {
@@ -520,7 +536,7 @@ async fn lead(
             }
             None
         }
-        reason = cancel_trigger(inner.policy, &guard, interrupts, closed) => Some(reason),
+        reason = cancel_trigger(inner, &guard, interrupts, closed) => Some(reason),
     };
     if let Some(reason) = cancelled {
         tracing::info!(path = %inner.path, id = %inner.id, ?reason, "cancelling leadership");
@@ -551,16 +567,24 @@ async fn lead(
 
 /// Resolves when leadership must end.
 async fn cancel_trigger(
-    policy: ConnectionStateErrorPolicy,
+    inner: &Inner,
     guard: &MutexGuard,
     interrupts: &mut watch::Receiver<u64>,
     closed: &mut watch::Receiver<bool>,
 ) -> CancelReason {
+    let policy = inner.policy;
     let connection = async {
         if policy.is_error_state(ConnectionState::Suspended) {
             match guard.at_risk().await {
                 LockState::Suspended => CancelReason::Suspended,
                 _ => CancelReason::Lost,
+            }
+        } else if policy.is_error_state(ConnectionState::ReadOnly) {
+            // The lock's Suspended state does not tell a disconnection, which this policy
+            // leads through, from a read-only server, which it does not.
+            tokio::select! {
+                () = guard.lost() => CancelReason::Lost,
+                () = read_only(&inner.client) => CancelReason::Suspended,
             }
         } else {
             guard.lost().await;
