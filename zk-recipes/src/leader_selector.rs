@@ -412,13 +412,14 @@ impl LeaderSelector {
 }
 
 impl Drop for LeaderSelector {
+    /// Closes as [`LeaderSelector::close`] does, without waiting: the background task
+    /// (detached here, not aborted) cancels the leader, waits for its closure to stop (at
+    /// most the grace period), and only then lets the lock node go, so no other participant
+    /// leads while the closure still runs.
     fn drop(&mut self) {
         let status = std::mem::replace(&mut *lock(&self.inner.status), Status::Closed);
         self.inner.closed.send_replace(true);
-        if let Status::Started(task) = status {
-            // Drops the closure's task (aborted) and the guard (node deleted in the background).
-            task.abort();
-        }
+        drop(status);
         self.inner.leader.send_replace(false);
     }
 }

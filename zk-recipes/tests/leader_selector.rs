@@ -311,3 +311,35 @@ async fn the_error_policy_decides_whether_suspended_cancels_leadership() {
     );
     standard.close().await.unwrap();
 }
+
+/// Dropping a selector cancels its leader as `close` does, and its lock node goes only once
+/// the closure has stopped: a closure still cleaning up (here, blocking its thread) finds the
+/// node there, so nobody else leads meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_selector_releases_its_node_after_its_closure_stopped() {
+    let server = server().await;
+    let c = client(&server.connect_string()).await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let selector = LeaderSelector::builder(c.clone(), PATH, move |ctx| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send(None);
+            let reason = ctx.cancelled().await;
+            // Cleanup that does not yield for a while.
+            std::thread::sleep(Duration::from_millis(300));
+            let nodes = ctx.client().get_children(PATH).await.map(|n| n.len());
+            let _ = tx.send(Some((reason, nodes)));
+        }
+    })
+    .cancel_grace(Duration::from_secs(5))
+    .build()
+    .unwrap();
+    selector.start().unwrap();
+    assert_eq!(within("leads", rx.recv()).await, Some(None));
+    drop(selector);
+    assert_eq!(
+        within("the closure finishes its cleanup", rx.recv()).await,
+        Some(Some((CancelReason::Closed, Ok(1))))
+    );
+    wait_children(&c, PATH, |c| c.is_empty()).await;
+}
