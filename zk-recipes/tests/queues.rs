@@ -1053,3 +1053,95 @@ async fn a_queue_dropped_while_locking_an_item_leaves_no_lock_behind() {
     producer.close().await;
     drop(slow);
 }
+
+/// An item the consumer cannot take (here: larger than its client accepts, a failure that
+/// will not go away) is skipped, as Curator's per-item try/catch does: the items behind it
+/// are consumed, and the consumer waits for the queue to change instead of retrying the bad
+/// one in a tight loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_that_keeps_failing_does_not_block_the_items_behind_it() {
+    let server = server().await;
+    let producer = client(&server.connect_string()).await;
+    let small = zk_client::Client::builder()
+        .connect_string(server.connect_string())
+        .max_reply_len(1024)
+        .build()
+        .unwrap();
+    for locked in [false, true] {
+        let path = format!("/poison/{locked}");
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let mut builder = DistributedQueue::builder(small.clone(), &path, Utf8Serializer).consumer(
+            move |item: String| {
+                let tx = tx.clone();
+                async move { tx.send(item) }
+            },
+        );
+        if locked {
+            builder = builder.lock_path(&format!("{path}-locks"));
+        }
+        let put = DistributedQueue::builder(producer.clone(), &path, Utf8Serializer)
+            .build_queue()
+            .unwrap();
+        put.start().await.unwrap();
+        put.put("x".repeat(2048)).await.unwrap();
+        put.put("ok".to_owned()).await.unwrap();
+        let consumer = builder.build_queue().unwrap();
+        consumer.start().await.unwrap();
+        assert_eq!(
+            within("the item behind", rx.recv()).await.as_deref(),
+            Some("ok")
+        );
+        // Nothing is retried while the queue stays as it is.
+        let reads = server_reads(&server).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let more = server_reads(&server).await - reads;
+        assert!(
+            more < 10,
+            "{more} reads in 500 ms: the bad item is retried in a loop"
+        );
+        consumer.close().await;
+        put.close().await;
+    }
+    small.close().await.unwrap();
+}
+
+/// Requests the server has answered so far (its `mntr` packets received).
+async fn server_reads(server: &zk_server::TestingServer) -> u64 {
+    let mntr = server.four_letter_word("mntr").await.expect("mntr");
+    mntr.lines()
+        .find_map(|l| l.strip_prefix("zk_packets_received\t"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("zk_packets_received in mntr")
+}
+
+/// A serializer that panics on an item drops that item (as Curator's "corrupted queue item")
+/// instead of ending the consumer task: the next item is consumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serializer_panicking_on_an_item_drops_that_item_only() {
+    let server = server().await;
+    let c = client(&server.connect_string()).await;
+    let serializer = zk_recipes::queue::FnSerializer::new(
+        |item: &String| Ok(item.clone().into_bytes()),
+        |bytes: &[u8]| {
+            assert_ne!(bytes, b"bad", "a serializer bug");
+            Ok(String::from_utf8_lossy(bytes).into_owned())
+        },
+    );
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let q = DistributedQueue::builder(c.clone(), "/panicky/q", serializer)
+        .lock_path("/panicky/locks")
+        .consumer(move |item: String| {
+            let tx = tx.clone();
+            async move { tx.send(item) }
+        })
+        .build_queue()
+        .unwrap();
+    q.start().await.unwrap();
+    q.put("bad".to_owned()).await.unwrap();
+    q.put("good".to_owned()).await.unwrap();
+    assert_eq!(
+        within("the next item", rx.recv()).await.as_deref(),
+        Some("good")
+    );
+    q.close().await;
+}

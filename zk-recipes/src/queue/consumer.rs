@@ -163,10 +163,17 @@ pub(crate) async fn run<T: Send + 'static>(
                     first_locked.get_or_insert_with(|| name.clone());
                 }
                 Err(ZkError::Closed) => return,
-                Err(e) => {
-                    tracing::warn!(path = %core.path, item = %name, %e, "queue consumer: processing an item failed; listing again");
+                // Connection trouble: the next items would fail alike.
+                Err(e) if e.is_retryable() || e == ZkError::NotReadOnly => {
+                    tracing::debug!(path = %core.path, item = %name, %e, "queue consumer: processing an item failed; listing again");
                     failed = true;
                     break;
+                }
+                // This item's own failure (no permission, larger than the client accepts,
+                // ...): skip it, as Curator's per-item catch does, and go on with the next;
+                // it is tried again when the queue changes.
+                Err(e) => {
+                    tracing::warn!(path = %core.path, item = %name, %e, "queue consumer: processing an item failed; skipping it");
                 }
             }
         }
@@ -388,10 +395,18 @@ async fn consume_items<T: Send + 'static>(
         }
     };
     for (i, item_bytes) in raw.iter().enumerate() {
-        let item = match core.serializer.deserialize(item_bytes) {
-            Ok(item) => item,
-            Err(e) => {
+        // A panicking serializer is a corrupt item, not the end of the consumer task (with a
+        // lock path, every consumer would take the item in turn and die of it).
+        let deserialized =
+            std::panic::catch_unwind(AssertUnwindSafe(|| core.serializer.deserialize(item_bytes)));
+        let item = match deserialized {
+            Ok(Ok(item)) => item,
+            Ok(Err(e)) => {
                 tracing::error!(path = %core.path, item = %name, %e, "queue item does not deserialize; dropped");
+                continue;
+            }
+            Err(_) => {
+                tracing::error!(path = %core.path, item = %name, "the queue serializer panicked on an item; dropped");
                 continue;
             }
         };

@@ -9,7 +9,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 ///
 /// The bytes of each item are wrapped in Curator's item envelope in the node, so a Java
 /// producer or consumer using a serializer with the same byte format shares the queue.
-/// Deserialization gets bytes from the network: it must not panic on bad input.
+/// Deserialization gets bytes from the network: it must not panic on bad input (a consumer
+/// that meets a panic drops the item, as one it cannot deserialize).
 pub trait QueueSerializer<T>: Send + Sync + 'static {
     /// The bytes of `item`.
     ///
