@@ -248,10 +248,11 @@ impl LeaderLatch {
                 Status::Latent | Status::Closed => None,
             }
         };
+        // `closed` first: see `set_leader`.
+        self.inner.closed.send_replace(true);
         self.inner
             .leader
             .send_if_modified(|l| std::mem::replace(l, false));
-        self.inner.closed.send_replace(true);
         // The task finishes what it is doing (never cancelled mid-create, which would leave
         // an orphan node blocking the election), deletes its node and ends.
         if let Some(task) = task {
@@ -266,10 +267,10 @@ impl Drop for LeaderLatch {
         let status = std::mem::replace(&mut *lock(&self.inner.status), Status::Closed);
         if let Status::Started(_task) = status {
             // The task sees the flag, deletes its node and ends on its own.
+            self.inner.closed.send_replace(true);
             self.inner
                 .leader
                 .send_if_modified(|l| std::mem::replace(l, false));
-            self.inner.closed.send_replace(true);
         }
     }
 }
@@ -291,12 +292,16 @@ enum Checked {
     Again,
 }
 
-fn set_leader(inner: &Inner, leader: bool) {
+/// Sets leadership; whether it is `leader` now (a claim after `close` is refused).
+fn set_leader(inner: &Inner, leader: bool) -> bool {
     if !leader {
         inner.token.send_replace(None);
     }
     inner.leader.send_if_modified(|l| {
-        if *l == leader {
+        // Read under the leadership channel's lock: `close` raises `closed` before it
+        // clears leadership, so a claim racing it either comes first (and is cleared) or
+        // sees the flag; leadership never turns true after a close cleared it.
+        if *l == leader || (leader && *inner.closed.borrow()) {
             false
         } else {
             tracing::info!(path = %inner.path, id = %inner.id, leader, "leadership changed");
@@ -304,6 +309,7 @@ fn set_leader(inner: &Inner, leader: bool) {
             true
         }
     });
+    *inner.leader.borrow() == leader
 }
 
 /// Gives up our place in the queue: without its node a participant does not lead.
@@ -371,7 +377,11 @@ async fn drive(inner: Arc<Inner>, mut states: ConnectionStates) {
                     break;
                 }
                 inner.token.send_replace(Some(token));
-                set_leader(&inner, true);
+                if !set_leader(&inner, true) {
+                    // Closed meanwhile.
+                    inner.token.send_replace(None);
+                    break;
+                }
                 w
             }
             Ok(Checked::Follower(w)) => {
