@@ -347,9 +347,14 @@ async fn drive(inner: Arc<Inner>, mut states: ConnectionStates) {
             }
             continue;
         }
-        // Not raced against anything: a create cancelled after it was sent would leave an
-        // orphan node in the queue (bounded by the client's connection timeout).
-        let checked = check(&inner, &mut node).await;
+        // Raced against a close: a protected create abandoned after it was sent leaves no
+        // orphan (the client looks for the node in the background and deletes it), and a
+        // node made before is deleted below.
+        let checked = tokio::select! {
+            biased;
+            _ = became_true(&mut closed) => break,
+            r = check(&inner, &mut node) => r,
+        };
         let watch = match checked {
             Ok(Checked::Leader(w, token)) => {
                 backoff = Duration::from_millis(50);
@@ -443,11 +448,15 @@ async fn drive(inner: Arc<Inner>, mut states: ConnectionStates) {
     inner.node.send_replace(None);
     if let Some(ours) = node.take() {
         if *closed.borrow() {
-            // Closed: delete our node (waiting for the first attempt; on connection trouble
-            // the delete goes on in the background).
+            // Closed: delete our node (waiting for the first attempt if connected; without a
+            // connection, or on trouble, the delete goes on in the background).
             let mut own = OwnedNode::new(&client);
             own.set(ours.path);
-            own.delete_now().await;
+            if client.is_connected() {
+                own.delete_now().await;
+            } else {
+                own.delete_later();
+            }
         }
         // Otherwise the client is closed: its session, and our node, are gone.
     }

@@ -296,3 +296,31 @@ async fn participants_in_queue_order_with_ids_as_node_data() {
     all[1].close().await.unwrap();
     assert_eq!(all[1].start(), Err(Error::Closed));
 }
+
+/// `close` during a partition does not wait for the latch's pending create (abandoned: a
+/// protected node it may have made is cleaned up by the client) or for a delete (which goes
+/// on in the background); without that it took the connection timeout or longer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_during_a_partition_returns_at_once_and_leaves_no_node() {
+    let (server, proxy) = server_behind_a_proxy().await;
+    let observer = client(&server.connect_string()).await;
+    let c =
+        client_with_connection_timeout(&proxy.connect_string(), std::time::Duration::from_secs(5))
+            .await;
+    proxy.set_mode(support::Mode::Blackhole);
+    let latch = LeaderLatch::new(c.clone(), PATH, "partitioned").unwrap();
+    latch.start().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    within_for("close", std::time::Duration::from_secs(10), latch.close())
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(2500),
+        "close took {:?}",
+        started.elapsed()
+    );
+    proxy.set_mode(support::Mode::Forward);
+    wait_children(&observer, PATH, |c| c.is_empty()).await;
+    c.close().await.unwrap();
+}
