@@ -209,12 +209,26 @@ impl<T: Payload> ServiceDiscovery<T> {
     /// duplicate id), both race to re-create the node and the loser waits until the winner's
     /// node goes; give live instances distinct ids.
     ///
+    /// Registering an id this discovery has registered already updates it (as Curator's
+    /// `registerService`, "register/re-register/update"; see [`update`](Self::update)) when
+    /// the name and service type are the same.
+    ///
     /// # Errors
-    /// [`Error::InvalidInstance`], [`Error::Serialize`], [`Error::AlreadyRegistered`] (same id),
+    /// [`Error::InvalidInstance`], [`Error::Serialize`], [`Error::AlreadyRegistered`] (the id
+    /// is registered with another name or service type),
     /// [`Error::Closed`]; a ZooKeeper error that retrying cannot fix (e.g. `NoAuth` under a
     /// base path we may not write), after which the instance is not registered.
     pub async fn register(&self, instance: ServiceInstance<T>) -> Result<()> {
         instance.validate()?;
+        let registered = self.registrations()?.get(&instance.id).map(|reg| {
+            reg.instance.name == instance.name && reg.instance.service_type == instance.service_type
+        });
+        match registered {
+            // Curator's "register/re-register/update": the node takes the new data.
+            Some(true) => return self.update(instance).await,
+            Some(false) => return Err(Error::AlreadyRegistered(instance.id)),
+            None => {}
+        }
         let data = self.inner.serializer.serialize(&instance)?;
         let mode = match (
             instance.service_type.is_ephemeral(),
@@ -380,7 +394,7 @@ impl<T: Payload> ServiceDiscovery<T> {
     pub async fn update(&self, instance: ServiceInstance<T>) -> Result<()> {
         instance.validate()?;
         let data = self.inner.serializer.serialize(&instance)?;
-        let node = {
+        let written = {
             let mut regs = self.registrations()?;
             let reg = regs
                 .get_mut(&instance.id)
@@ -401,9 +415,12 @@ impl<T: Payload> ServiceDiscovery<T> {
                 ));
             }
             reg.instance = instance;
-            reg.node.clone()
+            // Queued for writing under the lock too: concurrent updates (and the watcher's
+            // adoption of an operator's write) take effect on the node in the order they
+            // took effect here.
+            reg.node.set_data(data)
         };
-        node.set_data(data).await?;
+        written.await?;
         Ok(())
     }
 

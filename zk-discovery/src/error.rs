@@ -45,7 +45,8 @@ pub enum Error {
     /// No instance with this id is registered by this discovery (update, unregister).
     #[error("no registered instance with id {0:?}")]
     NotRegistered(String),
-    /// An instance with this id is already registered by this discovery.
+    /// An instance with this id is already registered by this discovery, under another name
+    /// or service type.
     #[error("an instance with id {0:?} is already registered")]
     AlreadyRegistered(String),
     /// The discovery (or cache, or provider) is closed.

@@ -105,9 +105,25 @@ async fn register_query_and_the_stored_json() {
         .register(instance("search", "s1", 9001, "eu"))
         .await
         .expect("register");
+    // Registering the id again re-registers it with the new data (Curator's
+    // "register/re-register/update"); under another name it is refused.
+    let s1_created = c.exists("/svc/search/s1").await.unwrap().unwrap().czxid;
+    discovery
+        .register(instance("search", "s1", 9001, "x"))
+        .await
+        .expect("re-register");
+    let (data, stat) = c.get_data("/svc/search/s1").await.expect("node");
+    let stored: ServiceInstance<String> = JsonInstanceSerializer::default()
+        .deserialize(&data)
+        .expect("an instance");
+    assert_eq!(stored.payload.as_deref(), Some("x"));
+    assert_eq!(stat.czxid, s1_created, "updated in place");
+    let local = discovery.registered();
+    let s1 = local.iter().find(|i| i.id == "s1").expect("registered");
+    assert_eq!(s1.payload.as_deref(), Some("x"));
     assert!(matches!(
         discovery
-            .register(instance("search", "s1", 9001, "x"))
+            .register(instance("payments", "s1", 9001, "x"))
             .await,
         Err(zk_discovery::Error::AlreadyRegistered(_))
     ));
@@ -223,9 +239,14 @@ async fn re_registered_after_session_expiry_and_updated_in_place() {
 
     // Update: the cache sees the new payload and the instance never disappears meanwhile.
     let mut rx = cache.changes();
+    let (_, before) = consumer.get_data("/services/api/a1").await.expect("node");
     let mut updated = instance("api", "a1", 1, "v2");
     updated.registration_time_utc = provider.registered()[0].registration_time_utc;
     provider.update(updated).await.expect("update");
+    // In place: the same node (a delete and re-create would have a new czxid).
+    let (_, after) = consumer.get_data("/services/api/a1").await.expect("node");
+    assert_eq!(after.czxid, before.czxid);
+    assert!(after.mzxid > before.mzxid);
     within("the update in the cache", PATIENCE, async {
         loop {
             let list = rx.borrow_and_update().clone();
@@ -904,5 +925,48 @@ async fn rapid_updates_with_watched_instances_end_with_the_last() {
         Some("v40"),
         "the local copy"
     );
+    discovery.close().await.expect("close");
+}
+
+/// Concurrent updates of one instance end with the node and the local copy agreeing: each
+/// update's data is queued for writing in the same step that makes it the local copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_updates_leave_the_node_and_the_local_copy_agreeing() {
+    let server = TestingServer::start().await.expect("server");
+    let c = client(&server.connect_string()).await;
+    let observer = client(&server.connect_string()).await;
+    let discovery = ServiceDiscovery::<String>::builder(c.clone())
+        .build()
+        .expect("discovery");
+    discovery
+        .register(instance("svc", "c1", 1000, "v0"))
+        .await
+        .expect("register");
+    let registered_at = discovery.registered()[0].registration_time_utc;
+    for round in 0..2000 {
+        let writers: Vec<_> = ["a", "b"]
+            .into_iter()
+            .map(|who| {
+                let discovery = discovery.clone();
+                tokio::spawn(async move {
+                    let mut i = instance("svc", "c1", 1000, &format!("{who}{round}"));
+                    i.registration_time_utc = registered_at;
+                    discovery.update(i).await.expect("update");
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap();
+        }
+        let (data, _) = observer.get_data("/services/svc/c1").await.expect("node");
+        let stored: ServiceInstance<String> = JsonInstanceSerializer::default()
+            .deserialize(&data)
+            .expect("an instance");
+        assert_eq!(
+            discovery.registered()[0].payload,
+            stored.payload,
+            "round {round}: the local copy and the node"
+        );
+    }
     discovery.close().await.expect("close");
 }

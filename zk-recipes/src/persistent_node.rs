@@ -1,6 +1,7 @@
 //! [`PersistentNode`]: a node kept present — re-created after it is deleted or its session
 //! is lost — until closed.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -201,30 +202,35 @@ impl PersistentNode {
         self.shared.data().1
     }
 
-    /// Changes the node's data, for now and for every re-creation, and waits until the node
-    /// holds it (or was re-created with it). The background task does the write, retrying
-    /// across reconnects, so dropping this future does not cancel the change.
+    /// Changes the node's data, for now and for every re-creation, and returns a future that
+    /// waits until the node holds it (or was re-created with it). The change is made when
+    /// this is called, not when the future is first polled (so changes take effect in call
+    /// order); the background task does the write, retrying across reconnects, so dropping
+    /// the future does not cancel the change.
     ///
     /// # Errors
     /// [`Error::Closed`] if the node is closed (or not started) before the data is written.
-    pub async fn set_data(&self, data: Vec<u8>) -> Result<()> {
-        if !self.task.is_running() {
-            return Err(Error::Closed);
-        }
-        let generation = match self.shared.data.lock() {
-            Ok(mut d) => {
+    pub fn set_data(&self, data: Vec<u8>) -> impl Future<Output = Result<()>> + Send + 'static {
+        let generation = if self.task.is_running() {
+            self.shared.data.lock().ok().map(|mut d| {
                 d.0 += 1;
                 d.1 = data;
                 d.0
-            }
-            Err(_) => return Err(Error::Closed),
+            })
+        } else {
+            None
         };
-        self.shared.data_changed.notify_one();
+        if generation.is_some() {
+            self.shared.data_changed.notify_one();
+        }
         let mut written = self.shared.written.subscribe();
         let mut stopped = self.task.stopped();
-        tokio::select! {
-            r = written.wait_for(|w| *w >= generation) => r.map(|_| ()).map_err(|_| Error::Closed),
-            _ = stopped.wait_for(|s| *s) => Err(Error::Closed),
+        async move {
+            let generation = generation.ok_or(Error::Closed)?;
+            tokio::select! {
+                r = written.wait_for(|w| *w >= generation) => r.map(|_| ()).map_err(|_| Error::Closed),
+                _ = stopped.wait_for(|s| *s) => Err(Error::Closed),
+            }
         }
     }
 
