@@ -1145,3 +1145,56 @@ async fn a_serializer_panicking_on_an_item_drops_that_item_only() {
     );
     q.close().await;
 }
+
+/// Delay queue with locked consumers: while another consumer holds the first due item, an
+/// idle consumer still wakes when the next item comes due (not only when the queue changes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_delay_consumer_wakes_when_the_next_item_comes_due() {
+    let server = server().await;
+    let a = client(&server.connect_string()).await;
+    let b = client(&server.connect_string()).await;
+    let (held_tx, mut held_rx) = watch::channel(false);
+    let qa = DistributedQueue::builder(a.clone(), "/due/q", Utf8Serializer)
+        .lock_path("/due/locks")
+        .consumer(move |_item: String| {
+            held_tx.send_replace(true);
+            // Never finishes: its item stays locked.
+            std::future::pending::<Result<(), std::io::Error>>()
+        })
+        .build_delay_queue()
+        .unwrap();
+    qa.start().await.unwrap();
+    let now = SystemTime::now();
+    qa.put("stuck".to_owned(), now).await.unwrap();
+    within("a holds the first item", held_rx.wait_for(|h| *h))
+        .await
+        .unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let qb = DistributedQueue::builder(b.clone(), "/due/q", Utf8Serializer)
+        .lock_path("/due/locks")
+        .consumer(move |item: String| {
+            let tx = tx.clone();
+            async move { tx.send(item) }
+        })
+        .build_delay_queue()
+        .unwrap();
+    qb.start().await.unwrap();
+    qa.put(
+        "later".to_owned(),
+        SystemTime::now() + Duration::from_millis(500),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        within_for(
+            "b takes the item once due",
+            Duration::from_secs(10),
+            rx.recv()
+        )
+        .await
+        .as_deref(),
+        Some("later")
+    );
+    qb.close().await;
+    drop(qa);
+}

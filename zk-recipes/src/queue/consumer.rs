@@ -143,6 +143,8 @@ pub(crate) async fn run<T: Send + 'static>(
         let mut requeued = false;
         let mut first_locked: Option<String> = None;
         let mut failed = false;
+        // Delay queues: how long until the first item not due yet.
+        let mut next_due: Option<Duration> = None;
         for (i, name) in items.iter().enumerate() {
             if *stop.borrow() {
                 return;
@@ -151,8 +153,10 @@ pub(crate) async fn run<T: Send + 'static>(
                 // Priority queues: the queue changed (maybe a more urgent item): list again.
                 break;
             }
-            if !core.flavor.delay(name, now_ms()).is_zero() {
+            let delay = core.flavor.delay(name, now_ms());
+            if !delay.is_zero() {
                 // Sorted by due time: the rest is not due either.
+                next_due = Some(delay);
                 break;
             }
             match process(&core, &consume, name).await {
@@ -195,8 +199,8 @@ pub(crate) async fn run<T: Send + 'static>(
             continue;
         }
         // Nothing taken: every item was gone or locked by other consumers. Wait for the queue
-        // to change, or for the first locked item's lock to go (its consumer finished or
-        // died: the item may be back for the taking).
+        // to change, for the first locked item's lock to go (its consumer finished or died:
+        // the item may be back for the taking), or for the next item to come due.
         let lock_watch = match (&first_locked, &core.lock_path) {
             (Some(name), Some(lock_root)) => {
                 match client.exists(&join(lock_root, name)).watched().await {
@@ -209,7 +213,7 @@ pub(crate) async fn run<T: Send + 'static>(
             }
             _ => None,
         };
-        if !wait(&mut stop, Some(watch), lock_watch, None).await {
+        if !wait(&mut stop, Some(watch), lock_watch, next_due).await {
             return;
         }
     }
@@ -591,12 +595,14 @@ impl ItemLock {
             .is_some_and(|stat| stat.ephemeral_owner == self.session))
     }
 
-    /// Deletes the lock node (waits for the first attempt; goes on in the background).
+    /// Deletes the lock node: waits for the first attempt (bounded by the client's
+    /// connection timeout); on connection trouble the delete goes on in the background.
     async fn release(mut self) {
         self.armed = false;
         let (client, path, token) = (self.client.clone(), self.path.clone(), self.token.clone());
-        let task = tokio::spawn(async move { delete_lock(&client, &path, &token).await });
-        let _ = task.await;
+        let (first, attempted) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move { delete_lock(&client, &path, &token, Some(first)).await });
+        let _ = attempted.await;
     }
 
     /// Forgets the lock node (it was deleted in a transaction, vanished with its session, or
@@ -614,15 +620,21 @@ impl Drop for ItemLock {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let (client, path) = (self.client.clone(), std::mem::take(&mut self.path));
             let token = std::mem::take(&mut self.token);
-            rt.spawn(async move { delete_lock(&client, &path, &token).await });
+            rt.spawn(async move { delete_lock(&client, &path, &token, None).await });
         }
     }
 }
 
 /// Deletes the lock node `path` if it holds our `token` (read, then a delete at the version
 /// read), retrying until that is settled: a node at the same path without our token is
-/// another consumer's (ours vanished with its session, or was never created).
-async fn delete_lock(client: &Client, path: &str, token: &[u8]) {
+/// another consumer's (ours vanished with its session, or was never created). `first` is
+/// told when the first attempt is over.
+async fn delete_lock(
+    client: &Client,
+    path: &str,
+    token: &[u8],
+    mut first: Option<tokio::sync::oneshot::Sender<()>>,
+) {
     let mut backoff = MIN_BACKOFF;
     loop {
         let attempt = match client.get_data(path).await {
@@ -632,6 +644,9 @@ async fn delete_lock(client: &Client, path: &str, token: &[u8]) {
             Ok(_) => return,
             Err(e) => Err(e),
         };
+        if let Some(first) = first.take() {
+            let _ = first.send(());
+        }
         match attempt {
             Ok(()) | Err(ZkError::Closed | ZkError::NoNode | ZkError::BadVersion) => return,
             Err(e)
@@ -648,5 +663,68 @@ async fn delete_lock(client: &Client, path: &str, token: &[u8]) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use zk_server::{FaultMode, FaultProxy, TestingServer};
+
+    use super::*;
+
+    /// Releasing an item lock while the server is unreachable waits for one attempt (until
+    /// the client notices the dead connection: two thirds of the 4 s session timeout), not
+    /// for the connection to come back; the lock is deleted once it does.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn releasing_a_lock_during_an_outage_does_not_wait_for_the_outage() {
+        let server = TestingServer::start().await.unwrap();
+        let proxy = FaultProxy::start(&server.connect_string()).await.unwrap();
+        let timeout = Duration::from_secs(1);
+        let client = Client::builder()
+            .connect_string(proxy.connect_string())
+            .session_timeout(Duration::from_secs(4))
+            .connection_timeout(timeout)
+            .build()
+            .unwrap();
+        client
+            .block_until_connected(Duration::from_secs(20))
+            .await
+            .unwrap();
+        client
+            .create("/q/item")
+            .creating_parents_if_needed()
+            .await
+            .unwrap();
+        let Ok(Acquired::Locked(lock)) =
+            ItemLock::acquire(&client, "/q/item", "/locks", "item").await
+        else {
+            panic!("not locked");
+        };
+        proxy.set_mode(FaultMode::Blackhole);
+        let started = tokio::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(20), lock.release())
+            .await
+            .expect("release returns during the outage");
+        assert!(started.elapsed() < 10 * timeout, "{:?}", started.elapsed());
+        proxy.set_mode(FaultMode::Forward);
+        let observer = Client::builder()
+            .connect_string(server.connect_string())
+            .build()
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while observer
+                .exists("/locks/item")
+                .await
+                .ok()
+                .flatten()
+                .is_some()
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the lock is deleted once the server is back");
     }
 }
