@@ -220,7 +220,8 @@ async fn suspended_then_reconnected_keeps_one_leader_and_the_queue() {
     for s in &mut states {
         wait_state(s, ConnectionState::Suspended).await;
     }
-    // Standard error policy: nobody leads while suspended.
+    // (Under the Standard error policy leadership ends at SUSPENDED; the sampler checks
+    // that no two lead at once, lock_safety.rs that nobody leads while suspended.)
     for s in &mut states {
         wait_state(s, ConnectionState::Reconnected).await;
     }

@@ -27,30 +27,44 @@ async fn one_leader_at_every_sample_over_many_hand_offs() {
     for _ in 0..PARTICIPANTS / 2 {
         clients.push(client(&server.connect_string()).await);
     }
+    // What went wrong inside a term (a panic there would only end the term, so the test
+    // would time out instead of saying why).
+    let violations = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let mut selectors = Vec::new();
     for i in 0..PARTICIPANTS {
-        let (inside, terms, last_token, led_tx) = (
+        let (inside, terms, last_token, led_tx, violations) = (
             inside.clone(),
             terms.clone(),
             last_token.clone(),
             led_tx.clone(),
+            violations.clone(),
         );
         let selector =
             LeaderSelector::builder(clients[i % clients.len()].clone(), PATH, move |ctx| {
-                let (inside, terms, last_token, led_tx) = (
+                let (inside, terms, last_token, led_tx, violations) = (
                     inside.clone(),
                     terms.clone(),
                     last_token.clone(),
                     led_tx.clone(),
+                    violations.clone(),
                 );
                 async move {
-                    assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two leaders");
+                    let violation = |what: String| violations.lock().unwrap().push(what);
+                    let others = inside.fetch_add(1, Ordering::SeqCst);
+                    if others != 0 {
+                        violation(format!("participant {i} leads with {others} others"));
+                    }
                     let previous = last_token.swap(ctx.fencing_token(), Ordering::SeqCst);
-                    assert!(ctx.fencing_token() > previous, "tokens increase over terms");
+                    if ctx.fencing_token() <= previous {
+                        violation(format!(
+                            "token {} after {previous}: tokens must increase over terms",
+                            ctx.fencing_token()
+                        ));
+                    }
                     let _ = led_tx.send(i);
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-                        r = ctx.cancelled() => panic!("cancelled: {r:?}"),
+                        r = ctx.cancelled() => violation(format!("participant {i} cancelled: {r:?}")),
                     }
                     terms.fetch_add(1, Ordering::SeqCst);
                     inside.fetch_sub(1, Ordering::SeqCst);
@@ -87,6 +101,8 @@ async fn one_leader_at_every_sample_over_many_hand_offs() {
             if let Some(i) = led_rx.recv().await {
                 leaders_seen.insert(i);
             }
+            let violations = violations.lock().unwrap();
+            assert!(violations.is_empty(), "{violations:?}");
         }
     })
     .await;
@@ -109,6 +125,7 @@ async fn one_leader_at_every_sample_over_many_hand_offs() {
     assert!(selectors[0].current_leader().await.unwrap().is_some());
     sampling.store(false, Ordering::SeqCst);
     assert!(sampler.await.expect("sampler") > 10);
+    assert!(violations.lock().unwrap().is_empty(), "{violations:?}");
     for s in selectors.iter() {
         s.close().await.unwrap();
     }
