@@ -155,8 +155,12 @@ impl LeaderLatch {
     /// Waits until this participant leads.
     ///
     /// # Errors
-    /// [`Error::Closed`] if the latch is (or gets) closed first.
+    /// [`Error::NotStarted`] at once on a latch never started (it would wait forever; Curator's
+    /// `await` throws too); [`Error::Closed`] if the latch is (or gets) closed first.
     pub async fn await_leadership(&self) -> Result<()> {
+        if matches!(*lock(&self.inner.status), Status::Latent) {
+            return Err(Error::NotStarted);
+        }
         let mut leader = self.inner.leader.subscribe();
         let mut closed = self.inner.closed.subscribe();
         loop {
@@ -176,7 +180,8 @@ impl LeaderLatch {
     /// Waits at most `timeout` for leadership; whether this participant leads.
     ///
     /// # Errors
-    /// [`Error::Closed`] if the latch is (or gets) closed first.
+    /// [`Error::NotStarted`] on a latch never started; [`Error::Closed`] if the latch is (or
+    /// gets) closed first.
     pub async fn await_leadership_timeout(&self, timeout: Duration) -> Result<bool> {
         match tokio::time::timeout(timeout, self.await_leadership()).await {
             Ok(r) => r.map(|()| true),

@@ -257,6 +257,8 @@ async fn participants_in_queue_order_with_ids_as_node_data() {
     let mut all = Vec::new();
     for id in ["alpha", "beta", "gamma"] {
         let latch = LeaderLatch::new(c.clone(), PATH, id).unwrap();
+        // Not started: waiting would be forever (Curator's await throws too).
+        assert_eq!(latch.await_leadership().await, Err(Error::NotStarted));
         latch.start().unwrap();
         let n = all.len() + 1;
         wait_children(&c, PATH, |ch| ch.len() == n).await;
