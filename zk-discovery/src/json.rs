@@ -264,9 +264,9 @@ struct WireIn<T> {
     id: String,
     #[serde(default)]
     address: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "java_port")]
     port: Option<u16>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "java_port")]
     ssl_port: Option<u16>,
     payload: Option<T>,
     #[serde(
@@ -312,6 +312,15 @@ where
     V: Deserialize<'de> + Default,
 {
     Option::<V>::deserialize(deserializer).map(Option::unwrap_or_default)
+}
+
+/// A port as Java stores it (an `Integer`, any int value): one outside 0-65535 (e.g. -1 for
+/// "none") reads as no port, rather than making the whole instance unreadable.
+fn java_port<'de, D>(deserializer: D) -> std::result::Result<Option<u16>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    Ok(Option::<i32>::deserialize(deserializer)?.and_then(|p| u16::try_from(p).ok()))
 }
 
 /// serde_json's compact output, except that control characters without a short escape are

@@ -259,6 +259,27 @@ fn empty_object_takes_curators_defaults() -> TestResult {
     Ok(())
 }
 
+/// Java stores ports as an Integer: a Curator-written instance with a port outside 0-65535
+/// (-1 for "none") is read, without that port, rather than hidden.
+#[test]
+fn ports_outside_the_tcp_range_read_as_none() {
+    let serializer = JsonInstanceSerializer::default();
+    for json in [
+        br#"{"id":"x","port":-1,"sslPort":70000}"#.as_slice(),
+        br#"{"id":"x","port":null}"#.as_slice(),
+    ] {
+        let instance: ServiceInstance<String> = serializer.deserialize(json).expect("readable");
+        assert_eq!(
+            (instance.id.as_str(), instance.port, instance.ssl_port),
+            ("x", None, None)
+        );
+    }
+    let instance: ServiceInstance<String> = serializer
+        .deserialize(br#"{"id":"x","port":65535,"sslPort":0}"#)
+        .unwrap();
+    assert_eq!((instance.port, instance.ssl_port), (Some(65535), Some(0)));
+}
+
 #[test]
 fn bad_input_is_an_error_never_a_panic() {
     let cases: &[&[u8]] = &[
@@ -268,8 +289,7 @@ fn bad_input_is_an_error_never_a_panic() {
         b"[]",
         b"null",
         b"\xff\xfe",
-        br#"{"port":70000}"#,
-        br#"{"port":-1}"#,
+        br#"{"port":4294967296}"#,
         br#"{"port":"80"}"#,
         br#"{"serviceType":"dynamic"}"#,
         br#"{"serviceType":"EPHEMERAL"}"#,
