@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::watch;
 use zk_client::{Client, CreateMode, Error as ZkError};
 use zk_recipes::{CacheEvent, NodeCache, PersistentNode};
 
@@ -55,6 +56,8 @@ struct Inner<T> {
     watch_instances: bool,
     registrations: Mutex<HashMap<String, Registration<T>>>,
     closed: AtomicBool,
+    /// Raised by `close`: the caches (and so the providers) made by this discovery close.
+    closing: watch::Sender<bool>,
 }
 
 impl<T> std::fmt::Debug for Inner<T> {
@@ -154,6 +157,7 @@ impl<T: Payload> ServiceDiscoveryBuilder<T> {
                 watch_instances: self.watch_instances,
                 registrations: Mutex::new(HashMap::new()),
                 closed: AtomicBool::new(false),
+                closing: watch::channel(false).0,
             }),
         })
     }
@@ -515,15 +519,20 @@ impl<T: Payload> ServiceDiscovery<T> {
         }
     }
 
-    /// A cache of the instances of the service `name` (not started).
+    /// A cache of the instances of the service `name` (not started). It closes when this
+    /// discovery does, as Curator's do.
     ///
     /// # Errors
-    /// An invalid name.
+    /// An invalid name; [`Error::Closed`] after [`close`](Self::close).
     pub fn service_cache(&self, name: &str) -> Result<ServiceCache<T>> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
         ServiceCache::new(
             self.inner.client.clone(),
             &self.service_path(name),
             self.inner.serializer.clone(),
+            self.inner.closing.subscribe(),
         )
     }
 
@@ -533,7 +542,8 @@ impl<T: Payload> ServiceDiscovery<T> {
         ServiceProviderBuilder::new(self.clone(), name)
     }
 
-    /// Unregisters every instance (guaranteed deletes) and refuses further registrations.
+    /// Unregisters every instance (guaranteed deletes), refuses further registrations, and
+    /// closes the caches and providers made by this discovery (Curator's `close`).
     ///
     /// # Errors
     /// The first non-connection error of a delete.
@@ -550,6 +560,7 @@ impl<T: Payload> ServiceDiscovery<T> {
                 Vec::new()
             }
         };
+        self.inner.closing.send_replace(true);
         let mut result = Ok(());
         for reg in regs {
             if let Some(watcher) = &reg.watcher {

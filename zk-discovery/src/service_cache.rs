@@ -28,6 +28,8 @@ pub struct ServiceCache<T> {
     /// (or [`close`](ServiceCache::close) drops it): receivers see the cache end with it.
     sender: Mutex<Option<watch::Sender<Instances<T>>>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The discovery that made the cache is closed (the cache closes with it).
+    discovery_closed: watch::Receiver<bool>,
 }
 
 impl<T> std::fmt::Debug for ServiceCache<T> {
@@ -43,6 +45,7 @@ impl<T: Payload> ServiceCache<T> {
         client: Client,
         service_path: &str,
         serializer: Arc<dyn InstanceSerializer<T>>,
+        discovery_closed: watch::Receiver<bool>,
     ) -> Result<ServiceCache<T>> {
         let (sender, latest) = watch::channel(Arc::new(Vec::new()));
         Ok(ServiceCache {
@@ -51,6 +54,7 @@ impl<T: Payload> ServiceCache<T> {
             latest,
             sender: Mutex::new(Some(sender)),
             task: Mutex::new(None),
+            discovery_closed,
         })
     }
 
@@ -60,6 +64,10 @@ impl<T: Payload> ServiceCache<T> {
     /// [`Error::Recipe`] if already started or closed; [`Error::Closed`] if closed while
     /// starting.
     pub async fn start(&self) -> Result<()> {
+        let mut discovery_closed = self.discovery_closed.clone();
+        if *discovery_closed.borrow_and_update() {
+            return Err(Error::Closed);
+        }
         let mut events = self.children.events();
         self.children.start()?;
         let Some(current) = self.sender.lock().ok().and_then(|mut s| s.take()) else {
@@ -69,7 +77,18 @@ impl<T: Payload> ServiceCache<T> {
         let serializer = self.serializer.clone();
         let (ready_tx, mut ready) = watch::channel(false);
         let handle = tokio::spawn(async move {
-            while let Some(first) = events.next().await {
+            loop {
+                let first = tokio::select! {
+                    biased;
+                    () = raised(&mut discovery_closed) => {
+                        children.close().await;
+                        break;
+                    }
+                    event = events.next() => match event {
+                        Some(event) => event,
+                        None => break,
+                    },
+                };
                 // Take every event already queued (a start reports one per instance), then
                 // rebuild the list once, not once per event.
                 let mut initialized = matches!(first, CacheEvent::Initialized);
@@ -139,5 +158,13 @@ impl<T> Drop for ServiceCache<T> {
         if let Some(handle) = self.task.lock().ok().and_then(|mut t| t.take()) {
             handle.abort();
         }
+    }
+}
+
+/// Resolves once the flag is raised; never if its sender is gone (a dropped discovery does
+/// not close its caches).
+async fn raised(flag: &mut watch::Receiver<bool>) {
+    if flag.wait_for(|raised| *raised).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }

@@ -970,3 +970,35 @@ async fn concurrent_updates_leave_the_node_and_the_local_copy_agreeing() {
     }
     discovery.close().await.expect("close");
 }
+
+/// Closing a discovery closes the caches and providers it made (Curator's close): their
+/// receivers end, and no cache can be made from it afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_discovery_closes_its_caches_and_providers() {
+    let server = TestingServer::start().await.expect("server");
+    let c = client(&server.connect_string()).await;
+    let discovery = ServiceDiscovery::<String>::builder(c.clone())
+        .build()
+        .expect("discovery");
+    discovery
+        .register(instance("svc", "i1", 1000, ""))
+        .await
+        .expect("register");
+    let provider = discovery.service_provider("svc").build().expect("provider");
+    provider.start().await.expect("start");
+    let cache = discovery.service_cache("svc").expect("cache");
+    cache.start().await.expect("start");
+    let mut receivers = [provider.cache().changes(), cache.changes()];
+    discovery.close().await.expect("close");
+    for rx in &mut receivers {
+        let ended = tokio::time::timeout(Duration::from_secs(5), rx.changed()).await;
+        assert!(matches!(ended, Ok(Err(_))), "{ended:?}");
+    }
+    assert!(matches!(
+        discovery.service_cache("svc"),
+        Err(zk_discovery::Error::Closed)
+    ));
+    // Closing them again is harmless.
+    provider.close().await;
+    cache.close().await;
+}
