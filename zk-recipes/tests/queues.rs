@@ -1198,3 +1198,47 @@ async fn an_idle_delay_consumer_wakes_when_the_next_item_comes_due() {
     qb.close().await;
     drop(qa);
 }
+
+/// Priority queue with minItemsBeforeRefresh 0: an urgent item put while the consumer works
+/// on an item of its current listing comes next, before the rest of that listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_urgent_item_put_meanwhile_overtakes_the_rest_of_the_listing() {
+    let server = server().await;
+    let c = client(&server.connect_string()).await;
+    let producer = DistributedQueue::builder(c.clone(), "/urgent/q", Utf8Serializer)
+        .build_priority_queue(0)
+        .unwrap();
+    producer.start().await.unwrap();
+    for item in ["b1", "b2", "b3"] {
+        producer.put(item.to_owned(), 5).await.unwrap();
+    }
+    let (gate_tx, gate) = watch::channel(false);
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let consumer = DistributedQueue::builder(c.clone(), "/urgent/q", Utf8Serializer)
+        .lock_path("/urgent/locks")
+        .consumer(move |item: String| {
+            let (tx, mut gate) = (tx.clone(), gate.clone());
+            async move {
+                let first = item == "b1";
+                tx.send(item)?;
+                if first {
+                    // Held until the urgent item is in the queue.
+                    let _ = gate.wait_for(|open| *open).await;
+                }
+                Ok::<(), mpsc::error::SendError<String>>(())
+            }
+        })
+        .build_priority_queue(0)
+        .unwrap();
+    consumer.start().await.unwrap();
+    assert_eq!(within("b1", rx.recv()).await.as_deref(), Some("b1"));
+    producer.put("urgent".to_owned(), -10).await.unwrap();
+    gate_tx.send_replace(true);
+    let mut rest = Vec::new();
+    for _ in 0..3 {
+        rest.push(within("an item", rx.recv()).await.unwrap());
+    }
+    assert_eq!(rest, ["urgent", "b2", "b3"]);
+    consumer.close().await;
+    producer.close().await;
+}
