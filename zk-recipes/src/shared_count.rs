@@ -104,12 +104,15 @@ impl<T: Clone + Send + Sync + 'static> Core<T> {
     }
 
     /// Takes `bytes` read (or written) at `stat` into the cache, unless the cache holds a
-    /// later modification already or the bytes do not decode.
+    /// later modification already. Bytes that do not decode (e.g. an operator's `set` of a
+    /// count) keep the last value but take the version, as Curator's SharedValue does, so a
+    /// compare-and-set against the cached version can replace them instead of failing
+    /// forever.
     fn update(&self, stat: &Stat, bytes: &[u8]) {
-        let Some(value) = (self.decode)(bytes) else {
-            tracing::warn!(path = %self.path, len = bytes.len(), "shared value node holds undecodable data; ignored");
-            return;
-        };
+        let value = (self.decode)(bytes);
+        if value.is_none() {
+            tracing::warn!(path = %self.path, len = bytes.len(), "shared value node holds undecodable data; keeping the last value");
+        }
         self.value.send_if_modified(|cur| {
             if cur.zxid >= stat.mzxid {
                 false
@@ -117,7 +120,7 @@ impl<T: Clone + Send + Sync + 'static> Core<T> {
                 *cur = VersionedValue {
                     version: stat.version,
                     zxid: stat.mzxid,
-                    value,
+                    value: value.unwrap_or_else(|| cur.value.clone()),
                 };
                 true
             }

@@ -252,3 +252,38 @@ async fn a_start_cancelled_while_the_server_is_unreachable_can_be_started_again(
     value.close().await;
     assert!(matches!(count.set_value(7).await, Err(Error::Closed)));
 }
+
+/// Data a count cannot decode (an operator's `set /path 0`, one byte) does not wedge the
+/// compare-and-set loop: the cache takes its version (keeping the last count), so a set
+/// against the cached version replaces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_data_is_replaced_by_the_next_compare_and_set() {
+    let server = server().await;
+    let c = client(&server.connect_string()).await;
+    let count = SharedCount::new(c.clone(), SHARED, 5).unwrap();
+    count.start().await.unwrap();
+    let operator = client(&server.connect_string()).await;
+    let written = operator.set_data(SHARED, b"0".to_vec()).await.unwrap();
+    within("the cache takes the write's version", async {
+        let mut values = count.values();
+        values
+            .wait_for(|v| v.version == written.version)
+            .await
+            .unwrap();
+    })
+    .await;
+    let mut applied = false;
+    for _ in 0..10 {
+        let v = count.versioned_value();
+        if count.try_set_value(v.value + 1, v.version).await.unwrap() {
+            applied = true;
+            break;
+        }
+    }
+    assert!(
+        applied,
+        "compare-and-set never succeeds over undecodable data"
+    );
+    assert_eq!(count.value(), 6);
+    count.close().await;
+}
