@@ -194,29 +194,22 @@ impl Internals {
         Some(MutexGuard::new(self.clone(), grant.clone()))
     }
 
-    /// Acquires until `deadline`; `None` when it passed. The node of a failed or timed-out
+    /// Acquires until `deadline`; `None` when it passed. As Curator's, the deadline bounds
+    /// the waits only (for the predecessor, or for another task of this handle): the node is
+    /// created and the queue read first, so a free lock is taken even with a deadline already
+    /// past (`acquire_timeout(Duration::ZERO)` is a try-lock); those requests are bounded by
+    /// the client's connection timeout and retry policy. The node of a failed or timed-out
     /// attempt is deleted before returning (or handed to a background delete).
     pub(crate) async fn acquire_until(
         self: &Arc<Self>,
         deadline: Option<Instant>,
     ) -> Result<Option<MutexGuard>> {
         let mut own = OwnedNode::new(&self.client);
-        let outcome = {
-            let attempt = self.attempt(&mut own);
-            match deadline {
-                Some(d) => tokio::time::timeout_at(d, attempt).await.ok(),
-                None => Some(attempt.await),
-            }
-        };
-        match outcome {
-            Some(Ok(guard)) => Ok(Some(guard)),
-            Some(Err(e)) => {
+        match self.attempt(&mut own, deadline).await {
+            Ok(Some(guard)) => Ok(Some(guard)),
+            outcome => {
                 own.delete_now().await;
-                Err(e)
-            }
-            None => {
-                own.delete_now().await;
-                Ok(None)
+                outcome
             }
         }
     }
@@ -257,9 +250,16 @@ impl Internals {
         }
     }
 
-    async fn attempt(self: &Arc<Self>, own: &mut OwnedNode) -> Result<MutexGuard> {
+    /// One acquisition; `None` when `deadline` passed while waiting.
+    async fn attempt(
+        self: &Arc<Self>,
+        own: &mut OwnedNode,
+        deadline: Option<Instant>,
+    ) -> Result<Option<MutexGuard>> {
         let client = &self.client;
-        let _op = self.op.lock().await;
+        let Some(_op) = until(deadline, self.op.lock()).await else {
+            return Ok(None);
+        };
         // Mutual exclusion between tasks sharing this handle: while a guard of this handle is
         // alive (even a lost one: its task may still be in the critical section), wait until
         // it is released and its node is gone — or this acquisition would queue behind our
@@ -269,7 +269,12 @@ impl Internals {
                 break;
             };
             let mut rx = grant.state.tx.subscribe();
-            let _ = rx.wait_for(|s| *s == LockState::Released).await;
+            let released = async {
+                let _ = rx.wait_for(|s| *s == LockState::Released).await;
+            };
+            if until(deadline, released).await.is_none() {
+                return Ok(None);
+            }
         }
 
         let lock_prefix = join(&self.path, self.kind.node_name());
@@ -346,7 +351,7 @@ impl Internals {
                     // Subscribed after the reply that made us the holder: a state change
                     // since then is either in the stream or in the current state.
                     let states = client.connection_states();
-                    return Ok(self.grant(own, verified, states, pin));
+                    return Ok(Some(self.grant(own, verified, states, pin)));
                 }
                 Verdict::Watch(node) => node,
             };
@@ -359,7 +364,9 @@ impl Internals {
             {
                 Ok((_, _, watch)) => {
                     self.stats.send_modify(|s| s.watches_set += 1);
-                    let event = watch.await;
+                    let Some(event) = until(deadline, watch).await else {
+                        return Ok(None);
+                    };
                     self.stats.send_modify(|s| s.wakeups += 1);
                     tracing::trace!(?event, "lock predecessor changed");
                     event.event_type == EventType::NodeDeleted
@@ -374,7 +381,7 @@ impl Internals {
             if deleted && exclusive && index == 1 {
                 if let Some(verified) = still_unchanged(&mut claim).await {
                     let states = client.connection_states();
-                    return Ok(self.grant(own, verified, states, None));
+                    return Ok(Some(self.grant(own, verified, states, None)));
                 }
             }
         }
@@ -403,6 +410,14 @@ impl Internals {
         );
         *lock(&self.held) = Some(grant.clone());
         MutexGuard::new(self.clone(), grant)
+    }
+}
+
+/// `fut`'s output, or `None` if `deadline` (if any) passes first.
+async fn until<F: std::future::Future>(deadline: Option<Instant>, fut: F) -> Option<F::Output> {
+    match deadline {
+        Some(d) => tokio::time::timeout_at(d, fut).await.ok(),
+        None => Some(fut.await),
     }
 }
 

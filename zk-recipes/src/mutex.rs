@@ -130,7 +130,9 @@ impl Mutex {
 
     /// Acquires the lock, waiting at most `timeout`; `None` when the time ran out (the node
     /// this attempt created is deleted before returning, or — if the connection is down —
-    /// handed to a background delete).
+    /// handed to a background delete). As Curator's, the timeout bounds the wait for the
+    /// lock, not the requests that take a place in the queue (those are bounded by the
+    /// client's connection timeout and retry policy): `Duration::ZERO` is a try-lock.
     ///
     /// # Errors
     /// As [`Mutex::acquire`].

@@ -230,6 +230,37 @@ async fn acquire_timeout_deletes_its_node() {
     g.release().await.unwrap();
 }
 
+/// A zero timeout is a try-lock, as Curator's `acquire(0, unit)`: the deadline bounds the
+/// wait, not the create and the first look at the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_timeout_takes_a_free_lock_and_refuses_a_held_one() {
+    let server = server().await;
+    let a = client(&server.connect_string()).await;
+    let b = client(&server.connect_string()).await;
+    let first = Mutex::new(a.clone(), LOCK).unwrap();
+    let guard = first
+        .acquire_timeout(Duration::ZERO)
+        .await
+        .unwrap()
+        .expect("a free lock is taken");
+    let second = Mutex::new(b.clone(), LOCK).unwrap();
+    assert!(second
+        .acquire_timeout(Duration::ZERO)
+        .await
+        .unwrap()
+        .is_none());
+    let nodes = first.participant_nodes().await.unwrap();
+    assert_eq!(
+        nodes.len(),
+        1,
+        "the refused attempt left its node: {nodes:?}"
+    );
+    guard.release().await.unwrap();
+    let semaphore = zk_recipes::Semaphore::new(b.clone(), "/recipes/try-semaphore", 1).unwrap();
+    let lease = semaphore.acquire_timeout(1, Duration::ZERO).await.unwrap();
+    assert_eq!(lease.len(), 1, "a free lease is taken");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_herd_one_release_wakes_exactly_one_of_50_waiters() {
     const WAITERS: usize = 50;
