@@ -501,6 +501,8 @@ impl HeldNode {
     /// Starts following `node_path`, which `session_id` must own (checked when the watch on
     /// it is first set). Must be called inside a tokio runtime.
     pub(crate) fn start(client: &Client, node_path: &str, session_id: i64) -> HeldNode {
+        // Subscribed before the current state is read: no change falls between the two.
+        let states = client.connection_states();
         let state = Arc::new(StateCell::new(initial_state(client)));
         let monitor = tokio::spawn(monitor(
             client.clone(),
@@ -508,7 +510,7 @@ impl HeldNode {
             session_id,
             state.clone(),
             watch::channel(false).0,
-            client.connection_states(),
+            states,
             None,
         ));
         HeldNode { state, monitor }
@@ -534,9 +536,14 @@ impl HeldNode {
         self.state.lost().await
     }
 
+    /// The holder deletes the node: stop following it (its deletion is no loss).
+    pub(crate) fn stop_following(&self) {
+        self.monitor.abort();
+    }
+
     /// The node is deleted: stop following it.
     pub(crate) fn released(&self) {
-        self.monitor.abort();
+        self.stop_following();
         self.state.released();
     }
 }

@@ -417,6 +417,8 @@ impl Lease {
         let Some(path) = self.path.take() else {
             return Ok(());
         };
+        // Our own delete must not look like a loss to the state followers.
+        self.held.stop_following();
         let client = self.client.clone();
         let result =
             match tokio::spawn(async move { delete_until_gone(&client, &path).await }).await {

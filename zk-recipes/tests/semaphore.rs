@@ -230,8 +230,15 @@ async fn lease_states_follow_the_connection_and_the_session() {
         .unwrap();
 
     let mut released_states = released.states();
+    let mut released_changes = released.state_changes();
     released.release().await.unwrap();
     assert_eq!(*released_states.borrow_and_update(), LockState::Released);
+    // Our own delete is no loss: Released alone (not Lost, then Released).
+    let mut after_release = Vec::new();
+    while let Some(s) = within("the released lease's changes", released_changes.next()).await {
+        after_release.push(s);
+    }
+    assert_eq!(after_release, [LockState::Released]);
     assert_eq!(kept.state(), LockState::Held, "another lease's release");
 
     assert!(server.expire_session(holder.session_id()).await);
