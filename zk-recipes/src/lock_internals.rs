@@ -959,20 +959,7 @@ fn release_one(
     if let Some(m) = lock(&grant.monitor).take() {
         m.abort();
     }
-    let Ok(rt) = tokio::runtime::Handle::try_current() else {
-        // Nothing can run the delete: the node lives until its session ends. Do not leave
-        // the handle waiting for a release that never comes.
-        tracing::warn!(path = %grant.node_path, "lock guard dropped outside a tokio runtime");
-        let mut held = lock(&inner.held);
-        if held.as_ref().is_some_and(|g| Arc::ptr_eq(g, grant)) {
-            *held = None;
-        }
-        drop(held);
-        grant.state.released();
-        let pin = lock(&grant.pin).take();
-        drop(pin);
-        return None;
-    };
+    let rt = crate::util::runtime_for(&inner.client);
     let inner = inner.clone();
     let grant = grant.clone();
     Some(rt.spawn(async move {

@@ -54,20 +54,18 @@ pub(crate) async fn delete_until_gone(client: &Client, path: &str) -> Result<(),
     }
 }
 
-/// Deletes `path` in the background until it is gone (when a tokio runtime is available; else
-/// the node lives until its session ends).
+/// The runtime to start background work of `client` on: the current one, or — from a plain
+/// thread (a guard dropped outside any runtime) — the client's own.
+pub(crate) fn runtime_for(client: &Client) -> tokio::runtime::Handle {
+    tokio::runtime::Handle::try_current().unwrap_or_else(|_| client.runtime().clone())
+}
+
+/// Deletes `path` in the background until it is gone.
 pub(crate) fn delete_in_background(client: &Client, path: String) {
-    match tokio::runtime::Handle::try_current() {
-        Ok(rt) => {
-            let client = client.clone();
-            rt.spawn(async move {
-                let _ = delete_until_gone(&client, &path).await;
-            });
-        }
-        Err(_) => {
-            tracing::warn!(%path, "no tokio runtime: node left to its session's end");
-        }
-    }
+    let client = client.clone();
+    runtime_for(&client).spawn(async move {
+        let _ = delete_until_gone(&client, &path).await;
+    });
 }
 
 /// A node this recipe created and still owes a delete: deleted in the background when dropped

@@ -230,6 +230,33 @@ async fn acquire_timeout_deletes_its_node() {
     g.release().await.unwrap();
 }
 
+/// A guard (or a lease) dropped on a thread outside any tokio runtime still lets its node
+/// go: the delete runs on the client's runtime, so nobody waits for the session's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guard_dropped_outside_the_runtime_still_releases() {
+    let server = server().await;
+    let a = client(&server.connect_string()).await;
+    let b = client(&server.connect_string()).await;
+    let guard = Mutex::new(a.clone(), LOCK)
+        .unwrap()
+        .acquire()
+        .await
+        .unwrap();
+    let semaphore = zk_recipes::Semaphore::new(a.clone(), "/recipes/plain-thread", 1).unwrap();
+    let lease = semaphore.acquire(1).await.unwrap();
+    std::thread::spawn(move || {
+        drop(guard);
+        drop(lease);
+    })
+    .join()
+    .unwrap();
+    let other = Mutex::new(b.clone(), LOCK).unwrap();
+    let got = other.acquire_timeout(PATIENCE).await.unwrap();
+    assert!(got.is_some(), "the dropped guard's node was left");
+    let other = zk_recipes::Semaphore::new(b.clone(), "/recipes/plain-thread", 1).unwrap();
+    assert_eq!(other.acquire_timeout(1, PATIENCE).await.unwrap().len(), 1);
+}
+
 /// A zero timeout is a try-lock, as Curator's `acquire(0, unit)`: the deadline bounds the
 /// wait, not the create and the first look at the queue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -477,6 +477,12 @@ impl Client {
         &self.inner.session
     }
 
+    /// The tokio runtime the client was built on. Work a recipe must start where no runtime
+    /// is current (a guard dropped on a plain thread) runs there.
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.inner.runtime
+    }
+
     /// The current session id (0 before the first connection).
     pub fn session_id(&self) -> i64 {
         self.inner.session.session_id()

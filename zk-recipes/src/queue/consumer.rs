@@ -617,11 +617,10 @@ impl Drop for ItemLock {
         if !self.armed {
             return;
         }
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let (client, path) = (self.client.clone(), std::mem::take(&mut self.path));
-            let token = std::mem::take(&mut self.token);
-            rt.spawn(async move { delete_lock(&client, &path, &token, None).await });
-        }
+        let (client, path) = (self.client.clone(), std::mem::take(&mut self.path));
+        let token = std::mem::take(&mut self.token);
+        crate::util::runtime_for(&client)
+            .spawn(async move { delete_lock(&client, &path, &token, None).await });
     }
 }
 
