@@ -83,6 +83,8 @@ struct Shared {
     /// The error of the latest attempt, when retrying cannot fix it (e.g. NOAUTH); cleared by
     /// a successful one.
     failure: watch::Sender<Option<ZkError>>,
+    /// Whether a create was ever sent: one whose reply was lost may have made the node.
+    create_sent: std::sync::atomic::AtomicBool,
 }
 
 impl PersistentNodeBuilder {
@@ -134,6 +136,7 @@ impl PersistentNodeBuilder {
                 written_mzxid: std::sync::atomic::AtomicI64::new(0),
                 actual: watch::channel(None).0,
                 failure: watch::channel(None).0,
+                create_sent: std::sync::atomic::AtomicBool::new(false),
             }),
             task: Background::new(),
         })
@@ -269,8 +272,8 @@ impl PersistentNode {
     /// # Errors
     /// The delete's error when it is not a connection problem (e.g. NOAUTH).
     pub async fn close(&self) -> Result<()> {
-        if let Some(path) = self.stop_keeping().await {
-            match self
+        match self.stop_keeping().await {
+            Some(path) => match self
                 .shared
                 .client
                 .delete(&path)
@@ -281,9 +284,54 @@ impl PersistentNode {
                 Ok(()) | Err(ZkError::Closed) => {}
                 Err(e) if e.is_retryable() => {}
                 Err(e) => return Err(e.into()),
+            },
+            // Not known to exist, but a create whose reply was lost (or that was cut short
+            // by this close) may have made it: at a known path, delete it if it is ours.
+            None if !self.shared.mode.is_sequential()
+                && self
+                    .shared
+                    .create_sent
+                    .load(std::sync::atomic::Ordering::SeqCst) =>
+            {
+                let shared = self.shared.clone();
+                crate::util::runtime_for(&shared.client)
+                    .spawn(async move { delete_if_ours(&shared).await });
             }
+            None => {}
         }
         Ok(())
+    }
+}
+
+/// Deletes the node at the (non-sequential) base path if the keeper would have adopted it as
+/// ours (any node in persistent modes, our session's in ephemeral ones), retrying across
+/// connection trouble; a node that is not ours is left alone.
+async fn delete_if_ours(shared: &Shared) {
+    let client = &shared.client;
+    loop {
+        let failed = match client.exists(&shared.base_path).await {
+            Ok(Some(stat))
+                if !shared.mode.is_ephemeral() || stat.ephemeral_owner == client.session_id() =>
+            {
+                match client
+                    .delete(&shared.base_path)
+                    .version(stat.version)
+                    .quietly()
+                    .await
+                {
+                    Ok(()) => return,
+                    Err(e) => e,
+                }
+            }
+            Ok(_) => return,
+            Err(e) => e,
+        };
+        let read_only = failed == ZkError::NotReadOnly;
+        if !(failed.is_retryable() || read_only)
+            || !crate::util::wait_connected(client, read_only).await
+        {
+            return;
+        }
     }
 }
 
@@ -349,7 +397,19 @@ async fn keep(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         if *stop.borrow() {
             return;
         }
-        let outcome = ensure(&shared, &mut target, &mut our_sessions, &mut on_node).await;
+        let ensured = ensure(&shared, &mut target, &mut our_sessions, &mut on_node);
+        // A close does not wait for requests stuck in an outage: a create cut short leaves
+        // nothing behind at a known path (`close` deletes it if it was made) nor when
+        // protected (the client deletes it); an unprotected sequential one is waited for.
+        let outcome = if !shared.mode.is_sequential() || shared.protected {
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|s| *s) => return,
+                outcome = ensured => outcome,
+            }
+        } else {
+            ensured.await
+        };
         let watch = match outcome {
             Ok(watch) => {
                 backoff = MIN_BACKOFF;
@@ -486,6 +546,9 @@ async fn ensure(
             create = create.with_protection();
         }
         let session_before = client.session_id();
+        shared
+            .create_sent
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         match create.await {
             Ok(created) => {
                 // The session that made the node: its owner (ephemeral modes), which a call

@@ -320,3 +320,40 @@ async fn set_data_before_start_or_after_close_is_refused() {
         Err(Error::Closed)
     );
 }
+
+/// A create applied by the server whose reply is lost leaves the keeper not knowing its node
+/// exists; closing then still deletes it (once the connection is back), in persistent and
+/// ephemeral modes alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_after_a_lost_create_reply_deletes_the_node() {
+    for (path, mode) in [
+        ("/lost-persistent", CreateMode::Persistent),
+        ("/lost-ephemeral", CreateMode::Ephemeral),
+    ] {
+        let (server, proxy) = server_behind_a_proxy().await;
+        let observer = client(&server.connect_string()).await;
+        let c = client(&proxy.connect_string()).await;
+        proxy.set_mode(Mode::DropReplies);
+        let node = PersistentNode::builder(c.clone(), path, b"x".to_vec())
+            .mode(mode)
+            .build()
+            .unwrap();
+        node.start().unwrap();
+        within("the create applied", async {
+            while observer.exists(path).await.unwrap().is_none() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        node.close().await.unwrap();
+        proxy.set_mode(Mode::Forward);
+        proxy.cut();
+        within("the node deleted", async {
+            while observer.exists(path).await.unwrap().is_some() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        c.close().await.unwrap();
+    }
+}
