@@ -58,6 +58,7 @@ pub struct PersistentNodeBuilder {
     data: Vec<u8>,
     mode: CreateMode,
     protected: bool,
+    ttl_ms: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -65,6 +66,8 @@ struct Shared {
     client: Client,
     base_path: String,
     mode: CreateMode,
+    /// The TTL of TTL modes, ms.
+    ttl_ms: Option<i64>,
     protected: bool,
     /// The data to keep, with a generation number bumped by every `set_data`.
     data: Mutex<(u64, Vec<u8>)>,
@@ -89,11 +92,17 @@ struct Shared {
 
 impl PersistentNodeBuilder {
     /// The node's mode (default [`CreateMode::Ephemeral`]). A [`CreateMode::Container`] node
-    /// is re-created after the server deletes it (once it had children and lost them all).
-    /// TTL modes are refused by [`build`](PersistentNodeBuilder::build) (see
-    /// [`PersistentTtlNode`](crate::PersistentTtlNode)).
+    /// is re-created after the server deletes it (once it had children and lost them all),
+    /// and so is a TTL node (once expired). TTL modes need [`ttl`](Self::ttl).
     pub fn mode(mut self, mode: CreateMode) -> Self {
         self.mode = mode;
+        self
+    }
+
+    /// The TTL of a TTL mode (Curator's `ttl` argument): the server deletes the node once it
+    /// has had no children and no change for that long (while kept, it is then re-created).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl_ms = Some(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
         self
     }
 
@@ -108,14 +117,14 @@ impl PersistentNodeBuilder {
     /// Builds the (not yet started) node keeper.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for an invalid path, a TTL mode, or protection without a
-    /// sequential mode.
+    /// [`Error::InvalidArgument`] for an invalid path, a TTL mode without a TTL (or a TTL
+    /// without a TTL mode), or protection without a sequential mode.
     pub fn build(self) -> Result<PersistentNode> {
         crate::nodes::check_base_path(&self.path)?;
-        if self.mode.is_ttl() {
+        if self.mode.is_ttl() != self.ttl_ms.is_some() {
             return Err(Error::InvalidArgument(format!(
-                "a persistent node cannot be {:?}",
-                self.mode
+                "{:?} with a TTL of {:?} ms: TTL modes need a TTL, and only they take one",
+                self.mode, self.ttl_ms
             )));
         }
         if self.protected && !self.mode.is_sequential() {
@@ -128,6 +137,7 @@ impl PersistentNodeBuilder {
                 client: self.client,
                 base_path: self.path,
                 mode: self.mode,
+                ttl_ms: self.ttl_ms,
                 protected: self.protected,
                 data: Mutex::new((0, self.data)),
                 data_changed: Notify::new(),
@@ -153,6 +163,7 @@ impl PersistentNode {
             data,
             mode: CreateMode::Ephemeral,
             protected: false,
+            ttl_ms: None,
         }
     }
 
@@ -544,6 +555,9 @@ async fn ensure(
             .creating_parent_containers_if_needed();
         if shared.protected {
             create = create.with_protection();
+        }
+        if let Some(ttl_ms) = shared.ttl_ms {
+            create = create.ttl(ttl_ms);
         }
         let session_before = client.session_id();
         shared

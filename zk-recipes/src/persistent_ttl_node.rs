@@ -1,5 +1,5 @@
-//! [`PersistentTtlNode`]: a node that lives while its owner process lives, by way of a
-//! CONTAINER node and a TTL child touched periodically.
+//! [`PersistentTtlNode`]: a node that lives while its owner process lives, by way of a TTL
+//! node and a TTL child touched periodically.
 
 use std::time::Duration;
 
@@ -26,16 +26,19 @@ const MAX_TTL_MS: u128 = (1 << 40) - 1;
 /// partition, [`close`](PersistentTtlNode::close)) — without generating watch events on the
 /// node while it lives.
 ///
-/// The node is a CONTAINER kept by a [`PersistentNode`] (re-created if deleted while
-/// running). Below it, the child `<path>/touch` is a `PERSISTENT_WITH_TTL` node that a
-/// background task touches (writes, or re-creates) every `ttl / 2`. Once nobody touches the
-/// child for the TTL, the server deletes it, and then the container, which is left empty.
+/// The node is a `PERSISTENT_WITH_TTL` node with the same TTL, kept by a [`PersistentNode`]
+/// (re-created if deleted while running). Below it, the child `<path>/touch` is a
+/// `PERSISTENT_WITH_TTL` node that a background task touches (writes, or re-creates) every
+/// `ttl / 2`. Once nobody touches the child for the TTL, the server deletes it, and then the
+/// node, which has no child and no change for the TTL either. (Curator before 5.9.0 made the
+/// node a container, which the server never deletes if it never had a child.)
 ///
 /// Needs TTL nodes on the server (ZooKeeper 3.5.3+ with `zookeeper.extendedTypesEnabled=true`);
-/// without them every touch fails with UNIMPLEMENTED (logged) and the container lives until
-/// deleted. The server removes expired TTL nodes and empty containers on its own schedule
-/// (`znode.container.checkIntervalMs`, 60 s by default), so the node disappears between `ttl`
-/// and `ttl` plus two check intervals after the last touch.
+/// without them the node cannot be created (the failure is reported by
+/// [`wait_for_initial_create`](PersistentTtlNode::wait_for_initial_create)). The server removes
+/// expired TTL nodes on its own schedule (`znode.container.checkIntervalMs`, 60 s by default),
+/// so the node disappears between `ttl` and `ttl` plus two check intervals after the last
+/// touch.
 ///
 /// ```no_run
 /// # async fn example(client: zk_client::Client) -> zk_recipes::Result<()> {
@@ -111,8 +114,12 @@ impl PersistentTtlNodeBuilder {
                 self.child_name
             )));
         }
+        // A TTL node, not a container (as Curator since 5.9.0, CURATOR-1258): a container is
+        // deleted only once it had a child, so one re-created just before its keeper stopped
+        // (or whose child could never be created) would stay forever.
         let node = PersistentNode::builder(self.client.clone(), &self.path, self.data)
-            .mode(CreateMode::Container)
+            .mode(CreateMode::PersistentWithTtl)
+            .ttl(self.ttl)
             .build()?;
         let child_path = join(&self.path, &self.child_name);
         zk_proto::path::validate_path(&child_path)
@@ -157,7 +164,7 @@ impl PersistentTtlNode {
 
     /// Starts keeping the node and touching its child, in background tasks (needs a tokio
     /// runtime). The first touch follows the node's creation at once (Curator waits
-    /// `ttl / 2`), so the container has a child — and is subject to cleanup — from the start.
+    /// `ttl / 2`), so the node has its child from the start.
     ///
     /// # Errors
     /// [`Error::AlreadyStarted`] on a second call, [`Error::Closed`] after
@@ -258,7 +265,7 @@ async fn touch(
 }
 
 /// One touch: write the child (renewing its mtime), or create it if missing. NoNode from the
-/// create means the container is gone; the node keeper re-creates it.
+/// create means the node is gone; the node keeper re-creates it.
 async fn touch_once(client: &Client, child: &str, ttl_ms: i64) -> std::result::Result<(), ZkError> {
     match client.set_data(child, Vec::new()).await {
         Ok(_) => Ok(()),

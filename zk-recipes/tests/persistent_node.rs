@@ -251,6 +251,7 @@ async fn bad_arguments_are_refused_before_anything_is_sent() {
         .connect_string("127.0.0.1:1")
         .build()
         .expect("client");
+    // A TTL mode without a TTL, and a TTL without a TTL mode.
     for mode in [
         CreateMode::PersistentWithTtl,
         CreateMode::PersistentSequentialWithTtl,
@@ -262,6 +263,13 @@ async fn bad_arguments_are_refused_before_anything_is_sent() {
             Err(Error::InvalidArgument(_))
         ));
     }
+    assert!(matches!(
+        PersistentNode::builder(client.clone(), "/x", vec![])
+            .mode(CreateMode::Persistent)
+            .ttl(Duration::from_secs(1))
+            .build(),
+        Err(Error::InvalidArgument(_))
+    ));
     assert!(matches!(
         PersistentNode::builder(client.clone(), "/x", vec![])
             .protected()

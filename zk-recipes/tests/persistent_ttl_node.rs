@@ -111,13 +111,58 @@ async fn goes_when_the_owner_is_cut_off_and_comes_back_with_it() {
     wait_state(&mut states, zk_client::ConnectionState::Suspended).await;
     wait_exists(&observer, "/ttl/b", false).await;
 
-    // Back: the node keeper re-creates the container, the touches resume.
+    // Back: the node keeper re-creates the node, the touches resume.
     proxy.up();
     wait_exists(&observer, "/ttl/b/alive", true).await;
     let (data, _) = observer.get_data("/ttl/b").await.expect("get data");
     assert_eq!(data, b"up");
     node.close().await;
     wait_exists(&observer, "/ttl/b", false).await;
+}
+
+/// Gives the node itself an ACL without CREATE: its child can never be created.
+#[derive(Debug)]
+struct NoChildren;
+
+impl zk_client::AclProvider for NoChildren {
+    fn acl_for_path(&self, path: &str) -> std::borrow::Cow<'_, [zk_client::Acl]> {
+        let perms = if path == "/ttl/childless" {
+            zk_client::Perms::from_bits(
+                zk_client::Perms::ALL.bits() & !zk_client::Perms::CREATE.bits(),
+            )
+        } else {
+            zk_client::Perms::ALL
+        };
+        vec![zk_client::Acl::new(perms, zk_client::Id::anyone())].into()
+    }
+}
+
+/// A node whose child was never created (here: its ACL refuses the child, as when the keeper
+/// stops right after re-creating the node) still goes a TTL after close: the node is a TTL
+/// node itself, not a container, which the server deletes only once it had a child
+/// (CURATOR-1258).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_never_had_its_child_still_goes_after_close() {
+    let server = ttl_server().await;
+    let owner = client_builder(&server.connect_string())
+        .acl_provider(NoChildren)
+        .build()
+        .unwrap();
+    owner.block_until_connected(PATIENCE).await.unwrap();
+    let observer = client(&server.connect_string()).await;
+    let node =
+        PersistentTtlNode::new(owner.clone(), "/ttl/childless", TTL, b"v".to_vec()).expect("build");
+    node.start().expect("start");
+    assert!(node
+        .wait_for_initial_create(PATIENCE)
+        .await
+        .expect("created"));
+    node.close().await;
+    assert!(observer
+        .get_children("/ttl/childless")
+        .await
+        .map_or(true, |c| c.is_empty()));
+    wait_exists(&observer, "/ttl/childless", false).await;
 }
 
 #[tokio::test]
