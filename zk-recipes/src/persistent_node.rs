@@ -187,9 +187,10 @@ impl PersistentNode {
     ///
     /// # Errors
     /// [`Error::Closed`] if the node was closed first; [`Error::Zk`] when an attempt made
-    /// while waiting failed with an error retrying cannot fix (e.g. [`ZkError::NoAuth`], or
-    /// [`ZkError::NoChildrenForEphemerals`]). The node keeps trying (e.g. until the ACL is
-    /// changed) until closed.
+    /// while waiting failed with an error retrying cannot fix (e.g. [`ZkError::NoAuth`],
+    /// [`ZkError::NoChildrenForEphemerals`], or [`ZkError::NodeExists`]: a persistent node
+    /// is where an ephemeral one is to be kept). The node keeps trying (e.g. until the ACL
+    /// is changed, or the node in the way is deleted) until closed.
     pub async fn wait_for_initial_create(&self, timeout: Duration) -> Result<bool> {
         let mut rx = self.shared.actual.subscribe();
         let mut failure = self.shared.failure.subscribe();
@@ -481,6 +482,7 @@ fn is_lasting(e: &ZkError) -> bool {
         || matches!(
             e,
             ZkError::NoAuth
+                | ZkError::NodeExists
                 | ZkError::InvalidAcl
                 | ZkError::AuthFailed
                 | ZkError::SessionClosedRequireSaslAuth
@@ -537,6 +539,13 @@ async fn ensure(
                         Ok(()) | Err(ZkError::NoNode) | Err(ZkError::BadVersion) => {}
                         Err(e) => return Err(e),
                     }
+                }
+                Some(stat) if stat.ephemeral_owner == 0 => {
+                    // A persistent (or container, or TTL) node where ours is to be an
+                    // ephemeral: it will not go with any session. Reported (NODEEXISTS) and
+                    // checked again after a backoff, not waited for silently.
+                    shared.actual.send_replace(None);
+                    return Err(ZkError::NodeExists);
                 }
                 Some(_) => {
                     // Another session's ephemeral node: wait for it to go.

@@ -365,3 +365,35 @@ async fn closing_after_a_lost_create_reply_deletes_the_node() {
         c.close().await.unwrap();
     }
 }
+
+/// A persistent node where an ephemeral one is to be kept never goes with a session: that is
+/// reported (NODEEXISTS) instead of waited for silently, and once it is deleted the node is
+/// created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_node_in_the_way_of_an_ephemeral_one_is_reported() {
+    let server = server().await;
+    let operator = client(&server.connect_string()).await;
+    let owner = client(&server.connect_string()).await;
+    operator.create("/pn6").await.expect("parent");
+    operator
+        .create("/pn6/x")
+        .data("left over")
+        .await
+        .expect("in the way");
+    let node = PersistentNode::builder(owner.clone(), "/pn6/x", b"mine".to_vec())
+        .build()
+        .expect("build");
+    node.start().expect("start");
+    assert_eq!(
+        node.wait_for_initial_create(PATIENCE).await,
+        Err(Error::Zk(ZkError::NodeExists))
+    );
+    operator.delete("/pn6/x").await.expect("delete");
+    assert!(node
+        .wait_for_initial_create(PATIENCE)
+        .await
+        .expect("created"));
+    let stat = wait_data(&owner, "/pn6/x", b"mine").await;
+    assert_eq!(stat.ephemeral_owner, owner.session_id());
+    node.close().await.unwrap();
+}
