@@ -58,7 +58,9 @@ fn sorted_members(children: Vec<String>) -> Vec<String> {
 ///   not fill the barrier.
 /// * When an enter or leave times out or fails, this member's node is deleted, so it neither
 ///   fills the barrier for others nor blocks their leave (Curator leaves it: CURATOR-80,
-///   CURATOR-318).
+///   CURATOR-318). One window remains: a member that counted this one just before the
+///   delete may still create `ready` and enter while this one's `enter_timeout` returns
+///   false (a last look at `ready` before the delete makes it narrow, not closed).
 /// * If the member's node vanished with an expired session while entering, it is created
 ///   again with the new session; while leaving, a vanished node counts as left.
 ///
