@@ -467,6 +467,17 @@ impl Grant {
         pin: Option<MutexGuard>,
     ) -> Arc<Grant> {
         let state = Arc::new(StateCell::new(initial_state(client)));
+        if let Some(pin) = &pin {
+            // A downgraded read grant is exclusive only while the write grant it pins holds:
+            // if that is lost (its node deleted from outside, its session gone), so is this.
+            let mut pinned = pin.states();
+            let state = state.clone();
+            tokio::spawn(async move {
+                let _ = pinned.wait_for(|s| s.is_final()).await;
+                // A no-op once this grant is released (before its pin is).
+                state.set(LockState::Lost);
+            });
+        }
         let revoke = watch::channel(revoked).0;
         let monitor = tokio::spawn(monitor(
             client.clone(),

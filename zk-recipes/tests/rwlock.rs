@@ -301,3 +301,50 @@ async fn downgrade_past_a_queued_writer_keeps_it_out_until_the_read_ends() {
     g.release().await.unwrap();
     wait_children(&other_client, LOCK, |c| c.is_empty()).await;
 }
+
+/// A downgraded read lock that keeps a queued writer out through its pinned write node is
+/// lost if that write node is (deleted from outside, say): the writer may then enter, so
+/// the reader is told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_downgraded_read_lock_is_lost_with_the_write_node_it_pins() {
+    let server = server().await;
+    let lock = ReadWriteLock::new(client(&server.connect_string()).await, LOCK).unwrap();
+    let other_client = client(&server.connect_string()).await;
+    let other = Arc::new(ReadWriteLock::new(other_client.clone(), LOCK).unwrap());
+
+    let w = lock.write_lock().acquire().await.unwrap();
+    let mut stats = other.write_lock().wait_stats();
+    let queued_writer = {
+        let other = other.clone();
+        tokio::spawn(async move { other.write_lock().acquire().await.expect("write") })
+    };
+    within(
+        "the other writer queued",
+        stats.wait_for(|s| s.watches_set == 1),
+    )
+    .await
+    .unwrap();
+    let r = lock
+        .read_lock()
+        .acquire_timeout(SHORT)
+        .await
+        .unwrap()
+        .expect("downgrade");
+    let write_node = w.node_path().to_owned();
+    w.release().await.unwrap();
+    assert_eq!(r.state(), LockState::Held);
+    other_client
+        .delete(&write_node)
+        .await
+        .expect("delete the write node");
+    let mut states = r.states();
+    within(
+        "the read lock lost",
+        states.wait_for(|s| *s == LockState::Lost),
+    )
+    .await
+    .unwrap();
+    let g = within("the queued writer", queued_writer).await.unwrap();
+    r.release().await.unwrap();
+    g.release().await.unwrap();
+}
