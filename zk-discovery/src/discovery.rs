@@ -288,6 +288,23 @@ impl<T: Payload> ServiceDiscovery<T> {
             {
                 Ok(true) => break,
                 Ok(false) => {}
+                // The kept node found a persistent node in its way (it does not replace
+                // nodes itself): replace it again and keep waiting (the node checks again
+                // after a backoff).
+                Err(zk_recipes::Error::Zk(ZkError::NodeExists))
+                    if mode == CreateMode::Ephemeral =>
+                {
+                    match self.replace_foreign_node(&path).await {
+                        Ok(()) => {}
+                        Err(Error::Zk(e @ (ZkError::NoAuth | ZkError::AuthFailed))) => {
+                            self.forget_registration(&id, &node).await;
+                            return Err(Error::Zk(e));
+                        }
+                        Err(e) => {
+                            tracing::debug!(%path, %e, "replacing the node in the way failed; retrying");
+                        }
+                    }
+                }
                 Err(e) => {
                     self.forget_registration(&id, &node).await;
                     return Err(e.into());
