@@ -280,6 +280,10 @@ impl Drop for LeaderLatch {
     }
 }
 
+/// How long `close` waits for the first attempt to delete the latch's node (it goes on in
+/// the background after that).
+const CLOSE_DELETE_WAIT: Duration = Duration::from_secs(1);
+
 /// Our node and the session that created it.
 struct Node {
     path: String,
@@ -457,8 +461,10 @@ async fn drive(inner: Arc<Inner>, mut states: ConnectionStates) {
             // connection, or on trouble, the delete goes on in the background).
             let mut own = OwnedNode::new(&client);
             own.set(ours.path);
+            // A connection that is down but not known to be (its read timeout pending)
+            // holds the first attempt: waited for a moment only, the delete goes on anyway.
             if client.is_connected() {
-                own.delete_now().await;
+                let _ = tokio::time::timeout(CLOSE_DELETE_WAIT, own.delete_now()).await;
             } else {
                 own.delete_later();
             }

@@ -325,5 +325,25 @@ async fn closing_during_a_partition_returns_at_once_and_leaves_no_node() {
     );
     proxy.set_mode(support::Mode::Forward);
     wait_children(&observer, PATH, |c| c.is_empty()).await;
+
+    // The same for a leader, whose node exists when the connection goes dead (the client
+    // does not know yet: its read timeout is pending).
+    proxy.set_mode(support::Mode::Forward);
+    let latch = LeaderLatch::new(c.clone(), PATH, "leader").unwrap();
+    latch.start().unwrap();
+    within("leads", latch.await_leadership()).await.unwrap();
+    proxy.set_mode(support::Mode::Blackhole);
+    let started = std::time::Instant::now();
+    within_for("close", std::time::Duration::from_secs(10), latch.close())
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(2500),
+        "close took {:?}",
+        started.elapsed()
+    );
+    proxy.set_mode(support::Mode::Forward);
+    proxy.cut();
+    wait_children(&observer, PATH, |c| c.is_empty()).await;
     c.close().await.unwrap();
 }
