@@ -598,18 +598,25 @@ fn read_secret_file(line: usize, path: &Path) -> Result<Vec<u8>, ConfigError> {
     Ok(trimmed.to_vec())
 }
 
-/// An IP address, or the first address a host name resolves to (Apache's
-/// `InetAddress.getByName`).
+/// An IP address, or the address a host name resolves to as Apache's
+/// `InetAddress.getByName` picks it: IPv4 first (Java's default `preferIPv6Addresses=false`),
+/// so `localhost` is 127.0.0.1 even where the resolver lists `::1` first.
 fn resolve_ip(host: &str) -> Option<IpAddr> {
     use std::net::ToSocketAddrs;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.parse().ok().or_else(|| {
-        (host, 0)
-            .to_socket_addrs()
-            .ok()?
-            .next()
-            .map(|addr| addr.ip())
-    })
+    if let Ok(ip) = host.parse() {
+        return Some(ip);
+    }
+    let addrs: Vec<IpAddr> = (host, 0)
+        .to_socket_addrs()
+        .ok()?
+        .map(|addr| addr.ip())
+        .collect();
+    addrs
+        .iter()
+        .find(|ip| ip.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
 }
 
 /// A `jute.maxbuffer` value: decimal or `0x` hexadecimal, 1 KiB to [`MAX_JUTE_MAXBUFFER`].
@@ -954,11 +961,12 @@ mod tests {
                  server.1=localhost:2888:3888;localhost:2181\n\
                  server.2=localhost:2889:3889;localhost:2182\n{SECRET}"
             );
+            let localhost = IpAddr::from([127, 0, 0, 1]);
             let (config, _) = parse(Some("2"), &body).unwrap();
             assert_eq!(config.client_port, 2182);
-            assert!(config.client_port_address.is_loopback());
+            assert_eq!(config.client_port_address, localhost);
             let (config, _) = parse(None, "clientPortAddress=localhost\n").unwrap();
-            assert!(config.client_port_address.is_loopback());
+            assert_eq!(config.client_port_address, localhost);
         }
 
         #[test]
