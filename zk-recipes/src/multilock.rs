@@ -169,8 +169,8 @@ impl MultiLockPartGuard {
 /// or two of them can each hold a part and wait for the other forever (with
 /// [`MultiLock::acquire_timeout`] they both give up instead).
 ///
-/// Differences from Curator: the timeout bounds the whole acquisition (Curator gives each
-/// lock the full timeout); a path may appear once.
+/// Differences from Curator: the timeout bounds the waits of the whole acquisition together
+/// (Curator gives each lock the full timeout); a path may appear once.
 ///
 /// ```no_run
 /// # async fn f(client: zk_client::Client) -> zk_recipes::Result<()> {
@@ -273,8 +273,9 @@ impl MultiLock {
         }
     }
 
-    /// Acquires every lock within `timeout` (for all of them together); `None` when the time
-    /// ran out — the locks taken so far are released before returning (cut off from the
+    /// Acquires every lock, waiting at most `timeout` for all of them together (the waits,
+    /// not the requests: see [`Mutex::acquire_timeout`](crate::Mutex::acquire_timeout));
+    /// `None` when the time ran out — the locks taken so far are released before returning (cut off from the
     /// server, each release is waited for at most one connection timeout, and then goes on
     /// in the background).
     ///

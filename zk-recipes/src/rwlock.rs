@@ -169,8 +169,9 @@ impl ReadLock {
         }
     }
 
-    /// As [`ReadLock::acquire`], waiting at most `timeout`; `None` when the time ran out (the
-    /// node this attempt created is deleted).
+    /// As [`ReadLock::acquire`], waiting at most `timeout` (the waits, not the requests: see
+    /// [`Mutex::acquire_timeout`](crate::Mutex::acquire_timeout)); `None` when the time ran
+    /// out (the node this attempt created is deleted).
     ///
     /// # Errors
     /// As [`ReadLock::acquire`].
@@ -249,8 +250,9 @@ impl WriteLock {
         }
     }
 
-    /// As [`WriteLock::acquire`], waiting at most `timeout`; `None` when the time ran out
-    /// (the node this attempt created is deleted).
+    /// As [`WriteLock::acquire`], waiting at most `timeout` (the waits, not the requests:
+    /// see [`Mutex::acquire_timeout`](crate::Mutex::acquire_timeout)); `None` when the time
+    /// ran out (the node this attempt created is deleted).
     ///
     /// # Errors
     /// As [`WriteLock::acquire`].

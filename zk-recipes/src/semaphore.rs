@@ -152,9 +152,11 @@ impl Semaphore {
         self.acquire_until(qty, None).await
     }
 
-    /// Acquires `qty` leases within `timeout`; an empty vector when the time ran out (the
-    /// leases taken so far are returned and the node being waited on is deleted before
-    /// returning — in the background if the connection is down).
+    /// Acquires `qty` leases, waiting at most `timeout`; an empty vector when the time ran
+    /// out (the leases taken so far are returned and the node being waited on is deleted
+    /// before returning — in the background if the connection is down). The timeout bounds
+    /// the waits, not the requests (see [`Mutex::acquire_timeout`](crate::Mutex::acquire_timeout)):
+    /// free leases are taken even with `Duration::ZERO`.
     ///
     /// # Errors
     /// As [`Semaphore::acquire`].
@@ -496,8 +498,9 @@ impl SemaphoreMutex {
         self.acquire_until(None).await?.ok_or(Error::Closed)
     }
 
-    /// Acquires the mutex within `timeout`; `None` when the time ran out (nothing is left
-    /// behind).
+    /// Acquires the mutex, waiting at most `timeout` (the waits, not the requests: see
+    /// [`Mutex::acquire_timeout`](crate::Mutex::acquire_timeout)); `None` when the time ran
+    /// out (nothing is left behind).
     ///
     /// # Errors
     /// As [`Semaphore::acquire`].
