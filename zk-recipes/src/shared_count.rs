@@ -14,7 +14,10 @@ use crate::util::lock;
 use crate::write_once::{write_once, Written};
 use crate::{Error, Result};
 
-/// A value with the node version it was read at (Curator's `VersionedValue`).
+/// A value with the node version it was read at (Curator's `VersionedValue`). When the node
+/// holds data the value cannot be decoded from (e.g. an operator's `set` of a count), the
+/// version is that data's and the value the last one decoded: a compare-and-set against it
+/// replaces the undecodable data (logged as a warning when read).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct VersionedValue<T> {
