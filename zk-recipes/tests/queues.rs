@@ -1091,13 +1091,16 @@ async fn an_item_that_keeps_failing_does_not_block_the_items_behind_it() {
             within("the item behind", rx.recv()).await.as_deref(),
             Some("ok")
         );
-        // Nothing is retried while the queue stays as it is.
-        let reads = server_reads(&server).await;
+        // Nothing is retried while the queue stays as it is: once the pass after "ok" is
+        // over, two seconds see only pings (about three), not a loop (a retry every 20 ms,
+        // hundreds of requests).
         tokio::time::sleep(Duration::from_millis(500)).await;
+        let reads = server_reads(&server).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
         let more = server_reads(&server).await - reads;
         assert!(
-            more < 10,
-            "{more} reads in 500 ms: the bad item is retried in a loop"
+            more < 20,
+            "{more} requests in 2 s: the bad item is retried in a loop"
         );
         consumer.close().await;
         put.close().await;
