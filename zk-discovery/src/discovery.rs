@@ -536,8 +536,8 @@ impl<T: Payload> ServiceDiscovery<T> {
         }
     }
 
-    /// A cache of the instances of the service `name` (not started). It closes when this
-    /// discovery does, as Curator's do.
+    /// A cache of the instances of the service `name` (not started). Once started, it
+    /// closes when this discovery does, as Curator's do.
     ///
     /// # Errors
     /// An invalid name; [`Error::Closed`] after [`close`](Self::close).

@@ -317,7 +317,8 @@ impl PersistentNode {
 
 /// Deletes the node at the (non-sequential) base path if the keeper would have adopted it as
 /// ours (any node in persistent modes, our session's in ephemeral ones), retrying across
-/// connection trouble; a node that is not ours is left alone.
+/// connection trouble and changes between the check and the delete; a node that is not ours
+/// is left alone.
 async fn delete_if_ours(shared: &Shared) {
     let client = &shared.client;
     loop {
@@ -332,6 +333,8 @@ async fn delete_if_ours(shared: &Shared) {
                     .await
                 {
                     Ok(()) => return,
+                    // Written (or replaced) since the check: check again.
+                    Err(ZkError::BadVersion) => continue,
                     Err(e) => e,
                 }
             }

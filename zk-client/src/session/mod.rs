@@ -443,13 +443,14 @@ impl Session {
             .unwrap_or(Error::Closed)
     }
 
-    /// Queues a request now; the returned future waits for the reply body.
     /// The largest node data a request may carry: the servers' `jute.maxbuffer`
     /// ([`SessionConfig::max_request_len`]).
     pub(crate) fn max_data_len(&self) -> usize {
         self.shared.max_request_len
     }
 
+    /// Queues a request now (refused at once if longer than the servers accept); the
+    /// returned future waits for the reply body.
     pub(crate) fn submit(&self, op: OpCode, body: BytesMut, action: Action) -> ReplyFuture {
         let body = match bodies::checked(body, self.shared.max_request_len) {
             Ok(body) => body,
