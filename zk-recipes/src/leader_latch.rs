@@ -12,7 +12,7 @@ use zk_client::{
 };
 
 use crate::nodes::{check_base_path, join, node_name, sorted_children};
-use crate::util::{became_true, delete_in_background, lock, serves_writes, OwnedNode};
+use crate::util::{became_true, delete_in_background, lock, serves_writes, Listeners, OwnedNode};
 use crate::{Error, Result};
 
 /// The name of latch nodes (as Curator's `LeaderLatch`): `<path>/_c_<uuid>-latch-N`.
@@ -44,15 +44,17 @@ pub struct Participant {
 ///
 /// ```no_run
 /// # async fn f(client: zk_client::Client) -> zk_recipes::Result<()> {
+/// use futures::StreamExt;
 /// use zk_recipes::LeaderLatch;
 ///
 /// let latch = LeaderLatch::new(client, "/app/leader", "host-1")?;
+/// let mut changes = latch.leadership_changes();
 /// latch.start()?;
-/// let mut leadership = latch.leadership();
 /// latch.await_leadership().await?;
-/// // Lead while `has_leadership()` stays true; `leadership.changed()` wakes on any change.
-/// while *leadership.borrow_and_update() {
-///     if leadership.changed().await.is_err() {
+/// // Lead until the first loss (every change is reported: a loss is never hidden by a
+/// // quick regain; a regain is a new term, with a new leadership token).
+/// while let Some(leading) = changes.next().await {
+///     if !leading {
 ///         break;
 ///     }
 /// }
@@ -74,6 +76,27 @@ struct Inner {
     node: watch::Sender<Option<String>>,
     /// The leadership token (our node's czxid) while leading.
     token: watch::Sender<Option<i64>>,
+    /// Subscribers of every leadership change ([`LeaderLatch::leadership_changes`]).
+    changes: Listeners<bool>,
+}
+
+/// Every change of a latch's leadership, in order, none coalesced: `true` when it starts
+/// leading, `false` when it stops (Curator's `LeaderLatchListener.isLeader` / `notLeader`).
+/// Ends when the latch is closed (after its final `false`, if it led).
+#[derive(Debug)]
+pub struct LeadershipChanges {
+    rx: tokio::sync::mpsc::UnboundedReceiver<bool>,
+}
+
+impl futures::Stream for LeadershipChanges {
+    type Item = bool;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<bool>> {
+        self.rx.poll_recv(cx)
+    }
 }
 
 enum Status {
@@ -109,6 +132,7 @@ impl LeaderLatch {
                 status: StdMutex::new(Status::Latent),
                 node: watch::channel(None).0,
                 token: watch::channel(None).0,
+                changes: Listeners::default(),
             }),
         })
     }
@@ -147,9 +171,20 @@ impl LeaderLatch {
         *self.inner.leader.borrow()
     }
 
-    /// Leadership as a watch channel: `true` while leading; every change wakes `changed()`.
+    /// Leadership as a watch channel: `true` while leading; every change wakes `changed()`,
+    /// but a reader sees only the latest value (a loss and a regain between two reads look
+    /// like no change): see [`leadership_changes`](Self::leadership_changes) for each one.
     pub fn leadership(&self) -> watch::Receiver<bool> {
         self.inner.leader.subscribe()
+    }
+
+    /// Every leadership change from now on, none coalesced (Curator's
+    /// `LeaderLatchListener`): a holder that lost leadership and won it again meanwhile sees
+    /// `false` then `true`, and knows its earlier token is stale.
+    pub fn leadership_changes(&self) -> LeadershipChanges {
+        LeadershipChanges {
+            rx: self.inner.changes.subscribe(),
+        }
     }
 
     /// Waits until this participant leads.
@@ -255,14 +290,13 @@ impl LeaderLatch {
         };
         // `closed` first: see `set_leader`.
         self.inner.closed.send_replace(true);
-        self.inner
-            .leader
-            .send_if_modified(|l| std::mem::replace(l, false));
-        // The task finishes what it is doing (never cancelled mid-create, which would leave
-        // an orphan node blocking the election), deletes its node and ends.
+        set_leader(&self.inner, false);
+        // The task stops what it is doing (a create cut short leaves no orphan: it is
+        // protected), deletes its node and ends.
         if let Some(task) = task {
             let _ = task.await;
         }
+        self.inner.changes.close();
         Ok(())
     }
 }
@@ -273,10 +307,9 @@ impl Drop for LeaderLatch {
         if let Status::Started(_task) = status {
             // The task sees the flag, deletes its node and ends on its own.
             self.inner.closed.send_replace(true);
-            self.inner
-                .leader
-                .send_if_modified(|l| std::mem::replace(l, false));
+            set_leader(&self.inner, false);
         }
+        self.inner.changes.close();
     }
 }
 
@@ -315,6 +348,8 @@ fn set_leader(inner: &Inner, leader: bool) -> bool {
         } else {
             tracing::info!(path = %inner.path, id = %inner.id, leader, "leadership changed");
             *l = leader;
+            // Under the channel's lock: subscribers see the changes in order.
+            inner.changes.emit(leader);
             true
         }
     });

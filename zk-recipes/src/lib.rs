@@ -152,7 +152,7 @@ pub use cache::{CacheEvent, CacheEvents, ChildData, NodeCache, PathChildrenCache
 pub use double_barrier::DoubleBarrier;
 pub use error::{Error, Result};
 pub use group_member::GroupMember;
-pub use leader_latch::{LeaderLatch, Participant};
+pub use leader_latch::{LeaderLatch, LeadershipChanges, Participant};
 pub use leader_selector::{CancelReason, LeaderSelector, LeaderSelectorBuilder, LeadershipContext};
 pub use multilock::{MultiLock, MultiLockGuard, MultiLockPart, MultiLockPartGuard};
 pub use mutex::{LockState, LockStates, Mutex, MutexGuard};

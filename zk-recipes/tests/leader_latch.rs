@@ -347,3 +347,36 @@ async fn closing_during_a_partition_returns_at_once_and_leaves_no_node() {
     wait_children(&observer, PATH, |c| c.is_empty()).await;
     c.close().await.unwrap();
 }
+
+/// `leadership_changes` reports every change, none coalesced (Curator's
+/// LeaderLatchListener): a sole participant whose node is deleted loses leadership and wins
+/// it again, and a reader that was not looking meanwhile still sees both; close ends the
+/// stream after the final `false`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_changes_reports_a_loss_and_regain_in_order() {
+    use futures::StreamExt;
+    let server = server().await;
+    let c = client(&server.connect_string()).await;
+    let operator = client(&server.connect_string()).await;
+    let latch = LeaderLatch::new(c.clone(), PATH, "sole").unwrap();
+    let mut changes = latch.leadership_changes();
+    latch.start().unwrap();
+    within("leads", latch.await_leadership()).await.unwrap();
+    let first_token = latch.leadership_token();
+    let node = latch.our_path().expect("a node");
+    operator.delete(&node).await.unwrap();
+    // Leads again with a new node (nobody else queues).
+    within("leads again", async {
+        while latch.our_path().as_deref() == Some(node.as_str()) || !latch.has_leadership() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_ne!(latch.leadership_token(), first_token);
+    latch.close().await.unwrap();
+    let mut seen = Vec::new();
+    while let Some(change) = within("the changes", changes.next()).await {
+        seen.push(change);
+    }
+    assert_eq!(seen, [true, false, true, false]);
+}
