@@ -268,16 +268,9 @@ impl<T: Payload> ServiceDiscovery<T> {
         }
         if mode == CreateMode::Ephemeral {
             // The kept node, finding the old node, waits for it to go: make it go.
-            match self.replace_foreign_node(&path).await {
-                Ok(()) => {}
-                // Refused for good (we may not delete under the base path).
-                Err(Error::Zk(e @ (ZkError::NoAuth | ZkError::AuthFailed))) => {
-                    self.forget_registration(&id, &node).await;
-                    return Err(Error::Zk(e));
-                }
-                Err(e) => {
-                    tracing::warn!(%path, %e, "could not replace another session's registration; waiting for it to go");
-                }
+            if let Err(e) = self.make_way(&path).await {
+                self.forget_registration(&id, &node).await;
+                return Err(e);
             }
         }
         // No deadline of our own: the caller decides how long to wait.
@@ -294,15 +287,9 @@ impl<T: Payload> ServiceDiscovery<T> {
                 Err(zk_recipes::Error::Zk(ZkError::NodeExists))
                     if mode == CreateMode::Ephemeral =>
                 {
-                    match self.replace_foreign_node(&path).await {
-                        Ok(()) => {}
-                        Err(Error::Zk(e @ (ZkError::NoAuth | ZkError::AuthFailed))) => {
-                            self.forget_registration(&id, &node).await;
-                            return Err(Error::Zk(e));
-                        }
-                        Err(e) => {
-                            tracing::debug!(%path, %e, "replacing the node in the way failed; retrying");
-                        }
+                    if let Err(e) = self.make_way(&path).await {
+                        self.forget_registration(&id, &node).await;
+                        return Err(e);
                     }
                 }
                 Err(e) => {
@@ -315,6 +302,20 @@ impl<T: Payload> ServiceDiscovery<T> {
             self.watch_instance(&id, &path, node)?;
         }
         Ok(())
+    }
+
+    /// [`replace_foreign_node`](Self::replace_foreign_node), failing only when refused for good
+    /// (we may not delete under the base path); other failures are logged, and the kept
+    /// node waits for the node in its way to go.
+    async fn make_way(&self, path: &str) -> Result<()> {
+        match self.replace_foreign_node(path).await {
+            Err(Error::Zk(e @ (ZkError::NoAuth | ZkError::AuthFailed))) => Err(Error::Zk(e)),
+            Err(e) => {
+                tracing::warn!(%path, %e, "could not replace the node in the way; waiting for it to go");
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        }
     }
 
     /// Deletes a persistent node, or an ephemeral node of another session, at `path`
