@@ -300,6 +300,19 @@ async fn participants_in_queue_order_with_ids_as_node_data() {
     assert_eq!(all[1].start(), Err(Error::Closed));
 }
 
+/// Closes `latch`, which must not take long (2.5 s: no connection timeout waited for).
+async fn close_at_once(latch: &LeaderLatch) {
+    let started = std::time::Instant::now();
+    within_for("close", std::time::Duration::from_secs(10), latch.close())
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(2500),
+        "close took {:?}",
+        started.elapsed()
+    );
+}
+
 /// `close` during a partition does not wait for the latch's pending create (abandoned: a
 /// protected node it may have made is cleaned up by the client) or for a delete (which goes
 /// on in the background); without that it took the connection timeout or longer.
@@ -314,34 +327,17 @@ async fn closing_during_a_partition_returns_at_once_and_leaves_no_node() {
     let latch = LeaderLatch::new(c.clone(), PATH, "partitioned").unwrap();
     latch.start().unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let started = std::time::Instant::now();
-    within_for("close", std::time::Duration::from_secs(10), latch.close())
-        .await
-        .unwrap();
-    assert!(
-        started.elapsed() < std::time::Duration::from_millis(2500),
-        "close took {:?}",
-        started.elapsed()
-    );
+    close_at_once(&latch).await;
     proxy.set_mode(support::Mode::Forward);
     wait_children(&observer, PATH, |c| c.is_empty()).await;
 
     // The same for a leader, whose node exists when the connection goes dead (the client
     // does not know yet: its read timeout is pending).
-    proxy.set_mode(support::Mode::Forward);
     let latch = LeaderLatch::new(c.clone(), PATH, "leader").unwrap();
     latch.start().unwrap();
     within("leads", latch.await_leadership()).await.unwrap();
     proxy.set_mode(support::Mode::Blackhole);
-    let started = std::time::Instant::now();
-    within_for("close", std::time::Duration::from_secs(10), latch.close())
-        .await
-        .unwrap();
-    assert!(
-        started.elapsed() < std::time::Duration::from_millis(2500),
-        "close took {:?}",
-        started.elapsed()
-    );
+    close_at_once(&latch).await;
     proxy.set_mode(support::Mode::Forward);
     proxy.cut();
     wait_children(&observer, PATH, |c| c.is_empty()).await;

@@ -252,8 +252,19 @@ async fn downgrade_keeps_reading_and_upgrade_is_refused() {
     w.release().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn downgrade_past_a_queued_writer_keeps_it_out_until_the_read_ends() {
+/// A read lock granted by downgrade while this handle holds the write lock and another
+/// client's writer is queued behind it; the write guard is then released (its node stays,
+/// pinned by the read grant).
+struct Downgraded {
+    _server: zk_server::TestingServer,
+    lock: ReadWriteLock,
+    other_client: zk_client::Client,
+    read: zk_recipes::MutexGuard,
+    write_node: String,
+    queued_writer: tokio::task::JoinHandle<zk_recipes::MutexGuard>,
+}
+
+async fn downgraded_past_a_queued_writer() -> Downgraded {
     let server = server().await;
     let lock = ReadWriteLock::new(client(&server.connect_string()).await, LOCK).unwrap();
     let other_client = client(&server.connect_string()).await;
@@ -271,8 +282,8 @@ async fn downgrade_past_a_queued_writer_keeps_it_out_until_the_read_ends() {
     )
     .await
     .unwrap();
-    // Our read node sorts after the queued writer's node; it is granted by downgrade...
-    let r = lock
+    // Our read node sorts after the queued writer's node; it is granted by downgrade.
+    let read = lock
         .read_lock()
         .acquire_timeout(SHORT)
         .await
@@ -280,6 +291,26 @@ async fn downgrade_past_a_queued_writer_keeps_it_out_until_the_read_ends() {
         .expect("downgrade");
     let write_node = w.node_path().to_owned();
     w.release().await.unwrap();
+    Downgraded {
+        _server: server,
+        lock,
+        other_client,
+        read,
+        write_node,
+        queued_writer,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downgrade_past_a_queued_writer_keeps_it_out_until_the_read_ends() {
+    let Downgraded {
+        _server,
+        lock,
+        other_client,
+        read: r,
+        write_node,
+        queued_writer,
+    } = downgraded_past_a_queued_writer().await;
     // ...and the write node stays until the read ends, so the queued writer stays out.
     tokio::time::sleep(SHORT).await;
     assert!(
@@ -307,31 +338,14 @@ async fn downgrade_past_a_queued_writer_keeps_it_out_until_the_read_ends() {
 /// the reader is told.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_downgraded_read_lock_is_lost_with_the_write_node_it_pins() {
-    let server = server().await;
-    let lock = ReadWriteLock::new(client(&server.connect_string()).await, LOCK).unwrap();
-    let other_client = client(&server.connect_string()).await;
-    let other = Arc::new(ReadWriteLock::new(other_client.clone(), LOCK).unwrap());
-
-    let w = lock.write_lock().acquire().await.unwrap();
-    let mut stats = other.write_lock().wait_stats();
-    let queued_writer = {
-        let other = other.clone();
-        tokio::spawn(async move { other.write_lock().acquire().await.expect("write") })
-    };
-    within(
-        "the other writer queued",
-        stats.wait_for(|s| s.watches_set == 1),
-    )
-    .await
-    .unwrap();
-    let r = lock
-        .read_lock()
-        .acquire_timeout(SHORT)
-        .await
-        .unwrap()
-        .expect("downgrade");
-    let write_node = w.node_path().to_owned();
-    w.release().await.unwrap();
+    let Downgraded {
+        _server,
+        read: r,
+        write_node,
+        queued_writer,
+        other_client,
+        ..
+    } = downgraded_past_a_queued_writer().await;
     assert_eq!(r.state(), LockState::Held);
     other_client
         .delete(&write_node)
