@@ -111,6 +111,17 @@ async fn serve_read_only(
     }
 }
 
+/// Waits until `client` is connected to a read-only server.
+async fn wait_read_only(client: &zk::client::Client) {
+    tokio::time::timeout(PATIENCE, async {
+        while client.connection_state() != Some(ConnectionState::ReadOnly) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("on the read-only server");
+}
+
 /// Waits for the move to a read-write server: CONNECTED, as Curator reports the first
 /// read-write connection; the new session is no loss (nothing but watches belonged to the
 /// read-only one), so LOST must not come. (READ_ONLY again is fine: an Apache member that is
@@ -287,13 +298,7 @@ async fn a_lock_released_on_a_read_only_server_is_deleted_on_a_read_write_one() 
     observer.close().await.unwrap();
 
     server.stop().await;
-    tokio::time::timeout(PATIENCE, async {
-        while client.connection_state() != Some(ConnectionState::ReadOnly) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("on the read-only server");
+    wait_read_only(&client).await;
     let refused_before = counts.refused.load(Ordering::SeqCst);
     let release = tokio::spawn(guard.release());
     // The read-only server refuses the delete before the read-write one comes back.
@@ -486,13 +491,7 @@ async fn a_leader_on_a_read_only_server_stops_leading_until_back_on_a_read_write
         .await
         .expect("leadership ends when the connection goes")
         .unwrap();
-    tokio::time::timeout(PATIENCE, async {
-        while client.connection_state() != Some(ConnectionState::ReadOnly) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("on the read-only server");
+    wait_read_only(&client).await;
     assert!(
         !latch.has_leadership(),
         "no leadership on a read-only server"
@@ -538,13 +537,7 @@ async fn a_session_policy_leader_on_a_read_only_server_is_cancelled() {
         .unwrap();
 
     server.stop().await;
-    tokio::time::timeout(PATIENCE, async {
-        while client.connection_state() != Some(ConnectionState::ReadOnly) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("on the read-only server");
+    wait_read_only(&client).await;
     let reason = tokio::time::timeout(PATIENCE, cancelled.recv())
         .await
         .expect("the leader is cancelled on the read-only server")
