@@ -14,6 +14,7 @@
 use std::time::Duration;
 
 use clap::Parser;
+use futures::StreamExt;
 use zk::client::{Client, ExponentialBackoffRetry};
 use zk::recipes::LeaderLatch;
 
@@ -45,10 +46,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .block_until_connected(Duration::from_secs(15))
         .await?;
     let latch = LeaderLatch::new(client.clone(), &args.path, args.id.clone())?;
+    // Every change, none coalesced: a loss is never hidden by a quick regain.
+    let mut changes = latch.leadership_changes();
     latch.start()?;
-    let mut leadership = latch.leadership();
+    let mut leading = false;
     loop {
-        let leading = *leadership.borrow_and_update();
         let participants: Vec<String> = latch
             .participants()
             .await
@@ -64,17 +66,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             // session lost): then stop claiming it at once and wait to lead again.
             let lost = tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(args.lead_ms)) => false,
-                r = leadership.wait_for(|leading| !*leading) => r.is_ok(),
+                change = changes.next() => change.is_some(),
             };
             if lost {
                 println!("[{}] leadership lost; no longer leading", args.id);
+                leading = false;
                 continue;
             }
             println!("[{}] stepping down", args.id);
             break;
         }
-        if leadership.changed().await.is_err() {
-            break;
+        match changes.next().await {
+            Some(now) => leading = now,
+            None => break,
         }
     }
     latch.close().await?;
