@@ -492,12 +492,11 @@ async fn drive(inner: Arc<Inner>, mut states: ConnectionStates) {
     inner.node.send_replace(None);
     if let Some(ours) = node.take() {
         if *closed.borrow() {
-            // Closed: delete our node (waiting for the first attempt if connected; without a
-            // connection, or on trouble, the delete goes on in the background).
+            // Closed: delete our node. Connected, the first attempt is waited for, but only a
+            // moment (a dead connection not noticed yet would hold it); the delete goes on in
+            // the background either way.
             let mut own = OwnedNode::new(&client);
             own.set(ours.path);
-            // A connection that is down but not known to be (its read timeout pending)
-            // holds the first attempt: waited for a moment only, the delete goes on anyway.
             if client.is_connected() {
                 let _ = tokio::time::timeout(CLOSE_DELETE_WAIT, own.delete_now()).await;
             } else {

@@ -321,6 +321,7 @@ impl PersistentNode {
 /// is left alone.
 async fn delete_if_ours(shared: &Shared) {
     let client = &shared.client;
+    let mut backoff = crate::util::RetryBackoff::default();
     loop {
         let failed = match client.exists(&shared.base_path).await {
             Ok(Some(stat))
@@ -341,10 +342,7 @@ async fn delete_if_ours(shared: &Shared) {
             Ok(_) => return,
             Err(e) => e,
         };
-        let read_only = failed == ZkError::NotReadOnly;
-        if !(failed.is_retryable() || read_only)
-            || !crate::util::wait_connected(client, read_only).await
-        {
+        if !crate::util::is_connection_trouble(&failed) || !backoff.wait(client, &failed).await {
             return;
         }
     }

@@ -32,25 +32,50 @@ pub(crate) async fn wait_connected(client: &Client, read_write: bool) -> bool {
 /// client was closed (closing the session removes its ephemerals), or a non-retryable error
 /// (e.g. NOAUTH) says it never will be deleted by us.
 pub(crate) async fn delete_until_gone(client: &Client, path: &str) -> Result<(), ZkError> {
-    let mut backoff = Duration::from_millis(20);
+    let mut backoff = RetryBackoff::default();
     loop {
         match client.delete(path).quietly().await {
             Ok(()) | Err(ZkError::Closed) => return Ok(()),
-            Err(e)
-                if e.is_retryable() || matches!(e, ZkError::Connect(_) | ZkError::NotReadOnly) =>
-            {
+            Err(e) if is_connection_trouble(&e) => {
                 tracing::debug!(%path, %e, "delete failed; retrying until the node is gone");
-                if !wait_connected(client, e == ZkError::NotReadOnly).await {
+                if !backoff.wait(client, &e).await {
                     return Ok(());
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
             }
             Err(e) => {
                 tracing::warn!(%path, %e, "giving up deleting a recipe node");
                 return Err(e);
             }
         }
+    }
+}
+
+/// Whether `e` is connection trouble that retrying after a reconnect can get past (a lost
+/// connection, a failed connect, a read-only server refusing a write).
+pub(crate) fn is_connection_trouble(e: &ZkError) -> bool {
+    e.is_retryable() || matches!(e, ZkError::Connect(_) | ZkError::NotReadOnly)
+}
+
+/// The pause between retries of a background operation: 20 ms, doubling up to 1 s.
+#[derive(Debug)]
+pub(crate) struct RetryBackoff(Duration);
+
+impl Default for RetryBackoff {
+    fn default() -> Self {
+        RetryBackoff(Duration::from_millis(20))
+    }
+}
+
+impl RetryBackoff {
+    /// After connection trouble `e`: waits for a connection that can serve the retry (a
+    /// read-write one after NOTREADONLY), then for the back-off; false if the client ended.
+    pub(crate) async fn wait(&mut self, client: &Client, e: &ZkError) -> bool {
+        if !wait_connected(client, *e == ZkError::NotReadOnly).await {
+            return false;
+        }
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_secs(1));
+        true
     }
 }
 

@@ -19,7 +19,7 @@ use super::naming::requeue_name;
 use super::serializer::BoxError;
 use super::ErrorMode;
 use crate::nodes::join;
-use crate::util::{stopped, wait_connected};
+use crate::util::{is_connection_trouble, stopped, RetryBackoff};
 
 /// The consumer function, boxed.
 pub(crate) type ConsumeFn<T> =
@@ -168,7 +168,7 @@ pub(crate) async fn run<T: Send + 'static>(
                 }
                 Err(ZkError::Closed) => return,
                 // Connection trouble: the next items would fail alike.
-                Err(e) if e.is_retryable() || e == ZkError::NotReadOnly => {
+                Err(e) if is_connection_trouble(&e) => {
                     tracing::debug!(path = %core.path, item = %name, %e, "queue consumer: processing an item failed; listing again");
                     failed = true;
                     break;
@@ -634,7 +634,7 @@ async fn delete_lock(
     token: &[u8],
     mut first: Option<tokio::sync::oneshot::Sender<()>>,
 ) {
-    let mut backoff = MIN_BACKOFF;
+    let mut backoff = RetryBackoff::default();
     loop {
         let attempt = match client.get_data(path).await {
             Ok((data, stat)) if data == token => {
@@ -648,14 +648,10 @@ async fn delete_lock(
         }
         match attempt {
             Ok(()) | Err(ZkError::Closed | ZkError::NoNode | ZkError::BadVersion) => return,
-            Err(e)
-                if e.is_retryable() || matches!(e, ZkError::Connect(_) | ZkError::NotReadOnly) =>
-            {
-                if !wait_connected(client, e == ZkError::NotReadOnly).await {
+            Err(e) if is_connection_trouble(&e) => {
+                if !backoff.wait(client, &e).await {
                     return;
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             Err(e) => {
                 tracing::warn!(%path, %e, "giving up deleting a queue item lock");
