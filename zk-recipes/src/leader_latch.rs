@@ -521,7 +521,14 @@ fn handle_state(inner: &Inner, node: &mut Option<Node>, suspended: &mut bool, s:
             set_leader(inner, false);
             *suspended = true;
             // The node went (or goes) with the old session; make sure, and queue anew later.
-            forget_node(inner, node, true);
+            // A node already made in the new session (LOST seen after that create) stays:
+            // deleting it would only queue us again, and leave a moment without a node.
+            if node
+                .as_ref()
+                .is_some_and(|n| n.session_id != inner.client.session_id())
+            {
+                forget_node(inner, node, true);
+            }
         }
         ConnectionState::Connected | ConnectionState::Reconnected => {
             *suspended = false;
