@@ -4,14 +4,15 @@
 //! tick, "the log is durable up to zxid Z") and executes the [`Action`]s it emits (send a frame,
 //! close a connection, append a txn to the log, write a snapshot). The write path is
 //! prep → persist (log append + fsync, batched by the storage thread) → apply → watch events →
-//! reply; a reply or event is emitted only after every txn it depends on is durable.
+//! reply; a reply or event is emitted only after every txn it depends on is durable. A failed
+//! write becomes an error txn, so that its reply travels the same path as the writes around it
+//! (it may rest on one of them: NODEEXISTS for a node whose create is not yet durable).
 //!
 //! In an ensemble ([`CoreConfig::replicated`]) the same core serves one member's clients:
 //! writes are prepared by the leader (its own clients' and those learners forward, see
 //! [`forward`]) and proposed through the replica ([`Action::Propose`]; a learner emits
 //! [`Action::Forward`]), and every member applies the committed txns ([`Input::Committed`]),
-//! answering the clients connected to it. A failed write becomes an error txn, so that its
-//! reply travels the same path as the writes around it. Sessions are created and closed by
+//! answering the clients connected to it. Sessions are created and closed by
 //! txns everywhere; the leader expires them, learners relay their clients' liveness. A role
 //! change ([`Input::Role`]) closes every client connection, as Apache's servers restart their
 //! request pipeline: the fate of writes in flight is unknown, clients reconnect and resume
@@ -296,6 +297,21 @@ struct PendingTxn {
     txn: Txn,
     origin: Origin,
     proposed_at_ms: u64,
+}
+
+/// The txn of a write that failed in prep: an error txn, or for a multi a multi of error
+/// txns (the failing op's code, the others' ok or rolled back), as Apache's.
+fn error_txn(error: PrepError) -> TxnBody {
+    match error {
+        PrepError::Code(code) => TxnBody::Error(zk_proto::ErrorTxn { err: code.as_i32() }),
+        PrepError::Multi(codes) => {
+            let bodies: Vec<TxnBody> = codes
+                .into_iter()
+                .map(|err| TxnBody::Error(zk_proto::ErrorTxn { err }))
+                .collect();
+            TxnBody::Multi(zk_proto::MultiTxn::from_bodies(&bodies))
+        }
+    }
 }
 
 /// A place in a connection's reply order.
@@ -929,20 +945,11 @@ impl ServerCore {
             time: self.now.wall_ms,
             extended_types: self.config.extended_types,
         };
-        match prep::prepare_write(&ctx, &mut self.pending, request) {
-            Ok(body) => self.propose_for(conn, session_id, xid, op, multi_ops, body),
-            Err(PrepError::Code(code)) => {
-                let frame = replies::bare(xid, self.tree.last_processed_zxid(), code);
-                self.push_ready(conn, frame, false);
-            }
-            Err(PrepError::Multi(codes)) => {
-                let response = MultiResponse {
-                    results: codes.into_iter().map(MultiResult::Error).collect(),
-                };
-                let frame = replies::ok(xid, self.tree.last_processed_zxid(), &response);
-                self.push_ready(conn, frame, false);
-            }
-        }
+        // A failure becomes an error txn, as in Apache's PrepRequestProcessor: it may rest on
+        // writes still waiting for their fsync (a NODEEXISTS for a node being created), so its
+        // reply must not overtake theirs.
+        let body = prep::prepare_write(&ctx, &mut self.pending, request).unwrap_or_else(error_txn);
+        self.propose_for(conn, session_id, xid, op, multi_ops, body);
     }
 
     fn prep_close_session(&mut self, session_id: i64) -> TxnBody {
@@ -1108,17 +1115,7 @@ impl ServerCore {
             time: self.now.wall_ms,
             extended_types: self.config.extended_types,
         };
-        match prep::prepare_write(&ctx, &mut self.pending, write) {
-            Ok(body) => body,
-            Err(PrepError::Code(code)) => error(code),
-            Err(PrepError::Multi(codes)) => {
-                let bodies: Vec<TxnBody> = codes
-                    .into_iter()
-                    .map(|err| TxnBody::Error(zk_proto::ErrorTxn { err }))
-                    .collect();
-                TxnBody::Multi(zk_proto::MultiTxn::from_bodies(&bodies))
-            }
-        }
+        prep::prepare_write(&ctx, &mut self.pending, write).unwrap_or_else(error_txn)
     }
 
     /// As leader: something a learner forwarded.

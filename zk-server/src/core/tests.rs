@@ -148,6 +148,48 @@ fn a_write_is_answered_only_after_it_is_durable() {
     assert_eq!((second.xid, second.err), (2, 0), "the read sees the write");
 }
 
+/// A write that fails because of another session's write not yet durable (NODEEXISTS here)
+/// is answered only once that write is: the failure must not reveal a node that a crash
+/// could still undo, and a read after it must see the node.
+#[test]
+fn a_failure_resting_on_a_write_not_yet_durable_waits_for_it() {
+    let mut core = core();
+    connect(&mut core, C1);
+    connect(&mut core, C2);
+    let actions = request(&mut core, C1, 1, create("/a"));
+    let [Action::Persist { zxid: first, .. }] = actions.as_slice() else {
+        panic!("{actions:?}")
+    };
+    let first = *first;
+    let actions = request(&mut core, C2, 1, create("/a"));
+    let [Action::Persist { zxid: failed, .. }] = actions.as_slice() else {
+        panic!("the failure is an error txn: {actions:?}")
+    };
+    let failed = *failed;
+    assert!(request(&mut core, C2, 2, get("/a", false)).is_empty());
+
+    let actions = core.step(Input::Persisted(failed), NOW);
+    let headers: Vec<(ConnId, ReplyHeader)> = actions
+        .iter()
+        .map(|a| match a {
+            Action::Send { conn, .. } => (*conn, reply_header(a)),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(headers.len(), 3, "{headers:?}");
+    assert_eq!(
+        (headers[0].0, headers[0].1.zxid, headers[0].1.err),
+        (C1, first, 0)
+    );
+    let (conn, exists) = &headers[1];
+    assert_eq!(
+        (*conn, exists.xid, exists.zxid, exists.err),
+        (C2, 1, failed, ErrorCode::NodeExists.as_i32())
+    );
+    let (conn, read) = &headers[2];
+    assert_eq!((*conn, read.xid, read.err), (C2, 2, 0), "the read sees /a");
+}
+
 #[test]
 fn watch_event_precedes_the_writers_reply() {
     let mut core = core();
