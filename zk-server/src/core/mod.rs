@@ -358,6 +358,10 @@ pub struct ServerCore {
     /// relay to the leader (an open connection alone keeps no session alive).
     heard_from: BTreeSet<i64>,
     conns: IdMap<ConnId, Conn>,
+    /// Connections re-attaching a session whose writes sent through its previous connection
+    /// are still in flight here, with the client's read-only flag: their handshake completes
+    /// once those writes are answered, so that nothing the session sends next overtakes them.
+    reattaching: Vec<(ConnId, Option<bool>)>,
     last_zxid: i64,
     txns_since_snapshot: u64,
     now: Now,
@@ -391,6 +395,7 @@ impl ServerCore {
             owners: IdMap::default(),
             heard_from: BTreeSet::new(),
             conns: IdMap::default(),
+            reattaching: Vec::new(),
             last_zxid,
             txns_since_snapshot: 0,
             now,
@@ -647,6 +652,17 @@ impl ServerCore {
                 data: Forwarded::Attach { session_id }.encode(),
             }),
             None | Some(ReplicaRole::NotServing) => {}
+        }
+        if self.writes_in_flight(session_id) {
+            // Apache orders a session's requests across its connections (one pipeline
+            // standalone, the CommitProcessor's per-session queue in an ensemble): a read sent
+            // on this connection must see a create the previous one sent, or a protected-mode
+            // search would miss the node and make a second one.
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.handshaking = true;
+            }
+            self.reattaching.push((conn, request.read_only));
+            return;
         }
         let response = ConnectResponse {
             protocol_version: 0,
@@ -1385,6 +1401,39 @@ impl ServerCore {
                 }
             }
             Origin::Internal => {}
+        }
+        if !self.reattaching.is_empty() {
+            self.finish_reattaching();
+        }
+    }
+
+    /// Whether writes of the session are in flight here (applied or committed, but not yet
+    /// answered).
+    fn writes_in_flight(&self, session_id: i64) -> bool {
+        self.outstanding
+            .iter()
+            .any(|p| p.txn.header.client_id == session_id)
+            || self.awaiting.keys().any(|(s, _)| *s == session_id)
+    }
+
+    /// Completes the handshakes of re-attaching connections whose session has no more
+    /// writes in flight; forgets those closed meanwhile.
+    fn finish_reattaching(&mut self) {
+        let waiting = std::mem::take(&mut self.reattaching);
+        for (conn, read_only) in waiting {
+            let Some(session_id) = self
+                .conns
+                .get(&conn)
+                .filter(|c| !c.closing)
+                .and_then(|c| c.session)
+            else {
+                continue;
+            };
+            if self.writes_in_flight(session_id) {
+                self.reattaching.push((conn, read_only));
+            } else {
+                self.finish_handshake(conn, session_id, read_only);
+            }
         }
     }
 

@@ -190,6 +190,60 @@ fn a_failure_resting_on_a_write_not_yet_durable_waits_for_it() {
     assert_eq!((*conn, read.xid, read.err), (C2, 2, 0), "the read sees /a");
 }
 
+/// A session that moves to a new connection while a write it sent on the old one is not yet
+/// durable: its next read must see that write (a protected-mode search looks for the node
+/// its lost create made), so the new connection's handshake waits for the write.
+#[test]
+fn a_session_reattaching_while_its_write_is_in_flight_reads_that_write() {
+    let mut core = core();
+    connect(&mut core, C1);
+    let [(session_id, _)] = core.sessions()[..] else {
+        panic!("one session")
+    };
+    let actions = request(&mut core, C1, 1, create("/a"));
+    let [Action::Persist { zxid, .. }] = actions.as_slice() else {
+        panic!("{actions:?}")
+    };
+    let zxid = *zxid;
+    let reattach = ConnectRequest {
+        session_id,
+        passwd: crate::session::session_password(session_id).to_vec(),
+        ..new_session_request(None)
+    };
+    let actions = core.step(
+        Input::Connect {
+            conn: C2,
+            request: reattach,
+            remote: "127.0.0.1:5001".parse().unwrap(),
+        },
+        NOW,
+    );
+    assert!(
+        matches!(actions.as_slice(), [Action::Close { conn }] if *conn == C1),
+        "the old connection closes, the new one waits: {actions:?}"
+    );
+    assert!(request(&mut core, C2, 2, get("/a", false)).is_empty());
+
+    let actions = core.step(Input::Persisted(zxid), NOW);
+    let [Action::Send {
+        conn: c,
+        frame,
+        reply: false,
+    }, read] = actions.as_slice()
+    else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(*c, C2);
+    let response = ConnectResponse::from_bytes(&frame[4..]).unwrap();
+    assert_eq!(response.session_id, session_id);
+    let read_header = reply_header(read);
+    assert_eq!(
+        (read_header.xid, read_header.err),
+        (2, 0),
+        "the read sees /a"
+    );
+}
+
 #[test]
 fn watch_event_precedes_the_writers_reply() {
     let mut core = core();
