@@ -329,6 +329,9 @@ def test_server_semantics_match_apache(zk, root):
     zk.create(root + "/eph", ephemeral=True)
     with pytest.raises(NoChildrenForEphemeralsError):
         zk.create(root + "/eph/child")
-    acl, _ = zk.get_acls("/zookeeper/config")
+    acl, config_stat = zk.get_acls("/zookeeper/config")
     assert [(a.perms, a.id.scheme, a.id.id) for a in acl] == [(1, "world", "anyone")]
+    assert config_stat.aversion == -1  # Apache's addConfigNode: setACL(..., -1)
+    for builtin in ("/", "/zookeeper", "/zookeeper/quota"):
+        assert zk.get(builtin)[0] == b""  # empty data, not null (kazoo's None)
     assert "zookeeper" in zk.get_children("/")

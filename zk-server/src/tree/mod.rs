@@ -126,18 +126,18 @@ impl DataTree {
         tree.insert_system_node("/", None, &Acl::open_unsafe());
         tree.insert_system_node(ZOOKEEPER_PATH, Some("/"), &Acl::open_unsafe());
         tree.insert_system_node(QUOTA_PATH, Some(ZOOKEEPER_PATH), &Acl::open_unsafe());
-        tree.insert_system_node(CONFIG_PATH, Some(ZOOKEEPER_PATH), &Acl::read_unsafe());
+        tree.insert_config_node();
         tree
     }
 
-    /// Inserts an empty node at `path` with `acl`, linked below `parent` (when given and
-    /// present).
+    /// Inserts a node with empty (not null) data at `path` with `acl`, linked below `parent`
+    /// (when given and present), as Apache's `DataTree` makes its built-in nodes.
     fn insert_system_node(&mut self, path: &str, parent: Option<&str>, acl: &[Acl]) {
         let acl = self.acl_cache.intern(acl);
         self.nodes.insert(
             Arc::from(path),
             Arc::new(DataNode {
-                data: None,
+                data: Some(Vec::new()),
                 acl,
                 stat: StatPersisted::default(),
                 children: Children::default(),
@@ -149,6 +149,15 @@ impl DataTree {
         }
     }
 
+    /// `/zookeeper/config`, readable by anyone and writable by no one, with the ACL version
+    /// of -1 that Apache's `addConfigNode` leaves (its `setACL(path, READ_ACL_UNSAFE, -1)`).
+    fn insert_config_node(&mut self) {
+        self.insert_system_node(CONFIG_PATH, Some(ZOOKEEPER_PATH), &Acl::read_unsafe());
+        if let Some(node) = self.get_mut(CONFIG_PATH) {
+            node.stat.aversion = -1;
+        }
+    }
+
     /// Writes an ensemble member's configuration into `/zookeeper/config`, as Apache's
     /// `ZKDatabase.initConfigInZKDatabase`: a local write, not a txn (each member shows its
     /// own configuration), with the config version (0 for a static configuration) as mzxid
@@ -156,7 +165,7 @@ impl DataTree {
     /// version of -1. Recreates the node if a snapshot lacked it.
     pub fn set_config_node(&mut self, text: &str, config_version: i64, now_ms: i64) {
         if self.get(CONFIG_PATH).is_none() {
-            self.insert_system_node(CONFIG_PATH, Some(ZOOKEEPER_PATH), &Acl::read_unsafe());
+            self.insert_config_node();
         }
         if let Some(node) = self.get_mut(CONFIG_PATH) {
             node.data = Some(text.as_bytes().to_vec());

@@ -300,3 +300,18 @@ fn image_is_frozen_while_the_tree_changes() {
     assert!(image.get("/b").is_none());
     assert_eq!(tree.get("/a").unwrap().stat.version, 1);
 }
+
+#[test]
+fn built_in_nodes_hold_empty_data_and_the_config_node_acl_version_minus_one() {
+    let tree = DataTree::new();
+    for path in ["/", ZOOKEEPER_PATH, QUOTA_PATH, CONFIG_PATH] {
+        let node = tree.get(path).unwrap();
+        assert_eq!(
+            node.data.as_deref(),
+            Some(&[][..]),
+            "{path}: empty, not null"
+        );
+    }
+    assert_eq!(tree.get(CONFIG_PATH).unwrap().stat.aversion, -1);
+    assert_eq!(tree.get("/").unwrap().stat.aversion, 0);
+}
