@@ -99,10 +99,20 @@ impl StateHub {
         let (tx, rx) = mpsc::unbounded_channel();
         if let Ok(mut l) = self.listeners.lock() {
             if let Some(l) = l.as_mut() {
+                // Streams dropped since the last change go now: recipes subscribe for each
+                // acquisition, and a connection can stay up for months.
+                l.retain(|tx| !tx.is_closed());
                 l.push(tx);
             }
         }
         ConnectionStates { rx }
+    }
+
+    #[cfg(test)]
+    fn listener_count(&self) -> usize {
+        self.listeners
+            .lock()
+            .map_or(0, |l| l.as_ref().map_or(0, Vec::len))
     }
 
     pub(crate) fn current(&self) -> Option<ConnectionState> {
@@ -224,6 +234,17 @@ mod tests {
             new_session: false,
             negotiated_timeout: Duration::from_secs(4),
         }
+    }
+
+    #[test]
+    fn dropped_streams_do_not_pile_up_while_the_state_stays_the_same() {
+        let hub = StateHub::new();
+        let kept = hub.subscribe();
+        for _ in 0..10_000 {
+            drop(hub.subscribe());
+        }
+        assert!(hub.listener_count() <= 2, "{}", hub.listener_count());
+        drop(kept);
     }
 
     #[tokio::test(start_paused = true)]
