@@ -55,6 +55,61 @@ async fn create_get_set_delete_with_versions() {
     client.close().await.unwrap();
 }
 
+/// As Curator's `ZKPaths.deleteChildren`: children created while a tree is being deleted are
+/// deleted in their turn, and a tree another client deletes at the same time counts as
+/// deleted, not as NONODE or NOTEMPTY.
+#[tokio::test]
+async fn deleting_children_outlasts_concurrent_creates_and_deletes() {
+    let env = env_or_skip!();
+    let a = support::connected_client(env.connect_string()).await;
+    let b = support::connected_client(env.connect_string()).await;
+    let c = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    for round in 0..5 {
+        let tree = format!("{root}-{round}");
+        a.create(&format!("{tree}/x/y"))
+            .creating_parents_if_needed()
+            .await
+            .unwrap();
+        let kids = (0..20).map(|i| a.create(&format!("{tree}/k{i}")).into_future());
+        for created in futures::future::join_all(kids).await {
+            created.unwrap();
+        }
+        // A bounded adder: one adding without end as fast as the deleter deletes would keep
+        // it busy for good (in Curator too).
+        let adder = {
+            let (b, tree) = (b.clone(), tree.clone());
+            tokio::spawn(async move {
+                for _ in 0..200 {
+                    match b
+                        .create(&format!("{tree}/n-"))
+                        .mode(CreateMode::PersistentSequential)
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(Error::NoNode) => return,
+                        Err(e) => panic!("adding a child: {e}"),
+                    }
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let (first, second) = tokio::join!(
+            a.delete(&tree).deleting_children_if_needed().into_future(),
+            c.delete(&tree).deleting_children_if_needed().into_future(),
+        );
+        assert_eq!((first, second), (Ok(()), Ok(())), "round {round}");
+        assert_eq!(a.exists(&tree).await, Ok(None));
+        tokio::time::timeout(Duration::from_secs(10), adder)
+            .await
+            .expect("the adder stops")
+            .unwrap();
+    }
+    for client in [a, b, c] {
+        client.close().await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn parents_containers_sequential_and_ephemeral_nodes() {
     let env = env_or_skip!();

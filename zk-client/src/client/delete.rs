@@ -59,6 +59,10 @@ fn delete_until_gone(inner: Arc<Inner>, path: String, version: i32, children: bo
 }
 
 /// One delete, deleting children first when asked.
+///
+/// As Curator's `ZKPaths.deleteChildren`, once the node has been found with children:
+/// children created meanwhile are deleted in their turn until the node goes, and a node
+/// that someone else deleted meanwhile counts as deleted.
 fn delete_once<'a>(
     session: &'a Session,
     path: &'a str,
@@ -67,10 +71,10 @@ fn delete_once<'a>(
 ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
     Box::pin(async move {
         match session.delete(path, version).await {
-            Err(Error::NotEmpty) if children => {
-                let (kids, _) = match session.get_children(path, false).await {
-                    Ok(k) => k,
-                    Err(Error::NoNode) => return Err(Error::NoNode),
+            Err(Error::NotEmpty) if children => loop {
+                let kids = match session.get_children(path, false).await {
+                    Ok((kids, _)) => kids,
+                    Err(Error::NoNode) => return Ok(()),
                     Err(e) => return Err(e),
                 };
                 for kid in kids {
@@ -80,8 +84,12 @@ fn delete_once<'a>(
                         Err(e) => return Err(e),
                     }
                 }
-                session.delete(path, version).await
-            }
+                match session.delete(path, version).await {
+                    Err(Error::NotEmpty) => continue,
+                    Err(Error::NoNode) => return Ok(()),
+                    other => return other,
+                }
+            },
             other => other,
         }
     })
@@ -108,7 +116,9 @@ impl DeleteBuilder {
         self
     }
 
-    /// Delete the node's children (recursively) first.
+    /// Delete the node's children (recursively) first. As in Curator, children created
+    /// meanwhile are deleted in their turn, and a node another client deletes meanwhile
+    /// counts as deleted.
     pub fn deleting_children_if_needed(mut self) -> Self {
         self.children = true;
         self
