@@ -199,9 +199,10 @@ impl ClientBuilder {
         self
     }
 
-    /// The session timeout to request (default 60 s; the server clamps it).
+    /// The session timeout to request (default 60 s; the server clamps it; more than
+    /// `i32::MAX` ms asks for that much).
     pub fn session_timeout(mut self, timeout: Duration) -> Self {
-        self.session_timeout = timeout;
+        self.session_timeout = timeout.min(crate::session::MAX_SESSION_TIMEOUT);
         self
     }
 

@@ -42,6 +42,9 @@ tokio::task_local! {
 /// or notification of a sane path.
 const MIN_REPLY_LEN: usize = 1024;
 
+/// The longest session timeout the handshake can carry: `i32::MAX` ms.
+pub(crate) const MAX_SESSION_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
 /// Settings of one session.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -75,10 +78,11 @@ impl SessionConfig {
         })
     }
 
-    /// The session timeout to request (the server clamps it to [2, 20] × tickTime).
+    /// The session timeout to request (the server clamps it to [2, 20] × tickTime). More
+    /// than the protocol can carry (`i32::MAX` ms, about 24.8 days) asks for that much.
     #[must_use]
     pub fn session_timeout(mut self, timeout: Duration) -> Self {
-        self.session_timeout = timeout;
+        self.session_timeout = timeout.min(MAX_SESSION_TIMEOUT);
         self
     }
 
@@ -542,6 +546,23 @@ impl std::future::Future for ReplyFuture {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `Duration::MAX` as "never expire" asks for the longest timeout the protocol carries;
+    /// the read timeout derived from it overflowed and panicked.
+    #[tokio::test]
+    async fn an_endless_session_timeout_asks_for_the_longest_one() {
+        let config = SessionConfig::new("127.0.0.1:1")
+            .expect("config")
+            .session_timeout(Duration::MAX);
+        assert_eq!(config.session_timeout, MAX_SESSION_TIMEOUT);
+        let session = Session::start(config);
+        assert_eq!(session.negotiated_timeout(), MAX_SESSION_TIMEOUT);
+        let client = crate::Client::builder()
+            .connect_string("127.0.0.1:1")
+            .session_timeout(Duration::MAX)
+            .build();
+        assert!(client.is_ok());
+    }
 
     /// A server list may repeat the session's chroot (Curator's EnsembleTracker passes it),
     /// but not name another.
