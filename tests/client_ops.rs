@@ -564,6 +564,24 @@ async fn idempotent_operations_succeed_when_their_end_state_holds() {
     client.delete(&n).idempotent().await.unwrap();
     client.delete(&n).idempotent().await.unwrap();
     assert_eq!(client.delete(&n).await, Err(Error::NoNode));
+
+    // An equal ephemeral is this create's only if this session owns it: another session's
+    // goes with that session.
+    let e = format!("{root}/e");
+    let create_e = |client: &Client| {
+        client
+            .create(&e)
+            .data(b"1")
+            .mode(CreateMode::Ephemeral)
+            .idempotent()
+            .into_future()
+    };
+    let other = support::connected_client(env.connect_string()).await;
+    create_e(&other).await.unwrap();
+    assert_eq!(create_e(&client).await.map(|_| ()), Err(Error::NodeExists));
+    assert!(create_e(&other).await.is_ok(), "its owner's retry");
+    other.close().await.unwrap();
+
     client.delete(&root).await.unwrap();
     client.close().await.unwrap();
 }

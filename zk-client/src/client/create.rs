@@ -200,7 +200,8 @@ impl CreateBuilder {
     /// end state is the one this create would have made, whether an earlier attempt whose
     /// reply was lost made it or the same create was already done (Curator's
     /// `idempotent()`, on every attempt as Curator's). Other data, or a node written since,
-    /// is NODEEXISTS.
+    /// is NODEEXISTS; so is, for an ephemeral mode, a node another session owns (it goes
+    /// with that session; Curator does not check this).
     pub fn idempotent(mut self) -> Self {
         self.idempotent = true;
         self
@@ -380,9 +381,12 @@ impl CreateBuilder {
                 Ok(Created::new(target.to_owned(), stat))
             }
             Error::NodeExists if self.idempotent => {
-                // Curator's IdempotentUtils.matches: version 0 and the same data.
+                // Curator's IdempotentUtils.matches: version 0 and the same data; and an
+                // ephemeral of this session.
                 let (data, stat, _) = session.get_data(target, false).await?;
-                if stat.version == 0 && data == self.data {
+                let owner_ok =
+                    !self.mode.is_ephemeral() || stat.ephemeral_owner == session.session_id();
+                if stat.version == 0 && data == self.data && owner_ok {
                     return Ok(Created::new(target.to_owned(), stat));
                 }
                 Err(Error::NodeExists)
