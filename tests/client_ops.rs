@@ -110,6 +110,25 @@ async fn deleting_children_outlasts_concurrent_creates_and_deletes() {
     }
 }
 
+/// A guaranteed delete keeps its place in the caller's order like any call: polled before a
+/// create of the same path, it reaches the server first.
+#[tokio::test]
+async fn a_guaranteed_delete_is_sent_in_first_poll_order() {
+    let env = env_or_skip!();
+    let client = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    client.create(&root).await.unwrap();
+    let (deleted, created) = tokio::join!(
+        client.delete(&root).guaranteed().into_future(),
+        client.create(&root).data(b"again").into_future(),
+    );
+    assert_eq!(deleted, Ok(()));
+    assert_eq!(created.map(|c| c.path), Ok(root.clone()));
+    assert_eq!(client.get_data(&root).await.unwrap().0, b"again");
+    client.delete(&root).await.unwrap();
+    client.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn parents_containers_sequential_and_ephemeral_nodes() {
     let env = env_or_skip!();

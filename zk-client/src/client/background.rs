@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
+use std::task::Poll;
 use std::time::Duration;
 
 use super::{Client, Inner};
@@ -18,6 +19,9 @@ pub(crate) type Attempt = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
 /// dropping the caller's future does not stop it; if it fails on an error the retry policy
 /// would retry, or on the connection timeout, `attempt` goes on in the background
 /// ([`spawn_until_done`]). The caller still sees the first outcome.
+///
+/// `first` is polled once by the caller before it moves to its task: that poll queues its
+/// request, so it keeps its place in the caller's order as every call's first poll does.
 pub(crate) async fn guaranteed(
     client: Client,
     what: &'static str,
@@ -25,18 +29,35 @@ pub(crate) async fn guaranteed(
     first: impl Future<Output = Result<()>> + Send + 'static,
     attempt: impl FnMut(Arc<Inner>) -> Attempt + Send + 'static,
 ) -> Result<()> {
+    let mut first = Box::pin(first);
+    if let Poll::Ready(result) = futures::poll!(&mut first) {
+        go_on_if_needed(&client, what, full_path, attempt, &result);
+        return result;
+    }
     let (tx, rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let result = first.await;
-        if let Err(e) = &result {
-            if goes_on_after(client.retry_policy(), e) {
-                tracing::info!(path = %full_path, what, %e, "guaranteed operation continues in the background");
-                spawn_until_done(&client, what, full_path, attempt);
-            }
-        }
+        go_on_if_needed(&client, what, full_path, attempt, &result);
         let _ = tx.send(result);
     });
     rx.await.unwrap_or(Err(Error::Closed))
+}
+
+/// After a guaranteed operation's call: goes on in the background if it failed on an error
+/// that calls for it.
+fn go_on_if_needed(
+    client: &Client,
+    what: &'static str,
+    full_path: String,
+    attempt: impl FnMut(Arc<Inner>) -> Attempt + Send + 'static,
+    result: &Result<()>,
+) {
+    if let Err(e) = result {
+        if goes_on_after(client.retry_policy(), e) {
+            tracing::info!(path = %full_path, what, %e, "guaranteed operation continues in the background");
+            spawn_until_done(client, what, full_path, attempt);
+        }
+    }
 }
 
 /// Whether a guaranteed operation goes on after failing with `e`: on what `policy` retries,
