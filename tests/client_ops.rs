@@ -517,6 +517,12 @@ async fn namespaces_are_created_lazily_and_hidden() {
         })
         .await
         .expect("the empty namespace root is reaped");
+        // A read's NONODE stands without re-creating the root (a write each time, for
+        // nothing: the node is missing either way)...
+        assert_eq!(other.get_data("/z").await, Err(Error::NoNode));
+        assert_eq!(other.delete("/z").await, Err(Error::NoNode));
+        assert_eq!(plain.exists(&format!("{root}/other")).await, Ok(None));
+        // ...a create's makes it again.
         other.create("/z").await.unwrap();
         assert!(plain
             .exists(&format!("{root}/other/z"))

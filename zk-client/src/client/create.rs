@@ -134,7 +134,7 @@ impl CreateContainersBuilder {
             return Ok(());
         }
         client
-            .retry(|_| client.mkdirs(&full, true, true, &[], false))
+            .retry_creating(|_| client.mkdirs(&full, true, true, &[], false))
             .await
     }
 }
@@ -270,7 +270,7 @@ impl CreateBuilder {
             Some(g) => &g.target,
             None => &full,
         };
-        let retrying = client.retry(|attempt| {
+        let retrying = client.retry_creating(|attempt| {
             let acl = &acl;
             let guard = guard.as_deref();
             let this = &self;

@@ -628,7 +628,19 @@ impl Client {
     {
         // One clock reading per call: the start is also the deadline's origin.
         let start = Instant::now();
-        self.retry_from(start, start + self.connection_timeout(), attempt)
+        self.retry_from(start, start + self.connection_timeout(), false, attempt)
+            .await
+    }
+
+    /// [`Client::retry`] for a call that creates nodes: NONODE may mean that the server reaped
+    /// the (container) namespace root, which is then created again once.
+    pub(crate) async fn retry_creating<T, F, Fut>(&self, attempt: F) -> Result<T>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let start = Instant::now();
+        self.retry_from(start, start + self.connection_timeout(), true, attempt)
             .await
     }
 
@@ -652,15 +664,17 @@ impl Client {
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        self.retry_from(Instant::now(), deadline, attempt).await
+        self.retry_from(Instant::now(), deadline, false, attempt)
+            .await
     }
 
     /// [`Client::retry_until`] for a call that started at `start` (the retry policy's
-    /// elapsed time counts from there).
+    /// elapsed time counts from there); `creates`: see [`Client::retry_creating`].
     async fn retry_from<T, F, Fut>(
         &self,
         start: Instant,
         mut deadline: Instant,
+        creates: bool,
         mut attempt: F,
     ) -> Result<T>
     where
@@ -670,7 +684,9 @@ impl Client {
         let shared = self.inner.session.shared();
         let mut generation = shared.generation.load(Ordering::SeqCst);
         let mut retry_count = 0u32;
-        let mut namespace_rechecked = false;
+        // Only a create can fail for want of the namespace root: for any other call, NONODE
+        // stands whether the root is there or not.
+        let mut namespace_rechecked = !creates;
         loop {
             let attempt = &mut attempt;
             let (result, primed) = QUEUE_UNTIL

@@ -132,7 +132,11 @@ impl TransactionBuilder {
             })
             .collect();
         let session = &client.inner.session;
-        let results = client.retry(|_| session.multi(&ops)).await?;
+        let results = if ops.iter().any(|op| matches!(op, Op::Create { .. })) {
+            client.retry_creating(|_| session.multi(&ops)).await?
+        } else {
+            client.retry(|_| session.multi(&ops)).await?
+        };
         Ok(results
             .into_iter()
             .map(|r| match r {
