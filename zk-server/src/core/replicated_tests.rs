@@ -474,7 +474,7 @@ fn a_member_shows_its_own_configuration_also_after_restoring_anothers_state() {
         shown(&new).0.as_deref(),
         Some(&b"server.1=b:1:2:participant\nversion=0"[..])
     );
-    // Standalone: the node stays empty, as Apache's.
+    // Standalone: the node stays empty (not null), as Apache's.
     let standalone = ServerCore::new(config(false, false), DataTree::new(), &[], now(0));
-    assert_eq!(shown(&standalone), (None, 0, 0));
+    assert_eq!(shown(&standalone), (Some(Vec::new()), 0, 0));
 }
