@@ -504,25 +504,32 @@ async fn namespaces_are_created_lazily_and_hidden() {
     if !env.is_external() {
         // The namespace root is a container: empty again, the server reaps it (Apache looks
         // once a minute: too slow to wait for here) — and the next call creates it again.
+        let reaped = || {
+            tokio::time::timeout(support::PATIENCE, async {
+                while plain
+                    .exists(&format!("{root}/other"))
+                    .await
+                    .unwrap()
+                    .is_some()
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        };
         other.delete("/z").await.unwrap();
-        tokio::time::timeout(support::PATIENCE, async {
-            while plain
-                .exists(&format!("{root}/other"))
-                .await
-                .unwrap()
-                .is_some()
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-        .await
-        .expect("the empty namespace root is reaped");
+        reaped().await.expect("the empty namespace root is reaped");
         // A read's NONODE stands without re-creating the root (a write each time, for
         // nothing: the node is missing either way)...
         assert_eq!(other.get_data("/z").await, Err(Error::NoNode));
         assert_eq!(other.delete("/z").await, Err(Error::NoNode));
         assert_eq!(plain.exists(&format!("{root}/other")).await, Ok(None));
-        // ...a create's makes it again.
+        // ...a create's makes it again, in a transaction too.
+        let results = other.transaction().create("/t", b"").await.unwrap();
+        assert!(matches!(&results[0], OpResult::Create { path, .. } if path == "/t"));
+        other.delete("/t").await.unwrap();
+        reaped()
+            .await
+            .expect("the empty namespace root is reaped again");
         other.create("/z").await.unwrap();
         assert!(plain
             .exists(&format!("{root}/other/z"))

@@ -701,7 +701,7 @@ impl Client {
                     let result = match ns {
                         Some(ns) => match (result, Box::pin(self.finish_namespace(ns)).await) {
                             // The operation failed because the namespace root is missing.
-                            (Err(Error::NoNode), Some(e)) => Err(e),
+                            (Err(e), Some(ns_error)) if is_no_node(&e) => Err(ns_error),
                             (r, _) => r,
                         },
                         None => result,
@@ -713,7 +713,7 @@ impl Client {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
-            if matches!(err, Error::NoNode) && !primed && !namespace_rechecked {
+            if is_no_node(&err) && !primed && !namespace_rechecked {
                 if let Some(ns) = &self.namespace {
                     // The server may have reaped the (container) namespace root: create it
                     // again and try once more.
@@ -877,6 +877,11 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// NONODE, also as the failing op of a transaction.
+fn is_no_node(error: &Error) -> bool {
+    error.code() == Some(zk_proto::ErrorCode::NoNode)
 }
 
 #[cfg(test)]
