@@ -29,7 +29,7 @@ mod reads;
 mod replies;
 mod stats;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use bytes::Bytes;
 use zk_proto::{
@@ -661,6 +661,10 @@ impl ServerCore {
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.handshaking = true;
             }
+            // Attached when its handshake completes: an expiry meanwhile is answered as such.
+            if let Some(s) = self.sessions.get_mut(session_id) {
+                s.conn = None;
+            }
             self.reattaching.push((conn, request.read_only));
             return;
         }
@@ -1232,6 +1236,7 @@ impl ServerCore {
             origin,
             proposed_at_ms,
         });
+        self.finish_reattaching();
     }
 
     /// The replica's role changed. Any change but the first promotion to serving closes every
@@ -1314,6 +1319,7 @@ impl ServerCore {
             };
             self.apply(pending);
         }
+        self.finish_reattaching();
         if self.txns_since_snapshot >= self.config.snap_count {
             self.take_snapshot();
         }
@@ -1402,25 +1408,31 @@ impl ServerCore {
             }
             Origin::Internal => {}
         }
-        if !self.reattaching.is_empty() {
-            self.finish_reattaching();
-        }
     }
 
-    /// Whether writes of the session are in flight here (applied or committed, but not yet
-    /// answered).
+    /// Whether writes of the session are in flight here (persisting, proposed or forwarded,
+    /// not yet applied).
     fn writes_in_flight(&self, session_id: i64) -> bool {
+        self.sessions_with_writes_in_flight().contains(&session_id)
+    }
+
+    fn sessions_with_writes_in_flight(&self) -> HashSet<i64> {
         self.outstanding
             .iter()
-            .any(|p| p.txn.header.client_id == session_id)
-            || self.awaiting.keys().any(|(s, _)| *s == session_id)
+            .map(|p| p.txn.header.client_id)
+            .chain(self.awaiting.keys().map(|(session, _)| *session))
+            .collect()
     }
 
     /// Completes the handshakes of re-attaching connections whose session has no more
-    /// writes in flight; forgets those closed meanwhile.
+    /// writes in flight, or refuses them if the session ended meanwhile; forgets those
+    /// closed meanwhile.
     fn finish_reattaching(&mut self) {
-        let waiting = std::mem::take(&mut self.reattaching);
-        for (conn, read_only) in waiting {
+        if self.reattaching.is_empty() {
+            return;
+        }
+        let busy = self.sessions_with_writes_in_flight();
+        for (conn, read_only) in std::mem::take(&mut self.reattaching) {
             let Some(session_id) = self
                 .conns
                 .get(&conn)
@@ -1429,7 +1441,9 @@ impl ServerCore {
             else {
                 continue;
             };
-            if self.writes_in_flight(session_id) {
+            if self.sessions.get(session_id).is_none_or(|s| s.closing) {
+                self.refuse_session(conn, read_only);
+            } else if busy.contains(&session_id) {
                 self.reattaching.push((conn, read_only));
             } else {
                 self.finish_handshake(conn, session_id, read_only);
@@ -1458,8 +1472,17 @@ impl ServerCore {
         c.handshaking = false;
         let early = std::mem::take(&mut c.early);
         let timeout = self.sessions.get(session_id).map_or(0, |s| s.timeout_ms);
-        if let Some(s) = self.sessions.get_mut(session_id) {
-            s.conn = Some(conn);
+        let previous = self
+            .sessions
+            .get_mut(session_id)
+            .and_then(|s| s.conn.replace(conn));
+        // One connection per session: one that completed its handshake meanwhile (another
+        // re-attach, or a revalidation) gives way.
+        if let Some(old) = previous.filter(|old| *old != conn) {
+            self.close(old);
+            if let Some(c) = self.conns.get_mut(&old) {
+                c.session = None;
+            }
         }
         let response = ConnectResponse {
             protocol_version: 0,

@@ -244,6 +244,65 @@ fn a_session_reattaching_while_its_write_is_in_flight_reads_that_write() {
     );
 }
 
+/// A session that expires while its re-attach waits for its writes is refused as expired
+/// once they are done, not left without an answer.
+#[test]
+fn a_session_expiring_while_its_reattach_waits_is_refused() {
+    let mut core = core();
+    connect(&mut core, C1);
+    let [(session_id, timeout)] = core.sessions()[..] else {
+        panic!("one session")
+    };
+    let actions = request(&mut core, C1, 1, create("/a"));
+    let [Action::Persist {
+        zxid: create_zxid, ..
+    }] = actions.as_slice()
+    else {
+        panic!("{actions:?}")
+    };
+    let create_zxid = *create_zxid;
+    let reattach = ConnectRequest {
+        session_id,
+        passwd: crate::session::session_password(session_id).to_vec(),
+        ..new_session_request(None)
+    };
+    core.step(
+        Input::Connect {
+            conn: C2,
+            request: reattach,
+            remote: "127.0.0.1:5001".parse().unwrap(),
+        },
+        NOW,
+    );
+    let later = Now {
+        wall_ms: NOW.wall_ms + 3 * i64::from(timeout),
+        mono_ms: NOW.mono_ms + 3 * u64::try_from(timeout).unwrap(),
+    };
+    let actions = core.step(Input::Tick, later);
+    let close_zxid = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Persist { zxid, .. } => Some(*zxid),
+            _ => None,
+        })
+        .expect("the session expires");
+    assert!(close_zxid > create_zxid);
+    let actions = core.step(Input::Persisted(close_zxid), later);
+    let response = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Send { conn, frame, .. } if *conn == C2 => {
+                Some(ConnectResponse::from_bytes(&frame[4..]).unwrap())
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("C2 is answered: {actions:?}"));
+    assert_eq!((response.session_id, response.timeout), (0, 0), "expired");
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::Close { conn } if *conn == C2)));
+}
+
 #[test]
 fn watch_event_precedes_the_writers_reply() {
     let mut core = core();
