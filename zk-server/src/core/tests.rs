@@ -190,17 +190,14 @@ fn a_failure_resting_on_a_write_not_yet_durable_waits_for_it() {
     assert_eq!((*conn, read.xid, read.err), (C2, 2, 0), "the read sees /a");
 }
 
-/// A session that moves to a new connection while a write it sent on the old one is not yet
-/// durable: its next read must see that write (a protected-mode search looks for the node
-/// its lost create made), so the new connection's handshake waits for the write.
-#[test]
-fn a_session_reattaching_while_its_write_is_in_flight_reads_that_write() {
-    let mut core = core();
-    connect(&mut core, C1);
-    let [(session_id, _)] = core.sessions()[..] else {
+/// One session on C1 with a create of /a in flight (not yet durable), and C2 re-attaching
+/// that session: the session id and timeout, the create's zxid, and the re-attach's actions.
+fn reattach_during_a_write(core: &mut ServerCore) -> (i64, i32, i64, Vec<Action>) {
+    connect(core, C1);
+    let [(session_id, timeout)] = core.sessions()[..] else {
         panic!("one session")
     };
-    let actions = request(&mut core, C1, 1, create("/a"));
+    let actions = request(core, C1, 1, create("/a"));
     let [Action::Persist { zxid, .. }] = actions.as_slice() else {
         panic!("{actions:?}")
     };
@@ -218,6 +215,16 @@ fn a_session_reattaching_while_its_write_is_in_flight_reads_that_write() {
         },
         NOW,
     );
+    (session_id, timeout, zxid, actions)
+}
+
+/// A session that moves to a new connection while a write it sent on the old one is not yet
+/// durable: its next read must see that write (a protected-mode search looks for the node
+/// its lost create made), so the new connection's handshake waits for the write.
+#[test]
+fn a_session_reattaching_while_its_write_is_in_flight_reads_that_write() {
+    let mut core = core();
+    let (session_id, _, zxid, actions) = reattach_during_a_write(&mut core);
     assert!(
         matches!(actions.as_slice(), [Action::Close { conn }] if *conn == C1),
         "the old connection closes, the new one waits: {actions:?}"
@@ -249,31 +256,7 @@ fn a_session_reattaching_while_its_write_is_in_flight_reads_that_write() {
 #[test]
 fn a_session_expiring_while_its_reattach_waits_is_refused() {
     let mut core = core();
-    connect(&mut core, C1);
-    let [(session_id, timeout)] = core.sessions()[..] else {
-        panic!("one session")
-    };
-    let actions = request(&mut core, C1, 1, create("/a"));
-    let [Action::Persist {
-        zxid: create_zxid, ..
-    }] = actions.as_slice()
-    else {
-        panic!("{actions:?}")
-    };
-    let create_zxid = *create_zxid;
-    let reattach = ConnectRequest {
-        session_id,
-        passwd: crate::session::session_password(session_id).to_vec(),
-        ..new_session_request(None)
-    };
-    core.step(
-        Input::Connect {
-            conn: C2,
-            request: reattach,
-            remote: "127.0.0.1:5001".parse().unwrap(),
-        },
-        NOW,
-    );
+    let (_, timeout, create_zxid, _) = reattach_during_a_write(&mut core);
     let later = Now {
         wall_ms: NOW.wall_ms + 3 * i64::from(timeout),
         mono_ms: NOW.mono_ms + 3 * u64::try_from(timeout).unwrap(),
