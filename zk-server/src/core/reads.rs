@@ -277,7 +277,6 @@ impl ServerCore {
         persistent: &[String],
         recursive: &[String],
     ) {
-        let zxid = self.tree.last_processed_zxid();
         let mut events = Vec::new();
         for path in data {
             match self.tree.get(path) {
@@ -310,19 +309,18 @@ impl ServerCore {
         for path in recursive {
             self.watches.add(WatchKind::PersistentRecursive, path, conn);
         }
+        // Delivered as Apache's DataTree.setWatches does: unfiltered by ACL (its
+        // `watcher.process(event)` passes no ACL to check) and with no zxid (-1). Dropping an
+        // event for a node the client may no longer read would also drop its watch, leaving
+        // the client waiting for good.
         for (event, path) in events {
-            // As for live events, READ on the node is checked at delivery (deleted nodes have
-            // no ACL left to check).
-            let readable = self
-                .tree
-                .get(path)
-                .is_none_or(|node| self.require(conn, node, Perms::READ).is_ok());
-            if readable {
-                self.send_unsolicited(conn, replies::notification(zxid, event, path));
-            }
+            self.send_unsolicited(conn, replies::notification(NO_ZXID, event, path));
         }
     }
 }
+
+/// The zxid of an event that no txn caused (Apache's `WatchedEvent.NO_ZXID`).
+const NO_ZXID: i64 = -1;
 
 fn watch_kinds(kind: WatcherType) -> &'static [WatchKind] {
     match kind {

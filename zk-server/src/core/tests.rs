@@ -286,6 +286,63 @@ fn a_session_expiring_while_its_reattach_waits_is_refused() {
         .any(|a| matches!(a, Action::Close { conn } if *conn == C2)));
 }
 
+/// SetWatches fires at once for what changed while the client was away, also on a node it
+/// may no longer read, and without a zxid, as Apache's `DataTree.setWatches`: dropping the
+/// event would drop the watch too, and the client would wait for it for good.
+#[test]
+fn set_watches_fires_for_changes_unfiltered_by_acl() {
+    let mut core = core();
+    connect(&mut core, C1);
+    let no_read = zk_proto::Acl {
+        perms: zk_proto::Perms::from_bits(
+            zk_proto::Perms::ALL.bits() & !zk_proto::Perms::READ.bits(),
+        ),
+        id: Id::new("world", "anyone"),
+    };
+    let actions = request(
+        &mut core,
+        C1,
+        1,
+        Request::Create(CreateRequest {
+            path: "/hidden".into(),
+            data: None,
+            acl: vec![no_read],
+            flags: 0,
+        }),
+    );
+    let [Action::Persist { zxid, .. }] = actions.as_slice() else {
+        panic!("{actions:?}")
+    };
+    core.step(Input::Persisted(*zxid), NOW);
+    let actions = request(
+        &mut core,
+        C1,
+        2,
+        Request::SetWatches(zk_proto::SetWatches {
+            relative_zxid: 0,
+            data_watches: vec!["/hidden".into()],
+            exist_watches: Vec::new(),
+            child_watches: Vec::new(),
+        }),
+    );
+    let [Action::Send {
+        frame,
+        reply: false,
+        ..
+    }, answer] = actions.as_slice()
+    else {
+        panic!("{actions:?}")
+    };
+    let header = ReplyHeader::from_bytes(&frame[4..]).unwrap();
+    assert_eq!((header.xid, header.zxid), (-1, -1));
+    let event = WatcherEvent::from_bytes(&frame[20..]).unwrap();
+    assert_eq!(
+        (event.event_type, event.path.as_str()),
+        (zk_proto::EventType::NodeDataChanged, "/hidden")
+    );
+    assert_eq!(reply_header(answer).xid, 2);
+}
+
 #[test]
 fn watch_event_precedes_the_writers_reply() {
     let mut core = core();
