@@ -66,6 +66,15 @@ fn prefix_eq(a: &[u8], b: &[u8], bits: u32) -> bool {
     }
 }
 
+/// Whether a digest ACL id is `user:hash` as Apache's `DigestAuthenticationProvider.isValid`
+/// sees it: Java's `id.split(":")` yields two parts, trailing empty parts dropped (so
+/// `user:hash:` is valid, and `user:` or `a:b:c` are not).
+fn is_valid_digest_id(id: &str) -> bool {
+    let parts: Vec<&str> = id.split(':').collect();
+    let kept = parts.len() - parts.iter().rev().take_while(|p| p.is_empty()).count();
+    kept == 2
+}
+
 fn is_valid_ip_spec(spec: &str) -> bool {
     let (net, bits) = match spec.split_once('/') {
         Some((net, bits)) => (net, Some(bits)),
@@ -106,7 +115,7 @@ pub fn fixup(acl: &[Acl], ids: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
                     push(Acl::new(entry.perms, id.clone()), &mut out);
                 }
             }
-            "digest" if entry.id.id.split(':').count() == 2 => push(entry.clone(), &mut out),
+            "digest" if is_valid_digest_id(&entry.id.id) => push(entry.clone(), &mut out),
             "ip" if is_valid_ip_spec(&entry.id.id) => push(entry.clone(), &mut out),
             _ => return Err(ErrorCode::InvalidAcl),
         }
@@ -206,6 +215,10 @@ mod tests {
         for bad in [
             Id::new("world", "someone"),
             Id::new("digest", "nocolon"),
+            // Java's split drops trailing empty parts: these have one part, none, or three.
+            Id::new("digest", "user:"),
+            Id::new("digest", "::"),
+            Id::new("digest", "a:b:c"),
             Id::new("ip", "300.1.1.1"),
             Id::new("ip", "10.0.0.0/33"),
             Id::new("unknown", "x"),
@@ -215,6 +228,10 @@ mod tests {
                 Err(ErrorCode::InvalidAcl),
                 "{bad}"
             );
+        }
+        for good in ["user:hash", "user:hash:", ":hash"] {
+            let acl = [Acl::new(Perms::ALL, Id::new("digest", good))];
+            assert_eq!(fixup(&acl, &ids), Ok(acl.to_vec()), "{good}");
         }
         let dup = vec![
             Acl::new(Perms::READ, Id::anyone()),
