@@ -129,6 +129,40 @@ async fn a_guaranteed_delete_is_sent_in_first_poll_order() {
     client.close().await.unwrap();
 }
 
+/// Making parents that already exist writes nothing: each level is read before it is created,
+/// as in Curator's `ZKPaths.mkdirs`. A create refused NODEEXISTS is still a txn, taking a zxid
+/// (and an fsync).
+#[tokio::test]
+async fn making_parents_that_exist_writes_nothing() {
+    let env = env_or_skip!();
+    let client = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    client
+        .create(&format!("{root}/a/b"))
+        .creating_parents_if_needed()
+        .await
+        .unwrap();
+    let czxid = |created: zk::client::Created| created.stat.expect("create2's stat").czxid;
+    let before = czxid(client.create(&format!("{root}/x")).await.unwrap());
+    client
+        .create_containers(&format!("{root}/a/b"))
+        .await
+        .unwrap();
+    let exists = client
+        .exists(&format!("{root}/a/b/c"))
+        .creating_parent_containers_if_needed()
+        .await
+        .unwrap();
+    assert_eq!(exists, None);
+    let after = czxid(client.create(&format!("{root}/y")).await.unwrap());
+    if !env.is_external() {
+        // The server is this test's own: nothing else writes in between.
+        assert_eq!(after, before + 1, "no txn between the two creates");
+    }
+    support::remove_tree(&client, &root).await;
+    client.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn parents_containers_sequential_and_ephemeral_nodes() {
     let env = env_or_skip!();

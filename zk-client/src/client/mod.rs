@@ -832,6 +832,10 @@ impl Client {
 
     /// Creates every missing node of `full_path` (including itself when `include_self`), as
     /// containers or persistent nodes, ignoring nodes that exist.
+    ///
+    /// As Curator's `ZKPaths.mkdirs`, each level is read before it is created, down to the
+    /// first missing one: a create that fails NODEEXISTS is still a write (logged, answered
+    /// after an fsync, through the quorum).
     pub(crate) async fn mkdirs(
         &self,
         full_path: &str,
@@ -858,7 +862,16 @@ impl Client {
         } else {
             CreateMode::Persistent
         };
+        let mut missing = false;
         for prefix in prefixes.iter().rev() {
+            if !missing {
+                if session.exists(prefix).await?.is_some() {
+                    continue;
+                }
+                // Below a missing node everything is missing (but for a concurrent create,
+                // which NODEEXISTS covers).
+                missing = true;
+            }
             let acl = if acl_for_all {
                 Cow::Borrowed(acl)
             } else {
