@@ -1506,3 +1506,40 @@ async fn refused_credentials_end_the_session_with_auth_failed() {
         Err(Error::AuthFailed)
     );
 }
+
+/// A server that went back (restarted without its data, or restored from an old backup)
+/// refuses the handshake of a client that has seen newer zxids. Once the session is given
+/// up and every server refuses the new one too, the client forgets its last zxid, as a new
+/// Curator handle does, rather than never connecting again.
+#[tokio::test]
+async fn a_client_reconnects_to_a_server_that_lost_its_data() {
+    let mut server = zk::server::TestingServer::builder()
+        .tick_time_ms(200)
+        .start()
+        .await
+        .expect("server");
+    let client = support::client_builder(&server.connect_string())
+        .session_timeout(Duration::from_secs(1))
+        .build()
+        .expect("client");
+    client.block_until_connected(PATIENCE).await.unwrap();
+    for i in 0..5 {
+        client.create(&format!("/n{i}")).await.unwrap();
+    }
+    let old_session = client.session_id();
+    let mut states = client.connection_states();
+    server.stop().await;
+    let data = server.data_dir().to_owned();
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    server.restart().await.expect("restart on the same port");
+    within(async {
+        while next_state(&mut states).await != ConnectionState::Lost {}
+        while next_state(&mut states).await != ConnectionState::Reconnected {}
+    })
+    .await;
+    assert_ne!(client.session_id(), old_session);
+    assert_eq!(client.exists("/n0").await, Ok(None), "the data is gone");
+    client.create("/fresh").await.unwrap();
+    client.close().await.unwrap();
+}

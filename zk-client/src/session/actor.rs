@@ -525,6 +525,8 @@ impl Actor {
 
     async fn run_inner(&mut self) -> Error {
         let mut attempts_without_success = 0usize;
+        // Handshakes of a new session that servers closed unanswered, in a row: see below.
+        let mut new_session_refusals = 0usize;
         loop {
             if self.abandon_now {
                 self.abandon_now = false;
@@ -567,6 +569,7 @@ impl Actor {
             match outcome {
                 Ok((stream, response)) => {
                     attempts_without_success = 0;
+                    new_session_refusals = 0;
                     if let Ok(mut last) = self.shared.last_connect_failure.lock() {
                         *last = None;
                     }
@@ -628,6 +631,24 @@ impl Actor {
                         *last = Some(format!("{host}: {why}"));
                     }
                     attempts_without_success += 1;
+                    if self.session_id == 0 && why.ends_with(HANDSHAKE_CLOSED) {
+                        new_session_refusals += 1;
+                        if new_session_refusals >= self.hosts.len().max(1) && self.last_zxid > 0 {
+                            // A server closes the handshake of a client that has seen a
+                            // newer zxid than it has. Every server doing so for a new session
+                            // means the ensemble went back (restored data, a test server
+                            // restarted without its data): start over as a new client does
+                            // (Curator builds a new handle), rather than never connect.
+                            tracing::warn!(
+                                last_zxid = format_args!("{:#x}", self.last_zxid),
+                                "every server refuses a new session: forgetting the last zxid seen"
+                            );
+                            self.last_zxid = 0;
+                            new_session_refusals = 0;
+                        }
+                    } else {
+                        new_session_refusals = 0;
+                    }
                     if attempts_without_success % self.hosts.len().max(1) == 0 {
                         // Every host failed: pause a little (still answering commands).
                         let pause = Duration::from_millis(rand::random_range(50..250));
@@ -650,7 +671,7 @@ impl Actor {
         self.session_id = 0;
         self.passwd = vec![0; 16];
         // last_zxid is kept: a new session must not go to a server that is behind what this
-        // client has already seen.
+        // client has already seen (unless every server is: see `run_inner`).
         self.seen_rw_server = false;
         self.abandon_now = false;
         self.deferred_removals.clear();
@@ -1430,6 +1451,9 @@ async fn connect(hello: Hello) -> std::result::Result<(TcpStream, ConnectRespons
 /// Connects to the first of `addrs` that completes the handshake: an address that refuses
 /// the connection, or takes it and then fails the handshake (e.g. a server that closes it),
 /// gives way to the next.
+/// Why a handshake failed when the server closed the connection without answering.
+const HANDSHAKE_CLOSED: &str = "server closed the connection during the handshake";
+
 async fn connect_any(
     host: &HostPort,
     addrs: &[SocketAddr],
@@ -1478,7 +1502,7 @@ async fn handshake(
             .await
             .map_err(|e| format!("read ConnectResponse: {e}"))?;
         if n == 0 {
-            return Err("server closed the connection during the handshake".to_owned());
+            return Err(HANDSHAKE_CLOSED.to_owned());
         }
     }
 }
