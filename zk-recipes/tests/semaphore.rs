@@ -229,7 +229,14 @@ async fn lease_states_follow_the_connection_and_the_session() {
         .await
         .unwrap();
 
+    // Each lease follows the connection on its own: the other one may still be Suspended.
     let mut released_states = released.states();
+    within(
+        "the other lease HELD again",
+        released_states.wait_for(|s| *s == LockState::Held),
+    )
+    .await
+    .unwrap();
     let mut released_changes = released.state_changes();
     released.release().await.unwrap();
     assert_eq!(*released_states.borrow_and_update(), LockState::Released);
