@@ -963,6 +963,59 @@ async fn namespaces_and_parents_below_a_create_restricted_node_work() {
     admin.close().await.unwrap();
 }
 
+/// Since ZOOKEEPER-2590 `exists` needs READ on a node that exists: making parents reads
+/// upwards from the deepest level, as Curator's `ZKPaths.mkdirs`, so an unreadable ancestor
+/// above an existing level does not matter.
+#[tokio::test]
+async fn making_parents_below_an_unreadable_ancestor_works() {
+    let env = env_or_skip!();
+    let admin = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    let mine = format!("{root}/secret/mine");
+    admin
+        .create(&mine)
+        .creating_parents_if_needed()
+        .await
+        .unwrap();
+    let no_read = Perms::from_bits(Perms::ALL.bits() & !Perms::READ.bits());
+    admin
+        .set_acl(
+            &format!("{root}/secret"),
+            vec![Acl::new(no_read, Id::anyone())],
+        )
+        .await
+        .unwrap();
+
+    let client = support::connected_client(env.connect_string()).await;
+    client
+        .create(&format!("{mine}/a/b"))
+        .creating_parents_if_needed()
+        .await
+        .expect("parents below a readable existing level");
+    client
+        .create_containers(&format!("{mine}/c/d"))
+        .await
+        .expect("containers below a readable existing level");
+    assert!(admin
+        .exists(&format!("{mine}/a/b"))
+        .await
+        .unwrap()
+        .is_some());
+    assert!(admin
+        .exists(&format!("{mine}/c/d"))
+        .await
+        .unwrap()
+        .is_some());
+
+    admin
+        .set_acl(&format!("{root}/secret"), Acl::open_unsafe())
+        .await
+        .unwrap();
+    support::remove_tree(&admin, &root).await;
+    client.close().await.unwrap();
+    admin.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_chroot_makes_every_path_relative_to_it() {
     let env = env_or_skip!();

@@ -833,9 +833,10 @@ impl Client {
     /// Creates every missing node of `full_path` (including itself when `include_self`), as
     /// containers or persistent nodes, ignoring nodes that exist.
     ///
-    /// As Curator's `ZKPaths.mkdirs`, each level is read before it is created, down to the
-    /// first missing one: a create that fails NODEEXISTS is still a write (logged, answered
-    /// after an fsync, through the quorum).
+    /// As Curator's `ZKPaths.mkdirs`, levels are read from the deepest up to the first that
+    /// exists, and only the ones below it are created: a create that fails NODEEXISTS is
+    /// still a write (logged, answered after an fsync, through the quorum), and reading
+    /// upwards needs READ on no ancestor above the deepest existing one.
     pub(crate) async fn mkdirs(
         &self,
         full_path: &str,
@@ -845,6 +846,7 @@ impl Client {
         acl_for_all: bool,
     ) -> Result<()> {
         let session = &self.inner.session;
+        // Deepest first.
         let mut prefixes = Vec::new();
         let mut p = full_path;
         if include_self {
@@ -857,33 +859,35 @@ impl Client {
             prefixes.push(parent.to_owned());
             p = parent;
         }
+        let mut missing = 0;
+        for prefix in &prefixes {
+            match session.exists(prefix).await {
+                Ok(None) => missing += 1,
+                // The server answers NOAUTH to an `exists` only for a node that exists.
+                Ok(Some(_)) | Err(Error::NoAuth) => break,
+                Err(e) => return Err(e),
+            }
+        }
         let mode = if containers {
             CreateMode::Container
         } else {
             CreateMode::Persistent
         };
-        let mut missing = false;
-        for prefix in prefixes.iter().rev() {
-            if !missing {
-                if session.exists(prefix).await?.is_some() {
-                    continue;
-                }
-                // Below a missing node everything is missing (but for a concurrent create,
-                // which NODEEXISTS covers).
-                missing = true;
-            }
+        for prefix in prefixes.iter().take(missing).rev() {
             let acl = if acl_for_all {
                 Cow::Borrowed(acl)
             } else {
                 self.default_acl(prefix)
             };
             match session.create(prefix, &[], &acl, mode, None).await {
+                // NODEEXISTS: created concurrently.
                 Ok(_) | Err(Error::NodeExists) => {}
-                // The server checks CREATE on the parent before NODEEXISTS: an existing node
-                // under a restricted parent is fine (Curator's ZKPaths.mkdirs checks first).
-                Err(Error::NoAuth) => match session.exists(prefix).await? {
-                    Some(_) => {}
-                    None => return Err(Error::NoAuth),
+                // The server checks CREATE on the parent before NODEEXISTS: a node created
+                // concurrently under a restricted parent is fine.
+                Err(Error::NoAuth) => match session.exists(prefix).await {
+                    Ok(Some(_)) | Err(Error::NoAuth) => {}
+                    Ok(None) => return Err(Error::NoAuth),
+                    Err(e) => return Err(e),
                 },
                 Err(e) => return Err(e),
             }
