@@ -581,6 +581,38 @@ async fn namespaces_are_created_lazily_and_hidden() {
     client.close().await.unwrap();
 }
 
+/// A create's NONODE under a namespace whose root exists is answered as it is: the root is
+/// read, not created again (a failed create is a write) and the call is not sent twice.
+#[tokio::test]
+async fn a_failed_create_under_an_existing_namespace_is_sent_once() {
+    let env = env_or_skip!();
+    let root = support::unique_root();
+    let client = support::connected_client(env.connect_string()).await;
+    let app = client
+        .using_namespace(&format!("{}/app", root.trim_start_matches('/')))
+        .unwrap();
+    let czxid = |created: zk::client::Created| created.stat.expect("create2's stat").czxid;
+    let before = czxid(app.create("/a").await.unwrap());
+    assert_eq!(app.create("/missing/child").await, Err(Error::NoNode));
+    let failed = app
+        .transaction()
+        .check("/missing", -1)
+        .create("/b", b"")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(failed, Error::Transaction { index: 0, ref error } if **error == Error::NoNode),
+        "{failed:?}"
+    );
+    let after = czxid(app.create("/c").await.unwrap());
+    if !env.is_external() {
+        // The server is this test's own: each failed call is one error txn, nothing more.
+        assert_eq!(after, before + 3, "one txn per failed call");
+    }
+    support::remove_tree(&client, &root).await;
+    client.close().await.unwrap();
+}
+
 /// Idempotent operations succeed when the node is already as they would leave it, on any
 /// attempt (Curator's `testIdempotentCreate`, and its setData and delete rules).
 #[tokio::test]

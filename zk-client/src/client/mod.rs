@@ -715,13 +715,16 @@ impl Client {
             };
             if is_no_node(&err) && !primed && !namespace_rechecked {
                 if let Some(ns) = &self.namespace {
-                    // The server may have reaped the (container) namespace root: create it
-                    // again and try once more.
+                    // The server may have reaped the (container) namespace root: if so,
+                    // create it again and try once more. Read first: a create of a root that
+                    // exists is a failed write (logged and fsynced) for nothing.
                     namespace_rechecked = true;
-                    if let Ok(mut s) = self.inner.ensured.lock() {
-                        s.remove(&**ns);
+                    if let Ok(None) = self.inner.session.exists(ns).await {
+                        if let Ok(mut s) = self.inner.ensured.lock() {
+                            s.remove(&**ns);
+                        }
+                        continue;
                     }
-                    continue;
                 }
             }
             // A connection error of a call whose session expired meanwhile is the expiry's
