@@ -581,6 +581,37 @@ async fn namespaces_are_created_lazily_and_hidden() {
     client.close().await.unwrap();
 }
 
+/// `delete("/")` under a namespace deletes its root, as Curator's; the next call makes it
+/// again. Without a namespace it is an argument error.
+#[tokio::test]
+async fn deleting_slash_under_a_namespace_deletes_its_root() {
+    let env = env_or_skip!();
+    let root = support::unique_root();
+    let client = support::connected_client(env.connect_string()).await;
+    let app = client
+        .using_namespace(&format!("{}/app", root.trim_start_matches('/')))
+        .unwrap();
+    app.create("/a/b")
+        .creating_parents_if_needed()
+        .await
+        .unwrap();
+    app.delete("/").deleting_children_if_needed().await.unwrap();
+    let app_root = format!("{root}/app");
+    assert_eq!(client.exists(&app_root).await, Ok(None));
+    app.create("/c").await.expect("the root is made again");
+    assert!(client
+        .exists(&format!("{app_root}/c"))
+        .await
+        .unwrap()
+        .is_some());
+    assert!(matches!(
+        client.delete("/").await,
+        Err(Error::InvalidArgument(_))
+    ));
+    support::remove_tree(&client, &root).await;
+    client.close().await.unwrap();
+}
+
 /// A create's NONODE under a namespace whose root exists is answered as it is: the root is
 /// read, not created again (a failed create is a write) and the call is not sent twice.
 #[tokio::test]

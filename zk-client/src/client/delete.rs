@@ -24,6 +24,9 @@ pub struct DeleteBuilder {
 impl Client {
     /// Deletes the node at `path` (any version unless told otherwise).
     ///
+    /// Under a namespace, `"/"` is the namespace root (created again by the next call);
+    /// without one, deleting `"/"` is an argument error.
+    ///
     /// # Notable errors
     /// [`Error::NoNode`] (unless quietly), [`Error::BadVersion`], [`Error::NotEmpty`] (unless
     /// deleting children). With `guaranteed()`, a connection error is still returned but the
@@ -137,23 +140,31 @@ impl DeleteBuilder {
 
     async fn run(self) -> Result<()> {
         zk_proto::path::validate_path(&self.path)?;
-        if self.path == "/" {
-            return Err(Error::InvalidArgument("cannot delete the root".to_owned()));
-        }
-        if !self.guaranteed {
-            return self.delete_with_retries().await;
-        }
         let client = self.client.clone();
         let full = client.full_path(&self.path).into_owned();
-        let (path, version, children) = (full.clone(), self.version, self.children);
-        guaranteed(
-            client,
-            "delete",
-            full,
-            async move { self.delete_with_retries().await },
-            move |inner| delete_until_gone(inner, path.clone(), version, children),
-        )
-        .await
+        if full == "/" {
+            return Err(Error::InvalidArgument("cannot delete the root".to_owned()));
+        }
+        // "/" under a namespace is its root, as in Curator (`delete().forPath("/")` on a
+        // namespaced client): the next call creates it again.
+        let namespace_root = self.path == "/";
+        let result = if self.guaranteed {
+            let (path, version, children) = (full.clone(), self.version, self.children);
+            guaranteed(
+                client.clone(),
+                "delete",
+                full,
+                async move { self.delete_with_retries().await },
+                move |inner| delete_until_gone(inner, path.clone(), version, children),
+            )
+            .await
+        } else {
+            self.delete_with_retries().await
+        };
+        if namespace_root {
+            client.forget_namespace_root();
+        }
+        result
     }
 
     async fn delete_with_retries(&self) -> Result<()> {

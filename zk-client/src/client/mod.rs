@@ -720,9 +720,7 @@ impl Client {
                     // exists is a failed write (logged and fsynced) for nothing.
                     namespace_rechecked = true;
                     if let Ok(None) = self.inner.session.exists(ns).await {
-                        if let Ok(mut s) = self.inner.ensured.lock() {
-                            s.remove(&**ns);
-                        }
+                        self.forget_namespace_root();
                         continue;
                     }
                 }
@@ -761,6 +759,13 @@ impl Client {
                 return Err(Error::SessionExpired);
             }
             retry_count += 1;
+        }
+    }
+
+    /// Makes the next call create the namespace root again (it was deleted or reaped).
+    pub(crate) fn forget_namespace_root(&self) {
+        if let (Some(ns), Ok(mut s)) = (self.namespace.as_deref(), self.inner.ensured.lock()) {
+            s.remove(ns);
         }
     }
 
