@@ -757,6 +757,13 @@ async fn or_set_data_idempotent_protected_and_ttl_creates() {
         .await
         .expect("the TTL node is reaped once its TTL has passed");
     }
+    // A negative TTL is none, as Curator's default -1: a plain persistent node.
+    let untimed = client
+        .create(&format!("{root}/untimed"))
+        .ttl(-1)
+        .await
+        .unwrap();
+    assert!(untimed.stat.is_some());
 
     support::remove_tree(&client, &root).await;
     client.close().await.unwrap();

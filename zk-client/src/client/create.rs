@@ -166,9 +166,13 @@ impl CreateBuilder {
     }
 
     /// A time-to-live in milliseconds (needs a TTL mode; the mode defaults to
-    /// `PersistentWithTtl` if still persistent).
+    /// `PersistentWithTtl` if still persistent). A negative value is no TTL, as Curator's
+    /// default -1.
     pub fn ttl(mut self, ttl_ms: i64) -> Self {
         self.ttl = Some(ttl_ms);
+        if ttl_ms < 0 {
+            return self;
+        }
         if self.mode == CreateMode::Persistent {
             self.mode = CreateMode::PersistentWithTtl;
         } else if self.mode == CreateMode::PersistentSequential {

@@ -39,7 +39,10 @@ pub(crate) fn check_data(data: &[u8], max: usize) -> Result<()> {
 pub(crate) fn check_ttl(mode: CreateMode, ttl: Option<i64>) -> Result<()> {
     match (mode.is_ttl(), ttl) {
         (true, Some(ttl)) if !(1..=MAX_TTL).contains(&ttl) => Err(Error::TtlOutOfRange(ttl)),
+        // A negative TTL is none for a mode without one (Java's `EphemeralType.validateTTL`;
+        // Curator's default is -1).
         (true, Some(_)) | (false, None) => Ok(()),
+        (false, Some(ttl)) if ttl < 0 => Ok(()),
         _ => Err(Error::TtlWithoutTtlMode),
     }
 }
@@ -790,6 +793,15 @@ mod tests {
             ),
             Err(Error::TtlWithoutTtlMode)
         );
+        assert!(check_create(
+            "/a",
+            b"",
+            &acl,
+            CreateMode::Persistent,
+            Some(-1),
+            MAX_DATA_LEN
+        )
+        .is_ok());
         assert_eq!(
             check_create(
                 "/a",
