@@ -807,6 +807,23 @@ async fn a_switched_off_op_keeps_the_connection() {
         matches!(refused, Err(Error::Unimplemented { .. })),
         "{refused:?}"
     );
+    // In a transaction the error names the op refused, not the multi.
+    let refused = client
+        .transaction()
+        .op(zk::client::Op::Create {
+            path: "/ttl".to_owned(),
+            data: Vec::new(),
+            acl: zk::client::Acl::open_unsafe(),
+            mode: zk::client::CreateMode::PersistentWithTtl,
+            ttl: Some(60_000),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, Error::Transaction { index: 0, error }
+            if **error == Error::Unimplemented { op: Some(OpCode::CreateTtl) }),
+        "{refused:?}"
+    );
     assert!(client.exists("/").await.unwrap().is_some());
     assert!(
         futures::FutureExt::now_or_never(states.next()).is_none(),

@@ -497,9 +497,12 @@ impl Session {
                     .find(|(_, r)| matches!(r, MultiResult::Error(code) if *code != 0))
             });
         if let Some((index, MultiResult::Error(code))) = failed {
+            // UNIMPLEMENTED names the op the server refused (a TTL create without extended
+            // types), not the multi.
+            let op = req.ops.get(index).map(MultiOp::op_code);
             return Err(Error::Transaction {
                 index,
-                error: Box::new(Error::from_code(*code, Some(OpCode::Multi))),
+                error: Box::new(Error::from_code(*code, op)),
             });
         }
         if resp.results.len() != ops.len() {
