@@ -58,7 +58,8 @@ pub fn strip_protected_prefix(name: &str) -> &str {
 
 /// Whether a node name carries a protection prefix.
 pub fn is_protected(name: &str) -> bool {
-    name.len() >= PROTECTED_PREFIX_LEN
+    // Longer than the prefix, as Curator's `isProtectedZNode`: a bare prefix is a name.
+    name.len() > PROTECTED_PREFIX_LEN
         && name.starts_with(PROTECTED_PREFIX)
         && name.as_bytes().get(PROTECTED_PREFIX_LEN - 1) == Some(&b'-')
         && name
@@ -152,5 +153,8 @@ mod tests {
         assert_eq!(sequence_number("lock-0000000007"), Some(7));
         assert_eq!(sequence_number("x"), None);
         assert!(!is_protected("_c_not-a-uuid-at-all-but-long-enough-x-"));
+        let bare = format!("_c_{id}-");
+        assert!(!is_protected(&bare));
+        assert_eq!(strip_protected_prefix(&bare), bare);
     }
 }
