@@ -275,6 +275,14 @@ async fn remove_watches_tells_the_watchers() {
         .await
         .unwrap();
     assert_eq!(within(child).await.event_type, EventType::ChildWatchRemoved);
+    // As Java's `local` flag, the server was told as well.
+    assert_eq!(
+        client
+            .session()
+            .check_watches(&root, WatcherType::Children)
+            .await,
+        Err(Error::NoWatcher)
+    );
     assert_eq!(
         client
             .remove_watches(&root)

@@ -96,7 +96,10 @@ impl RemoveWatchesBuilder {
         self
     }
 
-    /// Remove the local watchers only; the server keeps its watch (its event is dropped).
+    /// Remove the local watchers whatever the server answers, as Java's `local` flag: the
+    /// server is asked once to remove its watch too, and a connection problem or a NOWATCHER
+    /// from it is not an error when there were local watchers. A watch the server keeps
+    /// (it could not be told) is not registered again on the next connection.
     pub fn locally(mut self) -> Self {
         self.locally = true;
         self
@@ -133,7 +136,9 @@ impl RemoveWatchesBuilder {
             let any = session
                 .remove_watches_locally(&full, self.watcher_type)
                 .await?;
-            return if any || self.quietly {
+            // Once, without retries or waiting for a connection: nothing depends on it.
+            let told = session.remove_watches(&full, self.watcher_type).await;
+            return if any || told.is_ok() || self.quietly {
                 Ok(())
             } else {
                 Err(Error::NoWatcher)
