@@ -1125,8 +1125,9 @@ impl Actor {
                 continue;
             }
             // removeWatches(Any) would also drop the other watches on the path, so use the
-            // exact type (3.9+) when others are left; older servers answer BADARGUMENTS and
-            // the watch stays until the connection ends (its events go nowhere).
+            // exact type (3.9+) when others are left; older servers answer MARSHALLINGERROR
+            // (an unknown watcher type) and the watch stays until the connection ends (its
+            // events go nowhere).
             let watcher_type =
                 if self.registry.has_one_shot(&path) || self.registry.has_persistent(&path) {
                     if recursive {
