@@ -525,8 +525,9 @@ impl Actor {
 
     async fn run_inner(&mut self) -> Error {
         let mut attempts_without_success = 0usize;
-        // Handshakes of a new session that servers closed unanswered, in a row: see below.
-        let mut new_session_refusals = 0usize;
+        // Whether a server closed a new session's handshake unanswered in the current round
+        // of failed attempts (one per host): see below.
+        let mut new_session_refused = false;
         loop {
             if self.abandon_now {
                 self.abandon_now = false;
@@ -569,7 +570,7 @@ impl Actor {
             match outcome {
                 Ok((stream, response)) => {
                     attempts_without_success = 0;
-                    new_session_refusals = 0;
+                    new_session_refused = false;
                     if let Ok(mut last) = self.shared.last_connect_failure.lock() {
                         *last = None;
                     }
@@ -631,25 +632,21 @@ impl Actor {
                         *last = Some(format!("{host}: {why}"));
                     }
                     attempts_without_success += 1;
-                    if self.session_id == 0 && why.ends_with(HANDSHAKE_CLOSED) {
-                        new_session_refusals += 1;
-                        if new_session_refusals >= self.hosts.len().max(1) && self.last_zxid > 0 {
+                    new_session_refused |= self.session_id == 0 && why.ends_with(HANDSHAKE_CLOSED);
+                    if attempts_without_success % self.hosts.len().max(1) == 0 {
+                        if std::mem::take(&mut new_session_refused) && self.last_zxid > 0 {
                             // A server closes the handshake of a client that has seen a
-                            // newer zxid than it has. Every server doing so for a new session
-                            // means the ensemble went back (restored data, a test server
-                            // restarted without its data): start over as a new client does
-                            // (Curator builds a new handle), rather than never connect.
+                            // newer zxid than it has. A new session refused so, with no
+                            // server taking it (the others down or unreachable), means the
+                            // ensemble went back (restored data, a test server restarted
+                            // without its data): start over as a new client does (Curator
+                            // builds a new handle), rather than never connect.
                             tracing::warn!(
                                 last_zxid = format_args!("{:#x}", self.last_zxid),
-                                "every server refuses a new session: forgetting the last zxid seen"
+                                "no server takes a new session: forgetting the last zxid seen"
                             );
                             self.last_zxid = 0;
-                            new_session_refusals = 0;
                         }
-                    } else {
-                        new_session_refusals = 0;
-                    }
-                    if attempts_without_success % self.hosts.len().max(1) == 0 {
                         // Every host failed: pause a little (still answering commands).
                         let pause = Duration::from_millis(rand::random_range(50..250));
                         self.pause(pause).await;
