@@ -62,6 +62,35 @@ async fn suspended_then_reconnected_keeps_the_session_and_its_ephemerals() {
     observer.close().await.unwrap();
 }
 
+/// Once `block_until_connected` returns, `connection_state()` says so too (Curator's waits on
+/// the connection-state manager): a recipe checking it right after must not see SUSPENDED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn block_until_connected_returns_once_the_connection_state_is_connected() {
+    let env = env_or_skip!();
+    let proxy = Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
+    for _ in 0..5 {
+        let client = support::client_builder(&proxy.connect_string())
+            .build()
+            .unwrap();
+        client.block_until_connected(PATIENCE).await.unwrap();
+        assert_eq!(client.connection_state(), Some(ConnectionState::Connected));
+        let mut states = client.connection_states();
+        for _ in 0..2 {
+            proxy.cut();
+            assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+            client.block_until_connected(PATIENCE).await.unwrap();
+            assert_eq!(
+                client.connection_state(),
+                Some(ConnectionState::Reconnected)
+            );
+            assert_eq!(next_state(&mut states).await, ConnectionState::Reconnected);
+        }
+        client.close().await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn watches_set_before_a_disconnect_fire_for_changes_made_during_it() {
     let env = env_or_skip!();

@@ -548,20 +548,37 @@ impl Client {
         self.inner.session.state().is_connected()
     }
 
-    /// Waits until connected, for at most `timeout`.
+    /// Waits until connected, for at most `timeout`. When it returns,
+    /// [`connection_state`](Self::connection_state) is connected too (CONNECTED, RECONNECTED
+    /// or READ_ONLY), as Curator's `blockUntilConnected`.
     ///
     /// # Notable errors
     /// [`Error::Connect`] on timeout; [`Error::AuthFailed`] or [`Error::Closed`].
     pub async fn block_until_connected(&self, timeout: Duration) -> Result<()> {
-        let mut rx = self.inner.session.state_receiver();
+        let mut session = self.inner.session.state_receiver();
+        let mut curator = self.inner.hub.receiver();
         let wait = async {
-            rx.wait_for(|s| s.is_connected() || s.is_terminal())
-                .await
-                .map(|s| *s)
+            loop {
+                let state = *session.borrow_and_update();
+                if state.is_terminal() {
+                    return false;
+                }
+                let seen = curator
+                    .borrow_and_update()
+                    .is_some_and(ConnectionState::is_connected);
+                if state.is_connected() && seen {
+                    return true;
+                }
+                // The hub's sender lives as long as the client: only the session's can end.
+                tokio::select! {
+                    changed = session.changed() => if changed.is_err() { return false },
+                    _ = curator.changed() => {}
+                }
+            }
         };
         match tokio::time::timeout(timeout, wait).await {
-            Ok(Ok(SessionState::Connected { .. })) => Ok(()),
-            Ok(_) => Err(self.closed_error()),
+            Ok(true) => Ok(()),
+            Ok(false) => Err(self.closed_error()),
             Err(_) => Err(self.inner.session.shared().not_connected(timeout)),
         }
     }

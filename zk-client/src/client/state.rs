@@ -119,6 +119,11 @@ impl StateHub {
         *self.current.borrow()
     }
 
+    /// Follows the current state.
+    pub(crate) fn receiver(&self) -> watch::Receiver<Option<ConnectionState>> {
+        self.current.subscribe()
+    }
+
     fn emit(&self, state: ConnectionState) {
         tracing::info!(?state, "connection state");
         self.current.send_replace(Some(state));
