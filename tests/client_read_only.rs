@@ -219,6 +219,31 @@ async fn a_client_on_a_read_only_server_moves_to_a_read_write_one_when_it_appear
     fake.abort();
 }
 
+/// A new server list reaches the search for a read-write server: a server listed only after
+/// the client landed on the read-only one is probed, and the client moves there.
+#[tokio::test]
+async fn a_read_write_server_listed_while_read_only_is_found() {
+    let (read_only, _counts, fake) = read_only_server().await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let client = support::client_builder(&format!("{read_only},{dead}"))
+        .can_be_read_only(true)
+        .build()
+        .unwrap();
+    let mut states = client.connection_states();
+    assert_eq!(next_state(&mut states).await, ConnectionState::ReadOnly);
+    let server = TestingServer::start().await.unwrap();
+    // As many servers as before, the current one kept: the session stays where it is.
+    client
+        .update_servers(&format!("{read_only},{}", server.connect_string()))
+        .unwrap();
+    wait_until_connected(&mut states).await;
+    client.create("/written").await.expect("writes work there");
+    client.close().await.unwrap();
+    fake.abort();
+}
+
 /// A cache that started on a read-only server (which did not know of a node) reads everything
 /// again once the client reaches a read-write server: no watch fires for what the read-only
 /// server never had.

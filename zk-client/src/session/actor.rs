@@ -198,6 +198,8 @@ pub(crate) struct Actor {
     /// the load is rebalanced): the connection ends and the next one uses the new list —
     /// unless the session is closing, which stays until its closeSession is answered.
     leave_server: bool,
+    /// Set when the server list changes: a search for a read-write server starts over.
+    hosts_updated: bool,
     /// Connected events emitted so far.
     epoch: u64,
     /// The server does not know SetWatches2: re-register with SetWatches, end persistent
@@ -260,6 +262,7 @@ impl Actor {
             deferred_removals: Vec::new(),
             abandon_now: false,
             leave_server: false,
+            hosts_updated: false,
             epoch: 0,
             no_set_watches2: false,
             set_watches2_failures: 0,
@@ -453,6 +456,7 @@ impl Actor {
         let plan = rebalance::plan(&self.hosts, hosts, current.as_ref(), rand::random());
         tracing::info!(servers = ?plan.hosts, moves = plan.leave, "server list updated");
         self.leave_server = plan.leave;
+        self.hosts_updated = true;
         self.next_host = plan.next;
         self.hosts = plan.hosts;
     }
@@ -589,10 +593,7 @@ impl Actor {
                         continue;
                     }
                     let started = Instant::now();
-                    match self
-                        .run_connection(stream, response, &host, host_index)
-                        .await
-                    {
+                    match self.run_connection(stream, response, &host).await {
                         ConnEnd::Finished => {
                             return self
                                 .shared
@@ -753,7 +754,6 @@ impl Actor {
         stream: TcpStream,
         response: ConnectResponse,
         host: &HostPort,
-        host_index: usize,
     ) -> ConnEnd {
         let new_session = response.session_id != self.session_id;
         // Until it has seen a read-write server, a client asks every server for a new session
@@ -879,12 +879,14 @@ impl Actor {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_recv = Instant::now();
         let mut last_send = Instant::now();
-        let mut rw_search = read_only.then(|| {
+        let search = |hosts: &[HostPort]| {
             Box::pin(rw_search::find_read_write_server(
-                self.hosts.clone(),
-                host_index,
+                hosts.to_vec(),
+                host.clone(),
             ))
-        });
+        };
+        let mut rw_search = read_only.then(|| search(&self.hosts));
+        self.hosts_updated = false;
 
         // No `biased;`: every branch gets its turn, so a flood of replies cannot starve writes
         // (or the other way round).
@@ -943,6 +945,10 @@ impl Actor {
                     }
                     if std::mem::take(&mut self.leave_server) && self.closing.is_none() {
                         break ConnEnd::Lost(format!("leaving {host} for the updated server list"));
+                    }
+                    if std::mem::take(&mut self.hosts_updated) && rw_search.is_some() {
+                        // Look among the servers listed now.
+                        rw_search = Some(search(&self.hosts));
                     }
                 }
                 found = async {

@@ -21,27 +21,25 @@ const MAX_PAUSE: Duration = Duration::from_secs(60);
 /// How long one probe (resolve, connect, ask, read the answer) may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Probes the hosts other than `current`, in turn, until one is a read-write server, and
-/// returns it. Never returns when there is no other host.
-pub(crate) async fn find_read_write_server(hosts: Vec<HostPort>, current: usize) -> HostPort {
-    if hosts.len() < 2 {
+/// Probes the hosts other than `current`, in turn from the one after it, until one is a
+/// read-write server, and returns it. Never returns when there is no other host.
+pub(crate) async fn find_read_write_server(hosts: Vec<HostPort>, current: HostPort) -> HostPort {
+    let others: Vec<HostPort> = match hosts.iter().position(|h| *h == current) {
+        Some(i) => hosts[i + 1..].iter().chain(&hosts[..i]).cloned().collect(),
+        None => hosts,
+    };
+    if others.is_empty() {
         return std::future::pending().await;
     }
     let mut pause = FIRST_PAUSE;
-    let mut next = current;
-    loop {
+    for host in others.iter().cycle() {
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(MAX_PAUSE);
-        next = (next + 1) % hosts.len();
-        if next == current {
-            next = (next + 1) % hosts.len();
-        }
-        if let Some(host) = hosts.get(next) {
-            if is_read_write(host).await {
-                return host.clone();
-            }
+        if is_read_write(host).await {
+            return host.clone();
         }
     }
+    std::future::pending().await
 }
 
 /// Whether `host` answers `isro` with `rw`. Any failure counts as no.
