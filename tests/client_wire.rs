@@ -282,17 +282,6 @@ impl Connection {
 /// the client re-registers its one-shot watches with SetWatches and ends its persistent ones.
 #[tokio::test]
 async fn without_set_watches2_persistent_watches_end_and_one_shot_ones_carry_on() {
-    set_watches2_refused(Age::Unimplemented, 1).await;
-}
-
-/// A server that closes the connection on SetWatches2 without a word: the client falls back
-/// after the second time (a connection closed once could be anything).
-#[tokio::test]
-async fn set_watches2_dropped_twice_is_taken_for_unimplemented() {
-    set_watches2_refused(Age::Drop, 2).await;
-}
-
-async fn set_watches2_refused(age: Age, refusals: usize) {
     let env = env_or_skip!();
     let proxy = FrameProxy::start(env.connect_string()).await;
     let client = support::connected_client(&proxy.addr).await;
@@ -309,7 +298,7 @@ async fn set_watches2_refused(age: Age, refusals: usize) {
     let session = client.session_id();
     let mut states = client.connection_states();
 
-    proxy.act_as(age);
+    proxy.act_as(Age::Unimplemented);
     assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
     let removed = tokio::time::timeout(PATIENCE, persistent.next())
         .await
@@ -323,7 +312,7 @@ async fn set_watches2_refused(age: Age, refusals: usize) {
             .is_none(),
         "nothing after the removal"
     );
-    assert_eq!(proxy.refused.load(Ordering::SeqCst), refusals);
+    assert_eq!(proxy.refused.load(Ordering::SeqCst), 1);
 
     observer.create(&q).await.unwrap();
     let event = tokio::time::timeout(PATIENCE, one_shot)
@@ -356,6 +345,52 @@ async fn set_watches2_refused(age: Age, refusals: usize) {
     assert_eq!(
         (event.event_type, event.path.as_str()),
         (EventType::NodeCreated, r.as_str())
+    );
+    client.close().await.unwrap();
+    support::remove_tree(&observer, &root).await;
+    observer.close().await.unwrap();
+}
+
+/// A connection closed while SetWatches2 is pending, without the UNIMPLEMENTED a 3.5 server
+/// answers first, is no refusal (a 3.6+ server restarting, say): persistent watches outlive
+/// any number of such closes.
+#[tokio::test]
+async fn persistent_watches_outlive_connections_closed_during_set_watches2() {
+    let env = env_or_skip!();
+    let proxy = FrameProxy::start(env.connect_string()).await;
+    let client = support::connected_client(&proxy.addr).await;
+    let observer = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    observer.create(&root).await.unwrap();
+    let p = format!("{root}/p");
+    let Some(mut persistent) = env.since((3, 6), client.add_watch(&p)).await else {
+        return;
+    };
+
+    proxy.act_as(Age::Drop);
+    tokio::time::timeout(PATIENCE, async {
+        while proxy.refused.load(Ordering::SeqCst) < 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("SetWatches2 is sent again on every connection");
+    proxy.act_as(Age::Current);
+    tokio::time::timeout(PATIENCE, async {
+        while client.exists(&root).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("connected again");
+    observer.create(&p).await.unwrap();
+    let event = tokio::time::timeout(PATIENCE, persistent.next())
+        .await
+        .expect("the persistent watch fires")
+        .expect("an event");
+    assert_eq!(
+        (event.event_type, event.path.as_str()),
+        (EventType::NodeCreated, p.as_str())
     );
     client.close().await.unwrap();
     support::remove_tree(&observer, &root).await;

@@ -205,7 +205,6 @@ pub(crate) struct Actor {
     /// The server does not know SetWatches2: re-register with SetWatches, end persistent
     /// watches. Cleared when a server accepts an addWatch.
     no_set_watches2: bool,
-    set_watches2_failures: u32,
     short_lived: u32,
     read_timeout: Duration,
 }
@@ -265,7 +264,6 @@ impl Actor {
             hosts_updated: false,
             epoch: 0,
             no_set_watches2: false,
-            set_watches2_failures: 0,
             short_lived: 0,
         }
     }
@@ -981,18 +979,6 @@ impl Actor {
             }
         };
 
-        if let ConnEnd::Lost(why) = &end {
-            if pending.iter().any(|p| p.op == OpCode::SetWatches2)
-                && why.starts_with("server closed")
-            {
-                // 3.5 servers drop the connection on an unknown opcode.
-                self.set_watches2_failures += 1;
-                if self.set_watches2_failures >= 2 && !self.no_set_watches2 {
-                    tracing::warn!("the server drops SetWatches2: persistent watches end, one-shot watches are re-registered with SetWatches");
-                    self.no_set_watches2 = true;
-                }
-            }
-        }
         self.deferred_removals.clear();
 
         // Whatever was in flight has an unknown outcome.
@@ -1292,24 +1278,21 @@ impl Actor {
                     },
                 };
                 self.last_zxid = self.last_zxid.max(header.zxid);
-                if p.op == OpCode::SetWatches2 {
-                    if header.err == UNIMPLEMENTED {
-                        tracing::warn!("the server does not know SetWatches2: persistent watches end, one-shot watches are re-registered with SetWatches");
-                        self.no_set_watches2 = true;
-                        return Some(ConnEnd::Lost(
-                            "SetWatches2 unimplemented; re-registering with SetWatches".to_owned(),
-                        ));
-                    }
-                    if header.err == 0 {
-                        self.set_watches2_failures = 0;
-                    }
+                // A 3.5 server answers an op it does not know UNIMPLEMENTED, then closes the
+                // connection. A connection closed without that answer is no refusal: it may
+                // be a 3.6+ server restarting, and persistent watches must outlive that.
+                if p.op == OpCode::SetWatches2 && header.err == UNIMPLEMENTED {
+                    tracing::warn!("the server does not know SetWatches2: persistent watches end, one-shot watches are re-registered with SetWatches");
+                    self.no_set_watches2 = true;
+                    return Some(ConnEnd::Lost(
+                        "SetWatches2 unimplemented; re-registering with SetWatches".to_owned(),
+                    ));
                 }
                 if p.op == OpCode::AddWatch && header.err == 0 && self.no_set_watches2 {
-                    // A server that adds persistent watches knows SetWatches2: the closes
-                    // taken for a refusal were something else (e.g. servers restarting).
+                    // A server that adds persistent watches knows SetWatches2 (the ensemble
+                    // was upgraded member by member).
                     tracing::info!("the server adds persistent watches: SetWatches2 is used again");
                     self.no_set_watches2 = false;
-                    self.set_watches2_failures = 0;
                 }
                 let result = if header.err == 0 {
                     Ok(body.slice(consumed..))
