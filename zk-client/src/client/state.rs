@@ -126,11 +126,12 @@ impl StateHub {
 
     fn emit(&self, state: ConnectionState) {
         tracing::info!(?state, "connection state");
+        // The current state changes under the listeners' lock: a stream subscribed by someone
+        // who saw the change (`block_until_connected`) must not get it as a new one.
+        let mut listeners = self.listeners.lock();
         self.current.send_replace(Some(state));
-        if let Ok(mut l) = self.listeners.lock() {
-            if let Some(l) = l.as_mut() {
-                l.retain(|tx| tx.send(state).is_ok());
-            }
+        if let Ok(Some(l)) = listeners.as_deref_mut() {
+            l.retain(|tx| tx.send(state).is_ok());
         }
     }
 
