@@ -4,8 +4,9 @@ use thiserror::Error;
 
 /// A record could not be decoded.
 ///
-/// Decoding never panics and never allocates more than the input holds: every length and count is
-/// checked against the bytes actually present before anything is allocated.
+/// Decoding never panics, and allocates within a small multiple of the input: every length and
+/// count is checked against the bytes actually present before anything is allocated (an
+/// element in memory is larger than its smallest encoding, e.g. a `String` for 4 bytes).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum DecodeError {

@@ -11,8 +11,9 @@
 //!   [`KeeperState`], [`CreateMode`], …), [`Stat`], ACLs and digest ids ([`types`]);
 //! * path validation and chroot handling ([`path`]) and length-prefixed framing ([`frame`]).
 //!
-//! Decoding never panics and never allocates more than the input holds; a frame whose length
-//! prefix is negative or above `jute.maxbuffer` is rejected before its body is read.
+//! Decoding never panics, and what it allocates stays within a small multiple of the input
+//! (every count is checked against the bytes present first); a frame whose length prefix is
+//! negative or above `jute.maxbuffer` is rejected before its body is read.
 //!
 //! ```
 //! use bytes::BytesMut;
