@@ -45,9 +45,9 @@ fn command(connect: &str, args: &[&str]) -> Command {
     cmd
 }
 
-async fn zk_at(connect: &str, args: &[&str], stdin: Option<&str>) -> Run {
+async fn zk_at(connect: &str, args: &[&str], stdin: Option<&[u8]>) -> Run {
     let mut cmd = command(connect, args);
-    let input = stdin.map(str::to_owned);
+    let input = stdin.map(<[u8]>::to_vec);
     tokio::task::spawn_blocking(move || {
         cmd.stdin(if input.is_some() {
             Stdio::piped()
@@ -59,7 +59,7 @@ async fn zk_at(connect: &str, args: &[&str], stdin: Option<&str>) -> Run {
         let mut child = cmd.spawn().expect("run zk");
         if let Some(input) = input {
             let mut stdin = child.stdin.take().unwrap();
-            stdin.write_all(input.as_bytes()).unwrap();
+            stdin.write_all(&input).unwrap();
         }
         let out = child.wait_with_output().unwrap();
         Run {
@@ -78,7 +78,7 @@ async fn zk(server: &TestingServer, args: &[&str]) -> Run {
 
 /// The interactive mode with `input` on stdin (not a terminal).
 async fn zk_stdin(server: &TestingServer, input: &str) -> Run {
-    zk_at(&server.connect_string(), &[], Some(input)).await
+    zk_at(&server.connect_string(), &[], Some(input.as_bytes())).await
 }
 
 async fn client(server: &TestingServer) -> Client {
@@ -137,6 +137,18 @@ impl Running {
 
     async fn stderr_line(&self) -> String {
         Running::line(&self.stderr).await
+    }
+
+    /// The exit code, within 15 s.
+    async fn exit_code(&mut self) -> Option<i32> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("zk's status") {
+                return status.code();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("zk did not exit within 15 s");
     }
 }
 
@@ -403,7 +415,7 @@ async fn acls_and_auth() {
     let denied = zk(&server, &["set", "/a", "x"]).await;
     assert_eq!(
         (denied.code, denied.stderr.trim()),
-        (1, "Authentication is not valid : /a")
+        (1, "Insufficient permission : /a")
     );
     zk(&server, &["--auth", "digest:bob:secret", "set", "/a", "x"])
         .await
@@ -465,7 +477,7 @@ async fn acls_and_auth() {
     let denied = zk(&server, &["setAcl", "-R", "/r", "world:anyone:cdrwa"]).await;
     assert_eq!(denied.code, 1, "{denied:?}");
     assert!(
-        denied.stderr.contains("Authentication is not valid : /r\n"),
+        denied.stderr.contains("Insufficient permission : /r\n"),
         "{denied:?}"
     );
 
@@ -530,6 +542,8 @@ async fn exit_codes_for_usage_and_connection_errors() {
         stderr.contains(&format!("Unable to connect to {connect}")),
         "{stderr}"
     );
+    // With the reason the latest attempt failed.
+    assert!(stderr.contains("refused"), "{stderr}");
     assert!(
         started.elapsed() < Duration::from_secs(8),
         "{:?}",
@@ -661,6 +675,39 @@ async fn one_shot_watch_flags_wait_for_the_event() {
     }
 }
 
+/// A one-shot `-w` whose watch ends unfired (the session expired) is a lost connection:
+/// exit code 3 and a message, not success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_shot_watch_ended_by_the_session_exits_3() {
+    let server = TestingServer::start().await.unwrap();
+    let c = client(&server).await;
+    c.create("/w").await.unwrap();
+    let mut run = Running::spawn(&server.connect_string(), &["get", "-w", "/w"]);
+    assert_eq!(run.stdout_line().await, "");
+    // The watcher's session, from the server's watches by path (the output is sent before
+    // the watch is known to be set: wait for it there).
+    let session = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let by_path = server.four_letter_word("wchp").await.unwrap_or_default();
+            let mut lines = by_path.lines().skip_while(|l| *l != "/w").skip(1);
+            if let Some(sid) = lines.next().and_then(|l| l.trim().strip_prefix("0x")) {
+                return i64::from_str_radix(sid, 16).unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the watch is set");
+    assert!(server.expire_session(session).await);
+    assert_eq!(run.exit_code().await, Some(3));
+    assert!(
+        run.stderr_line()
+            .await
+            .contains("The watch on /w ended unfired"),
+        "a message says why"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interactive_mode_reads_commands_from_stdin() {
     let server = TestingServer::start().await.unwrap();
@@ -741,6 +788,23 @@ cZxid = 0x";
     assert_eq!(out.stdout, "", "{out:?}");
     let out = zk_stdin(&server, "ls /\nbad \"quote\n").await;
     assert_eq!(out.code, 2, "{out:?}");
+
+    // Words are split as zkCli splits them: quotes inside a word are data.
+    let out = zk_stdin(
+        &server,
+        "create /j {\"a\":1}\nget /j\nset /j it's\nget /j\nset /j 'x y'\nget /j\n",
+    )
+    .await;
+    assert_eq!(out.stdout, "Created /j\n{\"a\":1}\nit's\nx y\n", "{out:?}");
+    // A line that is not UTF-8 runs with U+FFFD in place, and the script goes on.
+    let out = zk_at(
+        &server.connect_string(),
+        &[],
+        Some(b"set /j \xff\ncreate /after\nget /j\n"),
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, "Created /after\n\u{fffd}\n", "{out:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -818,7 +882,12 @@ async fn terminal_mode_shows_the_state_and_keeps_history() {
     let out = tokio::task::spawn_blocking(move || {
         let mut child = cmd.spawn().unwrap();
         let mut stdin = child.stdin.take().unwrap();
-        for line in ["create /h x\n", "ls /h\n", "quit\n"] {
+        for line in [
+            "create /h x\n",
+            "addauth digest bob:pw\n",
+            "ls /h\n",
+            "quit\n",
+        ] {
             stdin.write_all(line.as_bytes()).unwrap();
             std::thread::sleep(Duration::from_millis(300));
         }
@@ -838,6 +907,10 @@ async fn terminal_mode_shows_the_state_and_keeps_history() {
     assert!(saved.contains("create /h x\n"), "{saved}");
     assert!(saved.contains("ls /h\n"), "{saved}");
     assert!(saved.contains("quit"), "{saved}");
+    assert!(
+        !saved.contains("bob:pw"),
+        "credentials stay out of the history: {saved}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

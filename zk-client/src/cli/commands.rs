@@ -75,8 +75,8 @@ impl CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            // zkCli's messages (CliWrapperException) for the common errors, so that scripts
-            // written for zkCli keep matching them.
+            // zkCli's messages (CliWrapperException, 3.7+) for the common errors, so that
+            // scripts written for zkCli keep matching them.
             CliError::Zk { error, path } => match error {
                 Error::NoNode => write!(f, "Node does not exist: {path}"),
                 Error::NodeExists => write!(f, "Node already exists: {path}"),
@@ -86,7 +86,8 @@ impl fmt::Display for CliError {
                 }
                 Error::NotReadOnly => write!(f, "Not a read-only call: {path}"),
                 Error::InvalidAcl => write!(f, "Acl is not valid : {path}"),
-                Error::NoAuth => write!(f, "Authentication is not valid : {path}"),
+                Error::NoAuth => write!(f, "Insufficient permission : {path}"),
+                Error::QuotaExceeded => write!(f, "Quota has exceeded : {path}"),
                 Error::BadArguments => write!(f, "Arguments are not valid : {path}"),
                 Error::BadVersion => write!(f, "version No is not valid : {path}"),
                 Error::ReplyTooLarge { len, max } => write!(
@@ -192,8 +193,9 @@ impl Ctx {
                 error: Error::AuthFailed,
                 path: String::new(),
             }),
-            Err(_) => Err(CliError::Connect(format!(
-                "Unable to connect to {} within {} ms",
+            // The client's error says why the latest attempt failed (refused, unresolved).
+            Err(e) => Err(CliError::Connect(format!(
+                "Unable to connect to {} within {} ms ({e})",
                 self.connect,
                 self.timeout.as_millis()
             ))),
@@ -478,8 +480,7 @@ impl Ctx {
                 unreachable!("local commands are handled above")
             }
         }
-        self.after_watches().await;
-        Ok(())
+        self.after_watches().await
     }
 
     async fn execute_local(&mut self, command: Command) -> Result<(), CliError> {
@@ -496,11 +497,12 @@ impl Ctx {
     }
 
     /// What happens to the `-w` watches of a command: a one-shot command waits for the first
-    /// to fire and prints it; the interactive mode prints each when it fires, as zkCli does.
-    async fn after_watches(&mut self) {
+    /// to fire and prints it (a watch ended by the session's end is a lost connection); the
+    /// interactive mode prints each when it fires, as zkCli does.
+    async fn after_watches(&mut self) -> Result<(), CliError> {
         let watches = std::mem::take(&mut self.watches);
         if watches.is_empty() {
-            return;
+            return Ok(());
         }
         if self.interactive {
             for watch in watches {
@@ -513,10 +515,15 @@ impl Ctx {
             }
         } else {
             let (event, _, _) = futures::future::select_all(watches).await;
-            if event.event_type != EventType::None {
-                say(&format_event(&event));
+            if event.event_type == EventType::None {
+                return Err(CliError::Connect(format!(
+                    "The watch on {} ended unfired: session {:?}",
+                    event.path, event.state
+                )));
             }
+            say(&format_event(&event));
         }
+        Ok(())
     }
 
     /// Every path of the subtree at `root` in zkCli's order (`ZKUtil.visitSubTreeDFS`): the

@@ -40,12 +40,24 @@ pub(crate) fn run(rt: &Runtime, ctx: &mut Ctx) -> i32 {
     status
 }
 
-/// Commands from a pipe or file: no prompt, no history.
-fn from_lines(rt: &Runtime, ctx: &mut Ctx, input: impl BufRead) -> i32 {
+/// Commands from a pipe or file: no prompt, no history. Bytes that are not UTF-8 become
+/// U+FFFD, as Java's reader makes them for zkCli.
+fn from_lines(rt: &Runtime, ctx: &mut Ctx, mut input: impl BufRead) -> i32 {
     let mut status = EXIT_OK;
-    for line in input.lines() {
-        let Ok(line) = line else { break };
-        match execute_line(rt, ctx, &line) {
+    let mut bytes = Vec::new();
+    loop {
+        bytes.clear();
+        match input.read_until(b'\n', &mut bytes) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("reading commands: {e}");
+                return EXIT_USAGE;
+            }
+        }
+        let line = String::from_utf8_lossy(&bytes);
+        let line = line.trim_end_matches('\n').trim_end_matches('\r');
+        match execute_line(rt, ctx, line) {
             Step::Ran(code) => status = code,
             Step::Nothing => {}
             Step::Quit => break,
@@ -75,7 +87,8 @@ fn with_editor(rt: &Runtime, ctx: &mut Ctx) -> i32 {
         let prompt = format!("[zk: {}({}) {}] ", ctx.connect, ctx.state_name(), count);
         match editor.readline(&prompt) {
             Ok(line) => {
-                if !line.trim().is_empty() {
+                // Credentials stay out of the history file (zkCli keeps no history file).
+                if !line.trim().is_empty() && !line.trim_start().starts_with("addauth") {
                     let _ = editor.add_history_entry(line.as_str());
                     if let Some(path) = &history {
                         if let Err(e) = editor.append_history(path) {
@@ -138,43 +151,26 @@ fn execute_line(rt: &Runtime, ctx: &mut Ctx, line: &str) -> Step {
     Step::Ran(rt.block_on(ctx.run(command)))
 }
 
-/// Splits a line into words at whitespace; `"…"` and `'…'` quote (inside double quotes, `\`
-/// escapes the next character), as zkCli's own splitting allows `set /a "two words"`.
+/// Splits a line into words as zkCli does (`ZooKeeperMain.MyCommandOptions.ARGS_PATTERN`): a
+/// word that starts with `"` or `'` runs to the same quote, which is stripped; any other word
+/// runs to the next whitespace, quotes and backslashes in it kept as they are (so
+/// `set /cfg {"a":1}` stores the JSON). A quote left open is an error (zkCli would skip it).
 pub(crate) fn split_words(line: &str) -> Result<Vec<String>, String> {
     let mut words = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut quote: Option<char> = None;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some('"') if c == '\\' => match chars.next() {
-                Some(next) => word.push(next),
-                None => return Err("unterminated quote".to_owned()),
-            },
-            Some(_) => word.push(c),
-            None if c == '"' || c == '\'' => {
-                quote = Some(c);
-                in_word = true;
-            }
-            None if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut word));
-                    in_word = false;
+    let mut rest = line.trim_start();
+    while let Some(first) = rest.chars().next() {
+        let (word, after) = match first {
+            '"' | '\'' => {
+                let body = &rest[1..];
+                match body.find(first) {
+                    Some(end) => (&body[..end], &body[end + 1..]),
+                    None => return Err(format!("unterminated quote: {rest}")),
                 }
             }
-            None => {
-                word.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if quote.is_some() {
-        return Err("unterminated quote".to_owned());
-    }
-    if in_word {
-        words.push(word);
+            _ => rest.split_at(rest.find(char::is_whitespace).unwrap_or(rest.len())),
+        };
+        words.push(word.to_owned());
+        rest = after.trim_start();
     }
     Ok(words)
 }
@@ -184,19 +180,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn splits_words_and_quotes() {
+    fn splits_words_as_zkcli() {
         assert_eq!(split_words("  ls   / ").unwrap(), vec!["ls", "/"]);
         assert_eq!(
             split_words(r#"set /a "two words""#).unwrap(),
             vec!["set", "/a", "two words"]
         );
+        // Quotes inside a word are data: JSON, regexes, apostrophes.
         assert_eq!(
-            split_words(r#"set /a 'it''s' "" x"#).unwrap(),
-            vec!["set", "/a", "its", "", "x"]
+            split_words(r#"create /j {"a":1,"b":"x y"}"#).unwrap(),
+            vec!["create", "/j", r#"{"a":1,"b":"x"#, r#"y"}"#]
         );
         assert_eq!(
-            split_words(r#"set /a "say \"hi\" \\ ok""#).unwrap(),
-            vec!["set", "/a", r#"say "hi" \ ok"#]
+            split_words(r#"set /a it's "a\d+""#).unwrap(),
+            vec!["set", "/a", "it's", r"a\d+"]
+        );
+        assert_eq!(
+            split_words(r#"set /a 'it''s' "" x"#).unwrap(),
+            vec!["set", "/a", "it", "s", "", "x"]
+        );
+        assert_eq!(
+            split_words(r#"set /a '{"a": 1}'"#).unwrap(),
+            vec!["set", "/a", r#"{"a": 1}"#]
         );
         assert_eq!(
             split_words(r"set /a C:\dir").unwrap(),
