@@ -310,7 +310,7 @@ async fn ls_recursive_deleteall_and_counts() {
         (1, "Node does not exist: /nope")
     );
 
-    zk(&server, &["deleteall", "/t/a"]).await.ok();
+    zk(&server, &["deleteall", "/t/a", "-b", "100"]).await.ok();
     assert_eq!(
         zk(&server, &["ls", "-R", "/t"]).await.ok(),
         "/t\n/t/b\n/t/b/z\n"

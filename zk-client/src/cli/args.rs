@@ -148,6 +148,10 @@ pub(crate) enum Command {
     /// Delete a node and its whole subtree.
     #[command(name = "deleteall", alias = "rmr")]
     DeleteAll {
+        /// zkCli's batch size for its multi deletes: accepted so that its scripts run; nodes
+        /// are deleted one by one.
+        #[arg(short = 'b', value_name = "batch size")]
+        batch: Option<u32>,
         /// The node.
         path: String,
     },
@@ -264,7 +268,7 @@ zk [--connect host:port] [--timeout ms] [--auth scheme:auth] [--max-reply-len by
 \tconfig [-c] [-w] [-s]
 \tcreate [-s] [-e] [-c] [-t ttl] path [data] [acl]
 \tdelete [-v version] path
-\tdeleteall path
+\tdeleteall path [-b batch size]
 \tget [-s] [-w] path
 \tgetAcl [-s] path
 \tgetAllChildrenNumber path

@@ -342,7 +342,7 @@ impl Ctx {
                     .await
                     .map_err(at(&path))?;
             }
-            Command::DeleteAll { path } => {
+            Command::DeleteAll { path, .. } => {
                 client
                     .delete(&path)
                     .deleting_children_if_needed()
