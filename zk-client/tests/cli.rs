@@ -807,6 +807,46 @@ cZxid = 0x";
     assert_eq!(out.stdout, "Created /after\n\u{fffd}\n", "{out:?}");
 }
 
+/// Ctrl-C stops a script read from a pipe, not only its current command (zkCli's JVM exits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_a_piped_script() {
+    let server = TestingServer::start().await.unwrap();
+    let c = client(&server).await;
+    c.create("/x").data(b"v".to_vec()).await.unwrap();
+    let mut cmd = command(&server.connect_string(), &[]);
+    let code = tokio::task::spawn_blocking(move || {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run zk");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"watch /x\ncreate /after\n").unwrap();
+        drop(stdin);
+        // `watch` runs until Ctrl-C.
+        let mut first = String::new();
+        BufReader::new(child.stderr.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(first.starts_with("Watching /x"), "{first}");
+        let killed = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        child.wait().unwrap().code()
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(130));
+    assert_eq!(
+        c.exists("/after").await.unwrap(),
+        None,
+        "the script stopped"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interactive_watches_print_when_they_fire() {
     let server = TestingServer::start().await.unwrap();

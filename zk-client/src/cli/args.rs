@@ -17,7 +17,8 @@ Exit codes:
   2  usage error (unknown command or flag, missing argument, invalid path, ACL or TTL)
   3  connection failure (no server reachable within --timeout, connection lost)
   130  interrupted by Ctrl-C (`watch` ends that way with 0)
-In the interactive mode, the exit code is that of the last command.";
+In the interactive mode, the exit code is that of the last command (130 when Ctrl-C stopped
+a script read from a pipe).";
 
 /// `zk`: a ZooKeeper command-line tool with zkCli's commands, flags and output.
 #[derive(Debug, Parser)]

@@ -141,6 +141,8 @@ pub(crate) struct Ctx {
     watches: Vec<WatchFuture>,
     /// Interactive mode: the tasks that print watch events when they fire.
     printers: Vec<JoinHandle<()>>,
+    /// Whether Ctrl-C ended the latest command: a script read from a pipe stops there.
+    pub(crate) interrupted: bool,
 }
 
 impl Ctx {
@@ -159,6 +161,7 @@ impl Ctx {
             client: None,
             watches: Vec::new(),
             printers: Vec::new(),
+            interrupted: false,
         }
     }
 
@@ -222,9 +225,13 @@ impl Ctx {
                 std::future::pending::<()>().await;
             }
         };
+        self.interrupted = false;
         let result = tokio::select! {
             r = self.execute(command) => r,
-            () = interrupted => if is_watch { Ok(()) } else { Err(CliError::Interrupted) },
+            () = interrupted => {
+                self.interrupted = true;
+                if is_watch { Ok(()) } else { Err(CliError::Interrupted) }
+            }
         };
         self.watches.clear();
         match result {

@@ -10,7 +10,7 @@ use rustyline::DefaultEditor;
 use tokio::runtime::Runtime;
 
 use super::args::{Command, Line};
-use super::commands::{Ctx, EXIT_OK, EXIT_USAGE};
+use super::commands::{Ctx, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE};
 
 /// What one input line asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -61,6 +61,10 @@ fn from_lines(rt: &Runtime, ctx: &mut Ctx, mut input: impl BufRead) -> i32 {
             Step::Ran(code) => status = code,
             Step::Nothing => {}
             Step::Quit => break,
+        }
+        if ctx.interrupted {
+            // Ctrl-C stops the script, not just its current command.
+            return EXIT_INTERRUPTED;
         }
     }
     status

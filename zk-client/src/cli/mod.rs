@@ -14,7 +14,7 @@
 //! line, invalid path, ACL or TTL), [`EXIT_CONNECTION`] 3 (no server within `--timeout`),
 //! [`EXIT_INTERRUPTED`] 130 (Ctrl-C, except for `watch`). Without a command the tool is
 //! interactive; when standard input is not a terminal it runs one command per line and exits
-//! with the last command's code.
+//! with the last command's code (130 if Ctrl-C stopped it, `watch` included).
 //!
 //! Only compiled with the `cli` feature; the library never depends on clap or rustyline
 //! otherwise.
