@@ -481,6 +481,21 @@ async fn acls_and_auth() {
         "{denied:?}"
     );
 
+    // ls -R prints as it walks: what it found before an unreadable node comes out too.
+    zk(&server, &["create", "/u"]).await.ok();
+    zk(
+        &server,
+        &["create", "/u/s", "x", &format!("digest:{bob}:cdrwa")],
+    )
+    .await
+    .ok();
+    let walked = zk(&server, &["ls", "-R", "/u"]).await;
+    assert_eq!(
+        (walked.code, walked.stdout.as_str(), walked.stderr.trim()),
+        (1, "/u\n/u/s\n", "Insufficient permission : /u/s"),
+        "{walked:?}"
+    );
+
     // Malformed ACLs and auth are usage errors.
     for acl in ["world:anyone", "world:anyone:rx", "", "nope"] {
         let out = zk(&server, &["setAcl", "/a", acl]).await;

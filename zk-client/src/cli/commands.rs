@@ -271,9 +271,7 @@ impl Ctx {
                 path,
             } => {
                 if recursive {
-                    for p in self.subtree(&client, &path, watch).await? {
-                        say(&p);
-                    }
+                    self.subtree(&client, &path, watch, &mut |p| say(p)).await?;
                 } else {
                     let builder = client.get_children(&path).with_stat();
                     let (mut children, st) = if watch {
@@ -387,14 +385,19 @@ impl Ctx {
                 let version = version.unwrap_or(-1);
                 if recursive {
                     // As zkCli: every node of the subtree, reporting failures and going on.
+                    let mut paths = Vec::new();
+                    let walked = self
+                        .subtree(&client, &path, false, &mut |p| paths.push(p.to_owned()))
+                        .await;
                     let mut first_error = None;
-                    for p in self.subtree(&client, &path, false).await? {
+                    for p in paths {
                         if let Err(e) = client.set_acl(&p, acl.clone()).version(version).await {
                             let e = at(&p)(e);
                             eprintln!("{e}");
                             first_error.get_or_insert(e);
                         }
                     }
+                    walked?;
                     if let Some(e) = first_error {
                         return Err(CliError::Reported(e.exit_code()));
                     }
@@ -533,16 +536,18 @@ impl Ctx {
         Ok(())
     }
 
-    /// Every path of the subtree at `root` in zkCli's order (`ZKUtil.visitSubTreeDFS`): the
-    /// root, then a node's children (sorted) before the subtrees of each. Nodes deleted
-    /// meanwhile are skipped; a missing root is an error.
+    /// Visits every path of the subtree at `root` as it is found, in zkCli's order
+    /// (`ZKUtil.visitSubTreeDFS`): the root, then a node's children (sorted) before the
+    /// subtrees of each. Nodes deleted meanwhile are skipped; a missing root is an error, and
+    /// so is a node that cannot be read (after the paths visited before it).
     async fn subtree(
         &mut self,
         client: &Client,
         root: &str,
         watch: bool,
-    ) -> Result<Vec<String>, CliError> {
-        let mut out = vec![root.to_owned()];
+        visit: &mut dyn FnMut(&str),
+    ) -> Result<(), CliError> {
+        visit(root);
         let mut stack: Vec<std::vec::IntoIter<String>> = Vec::new();
         let mut next = Some(root.to_owned());
         loop {
@@ -565,7 +570,9 @@ impl Ctx {
                     .iter()
                     .map(|c| zk_proto::path::join(&node, c))
                     .collect();
-                out.extend(paths.iter().cloned());
+                for p in &paths {
+                    visit(p);
+                }
                 stack.push(paths.into_iter());
             }
             let Some(top) = stack.last_mut() else { break };
@@ -576,7 +583,7 @@ impl Ctx {
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Sends a four-letter word to the first server over a raw TCP connection and prints the
