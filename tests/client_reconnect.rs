@@ -858,6 +858,37 @@ async fn an_updated_server_list_is_used_and_an_unlisted_server_is_left() {
     client.close().await.unwrap();
 }
 
+/// A server list updated while a connection attempt is under way, no longer naming that
+/// server: once connected there, the client moves on to a listed one.
+#[tokio::test]
+async fn a_server_unlisted_during_the_handshake_is_left() {
+    let env = env_or_skip!();
+    let slow = Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
+    slow.set_mode(Mode::Delay(Duration::from_millis(700)));
+    let (_proxies, address) = three_proxies(env.connect_string()).await;
+    let client = support::client_builder(&slow.connect_string())
+        .session_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    // The handshake is under way through the slow proxy.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    client.update_servers(&address[0]).unwrap();
+    within(async {
+        while client.connected_server().map(|s| s.to_string()) != Some(address[0].clone()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    client.exists("/").await.unwrap();
+    assert_eq!(
+        client.connected_server().map(|s| s.to_string()),
+        Some(address[0].clone())
+    );
+    client.close().await.unwrap();
+}
+
 /// An observer, a client, and an ephemeral node of the client's under a new root: (observer,
 /// client, root, the ephemeral's path).
 async fn with_an_ephemeral(

@@ -590,6 +590,12 @@ impl Actor {
                         }
                         continue;
                     }
+                    if !self.hosts.contains(&host) && self.closing.is_none() {
+                        // The server list changed during the attempt and no longer names this
+                        // server: move on, as Java's updateServerList closes such a socket.
+                        tracing::info!(%host, "connected to a server no longer listed: moving on");
+                        continue;
+                    }
                     let started = Instant::now();
                     match self.run_connection(stream, response, &host).await {
                         ConnEnd::Finished => {
