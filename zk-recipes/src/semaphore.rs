@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use zk_client::{Client, CreateMode, Error as ZkError};
 
 use crate::lock_internals::HeldNode;
-use crate::mutex::{LockState, LockStates, Mutex};
+use crate::mutex::{LockState, LockStates, Mutex, MutexGuard};
 use crate::nodes::{check_base_path, join, node_name};
 use crate::shared_count::{SharedCount, VersionedValue};
 use crate::util::{delete_until_gone, OwnedNode};
@@ -194,7 +194,7 @@ impl Semaphore {
             let Some(guard) = self.lock.acquire_until(deadline).await? else {
                 return Ok(None);
             };
-            let outcome = self.wait_for_lease(deadline).await;
+            let outcome = self.wait_for_lease(&guard, deadline).await;
             // A failed or unfinished release goes on in the background.
             let _ = guard.release_soon().await;
             match outcome {
@@ -206,9 +206,15 @@ impl Semaphore {
         }
     }
 
-    /// While holding the internal lock: creates our lease node and waits until it is among
-    /// the first `limit`.
-    async fn wait_for_lease(&self, deadline: Option<Instant>) -> Result<Waited> {
+    /// While holding the internal lock (`lock`): creates our lease node and waits until it is
+    /// among the first `limit`.
+    ///
+    /// Only the holder of the internal lock may have a lease node waiting: a second waiter
+    /// would leave both over the limit when a lease frees up, waiting for each other for
+    /// good. So if the internal lock is lost (its session expired, or its node went while the
+    /// grant was on its way), our lease node goes and the caller starts over. Curator's
+    /// `InterProcessSemaphoreV2` does not check, and can deadlock so.
+    async fn wait_for_lease(&self, lock: &MutexGuard, deadline: Option<Instant>) -> Result<Waited> {
         let client = &self.client;
         let mut own = OwnedNode::new(client);
         let created = client
@@ -219,6 +225,16 @@ impl Semaphore {
             .data(self.data.clone())
             .await?;
         own.set(created.path.clone());
+        let other_session = created
+            .stat
+            .as_ref()
+            .is_some_and(|s| s.ephemeral_owner != lock.session_id());
+        if other_session || lock.state().is_final() {
+            // Made in a new session after the internal lock's session ended.
+            tracing::debug!(path = %created.path, "internal lock lost before the lease node was made; starting over");
+            own.delete_now().await;
+            return Ok(Waited::NodeGone);
+        }
         let czxid = created.stat.map(|s| s.czxid);
         let our_name = node_name(&created.path).to_owned();
         let mut limit_changes = match &self.limit {
@@ -289,6 +305,11 @@ impl Semaphore {
             tokio::select! {
                 _ = children_changed => {}
                 _ = limit_changed => {}
+                () = lock.lost() => {
+                    tracing::debug!(path = %created.path, "internal lock lost while waiting for a lease; starting over");
+                    own.delete_now().await;
+                    return Ok(Waited::NodeGone);
+                }
                 _ = timed_out => {
                     own.delete_now().await;
                     return Ok(Waited::TimedOut);

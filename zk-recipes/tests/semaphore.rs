@@ -300,3 +300,49 @@ async fn semaphore_mutex_guard_reports_lost_on_session_expiry() {
     within("LOST", guard.lost()).await;
     assert_eq!(guard.state(), LockState::Lost);
 }
+
+/// Only the holder of the internal lock may have a lease waiting. A waiter whose internal
+/// lock is lost (its node gone, as when its session expires) gives up its lease node and
+/// starts over; otherwise the next waiter's lease and its own would both stay over the limit
+/// when the holder releases, each waiting for the other for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_that_loses_the_internal_lock_does_not_deadlock_the_next() {
+    let server = server().await;
+    let admin = client(&server.connect_string()).await;
+    let mutex = |c: zk_client::Client| SemaphoreMutex::new(c, SEM).unwrap();
+    let holder = mutex(client(&server.connect_string()).await);
+    let held = holder.acquire().await.unwrap();
+    let a = mutex(client(&server.connect_string()).await);
+    let a = tokio::spawn(async move { a.acquire().await.map(|g| g.fencing_token()) });
+    let leases = format!("{SEM}/leases");
+    let locks = format!("{SEM}/locks");
+    wait_children(&admin, &leases, |c| c.len() == 2).await;
+    // A waits for a lease while holding the internal lock: take that lock from it.
+    let (taken, _) = admin.get_children(&locks).with_stat().await.unwrap();
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    admin
+        .delete(&format!("{locks}/{}", taken[0]))
+        .await
+        .unwrap();
+    let b = mutex(client(&server.connect_string()).await);
+    let b = tokio::spawn(async move { b.acquire().await.map(|g| g.fencing_token()) });
+    // Both wait: B with the internal lock or behind it, A with a lease node or in the queue
+    // again (the holder's lease, two lock or lease nodes of theirs, and one more).
+    within("A and B wait", async {
+        loop {
+            let mut nodes = 0;
+            for parent in [&locks, &leases] {
+                nodes += admin.get_children(parent).await.unwrap().len();
+            }
+            if nodes == 4 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    held.release().await.unwrap();
+    let first = within("A or B acquires", futures::future::select(a, b)).await;
+    let (token, _) = first.factor_first();
+    assert!(token.unwrap().is_ok());
+}
