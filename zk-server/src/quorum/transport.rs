@@ -113,8 +113,18 @@ impl TransportConfig {
 /// One established connection, as the registry sees it.
 struct Conn {
     id: u64,
-    queue: mpsc::Sender<Bytes>,
+    /// `None` once a message to the peer was dropped: nothing after it may go out on this
+    /// connection (the peer would take a stream with a gap for a whole one), which closes.
+    queue: Option<mpsc::Sender<Bytes>>,
     close: Arc<Notify>,
+}
+
+impl Conn {
+    /// Takes no more messages and closes (what was queued before still goes out).
+    fn sever(&mut self) {
+        self.queue = None;
+        self.close.notify_one();
+    }
 }
 
 struct Shared {
@@ -226,8 +236,10 @@ impl QuorumTransport {
     }
 
     /// Queues `message` for `to`. Dropped when `to` is not connected (an election
-    /// notification is kept and sent when it connects); when `to`'s queue is full, the
-    /// connection is closed and the message dropped.
+    /// notification is kept and sent when it connects); when `to`'s queue is full or the
+    /// message is over the frame limit, it is dropped and so is every later message on that
+    /// connection, which closes: a peer never sees a stream with a message missing (a SNAP
+    /// lost before its DIFF and NEWLEADER), as over one TCP stream in Apache.
     pub fn send(&self, to: Sid, message: &Message) {
         let frame = wire::encode_frame(message);
         let packet_len = wire::packet_len(&frame);
@@ -242,7 +254,9 @@ impl QuorumTransport {
                 limit,
                 "a message exceeds the frame limit: dropped, disconnecting the peer"
             );
-            self.disconnect(to);
+            if let Some(conn) = lock(&self.shared.conns).get_mut(&to) {
+                conn.sever();
+            }
             return;
         }
         if matches!(message, Message::Notification { .. }) {
@@ -252,22 +266,23 @@ impl QuorumTransport {
             // Partitioned: the connection may still be closing; nothing goes out meanwhile.
             return;
         }
-        let full = {
-            let conns = lock(&self.shared.conns);
-            let Some(conn) = conns.get(&to) else {
-                tracing::trace!(to, "not connected: message dropped");
-                return;
-            };
-            match conn.queue.try_send(frame) {
-                Ok(()) => false,
-                Err(mpsc::error::TrySendError::Full(_)) => true,
-                // The writer ended: the connection is closing.
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            }
+        let mut conns = lock(&self.shared.conns);
+        let Some(conn) = conns.get_mut(&to) else {
+            tracing::trace!(to, "not connected: message dropped");
+            return;
         };
-        if full {
-            tracing::warn!(to, "the peer cannot keep up with its queue: disconnecting");
-            self.disconnect(to);
+        let Some(queue) = &conn.queue else {
+            tracing::trace!(to, "connection closing: message dropped");
+            return;
+        };
+        match queue.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(to, "the peer cannot keep up with its queue: disconnecting");
+                conn.sever();
+            }
+            // The writer ended: the connection is closing.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
 
@@ -414,7 +429,7 @@ async fn run_connection(shared: Arc<Shared>, peer: Sid, stream: TcpStream) {
             peer,
             Conn {
                 id,
-                queue: queue.clone(),
+                queue: Some(queue.clone()),
                 close: close.clone(),
             },
         );
@@ -538,5 +553,80 @@ async fn write_loop(w: OwnedWriteHalf, mut queue: mpsc::Receiver<Bytes>) {
         if w.flush().await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A transport of member 1 (of 1 and 2) with a stand-in connection to member 2 whose
+    /// queue the test reads; member 2 is never dialed (it has the higher id).
+    async fn with_a_connection_to_2(
+        limits: FrameLimits,
+        capacity: usize,
+    ) -> (QuorumTransport, mpsc::Receiver<Bytes>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let members = [
+            (1, ("127.0.0.1".to_owned(), port)),
+            (2, ("127.0.0.1".to_owned(), 1)),
+        ];
+        let mut config = TransportConfig::new(1, members.into_iter().collect(), None);
+        config.limits = limits;
+        let (transport, _inputs) = QuorumTransport::start(config, listener).expect("start");
+        let (queue, rx) = mpsc::channel(capacity);
+        lock(&transport.shared.conns).insert(
+            2,
+            Conn {
+                id: 0,
+                queue: Some(queue),
+                close: Arc::new(Notify::new()),
+            },
+        );
+        (transport, rx)
+    }
+
+    /// The next frame queued, `None` once the queue is closed; waiting at most 5 s.
+    async fn next(rx: &mut mpsc::Receiver<Bytes>) -> Option<Bytes> {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("the queue is closed or yields a frame")
+    }
+
+    /// Over one TCP stream nothing can follow a lost message; so here: once a message to a
+    /// peer is dropped, nothing later goes out on that connection (a DIFF and NEWLEADER after
+    /// a SNAP over the frame limit would make the peer take a sync with its state missing).
+    #[tokio::test]
+    async fn nothing_follows_a_message_dropped_for_its_size() {
+        let limits = FrameLimits {
+            max_bulk: 1024,
+            max_message: 1024,
+        };
+        let (transport, mut rx) = with_a_connection_to_2(limits, 16).await;
+        transport.send(2, &Message::NewLeader { epoch: 1 });
+        transport.send(
+            2,
+            &Message::Snap {
+                zxid: 7,
+                state: Bytes::from(vec![0u8; 4096]),
+            },
+        );
+        transport.send(2, &Message::NewLeader { epoch: 2 });
+        assert!(rx.recv().await.is_some(), "what came before the drop goes");
+        assert_eq!(next(&mut rx).await, None, "nothing after it");
+        transport.shutdown();
+    }
+
+    /// The same when the peer's queue is full.
+    #[tokio::test]
+    async fn nothing_follows_a_message_dropped_on_a_full_queue() {
+        let (transport, mut rx) = with_a_connection_to_2(FrameLimits::default(), 1).await;
+        for epoch in 1..=3 {
+            transport.send(2, &Message::NewLeader { epoch });
+        }
+        assert!(rx.recv().await.is_some());
+        assert_eq!(next(&mut rx).await, None);
+        transport.shutdown();
     }
 }
