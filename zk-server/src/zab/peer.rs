@@ -1081,6 +1081,18 @@ impl Peer {
                     self.look();
                     return;
                 }
+                if !self.history.summary().holds(common) {
+                    // The leader computed `common` from our summary: a sync message before
+                    // this one (a SNAP) was lost. Going on would leave a hole behind the
+                    // diff, or take our log for the leader's up to `common`.
+                    tracing::error!(
+                        common,
+                        last = self.history.last_zxid(),
+                        "a diff from a txn we do not hold; electing again"
+                    );
+                    self.look();
+                    return;
+                }
                 l.leader_committed = l.leader_committed.max(committed);
                 if self.history.last_zxid() > common {
                     self.history.truncate_after(common);

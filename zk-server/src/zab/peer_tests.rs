@@ -737,6 +737,40 @@ fn a_learner_that_acked_newleader_but_never_hears_uptodate_elects_again() {
     assert_eq!(p.role(), Role::Looking);
 }
 
+/// A DIFF from a txn the learner does not hold means a sync message before it (a SNAP over
+/// the frame limit) was lost: going on would leave a hole, or take the learner's log up to
+/// `common` for the leader's, and make it durably current in the new epoch.
+#[test]
+fn a_diff_from_a_txn_the_learner_does_not_hold_is_refused() {
+    for entries in [vec![], vec![entry(2, 1)]] {
+        let mut p = syncing_follower();
+        p.handle(Input::Receive {
+            from: 2,
+            message: Message::Diff {
+                common: make_zxid(1, 5),
+                entries,
+                committed: make_zxid(1, 5),
+            },
+        });
+        p.handle(Input::Receive {
+            from: 2,
+            message: Message::NewLeader { epoch: 2 },
+        });
+        let actions = p.take_actions();
+        assert!(
+            !actions.iter().any(|a| matches!(
+                a,
+                Action::Append(_) | Action::PersistEpochs { .. } | Action::Commit(_)
+            )),
+            "{actions:?}"
+        );
+        assert!(!sent(&actions)
+            .iter()
+            .any(|(_, m)| matches!(m, Message::AckNewLeader { .. })));
+        assert_eq!(p.role(), Role::Looking);
+    }
+}
+
 #[test]
 fn newleader_without_the_sync_before_it_is_never_acked() {
     // Over TCP the DIFF cannot go missing before NEWLEADER; should it (the simulator's lossy
