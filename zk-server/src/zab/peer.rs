@@ -1282,15 +1282,26 @@ impl Peer {
                             message,
                         });
                     }
-                    LearnerPhase::PersistingNewLeader { epoch, .. } => {
+                    LearnerPhase::PersistingNewLeader { epoch, upto } => {
                         self.current_epoch = epoch;
                         self.accepted_epoch = self.accepted_epoch.max(epoch);
                         l.phase = LearnerPhase::Synced;
-                        l.acked = self.persisted;
+                        l.acked = upto;
                         self.actions.push(Action::Send {
                             to: l.leader,
                             message: Message::AckNewLeader { epoch },
                         });
+                        // Proposals made durable while the epoch was being written: the
+                        // leader counts NEWLEADER's ack for the sync only.
+                        if !self.config.observes() && self.persisted > upto {
+                            l.acked = self.persisted;
+                            self.actions.push(Action::Send {
+                                to: l.leader,
+                                message: Message::Ack {
+                                    zxid: self.persisted,
+                                },
+                            });
+                        }
                     }
                     _ => {}
                 }

@@ -771,6 +771,46 @@ fn a_diff_from_a_txn_the_learner_does_not_hold_is_refused() {
     }
 }
 
+/// Proposals that became durable while NEWLEADER's epoch was written are acked right after
+/// NEWLEADER: the leader credits that ack with the sync only, and may need this learner's
+/// ack to commit them (Apache acks each logged packet after UPTODATE).
+#[test]
+fn proposals_durable_before_the_newleader_ack_are_acked_after_it() {
+    let mut p = synced_follower();
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::NewLeader { epoch: 1 },
+    });
+    p.handle(Input::Receive {
+        from: 2,
+        message: Message::Proposal(entry(1, 3)),
+    });
+    p.take_actions();
+    p.handle(Input::Persisted {
+        zxid: make_zxid(1, 3),
+    });
+    assert_eq!(
+        p.take_actions(),
+        vec![Action::PersistEpochs {
+            accepted: 1,
+            current: 1
+        }]
+    );
+    p.handle(Input::EpochsPersisted);
+    assert_eq!(
+        sent(&p.take_actions()),
+        vec![
+            (2, Message::AckNewLeader { epoch: 1 }),
+            (
+                2,
+                Message::Ack {
+                    zxid: make_zxid(1, 3)
+                }
+            )
+        ]
+    );
+}
+
 #[test]
 fn newleader_without_the_sync_before_it_is_never_acked() {
     // Over TCP the DIFF cannot go missing before NEWLEADER; should it (the simulator's lossy
