@@ -1414,9 +1414,22 @@ impl Peer {
                     }
                     return;
                 }
-                // Drop silent learners; step down without a live quorum.
-                l.learners
-                    .retain(|_, h| now.saturating_sub(h.last_heard_ms) <= sync);
+                // Drop silent learners, closing their connections (as Apache's LearnerHandler
+                // shuts down): otherwise a learner cut off this way keeps serving reads from a
+                // state that no longer moves until its own syncLimit. Step down without a
+                // live quorum.
+                let actions = &mut self.actions;
+                l.learners.retain(|sid, h| {
+                    let live = now.saturating_sub(h.last_heard_ms) <= sync;
+                    if !live {
+                        tracing::warn!(
+                            learner = sid,
+                            "no word from a learner within syncLimit: dropping it"
+                        );
+                        actions.push(Action::Disconnect { peer: *sid });
+                    }
+                    live
+                });
                 let live: Vec<Sid> = l
                     .learners
                     .iter()

@@ -547,7 +547,9 @@ fn a_leader_that_hears_no_quorum_for_sync_limit_ticks_steps_down() {
             ..
         }
     ));
-    // Follower 3 falls silent at once; 2 answers every tick: still a quorum.
+    // Follower 3 falls silent at once; 2 answers every tick: still a quorum. 3 is dropped
+    // and its connection closed (it must not go on serving a state that no longer moves).
+    let mut closed = Vec::new();
     for t in 11..=40 {
         p.handle(Input::Receive {
             from: 2,
@@ -559,7 +561,12 @@ fn a_leader_that_hears_no_quorum_for_sync_limit_ticks_steps_down() {
             "{:?} at {t}00 ms",
             p.role()
         );
+        closed.extend(p.take_actions().into_iter().filter_map(|a| match a {
+            Action::Disconnect { peer } => Some(peer),
+            _ => None,
+        }));
     }
+    assert_eq!(closed, [3]);
     // Now 2 is silent too (last heard "at 3,900"): leading up to 4,400 ms, looking at 4,500.
     for t in 41..=44 {
         p.handle(Input::Tick { now_ms: t * 100 });
