@@ -289,6 +289,26 @@ impl MultiLock {
     }
 
     async fn acquire_until(&self, deadline: Option<Instant>) -> Result<Option<MultiLockGuard>> {
+        loop {
+            let Some(guards) = self.acquire_each(deadline).await? else {
+                return Ok(None);
+            };
+            // A lock taken first may have been lost while the later ones were waited for (its
+            // session expired, and someone else may hold it now): the set is not held. Give
+            // everything back and start over; Curator's InterProcessMultiLock returns it.
+            if !guards.iter().any(|g| g.state().is_final()) {
+                return Ok(Some(MultiLockGuard { guards }));
+            }
+            tracing::debug!("a lock was lost while the others were waited for; starting over");
+            let _ = release_reversed(guards, true).await;
+        }
+    }
+
+    /// Acquires each lock in turn; `None` (nothing held) when the time ran out.
+    async fn acquire_each(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Vec<MultiLockPartGuard>>> {
         let mut guards = Vec::with_capacity(self.locks.len());
         for lock in &self.locks {
             match lock.acquire_until(deadline).await {
@@ -307,7 +327,7 @@ impl MultiLock {
                 }
             }
         }
-        Ok(Some(MultiLockGuard { guards }))
+        Ok(Some(guards))
     }
 
     /// Whether this multi-lock's guards hold every lock now (Curator's

@@ -249,3 +249,36 @@ async fn semaphore_mutexes_combine_with_mutexes() {
     wait_children(&b, &format!("{S}/leases"), <[String]>::is_empty).await;
     wait_children(&b, A, <[String]>::is_empty).await;
 }
+
+/// A lock taken first and lost (its session expired) while a later one is waited for makes
+/// the set not held: the acquire starts over instead of returning a lost part, and returns
+/// once it holds every lock again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_lost_while_waiting_for_the_next_is_taken_again() {
+    let server = server().await;
+    let admin = client(&server.connect_string()).await;
+    let y = client(&server.connect_string()).await;
+    let z = client(&server.connect_string()).await;
+    let a = client(&server.connect_string()).await;
+    let holding_b = Mutex::new(y, B).unwrap().acquire().await.unwrap();
+    let multi = MultiLock::new(a.clone(), [A, B]).unwrap();
+    let waiting = tokio::spawn(async move {
+        let guard = multi.acquire().await.unwrap();
+        (guard.state(), guard.fencing_tokens())
+    });
+    // A holds A's lock and waits for B's.
+    wait_children(&admin, B, |c| c.len() == 2).await;
+    assert!(server.expire_session(a.session_id()).await);
+    let z_lock = Mutex::new(z, A).unwrap();
+    let holding_a = within("Z takes the lock A lost", z_lock.acquire())
+        .await
+        .unwrap();
+    let z_token = holding_a.fencing_token();
+    holding_b.release().await.unwrap();
+    // A must not come back holding a lock Z holds: it waits for A's lock again.
+    wait_children(&admin, A, |c| c.len() == 2).await;
+    holding_a.release().await.unwrap();
+    let (state, tokens) = within("A holds both", waiting).await.unwrap();
+    assert_eq!(state, LockState::Held);
+    assert!(tokens[0] > z_token, "{tokens:?} after {z_token}");
+}
