@@ -172,21 +172,30 @@ impl Semaphore {
         if qty == 0 {
             return Err(Error::InvalidArgument("qty must be at least 1".to_owned()));
         }
-        let mut leases = Vec::new();
-        for _ in 0..qty {
-            match self.acquire_one(deadline).await {
-                Ok(Some(lease)) => leases.push(lease),
-                Ok(None) => {
-                    return_all(leases).await;
-                    return Ok(Vec::new());
-                }
-                Err(e) => {
-                    return_all(leases).await;
-                    return Err(e);
+        loop {
+            let mut leases = Vec::new();
+            for _ in 0..qty {
+                match self.acquire_one(deadline).await {
+                    Ok(Some(lease)) => leases.push(lease),
+                    Ok(None) => {
+                        return_all(leases).await;
+                        return Ok(Vec::new());
+                    }
+                    Err(e) => {
+                        return_all(leases).await;
+                        return Err(e);
+                    }
                 }
             }
+            // A lease taken first may have gone with its session while the later ones were
+            // waited for (another process may have its slot now): give them all back and
+            // start over rather than return more holders than the limit allows.
+            if !leases.iter().any(|l| l.state().is_final()) {
+                return Ok(leases);
+            }
+            tracing::debug!("a lease was lost while the others were waited for; starting over");
+            return_all(leases).await;
         }
-        Ok(leases)
     }
 
     async fn acquire_one(&self, deadline: Option<Instant>) -> Result<Option<Lease>> {

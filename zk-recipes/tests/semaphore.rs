@@ -346,3 +346,31 @@ async fn a_waiter_that_loses_the_internal_lock_does_not_deadlock_the_next() {
     let (token, _) = first.factor_first();
     assert!(token.unwrap().is_ok());
 }
+
+/// Leases taken one by one: one lost (its session expired) while the next is waited for is
+/// given back with the others and the acquire starts over, rather than returning a lost
+/// lease whose slot another process may take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_lost_while_waiting_for_the_next_is_taken_again() {
+    let server = server().await;
+    let admin = client(&server.connect_string()).await;
+    let holder = Semaphore::new(client(&server.connect_string()).await, SEM, 2).unwrap();
+    let held = holder.acquire(1).await.unwrap();
+    let a = client(&server.connect_string()).await;
+    let semaphore = Semaphore::new(a.clone(), SEM, 2).unwrap();
+    let waiting = tokio::spawn(async move {
+        let leases = semaphore.acquire(2).await.unwrap();
+        leases.iter().map(|l| l.state()).collect::<Vec<_>>()
+    });
+    let leases = format!("{SEM}/leases");
+    // A has one lease and waits for a second.
+    wait_children(&admin, &leases, |c| c.len() == 3).await;
+    assert!(server.expire_session(a.session_id()).await);
+    // A starts over in its new session and waits with its two leases again.
+    wait_children(&admin, &leases, |c| c.len() == 3).await;
+    for lease in held {
+        lease.release().await.unwrap();
+    }
+    let states = within("A holds two leases", waiting).await.unwrap();
+    assert_eq!(states, [LockState::Held, LockState::Held]);
+}
