@@ -257,7 +257,9 @@ impl MultiLock {
         &self.locks
     }
 
-    /// Acquires every lock, in order, waiting as long as it takes.
+    /// Acquires every lock, in order, waiting as long as it takes. A lock lost while a
+    /// later one is waited for (its session expired) makes it give them all back and start
+    /// over: the guard returned holds every lock.
     ///
     /// # Errors
     /// [`Error::Zk`] when acquiring one of the locks fails; the ones taken before are

@@ -139,7 +139,9 @@ impl Semaphore {
         self.limit.get()
     }
 
-    /// Acquires `qty` leases, one after the other, waiting as long as it takes.
+    /// Acquires `qty` leases, one after the other, waiting as long as it takes. A lease lost
+    /// while a later one is waited for (its session expired) makes it return them all and
+    /// start over: the leases returned are all held.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for `qty == 0`; [`Error::Zk`] when a ZooKeeper call fails
