@@ -9,6 +9,7 @@ use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use zk_client::{Client, CreateMode, Error as ZkError};
 use zk_recipes::{CacheEvent, NodeCache, PersistentNode};
 
@@ -74,6 +75,30 @@ struct Registration<T> {
     node: Arc<PersistentNode>,
     /// With `watch_instances`: follows the node for changes written by others.
     watcher: Option<Arc<NodeCache>>,
+}
+
+impl<T> Registration<T> {
+    /// Stops keeping the node and deletes it (a guaranteed delete) in a task of its own: a
+    /// caller that gives up waiting (a shutdown's timeout during an outage) does not cut the
+    /// unregistration short, leaving the node behind for good.
+    fn close_in_background(&self) -> JoinHandle<zk_recipes::Result<()>> {
+        let (node, watcher) = (self.node.clone(), self.watcher.clone());
+        tokio::spawn(async move {
+            if let Some(watcher) = watcher {
+                watcher.close().await;
+            }
+            node.close().await
+        })
+    }
+}
+
+/// The outcome of [`Registration::close_in_background`].
+async fn finish(task: JoinHandle<zk_recipes::Result<()>>) -> Result<()> {
+    match task.await {
+        Ok(closed) => Ok(closed?),
+        // Only a panic ends the task otherwise: the delete's outcome is unknown.
+        Err(_) => Err(Error::Closed),
+    }
 }
 
 /// Options of a [`ServiceDiscovery`]. See [`ServiceDiscovery::builder`].
@@ -457,11 +482,7 @@ impl<T: Payload> ServiceDiscovery<T> {
             .registrations()?
             .remove(id)
             .ok_or_else(|| Error::NotRegistered(id.to_owned()))?;
-        if let Some(watcher) = &reg.watcher {
-            watcher.close().await;
-        }
-        reg.node.close().await?;
-        Ok(())
+        finish(reg.close_in_background()).await
     }
 
     /// The instances this discovery registered (as last registered or updated).
@@ -579,14 +600,13 @@ impl<T: Payload> ServiceDiscovery<T> {
             }
         };
         self.inner.closing.send_replace(true);
+        // All at once rather than one connection timeout after another during an outage.
+        let closing: Vec<_> = regs.iter().map(Registration::close_in_background).collect();
         let mut result = Ok(());
-        for reg in regs {
-            if let Some(watcher) = &reg.watcher {
-                watcher.close().await;
-            }
-            if let Err(e) = reg.node.close().await {
+        for task in closing {
+            if let Err(e) = finish(task).await {
                 if result.is_ok() {
-                    result = Err(e.into());
+                    result = Err(e);
                 }
             }
         }

@@ -1002,3 +1002,39 @@ async fn closing_the_discovery_closes_its_caches_and_providers() {
     provider.close().await;
     cache.close().await;
 }
+
+/// A close given up on during an outage (a shutdown's timeout) still deletes every instance
+/// once the server is back: none is left behind for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_given_up_on_during_an_outage_still_deletes_every_instance() {
+    let server = TestingServer::start().await.expect("server");
+    let proxy = FaultProxy::start(&server.connect_string())
+        .await
+        .expect("proxy");
+    let provider_client = client_with(&proxy.connect_string(), Duration::from_secs(5)).await;
+    let observer = client(&server.connect_string()).await;
+    let provider = ServiceDiscovery::<String>::builder(provider_client.clone())
+        .build()
+        .expect("discovery");
+    for id in ["s1", "s2", "s3"] {
+        let mut i = instance("kept", id, 1, "");
+        i.service_type = ServiceType::Static;
+        provider.register(i).await.expect("register");
+    }
+    assert_eq!(nodes(&observer, "/services/kept").await.len(), 3);
+    proxy.down();
+    proxy.cut();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), provider.close())
+            .await
+            .is_err(),
+        "the deletes cannot reach the server yet"
+    );
+    proxy.up();
+    within("every instance deleted", PATIENCE, async {
+        while !nodes(&observer, "/services/kept").await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
