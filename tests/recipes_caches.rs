@@ -199,3 +199,66 @@ async fn path_children_and_node_caches_report_each_change_as_one_event() {
     reader.close().await.unwrap();
     writer.close().await.unwrap();
 }
+
+/// A steady flow of changes does not hold back the re-read a reconnect calls for: a node
+/// deleted while the cache's client was away (its persistent watch fires nothing for that)
+/// leaves the cache although events keep coming faster than the cache reads them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_cache_still_reads_again_after_a_reconnect() {
+    let env = env_or_skip!();
+    if env.is_external_before(3, 6).await {
+        return; // One-shot watches: no flow of events to fall behind.
+    }
+    let writer = support::connected_client(env.connect_string()).await;
+    let proxy = Proxy::start(env.connect_string())
+        .await
+        .expect("proxy starts");
+    let reader = support::connected_client(&proxy.connect_string()).await;
+    let root = support::unique_root();
+    let (hot, gone) = (format!("{root}/hot"), format!("{root}/gone"));
+    writer.create(&root).await.unwrap();
+    writer.create(&hot).await.unwrap();
+    writer.create(&gone).await.unwrap();
+    let cache = TreeCache::new(reader.clone(), &root).unwrap();
+    cache.start().unwrap();
+    assert!(tokio::time::timeout(PATIENCE, cache.wait_initialized())
+        .await
+        .expect("initialized in time"));
+    // Each read of a changed node now takes a slow round trip; changes come much faster.
+    let slow = support::proxy::Mode::Delay(Duration::from_millis(30));
+    proxy.set_mode(slow);
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let (writer, hot, busy) = (writer.clone(), hot.clone(), busy.clone());
+            tokio::spawn(async move {
+                while busy.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = writer.set_data(&hot, b"x".to_vec()).await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut states = reader.connection_states();
+    proxy.down();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+    writer.delete(&gone).await.unwrap();
+    proxy.up();
+    proxy.set_mode(slow);
+    let left = tokio::time::timeout(Duration::from_secs(10), async {
+        while cache.get(&gone).is_some() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    busy.store(false, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert!(left.is_ok(), "the node deleted while away is still cached");
+    cache.close().await;
+    proxy.set_mode(support::proxy::Mode::Forward);
+    support::remove_tree(&writer, &root).await;
+    reader.close().await.unwrap();
+    writer.close().await.unwrap();
+}

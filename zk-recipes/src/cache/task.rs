@@ -129,6 +129,15 @@ async fn follow(
         tokio::select! {
             biased;
             _ = stopped(stop) => return Followed::Stop,
+            // Before the events: a steady flow of them must not hold back the re-read a
+            // reconnect calls for.
+            state = states.next() => match state {
+                // Changes made while disconnected fire no events, nor those a read-only
+                // server did not know of: read everything again.
+                Some(state) if state.is_connected() => needs_read = true,
+                Some(_) => {}
+                None => return Followed::Stop,
+            },
             event = watch.next() => match event {
                 Some(event) if is_node_event(&event) => match tokio::select! {
                     biased;
@@ -147,13 +156,6 @@ async fn follow(
                 Some(event) if event.event_type == EventType::NodeChildrenChanged => {}
                 // The session ended (a new one is being built) or the watch was removed.
                 _ => return Followed::Rewatch,
-            },
-            state = states.next() => match state {
-                // Changes made while disconnected fire no events, nor those a read-only
-                // server did not know of: read everything again.
-                Some(state) if state.is_connected() => needs_read = true,
-                Some(_) => {}
-                None => return Followed::Stop,
             },
             _ = retry => backoff = (backoff * 2).min(MAX_BACKOFF),
         }
