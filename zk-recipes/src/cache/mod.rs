@@ -102,12 +102,18 @@ fn log_read_failure(root: &str, e: &zk_client::Error) {
 }
 
 /// Whether a failed read of one node fails the whole read of the tree: a connection problem
-/// (read everything again once connected) does; an error about that node alone (no READ
-/// permission on it, data that does not decompress) does not: the node is left out of the
-/// cache, with a warning, and the rest of the tree is read (as Curator's caches go on past
-/// such a node). Left out, it can never hold the rest of the cache back.
+/// or a busy server (THROTTLEDOP: read everything again a little later) does; an error about
+/// that node alone (no READ permission on it, data that does not decompress) does not: the
+/// node is left out of the cache, with a warning, and the rest of the tree is read (as
+/// Curator's caches go on past such a node). Left out, it can never hold the rest of the
+/// cache back.
 fn fails_the_read(path: &str, e: &zk_client::Error) -> bool {
-    if e.is_retryable() || matches!(e, zk_client::Error::Closed | zk_client::Error::Connect(_)) {
+    if e.is_retryable()
+        || matches!(
+            e,
+            zk_client::Error::Closed | zk_client::Error::Connect(_) | zk_client::Error::ThrottledOp
+        )
+    {
         return true;
     }
     tracing::warn!(%path, %e, "cannot read a node of the cache; leaving it out");
@@ -142,6 +148,26 @@ impl Stream for CacheEvents {
                 }
                 other => return other,
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use zk_client::Error;
+
+    #[test]
+    fn a_busy_server_or_a_lost_connection_fails_the_read_a_node_of_its_own_does_not() {
+        for e in [
+            Error::ConnectionLoss,
+            Error::SessionExpired,
+            Error::ThrottledOp,
+            Error::Closed,
+        ] {
+            assert!(super::fails_the_read("/n", &e), "{e:?}");
+        }
+        for e in [Error::NoAuth, Error::NoNode] {
+            assert!(!super::fails_the_read("/n", &e), "{e:?}");
         }
     }
 }
