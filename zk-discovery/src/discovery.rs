@@ -223,7 +223,8 @@ impl<T: Payload> ServiceDiscovery<T> {
     }
 
     /// Registers `instance` at `basePath/<name>/<id>` (parents are containers; the node is
-    /// ephemeral for DYNAMIC instances, ephemeral-sequential for DYNAMIC_SEQUENTIAL, else
+    /// ephemeral for DYNAMIC instances, protected ephemeral-sequential for DYNAMIC_SEQUENTIAL
+    /// (`<name>/_c_<uuid>-<id>0000000001`), else
     /// persistent) and keeps it registered until
     /// [`unregister`](ServiceDiscovery::unregister) or [`close`](ServiceDiscovery::close).
     ///
@@ -271,11 +272,15 @@ impl<T: Payload> ServiceDiscovery<T> {
         let path = self.instance_path(&instance.name, &instance.id);
         let id = instance.id.clone();
         let watch = self.inner.watch_instances && !instance.service_type.is_sequential();
-        let node = Arc::new(
-            PersistentNode::builder(self.inner.client.clone(), &path, data)
-                .mode(mode)
-                .build()?,
-        );
+        let mut builder =
+            PersistentNode::builder(self.inner.client.clone(), &path, data).mode(mode);
+        if instance.service_type.is_sequential() {
+            // Protected (`_c_<uuid>-` before the id): a create whose reply was lost finds
+            // its node instead of making a second, which unregister would leave behind
+            // (Curator's registration is unprotected).
+            builder = builder.protected();
+        }
+        let node = Arc::new(builder.build()?);
         {
             let mut regs = self.registrations()?;
             if regs.contains_key(&instance.id) {

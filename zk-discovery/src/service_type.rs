@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// | variant | JSON | znode |
 /// |---|---|---|
 /// | [`Dynamic`](Self::Dynamic) (default) | `"DYNAMIC"` | EPHEMERAL |
-/// | [`DynamicSequential`](Self::DynamicSequential) | `"DYNAMIC_SEQUENTIAL"` | EPHEMERAL_SEQUENTIAL |
+/// | [`DynamicSequential`](Self::DynamicSequential) | `"DYNAMIC_SEQUENTIAL"` | EPHEMERAL_SEQUENTIAL, protected |
 /// | [`Static`](Self::Static) | `"STATIC"` | PERSISTENT |
 /// | [`Permanent`](Self::Permanent) | `"PERMANENT"` | PERSISTENT |
 ///
@@ -26,7 +26,9 @@ pub enum ServiceType {
     /// Outlives the registering session: a PERSISTENT znode (same handling as `Static`).
     Permanent,
     /// Like [`Dynamic`](Self::Dynamic), but ZooKeeper appends a sequence number to the node
-    /// name: an EPHEMERAL_SEQUENTIAL znode.
+    /// name: an EPHEMERAL_SEQUENTIAL znode, created in protected mode (`_c_<uuid>-<id>`
+    /// then the number; Curator's has no prefix) so that a lost create reply leaves no
+    /// second node.
     DynamicSequential,
 }
 

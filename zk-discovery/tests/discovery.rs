@@ -732,15 +732,17 @@ async fn static_permanent_and_dynamic_sequential_registrations() {
         .await
         .expect("register");
 
-    // STATIC and PERMANENT: persistent nodes named by id; DYNAMIC_SEQUENTIAL: an
-    // ephemeral-sequential node, the id followed by a 10-digit sequence number.
+    // STATIC and PERMANENT: persistent nodes named by id; DYNAMIC_SEQUENTIAL: a protected
+    // ephemeral-sequential node, `_c_<uuid>-`, the id, a 10-digit sequence number.
     let listed = nodes(&observer, "/services/jobs").await;
     assert_eq!(listed.len(), 3, "{listed:?}");
     let (ds_name, ds_stat) = &listed[0];
+    let unprotected = zk_client::protected::strip_protected_prefix(ds_name);
     assert!(
-        ds_name.len() == 12
-            && ds_name.starts_with("ds")
-            && ds_name[2..].bytes().all(|b| b.is_ascii_digit()),
+        zk_client::protected::is_protected(ds_name)
+            && unprotected.len() == 12
+            && unprotected.starts_with("ds")
+            && unprotected[2..].bytes().all(|b| b.is_ascii_digit()),
         "{ds_name}"
     );
     assert_eq!(ds_stat.ephemeral_owner, provider_client.session_id());
@@ -766,7 +768,7 @@ async fn static_permanent_and_dynamic_sequential_registrations() {
     within("the sequential instance back", PATIENCE, async {
         loop {
             let now = nodes(&observer, "/services/jobs").await;
-            if let Some((name, stat)) = now.iter().find(|(n, _)| n.starts_with("ds")) {
+            if let Some((name, stat)) = now.iter().find(|(n, _)| n.starts_with("_c_")) {
                 if stat.ephemeral_owner != old_session {
                     assert_ne!(name, ds_name, "a new sequence number");
                     return;
@@ -1037,4 +1039,55 @@ async fn a_close_given_up_on_during_an_outage_still_deletes_every_instance() {
         }
     })
     .await;
+}
+
+/// A DYNAMIC_SEQUENTIAL registration whose create reply is lost finds its node (protected
+/// mode) instead of making a second one that unregister would leave behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequential_registration_whose_reply_is_lost_makes_one_node() {
+    let server = TestingServer::start().await.expect("server");
+    let proxy = FaultProxy::start(&server.connect_string())
+        .await
+        .expect("proxy");
+    let provider_client = client(&proxy.connect_string()).await;
+    let observer = client(&server.connect_string()).await;
+    observer
+        .create("/services/seq")
+        .creating_parents_if_needed()
+        .await
+        .expect("parent");
+    let provider = ServiceDiscovery::<String>::builder(provider_client.clone())
+        .build()
+        .expect("discovery");
+    proxy.set_mode(zk_server::FaultMode::DropReplies);
+    let registering = {
+        let provider = provider.clone();
+        tokio::spawn(async move {
+            let mut i = instance("seq", "q", 1, "");
+            i.service_type = ServiceType::DynamicSequential;
+            provider.register(i).await
+        })
+    };
+    within("the create reaches the server", PATIENCE, async {
+        while observer
+            .get_children("/services/seq")
+            .await
+            .expect("children")
+            .is_empty()
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    proxy.set_mode(zk_server::FaultMode::Forward);
+    proxy.cut();
+    within("registered", PATIENCE, registering)
+        .await
+        .expect("task")
+        .expect("register");
+    let listed = nodes(&observer, "/services/seq").await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    provider.unregister("q").await.expect("unregister");
+    assert!(nodes(&observer, "/services/seq").await.is_empty());
+    provider.close().await.expect("close");
 }
