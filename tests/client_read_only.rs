@@ -573,3 +573,32 @@ async fn a_session_policy_leader_on_a_read_only_server_is_cancelled() {
     client.close().await.unwrap();
     fake.abort();
 }
+
+/// A persistent watcher tells its subscriber to read again when the client lands on a
+/// read-only server in the same session (Curator resets on every connected state, READ_ONLY
+/// included): what changed while it was away fired nothing.
+#[tokio::test]
+async fn a_persistent_watcher_resets_on_a_read_only_server() {
+    use futures::StreamExt;
+    use zk::recipes::{PersistentWatcher, WatcherEvent};
+    let mut server = TestingServer::start().await.unwrap();
+    let (read_only, _counts, fake) = read_only_server().await;
+    let (client, mut states) =
+        on_the_read_write_server(&server, &read_only, Duration::from_secs(30)).await;
+    let watcher = PersistentWatcher::new(client.clone(), "/p", true).unwrap();
+    let mut events = watcher.events();
+    watcher.start().unwrap();
+    for moment in ["at start", "on the read-only server"] {
+        if moment != "at start" {
+            server.stop().await;
+            while next_state(&mut states).await != ConnectionState::ReadOnly {}
+        }
+        let event = tokio::time::timeout(PATIENCE, events.next())
+            .await
+            .unwrap_or_else(|_| panic!("an event {moment}"));
+        assert!(matches!(event, Some(WatcherEvent::Reset)), "{moment}");
+    }
+    watcher.close().await;
+    client.close().await.unwrap();
+    fake.abort();
+}

@@ -223,13 +223,20 @@ async fn follow(
                 None => return Followed::Rewatch,
             },
             state = states.next() => match state {
-                Some(ConnectionState::Suspended | ConnectionState::ReadOnly) => suspended = true,
+                Some(ConnectionState::Suspended) => suspended = true,
                 Some(ConnectionState::Lost) => suspended = false,
                 // A new session: add the watch there (which reports the reset).
-                Some(ConnectionState::Reconnected | ConnectionState::Connected)
-                    if shared.client.session_id() != session_id =>
-                {
-                    return Followed::Rewatch
+                Some(
+                    ConnectionState::Reconnected
+                    | ConnectionState::Connected
+                    | ConnectionState::ReadOnly,
+                ) if shared.client.session_id() != session_id => return Followed::Rewatch,
+                // Same session on a read-only server: the client put the watch back, but
+                // what changed while disconnected fired nothing (Curator resets on every
+                // connected state). Still suspended: the move to a read-write server that
+                // follows resets again, for what this server did not know of.
+                Some(ConnectionState::ReadOnly) if suspended => {
+                    shared.listeners.emit(WatcherEvent::Reset);
                 }
                 Some(ConnectionState::Reconnected | ConnectionState::Connected) if suspended => {
                     // Same session: the client put the watch back, but what changed while
