@@ -300,6 +300,35 @@ async fn remove_watches_tells_the_watchers() {
     client.close().await.unwrap();
 }
 
+/// Removing a one-shot watch `locally()` leaves a persistent watch on the same path alone,
+/// on 3.6-3.8 servers too (whose removeWatches ignores the watch's mode).
+#[tokio::test]
+async fn removing_a_one_shot_watch_locally_keeps_a_persistent_one() {
+    let env = env_or_skip!();
+    let client = support::connected_client(env.connect_string()).await;
+    let other = support::connected_client(env.connect_string()).await;
+    let root = support::unique_root();
+    client.create(&root).await.unwrap();
+    let Some(mut persistent) = env.since((3, 6), client.add_watch(&root)).await else {
+        return;
+    };
+    let (_, _, data) = client.get_data(&root).watched().await.unwrap();
+    client
+        .remove_watches(&root)
+        .of_type(WatcherType::Data)
+        .locally()
+        .await
+        .unwrap();
+    assert_eq!(within(data).await.event_type, EventType::DataWatchRemoved);
+    other.set_data(&root, b"x".to_vec()).await.unwrap();
+    let event = within(persistent.next()).await.expect("an event");
+    assert_eq!(event.event_type, EventType::NodeDataChanged);
+    drop(persistent);
+    client.delete(&root).await.unwrap();
+    client.close().await.unwrap();
+    other.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn watches_end_with_a_closed_event_when_the_client_closes() {
     let env = env_or_skip!();

@@ -97,9 +97,10 @@ impl RemoveWatchesBuilder {
     }
 
     /// Remove the local watchers whatever the server answers, as Java's `local` flag: the
-    /// server is asked once to remove its watch too, and a connection problem or a NOWATCHER
-    /// from it is not an error when there were local watchers. A watch the server keeps
-    /// (it could not be told) is not registered again on the next connection.
+    /// server is asked once to remove its watch too (unless a persistent watch of this
+    /// session remains on the path, which a 3.6-3.8 server would drop with it), and a
+    /// connection problem or a NOWATCHER from it is not an error when there were local
+    /// watchers. A watch the server keeps is not registered again on the next connection.
     pub fn locally(mut self) -> Self {
         self.locally = true;
         self
@@ -133,11 +134,17 @@ impl RemoveWatchesBuilder {
         let full = client.full_path(&self.path);
         let session = &client.inner.session;
         if self.locally {
-            let any = session
-                .remove_watches_locally(&full, self.watcher_type)
+            let (any, persistent_left) = session
+                .remove_local_watches(&full, self.watcher_type)
                 .await?;
-            // Once, without retries or waiting for a connection: nothing depends on it.
-            let told = session.remove_watches(&full, self.watcher_type).await;
+            // Once, without retries or waiting for a connection: nothing depends on it. Not
+            // while a persistent watch of ours remains on the path: a 3.6-3.8 server would
+            // remove it too (its removeWatches ignores the watch's mode).
+            let told = if persistent_left {
+                Err(Error::NoWatcher)
+            } else {
+                session.remove_watches(&full, self.watcher_type).await
+            };
             return if any || told.is_ok() || self.quietly {
                 Ok(())
             } else {

@@ -60,11 +60,12 @@ pub(crate) enum Command {
         id: u64,
         recursive: bool,
     },
-    /// Remove watches locally only (no server call).
+    /// Remove watches locally only (no server call); the reply: whether there were any, and
+    /// whether a persistent watch remains on the path.
     RemoveLocal {
         path: String,
         watcher_type: WatcherType,
-        reply: oneshot::Sender<bool>,
+        reply: oneshot::Sender<(bool, bool)>,
     },
     /// Close the session (closeSession, then wait for its reply).
     Close { reply: oneshot::Sender<Result<()>> },
@@ -422,10 +423,10 @@ impl Actor {
                 reply,
             } => {
                 let client_path = self.strip(&path);
-                let _ = reply.send(
-                    self.registry
-                        .remove_local(&path, watcher_type, &client_path),
-                );
+                let removed = self
+                    .registry
+                    .remove_local(&path, watcher_type, &client_path);
+                let _ = reply.send((removed, self.registry.has_persistent(&path)));
             }
             Command::Close { reply } => {
                 if self.closing.is_none() {

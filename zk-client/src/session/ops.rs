@@ -638,6 +638,16 @@ impl Session {
         path: &str,
         watcher_type: WatcherType,
     ) -> Result<bool> {
+        Ok(self.remove_local_watches(path, watcher_type).await?.0)
+    }
+
+    /// [`Session::remove_watches_locally`], also telling whether a persistent watch of this
+    /// session remains on `path`.
+    pub(crate) async fn remove_local_watches(
+        &self,
+        path: &str,
+        watcher_type: WatcherType,
+    ) -> Result<(bool, bool)> {
         validate_path(path)?;
         let (reply, rx) = oneshot::channel();
         self.send_command(Command::RemoveLocal {
