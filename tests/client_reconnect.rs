@@ -858,21 +858,27 @@ async fn an_updated_server_list_is_used_and_an_unlisted_server_is_left() {
     client.close().await.unwrap();
 }
 
-/// A server list updated while a connection attempt is under way, no longer naming that
-/// server: once connected there, the client moves on to a listed one.
+/// A server list updated while a reconnection attempt is under way, no longer naming that
+/// server: once re-attached there, the client moves on to a listed one with its session. (A
+/// brand-new session stays where it was made: leaving would abandon it on the server.)
 #[tokio::test]
 async fn a_server_unlisted_during_the_handshake_is_left() {
     let env = env_or_skip!();
     let slow = Proxy::start(env.connect_string())
         .await
         .expect("proxy starts");
-    slow.set_mode(Mode::Delay(Duration::from_millis(700)));
     let (_proxies, address) = three_proxies(env.connect_string()).await;
     let client = support::client_builder(&slow.connect_string())
         .session_timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    // The handshake is under way through the slow proxy.
+    client.block_until_connected(PATIENCE).await.unwrap();
+    let session = client.session_id();
+    let mut states = client.connection_states();
+    slow.set_mode(Mode::Delay(Duration::from_millis(700)));
+    slow.cut();
+    assert_eq!(next_state(&mut states).await, ConnectionState::Suspended);
+    // The re-attach is under way through the slow proxy.
     tokio::time::sleep(Duration::from_millis(200)).await;
     client.update_servers(&address[0]).unwrap();
     within(async {
@@ -882,10 +888,7 @@ async fn a_server_unlisted_during_the_handshake_is_left() {
     })
     .await;
     client.exists("/").await.unwrap();
-    assert_eq!(
-        client.connected_server().map(|s| s.to_string()),
-        Some(address[0].clone())
-    );
+    assert_eq!(client.session_id(), session);
     client.close().await.unwrap();
 }
 
@@ -1606,5 +1609,41 @@ async fn a_client_reconnects_to_a_server_that_lost_its_data() {
     assert_ne!(client.session_id(), old_session);
     assert_eq!(client.exists("/n0").await, Ok(None), "the data is gone");
     client.create("/fresh").await.unwrap();
+    client.close().await.unwrap();
+}
+
+/// A client that may use read-only servers forgets its last zxid only when every host
+/// refused it: a read-only server cut off from its quorum and behind the client refuses it
+/// just the same, and reading the past from it is what the zxid check prevents. With one
+/// host refusing and the other down, it keeps trying rather than take the lower zxid.
+#[tokio::test]
+async fn a_read_only_capable_client_forgets_its_zxid_only_when_every_host_refuses() {
+    let mut server = zk::server::TestingServer::builder()
+        .tick_time_ms(200)
+        .start()
+        .await
+        .expect("server");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let client = support::client_builder(&format!("{},{dead}", server.connect_string()))
+        .session_timeout(Duration::from_secs(1))
+        .can_be_read_only(true)
+        .build()
+        .expect("client");
+    client.block_until_connected(PATIENCE).await.unwrap();
+    for i in 0..5 {
+        client.create(&format!("/n{i}")).await.unwrap();
+    }
+    let mut states = client.connection_states();
+    server.stop().await;
+    let data = server.data_dir().to_owned();
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    server.restart().await.expect("restart on the same port");
+    within(async { while next_state(&mut states).await != ConnectionState::Lost {} }).await;
+    // Many rounds of one refusal and one dead host: not connected to the server behind it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!client.is_connected());
     client.close().await.unwrap();
 }

@@ -528,9 +528,9 @@ impl Actor {
 
     async fn run_inner(&mut self) -> Error {
         let mut attempts_without_success = 0usize;
-        // Whether a server closed a new session's handshake unanswered in the current round
-        // of failed attempts (one per host): see below.
-        let mut new_session_refused = false;
+        // Servers that closed a new session's handshake unanswered in the current round of
+        // failed attempts (one per host): see below.
+        let mut new_session_refusals = 0usize;
         loop {
             if self.abandon_now {
                 self.abandon_now = false;
@@ -573,7 +573,7 @@ impl Actor {
             match outcome {
                 Ok((stream, response)) => {
                     attempts_without_success = 0;
-                    new_session_refused = false;
+                    new_session_refusals = 0;
                     if let Ok(mut last) = self.shared.last_connect_failure.lock() {
                         *last = None;
                     }
@@ -591,9 +591,15 @@ impl Actor {
                         }
                         continue;
                     }
-                    if !self.hosts.contains(&host) && self.closing.is_none() {
+                    if !self.hosts.contains(&host)
+                        && self.closing.is_none()
+                        && self.can_reattach()
+                        && response.session_id == self.session_id
+                    {
                         // The server list changed during the attempt and no longer names this
-                        // server: move on, as Java's updateServerList closes such a socket.
+                        // server: move on with the session, as Java's updateServerList closes
+                        // such a socket. (A session this handshake just made is taken on
+                        // first, by staying: leaving would abandon it on the server.)
                         tracing::info!(%host, "connected to a server no longer listed: moving on");
                         continue;
                     }
@@ -638,9 +644,21 @@ impl Actor {
                         *last = Some(format!("{host}: {why}"));
                     }
                     attempts_without_success += 1;
-                    new_session_refused |= self.session_id == 0 && why.ends_with(HANDSHAKE_CLOSED);
-                    if attempts_without_success % self.hosts.len().max(1) == 0 {
-                        if std::mem::take(&mut new_session_refused) && self.last_zxid > 0 {
+                    if !self.can_reattach() && why.ends_with(HANDSHAKE_CLOSED) {
+                        new_session_refusals += 1;
+                    }
+                    let hosts = self.hosts.len().max(1);
+                    if attempts_without_success % hosts == 0 {
+                        // A read-only server cut off from a quorum that is behind this client
+                        // refuses it too: a client that may use one forgets only when every
+                        // host refused, never to read the past from such a server.
+                        let needed = if self.config.can_be_read_only {
+                            hosts
+                        } else {
+                            1
+                        };
+                        let refused = std::mem::take(&mut new_session_refusals) >= needed;
+                        if refused && self.last_zxid > 0 {
                             // A server closes the handshake of a client that has seen a
                             // newer zxid than it has. A new session refused so, with no
                             // server taking it (the others down or unreachable), means the
