@@ -120,7 +120,8 @@ struct Conn {
 }
 
 impl Conn {
-    /// Takes no more messages and closes (what was queued before still goes out).
+    /// Takes no more messages and closes the connection (messages still queued may be lost
+    /// with it: the peer sees a prefix of the stream, never a gap).
     fn sever(&mut self) {
         self.queue = None;
         self.close.notify_one();
@@ -613,7 +614,7 @@ mod tests {
             },
         );
         transport.send(2, &Message::NewLeader { epoch: 2 });
-        assert!(rx.recv().await.is_some(), "what came before the drop goes");
+        assert!(rx.recv().await.is_some(), "queued before the drop");
         assert_eq!(next(&mut rx).await, None, "nothing after it");
         transport.shutdown();
     }
