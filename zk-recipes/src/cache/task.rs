@@ -189,6 +189,12 @@ async fn apply(shared: &Shared, event: &WatchedEvent) -> Result<(), ZkError> {
             Ok((data, stat)) => shared.store.upsert(&event.path, data, stat),
             // Deleted since: its NodeDeleted event follows.
             Err(ZkError::NoNode) => {}
+            // A busy server: keep what the cache holds of the node until its next change or
+            // the next full read (as Curator), rather than read the whole tree again, which a
+            // server shedding load would refuse the same way.
+            Err(ZkError::ThrottledOp) => {
+                tracing::warn!(path = %event.path, "a changed node's read was throttled; its cached copy may be stale");
+            }
             Err(e) if super::fails_the_read(&event.path, &e) => return Err(e),
             // Unreadable now: what the cache held of it is stale.
             Err(_) => shared.store.remove_subtree(&event.path),
