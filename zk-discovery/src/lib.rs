@@ -51,7 +51,9 @@
 //! ```
 //!
 //! The instance node is EPHEMERAL for [`ServiceType::Dynamic`], EPHEMERAL_SEQUENTIAL for
-//! [`ServiceType::DynamicSequential`] and PERSISTENT otherwise ([`ServiceType::is_ephemeral`],
+//! [`ServiceType::DynamicSequential`] (protected: `_c_<uuid>-<instance id><sequence>`, where
+//! Curator writes `<instance id><sequence>`; readers only look at the JSON) and PERSISTENT
+//! otherwise ([`ServiceType::is_ephemeral`],
 //! [`ServiceType::is_sequential`]). Names and ids are validated as single node names, so Rust
 //! and Java processes sharing a base path see each other's instances.
 //!
