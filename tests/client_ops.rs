@@ -1315,11 +1315,7 @@ async fn a_reply_over_the_limit_fails_its_request_alone_and_keeps_the_connection
 /// attempt failed (what a newcomer without a running server sees first).
 #[tokio::test]
 async fn a_connection_that_never_comes_is_explained() {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let connect = format!("127.0.0.1:{port}");
+    let connect = support::closed_address().to_string();
     let client = Client::connect(&connect).unwrap();
     match client.block_until_connected(Duration::from_secs(3)).await {
         Err(Error::Connect(message)) => {

@@ -224,9 +224,7 @@ async fn a_client_on_a_read_only_server_moves_to_a_read_write_one_when_it_appear
 #[tokio::test]
 async fn a_read_write_server_listed_while_read_only_is_found() {
     let (read_only, _counts, fake) = read_only_server().await;
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port");
+    let dead = support::closed_address();
     let client = support::client_builder(&format!("{read_only},{dead}"))
         .can_be_read_only(true)
         .build()

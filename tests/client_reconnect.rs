@@ -1570,6 +1570,40 @@ async fn refused_credentials_end_the_session_with_auth_failed() {
     );
 }
 
+/// A client (1 s sessions, `can_be_read_only` as given) of a server listed with a host that
+/// is down, once it has seen five creates and the server lost its data (stopped, wiped,
+/// restarted on the same port); and the client's connection states from before the loss.
+async fn a_client_whose_server_lost_its_data(
+    can_be_read_only: bool,
+) -> (
+    zk::server::TestingServer,
+    zk::client::Client,
+    zk::client::ConnectionStates,
+) {
+    let mut server = zk::server::TestingServer::builder()
+        .tick_time_ms(200)
+        .start()
+        .await
+        .expect("server");
+    let connect = format!("{},{}", server.connect_string(), support::closed_address());
+    let client = support::client_builder(&connect)
+        .session_timeout(Duration::from_secs(1))
+        .can_be_read_only(can_be_read_only)
+        .build()
+        .expect("client");
+    client.block_until_connected(PATIENCE).await.unwrap();
+    for i in 0..5 {
+        client.create(&format!("/n{i}")).await.unwrap();
+    }
+    let states = client.connection_states();
+    server.stop().await;
+    let data = server.data_dir().to_owned();
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    server.restart().await.expect("restart on the same port");
+    (server, client, states)
+}
+
 /// A server that went back (restarted without its data, or restored from an old backup)
 /// refuses the handshake of a client that has seen newer zxids. Once the session is given
 /// up and no server takes the new one either (a listed host that is down counts for none),
@@ -1577,30 +1611,8 @@ async fn refused_credentials_end_the_session_with_auth_failed() {
 /// connecting again.
 #[tokio::test]
 async fn a_client_reconnects_to_a_server_that_lost_its_data() {
-    let mut server = zk::server::TestingServer::builder()
-        .tick_time_ms(200)
-        .start()
-        .await
-        .expect("server");
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port");
-    let connect = format!("{},{dead}", server.connect_string());
-    let client = support::client_builder(&connect)
-        .session_timeout(Duration::from_secs(1))
-        .build()
-        .expect("client");
-    client.block_until_connected(PATIENCE).await.unwrap();
-    for i in 0..5 {
-        client.create(&format!("/n{i}")).await.unwrap();
-    }
+    let (_server, client, mut states) = a_client_whose_server_lost_its_data(false).await;
     let old_session = client.session_id();
-    let mut states = client.connection_states();
-    server.stop().await;
-    let data = server.data_dir().to_owned();
-    std::fs::remove_dir_all(&data).unwrap();
-    std::fs::create_dir_all(&data).unwrap();
-    server.restart().await.expect("restart on the same port");
     within(async {
         while next_state(&mut states).await != ConnectionState::Lost {}
         while next_state(&mut states).await != ConnectionState::Reconnected {}
@@ -1618,29 +1630,7 @@ async fn a_client_reconnects_to_a_server_that_lost_its_data() {
 /// host refusing and the other down, it keeps trying rather than take the lower zxid.
 #[tokio::test]
 async fn a_read_only_capable_client_forgets_its_zxid_only_when_every_host_refuses() {
-    let mut server = zk::server::TestingServer::builder()
-        .tick_time_ms(200)
-        .start()
-        .await
-        .expect("server");
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port");
-    let client = support::client_builder(&format!("{},{dead}", server.connect_string()))
-        .session_timeout(Duration::from_secs(1))
-        .can_be_read_only(true)
-        .build()
-        .expect("client");
-    client.block_until_connected(PATIENCE).await.unwrap();
-    for i in 0..5 {
-        client.create(&format!("/n{i}")).await.unwrap();
-    }
-    let mut states = client.connection_states();
-    server.stop().await;
-    let data = server.data_dir().to_owned();
-    std::fs::remove_dir_all(&data).unwrap();
-    std::fs::create_dir_all(&data).unwrap();
-    server.restart().await.expect("restart on the same port");
+    let (_server, client, mut states) = a_client_whose_server_lost_its_data(true).await;
     within(async { while next_state(&mut states).await != ConnectionState::Lost {} }).await;
     // Many rounds of one refusal and one dead host: not connected to the server behind it.
     tokio::time::sleep(Duration::from_secs(3)).await;

@@ -134,6 +134,14 @@ pub async fn start_embedded() -> Option<(String, Box<dyn std::any::Any + Send>)>
     Some((server.connect_string(), Box::new(server)))
 }
 
+/// `127.0.0.1:<port>` where nothing listens (a port just bound and released): a listed
+/// server that is down.
+pub fn closed_address() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
 /// A fresh root path for one test.
 pub fn unique_root() -> String {
     format!("/t-{}", uuid::Uuid::new_v4().simple())
